@@ -1,0 +1,38 @@
+"""eventsignal: event sourcing for Python, declarative, fast and safe.
+
+Declare an aggregate type with :class:`AggregateConfig` (two plain functions and the event
+classes), run it with :class:`Signal`, and store its events in any :mod:`eventsignal.stores`
+backend.
+"""
+
+from eventsignal.application import Aggregate, Signal
+from eventsignal.domain import (
+    AggregateConfig,
+    AggregateExists,
+    AggregateNotFound,
+    CommandRejected,
+    ConcurrencyError,
+    Event,
+    EventSerializationError,
+    InvalidAggregateId,
+    SignalError,
+    StoreUnavailable,
+    UnknownEventType,
+)
+
+__all__ = [
+    "Aggregate",
+    "AggregateConfig",
+    "AggregateExists",
+    "AggregateNotFound",
+    "CommandRejected",
+    "ConcurrencyError",
+    "Event",
+    "EventSerializationError",
+    "InvalidAggregateId",
+    "Signal",
+    "SignalError",
+    "StoreUnavailable",
+    "UnknownEventType",
+]
+__version__ = "0.1.0"

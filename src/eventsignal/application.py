@@ -1,0 +1,496 @@
+"""The application layer: :class:`Signal` runs commands against live aggregates.
+
+A command runs under its aggregate's lock, against the current state. Its events are applied to a
+copy of the state first (so a failing event handler stores nothing), then appended to the store
+with the version the state was built from. Only when the store confirms does the live state move
+on and the caller get an answer. If another writer got there first, the aggregate catches up on
+the stored events and the command runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+from uuid import uuid4
+
+import msgspec
+
+from eventsignal.bus import EventBus, Subscriber
+from eventsignal.domain.config import AggregateConfig
+from eventsignal.domain.errors import (
+    AggregateExists,
+    AggregateNotFound,
+    CommandRejected,
+    ConcurrencyError,
+    SignalError,
+)
+from eventsignal.domain.events import Event
+from eventsignal.domain.identity import validate_id
+from eventsignal.pool import LiveAggregate, Pool, PoolStats
+from eventsignal.serialization import EventSerializer, Transcoder
+from eventsignal.stores.base import EventStore, StoredEvent
+from eventsignal.stores.memory import MemoryStore
+from eventsignal.telemetry import (
+    AggregateCreated,
+    AggregateEvicted,
+    AggregateHydrated,
+    AggregateMissing,
+    CannotCreateAggregate,
+    CommandConflicted,
+    CommandFailed,
+    CommandProcessed,
+    CreatingAggregate,
+    EventsProduced,
+    HydratingAggregate,
+    ProcessingCommand,
+    TelemetryHook,
+    TriggeringSubscribers,
+    log_telemetry,
+)
+
+S = TypeVar("S")
+C = TypeVar("C")
+
+_FOLD_SLICE = 2000  # events applied between yields to the event loop during a rebuild
+
+
+class Aggregate(Generic[S]):
+    """A handle on one aggregate.
+
+    The handle stays valid after the aggregate is evicted from the pool: it always shows the
+    current state in its :class:`Signal`, and a command sent through it brings the aggregate back.
+    """
+
+    __slots__ = ("_live", "_signal")
+
+    def __init__(self, signal: Signal[S, Any], live: LiveAggregate[S]) -> None:
+        self._signal = signal
+        self._live = live
+
+    def _current(self) -> LiveAggregate[S]:
+        live = self._signal._pool.peek(self._live.id)
+        if live is not None and live is not self._live:
+            self._live = live
+        return self._live
+
+    @property
+    def id(self) -> str:
+        return self._live.id
+
+    @property
+    def state(self) -> S:
+        return self._current().state
+
+    @property
+    def version(self) -> int:
+        return self._current().version
+
+    async def handle_command(
+        self, command: object, *, metadata: Mapping[str, str] | None = None
+    ) -> S:
+        """Run a command; return the new state once its events are stored."""
+        signal = self._signal
+        live = signal._pool.get(self._live.id)
+        if live is None:
+            live = await signal._adopt(self._live)
+        self._live = live
+        return await signal._execute(live, command, metadata)
+
+    def __repr__(self) -> str:
+        return f"<Aggregate {self._signal.name} {self.id!r} v{self.version}>"
+
+
+class Signal(Generic[S, C]):
+    """Runs one aggregate type: creates aggregates, handles commands, informs subscribers.
+
+    Use it as ``async with Signal(config, store=...) as signal:`` or call :meth:`start` and
+    :meth:`stop`. Several ``Signal`` objects, in one process or many, may share a store: the
+    store's optimistic concurrency keeps them consistent.
+    """
+
+    def __init__(
+        self,
+        config: AggregateConfig[S, C],
+        *,
+        store: EventStore | None = None,
+        pool_size: int = 100,
+        subscribers: Iterable[Subscriber] = (),
+        telemetry: TelemetryHook | None = log_telemetry,
+        transcoder: Transcoder | None = None,
+        conflict_retries: int = 10,
+    ) -> None:
+        if conflict_retries < 0:
+            raise ValueError("conflict_retries must be zero or more")
+        self.config = config
+        self.name = config.name
+        self.store: EventStore = store if store is not None else MemoryStore()
+        self.serializer = EventSerializer(config.name, config.event_types, transcoder)
+        self.conflict_retries = conflict_retries
+        self._telemetry = telemetry
+        self._pool: Pool[S] = Pool(pool_size, self._evicted)
+        self._loading: dict[str, asyncio.Future[LiveAggregate[S]]] = {}
+        self._bus = EventBus(subscribers, telemetry)
+        self._started = False
+
+    # Life cycle
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        await self.store.open()
+        self._bus.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        """Deliver queued events to subscribers, empty the pool and release the store."""
+        if not self._started:
+            return
+        self._started = False
+        await self._bus.stop()
+        self._pool.clear()
+        await self.store.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # Queries
+
+    @property
+    def pool_size(self) -> int:
+        """How many aggregates are live in the pool now."""
+        return len(self._pool)
+
+    @property
+    def pool_stats(self) -> PoolStats:
+        return self._pool.stats
+
+    async def drain(self) -> None:
+        """Wait until subscribers have handled every event stored so far by this Signal."""
+        await self._bus.drain()
+
+    # Commands
+
+    async def create(self, aggregate_id: str) -> Aggregate[S]:
+        """Record a new aggregate in the store, with the initial state and version 0."""
+        self._check_started()
+        validate_id(aggregate_id)
+        self._report(CreatingAggregate(aggregate_name=self.name, aggregate_id=aggregate_id))
+        try:
+            await self.store.create(self.name, aggregate_id)
+        except AggregateExists as exc:
+            self._report(
+                CannotCreateAggregate(
+                    aggregate_name=self.name, aggregate_id=aggregate_id, reason=str(exc)
+                )
+            )
+            raise
+        live = LiveAggregate(aggregate_id, self.config.initial_state, 0)
+        self._pool.put(live)
+        self._report(AggregateCreated(aggregate_name=self.name, aggregate_id=aggregate_id))
+        return Aggregate(self, live)
+
+    async def aggregate(self, aggregate_id: str) -> Aggregate[S]:
+        """A handle on an existing aggregate, from the pool or rebuilt from the store."""
+        self._check_started()
+        live = self._pool.get(aggregate_id)
+        if live is None:
+            live = await self._load(aggregate_id)
+        return Aggregate(self, live)
+
+    async def handle_command(
+        self, aggregate_id: str, command: C, *, metadata: Mapping[str, str] | None = None
+    ) -> S:
+        """Run a command on the aggregate with this id; return the new state once stored."""
+        live = self._pool.get(aggregate_id)
+        if live is None:
+            self._check_started()
+            live = await self._load(aggregate_id)
+        return await self._execute(live, command, metadata)
+
+    # Internals
+
+    def _check_started(self) -> None:
+        if not self._started:
+            raise SignalError(
+                f"Signal {self.name!r} is not started: use 'async with signal:' "
+                "or 'await signal.start()'"
+            )
+
+    def _report(self, report: Any) -> None:
+        if self._telemetry is not None:
+            self._telemetry(report)
+
+    def _evicted(self, live: LiveAggregate[S]) -> None:
+        self._report(
+            AggregateEvicted(aggregate_name=self.name, aggregate_id=live.id, version=live.version)
+        )
+
+    async def _load(self, aggregate_id: str) -> LiveAggregate[S]:
+        """Rebuild an aggregate into the pool; concurrent callers share one rebuild."""
+        pending = self._loading.get(aggregate_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        validate_id(aggregate_id)
+        future: asyncio.Future[LiveAggregate[S]] = asyncio.get_running_loop().create_future()
+        self._loading[aggregate_id] = future
+        try:
+            live = await self._rebuild(aggregate_id)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # marks it retrieved when nobody else was waiting
+            raise
+        else:
+            self._pool.put(live)
+            future.set_result(live)
+            return live
+        finally:
+            del self._loading[aggregate_id]
+
+    async def _adopt(self, live: LiveAggregate[S]) -> LiveAggregate[S]:
+        """Bring an evicted aggregate held by a handle back into the pool.
+
+        It may be behind the store; the first append finds out and catches it up.
+        """
+        pending = self._loading.get(live.id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        current = self._pool.get(live.id)
+        if current is not None:
+            return current
+        self._pool.put(live)
+        return live
+
+    async def _rebuild(self, aggregate_id: str) -> LiveAggregate[S]:
+        self._report(HydratingAggregate(aggregate_name=self.name, aggregate_id=aggregate_id))
+        started = time.perf_counter()
+        stored = await self.store.read_aggregate(self.name, aggregate_id)
+        if not stored and not await self.store.exists(self.name, aggregate_id):
+            self._report(AggregateMissing(aggregate_name=self.name, aggregate_id=aggregate_id))
+            raise AggregateNotFound(self.name, aggregate_id)
+        live = LiveAggregate(aggregate_id, self.config.initial_state, 0)
+        await self._fold(live, stored)
+        self._pool.stats.rebuilds += 1
+        self._report(
+            AggregateHydrated(
+                aggregate_name=self.name,
+                aggregate_id=aggregate_id,
+                version=live.version,
+                events=len(stored),
+                seconds=time.perf_counter() - started,
+            )
+        )
+        return live
+
+    async def _fold(self, live: LiveAggregate[S], stored: Sequence[StoredEvent]) -> None:
+        """Apply stored events to a live aggregate, yielding now and then on long histories."""
+        apply = self.config.event_handler
+        decode = self.serializer.decode
+        state = live.state
+        version = live.version
+        for start in range(0, len(stored), _FOLD_SLICE):
+            for record in stored[start : start + _FOLD_SLICE]:
+                if record.version != version + 1:
+                    raise SignalError(
+                        f"{self.name} {live.id!r}: store returned version {record.version} "
+                        f"after version {version}"
+                    )
+                state = apply(state, _envelope(record, decode(record)))
+                version = record.version
+            if start + _FOLD_SLICE < len(stored):
+                await asyncio.sleep(0)
+        live.state = state
+        live.version = version
+
+    async def _catch_up(self, live: LiveAggregate[S]) -> None:
+        tail = await self.store.read_aggregate(self.name, live.id, live.version)
+        try:
+            await self._fold(live, tail)
+        except BaseException:
+            # A half-applied tail cannot be trusted; the next use rebuilds from the store.
+            self._pool.discard(live.id)
+            raise
+
+    async def _execute(
+        self, live: LiveAggregate[S], command: object, metadata: Mapping[str, str] | None
+    ) -> S:
+        name = self.name
+        command_name = type(command).__name__
+        report = self._telemetry
+        if report is not None:
+            report(
+                ProcessingCommand(aggregate_name=name, aggregate_id=live.id, command=command_name)
+            )
+        live.busy += 1
+        try:
+            async with live.lock:
+                return await self._run(live, command, command_name, metadata or {})
+        except CommandRejected as exc:
+            exc.aggregate_name = name
+            exc.aggregate_id = live.id
+            self._report(
+                CommandFailed(
+                    aggregate_name=name,
+                    aggregate_id=live.id,
+                    command=command_name,
+                    reason=exc.reason,
+                )
+            )
+            raise
+        except Exception as exc:
+            self._report(
+                CommandFailed(
+                    aggregate_name=name,
+                    aggregate_id=live.id,
+                    command=command_name,
+                    reason=f"{type(exc).__name__}: {exc}",
+                )
+            )
+            raise
+        finally:
+            live.busy -= 1
+            if len(self._pool) > self._pool.capacity:
+                self._pool.trim()
+
+    async def _run(
+        self,
+        live: LiveAggregate[S],
+        command: object,
+        command_name: str,
+        metadata: Mapping[str, str],
+    ) -> S:
+        config = self.config
+        handle = config.command_handler
+        apply = config.event_handler
+        encode = self.serializer.encode
+        attempt = 0
+        while True:
+            state = live.state
+            version = live.version
+            produced = handle(command, state)  # type: ignore[arg-type]
+            if type(produced) is not list:
+                if inspect.isawaitable(produced):
+                    produced = await produced
+                produced = list(produced)
+            if not produced:
+                return state
+            now = datetime.now(UTC)
+            envelopes: list[Event[Any]] = []
+            records: list[StoredEvent] = []
+            for offset, data in enumerate(produced, start=1):
+                event_version = version + offset
+                event_name, payload = encode(data, aggregate_id=live.id, version=event_version)
+                event_id = uuid4()
+                records.append(
+                    StoredEvent(
+                        id=event_id,
+                        aggregate_name=self.name,
+                        aggregate_id=live.id,
+                        version=event_version,
+                        name=event_name,
+                        timestamp=now,
+                        data=payload,
+                        metadata=metadata,
+                    )
+                )
+                event = Event(
+                    id=event_id,
+                    aggregate_name=self.name,
+                    aggregate_id=live.id,
+                    version=event_version,
+                    name=event_name,
+                    timestamp=now,
+                    position=0,
+                    data=data,
+                    metadata=metadata,
+                )
+                state = apply(state, event)
+                envelopes.append(event)
+            try:
+                positions = await self.store.append(self.name, live.id, version, records)
+            except ConcurrencyError:
+                if attempt >= self.conflict_retries:
+                    raise
+                attempt += 1
+                self._report(
+                    CommandConflicted(
+                        aggregate_name=self.name,
+                        aggregate_id=live.id,
+                        command=command_name,
+                        expected_version=version,
+                        attempt=attempt,
+                    )
+                )
+                await self._catch_up(live)
+                continue
+            live.state = state
+            live.version = version + len(records)
+            self._published(live, command_name, envelopes, positions)
+            return state
+
+    def _published(
+        self,
+        live: LiveAggregate[S],
+        command_name: str,
+        envelopes: list[Event[Any]],
+        positions: Sequence[int],
+    ) -> None:
+        replace = msgspec.structs.replace
+        stored = [replace(e, position=p) for e, p in zip(envelopes, positions, strict=True)]
+        report = self._telemetry
+        if report is not None:
+            report(
+                EventsProduced(
+                    aggregate_name=self.name,
+                    aggregate_id=live.id,
+                    names=tuple(e.name for e in stored),
+                    first_version=stored[0].version,
+                )
+            )
+            report(
+                CommandProcessed(
+                    aggregate_name=self.name,
+                    aggregate_id=live.id,
+                    command=command_name,
+                    version=live.version,
+                    events=len(stored),
+                )
+            )
+        if self._bus.subscriber_count:
+            if report is not None:
+                report(
+                    TriggeringSubscribers(
+                        aggregate_name=self.name,
+                        aggregate_id=live.id,
+                        events=len(stored),
+                        subscribers=self._bus.subscriber_count,
+                    )
+                )
+            self._bus.publish(stored)
+
+
+def _envelope(record: StoredEvent, data: Any) -> Event[Any]:
+    return Event(
+        id=record.id,
+        aggregate_name=record.aggregate_name,
+        aggregate_id=record.aggregate_id,
+        version=record.version,
+        name=record.name,
+        timestamp=record.timestamp,
+        position=record.position,
+        data=data,
+        metadata=record.metadata,
+    )

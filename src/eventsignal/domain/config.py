@@ -1,0 +1,59 @@
+"""How one aggregate type is declared: two plain functions and the event classes they speak."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from eventsignal.domain.events import Event
+from eventsignal.domain.identity import validate_name
+
+S = TypeVar("S")
+C = TypeVar("C")
+
+CommandResult = Sequence[Any] | Awaitable[Sequence[Any]]
+CommandHandler = Callable[[C, S], CommandResult]
+EventHandler = Callable[[S, Event[Any]], S]
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateConfig(Generic[S, C]):
+    """The declaration of one aggregate type.
+
+    ``command_handler(command, state)`` returns the events a command produces (an empty list is
+    fine), or raises :class:`~eventsignal.CommandRejected`; it may be a coroutine function.
+    ``event_handler(state, event)`` returns the next state and must be pure, since it runs again
+    whenever the aggregate is rebuilt.
+
+    ``events`` lists the event classes, or maps stored names to classes. A class is stored under
+    its ``__name__`` unless the mapping says otherwise; renaming a class therefore needs the
+    mapping (or an upcaster) to keep old rows readable.
+    """
+
+    name: str
+    initial_state: S
+    command_handler: CommandHandler[C, S]
+    event_handler: EventHandler[S]
+    events: Iterable[type[Any]] | Mapping[str, type[Any]] = ()
+    event_types: Mapping[str, type[Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        validate_name(self.name)
+        if isinstance(self.events, Mapping):
+            types = dict(self.events)
+        else:
+            types = {cls.__name__: cls for cls in self.events}
+        if not types:
+            raise ValueError(f"aggregate config {self.name!r} declares no event classes")
+        seen: dict[type[Any], str] = {}
+        for event_name, cls in types.items():
+            if not isinstance(cls, type):
+                raise TypeError(f"event {event_name!r} of {self.name!r} is not a class: {cls!r}")
+            if cls in seen:
+                raise ValueError(
+                    f"event class {cls.__name__} of {self.name!r} is registered twice, "
+                    f"as {seen[cls]!r} and {event_name!r}"
+                )
+            seen[cls] = event_name
+        object.__setattr__(self, "event_types", types)

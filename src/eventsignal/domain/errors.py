@@ -1,0 +1,108 @@
+"""The errors eventsignal raises.
+
+Every error derives from :class:`SignalError` and carries the facts a caller needs to act on it
+(aggregate type, id, version, event name) as attributes, not only in the message.
+"""
+
+from __future__ import annotations
+
+
+class SignalError(Exception):
+    """Base class of every error raised by eventsignal."""
+
+
+class InvalidAggregateId(SignalError, ValueError):
+    """An aggregate id (or aggregate type name) is empty, too long or not a string."""
+
+    def __init__(self, value: object, reason: str) -> None:
+        super().__init__(f"invalid aggregate id {value!r}: {reason}")
+        self.value = value
+        self.reason = reason
+
+
+class CommandRejected(SignalError):
+    """The command handler refused the command; nothing was stored.
+
+    Raise it from a command handler with a human-readable reason.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.aggregate_name: str | None = None
+        self.aggregate_id: str | None = None
+
+    def __str__(self) -> str:
+        if self.aggregate_id is None:
+            return self.reason
+        return f"{self.aggregate_name} {self.aggregate_id!r} rejected the command: {self.reason}"
+
+
+class AggregateExists(SignalError):
+    """An aggregate with this id was created before."""
+
+    def __init__(self, aggregate_name: str, aggregate_id: str) -> None:
+        super().__init__(f"{aggregate_name} {aggregate_id!r} already exists")
+        self.aggregate_name = aggregate_name
+        self.aggregate_id = aggregate_id
+
+
+class AggregateNotFound(SignalError):
+    """No aggregate with this id was ever created."""
+
+    def __init__(self, aggregate_name: str, aggregate_id: str) -> None:
+        super().__init__(f"{aggregate_name} {aggregate_id!r} not found")
+        self.aggregate_name = aggregate_name
+        self.aggregate_id = aggregate_id
+
+
+class ConcurrencyError(SignalError):
+    """Another writer appended to the aggregate since the version this writer expected."""
+
+    def __init__(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        actual_version: int | None = None,
+    ) -> None:
+        actual = "" if actual_version is None else f", found version {actual_version}"
+        super().__init__(
+            f"{aggregate_name} {aggregate_id!r}: expected version {expected_version}{actual}"
+        )
+        self.aggregate_name = aggregate_name
+        self.aggregate_id = aggregate_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+
+
+class EventSerializationError(SignalError):
+    """An event could not be encoded or decoded.
+
+    Names the aggregate, the version and the event type so the faulty row can be found.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        aggregate_name: str,
+        aggregate_id: str,
+        version: int,
+        event_name: str,
+    ) -> None:
+        super().__init__(
+            f"{aggregate_name} {aggregate_id!r} version {version} event {event_name!r}: {message}"
+        )
+        self.aggregate_name = aggregate_name
+        self.aggregate_id = aggregate_id
+        self.version = version
+        self.event_name = event_name
+
+
+class UnknownEventType(EventSerializationError):
+    """A stored event names a type that is not registered in the aggregate config."""
+
+
+class StoreUnavailable(SignalError):
+    """The store cannot be reached; nothing was acknowledged."""

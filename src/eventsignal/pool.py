@@ -1,0 +1,106 @@
+"""The pool of live aggregates: bounded, least recently used evicted first.
+
+The pool holds the only live copy of each aggregate in a process. An aggregate busy with a
+command is never evicted, so two copies of one aggregate never diverge inside one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+S = TypeVar("S")
+
+
+class LiveAggregate(Generic[S]):
+    """One aggregate's current state in memory, and the lock that serializes its commands."""
+
+    __slots__ = ("busy", "id", "lock", "state", "version")
+
+    def __init__(self, aggregate_id: str, state: S, version: int) -> None:
+        self.id = aggregate_id
+        self.state = state
+        self.version = version
+        self.lock = asyncio.Lock()
+        self.busy = 0  # commands holding or waiting for the lock
+
+
+class PoolStats:
+    """Counters since the pool was made."""
+
+    __slots__ = ("evictions", "hits", "misses", "rebuilds")
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.rebuilds = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class Pool(Generic[S]):
+    """An LRU map of aggregate id to :class:`LiveAggregate`."""
+
+    def __init__(
+        self, capacity: int, on_evict: Callable[[LiveAggregate[S]], Any] | None = None
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"pool size must be at least 1, not {capacity}")
+        self.capacity = capacity
+        self.stats = PoolStats()
+        self._live: OrderedDict[str, LiveAggregate[S]] = OrderedDict()
+        self._on_evict = on_evict
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __contains__(self, aggregate_id: str) -> bool:
+        return aggregate_id in self._live
+
+    def get(self, aggregate_id: str) -> LiveAggregate[S] | None:
+        """The live aggregate, marked as most recently used, or ``None``."""
+        live = self._live.get(aggregate_id)
+        if live is None:
+            self.stats.misses += 1
+            return None
+        self._live.move_to_end(aggregate_id)
+        self.stats.hits += 1
+        return live
+
+    def peek(self, aggregate_id: str) -> LiveAggregate[S] | None:
+        """The live aggregate without touching its recency or the counters."""
+        return self._live.get(aggregate_id)
+
+    def put(self, live: LiveAggregate[S]) -> None:
+        self._live[live.id] = live
+        self._live.move_to_end(live.id)
+        self.trim()
+
+    def discard(self, aggregate_id: str) -> None:
+        """Forget an aggregate whose live copy can no longer be trusted."""
+        self._live.pop(aggregate_id, None)
+
+    def trim(self) -> None:
+        """Evict idle aggregates, oldest first, until the pool fits its capacity."""
+        live = self._live
+        excess = len(live) - self.capacity
+        if excess <= 0:
+            return
+        idle: list[str] = []
+        for key, agg in live.items():  # oldest first
+            if not agg.busy:
+                idle.append(key)
+                if len(idle) == excess:
+                    break
+        for key in idle:
+            evicted = live.pop(key)
+            self.stats.evictions += 1
+            if self._on_evict is not None:
+                self._on_evict(evicted)
+
+    def clear(self) -> None:
+        self._live.clear()

@@ -1,0 +1,108 @@
+"""An event store in a dictionary: for tests, examples and single-process tools.
+
+It keeps encoded events exactly as a durable store would, so anything that cannot be encoded or
+decoded fails here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from eventsignal.domain.errors import AggregateExists, AggregateNotFound, ConcurrencyError
+from eventsignal.domain.identity import validate_id, validate_name
+from eventsignal.stores.base import AggregateInfo, StoredEvent, check_versions
+
+_Key = tuple[str, str]
+
+
+class MemoryStore:
+    """A non-durable :class:`~eventsignal.stores.EventStore`; all data lives in this object.
+
+    Every operation completes without yielding to the event loop, which makes each one atomic
+    with respect to other coroutines.
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[_Key, list[StoredEvent]] = {}
+        self._created: dict[_Key, datetime] = {}
+        self._log: list[StoredEvent] = []
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def create(self, aggregate_name: str, aggregate_id: str) -> None:
+        key = (validate_name(aggregate_name), validate_id(aggregate_id))
+        if key in self._created:
+            raise AggregateExists(aggregate_name, aggregate_id)
+        self._created[key] = datetime.now(UTC)
+        self._streams[key] = []
+
+    async def exists(self, aggregate_name: str, aggregate_id: str) -> bool:
+        return (aggregate_name, aggregate_id) in self._created
+
+    async def append(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+    ) -> Sequence[int]:
+        stream = self._streams.get((aggregate_name, aggregate_id))
+        if stream is None:
+            raise AggregateNotFound(aggregate_name, aggregate_id)
+        if len(stream) != expected_version:
+            raise ConcurrencyError(aggregate_name, aggregate_id, expected_version, len(stream))
+        check_versions(aggregate_name, aggregate_id, expected_version, events)
+        log = self._log
+        first = len(log) + 1
+        positions = range(first, first + len(events))
+        stored = [
+            StoredEvent(
+                id=e.id,
+                aggregate_name=e.aggregate_name,
+                aggregate_id=e.aggregate_id,
+                version=e.version,
+                name=e.name,
+                timestamp=e.timestamp,
+                data=e.data,
+                metadata=e.metadata,
+                position=p,
+            )
+            for e, p in zip(events, positions, strict=True)
+        ]
+        stream.extend(stored)
+        log.extend(stored)
+        return positions
+
+    async def read_aggregate(
+        self, aggregate_name: str, aggregate_id: str, after_version: int = 0
+    ) -> Sequence[StoredEvent]:
+        stream = self._streams.get((aggregate_name, aggregate_id), ())
+        return list(stream[max(after_version, 0) :])
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
+        # Positions are 1..len(log) with no gaps, so the index is the position.
+        start = max(after_position, 0)
+        return self._log[start : start + limit]
+
+    async def head_position(self) -> int:
+        return len(self._log)
+
+    async def aggregates(self, aggregate_name: str | None = None) -> Sequence[AggregateInfo]:
+        return [
+            AggregateInfo(
+                aggregate_name=name,
+                aggregate_id=aggregate_id,
+                version=len(self._streams[(name, aggregate_id)]),
+                created_at=created,
+            )
+            for (name, aggregate_id), created in self._created.items()
+            if aggregate_name is None or name == aggregate_name
+        ]
+
+
+__all__ = ["MemoryStore"]

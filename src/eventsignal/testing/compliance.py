@@ -1,0 +1,262 @@
+"""A compliance suite that any :class:`~eventsignal.stores.EventStore` runs in its own tests.
+
+Subclass :class:`EventStoreCompliance` in a pytest module and implement :meth:`make_store` to
+return a fresh, empty, opened store (and :meth:`dispose_store` if it needs cleaning up)::
+
+    class TestMyStore(EventStoreCompliance):
+        async def make_store(self) -> EventStore:
+            store = MyStore(...)
+            await store.open()
+            return store
+
+Each check runs in its own event loop through :func:`asyncio.run`, so no asyncio plugin is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import pytest
+
+from eventsignal.domain.errors import AggregateExists, AggregateNotFound, ConcurrencyError
+from eventsignal.stores.base import EventStore, StoredEvent
+
+
+def make_events(
+    aggregate_id: str,
+    after_version: int,
+    count: int,
+    *,
+    aggregate_name: str = "thing",
+    name: str = "Happened",
+) -> list[StoredEvent]:
+    """``count`` stored events for one aggregate, numbered from ``after_version + 1``."""
+    now = datetime.now(UTC)
+    return [
+        StoredEvent(
+            id=uuid4(),
+            aggregate_name=aggregate_name,
+            aggregate_id=aggregate_id,
+            version=after_version + i,
+            name=name,
+            timestamp=now,
+            data=b'{"n":%d}' % (after_version + i),
+            metadata={"correlation_id": "c-1"} if i == 1 else {},
+        )
+        for i in range(1, count + 1)
+    ]
+
+
+Check = Callable[[EventStore], Awaitable[None]]
+
+
+class EventStoreCompliance:
+    """The behaviour every event store must show. Subclass it and provide :meth:`make_store`."""
+
+    async def make_store(self) -> EventStore:
+        raise NotImplementedError("return a fresh, empty, opened store")
+
+    async def dispose_store(self, store: EventStore) -> None:
+        await store.close()
+
+    def run_check(self, check: Check) -> None:
+        async def scenario() -> None:
+            store = await self.make_store()
+            try:
+                await check(store)
+            finally:
+                await self.dispose_store(store)
+
+        asyncio.run(scenario())
+
+    # Signal's own checks
+
+    def test_all_events_come_back(self) -> None:
+        async def check(store: EventStore) -> None:
+            await store.create("thing", "a")
+            written = make_events("a", 0, 5)
+            await store.append("thing", "a", 0, written)
+            read = await store.read_aggregate("thing", "a")
+            assert [e.version for e in read] == [1, 2, 3, 4, 5]
+            for before, after in zip(written, read, strict=True):
+                assert after.id == before.id
+                assert after.name == before.name
+                assert after.data == before.data
+                assert after.metadata == before.metadata
+                assert after.timestamp == before.timestamp
+                assert after.timestamp.tzinfo is not None
+                assert after.position > 0
+
+        self.run_check(check)
+
+    def test_version_order_even_when_appends_interleave(self) -> None:
+        async def check(store: EventStore) -> None:
+            for aggregate_id in ("a", "b"):
+                await store.create("thing", aggregate_id)
+            await store.append("thing", "b", 0, make_events("b", 0, 1))
+            await store.append("thing", "a", 0, make_events("a", 0, 2))
+            await store.append("thing", "b", 1, make_events("b", 1, 2))
+            await store.append("thing", "a", 2, make_events("a", 2, 1))
+            assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2, 3]
+            assert [e.version for e in await store.read_aggregate("thing", "b")] == [1, 2, 3]
+
+        self.run_check(check)
+
+    def test_only_the_requested_aggregate(self) -> None:
+        async def check(store: EventStore) -> None:
+            await store.create("thing", "a")
+            await store.create("thing", "b")
+            await store.create("other", "a")
+            await store.append("thing", "a", 0, make_events("a", 0, 2))
+            await store.append("thing", "b", 0, make_events("b", 0, 3))
+            await store.append("other", "a", 0, make_events("a", 0, 4, aggregate_name="other"))
+            read = await store.read_aggregate("thing", "a")
+            assert {(e.aggregate_name, e.aggregate_id) for e in read} == {("thing", "a")}
+            assert len(read) == 2
+
+        self.run_check(check)
+
+    def test_used_id_is_taken(self) -> None:
+        async def check(store: EventStore) -> None:
+            assert not await store.exists("thing", "a")
+            await store.create("thing", "a")
+            assert await store.exists("thing", "a")
+            with pytest.raises(AggregateExists) as taken:
+                await store.create("thing", "a")
+            assert taken.value.aggregate_id == "a"
+            # The same id under another aggregate type is a different aggregate.
+            await store.create("other", "a")
+
+        self.run_check(check)
+
+    # Ours
+
+    def test_created_aggregate_without_events_exists(self) -> None:
+        async def check(store: EventStore) -> None:
+            await store.create("thing", "empty")
+            assert await store.exists("thing", "empty")
+            assert list(await store.read_aggregate("thing", "empty")) == []
+            listed = await store.aggregates("thing")
+            assert [(a.aggregate_id, a.version) for a in listed] == [("empty", 0)]
+
+        self.run_check(check)
+
+    def test_unknown_aggregate(self) -> None:
+        async def check(store: EventStore) -> None:
+            assert not await store.exists("thing", "nope")
+            assert list(await store.read_aggregate("thing", "nope")) == []
+            with pytest.raises(AggregateNotFound) as missing:
+                await store.append("thing", "nope", 0, make_events("nope", 0, 1))
+            assert missing.value.aggregate_id == "nope"
+            assert await store.head_position() == 0
+
+        self.run_check(check)
+
+    def test_expected_version_conflict(self) -> None:
+        async def check(store: EventStore) -> None:
+            await store.create("thing", "a")
+            await store.append("thing", "a", 0, make_events("a", 0, 2))
+            for stale in (0, 1, 3):
+                with pytest.raises(ConcurrencyError) as conflict:
+                    await store.append("thing", "a", stale, make_events("a", stale, 1))
+                assert conflict.value.aggregate_id == "a"
+                assert conflict.value.expected_version == stale
+            assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2]
+
+        self.run_check(check)
+
+    def test_concurrent_appends_at_one_version_one_wins(self) -> None:
+        async def check(store: EventStore) -> None:
+            await store.create("thing", "a")
+            attempts = [store.append("thing", "a", 0, make_events("a", 0, 2)) for _ in range(8)]
+            results = await asyncio.gather(*attempts, return_exceptions=True)
+            winners = [r for r in results if not isinstance(r, BaseException)]
+            losers = [r for r in results if isinstance(r, BaseException)]
+            assert len(winners) == 1, results
+            assert all(isinstance(r, ConcurrencyError) for r in losers), losers
+            assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2]
+
+        self.run_check(check)
+
+    def test_multi_event_append_is_atomic(self) -> None:
+        async def check(store: EventStore) -> None:
+            await store.create("thing", "a")
+            await store.append("thing", "a", 0, make_events("a", 0, 1))
+            # Version 1 is taken, 2 and 3 are free: a store that is not atomic would keep them.
+            with pytest.raises(ConcurrencyError):
+                await store.append("thing", "a", 0, make_events("a", 0, 3))
+            assert [e.version for e in await store.read_aggregate("thing", "a")] == [1]
+            positions = await store.append("thing", "a", 1, make_events("a", 1, 3))
+            assert len(positions) == 3
+            assert list(positions) == sorted(positions)
+            assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2, 3, 4]
+
+        self.run_check(check)
+
+    def test_read_from_version(self) -> None:
+        async def check(store: EventStore) -> None:
+            await store.create("thing", "a")
+            await store.append("thing", "a", 0, make_events("a", 0, 6))
+            tail = await store.read_aggregate("thing", "a", after_version=4)
+            assert [e.version for e in tail] == [5, 6]
+
+        self.run_check(check)
+
+    def test_global_order(self) -> None:
+        async def check(store: EventStore) -> None:
+            written: list[StoredEvent] = []
+            for aggregate_id in ("a", "b", "c"):
+                await store.create("thing", aggregate_id)
+            versions = {"a": 0, "b": 0, "c": 0}
+            for round_ in range(4):
+                for aggregate_id in ("c", "a", "b"):
+                    batch = make_events(aggregate_id, versions[aggregate_id], 1 + round_ % 2)
+                    await store.append("thing", aggregate_id, versions[aggregate_id], batch)
+                    versions[aggregate_id] += len(batch)
+                    written.extend(batch)
+            everything = await _read_all(store, 0, limit=5)
+            assert [e.id for e in everything] == [e.id for e in written]
+            positions = [e.position for e in everything]
+            assert positions == sorted(set(positions))
+            assert await store.head_position() == positions[-1]
+            middle = positions[len(positions) // 2]
+            after = await _read_all(store, middle, limit=3)
+            assert [e.position for e in after] == [p for p in positions if p > middle]
+
+        self.run_check(check)
+
+    def test_positions_returned_match_stored(self) -> None:
+        async def check(store: EventStore) -> None:
+            await store.create("thing", "a")
+            positions = await store.append("thing", "a", 0, make_events("a", 0, 3))
+            read = await store.read_aggregate("thing", "a")
+            assert [e.position for e in read] == list(positions)
+
+        self.run_check(check)
+
+    def test_aggregates_listing(self) -> None:
+        async def check(store: EventStore) -> None:
+            await store.create("thing", "a")
+            await store.create("thing", "b")
+            await store.create("other", "x")
+            await store.append("thing", "b", 0, make_events("b", 0, 3))
+            listed = {(a.aggregate_id, a.version) for a in await store.aggregates("thing")}
+            assert listed == {("a", 0), ("b", 3)}
+            assert len(await store.aggregates()) == 3
+
+        self.run_check(check)
+
+
+async def _read_all(store: EventStore, after: int, *, limit: int) -> Sequence[StoredEvent]:
+    """Page through ``read_all`` to its end."""
+    out: list[StoredEvent] = []
+    while True:
+        page = await store.read_all(after, limit)
+        if not page:
+            return out
+        assert len(page) <= limit
+        out.extend(page)
+        after = page[-1].position

@@ -1,0 +1,7 @@
+from eventsignal.stores import EventStore, MemoryStore
+from eventsignal.testing import EventStoreCompliance
+
+
+class TestMemoryStore(EventStoreCompliance):
+    async def make_store(self) -> EventStore:
+        return MemoryStore()
