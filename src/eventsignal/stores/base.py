@@ -57,6 +57,7 @@ class EventStore(Protocol):
     * ``read_aggregate`` returns one aggregate's events after a version, in version order.
     * ``read_all`` returns events of all aggregates after a global position, in position order, and
       never skips an event that becomes visible later with a lower position.
+    * ``wait_for_events`` wakes followers when new events are appended.
     * ``open`` and ``close`` are counted: a store shared by several users closes when the last
       one closes it. Both are idempotent from a single user's point of view.
     """
@@ -88,6 +89,14 @@ class EventStore(Protocol):
     async def head_position(self) -> int: ...
 
     async def aggregates(self, aggregate_name: str | None = None) -> Sequence[AggregateInfo]: ...
+
+    async def wait_for_events(self, after_position: int) -> None:
+        """Return once an event past ``after_position`` may be readable.
+
+        Callers bound the wait with :func:`asyncio.timeout`. Spurious wake-ups are allowed, missed
+        ones are not: followers always re-read. This lets subscriptions follow without polling.
+        """
+        ...
 
 
 def check_versions(

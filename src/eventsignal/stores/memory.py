@@ -6,6 +6,7 @@ decoded fails here too.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -27,6 +28,7 @@ class MemoryStore:
         self._streams: dict[_Key, list[StoredEvent]] = {}
         self._created: dict[_Key, datetime] = {}
         self._log: list[StoredEvent] = []
+        self._followers: list[asyncio.Future[None]] = []
 
     async def open(self) -> None:
         return None
@@ -76,7 +78,22 @@ class MemoryStore:
         ]
         stream.extend(stored)
         log.extend(stored)
+        if self._followers:
+            self._wake()
         return positions
+
+    def _wake(self) -> None:
+        for waiter in self._followers:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._followers.clear()
+
+    async def wait_for_events(self, after_position: int) -> None:
+        if len(self._log) > after_position:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._followers.append(waiter)
+        await waiter
 
     async def read_aggregate(
         self, aggregate_name: str, aggregate_id: str, after_version: int = 0

@@ -1,0 +1,50 @@
+"""What the SQL stores (SQLite, PostgreSQL) offer beyond :class:`EventStore`.
+
+Projections and subscriptions that must change their own tables and their checkpoint in one
+transaction use :meth:`SQLStore.transaction`. Parameter placeholders are the driver's own:
+``?`` for SQLite, ``%s`` for PostgreSQL; :attr:`SQLStore.dialect` says which.
+
+Schema versions are kept per component in ``eventsignal_schema(component TEXT PRIMARY KEY,
+version INTEGER NOT NULL)``: the store's own tables are component ``"events"``; other parts of
+the library (subscriptions, snapshots, read models) migrate their own components.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from eventsignal.stores.base import EventStore
+
+Dialect = Literal["sqlite", "postgres"]
+
+
+class SQLTransaction(Protocol):
+    """One open database transaction; committed when its ``async with`` block ends cleanly."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; return the number of rows it changed."""
+        ...
+
+    async def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None: ...
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...
+
+
+@runtime_checkable
+class SQLStore(EventStore, Protocol):
+    """An event store on a SQL database."""
+
+    dialect: Dialect
+
+    def transaction(self) -> AbstractAsyncContextManager[SQLTransaction]: ...
+
+    async def migrate(self) -> None: ...
+
+    async def migrate_component(self, component: str, migrations: Sequence[Sequence[str]]) -> None:
+        """Bring ``component`` up to ``len(migrations)``; ``migrations[i]`` holds the statements
+        that take it from version ``i`` to ``i + 1``. Idempotent and safe to run concurrently."""
+        ...
