@@ -237,6 +237,21 @@ class EventStoreCompliance:
 
         self.run_check(check)
 
+    def test_followers_are_woken_by_appends(self) -> None:
+        async def check(store: EventStore) -> None:
+            await store.create("thing", "a")
+            head = await store.head_position()
+            follower = asyncio.create_task(store.wait_for_events(head))
+            await asyncio.sleep(0.05)
+            await store.append("thing", "a", 0, make_events("a", 0, 1))
+            async with asyncio.timeout(5):
+                await follower
+            # Already past the position: returns at once.
+            async with asyncio.timeout(5):
+                await store.wait_for_events(head)
+
+        self.run_check(check)
+
     def test_aggregates_listing(self) -> None:
         async def check(store: EventStore) -> None:
             await store.create("thing", "a")
