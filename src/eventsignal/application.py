@@ -62,8 +62,9 @@ _FOLD_SLICE = 2000  # events applied between yields to the event loop during a r
 class Aggregate(Generic[S]):
     """A handle on one aggregate.
 
-    The handle stays valid after the aggregate is evicted from the pool: it always shows the
-    current state in its :class:`Signal`, and a command sent through it brings the aggregate back.
+    The handle stays valid after the aggregate is evicted from the pool: the pool revives the
+    same live copy when the aggregate is used again, so the handle always shows the current state
+    in its :class:`Signal`, and a command sent through it brings the aggregate back.
     """
 
     __slots__ = ("_live", "_signal")
@@ -72,23 +73,17 @@ class Aggregate(Generic[S]):
         self._signal = signal
         self._live = live
 
-    def _current(self) -> LiveAggregate[S]:
-        live = self._signal._pool.peek(self._live.id)
-        if live is not None and live is not self._live:
-            self._live = live
-        return self._live
-
     @property
     def id(self) -> str:
         return self._live.id
 
     @property
     def state(self) -> S:
-        return self._current().state
+        return self._live.state
 
     @property
     def version(self) -> int:
-        return self._current().version
+        return self._live.version
 
     async def handle_command(
         self, command: object, *, metadata: Mapping[str, str] | None = None
@@ -97,7 +92,7 @@ class Aggregate(Generic[S]):
         signal = self._signal
         live = signal._pool.get(self._live.id)
         if live is None:
-            live = await signal._adopt(self._live)
+            live = await signal._load(self._live.id)
         self._live = live
         return await signal._execute(live, command, metadata)
 
@@ -248,7 +243,11 @@ class Signal(Generic[S, C]):
         future: asyncio.Future[LiveAggregate[S]] = asyncio.get_running_loop().create_future()
         self._loading[aggregate_id] = future
         try:
-            live = await self._rebuild(aggregate_id)
+            live = self._pool.revive(aggregate_id)
+            if live is None:
+                live = await self._rebuild(aggregate_id)
+            else:
+                await self._catch_up(live)  # other writers may have moved on meanwhile
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # marks it retrieved when nobody else was waiting
@@ -259,20 +258,6 @@ class Signal(Generic[S, C]):
             return live
         finally:
             del self._loading[aggregate_id]
-
-    async def _adopt(self, live: LiveAggregate[S]) -> LiveAggregate[S]:
-        """Bring an evicted aggregate held by a handle back into the pool.
-
-        It may be behind the store; the first append finds out and catches it up.
-        """
-        pending = self._loading.get(live.id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        current = self._pool.get(live.id)
-        if current is not None:
-            return current
-        self._pool.put(live)
-        return live
 
     async def _rebuild(self, aggregate_id: str) -> LiveAggregate[S]:
         self._report(HydratingAggregate(aggregate_name=self.name, aggregate_id=aggregate_id))
@@ -320,7 +305,7 @@ class Signal(Generic[S, C]):
         try:
             await self._fold(live, tail)
         except BaseException:
-            # A half-applied tail cannot be trusted; the next use rebuilds from the store.
+            # The tail cannot be applied: drop this copy; the next use rebuilds and reports it.
             self._pool.discard(live.id)
             raise
 

@@ -1,12 +1,14 @@
 """The pool of live aggregates: bounded, least recently used evicted first.
 
 The pool holds the only live copy of each aggregate in a process. An aggregate busy with a
-command is never evicted, so two copies of one aggregate never diverge inside one process.
+command is never evicted, so two copies of one aggregate never diverge inside one process; when
+more aggregates are busy at once than the pool holds, it overflows until they finish.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -17,7 +19,7 @@ S = TypeVar("S")
 class LiveAggregate(Generic[S]):
     """One aggregate's current state in memory, and the lock that serializes its commands."""
 
-    __slots__ = ("busy", "id", "lock", "state", "version")
+    __slots__ = ("__weakref__", "busy", "id", "lock", "state", "version")
 
     def __init__(self, aggregate_id: str, state: S, version: int) -> None:
         self.id = aggregate_id
@@ -53,6 +55,10 @@ class Pool(Generic[S]):
         self.capacity = capacity
         self.stats = PoolStats()
         self._live: OrderedDict[str, LiveAggregate[S]] = OrderedDict()
+        # Evicted aggregates that handles still refer to: reviving one keeps a single copy per id.
+        self._detached: weakref.WeakValueDictionary[str, LiveAggregate[S]] = (
+            weakref.WeakValueDictionary()
+        )
         self._on_evict = on_evict
 
     def __len__(self) -> int:
@@ -76,15 +82,25 @@ class Pool(Generic[S]):
         return self._live.get(aggregate_id)
 
     def put(self, live: LiveAggregate[S]) -> None:
+        """Add an aggregate as the most recently used one.
+
+        The newcomer itself is never evicted here: it is about to be used. If every other
+        aggregate is busy the pool overflows until one of them finishes its command.
+        """
         self._live[live.id] = live
         self._live.move_to_end(live.id)
-        self.trim()
+        self.trim(keep=live.id)
+
+    def revive(self, aggregate_id: str) -> LiveAggregate[S] | None:
+        """Take back an evicted aggregate that a handle still holds, if there is one."""
+        return self._detached.pop(aggregate_id, None)
 
     def discard(self, aggregate_id: str) -> None:
         """Forget an aggregate whose live copy can no longer be trusted."""
         self._live.pop(aggregate_id, None)
+        self._detached.pop(aggregate_id, None)
 
-    def trim(self) -> None:
+    def trim(self, keep: str | None = None) -> None:
         """Evict idle aggregates, oldest first, until the pool fits its capacity."""
         live = self._live
         excess = len(live) - self.capacity
@@ -92,15 +108,17 @@ class Pool(Generic[S]):
             return
         idle: list[str] = []
         for key, agg in live.items():  # oldest first
-            if not agg.busy:
+            if not agg.busy and key != keep:
                 idle.append(key)
                 if len(idle) == excess:
                     break
         for key in idle:
             evicted = live.pop(key)
+            self._detached[key] = evicted
             self.stats.evictions += 1
             if self._on_evict is not None:
                 self._on_evict(evicted)
 
     def clear(self) -> None:
         self._live.clear()
+        self._detached.clear()
