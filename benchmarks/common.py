@@ -1,0 +1,211 @@
+"""Drivers, timing and reporting shared by the side-by-side benchmarks.
+
+Both libraries run the same cart plan (see :mod:`workload`). Our clients are asyncio tasks on one
+event loop; the peer's clients are threads, which is how its synchronous API serves concurrent
+callers. A measurement runs every client until a deadline, then counts finished carts only, so a
+client never stops halfway through a cart. Repeats are interleaved across configurations so that
+noise from other work on the machine spreads over all of them, and we report medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from workload import COMMANDS_PER_CART, PeerShop, cart_commands, run_peer_cart
+
+from eventsignal import Signal
+
+CLIENT_STRIDE = 1_000_000  # cart numbers of client k start at k * CLIENT_STRIDE
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One timed run: how many commands and events completed in how many seconds."""
+
+    commands: int
+    events: int
+    seconds: float
+
+    @property
+    def commands_per_second(self) -> float:
+        return self.commands / self.seconds
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds
+
+
+@dataclass
+class Series:
+    """The repeated samples of one configuration."""
+
+    label: str
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def commands_per_second(self) -> float:
+        return statistics.median(s.commands_per_second for s in self.samples)
+
+    @property
+    def events_per_second(self) -> float:
+        return statistics.median(s.events_per_second for s in self.samples)
+
+    @property
+    def spread(self) -> str:
+        """Lowest and highest rate, to show how noisy the machine was."""
+        rates = [s.commands_per_second for s in self.samples]
+        return f"{min(rates):,.0f}..{max(rates):,.0f}"
+
+
+def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of one measurement")
+    parser.add_argument("--warmup", type=float, default=0.5, help="warm-up before each one")
+    parser.add_argument("--repeats", type=int, default=5, help="measurements per configuration")
+    parser.add_argument("--clients", type=int, default=64, help="concurrent clients")
+    parser.add_argument("--cache", type=int, default=1000, help="pool / aggregate cache size")
+    parser.add_argument(
+        "--quick", action="store_true", help="a tiny run that only checks the script works"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.warmup, args.repeats = 0.2, 0.05, 1
+    return args
+
+
+def print_header(title: str, args: argparse.Namespace) -> None:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    print(f"# {title}")
+    print(
+        f"python {platform.python_version()} ({platform.python_implementation()}), "
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    print(
+        f"{args.seconds:g} s per measurement after {args.warmup:g} s warm-up, "
+        f"median of {args.repeats}; {COMMANDS_PER_CART} commands per cart; "
+        f"pool/cache size {args.cache}"
+    )
+    print()
+
+
+def print_table(rows: Sequence[Series]) -> None:
+    width = max(len(r.label) for r in rows)
+    print(f"{'configuration':<{width}}  {'commands/s':>12}  {'events/s':>12}  {'spread':>18}")
+    for row in rows:
+        print(
+            f"{row.label:<{width}}  {row.commands_per_second:>12,.0f}  "
+            f"{row.events_per_second:>12,.0f}  {row.spread:>18}"
+        )
+    print()
+
+
+def print_ratio(name: str, ours: float | None, theirs: float | None, target: str = "") -> float:
+    """Print ``ratio <name>: 12.3x`` and return the ratio (0.0 when a side did not run)."""
+    suffix = f"  (target {target})" if target else ""
+    if not ours or not theirs:
+        print(f"ratio {name}: n/a{suffix}")
+        return 0.0
+    ratio = ours / theirs
+    print(f"ratio {name}: {ratio:.1f}x{suffix}")
+    return ratio
+
+
+# Our side: asyncio tasks sending commands through one Signal.
+
+
+async def drive_signal(
+    signal: Signal[Any, Any], *, clients: int, seconds: float, tag: str
+) -> Sample:
+    """Run ``clients`` tasks, each working through its own carts, until ``seconds`` pass."""
+    finished = [0] * clients
+    events_per_cart = COMMANDS_PER_CART - 1  # opening a cart stores no event in eventsignal
+    deadline = time.perf_counter() + seconds
+
+    async def client(k: int) -> None:
+        number = k * CLIENT_STRIDE
+        while time.perf_counter() < deadline:
+            cart_id = f"{tag}-{number}"
+            await signal.create(cart_id)
+            for command in cart_commands(number):
+                await signal.handle_command(cart_id, command)
+            number += 1
+            finished[k] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    elapsed = time.perf_counter() - started
+    carts = sum(finished)
+    return Sample(carts * COMMANDS_PER_CART, carts * events_per_cart, elapsed)
+
+
+# The peer: plain calls for one client, threads for many.
+
+
+def drive_peer(shop: PeerShop, *, clients: int, seconds: float) -> Sample:
+    """Run ``clients`` threads (or the calling thread for one), each on its own carts."""
+    finished = [0] * clients
+    errors: list[BaseException] = []
+    start = threading.Barrier(clients + 1) if clients > 1 else None
+    deadline = 0.0
+
+    def client(k: int) -> None:
+        try:
+            if start is not None:
+                start.wait()
+            number = k * CLIENT_STRIDE
+            while time.perf_counter() < deadline:
+                run_peer_cart(shop, number)
+                number += 1
+                finished[k] += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    if start is None:
+        deadline = time.perf_counter() + seconds
+        started = time.perf_counter()
+        client(0)
+    else:
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        for thread in threads:
+            thread.start()
+        deadline = time.perf_counter() + seconds
+        started = time.perf_counter()
+        start.wait()
+        for thread in threads:
+            thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    carts = sum(finished)
+    return Sample(carts * COMMANDS_PER_CART, carts * COMMANDS_PER_CART, elapsed)
+
+
+Measurement = Callable[[float, float], Sample]
+"""Runs one configuration from scratch: ``(warmup_seconds, seconds) -> Sample``."""
+
+
+def run_interleaved(
+    configurations: Sequence[tuple[str, Measurement]], args: argparse.Namespace
+) -> list[Series]:
+    """Measure every configuration ``args.repeats`` times, round robin."""
+    table = [Series(label) for label, _ in configurations]
+    for _ in range(args.repeats):
+        for series, (_, run) in zip(table, configurations, strict=True):
+            sample = run(args.warmup, args.seconds)
+            series.samples.append(sample)
+            print(
+                f"  {series.label}: {sample.commands_per_second:,.0f} commands/s",
+                file=sys.stderr,
+            )
+    return table
