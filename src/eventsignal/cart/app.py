@@ -1,0 +1,329 @@
+"""The cart web app: Starlette pages over a :class:`~eventsignal.Signal` of carts.
+
+Every page works as plain HTML forms (post, then a 303 redirect back to the cart). When htmx is
+loaded it posts the same forms in the background and swaps in the cart fragment the server returns
+for requests carrying ``HX-Request``, so the two paths share one handler and one template.
+
+Status codes say what went wrong, and the page says why: 400 for input the cart can never accept
+(not a number, an empty or oversized sku), 409 for a command the cart refuses in its current
+state (a duplicate sku, a second payment), 404 for a cart that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+import msgspec
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from eventsignal import (
+    Aggregate,
+    AggregateExists,
+    AggregateNotFound,
+    CommandRejected,
+    Event,
+    InvalidAggregateId,
+    Signal,
+)
+from eventsignal.cart.assets import STATIC_DIR, TEMPLATES_DIR, find_htmx
+from eventsignal.cart.domain import (
+    AddToCart,
+    Cart,
+    CartCommand,
+    CompletePurchase,
+    Product,
+    RemoveFromCart,
+    cart_config,
+    check_product,
+    check_sku,
+)
+from eventsignal.cart.history import fold, read_history
+from eventsignal.cart.revenue import Revenue
+from eventsignal.stores import EventStore
+from eventsignal.stores.urls import open_store
+
+DEFAULT_DATABASE_URL = "sqlite:///data/cart.db"
+MAX_BODY = 16 * 1024  # bytes; the largest honest form is well under 1 kB
+_WHOLE_NUMBER = re.compile(r"-?\d{1,15}")
+
+CartSignal = Signal[Cart, CartCommand]
+
+
+class BadInput(Exception):
+    """A form the cart can never accept; answered with 400 and the reason."""
+
+
+def database_url(explicit: str | None = None) -> str:
+    """The store to use: the explicit URL, else ``DATABASE_URL``, else ``./data/cart.db``."""
+    return explicit or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def money(cents: int) -> str:
+    sign = "-" if cents < 0 else ""
+    whole, part = divmod(abs(cents), 100)
+    return f"{sign}{whole:,}.{part:02d}"
+
+
+def json_text(value: object) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _templates() -> Jinja2Templates:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,  # every template is HTML; user input must never become markup
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["money"] = money
+    env.filters["segment"] = lambda value: quote(str(value), safe="")
+    env.filters["json"] = json_text
+    return Jinja2Templates(env=env)
+
+
+class CartSite:
+    """The app's handlers and what they share: the Signal, the revenue and the templates."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.signal: CartSignal = Signal(cart_config, store=store)
+        self.revenue = Revenue(store, self.signal.serializer)
+        self.templates = _templates()
+        self.htmx = find_htmx()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        async with self.signal:
+            await self.revenue.catch_up()
+            follower = asyncio.create_task(self.revenue.follow(), name="cart-revenue")
+            try:
+                yield
+            finally:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+
+    # Rendering
+
+    def page(
+        self,
+        request: Request,
+        template: str,
+        context: Mapping[str, Any],
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        context = {"htmx": self.htmx is not None, **context}
+        return self.templates.TemplateResponse(
+            request, template, context, status_code=status, headers=headers
+        )
+
+    def cart_view(
+        self,
+        request: Request,
+        cart_id: str,
+        cart: Cart,
+        *,
+        error: str | None = None,
+        status: int = 200,
+        form: Mapping[str, str] | None = None,
+    ) -> Response:
+        """The cart page, or only its panel when htmx asked for it."""
+        template = "_cart.html" if request.headers.get("HX-Request") else "cart.html"
+        context = {"cart_id": cart_id, "cart": cart, "error": error, "form": form or {}}
+        return self.page(request, template, context, status)
+
+    # Pages
+
+    async def home(self, request: Request) -> Response:
+        return self.page(request, "home.html", {"error": None, "cart_id": ""})
+
+    async def new_cart(self, request: Request) -> Response:
+        for _ in range(3):
+            cart_id = secrets.token_hex(6)
+            try:
+                await self.signal.create(cart_id)
+            except AggregateExists:
+                continue
+            return RedirectResponse(f"/carts/{cart_id}", status_code=303)
+        raise HTTPException(503, "could not find a free cart id; try again")
+
+    async def open_cart(self, request: Request) -> Response:
+        cart_id = request.query_params.get("cart_id", "").strip()
+        error, status = None, 200
+        if not cart_id:
+            error, status = "enter the id of a cart", 400
+        elif not await self._exists(cart_id):
+            error, status = f"there is no cart with id {cart_id!r}", 404
+        if error is not None:
+            context = {"error": error, "cart_id": cart_id[:200]}
+            return self.page(request, "home.html", context, status)
+        return RedirectResponse(f"/carts/{quote(cart_id, safe='')}", status_code=303)
+
+    async def show_cart(self, request: Request) -> Response:
+        cart_id = request.path_params["cart_id"]
+        handle = await self._aggregate(cart_id)
+        return self.cart_view(request, cart_id, handle.state)
+
+    async def add(self, request: Request) -> Response:
+        form = await self._form(request)
+        fields = {name: str(form.get(name, "")) for name in ("sku", "quantity", "price")}
+        try:
+            product = check_product(
+                Product(
+                    sku=fields["sku"].strip(),
+                    quantity=_whole_number(fields["quantity"], "quantity"),
+                    price=_whole_number(fields["price"], "price"),
+                )
+            )
+        except (BadInput, CommandRejected) as exc:
+            return await self._refused(request, str(exc), 400, fields)
+        return await self._command(request, AddToCart(product), fields)
+
+    async def remove(self, request: Request) -> Response:
+        form = await self._form(request)
+        try:
+            sku = check_sku(str(form.get("sku", "")))
+        except CommandRejected as exc:
+            return await self._refused(request, exc.reason, 400)
+        return await self._command(request, RemoveFromCart(sku))
+
+    async def pay(self, request: Request) -> Response:
+        await self._form(request)
+        return await self._command(request, CompletePurchase())
+
+    async def history(self, request: Request) -> Response:
+        cart_id = request.path_params["cart_id"]
+        events = await self._history(cart_id)
+        return self.page(request, "history.html", {"cart_id": cart_id, "events": events})
+
+    async def version(self, request: Request) -> Response:
+        cart_id = request.path_params["cart_id"]
+        version: int = request.path_params["version"]
+        events = await self._history(cart_id)
+        if version > len(events):
+            raise HTTPException(
+                404, f"cart {cart_id!r} has versions 0 to {len(events)}, not {version}"
+            )
+        context = {
+            "cart_id": cart_id,
+            "cart": fold(self.signal, events, version),
+            "version": version,
+            "latest": len(events),
+            "event": events[version - 1] if version else None,
+        }
+        return self.page(request, "version.html", context)
+
+    async def revenue_page(self, request: Request) -> Response:
+        await self.revenue.catch_up()
+        return self.page(request, "revenue.html", {"revenue": self.revenue})
+
+    async def htmx_script(self, request: Request) -> Response:
+        if self.htmx is None:
+            raise HTTPException(404, "htmx is not installed; the pages work without it")
+        return FileResponse(self.htmx, media_type="text/javascript")
+
+    async def error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        context = {"message": exc.detail}
+        return self.page(request, "error.html", context, exc.status_code, exc.headers)
+
+    # Helpers
+
+    async def _form(self, request: Request) -> FormData:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_BODY:
+            raise HTTPException(413, f"the form is larger than {MAX_BODY} bytes")
+        return await request.form(max_files=0, max_fields=20, max_part_size=MAX_BODY)
+
+    async def _exists(self, cart_id: str) -> bool:
+        try:
+            await self.signal.aggregate(cart_id)
+        except (AggregateNotFound, InvalidAggregateId):
+            return False
+        return True
+
+    async def _aggregate(self, cart_id: str) -> Aggregate[Cart]:
+        try:
+            return await self.signal.aggregate(cart_id)
+        except (AggregateNotFound, InvalidAggregateId):
+            raise HTTPException(404, f"there is no cart with id {cart_id!r}") from None
+
+    async def _history(self, cart_id: str) -> list[Event[Any]]:
+        try:
+            return await read_history(self.signal, cart_id)
+        except (AggregateNotFound, InvalidAggregateId):
+            raise HTTPException(404, f"there is no cart with id {cart_id!r}") from None
+
+    async def _command(
+        self, request: Request, command: CartCommand, form: Mapping[str, str] | None = None
+    ) -> Response:
+        cart_id = request.path_params["cart_id"]
+        handle = await self._aggregate(cart_id)
+        try:
+            cart = await handle.handle_command(command)
+        except CommandRejected as exc:
+            return self.cart_view(
+                request, cart_id, handle.state, error=exc.reason, status=409, form=form
+            )
+        if request.headers.get("HX-Request"):
+            return self.cart_view(request, cart_id, cart)
+        return RedirectResponse(f"/carts/{quote(cart_id, safe='')}", status_code=303)
+
+    async def _refused(
+        self, request: Request, reason: str, status: int, form: Mapping[str, str] | None = None
+    ) -> Response:
+        cart_id = request.path_params["cart_id"]
+        handle = await self._aggregate(cart_id)
+        return self.cart_view(
+            request, cart_id, handle.state, error=reason, status=status, form=form
+        )
+
+
+def _whole_number(text: str, field: str) -> int:
+    text = text.strip()
+    if not text:
+        raise BadInput(f"the {field} is missing")
+    if not _WHOLE_NUMBER.fullmatch(text):
+        if re.fullmatch(r"-?\d+", text):
+            raise BadInput(f"the {field} {text[:20]}... is far too large")
+        raise BadInput(f"the {field} must be a whole number, not {text[:40]!r}")
+    return int(text)
+
+
+def create_app(database_url_: str | None = None, *, store: EventStore | None = None) -> Starlette:
+    """The cart app on ``store``, or on the store named by a URL (see :func:`database_url`)."""
+    site = CartSite(store if store is not None else open_store(database_url(database_url_)))
+    cart = "/carts/{cart_id}"
+    routes = [
+        Route("/", site.home),
+        Route("/carts", site.new_cart, methods=["POST"]),
+        Route("/carts/open", site.open_cart),
+        Route(cart, site.show_cart),
+        Route(f"{cart}/add", site.add, methods=["POST"]),
+        Route(f"{cart}/remove", site.remove, methods=["POST"]),
+        Route(f"{cart}/pay", site.pay, methods=["POST"]),
+        Route(f"{cart}/history", site.history),
+        Route(cart + "/versions/{version:int}", site.version),
+        Route("/revenue", site.revenue_page),
+        Route("/htmx.min.js", site.htmx_script),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    app = Starlette(
+        routes=routes, lifespan=site.lifespan, exception_handlers={HTTPException: site.error}
+    )
+    app.state.site = site
+    return app
