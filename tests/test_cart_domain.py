@@ -1,0 +1,232 @@
+"""The cart's rules, its history and its revenue, through Signal on an in-memory store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from eventsignal import AggregateNotFound, CommandRejected, Signal
+from eventsignal.cart import (
+    AddToCart,
+    Cart,
+    CartPaid,
+    CompletePurchase,
+    Product,
+    ProductAdded,
+    RemoveFromCart,
+    cart_config,
+)
+from eventsignal.cart.domain import MAX_PRICE, MAX_PRODUCTS, MAX_QUANTITY, CartCommand
+from eventsignal.cart.history import read_history, state_at
+from eventsignal.cart.revenue import Revenue
+from eventsignal.stores import MemoryStore
+
+CartSignal = Signal[Cart, CartCommand]
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+async def signal(store: MemoryStore) -> AsyncIterator[CartSignal]:
+    async with Signal(cart_config, store=store, telemetry=None) as running:
+        yield running
+
+
+async def test_products_are_added_and_removed_in_order(signal: CartSignal) -> None:
+    cart = await signal.create("c1")
+    await cart.handle_command(AddToCart(Product("apple", 3, 120)))
+    await cart.handle_command(AddToCart(Product("pear", 1, 95)))
+    await cart.handle_command(AddToCart(Product("fig", 2, 10)))
+    state = await cart.handle_command(RemoveFromCart("pear"))
+    assert [p.sku for p in state.products] == ["apple", "fig"]
+    assert state.total == 3 * 120 + 2 * 10
+    assert cart.version == 4
+
+
+async def test_an_existing_sku_is_rejected(signal: CartSignal) -> None:
+    cart = await signal.create("c1")
+    await cart.handle_command(AddToCart(Product("apple", 1, 120)))
+    with pytest.raises(CommandRejected, match="apple is already in the cart"):
+        await cart.handle_command(AddToCart(Product("apple", 2, 99)))
+    assert cart.version == 1
+
+
+async def test_removing_a_missing_sku_is_rejected(signal: CartSignal) -> None:
+    cart = await signal.create("c1")
+    with pytest.raises(CommandRejected, match="kiwi is not in the cart"):
+        await cart.handle_command(RemoveFromCart("kiwi"))
+
+
+async def test_paying_records_the_total_once(signal: CartSignal, store: MemoryStore) -> None:
+    cart = await signal.create("c1")
+    await cart.handle_command(AddToCart(Product("apple", 3, 120)))
+    state = await cart.handle_command(CompletePurchase())
+    assert state.paid
+    with pytest.raises(CommandRejected, match="already paid"):
+        await cart.handle_command(CompletePurchase())
+    events = await read_history(signal, "c1")
+    assert [e.data for e in events][-1] == CartPaid(360)
+    assert len(await store.read_aggregate("cart", "c1")) == 2
+
+
+async def test_an_empty_cart_cannot_be_paid(signal: CartSignal) -> None:
+    cart = await signal.create("c1")
+    with pytest.raises(CommandRejected, match="empty cart"):
+        await cart.handle_command(CompletePurchase())
+    await cart.handle_command(AddToCart(Product("apple", 1, 1)))
+    await cart.handle_command(RemoveFromCart("apple"))
+    with pytest.raises(CommandRejected, match="empty cart"):
+        await cart.handle_command(CompletePurchase())
+
+
+async def test_a_paid_cart_no_longer_changes(signal: CartSignal) -> None:
+    cart = await signal.create("c1")
+    await cart.handle_command(AddToCart(Product("apple", 1, 120)))
+    await cart.handle_command(CompletePurchase())
+    for command in (AddToCart(Product("pear", 1, 95)), RemoveFromCart("apple")):
+        with pytest.raises(CommandRejected, match="paid"):
+            await cart.handle_command(command)
+    assert cart.version == 2
+
+
+async def test_free_products_are_allowed(signal: CartSignal) -> None:
+    cart = await signal.create("c1")
+    state = await cart.handle_command(AddToCart(Product("sticker", 5, 0)))
+    assert state.total == 0
+
+
+@pytest.mark.parametrize(
+    ("product", "reason"),
+    [
+        (Product("", 1, 1), "sku must not be empty"),
+        (Product("   ", 1, 1), "sku must not be empty"),
+        (Product("x" * 101, 1, 1), "101 characters long"),
+        (Product("a\nb", 1, 1), "control characters"),
+        (Product("apple", 0, 1), "quantity"),
+        (Product("apple", -3, 1), "quantity"),
+        (Product("apple", MAX_QUANTITY + 1, 1), "quantity"),
+        (Product("apple", 1, -1), "price"),
+        (Product("apple", 1, MAX_PRICE + 1), "price"),
+    ],
+)
+async def test_products_out_of_bounds_are_rejected(
+    signal: CartSignal, product: Product, reason: str
+) -> None:
+    cart = await signal.create("c1")
+    with pytest.raises(CommandRejected, match=reason):
+        await cart.handle_command(AddToCart(product))
+    assert cart.version == 0
+
+
+async def test_the_largest_cart_still_has_an_exact_total(signal: CartSignal) -> None:
+    cart = await signal.create("c1")
+    for n in range(MAX_PRODUCTS):
+        await cart.handle_command(AddToCart(Product(f"sku-{n}", MAX_QUANTITY, MAX_PRICE)))
+    with pytest.raises(CommandRejected, match=f"at most {MAX_PRODUCTS} products"):
+        await cart.handle_command(AddToCart(Product("one-more", 1, 1)))
+    state = await cart.handle_command(CompletePurchase())
+    assert state.total == MAX_PRODUCTS * MAX_QUANTITY * MAX_PRICE
+    assert state.total < 2**53  # exact as a JSON number in any client
+    events = await read_history(signal, "c1")
+    assert events[-1].data == CartPaid(MAX_PRODUCTS * MAX_QUANTITY * MAX_PRICE)
+
+
+async def test_a_cart_is_rebuilt_from_its_events(store: MemoryStore) -> None:
+    async with Signal(cart_config, store=store, telemetry=None) as first:
+        cart = await first.create("c1")
+        await cart.handle_command(AddToCart(Product("apple", 2, 120)))
+        await cart.handle_command(AddToCart(Product("pear", 1, 95)))
+        await cart.handle_command(RemoveFromCart("apple"))
+        before = cart.state
+    async with Signal(cart_config, store=store, telemetry=None) as second:
+        again = await second.aggregate("c1")
+        assert again.state == before
+        assert again.version == 3
+
+
+async def test_state_at_replays_up_to_a_version(signal: CartSignal) -> None:
+    cart = await signal.create("c1")
+    await cart.handle_command(AddToCart(Product("apple", 2, 120)))
+    await cart.handle_command(AddToCart(Product("pear", 1, 95)))
+    await cart.handle_command(RemoveFromCart("apple"))
+    await cart.handle_command(CompletePurchase())
+    assert await state_at(signal, "c1", 0) == Cart()
+    assert await state_at(signal, "c1", 1) == Cart((Product("apple", 2, 120),))
+    at_two = await state_at(signal, "c1", 2)
+    assert [p.sku for p in at_two.products] == ["apple", "pear"]
+    assert not at_two.paid
+    assert await state_at(signal, "c1", 4) == cart.state
+    with pytest.raises(ValueError, match="versions 0 to 4, not 5"):
+        await state_at(signal, "c1", 5)
+    assert cart.version == 4  # reading the past changed nothing
+
+
+async def test_history_lists_decoded_events(signal: CartSignal) -> None:
+    cart = await signal.create("c1")
+    await cart.handle_command(AddToCart(Product("apple", 2, 120)))
+    await cart.handle_command(CompletePurchase())
+    events = await read_history(signal, "c1")
+    assert [(e.version, e.name) for e in events] == [(1, "ProductAdded"), (2, "CartPaid")]
+    assert events[0].data == ProductAdded(Product("apple", 2, 120))
+
+
+async def test_history_of_an_unknown_cart_is_not_found(signal: CartSignal) -> None:
+    with pytest.raises(AggregateNotFound):
+        await read_history(signal, "nobody")
+    await signal.create("fresh")
+    assert await read_history(signal, "fresh") == []
+
+
+async def _paid_cart(signal: CartSignal, cart_id: str, *prices: int) -> None:
+    cart = await signal.create(cart_id)
+    for n, price in enumerate(prices):
+        await cart.handle_command(AddToCart(Product(f"sku-{n}", 1, price)))
+    await cart.handle_command(CompletePurchase())
+
+
+async def test_revenue_folds_every_paid_cart_in_the_store(store: MemoryStore) -> None:
+    async with Signal(cart_config, store=store, telemetry=None) as one:
+        await _paid_cart(one, "a", 100, 250)
+        unpaid = await one.create("b")
+        await unpaid.handle_command(AddToCart(Product("x", 1, 999)))
+    async with Signal(cart_config, store=store, telemetry=None) as other:
+        await _paid_cart(other, "c", 5)
+        revenue = Revenue(store, other.serializer)
+        await revenue.catch_up()
+    assert (revenue.total, revenue.paid_carts) == (355, 2)
+    assert revenue.position == await store.head_position()
+
+
+async def test_revenue_reads_past_one_page(store: MemoryStore) -> None:
+    async with Signal(cart_config, store=store, telemetry=None) as signal:
+        for n in range(260):  # 4 events each: more than one page of read_all
+            await _paid_cart(signal, f"cart-{n}", 1, 2, 3)
+        revenue = Revenue(store, signal.serializer)
+        await revenue.catch_up()
+    assert (revenue.total, revenue.paid_carts) == (260 * 6, 260)
+
+
+async def _eventually(condition: Callable[[], bool], seconds: float = 2.0) -> bool:
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return condition()
+
+
+async def test_revenue_follows_new_payments(signal: CartSignal, store: MemoryStore) -> None:
+    revenue = Revenue(store, signal.serializer)
+    follower = asyncio.create_task(revenue.follow())
+    try:
+        await _paid_cart(signal, "a", 700)
+        assert await _eventually(lambda: revenue.total == 700)
+        await _paid_cart(signal, "b", 300)
+        assert await _eventually(lambda: revenue.total == 1000)
+        assert revenue.paid_carts == 2
+    finally:
+        follower.cancel()
