@@ -1,0 +1,655 @@
+"""The embedded default store: one SQLite file, through the standard library's :mod:`sqlite3`.
+
+Durability. The database runs in WAL mode with ``synchronous=FULL``: every commit syncs the
+write-ahead log before :meth:`SQLiteStore.append` returns, so an acknowledged command survives a
+power loss, not just a crash of the process. ``NORMAL`` would skip that sync and could lose the
+last transactions on power loss; the cost of ``FULL`` is one sync per commit, which group commit
+shares among all the appends that arrive while the previous commit is in flight.
+
+Threads. :mod:`sqlite3` blocks, so nothing runs on the event loop: one writer thread owns the
+only write connection (every write, including :meth:`SQLiteStore.transaction`, runs there, one
+transaction at a time), and a few reader threads share a small set of read connections. WAL lets
+readers run beside the writer, each seeing the last committed state.
+
+Order. SQLite has a single writer per file, and positions (``AUTOINCREMENT``) are assigned inside
+the write transaction: a transaction that commits later always holds higher positions than every
+one committed before it. So :meth:`SQLiteStore.read_all` never skips an event.
+
+Concurrency control is the database's: an append advances ``eventsignal_aggregates.version`` only
+where it still equals the expected version, and ``UNIQUE(aggregate_name, aggregate_id, version)``
+backs that up. Two stores, or two processes, on one file therefore cannot both win a version.
+
+Followers in this process are woken after every commit, across all stores on the same file;
+followers in other processes are not, and rely on the timeout they wait with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, TypeVar
+from uuid import UUID
+
+import msgspec
+
+from eventsignal.domain.errors import (
+    AggregateExists,
+    AggregateNotFound,
+    ConcurrencyError,
+    SignalError,
+    StoreUnavailable,
+)
+from eventsignal.domain.identity import validate_id, validate_name
+from eventsignal.stores.base import AggregateInfo, StoredEvent, check_versions
+from eventsignal.stores.batching import AppendOutcome, AppendRequest, GroupCommit
+from eventsignal.stores.sql import Dialect, SQLTransaction
+from eventsignal.stores.sqlite_followers import followers_of
+from eventsignal.stores.sqlite_schema import (
+    EVENTS,
+    EVENTS_MIGRATIONS,
+    apply_migrations,
+    schema_version,
+)
+
+T = TypeVar("T")
+
+READERS = 3  # read connections (and threads); reads are short, the writer is the bottleneck
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+_EVENT_COLUMNS = (
+    "position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data, metadata"
+)
+_READ_AGGREGATE = (
+    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events "
+    "WHERE aggregate_name = ? AND aggregate_id = ? AND version > ? ORDER BY version"
+)
+_READ_ALL = (
+    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE position > ? ORDER BY position LIMIT ?"
+)
+_HEAD = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
+_LAST_ASSIGNED = "SELECT seq FROM sqlite_sequence WHERE name = 'eventsignal_events'"
+_EXISTS = "SELECT 1 FROM eventsignal_aggregates WHERE aggregate_name = ? AND aggregate_id = ?"
+_VERSION = (
+    "SELECT version FROM eventsignal_aggregates WHERE aggregate_name = ? AND aggregate_id = ?"
+)
+_CREATE = (
+    "INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version, created_at) "
+    "VALUES (?, ?, 0, ?)"
+)
+_ADVANCE = (
+    "UPDATE eventsignal_aggregates SET version = ? "
+    "WHERE aggregate_name = ? AND aggregate_id = ? AND version = ?"
+)
+_INSERT = (
+    "INSERT INTO eventsignal_events (position, event_id, aggregate_name, aggregate_id, version, "
+    "name, timestamp, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_AGGREGATES = "SELECT aggregate_name, aggregate_id, version, created_at FROM eventsignal_aggregates"
+
+# Errors that concern one append request only; anything else fails the whole batch.
+_REQUEST_ERRORS = (
+    AggregateNotFound,
+    ConcurrencyError,
+    TypeError,
+    ValueError,
+    OverflowError,
+    msgspec.EncodeError,
+    sqlite3.ProgrammingError,
+    sqlite3.InterfaceError,
+)
+
+_encode_json = msgspec.json.Encoder().encode
+_decode_metadata = msgspec.json.Decoder(dict[str, str]).decode
+
+
+class SQLiteStats(msgspec.Struct, frozen=True):
+    """What a :class:`SQLiteStore` has written since it was created."""
+
+    transactions: int
+    """Write transactions committed: append batches, creations, migrations, ``transaction()``."""
+    appends: int
+    """Append requests committed (one per command that produced events)."""
+    events: int
+    """Events committed."""
+
+
+class SQLiteStore:
+    """An :class:`~eventsignal.stores.EventStore` and :class:`~eventsignal.stores.sql.SQLStore`
+    in one SQLite file.
+
+    ``migrate=True`` creates or upgrades the schema on :meth:`open`; otherwise run
+    :meth:`migrate` (or ``eventsignal migrate <path>``) once. ``max_batch`` caps how many appends
+    share one transaction. ``busy_timeout`` is how long, in seconds, a write waits for another
+    process holding the file's write lock before failing with
+    :class:`~eventsignal.StoreUnavailable`.
+    """
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        migrate: bool = False,
+        max_batch: int = 500,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        path = os.fspath(path)
+        if path in ("", ":memory:") or path.startswith("file:"):
+            raise ValueError(
+                f"SQLiteStore needs a file path, not {path!r}: its reader and writer threads use "
+                "separate connections, which an in-memory database cannot share "
+                "(use MemoryStore for a store in memory)"
+            )
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        if sqlite3.threadsafety == 0:
+            raise SignalError(
+                "this sqlite3 library is built single-threaded; SQLiteStore needs threads"
+            )
+        self.path = path
+        self.max_batch = max_batch
+        self.busy_timeout = busy_timeout
+        self._migrate_on_open = migrate
+        self._users = 0
+        self._starting: asyncio.Future[None] | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._write_connection: sqlite3.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._readers: ThreadPoolExecutor | None = None
+        self._read_connections: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._group: GroupCommit | None = None
+        self._followers = followers_of(path)
+        self._transactions = 0
+        self._appends = 0
+        self._events = 0
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    @property
+    def stats(self) -> SQLiteStats:
+        return SQLiteStats(self._transactions, self._appends, self._events)
+
+    # Life cycle
+
+    async def open(self) -> None:
+        """Connect (the first user) and check, or with ``migrate=True`` apply, the schema."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        starting = self._starting
+        try:
+            await asyncio.shield(starting)
+        except BaseException:
+            if starting.done() and self._starting is starting and self._users == 0:
+                self._starting = None  # a failed start may be tried again
+            raise
+        self._users += 1
+
+    async def close(self) -> None:
+        """Release one user; the last one waits for queued appends, then disconnects."""
+        if self._users == 0:
+            return
+        self._users -= 1
+        if self._users == 0:
+            await self._stop()
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        writer = ThreadPoolExecutor(1, thread_name_prefix="eventsignal-sqlite-writer")
+        try:
+            self._write_connection = await loop.run_in_executor(writer, self._connect_writer)
+            readers = await loop.run_in_executor(writer, self._connect_readers)
+        except BaseException:
+            await loop.run_in_executor(writer, self._disconnect)
+            writer.shutdown(wait=False)
+            raise
+        for connection in readers:
+            self._read_connections.put(connection)
+        self._writer = writer
+        self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="eventsignal-sqlite-reader")
+        self._write_lock = asyncio.Lock()
+        self._group = GroupCommit(self._commit_batch, max_batch=self.max_batch)
+
+    async def _stop(self) -> None:
+        group, self._group = self._group, None
+        if group is not None:
+            await group.close()
+        async with self._write_lock:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                await asyncio.get_running_loop().run_in_executor(writer, self._disconnect)
+                writer.shutdown(wait=False)
+        readers, self._readers = self._readers, None
+        if readers is not None:
+            await asyncio.to_thread(readers.shutdown)  # lets reads in flight finish
+        while not self._read_connections.empty():
+            self._read_connections.get().close()
+        self._starting = None
+
+    def _connect(self, *, check_same_thread: bool) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
+            check_same_thread=check_same_thread,
+        )
+        return connection
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        if not self._migrate_on_open and not os.path.exists(self.path):
+            raise SignalError(_unmigrated_message(self.path, "the file does not exist"))
+        connection = self._connect(check_same_thread=True)  # used by the writer thread alone
+        try:
+            (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode != "wal":
+                raise SignalError(f"{self.path}: SQLite refused WAL mode (journal mode {mode!r})")
+            connection.execute("PRAGMA synchronous = FULL")
+            if self._migrate_on_open:
+                if apply_migrations(connection, EVENTS, EVENTS_MIGRATIONS) < len(EVENTS_MIGRATIONS):
+                    self._transactions += 1
+            else:
+                version = schema_version(connection, EVENTS)
+                if version < len(EVENTS_MIGRATIONS):
+                    raise SignalError(
+                        _unmigrated_message(self.path, f"its schema is at version {version}")
+                    )
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _connect_readers(self) -> list[sqlite3.Connection]:
+        # Each is used by one reader thread at a time (taken from and returned to a queue).
+        return [self._connect(check_same_thread=False) for _ in range(READERS)]
+
+    def _disconnect(self) -> None:
+        connection, self._write_connection = self._write_connection, None
+        if connection is not None:
+            connection.close()
+
+    def _check_open(self) -> None:
+        if self._group is None:
+            raise self._not_open()
+
+    def _not_open(self) -> SignalError:
+        return SignalError(f"{self!r} is not open: call 'await store.open()' first")
+
+    # Running blocking work in threads
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        readers = self._readers
+        if readers is None:
+            raise self._not_open()
+        return await asyncio.get_running_loop().run_in_executor(readers, self._on_reader, query)
+
+    def _on_reader(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        connection = self._read_connections.get()
+        try:
+            return query(connection)
+        finally:
+            self._read_connections.put(connection)
+
+    async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``job`` on the writer thread; callers hold ``_write_lock``."""
+        writer = self._writer
+        if writer is None:
+            raise self._not_open()
+        return await asyncio.get_running_loop().run_in_executor(writer, self._on_writer, job)
+
+    def _on_writer(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        connection = self._write_connection
+        assert connection is not None
+        return job(connection)
+
+    def _unavailable(self, exc: sqlite3.OperationalError) -> StoreUnavailable:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return StoreUnavailable(
+                f"{self.path}: another connection held the write lock for more than "
+                f"{self.busy_timeout} s ({exc}); nothing was stored"
+            )
+        return StoreUnavailable(f"{self.path}: {exc}; nothing was stored")
+
+    # Writes
+
+    async def create(self, aggregate_name: str, aggregate_id: str) -> None:
+        validate_name(aggregate_name)
+        validate_id(aggregate_id)
+        self._check_open()
+        async with self._write_lock:
+            await self._write(partial(self._create, aggregate_name, aggregate_id))
+
+    def _create(
+        self, aggregate_name: str, aggregate_id: str, connection: sqlite3.Connection
+    ) -> None:
+        try:
+            connection.execute(_CREATE, (aggregate_name, aggregate_id, _micros(datetime.now(UTC))))
+        except sqlite3.IntegrityError:
+            raise AggregateExists(aggregate_name, aggregate_id) from None
+        except sqlite3.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+        self._transactions += 1
+
+    async def append(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+    ) -> Sequence[int]:
+        check_versions(aggregate_name, aggregate_id, expected_version, events)
+        group = self._group
+        if group is None:
+            raise self._not_open()
+        return await group.append(
+            AppendRequest(aggregate_name, aggregate_id, expected_version, events)
+        )
+
+    async def _commit_batch(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
+        async with self._write_lock:
+            outcomes = await self._write(partial(self._append_batch, requests))
+        self._followers.wake()
+        return outcomes
+
+    def _append_batch(
+        self, requests: list[AppendRequest], connection: sqlite3.Connection
+    ) -> list[AppendOutcome]:
+        """One transaction for the whole batch; a savepoint per request isolates its failure."""
+        execute = connection.execute
+        try:
+            execute("BEGIN IMMEDIATE")
+            try:
+                rows = execute(_LAST_ASSIGNED).fetchall()
+                last = rows[0][0] if rows else 0
+                outcomes: list[AppendOutcome] = []
+                appended = 0
+                for request in requests:
+                    try:
+                        positions = self._append_one(connection, request, last)
+                    except _REQUEST_ERRORS as exc:
+                        outcomes.append(exc)
+                        continue
+                    last += len(positions)
+                    appended += 1
+                    outcomes.append(positions)
+                execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+        self._transactions += 1
+        self._appends += appended
+        self._events += sum(len(o) for o in outcomes if not isinstance(o, BaseException))
+        return outcomes
+
+    def _append_one(
+        self, connection: sqlite3.Connection, request: AppendRequest, last: int
+    ) -> range:
+        name = request.aggregate_name
+        aggregate_id = request.aggregate_id
+        expected = request.expected_version
+        events = request.events
+        execute = connection.execute
+        execute("SAVEPOINT append")
+        try:
+            if (
+                execute(_ADVANCE, (expected + len(events), name, aggregate_id, expected)).rowcount
+                != 1
+            ):
+                rows = execute(_VERSION, (name, aggregate_id)).fetchall()
+                if not rows:
+                    raise AggregateNotFound(name, aggregate_id)
+                raise ConcurrencyError(name, aggregate_id, expected, rows[0][0])
+            connection.executemany(
+                _INSERT,
+                [
+                    (
+                        position,
+                        event.id.bytes,
+                        name,
+                        aggregate_id,
+                        event.version,
+                        event.name,
+                        (event.timestamp - _EPOCH) // _MICROSECOND,
+                        event.data,
+                        _encode_metadata(event.metadata),
+                    )
+                    for position, event in enumerate(events, start=last + 1)
+                ],
+            )
+        except BaseException as exc:
+            execute("ROLLBACK TO append")
+            execute("RELEASE append")
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise _integrity_error(request, exc) from exc
+            raise
+        execute("RELEASE append")
+        return range(last + 1, last + 1 + len(events))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SQLTransaction]:
+        """A write transaction on the writer connection, serialized with appends.
+
+        It holds the file's write lock until the block ends: keep it short.
+        """
+        self._check_open()
+        async with self._write_lock:
+            writer = self._writer
+            assert writer is not None
+            try:
+                await self._write(_begin)
+            except BaseException as exc:
+                writer.submit(self._on_writer, _rollback_if_open)
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise self._unavailable(exc) from exc
+                raise
+            transaction = _Transaction(self)
+            try:
+                yield transaction
+                transaction.closed = True
+                await self._write(_commit)
+            except BaseException:
+                # Queued on the writer thread, so it runs before the next write whatever happens
+                # to this task: the connection never stays inside a stale transaction.
+                writer.submit(self._on_writer, _rollback_if_open)
+                raise
+            finally:
+                transaction.closed = True
+            self._transactions += 1
+        self._followers.wake()
+
+    async def migrate(self) -> None:
+        """Create or upgrade the store's own tables (component ``"events"``)."""
+        await self.migrate_component(EVENTS, EVENTS_MIGRATIONS)
+
+    async def migrate_component(self, component: str, migrations: Sequence[Sequence[str]]) -> None:
+        if self._writer is None:
+            await asyncio.to_thread(self._migrate_detached, component, migrations)
+            return
+        async with self._write_lock:
+            if await self._write(
+                partial(apply_migrations, component=component, migrations=migrations)
+            ) < len(migrations):
+                self._transactions += 1
+
+    def _migrate_detached(self, component: str, migrations: Sequence[Sequence[str]]) -> None:
+        connection = self._connect(check_same_thread=True)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = FULL")
+            apply_migrations(connection, component, migrations)
+        finally:
+            connection.close()
+
+    # Reads
+
+    async def exists(self, aggregate_name: str, aggregate_id: str) -> bool:
+        rows = await self._read(partial(_fetchall, _EXISTS, (aggregate_name, aggregate_id)))
+        return bool(rows)
+
+    async def read_aggregate(
+        self, aggregate_name: str, aggregate_id: str, after_version: int = 0
+    ) -> Sequence[StoredEvent]:
+        params = (aggregate_name, aggregate_id, after_version)
+        return await self._read(partial(_read_events, _READ_AGGREGATE, params))
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
+        return await self._read(partial(_read_events, _READ_ALL, (after_position, limit)))
+
+    async def head_position(self) -> int:
+        rows = await self._read(partial(_fetchall, _HEAD, ()))
+        return int(rows[0][0])
+
+    async def aggregates(self, aggregate_name: str | None = None) -> Sequence[AggregateInfo]:
+        if aggregate_name is None:
+            query = partial(_fetchall, _AGGREGATES + " ORDER BY created_at", ())
+        else:
+            sql = _AGGREGATES + " WHERE aggregate_name = ? ORDER BY created_at"
+            query = partial(_fetchall, sql, (aggregate_name,))
+        return [
+            AggregateInfo(
+                aggregate_name=name,
+                aggregate_id=aggregate_id,
+                version=version,
+                created_at=_EPOCH + timedelta(microseconds=created_at),
+            )
+            for name, aggregate_id, version, created_at in await self._read(query)
+        ]
+
+    async def wait_for_events(self, after_position: int) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._followers.add(waiter)  # before reading the head, so no commit slips between
+        try:
+            if await self.head_position() > after_position:
+                return
+            await waiter
+        finally:
+            self._followers.discard(waiter)
+
+
+class _Transaction:
+    """The :class:`SQLTransaction` handed out by :meth:`SQLiteStore.transaction`."""
+
+    __slots__ = ("_store", "closed")
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self.closed = False
+
+    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        if self.closed:
+            raise SignalError("this transaction has ended")
+        return await self._store._write(job)
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return await self._run(partial(_execute, sql, params))
+
+    async def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        await self._run(partial(_executemany, sql, params))
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await self._run(partial(_fetchall, sql, params))
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+
+# Blocking helpers, run in the store's threads
+
+
+def _begin(connection: sqlite3.Connection) -> None:
+    connection.execute("BEGIN IMMEDIATE")
+
+
+def _commit(connection: sqlite3.Connection) -> None:
+    connection.execute("COMMIT")
+
+
+def _rollback_if_open(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
+
+
+def _execute(sql: str, params: Sequence[Any], connection: sqlite3.Connection) -> int:
+    return connection.execute(sql, params).rowcount
+
+
+def _executemany(sql: str, params: Sequence[Sequence[Any]], connection: sqlite3.Connection) -> None:
+    connection.executemany(sql, params)
+
+
+def _fetchall(
+    sql: str, params: Sequence[Any], connection: sqlite3.Connection
+) -> list[tuple[Any, ...]]:
+    # fetchall() finishes the statement, which ends the implicit read transaction at once.
+    return connection.execute(sql, params).fetchall()
+
+
+def _read_events(
+    sql: str, params: Sequence[Any], connection: sqlite3.Connection
+) -> list[StoredEvent]:
+    return [
+        StoredEvent(
+            id=UUID(bytes=event_id) if type(event_id) is bytes else UUID(event_id),
+            aggregate_name=aggregate_name,
+            aggregate_id=aggregate_id,
+            version=version,
+            name=name,
+            timestamp=_EPOCH + timedelta(microseconds=timestamp),
+            data=data,
+            metadata={} if metadata == "{}" else _decode_metadata(metadata),
+            position=position,
+        )
+        for (
+            position,
+            event_id,
+            aggregate_name,
+            aggregate_id,
+            version,
+            name,
+            timestamp,
+            data,
+            metadata,
+        ) in connection.execute(sql, params).fetchall()
+    ]
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch; exact, and a naive datetime raises TypeError."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _encode_metadata(metadata: Mapping[str, str]) -> str:
+    return _encode_json(metadata).decode() if metadata else "{}"
+
+
+def _integrity_error(request: AppendRequest, exc: sqlite3.IntegrityError) -> Exception:
+    if "event_id" in str(exc):
+        return ValueError(
+            f"{request.aggregate_name} {request.aggregate_id!r}: an event id of this append "
+            "is already stored"
+        )
+    # The version check passed yet a version was taken: a writer that bypassed the aggregates table.
+    return ConcurrencyError(request.aggregate_name, request.aggregate_id, request.expected_version)
+
+
+def _unmigrated_message(path: str, reason: str) -> str:
+    return (
+        f"{path} holds no eventsignal schema ({reason}): run 'await store.migrate()' or "
+        f"'eventsignal migrate {path}' once, or open it with SQLiteStore(path, migrate=True)"
+    )
+
+
+__all__ = ["SQLiteStats", "SQLiteStore"]

@@ -1,0 +1,402 @@
+"""SQLiteStore: the compliance suite, plus what only a durable, multi-connection store can show."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from eventsignal import (
+    AggregateConfig,
+    AggregateExists,
+    ConcurrencyError,
+    Event,
+    EventSerializationError,
+    InvalidAggregateId,
+    Signal,
+    SignalError,
+    StoreUnavailable,
+)
+from eventsignal.stores import EventStore, SQLiteStore
+from eventsignal.stores.sql import SQLStore
+from eventsignal.testing import EventStoreCompliance, make_events
+
+
+class TestSQLiteStore(EventStoreCompliance):
+    async def make_store(self) -> EventStore:
+        folder = tempfile.mkdtemp(prefix="eventsignal-sqlite-")
+        store = SQLiteStore(Path(folder) / "events.db", migrate=True)
+        await store.open()
+        return store
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    store = SQLiteStore(tmp_path / "events.db", migrate=True)
+    await store.open()
+    yield store
+    await store.close()
+
+
+# A counter, to run the store end to end under Signal.
+
+
+@dataclass(frozen=True)
+class Add:
+    amount: int
+
+
+@dataclass(frozen=True)
+class Added:
+    amount: int
+
+
+def handle(command: Add, total: int) -> list[Added]:
+    return [Added(command.amount)]
+
+
+def apply(total: int, event: Event[Added]) -> int:
+    return total + event.data.amount
+
+
+COUNTER = AggregateConfig(
+    name="counter", initial_state=0, command_handler=handle, event_handler=apply, events=[Added]
+)
+
+
+def test_is_an_sql_store(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "x.db")
+    assert isinstance(store, SQLStore)
+    assert store.dialect == "sqlite"
+
+
+@pytest.mark.parametrize("path", [":memory:", "", "file::memory:?cache=shared"])
+def test_in_memory_database_is_refused(path: str) -> None:
+    with pytest.raises(ValueError, match="MemoryStore"):
+        SQLiteStore(path)
+
+
+async def test_durable_across_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    first = SQLiteStore(path, migrate=True)
+    await first.open()
+    await first.create("thing", "a")
+    written = make_events("a", 0, 3)
+    positions = await first.append("thing", "a", 0, written)
+    await first.close()
+
+    again = SQLiteStore(path)
+    await again.open()
+    try:
+        read = await again.read_aggregate("thing", "a")
+        assert [(e.id, e.position, e.data) for e in read] == [
+            (w.id, p, w.data) for w, p in zip(written, positions, strict=True)
+        ]
+        assert [(a.aggregate_id, a.version) for a in await again.aggregates()] == [("a", 3)]
+        # Positions carry on after the last one.
+        more = await again.append("thing", "a", 3, make_events("a", 3, 1))
+        assert list(more) == [positions[-1] + 1]
+    finally:
+        await again.close()
+
+
+async def test_timestamps_round_trip_exactly(store: SQLiteStore) -> None:
+    await store.create("thing", "a")
+    moments = [
+        datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 6, 1, 12, 0, 0, 1, tzinfo=timezone(timedelta(hours=-5))),
+    ]
+    events = [
+        msgspec.structs.replace(event, timestamp=moment)
+        for event, moment in zip(make_events("a", 0, 3), moments, strict=True)
+    ]
+    await store.append("thing", "a", 0, events)
+    read = await store.read_aggregate("thing", "a")
+    assert [e.timestamp for e in read] == moments
+    assert all(e.timestamp.tzinfo is UTC for e in read)
+
+
+async def test_naive_timestamp_fails_only_its_append(store: SQLiteStore) -> None:
+    await store.create("thing", "a")
+    naive = msgspec.structs.replace(make_events("a", 0, 1)[0], timestamp=datetime(2026, 1, 1))
+    with pytest.raises(TypeError):
+        await store.append("thing", "a", 0, [naive])
+    assert await store.read_aggregate("thing", "a") == []
+    await store.append("thing", "a", 0, make_events("a", 0, 1))
+
+
+async def test_ids_are_validated_and_stored_verbatim(store: SQLiteStore) -> None:
+    for bad in ("", "x" * 201, "tab\there"):
+        with pytest.raises(InvalidAggregateId):
+            await store.create("thing", bad)
+    with pytest.raises(InvalidAggregateId):
+        await store.create("thing; DROP TABLE eventsignal_events", "a")
+    hostile = "a'); DROP TABLE eventsignal_events; --"
+    await store.create("thing", hostile)
+    await store.append("thing", hostile, 0, make_events(hostile, 0, 2))
+    assert [e.aggregate_id for e in await store.read_aggregate("thing", hostile)] == [hostile] * 2
+
+
+async def test_two_stores_on_one_file_race_one_version(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    left, right = SQLiteStore(path, migrate=True), SQLiteStore(path)
+    await left.open()
+    await right.open()
+    try:
+        await left.create("thing", "a")
+        with pytest.raises(AggregateExists):
+            await right.create("thing", "a")
+        for round_ in range(10):
+            version = round_ * 2
+            results = await asyncio.gather(
+                left.append("thing", "a", version, make_events("a", version, 2)),
+                right.append("thing", "a", version, make_events("a", version, 2)),
+                return_exceptions=True,
+            )
+            failures = [r for r in results if isinstance(r, BaseException)]
+            assert len(failures) == 1, results
+            assert isinstance(failures[0], ConcurrencyError)
+            assert failures[0].actual_version == version + 2
+        read = await right.read_aggregate("thing", "a")
+        assert [e.version for e in read] == list(range(1, 21))
+    finally:
+        await left.close()
+        await right.close()
+
+
+async def test_followers_of_another_store_on_the_file_are_woken(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    writer, follower = SQLiteStore(path, migrate=True), SQLiteStore(path)
+    await writer.open()
+    await follower.open()
+    try:
+        await writer.create("thing", "a")
+        waiting = asyncio.create_task(follower.wait_for_events(0))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        await writer.append("thing", "a", 0, make_events("a", 0, 1))
+        async with asyncio.timeout(2):
+            await waiting
+    finally:
+        await writer.close()
+        await follower.close()
+
+
+async def test_signal_end_to_end_and_restart(tmp_path: Path) -> None:
+    path = tmp_path / "counters.db"
+    async with Signal(COUNTER, store=SQLiteStore(path, migrate=True), telemetry=None) as signal:
+        first = await signal.create("c-1")
+        for amount in (1, 2, 3):
+            await first.handle_command(Add(amount))
+        await signal.create("c-2")
+        assert await signal.handle_command("c-2", Add(10)) == 10
+        assert first.state == 6
+        assert first.version == 3
+
+    async with Signal(COUNTER, store=SQLiteStore(path), telemetry=None) as restarted:
+        rebuilt = await restarted.aggregate("c-1")
+        assert (rebuilt.state, rebuilt.version) == (6, 3)
+        assert await restarted.handle_command("c-2", Add(5)) == 15
+        with pytest.raises(AggregateExists):
+            await restarted.create("c-1")
+
+
+async def test_two_signals_on_one_file_stay_consistent(tmp_path: Path) -> None:
+    path = tmp_path / "counters.db"
+    left = Signal(COUNTER, store=SQLiteStore(path, migrate=True), telemetry=None)
+    right = Signal(COUNTER, store=SQLiteStore(path), telemetry=None)
+    async with left, right:
+        await left.create("c")
+        await right.aggregate("c")  # now live in both pools
+        await asyncio.gather(
+            *(signal.handle_command("c", Add(1)) for signal in (left, right) for _ in range(20))
+        )
+        assert await right.handle_command("c", Add(0)) == 40  # caught up after its conflicts
+
+
+async def test_group_commit_shares_transactions(store: SQLiteStore) -> None:
+    ids = [f"agg-{i}" for i in range(64)]
+    for aggregate_id in ids:
+        await store.create("thing", aggregate_id)
+    before = store.stats
+    results = await asyncio.gather(
+        *(store.append("thing", i, 0, make_events(i, 0, 3)) for i in ids)
+    )
+    after = store.stats
+    assert after.appends - before.appends == 64
+    assert after.events - before.events == 192
+    assert after.transactions - before.transactions < 64 // 4
+    positions = [p for result in results for p in result]
+    assert sorted(positions) == list(range(1, 193))
+
+
+async def test_a_bad_request_fails_only_itself(store: SQLiteStore) -> None:
+    for aggregate_id in ("a", "b", "c"):
+        await store.create("thing", aggregate_id)
+    await store.append("thing", "b", 0, make_events("b", 0, 1))
+    before = store.stats.transactions
+    results = await asyncio.gather(
+        store.append("thing", "a", 0, make_events("a", 0, 2)),
+        store.append("thing", "b", 0, make_events("b", 0, 2)),  # stale: b is at version 1
+        store.append("thing", "a", 2, make_events("a", 2, 1)),  # same aggregate, in order
+        store.append("thing", "missing", 0, make_events("missing", 0, 1)),
+        store.append("thing", "c", 0, make_events("c", 0, 1)),
+        return_exceptions=True,
+    )
+    assert store.stats.transactions - before == 1
+    assert isinstance(results[1], ConcurrencyError)
+    assert results[1].actual_version == 1
+    assert isinstance(results[3], SignalError)
+    assert [list(r) for r in results if not isinstance(r, BaseException)] == [[2, 3], [4], [5]]
+    assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2, 3]
+    assert [e.version for e in await store.read_aggregate("thing", "b")] == [1]
+    assert await store.head_position() == 5
+
+
+async def test_a_failed_transaction_fails_every_request(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = SQLiteStore(path, migrate=True, busy_timeout=0.2)
+    await store.open()
+    try:
+        await store.create("thing", "a")
+        await store.create("thing", "b")
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        try:
+            results = await asyncio.gather(
+                store.append("thing", "a", 0, make_events("a", 0, 1)),
+                store.append("thing", "b", 0, make_events("b", 0, 1)),
+                return_exceptions=True,
+            )
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        assert "write lock" in str(results[0])
+        assert await store.head_position() == 0
+        await store.append("thing", "a", 0, make_events("a", 0, 1))
+    finally:
+        await store.close()
+
+
+async def test_unmigrated_database_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with pytest.raises(SignalError, match=r"await store\.migrate\(\)") as missing:
+        await SQLiteStore(path).open()
+    assert "eventsignal migrate" in str(missing.value)
+    assert not path.exists()  # a failed open leaves no file behind
+
+    sqlite3.connect(path).close()  # an empty database file
+    empty = SQLiteStore(path)
+    with pytest.raises(SignalError, match="migrate"):
+        await empty.open()
+    await empty.migrate()
+    await empty.migrate()  # idempotent
+    await empty.open()
+    try:
+        await empty.create("thing", "a")
+    finally:
+        await empty.close()
+
+
+async def test_components_migrate_step_by_step(store: SQLiteStore) -> None:
+    first = [["CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"]]
+    second = [*first, ["ALTER TABLE notes ADD COLUMN author TEXT"]]
+    await store.migrate_component("notes", first)
+    async with store.transaction() as tx:
+        await tx.execute("INSERT INTO notes (body) VALUES (?)", ("kept",))
+    await store.migrate_component("notes", second)
+    await store.migrate_component("notes", second)
+    async with store.transaction() as tx:
+        assert await tx.fetchall("SELECT body, author FROM notes") == [("kept", None)]
+        assert await tx.fetchone(
+            "SELECT version FROM eventsignal_schema WHERE component = ?", ("notes",)
+        ) == (2,)
+    with pytest.raises(SignalError, match="newer"):
+        await store.migrate_component("notes", first)
+
+
+async def test_transaction_commits_or_rolls_back(store: SQLiteStore) -> None:
+    await store.migrate_component("tally", [["CREATE TABLE tally (n INTEGER NOT NULL)"]])
+    async with store.transaction() as tx:
+        assert await tx.execute("INSERT INTO tally (n) VALUES (?)", (1,)) == 1
+        await tx.executemany("INSERT INTO tally (n) VALUES (?)", [(2,), (3,)])
+
+    async def failing_handler() -> None:
+        async with store.transaction() as tx:
+            await tx.execute("INSERT INTO tally (n) VALUES (?)", (100,))
+            raise RuntimeError("handler failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_handler()
+    with pytest.raises(SignalError, match="ended"):
+        await tx.execute("SELECT 1")
+    async with store.transaction() as tx:
+        assert await tx.fetchall("SELECT n FROM tally ORDER BY n") == [(1,), (2,), (3,)]
+
+
+async def test_appends_wait_for_an_open_transaction(store: SQLiteStore) -> None:
+    await store.create("thing", "a")
+    async with store.transaction() as tx:
+        pending = asyncio.create_task(store.append("thing", "a", 0, make_events("a", 0, 1)))
+        await asyncio.sleep(0.05)
+        assert not pending.done()
+        assert await tx.fetchone("SELECT count(*) FROM eventsignal_events") == (0,)
+    assert list(await pending) == [1]
+
+
+async def test_undecodable_row_names_aggregate_version_and_event(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "counters.db", migrate=True)
+    async with Signal(COUNTER, store=store, telemetry=None) as signal:
+        await signal.create("c")
+        await signal.handle_command("c", Add(1))
+        good = (await store.read_aggregate("counter", "c"))[0]
+        async with store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO eventsignal_events (event_id, aggregate_name, aggregate_id, version, "
+                "name, timestamp, data) VALUES (?, 'counter', 'c', 2, 'Added', 0, ?)",
+                (b"0123456789abcdef", b"\xff\x00 not json"),
+            )
+            await tx.execute(
+                "UPDATE eventsignal_aggregates SET version = 2 WHERE aggregate_id = 'c'"
+            )
+        assert good.version == 1
+    async with Signal(COUNTER, store=store, telemetry=None) as restarted:
+        with pytest.raises(EventSerializationError) as broken:
+            await restarted.aggregate("c")
+    assert (broken.value.aggregate_name, broken.value.aggregate_id) == ("counter", "c")
+    assert (broken.value.version, broken.value.event_name) == (2, "Added")
+
+
+async def test_open_and_close_are_counted(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "events.db", migrate=True)
+    await asyncio.gather(store.open(), store.open())
+    await store.create("thing", "a")
+    await store.close()
+    await store.append("thing", "a", 0, make_events("a", 0, 1))  # one user left
+    pending = [
+        asyncio.create_task(store.append("thing", "a", v, make_events("a", v, 1)))
+        for v in range(1, 6)
+    ]
+    await asyncio.sleep(0)  # queued, not committed
+    await store.close()  # waits for them
+    assert all(task.done() for task in pending)
+    assert [list(task.result()) for task in pending] == [[2], [3], [4], [5], [6]]
+    with pytest.raises(SignalError, match="not open"):
+        await store.append("thing", "a", 6, make_events("a", 6, 1))
+    with pytest.raises(SignalError, match="not open"):
+        await store.read_all()
+    await store.close()  # idempotent
+    await store.open()
+    try:
+        assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2, 3, 4, 5, 6]
+    finally:
+        await store.close()
