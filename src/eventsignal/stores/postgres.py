@@ -1,0 +1,559 @@
+"""The production event store: PostgreSQL through psycopg 3 (``pip install eventsignal[postgres]``).
+
+Durability and concurrency live in the database, never in this process, so any number of
+processes may share one database:
+
+* Optimistic concurrency: an append advances ``eventsignal_aggregates.version`` only from the
+  expected version, and ``UNIQUE(aggregate_name, aggregate_id, version)`` on the events backs it.
+* Group commit: concurrent appends are committed together, by one call of the
+  ``eventsignal_append`` function (one round trip, one transaction, one flush); each request still
+  gets its own outcome.
+* Global order: every append transaction holds one advisory lock, so positions become visible in
+  increasing order and ``read_all`` never skips an event that commits late with a lower position.
+* Faults: a lost connection fails the command with :class:`~eventsignal.StoreUnavailable`, never
+  with a success that was not committed; the pool reconnects by itself once the server is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+
+try:
+    import psycopg
+    from psycopg import AsyncConnection, sql
+    from psycopg.rows import TupleRow
+    from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "PostgresStore needs psycopg 3 with its pool: pip install 'eventsignal[postgres]'"
+    ) from exc
+
+from eventsignal.domain.errors import (
+    AggregateExists,
+    AggregateNotFound,
+    ConcurrencyError,
+    EventSerializationError,
+    SignalError,
+    StoreUnavailable,
+)
+from eventsignal.domain.identity import validate_id, validate_name
+from eventsignal.stores.base import AggregateInfo, StoredEvent, check_versions
+from eventsignal.stores.batching import AppendOutcome, AppendRequest, GroupCommit
+from eventsignal.stores.postgres_notify import HeadWatch
+from eventsignal.stores.postgres_schema import (
+    EVENTS_COMPONENT,
+    EVENTS_MIGRATIONS,
+    migrate_component,
+    schema_version,
+)
+from eventsignal.stores.sql import Dialect
+
+_Connection = AsyncConnection[TupleRow]
+
+_COLUMNS = (
+    "position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data,"
+    " metadata::text"
+)
+_READ_AGGREGATE = (
+    f"SELECT {_COLUMNS} FROM eventsignal_events"
+    " WHERE aggregate_name = %s AND aggregate_id = %s AND version > %s ORDER BY version"
+)
+_READ_ALL = (
+    f"SELECT {_COLUMNS} FROM eventsignal_events WHERE position > %s ORDER BY position LIMIT %s"
+)
+_HEAD = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
+_APPEND = (
+    "SELECT outcomes, positions FROM eventsignal_append(%s, %s, %s::text[], %s::text[],"
+    " %s::int4[], %s::int4[], %s::int4[], %s::uuid[], %s::int4[], %s::text[],"
+    " %s::timestamptz[], %s::bytea[], %s::text[])"
+)
+_ACCEPTED, _NOT_FOUND = -1, -2
+
+_decode_metadata = msgspec.json.Decoder(dict[str, str]).decode
+_encode_metadata = msgspec.json.Encoder().encode
+
+
+class StoreStats(msgspec.Struct, frozen=True):
+    """Counters since the store was created: appends (commands), events and the append
+    transactions that carried them. ``appends / transactions`` is the group-commit batch size."""
+
+    appends: int
+    events: int
+    transactions: int
+
+
+class PostgresStore:
+    """A :class:`~eventsignal.stores.sql.SQLStore` on PostgreSQL.
+
+    ``dsn`` is a libpq connection string or URL. The schema must be migrated first, explicitly
+    (``await store.migrate()`` or ``eventsignal migrate <url>``) or by passing ``migrate=True``.
+    ``schema`` puts every table in that PostgreSQL schema (created by the migration) instead of
+    the connection's default. ``min_size``/``max_size`` bound the connection pool (plus one
+    connection that listens for appends); ``max_batch`` bounds the appends committed together;
+    ``timeout`` is how long an operation waits for a connection before it fails with
+    :class:`~eventsignal.StoreUnavailable`.
+    """
+
+    dialect: Dialect = "postgres"
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        migrate: bool = False,
+        min_size: int = 1,
+        max_size: int = 10,
+        max_batch: int = 500,
+        schema: str | None = None,
+        timeout: float = 5.0,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self.timeout = timeout
+        self._migrate_on_open = migrate
+        self._min_size = min_size
+        self._max_size = max_size
+        self._poll_interval = poll_interval
+        self._group = GroupCommit(self._commit_batch, max_batch=max_batch)
+        self._pool: AsyncConnectionPool[_Connection] | None = None
+        self._watch: HeadWatch | None = None
+        self._users = 0
+        self._opening = asyncio.Lock()
+        self._lock_key = 0
+        self._channel = ""
+        self._appends = self._events = self._transactions = 0
+
+    # Life cycle
+
+    @property
+    def is_open(self) -> bool:
+        return self._users > 0
+
+    @property
+    def stats(self) -> StoreStats:
+        return StoreStats(self._appends, self._events, self._transactions)
+
+    async def open(self) -> None:
+        async with self._opening:
+            if self._users == 0:
+                await self._start()
+            self._users += 1
+
+    async def close(self) -> None:
+        async with self._opening:
+            if self._users == 0:
+                return
+            self._users -= 1
+            if self._users == 0:
+                await self._stop()
+
+    async def __aenter__(self) -> PostgresStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _start(self) -> None:
+        pool: AsyncConnectionPool[_Connection] = AsyncConnectionPool(
+            self.dsn,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            kwargs={"autocommit": True},
+            configure=self._configure,
+            check=AsyncConnectionPool.check_connection,
+            timeout=self.timeout,
+            open=False,
+            name="eventsignal",
+        )
+        try:
+            await pool.open(wait=True, timeout=self.timeout)
+        except PoolTimeout as exc:
+            await pool.close()
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL within {self.timeout}s: {_where(self.dsn)}"
+            ) from exc
+        try:
+            async with pool.connection() as conn:
+                await self._check_schema(conn)
+                row = await (await conn.execute("SELECT current_schema()")).fetchone()
+                head = await (await conn.execute(_HEAD)).fetchone()
+        except BaseException:
+            await pool.close()
+            raise
+        schema = row[0] if row else None
+        if schema is None:
+            await pool.close()
+            raise SignalError("PostgreSQL search_path names no existing schema")
+        self._lock_key = _lock_key(f"eventsignal.append:{schema}")
+        self._channel = _channel(schema)
+        self._pool = pool
+        self._watch = HeadWatch(
+            self._listen_connection, self._channel, poll_interval=self._poll_interval
+        )
+        self._watch.advance(int(head[0]) if head else 0)
+        await self._watch.start(within=self.timeout)
+
+    async def _stop(self) -> None:
+        await self._group.close()
+        if self._watch is not None:
+            await self._watch.stop()
+            self._watch = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _configure(self, conn: _Connection) -> None:
+        """Every connection reads timestamps in UTC and, with ``schema``, sees only that schema."""
+        await conn.execute("SET TIME ZONE 'UTC'")
+        if self.schema is not None:
+            await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+
+    async def _listen_connection(self) -> _Connection:
+        conn = await AsyncConnection.connect(
+            self.dsn, autocommit=True, connect_timeout=max(1, int(self.timeout))
+        )
+        await self._configure(conn)
+        return conn
+
+    async def _check_schema(self, conn: _Connection) -> None:
+        version = await schema_version(conn, EVENTS_COMPONENT)
+        if version < len(EVENTS_MIGRATIONS) and self._migrate_on_open:
+            await migrate_component(conn, EVENTS_COMPONENT, EVENTS_MIGRATIONS, schema=self.schema)
+        elif version < len(EVENTS_MIGRATIONS):
+            where = f"schema {self.schema!r} of " if self.schema else ""
+            raise SignalError(
+                f"the eventsignal tables in {where}{_where(self.dsn)} are not migrated (version "
+                f"{version} of {len(EVENTS_MIGRATIONS)}): run `await store.migrate()` or "
+                "`eventsignal migrate <url>`, or open it with PostgresStore(..., migrate=True)"
+            )
+        elif version > len(EVENTS_MIGRATIONS):
+            raise SignalError(
+                f"the eventsignal tables are at version {version}, newer than this eventsignal "
+                f"({len(EVENTS_MIGRATIONS)}): upgrade eventsignal"
+            )
+
+    # Migrations
+
+    async def migrate(self) -> None:
+        """Create or upgrade the store's own tables. Idempotent; safe from several processes."""
+        await self.migrate_component(EVENTS_COMPONENT, EVENTS_MIGRATIONS)
+
+    async def migrate_component(self, component: str, migrations: Sequence[Sequence[str]]) -> None:
+        async with self._any_connection("migrating") as conn:
+            await migrate_component(conn, component, migrations, schema=self.schema)
+
+    @asynccontextmanager
+    async def _any_connection(self, action: str) -> AsyncIterator[_Connection]:
+        """A pooled connection when open, else a one-off one (migrations may run before open)."""
+        if self._pool is not None:
+            async with self._connection(action) as conn:
+                yield conn
+            return
+        try:
+            conn = await AsyncConnection.connect(
+                self.dsn, autocommit=True, connect_timeout=max(1, int(self.timeout))
+            )
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
+        async with conn:
+            if self.schema is not None:
+                # The schema may not exist yet: the migration creates it first.
+                await conn.execute("SET TIME ZONE 'UTC'")
+                await conn.execute(
+                    sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema))
+                )
+            else:
+                await self._configure(conn)
+            yield conn
+
+    # SQL access
+
+    @asynccontextmanager
+    async def _connection(self, action: str) -> AsyncIterator[_Connection]:
+        pool = self._pool
+        if pool is None:
+            raise SignalError("the PostgresStore is not open: use `async with` or await open()")
+        try:
+            async with pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
+            raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresTransaction]:
+        """One transaction on one pooled connection, committed when the block ends cleanly."""
+        async with self._connection("running a transaction") as conn, conn.transaction():
+            yield PostgresTransaction(conn)
+
+    # Writing
+
+    async def create(self, aggregate_name: str, aggregate_id: str) -> None:
+        validate_name(aggregate_name)
+        validate_id(aggregate_id)
+        async with self._connection("creating an aggregate") as conn:
+            cursor = await conn.execute(
+                "INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id)"
+                " VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (aggregate_name, aggregate_id),
+            )
+            if cursor.rowcount == 0:
+                raise AggregateExists(aggregate_name, aggregate_id)
+
+    async def append(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+    ) -> Sequence[int]:
+        check_versions(aggregate_name, aggregate_id, expected_version, events)
+        if self._pool is None:
+            raise SignalError("the PostgresStore is not open: use `async with` or await open()")
+        return await self._group.append(
+            AppendRequest(aggregate_name, aggregate_id, expected_version, events)
+        )
+
+    async def _commit_batch(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
+        try:
+            return await self._commit(requests)
+        except psycopg.errors.UniqueViolation:
+            # Someone wrote around this store's protocol (or reused an event id); find the culprit.
+            if len(requests) == 1:
+                request = requests[0]
+                raise ConcurrencyError(
+                    request.aggregate_name, request.aggregate_id, request.expected_version
+                ) from None
+            outcomes: list[AppendOutcome] = []
+            for request in requests:
+                try:
+                    outcomes.extend(await self._commit_batch([request]))
+                except Exception as exc:
+                    outcomes.append(exc)
+            return outcomes
+
+    async def _commit(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
+        req_names, req_ids, req_expected, req_counts = [], [], [], []
+        ev_requests, ev_ids, ev_versions, ev_names, ev_times, ev_data, ev_metadata = (
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+        )
+        for number, request in enumerate(requests, start=1):
+            req_names.append(request.aggregate_name)
+            req_ids.append(request.aggregate_id)
+            req_expected.append(request.expected_version)
+            req_counts.append(len(request.events))
+            for event in request.events:
+                ev_requests.append(number)
+                ev_ids.append(event.id)
+                ev_versions.append(event.version)
+                ev_names.append(event.name)
+                ev_times.append(event.timestamp)
+                ev_data.append(event.data)
+                ev_metadata.append(
+                    _encode_metadata(event.metadata).decode() if event.metadata else "{}"
+                )
+        params = (
+            self._lock_key,
+            self._channel,
+            req_names,
+            req_ids,
+            req_expected,
+            req_counts,
+            ev_requests,
+            ev_ids,
+            ev_versions,
+            ev_names,
+            ev_times,
+            ev_data,
+            ev_metadata,
+        )
+        async with self._connection("appending events") as conn:
+            try:
+                row = await (await conn.execute(_APPEND, params)).fetchone()
+            except psycopg.OperationalError as exc:
+                # The statement commits on its own: if the answer was lost, so is the outcome.
+                raise StoreUnavailable(
+                    "PostgreSQL connection lost while appending; the events may or may not be "
+                    f"stored, re-read the aggregate: {exc}"
+                ) from exc
+        assert row is not None
+        outcomes_codes: list[int] = row[0]
+        positions: list[int] = row[1]
+        self._transactions += 1
+        outcomes: list[AppendOutcome] = []
+        offset = 0
+        for request, code in zip(requests, outcomes_codes, strict=True):
+            if code == _ACCEPTED:
+                count = len(request.events)
+                outcomes.append(positions[offset : offset + count])
+                offset += count
+                self._appends += 1
+                self._events += count
+            elif code == _NOT_FOUND:
+                outcomes.append(AggregateNotFound(request.aggregate_name, request.aggregate_id))
+            else:
+                outcomes.append(
+                    ConcurrencyError(
+                        request.aggregate_name, request.aggregate_id, request.expected_version, code
+                    )
+                )
+        if positions and self._watch is not None:
+            self._watch.advance(positions[-1])
+        return outcomes
+
+    # Reading
+
+    async def exists(self, aggregate_name: str, aggregate_id: str) -> bool:
+        async with self._connection("reading") as conn:
+            cursor = await conn.execute(
+                "SELECT 1 FROM eventsignal_aggregates"
+                " WHERE aggregate_name = %s AND aggregate_id = %s",
+                (aggregate_name, aggregate_id),
+            )
+            return await cursor.fetchone() is not None
+
+    async def read_aggregate(
+        self, aggregate_name: str, aggregate_id: str, after_version: int = 0
+    ) -> Sequence[StoredEvent]:
+        async with self._connection("reading an aggregate") as conn:
+            cursor = await conn.execute(
+                _READ_AGGREGATE, (aggregate_name, aggregate_id, after_version)
+            )
+            rows = await cursor.fetchall()
+        return [_stored_event(row) for row in rows]
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
+        async with self._connection("reading all events") as conn:
+            cursor = await conn.execute(_READ_ALL, (after_position, limit))
+            rows = await cursor.fetchall()
+        return [_stored_event(row) for row in rows]
+
+    async def head_position(self) -> int:
+        async with self._connection("reading the head position") as conn:
+            row = await (await conn.execute(_HEAD)).fetchone()
+        return int(row[0]) if row else 0
+
+    async def aggregates(self, aggregate_name: str | None = None) -> Sequence[AggregateInfo]:
+        query = (
+            "SELECT aggregate_name, aggregate_id, version, created_at FROM eventsignal_aggregates"
+        )
+        params: tuple[str, ...] = ()
+        if aggregate_name is not None:
+            query += " WHERE aggregate_name = %s"
+            params = (aggregate_name,)
+        async with self._connection("listing aggregates") as conn:
+            rows = await (
+                await conn.execute(query + " ORDER BY created_at, aggregate_id", params)
+            ).fetchall()
+        return [
+            AggregateInfo(
+                aggregate_name=name, aggregate_id=id_, version=version, created_at=created
+            )
+            for name, id_, version, created in rows
+        ]
+
+    async def wait_for_events(self, after_position: int) -> None:
+        watch = self._watch
+        if watch is None:
+            raise SignalError("the PostgresStore is not open: use `async with` or await open()")
+        await watch.wait(after_position, self.head_position)
+
+    def __repr__(self) -> str:
+        schema = f" schema={self.schema!r}" if self.schema else ""
+        return f"<PostgresStore {_where(self.dsn)}{schema}>"
+
+
+class PostgresTransaction:
+    """A :class:`~eventsignal.stores.sql.SQLTransaction` on one pooled psycopg connection."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cursor = await self._conn.execute(sql.encode(), params or None)
+        return cursor.rowcount
+
+    async def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        async with self._conn.cursor() as cursor:
+            await cursor.executemany(sql.encode(), params)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = await self._conn.execute(sql.encode(), params or None)
+        return await cursor.fetchall()
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        cursor = await self._conn.execute(sql.encode(), params or None)
+        return await cursor.fetchone()
+
+
+def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
+    position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data, meta = row
+    try:
+        metadata = _decode_metadata(meta) if meta != "{}" else {}
+    except msgspec.DecodeError as exc:
+        raise EventSerializationError(
+            f"stored metadata is not a string-to-string object: {exc}",
+            aggregate_name=aggregate_name,
+            aggregate_id=aggregate_id,
+            version=version,
+            event_name=name,
+        ) from exc
+    return StoredEvent(
+        id=event_id,
+        aggregate_name=aggregate_name,
+        aggregate_id=aggregate_id,
+        version=version,
+        name=name,
+        timestamp=timestamp,
+        data=data,
+        metadata=metadata,
+        position=position,
+    )
+
+
+def _lock_key(text: str) -> int:
+    """A stable 64-bit advisory lock key for ``text`` (the same in every process)."""
+    return int.from_bytes(
+        hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True
+    )
+
+
+def _channel(schema: str) -> str:
+    """The NOTIFY channel of a schema; channel names are identifiers of at most 63 bytes."""
+    if schema == "public":
+        return "eventsignal_events"
+    channel = f"eventsignal_events_{schema}"
+    if len(channel.encode()) > 63:
+        channel = (
+            "eventsignal_events_" + hashlib.blake2b(schema.encode(), digest_size=8).hexdigest()
+        )
+    return channel
+
+
+def _where(dsn: str) -> str:
+    """The server and database of a DSN, without its password, for messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "the PostgreSQL database"
+    host = info.get("host", "localhost")
+    port = info.get("port", "5432")
+    return f"database {info.get('dbname', '?')!r} on {host}:{port}"
+
+
+__all__ = ["PostgresStore", "PostgresTransaction", "StoreStats"]

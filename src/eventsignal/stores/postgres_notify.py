@@ -1,0 +1,120 @@
+"""Waking followers of a PostgreSQL store: LISTEN/NOTIFY, local commits, and a slow poll.
+
+Every append batch sends ``pg_notify(channel, head position)`` in its transaction, so followers in
+any process learn about it when it commits. One dedicated connection per store LISTENs. Local
+commits wake waiters directly, without the round trip through the server. Notifications can be
+lost while the listening connection is down, so the listener also polls the head position while
+anyone is waiting, and after every reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import TupleRow
+
+logger = logging.getLogger("eventsignal.stores.postgres")
+
+Connect = Callable[[], Awaitable[AsyncConnection[TupleRow]]]
+
+_HEAD = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
+
+
+class HeadWatch:
+    """Tracks the highest position known to be committed and wakes those waiting past it."""
+
+    def __init__(self, connect: Connect, channel: str, *, poll_interval: float = 1.0) -> None:
+        self.head = 0
+        self._connect = connect
+        self._channel = channel
+        self._poll_interval = poll_interval
+        self._waiters: list[asyncio.Future[None]] = []
+        self._listening = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, *, within: float) -> None:
+        """Start listening; wait (up to ``within`` seconds) until LISTEN is in place."""
+        self._task = asyncio.create_task(self._listen(), name="eventsignal-postgres-listen")
+        try:
+            async with asyncio.timeout(within):
+                await self._listening.wait()
+        except TimeoutError:
+            logger.warning("LISTEN %s not in place yet; followers poll meanwhile", self._channel)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                if (current := asyncio.current_task()) is not None and current.cancelling():
+                    raise
+        self._wake()
+
+    def advance(self, position: int) -> None:
+        """Record that ``position`` is committed; wake waiters if that is news."""
+        if position > self.head:
+            self.head = position
+            self._wake()
+
+    async def wait(self, after_position: int, read_head: Callable[[], Awaitable[int]]) -> None:
+        """Return once a position past ``after_position`` may be committed."""
+        if self.head > after_position:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            # Registered first, then asked: an append committing in between still wakes us.
+            self.advance(await read_head())
+            if self.head > after_position:
+                return
+            await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _listen(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                async with await self._connect() as conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                    self._listening.set()
+                    backoff = 0.1
+                    await self._poll(conn)  # catch up on what was missed while not listening
+                    while True:
+                        async for notify in conn.notifies(timeout=self._poll_interval):
+                            self._notified(notify.payload)
+                        if self._waiters:
+                            await self._poll(conn)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._listening.clear()
+                logger.warning("LISTEN %s lost (%s); reconnecting", self._channel, exc)
+                self._wake()  # followers re-read, and see for themselves whether the store is back
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def _notified(self, payload: str) -> None:
+        try:
+            self.advance(int(payload))
+        except ValueError:
+            self._wake()
+
+    async def _poll(self, conn: AsyncConnection[TupleRow]) -> None:
+        row = await (await conn.execute(_HEAD)).fetchone()
+        if row is not None:
+            self.advance(int(row[0]))

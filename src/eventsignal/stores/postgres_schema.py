@@ -1,0 +1,169 @@
+"""Versioned, idempotent schema migrations for PostgreSQL.
+
+Each component (the store's own ``"events"``, and later snapshots, subscriptions, read models) owns
+a list of migrations; ``eventsignal_schema`` records how many of them ran. Migrating happens in one
+transaction under a database-wide advisory lock, so two processes starting at once do not race:
+the second waits, then finds nothing left to do. PostgreSQL DDL is transactional, so a failed
+migration leaves no half-built tables behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import TupleRow
+
+from eventsignal.domain.errors import SignalError
+
+EVENTS_COMPONENT = "events"
+
+EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE eventsignal_aggregates (
+            aggregate_name TEXT NOT NULL,
+            aggregate_id TEXT NOT NULL,
+            version INTEGER NOT NULL DEFAULT 0,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (aggregate_name, aggregate_id)
+        )
+        """,
+        """
+        CREATE TABLE eventsignal_events (
+            position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            event_id UUID NOT NULL UNIQUE,
+            aggregate_name TEXT NOT NULL,
+            aggregate_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            timestamp TIMESTAMPTZ NOT NULL,
+            data BYTEA NOT NULL,
+            metadata JSONB NOT NULL DEFAULT '{}',
+            UNIQUE (aggregate_name, aggregate_id, version)
+        )
+        """,
+        # One call appends a whole group-commit batch: one round trip, whatever its size.
+        # Requests are checked in order, so two for the same aggregate see each other. The
+        # advisory lock serialises appends, so positions become visible in increasing order and a
+        # reader following read_all never skips one. outcomes[i]: -1 accepted, -2 aggregate not
+        # found, otherwise the version found instead of the expected one.
+        """
+        CREATE FUNCTION eventsignal_append(
+            lock_key BIGINT,
+            channel TEXT,
+            req_names TEXT[],
+            req_ids TEXT[],
+            req_expected INTEGER[],
+            req_counts INTEGER[],
+            ev_requests INTEGER[],
+            ev_ids UUID[],
+            ev_versions INTEGER[],
+            ev_names TEXT[],
+            ev_timestamps TIMESTAMPTZ[],
+            ev_data BYTEA[],
+            ev_metadata TEXT[],
+            OUT outcomes INTEGER[],
+            OUT positions BIGINT[]
+        ) LANGUAGE plpgsql AS $$
+        #variable_conflict use_column
+        DECLARE
+            found_version INTEGER;
+        BEGIN
+            PERFORM pg_advisory_xact_lock(lock_key);
+            outcomes := '{}';
+            FOR i IN 1 .. coalesce(array_length(req_names, 1), 0) LOOP
+                UPDATE eventsignal_aggregates SET version = version + req_counts[i]
+                 WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i]
+                   AND version = req_expected[i];
+                IF FOUND THEN
+                    outcomes := outcomes || -1;
+                ELSE
+                    SELECT version INTO found_version FROM eventsignal_aggregates
+                     WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i];
+                    outcomes := outcomes || coalesce(found_version, -2);
+                END IF;
+            END LOOP;
+            WITH inserted AS (
+                INSERT INTO eventsignal_events (event_id, aggregate_name, aggregate_id, version,
+                                                name, timestamp, data, metadata)
+                SELECT e.id, req_names[e.req], req_ids[e.req], e.version, e.name, e.ts, e.data,
+                       e.metadata::jsonb
+                  FROM unnest(ev_requests, ev_ids, ev_versions, ev_names, ev_timestamps, ev_data,
+                              ev_metadata)
+                       WITH ORDINALITY AS e(req, id, version, name, ts, data, metadata, ord)
+                 WHERE outcomes[e.req] = -1
+                 ORDER BY e.ord
+                RETURNING position
+            )
+            SELECT coalesce(array_agg(position ORDER BY position), '{}') INTO positions
+              FROM inserted;
+            IF cardinality(positions) > 0 THEN
+                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
+            END IF;
+        END
+        $$
+        """,
+    ),
+)
+
+# One key for the whole database: migrations are rare, and advisory locks are per database.
+_MIGRATION_LOCK = 0x6576_7369_676E_616C  # "evsignal"
+
+
+async def migrate_component(
+    conn: AsyncConnection[TupleRow],
+    component: str,
+    migrations: Sequence[Sequence[str]],
+    *,
+    schema: str | None = None,
+) -> int:
+    """Run the migrations of ``component`` that have not run yet; return the version reached.
+
+    ``conn`` must be in autocommit mode; the work happens in a transaction of its own.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        if schema is not None:
+            await conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+            )
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS eventsignal_schema ("
+            " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        )
+        cursor = await conn.execute(
+            "SELECT version FROM eventsignal_schema WHERE component = %s", (component,)
+        )
+        row = await cursor.fetchone()
+        current = 0 if row is None else int(row[0])
+        if current > len(migrations):
+            raise SignalError(
+                f"the database schema of {component!r} is at version {current}, newer than the "
+                f"{len(migrations)} migrations this eventsignal knows: upgrade eventsignal"
+            )
+        for statements in migrations[current:]:
+            for statement in statements:
+                await conn.execute(statement.encode())
+        if current < len(migrations):
+            await conn.execute(
+                "INSERT INTO eventsignal_schema (component, version) VALUES (%s, %s)"
+                " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                (component, len(migrations)),
+            )
+    return len(migrations)
+
+
+async def schema_version(conn: AsyncConnection[TupleRow], component: str) -> int:
+    """The recorded version of ``component``; 0 when nothing was ever migrated."""
+    cursor = await conn.execute(
+        "SELECT to_regclass('eventsignal_schema') IS NOT NULL",
+    )
+    row = await cursor.fetchone()
+    if row is None or not row[0]:
+        return 0
+    cursor = await conn.execute(
+        "SELECT version FROM eventsignal_schema WHERE component = %s", (component,)
+    )
+    row = await cursor.fetchone()
+    return 0 if row is None else int(row[0])
