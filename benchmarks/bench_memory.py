@@ -59,12 +59,8 @@ def ours(clients: int, cache: int, *, telemetry: bool) -> Measurement:
 
 def peer(clients: int, cache: int, *, fastforward: bool, deepcopy: bool = True) -> Measurement:
     def run(warmup: float, seconds: float) -> Sample:
-        env = peer_env(
-            cache,
-            fastforward=fastforward,
-            deepcopy=deepcopy,
-            PERSISTENCE_MODULE="eventsourcing.popo",
-        )
+        settings = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+        env = peer_env(cache, settings, fastforward=fastforward, deepcopy=deepcopy)
         shop = PeerShop(env=env)
         try:
             drive_peer(shop, clients=clients, seconds=warmup)

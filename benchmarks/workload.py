@@ -7,6 +7,7 @@ and store the same facts (the peer stores one more event per cart: its creation 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -223,7 +224,11 @@ def run_peer_cart(shop: PeerShop, number: int) -> None:
 
 
 def peer_env(
-    cache_size: int, *, fastforward: bool = True, deepcopy: bool = True, **settings: str
+    cache_size: int,
+    settings: Mapping[str, str],
+    *,
+    fastforward: bool = True,
+    deepcopy: bool = True,
 ) -> dict[str, str]:
     """Settings for a peer application with its aggregate cache on."""
     env = {

@@ -1,0 +1,385 @@
+"""Durable stores side by side: eventsignal's SQLiteStore and PostgresStore vs eventsourcing's
+SQLite and PostgreSQL modules, plus the raw insert rate of the same PostgreSQL as a ceiling.
+
+Run it with::
+
+    /work/venv/bin/python benchmarks/bench_stores.py [--seconds 3] [--repeats 5] [--clients 64]
+
+Every measurement gets fresh tables (a new SQLite file, a new PostgreSQL schema in the scratch
+database ``eventsignal_bench_<pid>``, dropped at the end). The peer runs with its aggregate cache
+on, in its default mode (fast-forward: one extra read per command; a deep copy per command) and in
+its fastest (both off). Ratios are taken against the faster of the two. ``events/s`` counts what
+each library stores: the peer stores one more event per cart (its creation event) than we do.
+
+The ceiling is plain psycopg writing multi-row INSERTs of ``--batch`` rows per transaction into a
+table shaped like ours, on one connection: what PostgreSQL itself accepts on this machine.
+
+Rebuild times one cold load of a 10,000-event aggregate: a fresh ``Signal`` (so the pool misses)
+or a fresh peer application (so its cache misses), on a store that already holds the history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+import psycopg
+from common import (
+    Measurement,
+    Sample,
+    drive_peer,
+    drive_signal,
+    parse_args,
+    print_header,
+    print_ratio,
+    print_table,
+    run_interleaved,
+)
+from psycopg import sql
+from workload import CART, ItemAdded, ItemRemoved, PeerCart, PeerShop, peer_env
+
+import eventsignal.stores
+from eventsignal import Signal
+from eventsignal.stores import EventStore, StoredEvent
+
+PG_SERVER = os.environ.get("EVENTSIGNAL_BENCH_POSTGRES", "host=127.0.0.1 port=5432")
+PG_USER = os.environ.get("PGUSER", "postgres")
+PEER_POOL = {"POSTGRES_POOL_SIZE": "16", "POSTGRES_MAX_OVERFLOW": "16"}
+HISTORY = 10_000  # events in the aggregate that the rebuild measurement loads
+
+StoreFactory = Callable[[str], EventStore]
+
+
+def our_store(name: str) -> StoreFactory | None:
+    """``SQLiteStore`` or ``PostgresStore`` with migrations on, or ``None`` if not importable."""
+    try:
+        cls = getattr(eventsignal.stores, name)
+    except (ImportError, AttributeError):
+        return None
+    return lambda where: cls(where, migrate=True)
+
+
+# Where each measurement keeps its data.
+
+
+class Scratch:
+    """A scratch PostgreSQL database for this run and a temporary directory for SQLite files."""
+
+    def __init__(self) -> None:
+        self.database = f"eventsignal_bench_{os.getpid()}"
+        self.directory = tempfile.TemporaryDirectory(prefix="eventsignal-bench-")
+        self._names = itertools.count()
+        self.postgres = True
+
+    def __enter__(self) -> Scratch:
+        try:
+            with self._admin() as admin:
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+        except psycopg.OperationalError as exc:
+            print(f"PostgreSQL unavailable, its rows are skipped: {exc}", file=sys.stderr)
+            self.postgres = False
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.directory.cleanup()
+        if self.postgres:
+            with self._admin() as admin:
+                admin.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(self.database)
+                    )
+                )
+
+    def _admin(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(f"{PG_SERVER} user={PG_USER} dbname=postgres", autocommit=True)
+
+    def sqlite_file(self) -> str:
+        return os.path.join(self.directory.name, f"events-{next(self._names)}.sqlite")
+
+    def dsn(self, schema: str | None = None) -> str:
+        dsn = f"{PG_SERVER} user={PG_USER} dbname={self.database}"
+        return dsn if schema is None else f"{dsn} options='-c search_path={schema}'"
+
+    def schema(self) -> str:
+        """A new empty schema in the scratch database."""
+        name = f"m{next(self._names)}"
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+        return name
+
+    def peer_settings(self, backend: str) -> dict[str, str]:
+        if backend == "sqlite":
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": self.sqlite_file(),
+                "SQLITE_LOCK_TIMEOUT": "10",
+            }
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": self.database,
+            "POSTGRES_HOST": "127.0.0.1",
+            "POSTGRES_PORT": "5432",
+            "POSTGRES_USER": PG_USER,
+            "POSTGRES_PASSWORD": "",
+            "POSTGRES_SCHEMA": self.schema(),
+            **PEER_POOL,
+        }
+
+    def our_location(self, backend: str) -> str:
+        return self.sqlite_file() if backend == "sqlite" else self.dsn(self.schema())
+
+
+# Throughput.
+
+_runs = itertools.count()
+
+
+def ours(
+    scratch: Scratch, backend: str, make: StoreFactory, clients: int, cache: int
+) -> Measurement:
+    def run(warmup: float, seconds: float) -> Sample:
+        async def main() -> Sample:
+            store = make(scratch.our_location(backend))
+            async with Signal(CART, store=store, pool_size=cache) as signal:
+                tag = f"run{next(_runs)}"
+                await drive_signal(signal, clients=clients, seconds=warmup, tag=f"{tag}w")
+                return await drive_signal(signal, clients=clients, seconds=seconds, tag=tag)
+
+        return asyncio.run(main())
+
+    return run
+
+
+def peer(scratch: Scratch, backend: str, clients: int, cache: int, *, fast: bool) -> Measurement:
+    def run(warmup: float, seconds: float) -> Sample:
+        settings = scratch.peer_settings(backend)
+        env = peer_env(cache, settings, fastforward=not fast, deepcopy=not fast)
+        shop = PeerShop(env=env)
+        try:
+            drive_peer(shop, clients=clients, seconds=warmup)
+            return drive_peer(shop, clients=clients, seconds=seconds)
+        finally:
+            shop.close()
+
+    return run
+
+
+BACKENDS = {"sqlite": ("SQLiteStore", "SQLite"), "postgres": ("PostgresStore", "PostgreSQL")}
+
+
+def configurations(
+    scratch: Scratch, backend: str, clients: int, cache: int
+) -> list[tuple[str, Measurement]]:
+    store_name, title = BACKENDS[backend]
+    make = our_store(store_name)
+    rows: list[tuple[str, Measurement]] = []
+    if make is not None:
+        rows.append(
+            (f"eventsignal {store_name} c={clients}", ours(scratch, backend, make, clients, cache))
+        )
+    rows.append(
+        (
+            f"eventsourcing {title} c={clients} defaults",
+            peer(scratch, backend, clients, cache, fast=False),
+        )
+    )
+    rows.append(
+        (
+            f"eventsourcing {title} c={clients} no fast-forward, no deepcopy",
+            peer(scratch, backend, clients, cache, fast=True),
+        )
+    )
+    return rows
+
+
+def throughput(
+    scratch: Scratch, backend: str, clients: int, args: argparse.Namespace
+) -> tuple[float | None, float | None, float | None]:
+    """Print the table; return our commands/s, the best peer commands/s, our events/s."""
+    table = run_interleaved(configurations(scratch, backend, clients, args.cache), args)
+    print_table(table)
+    mine = [s for s in table if s.label.startswith("eventsignal")]
+    peers = [s for s in table if s.label.startswith("eventsourcing")]
+    best = max(p.commands_per_second for p in peers)
+    if not mine:
+        print(f"(eventsignal {BACKENDS[backend][0]} not available yet)")
+        return None, best, None
+    return mine[0].commands_per_second, best, mine[0].events_per_second
+
+
+# The ceiling: plain psycopg into a table like ours.
+
+RAW_TABLE = """
+CREATE TABLE raw_events (
+    position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id UUID NOT NULL UNIQUE,
+    aggregate_name TEXT NOT NULL,
+    aggregate_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    timestamp TIMESTAMPTZ NOT NULL,
+    data BYTEA NOT NULL,
+    metadata JSONB NOT NULL DEFAULT '{}',
+    UNIQUE (aggregate_name, aggregate_id, version)
+)
+"""
+
+
+def raw_insert_rate(scratch: Scratch, batch: int, warmup: float, seconds: float) -> float:
+    """Rows per second of ``batch``-row INSERT transactions on one connection."""
+    schema = scratch.schema()
+    insert = (
+        "INSERT INTO raw_events (event_id, aggregate_name, aggregate_id, version, name, "
+        "timestamp, data, metadata) VALUES "
+        + ", ".join(["(%s, 'cart', %s, %s, 'ItemAdded', %s, %s, '{}')"] * batch)
+    )
+    payload = b'{"sku":"apple","price":120}'
+    with psycopg.connect(scratch.dsn(schema)) as conn:
+        conn.execute(RAW_TABLE)
+        conn.commit()
+        numbers = itertools.count()
+
+        def insert_for(limit: float) -> tuple[int, float]:
+            rows = 0
+            started = time.perf_counter()
+            deadline = started + limit
+            while time.perf_counter() < deadline:
+                params: list[Any] = []
+                now = datetime.now(UTC)
+                for _ in range(batch):
+                    params += (uuid4(), f"raw-{next(numbers)}", 1, now, payload)
+                conn.execute(insert, params, prepare=True)
+                conn.commit()
+                rows += batch
+            return rows, time.perf_counter() - started
+
+        insert_for(warmup)
+        rows, elapsed = insert_for(seconds)
+    return rows / elapsed
+
+
+# Rebuild of one long aggregate.
+
+
+async def our_rebuild_times(make: StoreFactory, where: str, repeats: int) -> list[float]:
+    store = make(where)
+    async with Signal(CART, store=store) as writer:
+        await store.create(CART.name, "long")
+        encode = writer.serializer.encode
+        now = datetime.now(UTC)
+        for first in range(1, HISTORY + 1, 1000):
+            chunk = []
+            for version in range(first, min(first + 1000, HISTORY + 1)):
+                data = ItemAdded("apple", 120) if version % 2 else ItemRemoved("apple")
+                name, payload = encode(data, aggregate_id="long", version=version)
+                chunk.append(
+                    StoredEvent(
+                        id=uuid4(),
+                        aggregate_name=CART.name,
+                        aggregate_id="long",
+                        version=version,
+                        name=name,
+                        timestamp=now,
+                        data=payload,
+                    )
+                )
+            await store.append(CART.name, "long", first - 1, chunk)
+        times = []
+        for _ in range(repeats):
+            async with Signal(CART, store=store) as reader:  # fresh pool: a cold load
+                started = time.perf_counter()
+                cart = await reader.aggregate("long")
+                times.append(time.perf_counter() - started)
+                assert cart.version == HISTORY
+    return times
+
+
+def peer_rebuild_times(settings: dict[str, str], repeats: int) -> list[float]:
+    env = peer_env(100, settings)
+    writer = PeerShop(env=env)
+    cart = PeerCart.open()
+    for number in range(1, HISTORY):  # the creation event is the first of HISTORY events
+        if number % 2:
+            cart.add("apple", 120)
+        else:
+            cart.remove("apple")
+        if number % 1000 == 0:
+            writer.save(cart)
+    writer.save(cart)
+    writer.close()
+    times = []
+    for _ in range(repeats):
+        reader = PeerShop(env=env)  # fresh cache: a cold load
+        started = time.perf_counter()
+        loaded = reader.cart(cart.id)
+        times.append(time.perf_counter() - started)
+        assert loaded.version == HISTORY
+        reader.close()
+    return times
+
+
+def rebuilds(scratch: Scratch, backend: str, repeats: int) -> None:
+    store_name, title = BACKENDS[backend]
+    make = our_store(store_name)
+    theirs = statistics.median(peer_rebuild_times(scratch.peer_settings(backend), repeats))
+    print(f"rebuild {HISTORY:,} events eventsourcing {title}: {theirs * 1000:,.1f} ms")
+    mine = None
+    if make is not None:
+        where = scratch.our_location(backend)
+        mine = statistics.median(asyncio.run(our_rebuild_times(make, where, repeats)))
+        print(f"rebuild {HISTORY:,} events eventsignal {store_name}: {mine * 1000:,.1f} ms")
+    # A rebuild ratio is "times faster": their time over ours.
+    print_ratio(f"rebuild {backend}", 1 / mine if mine else None, 1 / theirs, ">= 2x")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(__doc__ or "", argv)
+    print_header("eventsignal durable stores vs eventsourcing (cache on)", args)
+    levels = [1, args.clients] if args.clients > 1 else [1]
+    batch = 64
+    with Scratch() as scratch:
+        backends = ["sqlite", "postgres"] if scratch.postgres else ["sqlite"]
+        results: dict[tuple[str, int], tuple[float | None, float | None, float | None]] = {}
+        for backend in backends:
+            for clients in levels:
+                results[backend, clients] = throughput(scratch, backend, clients, args)
+        ceiling = None
+        if scratch.postgres:
+            rates = [
+                raw_insert_rate(scratch, batch, args.warmup, args.seconds)
+                for _ in range(args.repeats)
+            ]
+            ceiling = statistics.median(rates)
+            print(
+                f"raw psycopg multi-row INSERT, {batch} rows per transaction: {ceiling:,.0f} rows/s"
+            )
+            print()
+        for backend in backends:
+            rebuilds(scratch, backend, max(args.repeats, 1))
+        print()
+        for (backend, clients), (mine, best, _) in results.items():
+            target = ">= the peer" if clients == 1 else ">= 10x" if backend == "postgres" else ""
+            print_ratio(f"{backend} c={clients}", mine, best, target)
+        if ceiling is not None:
+            events = results.get(("postgres", levels[-1]), (None, None, None))[2]
+            fraction = events / ceiling if events else None
+            shown = f"{fraction:.0%}" if fraction is not None else "n/a"
+            print(
+                f"ratio postgres c={levels[-1]} events/s to raw ceiling: {shown}  (target >= 30%)"
+            )
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()
