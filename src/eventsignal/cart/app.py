@@ -42,6 +42,7 @@ from eventsignal import (
 )
 from eventsignal.cart.assets import STATIC_DIR, TEMPLATES_DIR, find_htmx
 from eventsignal.cart.domain import (
+    MAX_SKU_LENGTH,
     AddToCart,
     Cart,
     CartCommand,
@@ -190,7 +191,9 @@ class CartSite:
                 )
             )
         except (BadInput, CommandRejected) as exc:
-            return await self._refused(request, str(exc), 400, fields)
+            # The form comes back filled in, cut to sizes the inputs accept.
+            echoed = {name: value[:MAX_SKU_LENGTH] for name, value in fields.items()}
+            return await self._refused(request, str(exc), 400, echoed)
         return await self._command(request, AddToCart(product), fields)
 
     async def remove(self, request: Request) -> Response:

@@ -1,0 +1,374 @@
+"""The cart web app over HTTP (in process): pages, forms, htmx fragments and every bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from eventsignal.cart.app import MAX_BODY, create_app
+from eventsignal.cart.assets import HTMX_ENV
+from eventsignal.cart.domain import MAX_PRICE
+from eventsignal.stores import EventStore, MemoryStore
+
+HX = {"HX-Request": "true"}
+
+
+@asynccontextmanager
+async def serving(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cart") as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+async def client(store: MemoryStore) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(create_app(store=store)) as client:
+        yield client
+
+
+async def new_cart(client: httpx.AsyncClient) -> str:
+    response = await client.post("/carts")
+    assert response.status_code == 303
+    location = response.headers["location"]
+    assert re.fullmatch(r"/carts/[0-9a-f]{12}", location)
+    return location
+
+
+async def add(
+    client: httpx.AsyncClient, cart: str, sku: str, quantity: object = 1, price: object = 100
+) -> httpx.Response:
+    data = {"sku": sku, "quantity": str(quantity), "price": str(price)}
+    return await client.post(f"{cart}/add", data=data)
+
+
+async def versions(store: EventStore, cart: str) -> int:
+    return len(await store.read_aggregate("cart", cart.rsplit("/", 1)[1]))
+
+
+async def test_home_offers_a_new_or_an_existing_cart(client: httpx.AsyncClient) -> None:
+    page = await client.get("/")
+    assert page.status_code == 200
+    assert '<form method="post" action="/carts">' in page.text
+    assert '<form method="get" action="/carts/open">' in page.text
+
+
+async def test_a_new_cart_is_empty(client: httpx.AsyncClient) -> None:
+    cart = await new_cart(client)
+    page = await client.get(cart)
+    assert page.status_code == 200
+    assert "The cart is empty" in page.text
+    assert f'action="{cart}/add"' in page.text
+    assert f'hx-post="{cart}/add"' in page.text
+
+
+async def test_adding_redirects_back_to_the_cart(client: httpx.AsyncClient) -> None:
+    cart = await new_cart(client)
+    response = await add(client, cart, "apple", 3, 120)
+    assert response.status_code == 303
+    assert response.headers["location"] == cart
+    page = await client.get(cart)
+    assert "apple" in page.text
+    assert '<td class="num" id="total">3.60</td>' in page.text
+
+
+async def test_htmx_requests_get_the_cart_fragment(client: httpx.AsyncClient) -> None:
+    cart = await new_cart(client)
+    response = await client.post(
+        f"{cart}/add", data={"sku": "pear", "quantity": "2", "price": "95"}, headers=HX
+    )
+    assert response.status_code == 200
+    assert response.text.lstrip().startswith('<section id="cart"')
+    assert "<html" not in response.text
+    assert '<td class="num" id="total">1.90</td>' in response.text
+
+
+async def test_removing_a_product(client: httpx.AsyncClient, store: MemoryStore) -> None:
+    cart = await new_cart(client)
+    await add(client, cart, "apple")
+    await add(client, cart, "pear")
+    response = await client.post(f"{cart}/remove", data={"sku": "apple"})
+    assert response.status_code == 303
+    page = await client.get(cart)
+    assert '<td class="sku">apple</td>' not in page.text
+    assert '<td class="sku">pear</td>' in page.text
+    missing = await client.post(f"{cart}/remove", data={"sku": "apple"})
+    assert missing.status_code == 409
+    assert "apple is not in the cart" in missing.text
+    assert await versions(store, cart) == 3
+
+
+async def test_a_duplicate_sku_is_refused_inline(
+    client: httpx.AsyncClient, store: MemoryStore
+) -> None:
+    cart = await new_cart(client)
+    await add(client, cart, "apple")
+    response = await add(client, cart, "apple", 2, 50)
+    assert response.status_code == 409
+    assert '<p class="error" role="alert">apple is already in the cart</p>' in response.text
+    assert "<html" in response.text  # without htmx: the whole page, with the form kept
+    assert 'name="price" type="number" min="0" step="1"\n           value="50"' in response.text
+    fragment = await client.post(
+        f"{cart}/add", data={"sku": "apple", "quantity": "1", "price": "1"}, headers=HX
+    )
+    assert fragment.status_code == 409
+    assert "apple is already in the cart" in fragment.text
+    assert "<html" not in fragment.text
+    assert await versions(store, cart) == 1
+
+
+@pytest.mark.parametrize(
+    ("quantity", "price", "reason"),
+    [
+        ("1", "12.50", "the price must be a whole number, not &#39;12.50&#39;"),
+        ("1", "abc", "the price must be a whole number"),
+        ("1", "", "the price is missing"),
+        ("one", "100", "the quantity must be a whole number"),
+        ("1.5", "100", "the quantity must be a whole number"),
+        ("1e3", "100", "the quantity must be a whole number"),
+        ("0", "100", "the quantity must be a whole number from 1 to"),
+        ("-2", "100", "the quantity must be a whole number from 1 to"),
+        ("1", "-1", "the price must be a whole number of cents from 0 to"),
+        ("1", str(MAX_PRICE + 1), "the price must be a whole number of cents from 0 to"),
+        ("1", "9" * 5000, "the price 99999999999999999999... is far too large"),
+        ("9" * 40, "1", "is far too large"),
+    ],
+)
+async def test_bad_numbers_are_refused(
+    client: httpx.AsyncClient, store: MemoryStore, quantity: str, price: str, reason: str
+) -> None:
+    cart = await new_cart(client)
+    response = await add(client, cart, "apple", quantity, price)
+    assert response.status_code == 400
+    assert reason in response.text
+    assert await versions(store, cart) == 0
+    assert (await client.get(cart)).status_code == 200  # still serving
+
+
+@pytest.mark.parametrize(
+    ("sku", "reason"),
+    [
+        ("", "the sku must not be empty"),
+        ("   ", "the sku must not be empty"),
+        ("x" * 10_000, "the sku is 10000 characters long; at most 100 are allowed"),
+        ("a\tb", "the sku must not contain control characters"),
+    ],
+)
+async def test_bad_skus_are_refused(
+    client: httpx.AsyncClient, store: MemoryStore, sku: str, reason: str
+) -> None:
+    cart = await new_cart(client)
+    response = await add(client, cart, sku)
+    assert response.status_code == 400
+    assert reason in response.text
+    assert "x" * 200 not in response.text  # the oversized value is not echoed back
+    assert await versions(store, cart) == 0
+
+
+async def test_an_oversized_form_is_refused(client: httpx.AsyncClient, store: MemoryStore) -> None:
+    cart = await new_cart(client)
+    response = await add(client, cart, "x" * (MAX_BODY + 1))
+    assert response.status_code == 413
+    assert "larger than" in response.text
+    assert await versions(store, cart) == 0
+
+
+async def test_markup_in_a_sku_is_shown_as_text(client: httpx.AsyncClient) -> None:
+    cart = await new_cart(client)
+    sku = '<script>alert("x")</script>'
+    assert (await add(client, cart, sku)).status_code == 303
+    for path in (cart, f"{cart}/history", f"{cart}/versions/1"):
+        page = await client.get(path)
+        assert "<script>alert" not in page.text
+        assert "&lt;script&gt;alert(" in page.text
+    duplicate = await add(client, cart, sku)
+    assert (
+        "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; is already in the cart" in duplicate.text
+    )
+
+
+async def test_paying_updates_the_revenue(client: httpx.AsyncClient) -> None:
+    before = await client.get("/revenue")
+    assert '<strong id="revenue">0.00</strong>' in before.text
+    cart = await new_cart(client)
+    await add(client, cart, "apple", 2, 1250)
+    response = await client.post(f"{cart}/pay")
+    assert response.status_code == 303
+    page = await client.get(cart)
+    assert "Paid: 25.00" in page.text
+    assert f'action="{cart}/add"' not in page.text
+    after = await client.get("/revenue")
+    assert '<strong id="revenue">25.00</strong>' in after.text
+    assert '<span id="paid-carts">1</span>' in after.text
+
+
+async def test_a_double_clicked_pay_is_charged_once(
+    client: httpx.AsyncClient, store: MemoryStore
+) -> None:
+    cart = await new_cart(client)
+    await add(client, cart, "apple", 1, 999)
+    first, second = await asyncio.gather(client.post(f"{cart}/pay"), client.post(f"{cart}/pay"))
+    assert sorted([first.status_code, second.status_code]) == [303, 409]
+    refused = first if first.status_code == 409 else second
+    assert "the cart is already paid" in refused.text
+    assert await versions(store, cart) == 2
+    revenue = await client.get("/revenue")
+    assert '<strong id="revenue">9.99</strong>' in revenue.text
+
+
+async def test_an_empty_cart_cannot_be_paid(client: httpx.AsyncClient, store: MemoryStore) -> None:
+    cart = await new_cart(client)
+    response = await client.post(f"{cart}/pay", headers=HX)
+    assert response.status_code == 409
+    assert "an empty cart cannot be paid" in response.text
+    assert await versions(store, cart) == 0
+
+
+async def test_unknown_carts_are_not_found(client: httpx.AsyncClient) -> None:
+    for response in (
+        await client.get("/carts/nope"),
+        await client.get("/carts/nope/history"),
+        await client.get("/carts/nope/versions/0"),
+        await add(client, "/carts/nope", "apple"),
+        await client.post("/carts/nope/pay"),
+        await client.get("/carts/" + "z" * 300),
+    ):
+        assert response.status_code == 404
+        assert "there is no cart with id" in response.text
+
+
+async def test_opening_an_existing_cart_by_id(client: httpx.AsyncClient) -> None:
+    cart = await new_cart(client)
+    cart_id = cart.rsplit("/", 1)[1]
+    found = await client.get("/carts/open", params={"cart_id": f"  {cart_id} "})
+    assert found.status_code == 303
+    assert found.headers["location"] == cart
+    missing = await client.get("/carts/open", params={"cart_id": "<b>who</b>"})
+    assert missing.status_code == 404
+    assert "there is no cart with id &#39;&lt;b&gt;who&lt;/b&gt;&#39;" in missing.text
+    empty = await client.get("/carts/open", params={"cart_id": ""})
+    assert empty.status_code == 400
+    assert "enter the id of a cart" in empty.text
+
+
+async def test_unknown_routes_and_wrong_methods(client: httpx.AsyncClient) -> None:
+    cart = await new_cart(client)
+    unknown = await client.get("/no/such/page")
+    assert unknown.status_code == 404
+    assert '<p class="error" role="alert">Not Found</p>' in unknown.text
+    wrong = await client.get(f"{cart}/pay")
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "POST"
+    assert "Method Not Allowed" in wrong.text
+    assert (await client.delete(cart)).status_code == 405
+    assert (await client.get(cart)).status_code == 200
+
+
+async def test_history_lists_every_event_with_its_data(client: httpx.AsyncClient) -> None:
+    cart = await new_cart(client)
+    await add(client, cart, "apple", 2, 120)
+    await add(client, cart, "pear", 1, 95)
+    await client.post(f"{cart}/remove", data={"sku": "apple"})
+    await client.post(f"{cart}/pay")
+    page = await client.get(f"{cart}/history")
+    assert page.status_code == 200
+    names = re.findall(r"<td>(ProductAdded|ProductRemoved|CartPaid)</td>", page.text)
+    assert names == ["ProductAdded", "ProductAdded", "ProductRemoved", "CartPaid"]
+    assert "{&#34;total&#34;:95}" in page.text
+    for version in range(5):
+        assert f'href="{cart}/versions/{version}"' in page.text
+
+
+async def test_a_cart_as_it_was_at_a_version(client: httpx.AsyncClient) -> None:
+    cart = await new_cart(client)
+    await add(client, cart, "apple", 2, 120)
+    await add(client, cart, "pear", 1, 95)
+    await client.post(f"{cart}/remove", data={"sku": "apple"})
+    await client.post(f"{cart}/pay")
+    at_two = await client.get(f"{cart}/versions/2")
+    assert at_two.status_code == 200
+    assert "at version 2 of 4" in at_two.text
+    assert '<td class="sku">apple</td>' in at_two.text
+    assert '<td class="num" id="total">3.35</td>' in at_two.text
+    assert "Paid" not in at_two.text
+    assert "<form" not in at_two.text.split("<main>")[1]  # read-only
+    at_zero = await client.get(f"{cart}/versions/0")
+    assert "The cart is empty" in at_zero.text
+    beyond = await client.get(f"{cart}/versions/5")
+    assert beyond.status_code == 404
+    assert "has versions 0 to 4, not 5" in beyond.text
+    assert (await client.get(f"{cart}/versions/-1")).status_code == 404
+    assert (await client.get(f"{cart}/versions/one")).status_code == 404
+
+
+async def test_revenue_is_kept_across_restarts_and_processes(tmp_path: Path) -> None:
+    path = tmp_path / "cart.db"
+    async with serving(create_app(f"sqlite:///{path}")) as first:
+        cart = await new_cart(first)
+        await add(first, cart, "apple", 1, 300)
+        await first.post(f"{cart}/pay")
+        # A second process on the same file, running at the same time.
+        async with serving(create_app(str(path))) as second:
+            other = await new_cart(second)
+            await add(second, other, "pear", 1, 45)
+            await second.post(f"{other}/pay")
+            revenue = await second.get("/revenue")
+            assert '<strong id="revenue">3.45</strong>' in revenue.text
+        revenue = await first.get("/revenue")
+        assert '<strong id="revenue">3.45</strong>' in revenue.text
+    async with serving(create_app(f"sqlite:///{path}")) as restarted:
+        revenue = await restarted.get("/revenue")
+        assert '<strong id="revenue">3.45</strong>' in revenue.text
+        assert "Paid: 3.00" in (await restarted.get(cart)).text
+
+
+@pytest.fixture
+def htmx_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    script = tmp_path / "htmx.min.js"
+    script.write_text("/* htmx stand-in */")
+    monkeypatch.setenv(HTMX_ENV, str(script))
+    return script
+
+
+async def test_htmx_is_served_from_the_installed_package(htmx_file: Path) -> None:
+    async with serving(create_app(store=MemoryStore())) as client:
+        page = await client.get("/")
+        assert '<script src="/htmx.min.js" defer></script>' in page.text
+        script = await client.get("/htmx.min.js")
+        assert script.status_code == 200
+        assert script.text == "/* htmx stand-in */"
+        assert script.headers["content-type"].startswith("text/javascript")
+
+
+async def test_pages_work_without_htmx(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: MemoryStore
+) -> None:
+    monkeypatch.delenv(HTMX_ENV, raising=False)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    async with serving(create_app(store=store)) as client:
+        cart = await new_cart(client)
+        page = await client.get(cart)
+        assert "htmx.min.js" not in page.text
+        assert (await client.get("/htmx.min.js")).status_code == 404
+        assert (await add(client, cart, "apple")).status_code == 303
+        assert await versions(store, cart) == 1
+
+
+async def test_the_stylesheet_is_served(client: httpx.AsyncClient) -> None:
+    response = await client.get("/static/cart.css")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/css")
