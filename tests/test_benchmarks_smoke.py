@@ -1,0 +1,50 @@
+"""The benchmark scripts still run: each one in its tiny ``--quick`` mode.
+
+Timings on a shared machine prove nothing, so these tests only check that every measurement ran
+and printed its ratio line with a number (``n/a`` means a side did not run).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+RATIO = r"ratio {}: \d+\.\dx"
+
+
+def run_quick(script: str, *options: str) -> str:
+    finished = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    return finished.stdout
+
+
+def test_memory_benchmark_prints_both_libraries_and_ratios() -> None:
+    out = run_quick("bench_memory.py", "--clients", "8")
+    assert "cores" in out
+    assert "python 3." in out
+    for label in ("eventsignal c=8", "eventsignal c=8 telemetry=None", "eventsourcing c=8"):
+        assert label in out
+    for name in ("memory c=1", "memory c=8", "memory c=8 telemetry=None"):
+        assert re.search(RATIO.format(re.escape(name)), out), out
+
+
+@pytest.mark.postgres
+def test_stores_benchmark_prints_throughput_ceiling_and_rebuild_ratios() -> None:
+    out = run_quick("bench_stores.py", "--clients", "8")
+    for name in ("sqlite c=1", "sqlite c=8", "postgres c=1", "postgres c=8"):
+        assert re.search(RATIO.format(re.escape(name)), out), out
+    for backend in ("sqlite", "postgres"):
+        assert re.search(RATIO.format(f"rebuild {backend}"), out), out
+    assert re.search(r"raw psycopg multi-row INSERT, 64 rows per transaction: [\d,]+ rows/s", out)
+    assert re.search(r"ratio postgres c=8 events/s to raw ceiling: \d+%", out), out
