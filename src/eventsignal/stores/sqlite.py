@@ -9,7 +9,10 @@ shares among all the appends that arrive while the previous commit is in flight.
 Threads. :mod:`sqlite3` blocks, so nothing runs on the event loop: one writer thread owns the
 only write connection (every write, including :meth:`SQLiteStore.transaction`, runs there, one
 transaction at a time), and a few reader threads share a small set of read connections. WAL lets
-readers run beside the writer, each seeing the last committed state.
+readers run beside the writer, each seeing the last committed state. The write connection is made
+and used on the writer thread alone, so it keeps ``check_same_thread``; read connections pass
+between reader threads through a queue, used by one thread at a time, which every threaded build
+of SQLite allows (``sqlite3.threadsafety`` 1 or 3), so they turn the check off.
 
 Order. SQLite has a single writer per file, and positions (``AUTOINCREMENT``) are assigned inside
 the write transaction: a transaction that commits later always holds higher positions than every
@@ -76,7 +79,11 @@ _READ_ALL = (
     f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE position > ? ORDER BY position LIMIT ?"
 )
 _HEAD = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
-_LAST_ASSIGNED = "SELECT seq FROM sqlite_sequence WHERE name = 'eventsignal_events'"
+# The highest position ever assigned (AUTOINCREMENT keeps it in sqlite_sequence), or present.
+_LAST_ASSIGNED = (
+    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'eventsignal_events'), 0), "
+    "coalesce((SELECT max(position) FROM eventsignal_events), 0))"
+)
 _EXISTS = "SELECT 1 FROM eventsignal_aggregates WHERE aggregate_name = ? AND aggregate_id = ?"
 _VERSION = (
     "SELECT version FROM eventsignal_aggregates WHERE aggregate_name = ? AND aggregate_id = ?"
@@ -296,6 +303,8 @@ class SQLiteStore:
         connection = self._read_connections.get()
         try:
             return query(connection)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
         finally:
             self._read_connections.put(connection)
 
@@ -368,8 +377,7 @@ class SQLiteStore:
         try:
             execute("BEGIN IMMEDIATE")
             try:
-                rows = execute(_LAST_ASSIGNED).fetchall()
-                last = rows[0][0] if rows else 0
+                ((last,),) = execute(_LAST_ASSIGNED).fetchall()
                 outcomes: list[AppendOutcome] = []
                 appended = 0
                 for request in requests:
