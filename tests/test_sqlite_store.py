@@ -400,3 +400,18 @@ async def test_open_and_close_are_counted(tmp_path: Path) -> None:
         assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2, 3, 4, 5, 6]
     finally:
         await store.close()
+
+
+async def test_reopening_while_the_last_close_runs(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "events.db", migrate=True)
+    await store.open()
+    await store.create("thing", "a")
+    closing = asyncio.create_task(store.close())
+    await asyncio.sleep(0)  # the close has begun
+    await store.open()
+    await closing
+    try:
+        await store.append("thing", "a", 0, make_events("a", 0, 1))
+        assert await store.head_position() == 1
+    finally:
+        await store.close()

@@ -169,6 +169,7 @@ class SQLiteStore:
         self._migrate_on_open = migrate
         self._users = 0
         self._starting: asyncio.Future[None] | None = None
+        self._stopping: asyncio.Future[None] | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._write_connection: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
@@ -208,9 +209,13 @@ class SQLiteStore:
             return
         self._users -= 1
         if self._users == 0:
-            await self._stop()
+            self._starting = None  # an open() from now on starts afresh, once this stop is done
+            self._stopping = asyncio.ensure_future(self._stop())
+            await asyncio.shield(self._stopping)
 
     async def _start(self) -> None:
+        if self._stopping is not None:
+            await self._stopping
         loop = asyncio.get_running_loop()
         writer = ThreadPoolExecutor(1, thread_name_prefix="eventsignal-sqlite-writer")
         try:
@@ -241,7 +246,6 @@ class SQLiteStore:
             await asyncio.to_thread(readers.shutdown)  # lets reads in flight finish
         while not self._read_connections.empty():
             self._read_connections.get().close()
-        self._starting = None
 
     def _connect(self, *, check_same_thread: bool) -> sqlite3.Connection:
         connection = sqlite3.connect(
