@@ -1,22 +1,22 @@
 """The application layer: :class:`Signal` runs commands against live aggregates.
 
-A command runs under its aggregate's lock, against the current state. Its events are applied to a
-copy of the state first (so a failing event handler stores nothing), then appended to the store
-with the version the state was built from. Only when the store confirms does the live state move
-on and the caller get an answer. If another writer got there first, the aggregate catches up on
-the stored events and the command runs again.
+A command runs under its aggregate's lock, against the current state. Its events are applied to
+the state first (so a failing event handler stores nothing), then appended to the store with the
+version the state was built from. Only when the store confirms does the live state move on and
+the caller get an answer. If another writer got there first, the aggregate catches up on the
+stored events and the command runs again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
-from uuid import uuid4
 
 import msgspec
 
@@ -29,11 +29,12 @@ from eventsignal.domain.errors import (
     ConcurrencyError,
     SignalError,
 )
-from eventsignal.domain.events import Event
+from eventsignal.domain.events import Event, new_event_id
 from eventsignal.domain.identity import validate_id
 from eventsignal.pool import LiveAggregate, Pool, PoolStats
 from eventsignal.serialization import EventSerializer, Transcoder
-from eventsignal.stores.base import EventStore, StoredEvent
+from eventsignal.snapshotting import Snapshotter, snapshot_store_for
+from eventsignal.stores.base import EventStore, SnapshotStore, StoredEvent
 from eventsignal.stores.memory import MemoryStore
 from eventsignal.telemetry import (
     AggregateCreated,
@@ -51,12 +52,15 @@ from eventsignal.telemetry import (
     TelemetryHook,
     TriggeringSubscribers,
     log_telemetry,
+    logger,
 )
 
 S = TypeVar("S")
 C = TypeVar("C")
 
+EvictionHook = Callable[[str, Any, int], object]
 _FOLD_SLICE = 2000  # events applied between yields to the event loop during a rebuild
+_replace = msgspec.structs.replace
 
 
 class Aggregate(Generic[S]):
@@ -100,12 +104,25 @@ class Aggregate(Generic[S]):
         return f"<Aggregate {self._signal.name} {self.id!r} v{self.version}>"
 
 
+class PastState(msgspec.Struct, Generic[S], frozen=True, kw_only=True):
+    """An aggregate's state as it was at ``version`` (read-only, outside the pool)."""
+
+    aggregate_id: str
+    version: int
+    state: S
+    timestamp: datetime | None
+
+
 class Signal(Generic[S, C]):
     """Runs one aggregate type: creates aggregates, handles commands, informs subscribers.
 
     Use it as ``async with Signal(config, store=...) as signal:`` or call :meth:`start` and
     :meth:`stop`. Several ``Signal`` objects, in one process or many, may share a store: the
     store's optimistic concurrency keeps them consistent.
+
+    ``telemetry`` receives typed reports (:mod:`eventsignal.telemetry`); the default logs them
+    to the ``eventsignal`` logger and costs nothing for levels that logger does not emit.
+    ``on_evict(aggregate_id, state, version)`` is called when the pool evicts an aggregate.
     """
 
     def __init__(
@@ -118,18 +135,39 @@ class Signal(Generic[S, C]):
         telemetry: TelemetryHook | None = log_telemetry,
         transcoder: Transcoder | None = None,
         conflict_retries: int = 10,
+        snapshot_store: SnapshotStore | None = None,
+        on_evict: EvictionHook | None = None,
     ) -> None:
         if conflict_retries < 0:
             raise ValueError("conflict_retries must be zero or more")
         self.config = config
         self.name = config.name
         self.store: EventStore = store if store is not None else MemoryStore()
-        self.serializer = EventSerializer(config.name, config.event_types, transcoder)
+        self.serializer = EventSerializer(
+            config.name, config.event_types, transcoder, config.upcasters
+        )
         self.conflict_retries = conflict_retries
         self._telemetry = telemetry
+        self._on_evict = on_evict
         self._pool: Pool[S] = Pool(pool_size, self._evicted)
         self._loading: dict[str, asyncio.Future[LiveAggregate[S]]] = {}
         self._bus = EventBus(subscribers, telemetry)
+        self._snapshotter: Snapshotter[S] | None = None
+        if config.snapshots is not None:
+            snapshots = snapshot_store or snapshot_store_for(self.store)
+            if snapshots is None:
+                raise SignalError(
+                    f"{type(self.store).__name__} keeps no snapshots: "
+                    "pass snapshot_store= or drop AggregateConfig.snapshots"
+                )
+            self._snapshotter = Snapshotter(
+                config.name,
+                config.snapshots,
+                snapshots,
+                type(config.initial_state),
+                transcoder,
+                telemetry,
+            )
         self._started = False
 
     # Life cycle
@@ -142,11 +180,13 @@ class Signal(Generic[S, C]):
         self._started = True
 
     async def stop(self) -> None:
-        """Deliver queued events to subscribers, empty the pool and release the store."""
+        """Deliver queued events, finish snapshots, empty the pool and release the store."""
         if not self._started:
             return
         self._started = False
         await self._bus.stop()
+        if self._snapshotter is not None:
+            await self._snapshotter.close()
         self._pool.clear()
         await self.store.close()
 
@@ -171,11 +211,55 @@ class Signal(Generic[S, C]):
 
     @property
     def pool_stats(self) -> PoolStats:
+        """Counters: hits, misses, evictions, rebuilds, snapshot hits."""
         return self._pool.stats
 
     async def drain(self) -> None:
-        """Wait until subscribers have handled every event stored so far by this Signal."""
+        """Wait until subscribers have handled every event stored so far by this Signal,
+        and snapshots being taken are stored."""
         await self._bus.drain()
+        if self._snapshotter is not None:
+            await self._snapshotter.close()
+
+    async def events(self, aggregate_id: str, after_version: int = 0) -> list[Event[Any]]:
+        """The aggregate's stored events, decoded (upcast where needed), in version order."""
+        self._check_started()
+        stored = await self._read_existing(validate_id(aggregate_id), after_version)
+        decode = self.serializer.decode_all
+        return [_envelope(record, data) for record in stored for data in decode(record)]
+
+    async def state_at(
+        self,
+        aggregate_id: str,
+        *,
+        version: int | None = None,
+        timestamp: datetime | None = None,
+    ) -> PastState[S]:
+        """The aggregate as it was at ``version``, or at ``timestamp`` (its last event at or
+        before that moment). Read-only: the live copy in the pool is not touched."""
+        self._check_started()
+        if (version is None) == (timestamp is None):
+            raise ValueError("state_at takes either version= or timestamp=")
+        if timestamp is not None and timestamp.tzinfo is None:
+            raise ValueError("state_at needs a timezone-aware timestamp")
+        stored = await self._read_existing(validate_id(aggregate_id), 0)
+        if version is not None:
+            if not 0 <= version <= len(stored):
+                raise SignalError(
+                    f"{self.name} {aggregate_id!r} has versions 0 to {len(stored)}, not {version}"
+                )
+            stored = stored[:version]
+        else:
+            assert timestamp is not None
+            stored = [record for record in stored if record.timestamp <= timestamp]
+        past = LiveAggregate(aggregate_id, self.config.initial_state, 0)
+        await self._fold(past, stored)
+        return PastState(
+            aggregate_id=aggregate_id,
+            version=past.version,
+            state=past.state,
+            timestamp=stored[-1].timestamp if stored else None,
+        )
 
     # Commands
 
@@ -229,13 +313,29 @@ class Signal(Generic[S, C]):
         if self._telemetry is not None:
             self._telemetry(report)
 
+    def _hook_for(self, level: int) -> TelemetryHook | None:
+        """The telemetry hook, or ``None`` when the report would be dropped anyway."""
+        hook = self._telemetry
+        if hook is log_telemetry and not logger.isEnabledFor(level):
+            return None
+        return hook
+
     def _evicted(self, live: LiveAggregate[S]) -> None:
         self._report(
             AggregateEvicted(aggregate_name=self.name, aggregate_id=live.id, version=live.version)
         )
+        if self._on_evict is not None:
+            self._on_evict(live.id, live.state, live.version)
+
+    async def _read_existing(self, aggregate_id: str, after_version: int) -> Sequence[StoredEvent]:
+        stored = await self.store.read_aggregate(self.name, aggregate_id, after_version)
+        if not stored and not await self.store.exists(self.name, aggregate_id):
+            self._report(AggregateMissing(aggregate_name=self.name, aggregate_id=aggregate_id))
+            raise AggregateNotFound(self.name, aggregate_id)
+        return stored
 
     async def _load(self, aggregate_id: str) -> LiveAggregate[S]:
-        """Rebuild an aggregate into the pool; concurrent callers share one rebuild."""
+        """Bring an aggregate into the pool; concurrent callers share one rebuild."""
         pending = self._loading.get(aggregate_id)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -260,13 +360,19 @@ class Signal(Generic[S, C]):
             del self._loading[aggregate_id]
 
     async def _rebuild(self, aggregate_id: str) -> LiveAggregate[S]:
+        """A live aggregate from the latest usable snapshot and the events after it."""
         self._report(HydratingAggregate(aggregate_name=self.name, aggregate_id=aggregate_id))
         started = time.perf_counter()
-        stored = await self.store.read_aggregate(self.name, aggregate_id)
-        if not stored and not await self.store.exists(self.name, aggregate_id):
-            self._report(AggregateMissing(aggregate_name=self.name, aggregate_id=aggregate_id))
-            raise AggregateNotFound(self.name, aggregate_id)
-        live = LiveAggregate(aggregate_id, self.config.initial_state, 0)
+        restored = None
+        if self._snapshotter is not None:
+            restored = await self._snapshotter.restore(aggregate_id)
+        if restored is None:
+            live = LiveAggregate(aggregate_id, self.config.initial_state, 0)
+            stored = await self._read_existing(aggregate_id, 0)
+        else:
+            live = LiveAggregate(aggregate_id, restored[0], restored[1])
+            stored = await self.store.read_aggregate(self.name, aggregate_id, live.version)
+            self._pool.stats.snapshot_hits += 1
         await self._fold(live, stored)
         self._pool.stats.rebuilds += 1
         self._report(
@@ -281,9 +387,12 @@ class Signal(Generic[S, C]):
         return live
 
     async def _fold(self, live: LiveAggregate[S], stored: Sequence[StoredEvent]) -> None:
-        """Apply stored events to a live aggregate, yielding now and then on long histories."""
+        """Apply stored events to a live aggregate, yielding now and then on long histories.
+
+        The live aggregate changes only once every event has applied.
+        """
         apply = self.config.event_handler
-        decode = self.serializer.decode
+        decode = self.serializer.decode_all
         state = live.state
         version = live.version
         for start in range(0, len(stored), _FOLD_SLICE):
@@ -293,7 +402,8 @@ class Signal(Generic[S, C]):
                         f"{self.name} {live.id!r}: store returned version {record.version} "
                         f"after version {version}"
                     )
-                state = apply(state, _envelope(record, decode(record)))
+                for data in decode(record):
+                    state = apply(state, _envelope(record, data))
                 version = record.version
             if start + _FOLD_SLICE < len(stored):
                 await asyncio.sleep(0)
@@ -313,35 +423,105 @@ class Signal(Generic[S, C]):
         self, live: LiveAggregate[S], command: object, metadata: Mapping[str, str] | None
     ) -> S:
         name = self.name
+        aggregate_id = live.id
         command_name = type(command).__name__
-        report = self._telemetry
-        if report is not None:
-            report(
-                ProcessingCommand(aggregate_name=name, aggregate_id=live.id, command=command_name)
+        info = self._hook_for(logging.INFO)
+        if info is not None:
+            info(
+                ProcessingCommand(
+                    aggregate_name=name, aggregate_id=aggregate_id, command=command_name
+                )
             )
+        if metadata is None:
+            metadata = {}
+        handle = self.config.command_handler
+        apply = self.config.event_handler
+        encode = self.serializer.encode
+        attempt = 0
         live.busy += 1
         try:
             async with live.lock:
-                return await self._run(live, command, command_name, metadata or {})
-        except CommandRejected as exc:
-            exc.aggregate_name = name
-            exc.aggregate_id = live.id
-            self._report(
-                CommandFailed(
-                    aggregate_name=name,
-                    aggregate_id=live.id,
-                    command=command_name,
-                    reason=exc.reason,
-                )
-            )
-            raise
+                while True:
+                    state = live.state
+                    version = live.version
+                    produced = handle(command, state)  # type: ignore[arg-type]
+                    if type(produced) is not list:
+                        if inspect.isawaitable(produced):
+                            produced = await produced
+                        produced = list(produced)
+                    if not produced:
+                        return state
+                    now = datetime.now(UTC)
+                    envelopes: list[Event[Any]] = []
+                    records: list[StoredEvent] = []
+                    event_version = version
+                    for data in produced:
+                        event_version += 1
+                        event_name, payload = encode(
+                            data, aggregate_id=aggregate_id, version=event_version
+                        )
+                        event_id = new_event_id()
+                        records.append(
+                            StoredEvent(
+                                id=event_id,
+                                aggregate_name=name,
+                                aggregate_id=aggregate_id,
+                                version=event_version,
+                                name=event_name,
+                                timestamp=now,
+                                data=payload,
+                                metadata=metadata,
+                            )
+                        )
+                        event = Event(
+                            id=event_id,
+                            aggregate_name=name,
+                            aggregate_id=aggregate_id,
+                            version=event_version,
+                            name=event_name,
+                            timestamp=now,
+                            position=0,
+                            data=data,
+                            metadata=metadata,
+                        )
+                        state = apply(state, event)
+                        envelopes.append(event)
+                    try:
+                        positions = await self.store.append(name, aggregate_id, version, records)
+                    except ConcurrencyError:
+                        if attempt >= self.conflict_retries:
+                            raise
+                        attempt += 1
+                        self._report(
+                            CommandConflicted(
+                                aggregate_name=name,
+                                aggregate_id=aggregate_id,
+                                command=command_name,
+                                expected_version=version,
+                                attempt=attempt,
+                            )
+                        )
+                        await self._catch_up(live)
+                        continue
+                    live.state = state
+                    live.version = event_version
+                    if self._snapshotter is not None:
+                        self._snapshotter.after_command(aggregate_id, state, version, event_version)
+                    self._stored(live, command_name, envelopes, positions, info)
+                    return state
         except Exception as exc:
+            if isinstance(exc, CommandRejected):
+                exc.aggregate_name = name
+                exc.aggregate_id = aggregate_id
+                reason = exc.reason
+            else:
+                reason = f"{type(exc).__name__}: {exc}"
             self._report(
                 CommandFailed(
                     aggregate_name=name,
-                    aggregate_id=live.id,
+                    aggregate_id=aggregate_id,
                     command=command_name,
-                    reason=f"{type(exc).__name__}: {exc}",
+                    reason=reason,
                 )
             )
             raise
@@ -350,121 +530,48 @@ class Signal(Generic[S, C]):
             if len(self._pool) > self._pool.capacity:
                 self._pool.trim()
 
-    async def _run(
-        self,
-        live: LiveAggregate[S],
-        command: object,
-        command_name: str,
-        metadata: Mapping[str, str],
-    ) -> S:
-        config = self.config
-        handle = config.command_handler
-        apply = config.event_handler
-        encode = self.serializer.encode
-        attempt = 0
-        while True:
-            state = live.state
-            version = live.version
-            produced = handle(command, state)  # type: ignore[arg-type]
-            if type(produced) is not list:
-                if inspect.isawaitable(produced):
-                    produced = await produced
-                produced = list(produced)
-            if not produced:
-                return state
-            now = datetime.now(UTC)
-            envelopes: list[Event[Any]] = []
-            records: list[StoredEvent] = []
-            for offset, data in enumerate(produced, start=1):
-                event_version = version + offset
-                event_name, payload = encode(data, aggregate_id=live.id, version=event_version)
-                event_id = uuid4()
-                records.append(
-                    StoredEvent(
-                        id=event_id,
-                        aggregate_name=self.name,
-                        aggregate_id=live.id,
-                        version=event_version,
-                        name=event_name,
-                        timestamp=now,
-                        data=payload,
-                        metadata=metadata,
-                    )
-                )
-                event = Event(
-                    id=event_id,
-                    aggregate_name=self.name,
-                    aggregate_id=live.id,
-                    version=event_version,
-                    name=event_name,
-                    timestamp=now,
-                    position=0,
-                    data=data,
-                    metadata=metadata,
-                )
-                state = apply(state, event)
-                envelopes.append(event)
-            try:
-                positions = await self.store.append(self.name, live.id, version, records)
-            except ConcurrencyError:
-                if attempt >= self.conflict_retries:
-                    raise
-                attempt += 1
-                self._report(
-                    CommandConflicted(
-                        aggregate_name=self.name,
-                        aggregate_id=live.id,
-                        command=command_name,
-                        expected_version=version,
-                        attempt=attempt,
-                    )
-                )
-                await self._catch_up(live)
-                continue
-            live.state = state
-            live.version = version + len(records)
-            self._published(live, command_name, envelopes, positions)
-            return state
-
-    def _published(
+    def _stored(
         self,
         live: LiveAggregate[S],
         command_name: str,
         envelopes: list[Event[Any]],
         positions: Sequence[int],
+        info: TelemetryHook | None,
     ) -> None:
-        replace = msgspec.structs.replace
-        stored = [replace(e, position=p) for e, p in zip(envelopes, positions, strict=True)]
-        report = self._telemetry
-        if report is not None:
-            report(
+        """Report a stored command and hand its events, with their positions, to subscribers."""
+        debug = self._hook_for(logging.DEBUG)
+        if debug is not None:
+            debug(
                 EventsProduced(
                     aggregate_name=self.name,
                     aggregate_id=live.id,
-                    names=tuple(e.name for e in stored),
-                    first_version=stored[0].version,
+                    names=tuple(e.name for e in envelopes),
+                    first_version=envelopes[0].version,
                 )
             )
-            report(
+        if info is not None:
+            info(
                 CommandProcessed(
                     aggregate_name=self.name,
                     aggregate_id=live.id,
                     command=command_name,
                     version=live.version,
-                    events=len(stored),
+                    events=len(envelopes),
                 )
             )
         if self._bus.subscriber_count:
-            if report is not None:
-                report(
+            if debug is not None:
+                debug(
                     TriggeringSubscribers(
                         aggregate_name=self.name,
                         aggregate_id=live.id,
-                        events=len(stored),
+                        events=len(envelopes),
                         subscribers=self._bus.subscriber_count,
                     )
                 )
-            self._bus.publish(stored)
+            self._bus.publish(
+                [_replace(e, position=p) for e, p in zip(envelopes, positions, strict=True)]
+            )
 
 
 def _envelope(record: StoredEvent, data: Any) -> Event[Any]:

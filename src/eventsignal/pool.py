@@ -32,13 +32,14 @@ class LiveAggregate(Generic[S]):
 class PoolStats:
     """Counters since the pool was made."""
 
-    __slots__ = ("evictions", "hits", "misses", "rebuilds")
+    __slots__ = ("evictions", "hits", "misses", "rebuilds", "snapshot_hits")
 
     def __init__(self) -> None:
         self.hits = 0
         self.misses = 0
         self.evictions = 0
         self.rebuilds = 0
+        self.snapshot_hits = 0  # rebuilds that started from a snapshot
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}

@@ -1,23 +1,32 @@
-"""Turning user event objects into bytes and back.
+"""Turning user objects (events, snapshot states) into bytes and back.
 
 JSON through msgspec by default: dataclasses, msgspec Structs, attrs classes and pydantic models
 all encode without registration. A :class:`Transcoder` wraps the bytes for users who need
-encryption or compression at rest.
+encryption or compression at rest. Rows written by older revisions of an event class pass
+through the registered upcasters on their way in; current rows take the direct path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import msgspec
 
 from eventsignal.domain.errors import EventSerializationError, UnknownEventType
+from eventsignal.domain.evolution import (
+    Payload,
+    Upcast,
+    Upcaster,
+    index_upcasters,
+    split_stored_name,
+    stored_name,
+)
 from eventsignal.stores.base import StoredEvent
 
 
 class Transcoder(Protocol):
-    """A reversible transformation of encoded event bytes (encryption, compression)."""
+    """A reversible transformation of encoded bytes (encryption, compression)."""
 
     def encode(self, data: bytes) -> bytes: ...
 
@@ -31,40 +40,48 @@ def _enc_hook(obj: Any) -> Any:
     raise NotImplementedError(f"cannot encode objects of type {type(obj).__name__}")
 
 
-def _is_pydantic(cls: type[Any]) -> bool:
-    return callable(getattr(cls, "model_validate", None))
+_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+
+def bytes_decoder(cls: type[Any]) -> Callable[[bytes], Any]:
+    """A fast ``bytes -> cls`` decoder for a dataclass, msgspec Struct or pydantic model."""
+    validate = getattr(cls, "model_validate_json", None)
+    if callable(validate):
+        return validate  # type: ignore[no-any-return]
+    return msgspec.json.Decoder(cls).decode
+
+
+def object_converter(cls: type[Any]) -> Callable[[Payload], Any]:
+    """A ``dict -> cls`` converter, for payloads that went through upcasters."""
+    validate = getattr(cls, "model_validate", None)
+    if callable(validate):
+        return validate  # type: ignore[no-any-return]
+    return lambda payload: msgspec.convert(payload, cls)
 
 
 class EventSerializer:
-    """Encodes and decodes the events of one aggregate type, by their registered names."""
+    """Encodes and decodes the events of one aggregate type, by their stored names."""
 
     def __init__(
         self,
         aggregate_name: str,
         event_types: Mapping[str, type[Any]],
         transcoder: Transcoder | None = None,
+        upcasters: Sequence[Upcaster] = (),
     ) -> None:
         self.aggregate_name = aggregate_name
         self._names = {cls: name for name, cls in event_types.items()}
-        self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
-        self._decoders: dict[str, Callable[[bytes], Any]] = {
-            name: self._decoder_for(cls) for name, cls in event_types.items()
-        }
+        self._decoders = {name: bytes_decoder(cls) for name, cls in event_types.items()}
+        self._converters = {name: object_converter(cls) for name, cls in event_types.items()}
+        self._upcasters: dict[tuple[str, int], Upcast] = index_upcasters(upcasters)
         self._transcoder = transcoder
 
-    @staticmethod
-    def _decoder_for(cls: type[Any]) -> Callable[[bytes], Any]:
-        if _is_pydantic(cls):
-            validate = cls.model_validate_json
-            return lambda data: validate(data)
-        return msgspec.json.Decoder(cls).decode
-
     def name_of(self, event: object) -> str | None:
-        """The registered name of an event instance, or ``None`` if its class is not registered."""
+        """The stored name of an event instance, or ``None`` if its class is not registered."""
         return self._names.get(type(event))
 
     def encode(self, event: object, *, aggregate_id: str, version: int) -> tuple[str, bytes]:
-        """Return the registered name and the encoded bytes of a user event."""
+        """Return the stored name and the encoded bytes of a user event."""
         name = self._names.get(type(event))
         if name is None:
             raise UnknownEventType(
@@ -76,7 +93,7 @@ class EventSerializer:
                 event_name=type(event).__name__,
             )
         try:
-            data = self._encoder.encode(event)
+            data = _encoder.encode(event)
         except (TypeError, ValueError, NotImplementedError) as exc:
             raise EventSerializationError(
                 f"cannot be encoded: {exc}",
@@ -90,26 +107,77 @@ class EventSerializer:
         return name, data
 
     def decode(self, stored: StoredEvent) -> Any:
-        """Return the user event held in a stored event."""
+        """The user event held in a stored event (see :meth:`decode_all` for split events)."""
+        events = self.decode_all(stored)
+        if len(events) != 1:
+            raise self._error(stored, f"upcasters split it into {len(events)} events")
+        return events[0]
+
+    def decode_all(self, stored: StoredEvent) -> list[Any]:
+        """The user events held in one stored event: one, unless an upcaster split it."""
         decode = self._decoders.get(stored.name)
-        if decode is None:
-            raise UnknownEventType(
-                "no event class is registered under this name",
-                aggregate_name=stored.aggregate_name,
-                aggregate_id=stored.aggregate_id,
-                version=stored.version,
-                event_name=stored.name,
-            )
-        data = stored.data
         try:
+            data = stored.data
             if self._transcoder is not None:
                 data = self._transcoder.decode(data)
-            return decode(data)
+            if decode is not None:
+                return [decode(data)]
+            return self._upcast(stored, msgspec.json.decode(data))
+        except EventSerializationError:
+            raise
         except Exception as exc:
-            raise EventSerializationError(
-                f"stored data cannot be decoded: {exc}",
-                aggregate_name=stored.aggregate_name,
-                aggregate_id=stored.aggregate_id,
-                version=stored.version,
-                event_name=stored.name,
-            ) from exc
+            raise self._error(stored, f"stored data cannot be decoded: {exc}") from exc
+
+    def _upcast(self, stored: StoredEvent, payload: Payload) -> list[Any]:
+        pending = [(*split_stored_name(stored.name), payload)]
+        done: list[Any] = []
+        while pending:
+            name, revision, data = pending.pop(0)
+            current = stored_name(name, revision)
+            convert = self._converters.get(current)
+            if convert is not None:
+                done.append(convert(data))
+                continue
+            upcast = self._upcasters.get((name, revision))
+            if upcast is None:
+                if current == stored.name:
+                    raise UnknownEventType(
+                        "no event class is registered under this name, and no upcaster reads it",
+                        aggregate_name=stored.aggregate_name,
+                        aggregate_id=stored.aggregate_id,
+                        version=stored.version,
+                        event_name=stored.name,
+                    )
+                raise self._error(stored, f"no upcaster reads {name!r} revision {revision}")
+            result = upcast(data)
+            if isinstance(result, dict):
+                pending.insert(0, (name, revision + 1, result))
+            else:
+                pending[:0] = result
+        return done
+
+    def _error(self, stored: StoredEvent, message: str) -> EventSerializationError:
+        return EventSerializationError(
+            message,
+            aggregate_name=stored.aggregate_name,
+            aggregate_id=stored.aggregate_id,
+            version=stored.version,
+            event_name=stored.name,
+        )
+
+
+class StateSerializer:
+    """Encodes and decodes snapshots of one aggregate type's state."""
+
+    def __init__(self, state_type: type[Any], transcoder: Transcoder | None = None) -> None:
+        self._decode = bytes_decoder(state_type)
+        self._transcoder = transcoder
+
+    def encode(self, state: object) -> bytes:
+        data = _encoder.encode(state)
+        return self._transcoder.encode(data) if self._transcoder is not None else data
+
+    def decode(self, data: bytes) -> Any:
+        if self._transcoder is not None:
+            data = self._transcoder.decode(data)
+        return self._decode(data)

@@ -101,6 +101,27 @@ class EventsProduced(AggregateTelemetry, frozen=True, kw_only=True):
     first_version: int
 
 
+# Snapshots
+
+
+class SnapshotTaken(AggregateTelemetry, frozen=True, kw_only=True):
+    version: int
+
+
+class SnapshotIgnored(AggregateTelemetry, frozen=True, kw_only=True):
+    """A stored snapshot could not be used; the aggregate is rebuilt from its events."""
+
+    level: ClassVar[int] = logging.WARNING
+    version: int
+    reason: str
+
+
+class SnapshotFailed(AggregateTelemetry, frozen=True, kw_only=True):
+    level: ClassVar[int] = logging.WARNING
+    version: int
+    error: str
+
+
 # Subscribers
 
 

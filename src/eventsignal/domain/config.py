@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from eventsignal.domain.events import Event
+from eventsignal.domain.evolution import Upcaster, index_upcasters, revision_of, stored_name
 from eventsignal.domain.identity import validate_name
+from eventsignal.domain.snapshots import SnapshotPolicy
 
 S = TypeVar("S")
 C = TypeVar("C")
@@ -28,7 +30,11 @@ class AggregateConfig(Generic[S, C]):
 
     ``events`` lists the event classes, or maps stored names to classes. A class is stored under
     its ``__name__`` unless the mapping says otherwise; renaming a class therefore needs the
-    mapping (or an upcaster) to keep old rows readable.
+    mapping (or an upcaster) to keep old rows readable. ``upcasters`` read rows written by
+    older revisions of the event classes (see :mod:`eventsignal.domain.evolution`).
+
+    ``snapshots`` turns on snapshots of the state (see :class:`SnapshotPolicy`); the state is
+    then encoded like events, so it must be a dataclass, msgspec Struct or pydantic model.
     """
 
     name: str
@@ -36,7 +42,10 @@ class AggregateConfig(Generic[S, C]):
     command_handler: CommandHandler[C, S]
     event_handler: EventHandler[S]
     events: Iterable[type[Any]] | Mapping[str, type[Any]] = ()
+    upcasters: Sequence[Upcaster] = ()
+    snapshots: SnapshotPolicy | None = None
     event_types: Mapping[str, type[Any]] = field(init=False)
+    """Stored name (with its ``@revision``) to the current event class."""
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -56,4 +65,6 @@ class AggregateConfig(Generic[S, C]):
                     f"as {seen[cls]!r} and {event_name!r}"
                 )
             seen[cls] = event_name
+        types = {stored_name(name, revision_of(cls)): cls for name, cls in types.items()}
         object.__setattr__(self, "event_types", types)
+        index_upcasters(self.upcasters)  # refuses two upcasters for one revision

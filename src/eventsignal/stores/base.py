@@ -41,6 +41,26 @@ class AggregateInfo(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
 
 
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """An aggregate's encoded state as of ``version``, in the shape ``schema_version`` names."""
+
+    aggregate_name: str
+    aggregate_id: str
+    version: int
+    schema_version: int
+    state: bytes
+    taken_at: datetime
+
+
+@runtime_checkable
+class SnapshotStore(Protocol):
+    """Keeps the latest snapshot of each aggregate; an older one never replaces a newer one."""
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None: ...
+
+    async def load_snapshot(self, aggregate_name: str, aggregate_id: str) -> Snapshot | None: ...
+
+
 @runtime_checkable
 class EventStore(Protocol):
     """Append-only storage of events, with optimistic concurrency per aggregate.
@@ -107,14 +127,16 @@ def check_versions(
     Every store calls this before touching storage: a gap or a duplicate inside a batch is a bug in
     the caller, not a conflict with another writer.
     """
-    for offset, event in enumerate(events, start=1):
+    version = expected_version
+    for event in events:
+        version += 1
         if (
-            event.version != expected_version + offset
+            event.version != version
             or event.aggregate_id != aggregate_id
             or event.aggregate_name != aggregate_name
         ):
             raise ValueError(
                 f"{aggregate_name} {aggregate_id!r}: event {event.name!r} of "
                 f"{event.aggregate_name} {event.aggregate_id!r} has version {event.version}, "
-                f"expected version {expected_version + offset}"
+                f"expected version {version}"
             )

@@ -10,15 +10,17 @@ import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import msgspec
+
 from eventsignal.domain.errors import AggregateExists, AggregateNotFound, ConcurrencyError
 from eventsignal.domain.identity import validate_id, validate_name
-from eventsignal.stores.base import AggregateInfo, StoredEvent, check_versions
+from eventsignal.stores.base import AggregateInfo, Snapshot, StoredEvent, check_versions
 
 _Key = tuple[str, str]
 
 
 class MemoryStore:
-    """A non-durable :class:`~eventsignal.stores.EventStore`; all data lives in this object.
+    """A non-durable :class:`~eventsignal.stores.EventStore` (and snapshot store) in this object.
 
     Every operation completes without yielding to the event loop, which makes each one atomic
     with respect to other coroutines.
@@ -29,6 +31,7 @@ class MemoryStore:
         self._created: dict[_Key, datetime] = {}
         self._log: list[StoredEvent] = []
         self._followers: list[asyncio.Future[None]] = []
+        self._snapshots: dict[_Key, Snapshot] = {}
 
     async def open(self) -> None:
         return None
@@ -62,20 +65,8 @@ class MemoryStore:
         log = self._log
         first = len(log) + 1
         positions = range(first, first + len(events))
-        stored = [
-            StoredEvent(
-                id=e.id,
-                aggregate_name=e.aggregate_name,
-                aggregate_id=e.aggregate_id,
-                version=e.version,
-                name=e.name,
-                timestamp=e.timestamp,
-                data=e.data,
-                metadata=e.metadata,
-                position=p,
-            )
-            for e, p in zip(events, positions, strict=True)
-        ]
+        replace = msgspec.structs.replace
+        stored = [replace(e, position=p) for e, p in zip(events, positions, strict=True)]
         stream.extend(stored)
         log.extend(stored)
         if self._followers:
@@ -121,5 +112,11 @@ class MemoryStore:
             if aggregate_name is None or name == aggregate_name
         ]
 
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        key = (snapshot.aggregate_name, snapshot.aggregate_id)
+        current = self._snapshots.get(key)
+        if current is None or current.version < snapshot.version:
+            self._snapshots[key] = snapshot
 
-__all__ = ["MemoryStore"]
+    async def load_snapshot(self, aggregate_name: str, aggregate_id: str) -> Snapshot | None:
+        return self._snapshots.get((aggregate_name, aggregate_id))
