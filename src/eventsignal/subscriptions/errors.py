@@ -1,0 +1,31 @@
+"""The errors of durable subscriptions."""
+
+from __future__ import annotations
+
+from eventsignal.domain.errors import SignalError
+
+
+class SubscriptionTimeout(SignalError):
+    """A subscription did not reach a position in time (read-your-writes waited in vain)."""
+
+    def __init__(self, subscription: str, position: int, reached: int, timeout: float) -> None:
+        super().__init__(
+            f"subscription {subscription!r} reached position {reached}, not {position}, "
+            f"within {timeout:g} s"
+        )
+        self.subscription = subscription
+        self.position = position
+        self.reached = reached
+        self.timeout = timeout
+
+
+class SubscriptionStopped(SignalError):
+    """A subscription whose failure policy is ``"stop"`` parked an event and stopped before it."""
+
+    def __init__(self, subscription: str, position: int, error: str) -> None:
+        super().__init__(
+            f"subscription {subscription!r} stopped at the event at position {position}: {error}"
+        )
+        self.subscription = subscription
+        self.position = position
+        self.error = error

@@ -1,0 +1,463 @@
+"""Running a subscription: catch up in batches, then follow live, with leases and retries.
+
+One loop per runner reads the store's global log once (prefetching the next batch while the
+handler works), hands each partition it leases the events of that partition past its checkpoint,
+and advances the checkpoints with a compare-and-set. When the log is exhausted it sleeps in
+``store.wait_for_events``, bounded by a slow poll as a safety net against a missed wake-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+from uuid import UUID, uuid4
+
+from eventsignal.domain.events import Event
+from eventsignal.stores.base import EventStore, StoredEvent
+from eventsignal.subscriptions.checkpoints import Checkpoints, ParkedEvent
+from eventsignal.subscriptions.errors import SubscriptionStopped
+from eventsignal.subscriptions.partitions import partition_of, plan
+from eventsignal.subscriptions.progress import notify
+from eventsignal.subscriptions.subscription import Subscription
+from eventsignal.subscriptions.transaction import Storage, Transaction, storage_for
+
+logger = logging.getLogger("eventsignal.subscriptions")
+
+
+class _LostPartition(Exception):
+    """A checkpoint compare-and-set failed: another member took the partition over."""
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    """Mark an abandoned read's outcome as seen: its events will be read again anyway."""
+    if not task.cancelled():
+        task.exception()
+
+
+def default_member() -> str:
+    """A member name unique to this runner, readable in status output."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
+
+
+class SubscriptionRunner:
+    """Runs one :class:`Subscription` against a store until stopped.
+
+    ``async with SubscriptionRunner(subscription, store):`` starts it in the background. Several
+    runners of the same subscription, in one process or many, share its partitions.
+    ``checkpoints`` is where checkpoints live when the store itself cannot keep them (NATS).
+    """
+
+    def __init__(
+        self,
+        subscription: Subscription,
+        store: EventStore,
+        *,
+        checkpoints: Storage | None = None,
+        member: str | None = None,
+    ) -> None:
+        self.subscription = subscription
+        self.store = store
+        self.storage = checkpoints if checkpoints is not None else storage_for(store)
+        self.db = Checkpoints(self.storage)
+        self.member = member or default_member()
+        self.delivered = 0  # events handled successfully by this runner
+        self.error: BaseException | None = None  # why the loop ended, if it did
+        self._owned: dict[int, int] = {}  # partition -> checkpoint
+        self._blocked: set[UUID] = set()  # parked events that will be delivered again
+        self._task: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._prefetch: tuple[int, asyncio.Task[Sequence[StoredEvent]]] | None = None
+
+    # Life cycle
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        await self.store.open()
+        try:
+            await self.setup()
+        except BaseException:
+            await self.store.close()
+            raise
+        name = self.subscription.name
+        self._task = asyncio.create_task(self._run(), name=f"eventsignal:subscription:{name}")
+        self._keeper = asyncio.create_task(self._keep(), name=f"eventsignal:leases:{name}")
+
+    async def setup(self) -> None:
+        """Create the tables and this subscription's checkpoints if they are missing."""
+        sub = self.subscription
+        await self.db.setup()
+        start = await self.store.head_position() if sub.start == "end" else 0
+        async with self.db.transaction() as tx:
+            await self.db.ensure(tx, sub.name, sub.partitions, start)
+
+    async def stop(self) -> None:
+        """Stop delivering and hand the partitions back at once, for the other members."""
+        tasks: list[asyncio.Task[Any]] = [t for t in (self._task, self._keeper) if t is not None]
+        if not tasks:
+            return
+        self._task = self._keeper = None
+        for task in tasks:
+            task.cancel()
+        prefetch = self._cancel_prefetch()
+        if prefetch is not None:
+            tasks.append(prefetch)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            async with self.db.transaction() as tx:
+                await self.db.release(tx, self.subscription.name, self.member)
+        except Exception:  # the leases expire on their own
+            logger.warning("could not release %s's partitions", self.member, exc_info=True)
+        self._owned.clear()
+        await self.store.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def partitions(self) -> dict[int, int]:
+        """The partitions this runner leases now, with their checkpoints."""
+        return dict(self._owned)
+
+    async def wait(self) -> None:
+        """Wait until the runner ends on its own (a ``"stop"`` failure policy); raise why."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+        if self.error is not None:
+            raise self.error
+
+    # The loop
+
+    async def _run(self) -> None:
+        sub = self.subscription
+        store = self.store
+        nap = min(sub.poll_interval, sub.lease_ttl / 3)
+        rebalance_at = 0.0
+        failures = 0
+        while True:
+            try:
+                if time.monotonic() >= rebalance_at:
+                    await self._rebalance()
+                    rebalance_at = time.monotonic() + sub.lease_ttl / 3
+                if not self._owned:
+                    await asyncio.sleep(nap)
+                    continue
+                after = min(self._owned.values())
+                batch = await self._read(after)
+                if not batch:
+                    try:
+                        async with asyncio.timeout(nap):
+                            await store.wait_for_events(after)
+                    except TimeoutError:
+                        pass
+                    continue
+                if len(batch) == sub.batch_size:
+                    last = batch[-1].position
+                    self._prefetch = (last, asyncio.create_task(store.read_all(last, len(batch))))
+                await self._process(batch)
+                failures = 0
+            except SubscriptionStopped as exc:
+                self.error = exc
+                logger.error("%s", exc)
+                return
+            except _LostPartition:
+                rebalance_at = 0.0
+            except Exception as exc:
+                # The database went away or a bug: keep trying, slower and slower, and say so.
+                failures += 1
+                self.error = exc
+                logger.exception("subscription %r failed; retrying", sub.name)
+                self._cancel_prefetch()
+                await asyncio.sleep(min(0.1 * 2**failures, sub.lease_ttl / 3))
+                rebalance_at = 0.0
+
+    async def _read(self, after: int) -> Sequence[StoredEvent]:
+        prefetch = self._prefetch
+        self._prefetch = None
+        if prefetch is not None:
+            if prefetch[0] == after:
+                return await prefetch[1]
+            prefetch[1].cancel()
+            prefetch[1].add_done_callback(_forget)
+        return await self.store.read_all(after, self.subscription.batch_size)
+
+    def _cancel_prefetch(self) -> asyncio.Task[Sequence[StoredEvent]] | None:
+        prefetch = self._prefetch
+        self._prefetch = None
+        if prefetch is None:
+            return None
+        task = prefetch[1]
+        task.cancel()
+        task.add_done_callback(_forget)
+        return task
+
+    async def _keep(self) -> None:
+        """Renew the leases on a clock of its own, so a slow handler does not lose them."""
+        sub = self.subscription
+        while True:
+            await asyncio.sleep(sub.lease_ttl / 3)
+            try:
+                async with self.db.transaction() as tx:
+                    await self.db.renew(tx, sub.name, self.member, time.time() + sub.lease_ttl)
+            except Exception:
+                logger.warning("could not renew %s's leases", self.member, exc_info=True)
+
+    async def _rebalance(self) -> None:
+        sub = self.subscription
+        db = self.db
+        name = sub.name
+        now = time.time()
+        until = now + sub.lease_ttl
+        async with db.transaction() as tx:
+            await db.renew(tx, name, self.member, until)
+            members = await db.members(tx, name, now)
+            leases = await db.leases(tx, name)
+            held = {lease.part for lease in leases if lease.owner == self.member}
+            for part in list(self._owned):
+                if part not in held:
+                    del self._owned[part]
+            decided = plan(leases, members, self.member, now)
+            for part in decided.release:
+                await db.release(tx, name, self.member, part)
+                self._owned.pop(part, None)
+            for part in decided.claim:
+                position = await db.claim(tx, name, part, self.member, now, until)
+                if position is not None:
+                    self._owned[part] = position
+            for lease in leases:  # held before this runner knew (a reset) or just renewed
+                part = lease.part
+                if part in held and part not in self._owned and part not in decided.release:
+                    self._owned[part] = lease.position
+            if sub.on_failure == "stop":
+                self._blocked = {
+                    p.event_id
+                    for p in await db.parked(tx, name)
+                    if p.position > self._owned.get(self._part(p), p.position)
+                }
+
+    def _part(self, event: StoredEvent | ParkedEvent) -> int:
+        return partition_of(event.aggregate_name, event.aggregate_id, self.subscription.partitions)
+
+    # Delivery
+
+    def _select(self, batch: Sequence[StoredEvent]) -> list[tuple[int, StoredEvent]]:
+        """The events of this batch that this runner owes its handler, with their partitions."""
+        sub = self.subscription
+        aggregates = sub.aggregate_names
+        names = sub.event_names
+        owned = self._owned
+        parts = sub.partitions
+        chosen = []
+        for record in batch:
+            if record.aggregate_name not in aggregates:  # type: ignore[operator]
+                continue
+            if names is not None and record.name not in names:
+                continue
+            part = (
+                0 if parts == 1 else partition_of(record.aggregate_name, record.aggregate_id, parts)
+            )
+            checkpoint = owned.get(part)
+            if checkpoint is None or record.position <= checkpoint:
+                continue
+            chosen.append((part, record))
+        return chosen
+
+    def decode(self, record: StoredEvent) -> Event[Any]:
+        """The envelope of a stored event, with the user's event object in ``data``."""
+        serializer = self.subscription.serializers[record.aggregate_name]
+        return Event(
+            id=record.id,
+            aggregate_name=record.aggregate_name,
+            aggregate_id=record.aggregate_id,
+            version=record.version,
+            name=record.name,
+            timestamp=record.timestamp,
+            position=record.position,
+            data=serializer.decode(record),
+            metadata=record.metadata,
+        )
+
+    async def _call(self, record: StoredEvent, tx: Transaction | None) -> None:
+        handler: Any = self.subscription.handler
+        event = self.decode(record)
+        result = handler(event) if tx is None else handler(event, tx)
+        if inspect.isawaitable(result):
+            await result
+
+    async def _process(self, batch: Sequence[StoredEvent]) -> None:
+        end = batch[-1].position
+        chosen = self._select(batch)
+        if self.subscription.takes_transaction:
+            try:
+                async with self.db.transaction() as raw:
+                    tx = Transaction(raw, self.db.dialect)
+                    for _, record in chosen:
+                        await self._call(record, tx)
+                    await self._unblock(raw, chosen)
+                    await self._advance(raw, end)
+            except _LostPartition:
+                raise
+            except Exception:
+                # One event failed and took the batch down with it: go one by one.
+                for part, record in chosen:
+                    await self._one_in_transaction(part, record)
+                async with self.db.transaction() as raw:
+                    await self._advance(raw, end)
+        else:
+            for part, record in chosen:
+                try:
+                    await self._call(record, None)
+                except Exception as exc:
+                    await self._retry(part, record, exc)
+            async with self.db.transaction() as raw:
+                await self._unblock(raw, chosen)
+                await self._advance(raw, end)
+        self.delivered += len(chosen)
+        notify(self.subscription.name)
+
+    async def _advance(self, tx: Any, position: int, parts: Sequence[int] | None = None) -> None:
+        """Move the checkpoints of ``parts`` (default: all leased) to ``position``, or fail."""
+        db = self.db
+        name = self.subscription.name
+        owned = self._owned
+        now = time.time()
+        for part in owned if parts is None else parts:
+            expected = owned[part]
+            if expected >= position:
+                continue
+            if not await db.advance(tx, name, part, self.member, expected, position, now):
+                del owned[part]
+                raise _LostPartition(part)
+        # Only once every update succeeded; a rollback must leave the old checkpoints in place.
+        for part in owned if parts is None else parts:
+            owned[part] = max(owned[part], position)
+
+    async def _unblock(self, tx: Any, chosen: Sequence[tuple[int, StoredEvent]]) -> None:
+        if self._blocked:
+            for _, record in chosen:
+                if record.id in self._blocked:
+                    await self.db.unpark(tx, self.subscription.name, record.id)
+                    self._blocked.discard(record.id)
+
+    async def _one_in_transaction(self, part: int, record: StoredEvent) -> None:
+        sub = self.subscription
+        error: Exception | None = None
+        for attempt in range(1, sub.max_attempts + 1):
+            if attempt > 1:
+                await asyncio.sleep(sub.backoff(attempt - 1))
+            try:
+                async with self.db.transaction() as raw:
+                    await self._call(record, Transaction(raw, self.db.dialect))
+                    await self._unblock(raw, [(part, record)])
+                    await self._advance(raw, record.position, (part,))
+                return
+            except _LostPartition:
+                raise
+            except Exception as exc:
+                error = exc
+                logger.warning(
+                    "subscription %r: attempt %d at position %d failed: %r",
+                    sub.name,
+                    attempt,
+                    record.position,
+                    exc,
+                )
+        assert error is not None
+        await self._park(part, record, error, sub.max_attempts)
+
+    async def _retry(self, part: int, record: StoredEvent, error: Exception) -> None:
+        sub = self.subscription
+        for attempt in range(2, sub.max_attempts + 1):
+            logger.warning(
+                "subscription %r: attempt %d at position %d failed: %r",
+                sub.name,
+                attempt - 1,
+                record.position,
+                error,
+            )
+            await asyncio.sleep(sub.backoff(attempt - 1))
+            try:
+                await self._call(record, None)
+                return
+            except Exception as exc:
+                error = exc
+        await self._park(part, record, error, sub.max_attempts)
+
+    async def _park(self, part: int, record: StoredEvent, error: Exception, attempts: int) -> None:
+        sub = self.subscription
+        text = f"{type(error).__name__}: {error}"
+        async with self.db.transaction() as raw:
+            await self.db.park(raw, sub.name, record, text, attempts, time.time())
+            if sub.on_failure == "park":
+                await self._advance(raw, record.position, (part,))
+            else:
+                # Everything before this event is done, in every partition this runner holds.
+                await self._advance(raw, record.position - 1)
+        logger.error("subscription %r parked the event at %d: %s", sub.name, record.position, text)
+        if sub.on_failure == "stop":
+            notify(sub.name)
+            raise SubscriptionStopped(sub.name, record.position, text)
+
+    # Parked events
+
+    async def parked(self) -> list[ParkedEvent]:
+        """The events this subscription parked, in position order."""
+        async with self.db.transaction() as tx:
+            return await self.db.parked(tx, self.subscription.name)
+
+    async def retry_parked(self, event_ids: Sequence[UUID] | None = None) -> list[ParkedEvent]:
+        """Deliver parked events again, once each; return those that failed again.
+
+        Delivery is out of the usual order (the subscription has moved on). Events a ``"stop"``
+        subscription stopped at are left to the subscription itself, which delivers them when
+        restarted.
+        """
+        sub = self.subscription
+        db = self.db
+        failed: list[ParkedEvent] = []
+        async with db.transaction() as tx:
+            parked = await db.parked(tx, sub.name)
+            leases = {lease.part: lease.position for lease in await db.leases(tx, sub.name)}
+        for entry in parked:
+            if event_ids is not None and entry.event_id not in event_ids:
+                continue
+            if entry.position > leases.get(self._part(entry), 0):
+                continue
+            records = await self.store.read_all(entry.position - 1, 1)
+            if not records or records[0].id != entry.event_id:
+                failed.append(entry)
+                continue
+            record = records[0]
+            try:
+                async with db.transaction() as raw:
+                    await self._call(
+                        record, Transaction(raw, db.dialect) if sub.takes_transaction else None
+                    )
+                    await db.unpark(raw, sub.name, entry.event_id)
+            except Exception as exc:
+                async with db.transaction() as raw:
+                    await db.park(
+                        raw, sub.name, record, f"{type(exc).__name__}: {exc}", 1, time.time()
+                    )
+                failed.append(entry)
+        return failed
