@@ -525,9 +525,14 @@ class SQLiteStore:
 
     async def aggregates(self, aggregate_name: str | None = None) -> Sequence[AggregateInfo]:
         if aggregate_name is None:
-            query = partial(_fetchall, _AGGREGATES + " ORDER BY created_at", ())
+            query = partial(
+                _fetchall, _AGGREGATES + " ORDER BY created_at, aggregate_name, aggregate_id", ()
+            )
         else:
-            sql = _AGGREGATES + " WHERE aggregate_name = ? ORDER BY created_at"
+            sql = (
+                _AGGREGATES
+                + " WHERE aggregate_name = ? ORDER BY created_at, aggregate_name, aggregate_id"
+            )
             query = partial(_fetchall, sql, (aggregate_name,))
         return [
             AggregateInfo(
