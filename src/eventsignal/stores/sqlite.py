@@ -101,6 +101,8 @@ _INSERT = (
     "name, timestamp, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _AGGREGATES = "SELECT aggregate_name, aggregate_id, version, created_at FROM eventsignal_aggregates"
+_ALL_AGGREGATES = f"{_AGGREGATES} ORDER BY created_at, aggregate_name, aggregate_id"
+_AGGREGATES_NAMED = f"{_AGGREGATES} WHERE aggregate_name = ? ORDER BY created_at, aggregate_id"
 
 # Errors that concern one append request only; anything else fails the whole batch.
 _REQUEST_ERRORS = (
@@ -525,15 +527,9 @@ class SQLiteStore:
 
     async def aggregates(self, aggregate_name: str | None = None) -> Sequence[AggregateInfo]:
         if aggregate_name is None:
-            query = partial(
-                _fetchall, _AGGREGATES + " ORDER BY created_at, aggregate_name, aggregate_id", ()
-            )
+            query = partial(_fetchall, _ALL_AGGREGATES, ())
         else:
-            sql = (
-                _AGGREGATES
-                + " WHERE aggregate_name = ? ORDER BY created_at, aggregate_name, aggregate_id"
-            )
-            query = partial(_fetchall, sql, (aggregate_name,))
+            query = partial(_fetchall, _AGGREGATES_NAMED, (aggregate_name,))
         return [
             AggregateInfo(
                 aggregate_name=name,
