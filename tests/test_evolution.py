@@ -9,7 +9,7 @@ import pytest
 
 from eventsignal import AggregateConfig, Event, EventSerializationError, Signal, UnknownEventType
 from eventsignal.domain.evolution import Upcaster
-from eventsignal.stores import MemoryStore
+from eventsignal.stores import EventStore, MemoryStore
 
 # Revision 1 of the shop's events, as an old release wrote them.
 
@@ -112,7 +112,7 @@ NEW = AggregateConfig(
 )
 
 
-async def write_old_history(store: MemoryStore) -> None:
+async def write_old_history(store: EventStore) -> None:
     async with Signal(OLD, store=store) as old:
         await old.create("b")
         await old.handle_command("b", [ItemAddedV1("tea", "3.50")])
