@@ -385,7 +385,8 @@ class SQLiteStore:
             try:
                 ((last,),) = execute(_LAST_ASSIGNED).fetchall()
                 outcomes: list[AppendOutcome] = []
-                appended = 0
+                appends = 0
+                first = last
                 for request in requests:
                     try:
                         positions = self._append_one(connection, request, last)
@@ -393,7 +394,7 @@ class SQLiteStore:
                         outcomes.append(exc)
                         continue
                     last += len(positions)
-                    appended += 1
+                    appends += 1
                     outcomes.append(positions)
                 execute("COMMIT")
             except BaseException:
@@ -403,8 +404,8 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:
             raise self._unavailable(exc) from exc
         self._transactions += 1
-        self._appends += appended
-        self._events += sum(len(o) for o in outcomes if not isinstance(o, BaseException))
+        self._appends += appends
+        self._events += last - first
         return outcomes
 
     def _append_one(
@@ -417,10 +418,8 @@ class SQLiteStore:
         execute = connection.execute
         execute("SAVEPOINT append")
         try:
-            if (
-                execute(_ADVANCE, (expected + len(events), name, aggregate_id, expected)).rowcount
-                != 1
-            ):
+            advanced = execute(_ADVANCE, (expected + len(events), name, aggregate_id, expected))
+            if advanced.rowcount != 1:
                 rows = execute(_VERSION, (name, aggregate_id)).fetchall()
                 if not rows:
                     raise AggregateNotFound(name, aggregate_id)
