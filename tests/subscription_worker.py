@@ -43,7 +43,9 @@ async def project(event: Event[Any], tx: Transaction) -> None:
 def revenue_projection(**options: Any) -> Subscription:
     options.setdefault("name", "revenue")
     options.setdefault("handler", project)
-    return Subscription(configs=[cart_config], read_models=[carts], **options)
+    options.setdefault("configs", [cart_config])
+    options.setdefault("read_models", [carts])
+    return Subscription(**options)
 
 
 async def write_carts(

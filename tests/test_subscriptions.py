@@ -33,7 +33,7 @@ from eventsignal.subscriptions import (
 MakeStore = Callable[[], Awaitable[EventStore]]
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> MakeStore:
     """A factory of unopened stores on one database (the memory store is a single object)."""
     kind = request.param
