@@ -24,6 +24,10 @@ backs that up. Two stores, or two processes, on one file therefore cannot both w
 
 Followers in this process are woken after every commit, across all stores on the same file;
 followers in other processes are not, and rely on the timeout they wait with.
+
+Storage. Times are integers (microseconds since the Unix epoch, UTC), so they round-trip exactly
+and sort; event ids are their 16 bytes; metadata is a JSON object. The tables come from versioned
+migrations (:mod:`eventsignal.stores.sqlite_schema`), never from ``open()`` unless asked.
 """
 
 from __future__ import annotations
@@ -188,6 +192,7 @@ class SQLiteStore:
 
     @property
     def stats(self) -> SQLiteStats:
+        """A snapshot of the counters; compare two to see how appends shared transactions."""
         return SQLiteStats(self._transactions, self._appends, self._events)
 
     # Life cycle
