@@ -176,6 +176,8 @@ class Signal(Generic[S, C]):
         if self._started:
             return
         await self.store.open()
+        if self._snapshotter is not None:
+            await self._snapshotter.start()
         self._bus.start()
         self._started = True
 

@@ -50,6 +50,12 @@ class Snapshotter(Generic[S]):
         self._telemetry = telemetry
         self._pending: set[asyncio.Task[None]] = set()
 
+    async def start(self) -> None:
+        """Let the snapshot store create its tables before the first rebuild needs them."""
+        prepare = getattr(self.store, "prepare", None)
+        if prepare is not None:
+            await prepare()
+
     def after_command(self, aggregate_id: str, state: S, previous: int, version: int) -> None:
         if self.policy.due(state, previous, version):
             task = asyncio.create_task(self.take(aggregate_id, state, version))

@@ -69,13 +69,14 @@ class SQLSnapshotStore:
         self._load = _LOAD.replace("?", placeholder)
         self._migrated = False
 
-    async def _ensure_schema(self) -> None:
+    async def prepare(self) -> None:
+        """Create or upgrade the snapshot table (idempotent; runs once per object)."""
         if not self._migrated:
             await self.store.migrate_component(COMPONENT, _MIGRATIONS[self._dialect])
             self._migrated = True
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
-        await self._ensure_schema()
+        await self.prepare()
         taken_at: object = snapshot.taken_at
         if self._dialect == "sqlite":
             taken_at = snapshot.taken_at.isoformat()
@@ -93,7 +94,7 @@ class SQLSnapshotStore:
             )
 
     async def load_snapshot(self, aggregate_name: str, aggregate_id: str) -> Snapshot | None:
-        await self._ensure_schema()
+        await self.prepare()
         async with self.store.transaction() as tx:
             row = await tx.fetchone(self._load, (aggregate_name, aggregate_id))
         if row is None:
