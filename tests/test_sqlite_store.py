@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import AsyncIterator
@@ -35,6 +36,11 @@ class TestSQLiteStore(EventStoreCompliance):
         store = SQLiteStore(Path(folder) / "events.db", migrate=True)
         await store.open()
         return store
+
+    async def dispose_store(self, store: EventStore) -> None:
+        await store.close()
+        assert isinstance(store, SQLiteStore)
+        shutil.rmtree(Path(store.path).parent)
 
 
 @pytest.fixture
