@@ -166,10 +166,14 @@ class PostgresStore:
             self.dsn,
             min_size=self._min_size,
             max_size=self._max_size,
-            kwargs={"autocommit": True},
+            kwargs=self._connect_options(),
             configure=self._configure,
+            # A pooled connection may have died with the server: check it before every use.
             check=AsyncConnectionPool.check_connection,
             timeout=self.timeout,
+            # Give up a failing reconnection early: the next request then starts a fresh attempt,
+            # instead of waiting out an exponential backoff grown during a long outage.
+            reconnect_timeout=self.timeout,
             open=False,
             name="eventsignal",
         )
@@ -210,6 +214,12 @@ class PostgresStore:
             await self._pool.close()
             self._pool = None
 
+    def _connect_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(self.dsn):
+            options["connect_timeout"] = max(1, round(self.timeout))
+        return options
+
     async def _configure(self, conn: _Connection) -> None:
         """Every connection reads timestamps in UTC and, with ``schema``, sees only that schema."""
         await conn.execute("SET TIME ZONE 'UTC'")
@@ -217,9 +227,7 @@ class PostgresStore:
             await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
 
     async def _listen_connection(self) -> _Connection:
-        conn = await AsyncConnection.connect(
-            self.dsn, autocommit=True, connect_timeout=max(1, int(self.timeout))
-        )
+        conn = await AsyncConnection.connect(self.dsn, **self._connect_options())
         await self._configure(conn)
         return conn
 
@@ -258,9 +266,7 @@ class PostgresStore:
                 yield conn
             return
         try:
-            conn = await AsyncConnection.connect(
-                self.dsn, autocommit=True, connect_timeout=max(1, int(self.timeout))
-            )
+            conn = await AsyncConnection.connect(self.dsn, **self._connect_options())
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
         async with conn:

@@ -1,0 +1,260 @@
+"""PostgresStore under faults: lost connections, an unreachable server, a killed writer.
+
+The shared server is never restarted: a TCP proxy started by the test stands between the store and
+PostgreSQL, and stopping it drops every connection exactly as a server restart would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+import psycopg
+import pytest
+from accounts import Deposit, config
+from conftest import PostgresStoreFactory
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from eventsignal import Signal, StoreUnavailable
+from eventsignal.stores import PostgresStore
+from eventsignal.testing import make_events
+
+pytestmark = pytest.mark.postgres
+
+T = TypeVar("T")
+_MARKER = b"cut-the-reply-0b7f"
+
+
+class Proxy:
+    """Forwards 127.0.0.1:<port> to the PostgreSQL server; can be stopped and started again.
+
+    With ``cut_reply_after_marker`` set, the connection that sends ``_MARKER`` has its request
+    delivered but its reply dropped: the server commits, the client never hears of it.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self.cut_reply_after_marker = False
+        self._server: asyncio.Server | None = None
+        self._links: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in self._links:
+            writer.transport.abort()
+        self._links.clear()
+
+    async def _link(
+        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
+    ) -> None:
+        try:
+            server_in, server_out = await asyncio.open_connection(*self.target)
+        except OSError:
+            client_out.transport.abort()
+            return
+        self._links |= {client_out, server_out}
+        replying = asyncio.Event()
+        replying.set()
+
+        async def upstream() -> None:
+            tail = b""
+            while chunk := await client_in.read(65536):
+                server_out.write(chunk)
+                if self.cut_reply_after_marker and _MARKER in tail + chunk:
+                    replying.clear()
+                    await asyncio.sleep(0.5)  # let the server commit, then vanish
+                    client_out.transport.abort()
+                    server_out.transport.abort()
+                    return
+                tail = chunk[-len(_MARKER) :]
+
+        async def downstream() -> None:
+            while chunk := await server_in.read(65536):
+                if replying.is_set():
+                    client_out.write(chunk)
+
+        try:
+            await asyncio.gather(upstream(), downstream())
+        except OSError:
+            pass
+        finally:
+            client_out.transport.abort()
+            server_out.transport.abort()
+
+
+@pytest.fixture
+async def proxy(postgres_dsn: str) -> AsyncIterator[Proxy]:
+    info = conninfo_to_dict(postgres_dsn)
+    proxy = Proxy(str(info.get("host", "127.0.0.1")), int(str(info.get("port", 5432))))
+    await proxy.start()
+    yield proxy
+    await proxy.stop()
+
+
+def through(proxy: Proxy, dsn: str) -> str:
+    return make_conninfo(dsn, host="127.0.0.1", port=str(proxy.port))
+
+
+async def eventually(action: Callable[[], Awaitable[T]], within: float) -> T:
+    """Retry ``action`` while the store is unavailable, for up to ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await action()
+        except StoreUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def test_store_fails_clearly_then_reconnects(postgres_dsn: str, proxy: Proxy) -> None:
+    store = PostgresStore(through(proxy, postgres_dsn), migrate=True, max_size=3, timeout=1)
+    async with store:
+        await store.create("thing", "a")
+        await store.append("thing", "a", 0, make_events("a", 0, 2))
+
+        await proxy.stop()
+        with pytest.raises(StoreUnavailable, match="PostgreSQL unavailable"):
+            await store.append("thing", "a", 2, make_events("a", 2, 1))
+        with pytest.raises(StoreUnavailable):
+            await store.read_aggregate("thing", "a")
+
+        await proxy.start()
+        await eventually(lambda: store.append("thing", "a", 2, make_events("a", 2, 1)), 15)
+        assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2, 3]
+
+        # The listening connection came back too: another store's append wakes us.
+        async with PostgresStore(postgres_dsn) as other:
+            head = await store.head_position()
+            waiting = asyncio.create_task(store.wait_for_events(head))
+            await asyncio.sleep(0.1)
+            await other.append("thing", "a", 3, make_events("a", 3, 1))
+            async with asyncio.timeout(5):
+                await waiting
+
+
+async def test_signal_commands_fail_during_outage_and_work_after(
+    postgres_dsn: str, proxy: Proxy
+) -> None:
+    store = PostgresStore(through(proxy, postgres_dsn), migrate=True, max_size=3, timeout=1)
+    async with Signal(config(), store=store, telemetry=None) as accounts:
+        await accounts.create("a-1")
+        await accounts.handle_command("a-1", Deposit(5))
+        await proxy.stop()
+        with pytest.raises(StoreUnavailable):
+            await accounts.handle_command("a-1", Deposit(7))
+        await proxy.start()
+        state = await eventually(lambda: accounts.handle_command("a-1", Deposit(11)), 15)
+    async with Signal(config(), store=PostgresStore(postgres_dsn), telemetry=None) as fresh:
+        assert (await fresh.aggregate("a-1")).state == state
+        assert (await fresh.aggregate("a-1")).state.history == (5, 11)
+
+
+async def test_unknown_commit_outcome_is_never_reported_as_success(
+    postgres_dsn: str, proxy: Proxy
+) -> None:
+    store = PostgresStore(through(proxy, postgres_dsn), migrate=True, max_size=2, timeout=2)
+    async with store:
+        await store.create("thing", "a")
+        events = make_events("a", 0, 3)
+        events[0] = msgspec.structs.replace(events[0], metadata={"m": _MARKER.decode()})
+        proxy.cut_reply_after_marker = True
+        with pytest.raises(StoreUnavailable, match="may or may not be stored"):
+            await store.append("thing", "a", 0, events)
+        proxy.cut_reply_after_marker = False
+        # The server did commit: re-reading shows it, and nothing is stored twice.
+        stored = await eventually(lambda: store.read_aggregate("thing", "a"), 15)
+        assert [e.id for e in stored] == [e.id for e in events]
+
+
+async def test_unreachable_server_fails_open(postgres_dsn: str, proxy: Proxy) -> None:
+    await proxy.stop()
+    store = PostgresStore(through(proxy, postgres_dsn), timeout=0.5)
+    with pytest.raises(StoreUnavailable, match="cannot connect"):
+        await store.open()
+    assert not store.is_open
+
+
+async def test_terminated_backends_are_replaced(
+    postgres_store_factory: PostgresStoreFactory, postgres_dsn: str
+) -> None:
+    async with await postgres_store_factory() as store:
+        await store.create("thing", "a")
+        await store.append("thing", "a", 0, make_events("a", 0, 1))
+        async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as admin:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        await store.append("thing", "a", 1, make_events("a", 1, 1))
+        assert len(await store.read_aggregate("thing", "a")) == 2
+
+
+def test_killed_writer_leaves_only_whole_commands(postgres_dsn: str) -> None:
+    """SIGKILL a writer mid-load: every acknowledged command is stored, none half-written."""
+    asyncio.run(PostgresStore(postgres_dsn).migrate())
+    writer = Path(__file__).with_name("pg_writer.py")
+    process = asyncio.run(_run_writer_until_killed(writer, postgres_dsn, acks=300))
+    acknowledged: dict[str, int] = {}
+    for line in process:
+        aggregate_id, version = line.split()
+        acknowledged[aggregate_id] = max(acknowledged.get(aggregate_id, 0), int(version))
+    assert sum(v // 3 for v in acknowledged.values()) >= 300
+
+    with psycopg.connect(postgres_dsn) as conn:
+        versions: dict[str, list[int]] = dict(
+            conn.execute(
+                "SELECT aggregate_id, array_agg(version ORDER BY version) FROM eventsignal_events"
+                " GROUP BY aggregate_id"
+            ).fetchall()
+        )
+        recorded: dict[str, int] = dict(
+            conn.execute("SELECT aggregate_id, version FROM eventsignal_aggregates")
+        )
+    for aggregate_id, stored in versions.items():
+        assert stored == list(range(1, len(stored) + 1)), aggregate_id
+        assert len(stored) % 3 == 0, aggregate_id  # no half-written command
+        assert recorded[aggregate_id] == len(stored)
+    for aggregate_id, acked in acknowledged.items():
+        assert len(versions[aggregate_id]) >= acked, aggregate_id
+
+
+async def _run_writer_until_killed(writer: Path, dsn: str, *, acks: int) -> list[str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(writer),
+        dsn,
+        "16",
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(writer.parent)},
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(60):
+            while len(lines) < acks:
+                line = await process.stdout.readline()
+                if not line:
+                    raise AssertionError(f"the writer stopped after {len(lines)} commands")
+                lines.append(line.decode())
+    finally:
+        process.send_signal(signal.SIGKILL)
+    # Whatever it printed before dying was acknowledged too.
+    lines.extend(line.decode() for line in (await process.stdout.read()).splitlines())
+    await process.wait()
+    return [line for line in lines if line.strip()]
