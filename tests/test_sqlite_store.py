@@ -356,6 +356,9 @@ async def test_appends_wait_for_an_open_transaction(store: SQLiteStore) -> None:
         await asyncio.sleep(0.05)
         assert not pending.done()
         assert await tx.fetchone("SELECT count(*) FROM eventsignal_events") == (0,)
+        async with asyncio.timeout(2):  # readers do not wait for the writer
+            assert await store.exists("thing", "a")
+            assert await store.read_all() == []
     assert list(await pending) == [1]
 
 
