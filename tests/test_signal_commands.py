@@ -283,3 +283,35 @@ async def test_conflict_retries_are_bounded() -> None:
             await signal.handle_command("a-1", Deposit(1))
         assert store.attempts == 4
         assert (await signal.aggregate("a-1")).version == 0
+
+
+async def test_cancelled_waiting_command_leaves_the_queue() -> None:
+    async with Signal(config()) as signal:
+        await signal.create("a-1")
+        gate = asyncio.Event()
+        first = asyncio.create_task(signal.handle_command("a-1", SlowDeposit(1, gate)))
+        await asyncio.sleep(0.01)
+        waiting = asyncio.create_task(signal.handle_command("a-1", Deposit(100)))
+        last = asyncio.create_task(signal.handle_command("a-1", Deposit(2)))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        gate.set()
+        await first
+        assert (await last).history == (1, 2)  # the cancelled command never ran
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert (await signal.handle_command("a-1", Deposit(3))).history == (1, 2, 3)
+
+
+async def test_cancelled_command_holding_its_turn_passes_it_on() -> None:
+    async with Signal(config()) as signal:
+        await signal.create("a-1")
+        gate = asyncio.Event()
+        holder = asyncio.create_task(signal.handle_command("a-1", SlowDeposit(1, gate)))
+        await asyncio.sleep(0.01)
+        follower = asyncio.create_task(signal.handle_command("a-1", Deposit(2)))
+        await asyncio.sleep(0.01)
+        holder.cancel()  # cancelled inside its command handler, before anything is stored
+        with pytest.raises(asyncio.CancelledError):
+            await holder
+        assert (await asyncio.wait_for(follower, 1)).history == (2,)

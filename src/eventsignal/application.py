@@ -440,77 +440,78 @@ class Signal(Generic[S, C]):
         apply = self.config.event_handler
         encode = self.serializer.encode
         attempt = 0
-        live.busy += 1
+        turn = live.enter()
+        if turn is not None:
+            await live.wait(turn)
         try:
-            async with live.lock:
-                while True:
-                    state = live.state
-                    version = live.version
-                    produced = handle(command, state)  # type: ignore[arg-type]
-                    if type(produced) is not list:
-                        if inspect.isawaitable(produced):
-                            produced = await produced
-                        produced = list(produced)
-                    if not produced:
-                        return state
-                    now = datetime.now(UTC)
-                    envelopes: list[Event[Any]] = []
-                    records: list[StoredEvent] = []
-                    event_version = version
-                    for data in produced:
-                        event_version += 1
-                        event_name, payload = encode(
-                            data, aggregate_id=aggregate_id, version=event_version
-                        )
-                        event_id = new_event_id()
-                        records.append(
-                            StoredEvent(
-                                id=event_id,
-                                aggregate_name=name,
-                                aggregate_id=aggregate_id,
-                                version=event_version,
-                                name=event_name,
-                                timestamp=now,
-                                data=payload,
-                                metadata=metadata,
-                            )
-                        )
-                        event = Event(
+            while True:
+                state = live.state
+                version = live.version
+                produced = handle(command, state)  # type: ignore[arg-type]
+                if type(produced) is not list:
+                    if inspect.isawaitable(produced):
+                        produced = await produced
+                    produced = list(produced)
+                if not produced:
+                    return state
+                now = datetime.now(UTC)
+                envelopes: list[Event[Any]] = []
+                records: list[StoredEvent] = []
+                event_version = version
+                for data in produced:
+                    event_version += 1
+                    event_name, payload = encode(
+                        data, aggregate_id=aggregate_id, version=event_version
+                    )
+                    event_id = new_event_id()
+                    records.append(
+                        StoredEvent(
                             id=event_id,
                             aggregate_name=name,
                             aggregate_id=aggregate_id,
                             version=event_version,
                             name=event_name,
                             timestamp=now,
-                            position=0,
-                            data=data,
+                            data=payload,
                             metadata=metadata,
                         )
-                        state = apply(state, event)
-                        envelopes.append(event)
-                    try:
-                        positions = await self.store.append(name, aggregate_id, version, records)
-                    except ConcurrencyError:
-                        if attempt >= self.conflict_retries:
-                            raise
-                        attempt += 1
-                        self._report(
-                            CommandConflicted(
-                                aggregate_name=name,
-                                aggregate_id=aggregate_id,
-                                command=command_name,
-                                expected_version=version,
-                                attempt=attempt,
-                            )
+                    )
+                    event = Event(
+                        id=event_id,
+                        aggregate_name=name,
+                        aggregate_id=aggregate_id,
+                        version=event_version,
+                        name=event_name,
+                        timestamp=now,
+                        position=0,
+                        data=data,
+                        metadata=metadata,
+                    )
+                    state = apply(state, event)
+                    envelopes.append(event)
+                try:
+                    positions = await self.store.append(name, aggregate_id, version, records)
+                except ConcurrencyError:
+                    if attempt >= self.conflict_retries:
+                        raise
+                    attempt += 1
+                    self._report(
+                        CommandConflicted(
+                            aggregate_name=name,
+                            aggregate_id=aggregate_id,
+                            command=command_name,
+                            expected_version=version,
+                            attempt=attempt,
                         )
-                        await self._catch_up(live)
-                        continue
-                    live.state = state
-                    live.version = event_version
-                    if self._snapshotter is not None:
-                        self._snapshotter.after_command(aggregate_id, state, version, event_version)
-                    self._stored(live, command_name, envelopes, positions, info)
-                    return state
+                    )
+                    await self._catch_up(live)
+                    continue
+                live.state = state
+                live.version = event_version
+                if self._snapshotter is not None:
+                    self._snapshotter.after_command(aggregate_id, state, version, event_version)
+                self._stored(live, command_name, envelopes, positions, info)
+                return state
         except Exception as exc:
             if isinstance(exc, CommandRejected):
                 exc.aggregate_name = name
@@ -528,7 +529,7 @@ class Signal(Generic[S, C]):
             )
             raise
         finally:
-            live.busy -= 1
+            live.leave()
             if len(self._pool) > self._pool.capacity:
                 self._pool.trim()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -17,16 +17,46 @@ S = TypeVar("S")
 
 
 class LiveAggregate(Generic[S]):
-    """One aggregate's current state in memory, and the lock that serializes its commands."""
+    """One aggregate's current state in memory, and the turns that serialize its commands.
 
-    __slots__ = ("__weakref__", "busy", "id", "lock", "state", "version")
+    Turns are a first-come, first-served lock with no await on the uncontended path, which is
+    the common one: a command enters, runs and leaves without anyone else waiting.
+    """
+
+    __slots__ = ("__weakref__", "_waiting", "busy", "id", "state", "version")
 
     def __init__(self, aggregate_id: str, state: S, version: int) -> None:
         self.id = aggregate_id
         self.state = state
         self.version = version
-        self.lock = asyncio.Lock()
-        self.busy = 0  # commands holding or waiting for the lock
+        self.busy = 0  # commands running or waiting for their turn
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    def enter(self) -> asyncio.Future[None] | None:
+        """Ask for the turn: ``None`` if it is ours now, else a future to :meth:`wait` on."""
+        self.busy += 1
+        if self.busy == 1:
+            return None
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        return turn
+
+    async def wait(self, turn: asyncio.Future[None]) -> None:
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.cancelled():  # still queued: leave the queue
+                self._waiting.remove(turn)
+                self.busy -= 1
+            else:  # the turn was handed to us as we were cancelled: hand it on
+                self.leave()
+            raise
+
+    def leave(self) -> None:
+        """Give the turn back, to the next command waiting if there is one."""
+        self.busy -= 1
+        if self._waiting:
+            self._waiting.popleft().set_result(None)
 
 
 class PoolStats:

@@ -44,12 +44,13 @@ def new_event_id() -> UUID:
     Ordered ids keep the unique index on event ids append-mostly in SQL stores, and building the
     UUID directly skips the validation of ``UUID.__init__``, which matters on the command path.
     """
+    bits = _RANDOM_BITS(74)
     value = (
         (time.time_ns() // 1_000_000) << 80
-        | 0x7 << 76
-        | _RANDOM_BITS(12) << 64
-        | 0b10 << 62
-        | _RANDOM_BITS(62)
+        | 0x7000 << 64
+        | (bits >> 62) << 64
+        | 0x8000_0000_0000_0000
+        | (bits & 0x3FFF_FFFF_FFFF_FFFF)
     )
     event_id = _UUID_NEW(UUID)
     _SET(event_id, "int", value)
