@@ -23,7 +23,6 @@ import msgspec
 from eventsignal.bus import EventBus, Subscriber
 from eventsignal.domain.config import AggregateConfig
 from eventsignal.domain.errors import (
-    AggregateExists,
     AggregateNotFound,
     CommandRejected,
     ConcurrencyError,
@@ -265,23 +264,54 @@ class Signal(Generic[S, C]):
 
     # Commands
 
-    async def create(self, aggregate_id: str) -> Aggregate[S]:
-        """Record a new aggregate in the store, with the initial state and version 0."""
+    async def create(
+        self,
+        aggregate_id: str,
+        command: C | None = None,
+        *,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Aggregate[S]:
+        """Record a new aggregate in the store, at version 0 with the initial state.
+
+        With a ``command`` (a genesis command), the command runs against the initial state and
+        its events are stored together with the creation, atomically: if the command is
+        rejected or fails, nothing is stored and the id stays free.
+        """
         self._check_started()
         validate_id(aggregate_id)
         self._report(CreatingAggregate(aggregate_name=self.name, aggregate_id=aggregate_id))
+        state = self.config.initial_state
+        envelopes: list[Event[Any]] = []
+        records: list[StoredEvent] = []
         try:
-            await self.store.create(self.name, aggregate_id)
-        except AggregateExists as exc:
+            if command is not None:
+                produced = self.config.command_handler(command, state)
+                if type(produced) is not list:
+                    if inspect.isawaitable(produced):
+                        produced = await produced
+                    produced = list(produced)
+                state, envelopes, records = self._record(
+                    aggregate_id, state, 0, produced, metadata or {}
+                )
+            if records:
+                positions = await self.store.create(self.name, aggregate_id, records)
+            else:
+                positions = await self.store.create(self.name, aggregate_id)
+        except Exception as exc:
+            if isinstance(exc, CommandRejected):
+                exc.aggregate_name, exc.aggregate_id = self.name, aggregate_id
             self._report(
                 CannotCreateAggregate(
                     aggregate_name=self.name, aggregate_id=aggregate_id, reason=str(exc)
                 )
             )
             raise
-        live = LiveAggregate(aggregate_id, self.config.initial_state, 0)
+        live = LiveAggregate(aggregate_id, state, len(records))
         self._pool.put(live)
         self._report(AggregateCreated(aggregate_name=self.name, aggregate_id=aggregate_id))
+        if envelopes:
+            info = self._hook_for(logging.INFO)
+            self._stored(live, type(command).__name__, envelopes, positions, info)
         return Aggregate(self, live)
 
     async def aggregate(self, aggregate_id: str) -> Aggregate[S]:
@@ -437,8 +467,6 @@ class Signal(Generic[S, C]):
         if metadata is None:
             metadata = {}
         handle = self.config.command_handler
-        apply = self.config.event_handler
-        encode = self.serializer.encode
         attempt = 0
         turn = live.enter()
         if turn is not None:
@@ -454,41 +482,10 @@ class Signal(Generic[S, C]):
                     produced = list(produced)
                 if not produced:
                     return state
-                now = datetime.now(UTC)
-                envelopes: list[Event[Any]] = []
-                records: list[StoredEvent] = []
-                event_version = version
-                for data in produced:
-                    event_version += 1
-                    event_name, payload = encode(
-                        data, aggregate_id=aggregate_id, version=event_version
-                    )
-                    event_id = new_event_id()
-                    records.append(
-                        StoredEvent(
-                            id=event_id,
-                            aggregate_name=name,
-                            aggregate_id=aggregate_id,
-                            version=event_version,
-                            name=event_name,
-                            timestamp=now,
-                            data=payload,
-                            metadata=metadata,
-                        )
-                    )
-                    event = Event(
-                        id=event_id,
-                        aggregate_name=name,
-                        aggregate_id=aggregate_id,
-                        version=event_version,
-                        name=event_name,
-                        timestamp=now,
-                        position=0,
-                        data=data,
-                        metadata=metadata,
-                    )
-                    state = apply(state, event)
-                    envelopes.append(event)
+                state, envelopes, records = self._record(
+                    aggregate_id, state, version, produced, metadata
+                )
+                event_version = envelopes[-1].version
                 try:
                     positions = await self.store.append(name, aggregate_id, version, records)
                 except ConcurrencyError:
@@ -532,6 +529,55 @@ class Signal(Generic[S, C]):
             live.leave()
             if len(self._pool) > self._pool.capacity:
                 self._pool.trim()
+
+    def _record(
+        self,
+        aggregate_id: str,
+        state: S,
+        version: int,
+        produced: list[Any],
+        metadata: Mapping[str, str],
+    ) -> tuple[S, list[Event[Any]], list[StoredEvent]]:
+        """Apply a command's events to the state and encode them for the store.
+
+        Runs before anything is stored, so an event handler or encoding failure stores nothing.
+        """
+        name = self.name
+        apply = self.config.event_handler
+        encode = self.serializer.encode
+        now = datetime.now(UTC)
+        envelopes: list[Event[Any]] = []
+        records: list[StoredEvent] = []
+        for data in produced:
+            version += 1
+            event_name, payload = encode(data, aggregate_id=aggregate_id, version=version)
+            event_id = new_event_id()
+            records.append(
+                StoredEvent(
+                    id=event_id,
+                    aggregate_name=name,
+                    aggregate_id=aggregate_id,
+                    version=version,
+                    name=event_name,
+                    timestamp=now,
+                    data=payload,
+                    metadata=metadata,
+                )
+            )
+            event = Event(
+                id=event_id,
+                aggregate_name=name,
+                aggregate_id=aggregate_id,
+                version=version,
+                name=event_name,
+                timestamp=now,
+                position=0,
+                data=data,
+                metadata=metadata,
+            )
+            state = apply(state, event)
+            envelopes.append(event)
+        return state, envelopes, records
 
     def _stored(
         self,

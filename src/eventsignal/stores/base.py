@@ -67,7 +67,8 @@ class EventStore(Protocol):
 
     Contract (checked by :class:`eventsignal.testing.EventStoreCompliance`):
 
-    * ``create`` records an aggregate before its first event; a used id raises
+    * ``create`` records an aggregate, with its first events if any (atomically: all or
+      nothing), and returns their positions; a used id raises
       :class:`~eventsignal.AggregateExists`.
     * ``append`` stores all events of one command atomically, or none of them. It succeeds only if
       the aggregate exists (else :class:`~eventsignal.AggregateNotFound`) and its current version
@@ -86,7 +87,9 @@ class EventStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def create(self, aggregate_name: str, aggregate_id: str) -> None: ...
+    async def create(
+        self, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent] = ()
+    ) -> Sequence[int]: ...
 
     async def exists(self, aggregate_name: str, aggregate_id: str) -> bool: ...
 

@@ -17,12 +17,18 @@ from eventsignal.stores.base import StoredEvent
 
 
 class AppendRequest(msgspec.Struct, frozen=True):
-    """One command's events, with the version its aggregate is expected to be at."""
+    """One command's events, with the version its aggregate is expected to be at.
+
+    With ``create`` the request records a new aggregate (expected version 0) and its first
+    events, if any, in one step: it fails with :class:`~eventsignal.AggregateExists` if the id
+    is taken, and then stores nothing.
+    """
 
     aggregate_name: str
     aggregate_id: str
     expected_version: int
     events: Sequence[StoredEvent]
+    create: bool = False
 
 
 AppendOutcome = Sequence[int] | BaseException

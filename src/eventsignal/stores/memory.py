@@ -39,12 +39,16 @@ class MemoryStore:
     async def close(self) -> None:
         return None
 
-    async def create(self, aggregate_name: str, aggregate_id: str) -> None:
+    async def create(
+        self, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent] = ()
+    ) -> Sequence[int]:
         key = (validate_name(aggregate_name), validate_id(aggregate_id))
         if key in self._created:
             raise AggregateExists(aggregate_name, aggregate_id)
+        check_versions(aggregate_name, aggregate_id, 0, events)
         self._created[key] = datetime.now(UTC)
         self._streams[key] = []
+        return await self.append(aggregate_name, aggregate_id, 0, events) if events else ()
 
     async def exists(self, aggregate_name: str, aggregate_id: str) -> bool:
         return (aggregate_name, aggregate_id) in self._created

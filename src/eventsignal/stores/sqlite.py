@@ -110,6 +110,7 @@ _AGGREGATES_NAMED = f"{_AGGREGATES} WHERE aggregate_name = ? ORDER BY created_at
 
 # Errors that concern one append request only; anything else fails the whole batch.
 _REQUEST_ERRORS = (
+    AggregateExists,
     AggregateNotFound,
     ConcurrencyError,
     TypeError,
@@ -341,23 +342,19 @@ class SQLiteStore:
 
     # Writes
 
-    async def create(self, aggregate_name: str, aggregate_id: str) -> None:
+    async def create(
+        self, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent] = ()
+    ) -> Sequence[int]:
         validate_name(aggregate_name)
         validate_id(aggregate_id)
-        self._check_open()
-        async with self._write_lock:
-            await self._write(partial(self._create, aggregate_name, aggregate_id))
-
-    def _create(
-        self, aggregate_name: str, aggregate_id: str, connection: sqlite3.Connection
-    ) -> None:
-        try:
-            connection.execute(_CREATE, (aggregate_name, aggregate_id, _micros(datetime.now(UTC))))
-        except sqlite3.IntegrityError:
-            raise AggregateExists(aggregate_name, aggregate_id) from None
-        except sqlite3.OperationalError as exc:
-            raise self._unavailable(exc) from exc
-        self._transactions += 1
+        check_versions(aggregate_name, aggregate_id, 0, events)
+        group = self._group
+        if group is None:
+            raise self._not_open()
+        # Through group commit, so that many creations share one durable commit.
+        return await group.append(
+            AppendRequest(aggregate_name, aggregate_id, 0, events, create=True)
+        )
 
     async def append(
         self,
@@ -423,6 +420,14 @@ class SQLiteStore:
         execute = connection.execute
         execute("SAVEPOINT append")
         try:
+            if request.create:
+                try:
+                    execute(_CREATE, (name, aggregate_id, _micros(datetime.now(UTC))))
+                except sqlite3.IntegrityError:
+                    raise AggregateExists(name, aggregate_id) from None
+                if not events:
+                    execute("RELEASE append")
+                    return range(0)
             advanced = execute(_ADVANCE, (expected + len(events), name, aggregate_id, expected))
             if advanced.rowcount != 1:
                 rows = execute(_VERSION, (name, aggregate_id)).fetchall()
