@@ -89,15 +89,23 @@ class Aggregate(Generic[S]):
         return self._live.version
 
     async def handle_command(
-        self, command: object, *, metadata: Mapping[str, str] | None = None
+        self,
+        command: object,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        wait_for: Sequence[str] = (),
+        wait_timeout: float = 5.0,
     ) -> S:
-        """Run a command; return the new state once its events are stored."""
+        """Run a command; return the new state once its events are stored.
+
+        The options are those of :meth:`Signal.handle_command`.
+        """
         signal = self._signal
         live = signal._pool.get(self._live.id)
         if live is None:
             live = await signal._load(self._live.id)
         self._live = live
-        return await signal._execute(live, command, metadata)
+        return await signal._execute(live, command, metadata, wait_for, wait_timeout)
 
     def __repr__(self) -> str:
         return f"<Aggregate {self._signal.name} {self.id!r} v{self.version}>"
@@ -323,14 +331,27 @@ class Signal(Generic[S, C]):
         return Aggregate(self, live)
 
     async def handle_command(
-        self, aggregate_id: str, command: C, *, metadata: Mapping[str, str] | None = None
+        self,
+        aggregate_id: str,
+        command: C,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        wait_for: Sequence[str] = (),
+        wait_timeout: float = 5.0,
     ) -> S:
-        """Run a command on the aggregate with this id; return the new state once stored."""
+        """Run a command on the aggregate with this id; return the new state once stored.
+
+        ``metadata`` (say correlation and causation ids) is stored with each event. With
+        ``wait_for``, the call returns only once the named durable subscriptions have processed
+        the command's events (read-your-writes), or raises
+        :class:`~eventsignal.subscriptions.SubscriptionTimeout` after ``wait_timeout`` seconds;
+        the events are stored either way.
+        """
         live = self._pool.get(aggregate_id)
         if live is None:
             self._check_started()
             live = await self._load(aggregate_id)
-        return await self._execute(live, command, metadata)
+        return await self._execute(live, command, metadata, wait_for, wait_timeout)
 
     # Internals
 
@@ -452,7 +473,12 @@ class Signal(Generic[S, C]):
             raise
 
     async def _execute(
-        self, live: LiveAggregate[S], command: object, metadata: Mapping[str, str] | None
+        self,
+        live: LiveAggregate[S],
+        command: object,
+        metadata: Mapping[str, str] | None,
+        wait_for: Sequence[str] = (),
+        wait_timeout: float = 5.0,
     ) -> S:
         name = self.name
         aggregate_id = live.id
@@ -508,7 +534,10 @@ class Signal(Generic[S, C]):
                 if self._snapshotter is not None:
                     self._snapshotter.after_command(aggregate_id, state, version, event_version)
                 self._stored(live, command_name, envelopes, positions, info)
-                return state
+                if not wait_for:
+                    return state
+                stored_at = positions[-1]
+                break
         except Exception as exc:
             if isinstance(exc, CommandRejected):
                 exc.aggregate_name = name
@@ -529,6 +558,17 @@ class Signal(Generic[S, C]):
             live.leave()
             if len(self._pool) > self._pool.capacity:
                 self._pool.trim()
+        # Waited for outside the turn, so other commands to this aggregate are not held up.
+        await self._wait_for(wait_for, stored_at, wait_timeout)
+        return state
+
+    async def _wait_for(self, subscriptions: Sequence[str], position: int, seconds: float) -> None:
+        from eventsignal.subscriptions.status import wait_until_processed
+
+        deadline = time.monotonic() + seconds
+        for name in subscriptions:
+            left = max(deadline - time.monotonic(), 0.0)
+            await wait_until_processed(self.store, name, position, left)
 
     def _record(
         self,
