@@ -30,11 +30,16 @@ CLIENT_STRIDE = 1_000_000  # cart numbers of client k start at k * CLIENT_STRIDE
 
 @dataclass(frozen=True)
 class Sample:
-    """One timed run: how many commands and events completed in how many seconds."""
+    """One timed run: how many commands and events completed, in wall-clock and CPU seconds.
+
+    CPU seconds are this process's (all its threads): on a machine shared with other work they
+    show what the library itself costs, where wall-clock time also counts waiting for a core.
+    """
 
     commands: int
     events: int
     seconds: float
+    cpu_seconds: float
 
     @property
     def commands_per_second(self) -> float:
@@ -43,6 +48,26 @@ class Sample:
     @property
     def events_per_second(self) -> float:
         return self.events / self.seconds
+
+    @property
+    def commands_per_cpu_second(self) -> float:
+        return self.commands / max(self.cpu_seconds, 1e-9)
+
+
+class Clock:
+    """Wall-clock and process CPU time since it was made."""
+
+    def __init__(self) -> None:
+        self.wall = time.perf_counter()
+        self.cpu = time.process_time()
+
+    def sample(self, commands: int, events: int) -> Sample:
+        return Sample(
+            commands,
+            events,
+            time.perf_counter() - self.wall,
+            time.process_time() - self.cpu,
+        )
 
 
 @dataclass
@@ -61,10 +86,30 @@ class Series:
         return statistics.median(s.events_per_second for s in self.samples)
 
     @property
+    def commands_per_cpu_second(self) -> float:
+        return statistics.median(s.commands_per_cpu_second for s in self.samples)
+
+    @property
     def spread(self) -> str:
         """Lowest and highest rate, to show how noisy the machine was."""
         rates = [s.commands_per_second for s in self.samples]
         return f"{min(rates):,.0f}..{max(rates):,.0f}"
+
+
+Rate = Callable[[Sample], float]
+
+
+def paired_ratio(
+    ours: Series, peers: Sequence[Series], rate: Rate = lambda s: s.commands_per_second
+) -> float:
+    """Median over repeat rounds of our rate over the best peer rate of the same round.
+
+    Measurements of one round run back to back, so pairing them cancels most of the drift in
+    load from other work on the machine; taking the best peer per round errs in its favour.
+    """
+    return statistics.median(
+        rate(mine) / max(rate(p.samples[i]) for p in peers) for i, mine in enumerate(ours.samples)
+    )
 
 
 def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -101,24 +146,24 @@ def print_header(title: str, args: argparse.Namespace) -> None:
 
 def print_table(rows: Sequence[Series]) -> None:
     width = max(len(r.label) for r in rows)
-    print(f"{'configuration':<{width}}  {'commands/s':>12}  {'events/s':>12}  {'spread':>18}")
+    print(
+        f"{'configuration':<{width}}  {'commands/s':>11}  {'events/s':>11}  "
+        f"{'cmd/CPU-s':>11}  {'spread of commands/s':>20}"
+    )
     for row in rows:
         print(
-            f"{row.label:<{width}}  {row.commands_per_second:>12,.0f}  "
-            f"{row.events_per_second:>12,.0f}  {row.spread:>18}"
+            f"{row.label:<{width}}  {row.commands_per_second:>11,.0f}  "
+            f"{row.events_per_second:>11,.0f}  {row.commands_per_cpu_second:>11,.0f}  "
+            f"{row.spread:>20}"
         )
     print()
 
 
-def print_ratio(name: str, ours: float | None, theirs: float | None, target: str = "") -> float:
-    """Print ``ratio <name>: 12.3x`` and return the ratio (0.0 when a side did not run)."""
+def print_ratio(name: str, ratio: float | None, target: str = "") -> None:
+    """Print ``ratio <name>: 12.3x``, or ``n/a`` when a side did not run."""
     suffix = f"  (target {target})" if target else ""
-    if not ours or not theirs:
-        print(f"ratio {name}: n/a{suffix}")
-        return 0.0
-    ratio = ours / theirs
-    print(f"ratio {name}: {ratio:.1f}x{suffix}")
-    return ratio
+    shown = "n/a" if not ratio else f"{ratio:.1f}x"
+    print(f"ratio {name}: {shown}{suffix}")
 
 
 # Our side: asyncio tasks sending commands through one Signal.
@@ -142,11 +187,10 @@ async def drive_signal(
             number += 1
             finished[k] += 1
 
-    started = time.perf_counter()
+    clock = Clock()
     await asyncio.gather(*(client(k) for k in range(clients)))
-    elapsed = time.perf_counter() - started
     carts = sum(finished)
-    return Sample(carts * COMMANDS_PER_CART, carts * events_per_cart, elapsed)
+    return clock.sample(carts * COMMANDS_PER_CART, carts * events_per_cart)
 
 
 # The peer: plain calls for one client, threads for many.
@@ -173,22 +217,21 @@ def drive_peer(shop: PeerShop, *, clients: int, seconds: float) -> Sample:
 
     if start is None:
         deadline = time.perf_counter() + seconds
-        started = time.perf_counter()
+        clock = Clock()
         client(0)
     else:
         threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
         for thread in threads:
             thread.start()
         deadline = time.perf_counter() + seconds
-        started = time.perf_counter()
+        clock = Clock()
         start.wait()
         for thread in threads:
             thread.join()
-    elapsed = time.perf_counter() - started
     if errors:
         raise errors[0]
     carts = sum(finished)
-    return Sample(carts * COMMANDS_PER_CART, carts * COMMANDS_PER_CART, elapsed)
+    return clock.sample(carts * COMMANDS_PER_CART, carts * COMMANDS_PER_CART)
 
 
 Measurement = Callable[[float, float], Sample]
