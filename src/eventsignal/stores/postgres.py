@@ -69,9 +69,9 @@ _READ_ALL = (
 )
 _HEAD = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
 _APPEND = (
-    "SELECT outcomes, positions FROM eventsignal_append(%s, %s, %s::text[], %s::text[],"
-    " %s::int4[], %s::int4[], %s::int4[], %s::uuid[], %s::int4[], %s::text[],"
-    " %s::timestamptz[], %s::bytea[], %s::text[])"
+    "SELECT outcomes, positions FROM eventsignal_append(%b, %b, %b::text[], %b::text[],"
+    " %b::int4[], %b::int4[], %b::int4[], %b::uuid[], %b::int4[], %b::text[],"
+    " %b::timestamptz[], %b::bytea[], %b::text[])"
 )
 _ACCEPTED, _NOT_FOUND = -1, -2
 
