@@ -9,17 +9,18 @@ and advances the checkpoints with a compare-and-set. When the log is exhausted i
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import socket
 import time
 from collections.abc import Sequence
+from inspect import isawaitable
 from types import TracebackType
 from typing import Any, Self
 from uuid import UUID, uuid4
 
 from eventsignal.domain.events import Event
+from eventsignal.domain.evolution import split_stored_name
 from eventsignal.stores.base import EventStore, StoredEvent
 from eventsignal.subscriptions.checkpoints import Checkpoints, ParkedEvent
 from eventsignal.subscriptions.errors import SubscriptionStopped
@@ -39,6 +40,20 @@ def _forget(task: asyncio.Task[Any]) -> None:
     """Mark an abandoned read's outcome as seen: its events will be read again anyway."""
     if not task.cancelled():
         task.exception()
+
+
+def _envelope(record: StoredEvent, data: Any) -> Event[Any]:
+    return Event(
+        id=record.id,
+        aggregate_name=record.aggregate_name,
+        aggregate_id=record.aggregate_id,
+        version=record.version,
+        name=record.name,
+        timestamp=record.timestamp,
+        position=record.position,
+        data=data,
+        metadata=record.metadata,
+    )
 
 
 def default_member() -> str:
@@ -271,7 +286,11 @@ class SubscriptionRunner:
         for record in batch:
             if record.aggregate_name not in aggregates:  # type: ignore[operator]
                 continue
-            if names is not None and record.name not in names:
+            if (
+                names is not None
+                and record.name not in names
+                and split_stored_name(record.name)[0] not in names
+            ):
                 continue
             part = (
                 0 if parts == 1 else partition_of(record.aggregate_name, record.aggregate_id, parts)
@@ -282,37 +301,48 @@ class SubscriptionRunner:
             chosen.append((part, record))
         return chosen
 
-    def decode(self, record: StoredEvent) -> Event[Any]:
-        """The envelope of a stored event, with the user's event object in ``data``."""
-        serializer = self.subscription.serializers[record.aggregate_name]
-        return Event(
-            id=record.id,
-            aggregate_name=record.aggregate_name,
-            aggregate_id=record.aggregate_id,
-            version=record.version,
-            name=record.name,
-            timestamp=record.timestamp,
-            position=record.position,
-            data=serializer.decode(record),
-            metadata=record.metadata,
-        )
+    def envelopes(self, record: StoredEvent) -> list[Event[Any]]:
+        """The envelopes of a stored event: one, or more if an upcaster split it."""
+        decoded = self.subscription.serializers[record.aggregate_name].decode_all(record)
+        return [_envelope(record, data) for data in decoded]
 
     async def _call(self, record: StoredEvent, tx: Transaction | None) -> None:
         handler: Any = self.subscription.handler
-        event = self.decode(record)
-        result = handler(event) if tx is None else handler(event, tx)
-        if inspect.isawaitable(result):
-            await result
+        for event in self.envelopes(record):
+            result = handler(event) if tx is None else handler(event, tx)
+            if result is not None and isawaitable(result):
+                await result
+
+    async def _deliver(
+        self, chosen: Sequence[tuple[int, StoredEvent]], tx: Transaction | None
+    ) -> None:
+        """The hot loop: decode, wrap and hand over each event; failures go to ``_retry``.
+
+        With a transaction, a failure propagates instead: the batch rolls back and is redone
+        one event per transaction.
+        """
+        handler: Any = self.subscription.handler
+        serializers = self.subscription.serializers
+        for part, record in chosen:
+            try:
+                for data in serializers[record.aggregate_name].decode_all(record):
+                    event = _envelope(record, data)
+                    result = handler(event) if tx is None else handler(event, tx)
+                    if result is not None and isawaitable(result):
+                        await result
+            except Exception as exc:
+                if tx is not None:
+                    raise
+                await self._retry(part, record, exc)
 
     async def _process(self, batch: Sequence[StoredEvent]) -> None:
         end = batch[-1].position
         chosen = self._select(batch)
+        db = self.db
         if self.subscription.takes_transaction:
             try:
-                async with self.db.transaction() as raw:
-                    tx = Transaction(raw, self.db.dialect)
-                    for _, record in chosen:
-                        await self._call(record, tx)
+                async with db.transaction() as raw:
+                    await self._deliver(chosen, Transaction(raw, db.dialect))
                     await self._unblock(raw, chosen)
                     await self._advance(raw, end)
             except _LostPartition:
@@ -321,15 +351,11 @@ class SubscriptionRunner:
                 # One event failed and took the batch down with it: go one by one.
                 for part, record in chosen:
                     await self._one_in_transaction(part, record)
-                async with self.db.transaction() as raw:
+                async with db.transaction() as raw:
                     await self._advance(raw, end)
         else:
-            for part, record in chosen:
-                try:
-                    await self._call(record, None)
-                except Exception as exc:
-                    await self._retry(part, record, exc)
-            async with self.db.transaction() as raw:
+            await self._deliver(chosen, None)
+            async with db.transaction() as raw:
                 await self._unblock(raw, chosen)
                 await self._advance(raw, end)
         self.delivered += len(chosen)

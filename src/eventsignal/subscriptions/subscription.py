@@ -91,7 +91,9 @@ class Subscription:
             if isinstance(config, EventSerializer):
                 serializers[config.aggregate_name] = config
             else:
-                serializers[config.name] = EventSerializer(config.name, config.event_types)
+                serializers[config.name] = EventSerializer(
+                    config.name, config.event_types, upcasters=config.upcasters
+                )
         names = set(serializers) if self.aggregate_names is None else set(self.aggregate_names)
         missing = names - set(serializers)
         if missing:
