@@ -17,9 +17,9 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 RATIO = r"ratio {}: \d+\.\dx"
 
 
-def run_quick(script: str, *options: str) -> str:
+def run_script(script: str, *options: str) -> str:
     finished = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--quick", *options],
+        [sys.executable, str(BENCHMARKS / script), *options],
         capture_output=True,
         text=True,
         timeout=120,
@@ -30,7 +30,7 @@ def run_quick(script: str, *options: str) -> str:
 
 
 def test_memory_benchmark_prints_both_libraries_and_ratios() -> None:
-    out = run_quick("bench_memory.py", "--clients", "8")
+    out = run_script("bench_memory.py", "--quick", "--clients", "8")
     assert "cores" in out
     assert "python 3." in out
     for label in ("eventsignal c=8", "eventsignal c=8 telemetry=None", "eventsourcing c=8"):
@@ -41,10 +41,16 @@ def test_memory_benchmark_prints_both_libraries_and_ratios() -> None:
 
 @pytest.mark.postgres
 def test_stores_benchmark_prints_throughput_ceiling_and_rebuild_ratios() -> None:
-    out = run_quick("bench_stores.py", "--clients", "8")
+    out = run_script("bench_stores.py", "--quick", "--clients", "8")
     for name in ("sqlite c=1", "sqlite c=8", "postgres c=1", "postgres c=8"):
         assert re.search(RATIO.format(re.escape(name)), out), out
     for backend in ("sqlite", "postgres"):
         assert re.search(RATIO.format(f"rebuild {backend}"), out), out
     assert re.search(r"raw psycopg multi-row INSERT, 64 rows per transaction: [\d,]+ rows/s", out)
     assert re.search(r"ratio postgres c=8 events/s to raw ceiling: \d+%", out), out
+
+
+def test_profiler_prints_the_costliest_functions_of_the_command_path() -> None:
+    out = run_script("profile_commands.py", "--seconds", "0.2", "--top", "5")
+    assert re.search(r"memory c=1: [\d,]+ commands", out), out
+    assert "application.py" in out
