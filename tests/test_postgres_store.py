@@ -234,10 +234,12 @@ async def test_follower_never_skips_an_event(postgres_store_factory: PostgresSto
     assert [e.id for e in seen] == [e.id for e in everything]
 
 
+@pytest.mark.parametrize("schema", [None, "s" * 63], ids=["default", "long-schema-name"])
 async def test_other_stores_wake_followers_through_notify(
-    postgres_store_factory: PostgresStoreFactory,
+    postgres_store_factory: PostgresStoreFactory, schema: str | None
 ) -> None:
-    writer, follower = await postgres_store_factory(), await postgres_store_factory()
+    writer = await postgres_store_factory(schema=schema)
+    follower = await postgres_store_factory(schema=schema)
     async with writer, follower:
         await writer.create("thing", "a")
         waiting = asyncio.create_task(follower.wait_for_events(0))

@@ -182,7 +182,8 @@ class PostgresStore:
         except PoolTimeout as exc:
             await pool.close()
             raise StoreUnavailable(
-                f"cannot connect to PostgreSQL within {self.timeout}s: {_where(self.dsn)}"
+                f"cannot connect to PostgreSQL ({_where(self.dsn)}) within {self.timeout}s: "
+                f"{await self._connect_error()}"
             ) from exc
         try:
             async with pool.connection() as conn:
@@ -213,6 +214,15 @@ class PostgresStore:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+    async def _connect_error(self) -> str:
+        """Why connecting fails; the pool only says that it timed out."""
+        try:
+            conn = await AsyncConnection.connect(self.dsn, **self._connect_options())
+        except psycopg.Error as exc:
+            return str(exc).strip() or type(exc).__name__
+        await conn.close()
+        return "connections were refused or too slow"
 
     def _connect_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"autocommit": True}
@@ -270,14 +280,7 @@ class PostgresStore:
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
         async with conn:
-            if self.schema is not None:
-                # The schema may not exist yet: the migration creates it first.
-                await conn.execute("SET TIME ZONE 'UTC'")
-                await conn.execute(
-                    sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema))
-                )
-            else:
-                await self._configure(conn)
+            await self._configure(conn)  # the schema may not exist yet: migrating creates it
             yield conn
 
     # SQL access
