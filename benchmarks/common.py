@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from workload import COMMANDS_PER_CART, PeerShop, cart_commands, run_peer_cart
+from workload import COMMANDS_PER_CART, EVENTS_PER_CART, PeerShop, cart_commands, run_peer_cart
 
 from eventsignal import Signal
 
@@ -174,15 +174,15 @@ async def drive_signal(
 ) -> Sample:
     """Run ``clients`` tasks, each working through its own carts, until ``seconds`` pass."""
     finished = [0] * clients
-    events_per_cart = COMMANDS_PER_CART - 1  # opening a cart stores no event in eventsignal
     deadline = time.perf_counter() + seconds
 
     async def client(k: int) -> None:
         number = k * CLIENT_STRIDE
         while time.perf_counter() < deadline:
             cart_id = f"{tag}-{number}"
-            await signal.create(cart_id)
-            for command in cart_commands(number):
+            opening, *commands = cart_commands(number)
+            await signal.create(cart_id, opening)
+            for command in commands:
                 await signal.handle_command(cart_id, command)
             number += 1
             finished[k] += 1
@@ -190,7 +190,7 @@ async def drive_signal(
     clock = Clock()
     await asyncio.gather(*(client(k) for k in range(clients)))
     carts = sum(finished)
-    return clock.sample(carts * COMMANDS_PER_CART, carts * events_per_cart)
+    return clock.sample(carts * COMMANDS_PER_CART, carts * EVENTS_PER_CART)
 
 
 # The peer: plain calls for one client, threads for many.
@@ -231,7 +231,7 @@ def drive_peer(shop: PeerShop, *, clients: int, seconds: float) -> Sample:
     if errors:
         raise errors[0]
     carts = sum(finished)
-    return clock.sample(carts * COMMANDS_PER_CART, carts * COMMANDS_PER_CART)
+    return clock.sample(carts * COMMANDS_PER_CART, carts * (EVENTS_PER_CART + 1))
 
 
 Measurement = Callable[[float, float], Sample]

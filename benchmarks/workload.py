@@ -1,8 +1,11 @@
 """The benchmark workload: a shopping cart, written idiomatically for both libraries.
 
-Per cart a client sends six commands: open the cart, add three products, remove one, pay. Prices
-are in cents. Every cart follows the same deterministic plan, so both libraries do the same work
-and store the same facts (the peer stores one more event per cart: its creation event).
+Per cart a client sends five commands: open the cart with a first product, add two more, remove
+one, pay. Prices are in cents. Each library opens the cart its own idiomatic way, in one write:
+eventsignal with a genesis command (``signal.create(id, command)``), the peer by creating the
+aggregate, adding the product and saving both events together. Every cart follows the same
+deterministic plan, so both libraries do the same work and store the same facts (the peer stores
+one more event per cart: its creation event).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ PRODUCTS: tuple[tuple[str, int], ...] = (
     ("grape", 410),
     ("lemon", 45),
 )
-COMMANDS_PER_CART = 6  # open, add x3, remove, pay
+COMMANDS_PER_CART = 5  # open with a product, add x2, remove, pay
+EVENTS_PER_CART = 5  # eventsignal's; the peer adds its creation event
 
 
 def cart_plan(number: int) -> tuple[list[tuple[str, int]], str]:
@@ -116,7 +120,7 @@ CART: AggregateConfig[Cart, CartCommand] = AggregateConfig(
 
 
 def cart_commands(number: int) -> list[CartCommand]:
-    """The five commands sent to cart ``number`` after it is opened."""
+    """The five commands of cart ``number``; the first one opens it."""
     added, removed = cart_plan(number)
     commands: list[CartCommand] = [AddToCart(sku, price) for sku, price in added]
     commands.append(RemoveFromCart(removed))
@@ -189,8 +193,9 @@ class PeerCart(Aggregate):
 class PeerShop(Application[UUID]):
     """The peer's application service: load from the repository, call, save."""
 
-    def open_cart(self) -> UUID:
+    def open_cart(self, sku: str, price: int) -> UUID:
         cart = PeerCart.open()
+        cart.add(sku, price)
         self.save(cart)
         return cart.id
 
@@ -214,10 +219,11 @@ class PeerShop(Application[UUID]):
 
 
 def run_peer_cart(shop: PeerShop, number: int) -> None:
-    """Send one cart's six commands through the peer application."""
+    """Send one cart's five commands through the peer application."""
     added, removed = cart_plan(number)
-    cart_id = shop.open_cart()
-    for sku, price in added:
+    (first_sku, first_price), *more = added
+    cart_id = shop.open_cart(first_sku, first_price)
+    for sku, price in more:
         shop.add_to_cart(cart_id, sku, price)
     shop.remove_from_cart(cart_id, removed)
     shop.complete_purchase(cart_id)
