@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import os
 import platform
 import statistics
@@ -24,6 +25,7 @@ from typing import Any
 from workload import COMMANDS_PER_CART, EVENTS_PER_CART, PeerShop, cart_commands, run_peer_cart
 
 from eventsignal import Signal
+from eventsignal.stores import EventStore
 
 CLIENT_STRIDE = 1_000_000  # cart numbers of client k start at k * CLIENT_STRIDE
 
@@ -176,12 +178,18 @@ async def drive_signal(
     finished = [0] * clients
     deadline = time.perf_counter() + seconds
 
+    genesis = _takes_genesis_events(signal.store)
+
     async def client(k: int) -> None:
         number = k * CLIENT_STRIDE
         while time.perf_counter() < deadline:
             cart_id = f"{tag}-{number}"
             opening, *commands = cart_commands(number)
-            await signal.create(cart_id, opening)
+            if genesis:
+                await signal.create(cart_id, opening)
+            else:
+                await signal.create(cart_id)
+                await signal.handle_command(cart_id, opening)
             for command in commands:
                 await signal.handle_command(cart_id, command)
             number += 1
@@ -191,6 +199,27 @@ async def drive_signal(
     await asyncio.gather(*(client(k) for k in range(clients)))
     carts = sum(finished)
     return clock.sample(carts * COMMANDS_PER_CART, carts * EVENTS_PER_CART)
+
+
+_warned: set[str] = set()
+
+
+def _takes_genesis_events(store: EventStore) -> bool:
+    """Whether ``store.create`` stores first events (the current protocol) or only the id.
+
+    A store that does not take them yet still runs, opening each cart in two writes, and the
+    output says so.
+    """
+    if "events" in inspect.signature(store.create).parameters:
+        return True
+    name = type(store).__name__
+    if name not in _warned:
+        _warned.add(name)
+        print(
+            f"note: {name}.create() takes no events yet: its carts open in two writes "
+            "(create, then the first command)"
+        )
+    return False
 
 
 # The peer: plain calls for one client, threads for many.
