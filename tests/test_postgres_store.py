@@ -116,13 +116,14 @@ async def test_concurrent_appends_share_transactions(
         ids = [f"a-{n}" for n in range(64)]
         for aggregate_id in ids:
             await store.create("thing", aggregate_id)
-        before = store.stats.transactions
+        before = store.stats
         results = await asyncio.gather(
             *(store.append("thing", i, 0, make_events(i, 0, 2)) for i in ids)
         )
         assert len({p for positions in results for p in positions}) == 128
-        assert store.stats.transactions - before <= 4
-        assert store.stats.appends == 64
+        assert store.stats.transactions - before.transactions <= 4
+        assert store.stats.appends - before.appends == 64
+        assert store.stats.events - before.events == 128
         for aggregate_id, positions in zip(ids, results, strict=True):
             stored = await store.read_aggregate("thing", aggregate_id)
             assert [e.position for e in stored] == list(positions)
@@ -159,6 +160,36 @@ async def test_a_conflict_fails_only_its_own_request(
         assert [e.version for e in await store.read_aggregate("thing", "b")] == [1]
         assert [e.version for e in await store.read_aggregate("thing", "c")] == [1, 2, 3]
         assert list(a_first) + list(a_next) == sorted([*a_first, *a_next])
+
+
+async def test_creations_share_the_batch_and_are_atomic(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    async with await postgres_store_factory() as store:
+        before = store.stats.transactions
+        first, taken, then = await asyncio.gather(
+            store.create("thing", "a", make_events("a", 0, 2)),
+            store.create("thing", "a", make_events("a", 0, 3)),
+            store.append("thing", "a", 2, make_events("a", 2, 1)),  # sees the creation before it
+            return_exceptions=True,
+        )
+        assert store.stats.transactions - before == 1
+        assert isinstance(taken, AggregateExists)
+        assert not isinstance(first, BaseException)
+        assert not isinstance(then, BaseException)
+        assert [*first, *then] == [e.position for e in await store.read_aggregate("thing", "a")]
+        assert [(a.aggregate_id, a.version) for a in await store.aggregates()] == [("a", 3)]
+        assert await store.create("thing", "b") == []
+
+
+async def test_signal_genesis_on_postgres(postgres_store_factory: PostgresStoreFactory) -> None:
+    async with Signal(config(), store=await postgres_store_factory()) as signal:
+        account = await signal.create("a-1", DepositTwice(4))
+        assert (account.state.balance, account.version) == (8, 2)
+        with pytest.raises(AggregateExists):
+            await signal.create("a-1", Deposit(1))
+    async with Signal(config(), store=await postgres_store_factory()) as signal:
+        assert (await signal.aggregate("a-1")).state.history == (4, 4)
 
 
 async def test_store_serialises_conflicts_across_processes(

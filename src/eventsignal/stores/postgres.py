@@ -70,18 +70,19 @@ _READ_ALL = (
 _HEAD = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
 _APPEND = (
     "SELECT outcomes, positions FROM eventsignal_append(%b, %b, %b::text[], %b::text[],"
-    " %b::int4[], %b::int4[], %b::int4[], %b::uuid[], %b::int4[], %b::text[],"
+    " %b::int4[], %b::int4[], %b::bool[], %b::int4[], %b::uuid[], %b::int4[], %b::text[],"
     " %b::timestamptz[], %b::bytea[], %b::text[])"
 )
-_ACCEPTED, _NOT_FOUND = -1, -2
+_ACCEPTED, _NOT_FOUND, _EXISTS = -1, -2, -3
 
 _decode_metadata = msgspec.json.Decoder(dict[str, str]).decode
 _encode_metadata = msgspec.json.Encoder().encode
 
 
 class StoreStats(msgspec.Struct, frozen=True):
-    """Counters since the store was created: appends (commands), events and the append
-    transactions that carried them. ``appends / transactions`` is the group-commit batch size."""
+    """Counters since the store was created: appends stored (commands, creations included),
+    their events, and the transactions that carried them. ``appends / transactions`` is the
+    group-commit batch size."""
 
     appends: int
     events: int
@@ -304,17 +305,18 @@ class PostgresStore:
 
     # Writing
 
-    async def create(self, aggregate_name: str, aggregate_id: str) -> None:
+    async def create(
+        self, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent] = ()
+    ) -> Sequence[int]:
         validate_name(aggregate_name)
         validate_id(aggregate_id)
-        async with self._connection("creating an aggregate") as conn:
-            cursor = await conn.execute(
-                "INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id)"
-                " VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (aggregate_name, aggregate_id),
-            )
-            if cursor.rowcount == 0:
-                raise AggregateExists(aggregate_name, aggregate_id)
+        check_versions(aggregate_name, aggregate_id, 0, events)
+        if self._pool is None:
+            raise SignalError("the PostgresStore is not open: use `async with` or await open()")
+        # Through group commit: concurrent creations share a transaction with appends.
+        return await self._group.append(
+            AppendRequest(aggregate_name, aggregate_id, 0, events, create=True)
+        )
 
     async def append(
         self,
@@ -349,7 +351,7 @@ class PostgresStore:
             return outcomes
 
     async def _commit(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
-        req_names, req_ids, req_expected, req_counts = [], [], [], []
+        req_names, req_ids, req_expected, req_counts, req_creates = [], [], [], [], []
         ev_requests, ev_ids, ev_versions, ev_names, ev_times, ev_data, ev_metadata = (
             [],
             [],
@@ -364,6 +366,7 @@ class PostgresStore:
             req_ids.append(request.aggregate_id)
             req_expected.append(request.expected_version)
             req_counts.append(len(request.events))
+            req_creates.append(request.create)
             for event in request.events:
                 ev_requests.append(number)
                 ev_ids.append(event.id)
@@ -381,6 +384,7 @@ class PostgresStore:
             req_ids,
             req_expected,
             req_counts,
+            req_creates,
             ev_requests,
             ev_ids,
             ev_versions,
@@ -411,6 +415,8 @@ class PostgresStore:
                 offset += count
                 self._appends += 1
                 self._events += count
+            elif code == _EXISTS:
+                outcomes.append(AggregateExists(request.aggregate_name, request.aggregate_id))
             elif code == _NOT_FOUND:
                 outcomes.append(AggregateNotFound(request.aggregate_name, request.aggregate_id))
             else:

@@ -46,8 +46,9 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # One call appends a whole group-commit batch: one round trip, whatever its size.
         # Requests are checked in order, so two for the same aggregate see each other. The
         # advisory lock serialises appends, so positions become visible in increasing order and a
-        # reader following read_all never skips one. outcomes[i]: -1 accepted, -2 aggregate not
-        # found, otherwise the version found instead of the expected one.
+        # reader following read_all never skips one. A request with req_creates[i] records a new
+        # aggregate with its first events. outcomes[i]: -1 accepted, -2 aggregate not found,
+        # -3 aggregate exists, otherwise the version found instead of the expected one.
         """
         CREATE FUNCTION eventsignal_append(
             lock_key BIGINT,
@@ -56,6 +57,7 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             req_ids TEXT[],
             req_expected INTEGER[],
             req_counts INTEGER[],
+            req_creates BOOLEAN[],
             ev_requests INTEGER[],
             ev_ids UUID[],
             ev_versions INTEGER[],
@@ -73,6 +75,13 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PERFORM pg_advisory_xact_lock(lock_key);
             outcomes := '{}';
             FOR i IN 1 .. coalesce(array_length(req_names, 1), 0) LOOP
+                IF req_creates[i] THEN
+                    INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
+                    VALUES (req_names[i], req_ids[i], req_counts[i])
+                    ON CONFLICT DO NOTHING;
+                    outcomes := outcomes || CASE WHEN FOUND THEN -1 ELSE -3 END;
+                    CONTINUE;
+                END IF;
                 UPDATE eventsignal_aggregates SET version = version + req_counts[i]
                  WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i]
                    AND version = req_expected[i];
