@@ -445,14 +445,14 @@ class PostgresStore:
     ) -> Sequence[StoredEvent]:
         async with self._connection("reading an aggregate") as conn:
             cursor = await conn.execute(
-                _READ_AGGREGATE, (aggregate_name, aggregate_id, after_version)
+                _READ_AGGREGATE, (aggregate_name, aggregate_id, after_version), binary=True
             )
             rows = await cursor.fetchall()
         return [_stored_event(row) for row in rows]
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
         async with self._connection("reading all events") as conn:
-            cursor = await conn.execute(_READ_ALL, (after_position, limit))
+            cursor = await conn.execute(_READ_ALL, (after_position, limit), binary=True)
             rows = await cursor.fetchall()
         return [_stored_event(row) for row in rows]
 
