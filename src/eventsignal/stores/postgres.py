@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import select
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -169,8 +170,7 @@ class PostgresStore:
             max_size=self._max_size,
             kwargs=self._connect_options(),
             configure=self._configure,
-            # A pooled connection may have died with the server: check it before every use.
-            check=AsyncConnectionPool.check_connection,
+            check=_check_connection,
             timeout=self.timeout,
             # Give up a failing reconnection early: the next request then starts a fresh attempt,
             # instead of waiting out an exponential backoff grown during a long outage.
@@ -539,6 +539,21 @@ def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
         metadata=metadata,
         position=position,
     )
+
+
+async def _check_connection(conn: _Connection) -> None:
+    """Make sure a pooled connection is alive before it is handed out.
+
+    A server that restarts, or terminates the backend, sends an error and closes the socket, so
+    an idle connection with nothing to read is alive: that costs a ``select``, not the round trip
+    of the pool's own check, which runs only when the server did say something.
+    """
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.OperationalError):
+        readable = [True]
+    if readable:
+        await AsyncConnectionPool.check_connection(conn)
 
 
 def _lock_key(text: str) -> int:
