@@ -281,8 +281,14 @@ async def test_read_your_writes_times_out_with_a_typed_error(make_store: MakeSto
         with pytest.raises(SubscriptionTimeout) as timed_out:
             await wait_until_processed(store, "slow", head, timeout=0.2)
         assert (timed_out.value.subscription, timed_out.value.position) == ("slow", head)
+        async with SubscriptionRunner(revenue_projection(), store):
+            await wait_until_processed(store, "revenue", head, timeout=5)
+            with pytest.raises(SubscriptionTimeout) as timed_out:  # several: one deadline
+                await wait_until_processed(store, ["revenue", "slow"], head, timeout=0.2)
+            assert timed_out.value.subscription == "slow"
         gate.set()
-        await wait_until_processed(store, "slow", head, timeout=5)
+        await wait_until_processed(store, ["slow", "revenue"], head, timeout=5)
+        await wait_until_processed(store, "never-ran", 0, timeout=0)  # nothing to wait for
 
 
 async def test_two_runners_share_partitions_and_survive_each_other(make_store: MakeStore) -> None:

@@ -247,10 +247,10 @@ class SubscriptionRunner:
             await db.renew(tx, name, self.member, until)
             members = await db.members(tx, name, now)
             leases = await db.leases(tx, name)
-            held = {lease.part for lease in leases if lease.owner == self.member}
-            for part in list(self._owned):
-                if part not in held:
-                    del self._owned[part]
+            # The table is the truth: between batches, this runner holds what it says.
+            self._owned = {
+                lease.part: lease.position for lease in leases if lease.owner == self.member
+            }
             decided = plan(leases, members, self.member, now)
             for part in decided.release:
                 await db.release(tx, name, self.member, part)
@@ -259,10 +259,6 @@ class SubscriptionRunner:
                 position = await db.claim(tx, name, part, self.member, now, until)
                 if position is not None:
                     self._owned[part] = position
-            for lease in leases:  # held before this runner knew (a reset) or just renewed
-                part = lease.part
-                if part in held and part not in self._owned and part not in decided.release:
-                    self._owned[part] = lease.position
             if sub.on_failure == "stop":
                 self._blocked = {
                     p.event_id
@@ -313,19 +309,42 @@ class SubscriptionRunner:
             if result is not None and isawaitable(result):
                 await result
 
-    async def _deliver(
-        self, chosen: Sequence[tuple[int, StoredEvent]], tx: Transaction | None
-    ) -> None:
-        """The hot loop: decode, wrap and hand over each event; failures go to ``_retry``.
+    async def _deliver(self, batch: Sequence[StoredEvent], tx: Transaction | None) -> int:
+        """The hot loop: pick this runner's events, decode, wrap and hand each over.
 
-        With a transaction, a failure propagates instead: the batch rolls back and is redone
-        one event per transaction.
+        Returns how many events were delivered. A failure goes to :meth:`_retry`; with a
+        transaction it propagates instead, the batch rolls back and is redone one event per
+        transaction.
         """
-        handler: Any = self.subscription.handler
-        serializers = self.subscription.serializers
-        for part, record in chosen:
+        sub = self.subscription
+        handler: Any = sub.handler
+        serializers = sub.serializers
+        names = sub.event_names
+        owned = self._owned
+        parts = sub.partitions
+        only = owned.get(0, 0) if parts == 1 else 0
+        delivered = 0
+        for record in batch:
+            serializer = serializers.get(record.aggregate_name)
+            if serializer is None:
+                continue
+            if (
+                names is not None
+                and record.name not in names
+                and split_stored_name(record.name)[0] not in names
+            ):
+                continue
+            if parts == 1:
+                part = 0
+                if record.position <= only:
+                    continue
+            else:
+                part = partition_of(record.aggregate_name, record.aggregate_id, parts)
+                checkpoint = owned.get(part)
+                if checkpoint is None or record.position <= checkpoint:
+                    continue
             try:
-                for data in serializers[record.aggregate_name].decode_all(record):
+                for data in serializer.decode_all(record):
                     event = _envelope(record, data)
                     result = handler(event) if tx is None else handler(event, tx)
                     if result is not None and isawaitable(result):
@@ -334,31 +353,36 @@ class SubscriptionRunner:
                 if tx is not None:
                     raise
                 await self._retry(part, record, exc)
+            delivered += 1
+        return delivered
 
     async def _process(self, batch: Sequence[StoredEvent]) -> None:
         end = batch[-1].position
-        chosen = self._select(batch)
         db = self.db
         if self.subscription.takes_transaction:
             try:
                 async with db.transaction() as raw:
-                    await self._deliver(chosen, Transaction(raw, db.dialect))
-                    await self._unblock(raw, chosen)
+                    delivered = await self._deliver(batch, Transaction(raw, db.dialect))
+                    if self._blocked:
+                        await self._unblock(raw, batch)
                     await self._advance(raw, end)
             except _LostPartition:
                 raise
             except Exception:
                 # One event failed and took the batch down with it: go one by one.
+                chosen = self._select(batch)
                 for part, record in chosen:
                     await self._one_in_transaction(part, record)
                 async with db.transaction() as raw:
                     await self._advance(raw, end)
+                delivered = len(chosen)
         else:
-            await self._deliver(chosen, None)
+            delivered = await self._deliver(batch, None)
             async with db.transaction() as raw:
-                await self._unblock(raw, chosen)
+                if self._blocked:
+                    await self._unblock(raw, batch)
                 await self._advance(raw, end)
-        self.delivered += len(chosen)
+        self.delivered += delivered
         notify(self.subscription.name)
 
     async def _advance(self, tx: Any, position: int, parts: Sequence[int] | None = None) -> None:
@@ -378,9 +402,10 @@ class SubscriptionRunner:
         for part in owned if parts is None else parts:
             owned[part] = max(owned[part], position)
 
-    async def _unblock(self, tx: Any, chosen: Sequence[tuple[int, StoredEvent]]) -> None:
+    async def _unblock(self, tx: Any, records: Sequence[StoredEvent]) -> None:
+        """Forget parked events (of a ``"stop"`` subscription) now delivered after all."""
         if self._blocked:
-            for _, record in chosen:
+            for record in records:
                 if record.id in self._blocked:
                     await self.db.unpark(tx, self.subscription.name, record.id)
                     self._blocked.discard(record.id)
@@ -394,7 +419,7 @@ class SubscriptionRunner:
             try:
                 async with self.db.transaction() as raw:
                     await self._call(record, Transaction(raw, self.db.dialect))
-                    await self._unblock(raw, [(part, record)])
+                    await self._unblock(raw, [record])
                     await self._advance(raw, record.position, (part,))
                 return
             except _LostPartition:

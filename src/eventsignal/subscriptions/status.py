@@ -7,6 +7,7 @@ user's handlers (the command line's ``eventsignal subscriptions URL``).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import msgspec
 
@@ -83,28 +84,33 @@ async def processed_position(
 
 async def wait_until_processed(
     store: EventStore,
-    subscription: str,
+    subscription: str | Iterable[str],
     position: int,
     timeout: float = 5.0,  # noqa: ASYNC109 - the deadline is part of the contract
     *,
     checkpoints: Storage | None = None,
 ) -> None:
-    """Return once ``subscription`` has handled every event up to ``position``.
+    """Return once ``subscription`` (a name, or several) has handled every event up to
+    ``position``.
 
     This is read-your-writes: after a command stored events up to ``position``, a read model
     maintained by the subscription reflects them once this returns. Runners in this process wake
     the waiter at once; runners elsewhere are seen by polling every 50 ms. Raises
-    :class:`SubscriptionTimeout` after ``timeout`` seconds.
+    :class:`SubscriptionTimeout` (naming the first subscription still behind) once ``timeout``
+    seconds have passed in all.
     """
+    names = [subscription] if isinstance(subscription, str) else list(subscription)
+    if position <= 0 or not names:
+        return
     db = _checkpoints(store, checkpoints)
     deadline = time.monotonic() + timeout
-    reached: int | None = None
-    while True:
-        async with db.transaction() as tx:
-            reached = await db.progress(tx, subscription)
-        if reached is not None and reached >= position:
-            return
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise SubscriptionTimeout(subscription, position, reached or 0, timeout)
-        await moved(subscription, min(left, _POLL))
+    for name in names:
+        while True:
+            async with db.transaction() as tx:
+                reached = await db.progress(tx, name)
+            if reached is not None and reached >= position:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SubscriptionTimeout(name, position, reached or 0, timeout)
+            await moved(name, min(left, _POLL))
