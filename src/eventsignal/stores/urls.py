@@ -63,6 +63,18 @@ def open_store(url: str, *, migrate: bool = True) -> EventStore:
     return _sqlite(url, migrate)
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file a URL names if it is a SQLite store, else ``None``."""
+    url = url.strip()
+    match = _SCHEME.match(url)
+    scheme = match.group(1).lower() if match else ""
+    if scheme == "sqlite":
+        return _sqlite_path(url)
+    if (not scheme or len(scheme) == 1) and url and not _KEYWORD_DSN.match(url):
+        return url
+    return None
+
+
 def redact(url: str) -> str:
     """The URL without its password, for logs and messages."""
     try:
@@ -114,4 +126,4 @@ def _nats(url: str) -> EventStore:
     return NatsStore(url)
 
 
-__all__ = ["InvalidStoreURL", "open_store", "redact"]
+__all__ = ["InvalidStoreURL", "open_store", "redact", "sqlite_path"]

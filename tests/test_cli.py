@@ -1,0 +1,316 @@
+"""The ``eventsignal`` command line and store URLs, run for real against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from eventsignal import Signal
+from eventsignal.cart import AddToCart, CompletePurchase, Product, cart_config
+from eventsignal.cli import main
+from eventsignal.stores import MemoryStore, PostgresStore, SQLiteStore
+from eventsignal.stores.urls import InvalidStoreURL, open_store, redact, sqlite_path
+
+BIN = Path(sys.executable).parent
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def fill(url: str) -> None:
+    """Two carts: c1 with two events (paid), c2 empty."""
+
+    async def job() -> None:
+        async with Signal(cart_config, store=open_store(url), telemetry=None) as signal:
+            c1 = await signal.create("c1")
+            await c1.handle_command(AddToCart(Product("<apple>", 2, 120)))
+            await c1.handle_command(CompletePurchase())
+            await signal.create("c2")
+
+    asyncio.run(job())
+
+
+# Store URLs
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("data/cart.db", "data/cart.db"),
+        ("sqlite:///data/cart.db", "data/cart.db"),
+        ("sqlite:////tmp/x/cart.db", "/tmp/x/cart.db"),
+        ("  /var/lib/cart.db ", "/var/lib/cart.db"),
+        ("memory:", None),
+        ("postgresql://u@h/db", None),
+        ("host=127.0.0.1 dbname=x", None),
+    ],
+)
+def test_sqlite_paths_are_read_from_urls(url: str, path: str | None) -> None:
+    assert sqlite_path(url) == path
+
+
+def test_urls_choose_the_store(tmp_path: Path) -> None:
+    assert isinstance(open_store("memory:"), MemoryStore)
+    target = tmp_path / "new" / "folder" / "cart.db"
+    store = open_store(f"sqlite:///{target}")
+    assert isinstance(store, SQLiteStore)
+    assert target.parent.is_dir()  # ready for the first start
+    assert isinstance(open_store(str(tmp_path / "plain.db")), SQLiteStore)
+    assert isinstance(open_store("postgresql://u@127.0.0.1/db"), PostgresStore)
+    assert isinstance(open_store("postgres://u@127.0.0.1/db"), PostgresStore)
+    assert isinstance(open_store("host=127.0.0.1 dbname=db"), PostgresStore)
+    assert type(open_store("nats://127.0.0.1:4222")).__name__ == "NatsStore"
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("", "it is empty"),
+        ("   ", "it is empty"),
+        ("mysql://u@h/db", "unknown scheme 'mysql'"),
+        ("memory:somewhere", "a memory store takes no location"),
+        ("sqlite://cart.db", "write sqlite:///relative/path"),
+        ("sqlite:///", "names no file"),
+        ("nats://", "a NATS URL needs a host"),
+    ],
+)
+def test_bad_urls_say_what_is_wrong(url: str, reason: str) -> None:
+    with pytest.raises(InvalidStoreURL, match=reason):
+        open_store(url)
+
+
+def test_passwords_are_redacted() -> None:
+    assert redact("postgresql://me:s3cret@h/db") == "postgresql://me:***@h/db"
+    assert redact("postgresql://me@h/db") == "postgresql://me@h/db"
+    code, _, err = cli("aggregates", "mysql://me:s3cret@h/db")
+    assert code == 1
+    assert "s3cret" not in err
+
+
+# SQLite
+
+
+def test_help_reads_well() -> None:
+    code, out, _ = cli("--help")
+    assert code == 0
+    for command in ("migrate", "aggregates", "history", "cart"):
+        assert re.search(rf"^  {command}\s+\S", out, re.MULTILINE)
+    assert "STORE is a SQLite path" in out
+    code, out, _ = cli("history", "--help")
+    assert code == 0
+    assert "Usage: main history [OPTIONS] STORE TYPE ID" in out
+    assert "--json" in out
+
+
+def test_migrate_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "cart.db"
+    for _ in range(2):
+        code, out, err = cli("migrate", str(path))
+        assert (code, err) == (0, "")
+        assert out == f"{path} is migrated: its schema is up to date\n"
+    code, out, _ = cli("aggregates", f"sqlite:///{path}")
+    assert (code, out) == (0, f"no aggregates in sqlite:///{path}\n")
+
+
+def test_migrate_of_a_memory_store_says_there_is_nothing_to_do() -> None:
+    code, out, _ = cli("migrate", "memory:")
+    assert code == 0
+    assert "needs no migration" in out
+
+
+def test_aggregates_are_listed_with_their_versions(tmp_path: Path) -> None:
+    url = str(tmp_path / "cart.db")
+    fill(url)
+    code, out, _ = cli("aggregates", url)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["TYPE", "ID", "VERSION", "CREATED", "(UTC)"]
+    assert [line.split()[:3] for line in lines[1:]] == [["cart", "c1", "2"], ["cart", "c2", "0"]]
+    code, out, _ = cli("aggregates", url, "--type", "cart")
+    assert len(out.splitlines()) == 3
+    code, out, _ = cli("aggregates", url, "--type", "order")
+    assert (code, out) == (0, f"no aggregates of type 'order' in {url}\n")
+
+
+def test_history_as_a_table(tmp_path: Path) -> None:
+    url = str(tmp_path / "cart.db")
+    fill(url)
+    code, out, _ = cli("history", url, "cart", "c1")
+    assert code == 0
+    header, first, second = out.splitlines()
+    assert header.split() == ["VERSION", "POSITION", "TIME", "(UTC)", "EVENT", "DATA"]
+    assert first.split()[0] == "1"
+    assert first.endswith('ProductAdded  {"product":{"sku":"<apple>","quantity":2,"price":120}}')
+    assert second.endswith('CartPaid      {"total":240}')
+    code, out, _ = cli("history", url, "cart", "c2")
+    assert (code, out) == (0, "cart 'c2' has no events yet\n")
+
+
+def test_history_as_json_lines(tmp_path: Path) -> None:
+    url = str(tmp_path / "cart.db")
+    fill(url)
+    code, out, _ = cli("history", url, "cart", "c1", "--json")
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [(r["version"], r["name"]) for r in records] == [(1, "ProductAdded"), (2, "CartPaid")]
+    assert records[0]["data"] == {"product": {"sku": "<apple>", "quantity": 2, "price": 120}}
+    assert records[1]["data"] == {"total": 240}
+    assert records[1]["aggregate_id"] == "c1"
+    assert records[0]["position"] < records[1]["position"]
+    assert records[0]["timestamp"].endswith("+00:00")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["history", "{db}", "cart", "nobody"], "Error: cart 'nobody' not found\n"),
+        (["history", "{dir}/missing.db", "cart", "c1"], "Error: no SQLite database at "),
+        (["aggregates", "{dir}/missing.db"], "Error: no SQLite database at "),
+        (["aggregates", "ftp://x/y"], "Error: invalid store URL 'ftp://x/y': unknown scheme"),
+        (["aggregates", "{empty}"], "holds no eventsignal schema"),
+        (["aggregates", "postgresql://127.0.0.1:9/x"], "Error: cannot connect to PostgreSQL"),
+    ],
+)
+def test_errors_are_one_line_without_a_traceback(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    db = tmp_path / "cart.db"
+    fill(str(db))
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    values = {"db": str(db), "dir": str(tmp_path), "empty": str(empty)}
+    code, out, err = cli(*(arg.format(**values) for arg in args))
+    assert code == 1
+    assert out == ""
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert not (tmp_path / "missing.db").exists()  # reading never creates a database
+
+
+def test_the_console_script_runs(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(BIN / "eventsignal"), "aggregates", str(tmp_path / "nope.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr == f"Error: no SQLite database at {tmp_path / 'nope.db'}\n"
+
+
+# Serving the cart
+
+
+def _serve(command: list[str], cwd: Path, env: dict[str, str]) -> None:
+    """Start the cart, read the address it prints, fetch the home page, stop it."""
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 30
+        address = None
+        while address is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            match = re.search(r"Open (http://127\.0\.0\.1:\d+/)", line)
+            address = match.group(1) if match else None
+        assert address is not None, process.stderr.read() if process.stderr else ""
+        home = httpx.get(address, timeout=10)
+        assert home.status_code == 200
+        assert "Open a new cart" in home.text
+        created = httpx.post(address + "carts", timeout=10)
+        assert created.status_code == 303
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_eventsignal_cart_serves_on_the_default_sqlite_file(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": ""}
+    _serve([str(BIN / "eventsignal"), "cart", "--port", "0"], tmp_path, env)
+    assert (tmp_path / "data" / "cart.db").is_file()  # created and migrated on first start
+    code, out, _ = cli("aggregates", str(tmp_path / "data" / "cart.db"))
+    assert code == 0
+    kind, _, version, *_ = out.splitlines()[1].split()
+    assert (kind, version) == ("cart", "0")
+
+
+def test_python_m_eventsignal_cart_takes_database_url(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.db"
+    env = {"DATABASE_URL": f"sqlite:///{target}"}
+    _serve([sys.executable, "-m", "eventsignal.cart", "--port", "0"], tmp_path, env)
+    assert target.is_file()
+    assert not (tmp_path / "data").exists()
+
+
+def test_cart_with_a_bad_database_url_fails_in_one_line() -> None:
+    code, _, err = cli("cart", "--port", "0", "--database-url", "oracle://x")
+    assert code == 1
+    assert err.startswith("Error: invalid store URL 'oracle://x': unknown scheme 'oracle'")
+    assert len(err.strip().splitlines()) == 1
+
+
+# PostgreSQL
+
+
+def _postgres_url(dsn: str) -> str:
+    """The fixture's keyword DSN as a postgresql:// URL, search_path included."""
+    from urllib.parse import quote
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(dsn)
+    options = quote(str(params.get("options", "")), safe="")
+    return (
+        f"postgresql://{params['user']}@{params['host']}:{params['port']}/{params['dbname']}"
+        f"?options={options}"
+    )
+
+
+def test_postgresql_migrate_aggregates_and_history(postgres_dsn: str) -> None:
+    url = _postgres_url(postgres_dsn)
+    code, out, err = cli("migrate", url)
+    assert (code, err) == (0, "")
+    assert "is migrated" in out
+    fill(url)
+    code, out, _ = cli("aggregates", url)
+    assert code == 0
+    assert [line.split()[:3] for line in out.splitlines()[1:]] == [
+        ["cart", "c1", "2"],
+        ["cart", "c2", "0"],
+    ]
+    code, out, _ = cli("history", url, "cart", "c1", "--json")
+    assert [json.loads(line)["data"] for line in out.splitlines()][1] == {"total": 240}
+    code, out, _ = cli("history", postgres_dsn, "cart", "c1")  # the keyword form works too
+    assert code == 0
+    assert 'CartPaid      {"total":240}' in out
+    code, _, err = cli("history", url, "cart", "nobody")
+    assert (code, err) == (1, "Error: cart 'nobody' not found\n")
+
+
+def test_postgresql_without_a_schema_is_a_clear_error(postgres_dsn: str) -> None:
+    code, _, err = cli("aggregates", postgres_dsn)
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert "eventsignal migrate" in err
