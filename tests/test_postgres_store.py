@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from uuid import uuid4
 
 import msgspec
+import psycopg
 import pytest
 from accounts import Account, Deposit, DepositTwice, config
 from conftest import PostgresStoreFactory
@@ -160,6 +161,31 @@ async def test_a_conflict_fails_only_its_own_request(
         assert [e.version for e in await store.read_aggregate("thing", "b")] == [1]
         assert [e.version for e in await store.read_aggregate("thing", "c")] == [1, 2, 3]
         assert list(a_first) + list(a_next) == sorted([*a_first, *a_next])
+
+
+async def test_a_request_the_database_refuses_fails_alone(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    async with await postgres_store_factory() as store:
+        for aggregate_id in ("a", "b", "c"):
+            await store.create("thing", aggregate_id)
+        reused = make_events("b", 0, 1)[0]
+        await store.append("thing", "a", 0, make_events("a", 0, 1))
+        unstorable = make_events("c", 0, 1)
+        unstorable[0] = msgspec.structs.replace(unstorable[0], metadata={"k": "nul \x00"})
+        outcomes = await asyncio.gather(
+            store.append("thing", "a", 1, make_events("a", 1, 1)),
+            store.append("thing", "b", 0, [reused]),
+            store.append("thing", "c", 0, unstorable),
+            store.append("thing", "b", 1, [msgspec.structs.replace(reused, version=2)]),
+            return_exceptions=True,
+        )
+        fine, first_b, refused, reused_id = outcomes
+        assert not isinstance(fine, BaseException)
+        assert not isinstance(first_b, BaseException)
+        assert isinstance(refused, psycopg.DataError)
+        assert isinstance(reused_id, psycopg.IntegrityError)  # not a version conflict
+        assert [len(await store.read_aggregate("thing", i)) for i in "abc"] == [2, 1, 0]
 
 
 async def test_creations_share_the_batch_and_are_atomic(

@@ -75,6 +75,7 @@ _APPEND = (
     " %b::timestamptz[], %b::bytea[], %b::text[])"
 )
 _ACCEPTED, _NOT_FOUND, _EXISTS = -1, -2, -3
+_VERSION_CONSTRAINT = "eventsignal_events_aggregate_name_aggregate_id_version_key"
 
 _decode_metadata = msgspec.json.Decoder(dict[str, str]).decode
 _encode_metadata = msgspec.json.Encoder().encode
@@ -335,20 +336,24 @@ class PostgresStore:
     async def _commit_batch(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
         try:
             return await self._commit(requests)
-        except psycopg.errors.UniqueViolation:
-            # Someone wrote around this store's protocol (or reused an event id); find the culprit.
-            if len(requests) == 1:
-                request = requests[0]
+        except (psycopg.IntegrityError, psycopg.DataError) as exc:
+            # One request the database refused (a value it cannot store, an event id used twice,
+            # a row written around this store) must not fail the others: retry them one by one.
+            if len(requests) > 1:
+                return [await self._commit_alone(request) for request in requests]
+            request = requests[0]
+            if exc.diag.constraint_name == _VERSION_CONSTRAINT:
                 raise ConcurrencyError(
                     request.aggregate_name, request.aggregate_id, request.expected_version
-                ) from None
-            outcomes: list[AppendOutcome] = []
-            for request in requests:
-                try:
-                    outcomes.extend(await self._commit_batch([request]))
-                except Exception as exc:
-                    outcomes.append(exc)
-            return outcomes
+                ) from exc
+            raise
+
+    async def _commit_alone(self, request: AppendRequest) -> AppendOutcome:
+        try:
+            (outcome,) = await self._commit_batch([request])
+        except (psycopg.IntegrityError, psycopg.DataError, ConcurrencyError) as exc:
+            return exc
+        return outcome
 
     async def _commit(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
         req_names, req_ids, req_expected, req_counts, req_creates = [], [], [], [], []
