@@ -1,0 +1,161 @@
+"""The cart in a real browser (Debian's chromium through Playwright), with and without JavaScript.
+
+One server (``python -m eventsignal.cart`` on a free port and a temp SQLite file) and one browser
+serve the whole module; each test opens its own browser context.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("cart")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "eventsignal.cart", "--port", "0"],
+        cwd=folder,
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{folder / 'cart.db'}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        found = None
+        deadline = time.monotonic() + 30
+        while found is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            found = re.search(r"Open (http://127\.0\.0\.1:\d+)/", line)
+        assert found is not None, "the cart app did not print its address"
+        yield found.group(1)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/services installs it", pytrace=False)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+def revenue_cents(page: Page, address: str) -> int:
+    page.goto(f"{address}/revenue")
+    text = page.locator("#revenue").inner_text()
+    return int(text.replace(",", "").replace(".", ""))
+
+
+def add(page: Page, sku: str, quantity: int, price: int) -> None:
+    form = page.locator("form.add")
+    form.get_by_label("SKU").fill(sku)
+    form.get_by_label("Quantity").fill(str(quantity))
+    form.get_by_label("Unit price (cents)").fill(str(price))
+    form.get_by_role("button", name="Add").click()
+
+
+def shop(page: Page, address: str) -> None:
+    """The whole flow; the same assertions hold with and without JavaScript."""
+    before = revenue_cents(page, address)
+    page.goto(f"{address}/")
+    page.get_by_role("button", name="Open a new cart").click()
+    expect(page).to_have_url(re.compile(r"/carts/[0-9a-f]{12}$"))
+    cart_url = page.url
+    expect(page.locator("#cart")).to_contain_text("The cart is empty")
+
+    add(page, "apple", 3, 120)
+    expect(page.locator("td.sku")).to_have_text(["apple"])
+    add(page, "<b>pear</b>", 1, 95)
+    expect(page.locator("td.sku")).to_have_text(["apple", "<b>pear</b>"])  # markup as text
+    expect(page.locator("#total")).to_have_text("4.55")
+
+    page.get_by_role("button", name="Remove apple").click()
+    expect(page.locator("td.sku")).to_have_text(["<b>pear</b>"])
+    expect(page.locator("#total")).to_have_text("0.95")
+
+    add(page, "<b>pear</b>", 2, 10)
+    expect(page.get_by_role("alert")).to_have_text("<b>pear</b> is already in the cart")
+    expect(page.locator("td.sku")).to_have_text(["<b>pear</b>"])
+
+    add(page, "fig", 2, 250)
+    expect(page.get_by_role("alert")).to_have_count(0)
+    expect(page.locator("#total")).to_have_text("5.95")
+    page.get_by_role("button", name="Pay 5.95").click()
+    expect(page.locator("#cart .paid")).to_have_text("Paid: 5.95")
+    expect(page.locator("form.add")).to_have_count(0)
+    assert page.url == cart_url
+
+    assert revenue_cents(page, address) == before + 595
+
+    page.goto(cart_url)
+    page.get_by_role("link", name="History").click()
+    rows = page.locator("table.history tbody tr")
+    expect(rows).to_have_count(6)  # created, apple and pear added, apple removed, fig, paid
+    expect(rows.nth(5)).to_contain_text('CartPaid {"total":595}')
+    page.get_by_role("link", name="view cart at version 2", exact=True).click()
+    expect(page.locator("h1")).to_contain_text("at version 2 of 5")
+    expect(page.locator("td.sku")).to_have_text(["apple", "<b>pear</b>"])
+    expect(page.locator("#total")).to_have_text("4.55")
+    expect(page.locator("main form")).to_have_count(0)  # the past is read-only
+    page.get_by_role("link", name="Version 3").click()
+    expect(page.locator("td.sku")).to_have_text(["<b>pear</b>"])
+
+
+def test_shopping_with_htmx(browser: Browser, address: str, tmp_path: Path) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(f"{address}/")
+        assert page.evaluate("typeof window.htmx") == "object", "htmx was not loaded"
+        loads: list[str] = []
+        page.on("load", lambda p: loads.append(p.url))
+        shop(page, address)
+        # Adding, removing and paying swapped fragments in place: the cart page loaded once.
+        assert sum(1 for url in loads if re.search(r"/carts/[0-9a-f]{12}$", url)) == 2
+    except Exception:
+        page.screenshot(path=str(tmp_path / "htmx-failure.png"))
+        raise
+    finally:
+        context.close()
+
+
+def test_shopping_without_javascript(browser: Browser, address: str, tmp_path: Path) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        shop(page, address)
+    except Exception:
+        page.screenshot(path=str(tmp_path / "no-js-failure.png"))
+        raise
+    finally:
+        context.close()
