@@ -307,6 +307,23 @@ async def test_other_stores_wake_followers_through_notify(
             await waiting
 
 
+async def test_followers_wake_without_a_notification(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    """A row committed without NOTIFY (or while the listener was down) is found by the poll."""
+    async with await postgres_store_factory(poll_interval=0.1) as store:
+        waiting = asyncio.create_task(store.wait_for_events(0))
+        await asyncio.sleep(0.05)
+        async with store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO eventsignal_events (event_id, aggregate_name, aggregate_id, version,"
+                " name, timestamp, data) VALUES (%s, 'thing', 'x', 1, 'Happened', now(), '')",
+                (uuid4(),),
+            )
+        async with asyncio.timeout(2):
+            await waiting
+
+
 # Schema and SQL access
 
 
