@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -20,8 +19,9 @@ from eventsignal.cart import (
 )
 from eventsignal.cart.domain import MAX_PRICE, MAX_PRODUCTS, MAX_QUANTITY, CartCommand
 from eventsignal.cart.history import read_history, state_at
-from eventsignal.cart.revenue import Revenue
+from eventsignal.cart.revenue import RevenueTotals, read_revenue, revenue_subscription
 from eventsignal.stores import MemoryStore
+from eventsignal.subscriptions import SubscriptionRunner, rebuild
 
 CartSignal = Signal[Cart, CartCommand]
 
@@ -189,44 +189,46 @@ async def _paid_cart(signal: CartSignal, cart_id: str, *prices: int) -> None:
     await cart.handle_command(CompletePurchase())
 
 
-async def test_revenue_folds_every_paid_cart_in_the_store(store: MemoryStore) -> None:
+async def test_revenue_counts_every_paid_cart_once(store: MemoryStore) -> None:
     async with Signal(cart_config, store=store, telemetry=None) as one:
         await _paid_cart(one, "a", 100, 250)
         unpaid = await one.create("b")
         await unpaid.handle_command(AddToCart(Product("x", 1, 999)))
-    async with Signal(cart_config, store=store, telemetry=None) as other:
-        await _paid_cart(other, "c", 5)
-        revenue = Revenue(store, other.serializer)
-        await revenue.catch_up()
-    assert (revenue.total, revenue.paid_carts) == (355, 2)
-    assert revenue.position == await store.head_position()
+    async with SubscriptionRunner(revenue_subscription, store):
+        async with Signal(cart_config, store=store, telemetry=None) as other:
+            await _paid_cart(other, "c", 5)
+        totals, fresh = await read_revenue(store)
+    assert fresh
+    assert totals == RevenueTotals(total=355, paid_carts=2)
 
 
-async def test_revenue_reads_past_one_page(store: MemoryStore) -> None:
+async def test_revenue_is_kept_across_restarts(store: MemoryStore) -> None:
     async with Signal(cart_config, store=store, telemetry=None) as signal:
-        for n in range(260):  # 4 events each: more than one page of read_all
-            await _paid_cart(signal, f"cart-{n}", 1, 2, 3)
-        revenue = Revenue(store, signal.serializer)
-        await revenue.catch_up()
-    assert (revenue.total, revenue.paid_carts) == (260 * 6, 260)
+        async with SubscriptionRunner(revenue_subscription, store):
+            await _paid_cart(signal, "a", 700)
+            assert (await read_revenue(store))[0].total == 700
+        await _paid_cart(signal, "b", 300)  # paid while nothing counts
+        async with SubscriptionRunner(revenue_subscription, store):
+            totals, fresh = await read_revenue(store)
+    assert fresh
+    assert totals == RevenueTotals(total=1000, paid_carts=2)
 
 
-async def _eventually(condition: Callable[[], bool], seconds: float = 2.0) -> bool:
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return True
-        await asyncio.sleep(0.01)
-    return condition()
-
-
-async def test_revenue_follows_new_payments(signal: CartSignal, store: MemoryStore) -> None:
-    revenue = Revenue(store, signal.serializer)
-    follower = asyncio.create_task(revenue.follow())
-    try:
+async def test_revenue_without_a_runner_says_it_is_stale(store: MemoryStore) -> None:
+    async with Signal(cart_config, store=store, telemetry=None) as signal:
         await _paid_cart(signal, "a", 700)
-        assert await _eventually(lambda: revenue.total == 700)
-        await _paid_cart(signal, "b", 300)
-        assert await _eventually(lambda: revenue.total == 1000)
-        assert revenue.paid_carts == 2
-    finally:
-        follower.cancel()
+    totals, fresh = await read_revenue(store, within=0.05)
+    assert not fresh
+    assert totals == RevenueTotals()
+
+
+async def test_a_rebuild_recounts_from_the_first_event(store: MemoryStore) -> None:
+    async with Signal(cart_config, store=store, telemetry=None) as signal:
+        for n in range(30):
+            await _paid_cart(signal, f"cart-{n}", 1, 2, 3)
+    async with SubscriptionRunner(revenue_subscription, store):
+        first, _ = await read_revenue(store)
+    progress = await rebuild(store, revenue_subscription)
+    assert progress.done == progress.total == await store.head_position()
+    again, _ = await read_revenue(store, within=0.05)
+    assert first == again == RevenueTotals(total=30 * 6, paid_carts=30)

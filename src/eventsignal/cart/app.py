@@ -11,7 +11,6 @@ state (a duplicate sku, a second payment), 404 for a cart that does not exist.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -54,9 +53,10 @@ from eventsignal.cart.domain import (
     check_sku,
 )
 from eventsignal.cart.history import fold, read_history
-from eventsignal.cart.revenue import Revenue
+from eventsignal.cart.revenue import read_revenue, revenue_subscription
 from eventsignal.stores import EventStore
 from eventsignal.stores.urls import open_store
+from eventsignal.subscriptions import SubscriptionRunner
 
 DEFAULT_DATABASE_URL = "sqlite:///data/cart.db"
 MAX_BODY = 16 * 1024  # bytes; the largest honest form is well under 1 kB
@@ -101,21 +101,13 @@ class CartSite:
 
     def __init__(self, store: EventStore) -> None:
         self.signal: CartSignal = Signal(cart_config, store=store)
-        self.revenue = Revenue(store, self.signal.serializer)
         self.templates = _templates()
         self.htmx = find_htmx()
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        async with self.signal:
-            await self.revenue.catch_up()
-            follower = asyncio.create_task(self.revenue.follow(), name="cart-revenue")
-            try:
-                yield
-            finally:
-                follower.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await follower
+        async with self.signal, SubscriptionRunner(revenue_subscription, self.signal.store):
+            yield
 
     # Rendering
 
@@ -231,8 +223,8 @@ class CartSite:
         return self.page(request, "version.html", context)
 
     async def revenue_page(self, request: Request) -> Response:
-        await self.revenue.catch_up()
-        return self.page(request, "revenue.html", {"revenue": self.revenue})
+        totals, fresh = await read_revenue(self.signal.store)
+        return self.page(request, "revenue.html", {"revenue": totals, "fresh": fresh})
 
     async def htmx_script(self, request: Request) -> Response:
         if self.htmx is None:

@@ -1,53 +1,71 @@
-"""Revenue over all paid carts, folded from the store's global log.
+"""Revenue over all paid carts: a durable projection of ``CartPaid`` events.
 
-It reads the store, not this process's in-process bus, so it counts carts paid by other processes
-too and is right after a restart: on start it folds every stored ``CartPaid``, then follows new
-events. A page that must show its own writes calls :meth:`Revenue.catch_up` first.
+The subscription ``cart-revenue`` folds payments into one document of the read model
+``cart_revenue``, in the same transaction that advances its checkpoint, so every payment counts
+exactly once: across restarts, and across processes sharing the store (one of them holds the
+subscription's lease and counts for all). ``eventsignal rebuild STORE cart-revenue`` recounts
+from the first event.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import msgspec
 
-from eventsignal.cart.domain import CartPaid, cart_config
-from eventsignal.serialization import EventSerializer
+from eventsignal import Event
+from eventsignal.cart.domain import CartEvent, CartPaid, cart_config
 from eventsignal.stores import EventStore
+from eventsignal.subscriptions import (
+    ReadModel,
+    Subscription,
+    SubscriptionTimeout,
+    Transaction,
+    register,
+    wait_until_processed,
+)
 
-_PAGE = 1000
-_POLL_SECONDS = 1.0  # a store may not see other processes' appends; re-read at least this often
+_KEY = "all"
 
 
-class Revenue:
-    """The running total of paid carts in one store."""
+class RevenueTotals(msgspec.Struct, frozen=True):
+    total: int = 0  # cents
+    paid_carts: int = 0
 
-    def __init__(self, store: EventStore, serializer: EventSerializer) -> None:
-        self.store = store
-        self.total = 0
-        self.paid_carts = 0
-        self.position = 0
-        self._serializer = serializer
-        self._paid_name = next(n for n, c in cart_config.event_types.items() if c is CartPaid)
-        self._lock = asyncio.Lock()
 
-    async def catch_up(self) -> None:
-        """Fold every event stored after the last one seen."""
-        async with self._lock:
-            while True:
-                page = await self.store.read_all(self.position, _PAGE)
-                for record in page:
-                    if record.aggregate_name == cart_config.name and record.name == self._paid_name:
-                        paid: CartPaid = self._serializer.decode(record)
-                        self.total += paid.total
-                        self.paid_carts += 1
-                    self.position = record.position
-                if len(page) < _PAGE:
-                    return
+revenue_totals: ReadModel[RevenueTotals] = ReadModel("cart_revenue", RevenueTotals)
 
-    async def follow(self) -> None:
-        """Catch up, then keep up with new events until cancelled."""
-        while True:
-            await self.catch_up()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_POLL_SECONDS):
-                    await self.store.wait_for_events(self.position)
+
+async def count_payment(event: Event[CartEvent], tx: Transaction) -> None:
+    paid = event.data
+    if not isinstance(paid, CartPaid):
+        return
+    now = await revenue_totals.get(tx, _KEY) or RevenueTotals()
+    counted = RevenueTotals(now.total + paid.total, now.paid_carts + 1)
+    await revenue_totals.put(tx, _KEY, counted, event.position)
+
+
+revenue_subscription = register(
+    Subscription(
+        name="cart-revenue",
+        handler=count_payment,
+        configs=[cart_config],
+        event_names=["CartPaid"],
+        read_models=[revenue_totals],
+        poll_interval=0.5,  # how soon payments made by other processes are seen
+    )
+)
+
+
+async def read_revenue(store: EventStore, *, within: float = 5.0) -> tuple[RevenueTotals, bool]:
+    """The totals including every event stored so far, and whether they are that fresh.
+
+    Waits up to ``within`` seconds for the subscription to reach the store's head (a runner
+    must be running somewhere); after that it answers with the last counted totals and ``False``.
+    """
+    head = await store.head_position()
+    # Read once first: it creates the subscription tables a waiter needs on a fresh store.
+    totals = await revenue_totals.read(store, _KEY)
+    try:
+        await wait_until_processed(store, revenue_subscription.name, head, within)
+    except SubscriptionTimeout:
+        return totals or RevenueTotals(), False
+    return await revenue_totals.read(store, _KEY) or RevenueTotals(), True
