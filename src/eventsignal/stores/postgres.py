@@ -46,7 +46,7 @@ from eventsignal.domain.errors import (
 from eventsignal.domain.identity import validate_id, validate_name
 from eventsignal.stores.base import AggregateInfo, StoredEvent, check_versions
 from eventsignal.stores.batching import AppendOutcome, AppendRequest, GroupCommit
-from eventsignal.stores.postgres_notify import HeadWatch
+from eventsignal.stores.postgres_notify import HEAD_POSITION, HeadWatch
 from eventsignal.stores.postgres_schema import (
     EVENTS_COMPONENT,
     EVENTS_MIGRATIONS,
@@ -68,7 +68,6 @@ _READ_AGGREGATE = (
 _READ_ALL = (
     f"SELECT {_COLUMNS} FROM eventsignal_events WHERE position > %s ORDER BY position LIMIT %s"
 )
-_HEAD = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
 _APPEND = (
     "SELECT outcomes, positions FROM eventsignal_append(%b, %b, %b::text[], %b::text[],"
     " %b::int4[], %b::int4[], %b::bool[], %b::int4[], %b::uuid[], %b::int4[], %b::text[],"
@@ -191,7 +190,7 @@ class PostgresStore:
             async with pool.connection() as conn:
                 await self._check_schema(conn)
                 row = await (await conn.execute("SELECT current_schema()")).fetchone()
-                head = await (await conn.execute(_HEAD)).fetchone()
+                head = await (await conn.execute(HEAD_POSITION)).fetchone()
         except BaseException:
             await pool.close()
             raise
@@ -356,64 +355,25 @@ class PostgresStore:
         return outcome
 
     async def _commit(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
-        req_names, req_ids, req_expected, req_counts, req_creates = [], [], [], [], []
-        ev_requests, ev_ids, ev_versions, ev_names, ev_times, ev_data, ev_metadata = (
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-        )
-        for number, request in enumerate(requests, start=1):
-            req_names.append(request.aggregate_name)
-            req_ids.append(request.aggregate_id)
-            req_expected.append(request.expected_version)
-            req_counts.append(len(request.events))
-            req_creates.append(request.create)
-            for event in request.events:
-                ev_requests.append(number)
-                ev_ids.append(event.id)
-                ev_versions.append(event.version)
-                ev_names.append(event.name)
-                ev_times.append(event.timestamp)
-                ev_data.append(event.data)
-                ev_metadata.append(
-                    _encode_metadata(event.metadata).decode() if event.metadata else "{}"
-                )
-        params = (
-            self._lock_key,
-            self._channel,
-            req_names,
-            req_ids,
-            req_expected,
-            req_counts,
-            req_creates,
-            ev_requests,
-            ev_ids,
-            ev_versions,
-            ev_names,
-            ev_times,
-            ev_data,
-            ev_metadata,
-        )
+        params = (self._lock_key, self._channel, *_batch_columns(requests))
         async with self._connection("appending events") as conn:
             try:
                 row = await (await conn.execute(_APPEND, params)).fetchone()
             except psycopg.OperationalError as exc:
-                # The statement commits on its own: if the answer was lost, so is the outcome.
+                # The call commits on its own: when its answer is lost, so is the outcome.
                 raise StoreUnavailable(
                     "PostgreSQL connection lost while appending; the events may or may not be "
                     f"stored, re-read the aggregate: {exc}"
                 ) from exc
-        assert row is not None
-        outcomes_codes: list[int] = row[0]
+        if row is None:
+            raise SignalError("eventsignal_append returned no row")
+        codes: list[int] = row[0]
         positions: list[int] = row[1]
         self._transactions += 1
         outcomes: list[AppendOutcome] = []
         offset = 0
-        for request, code in zip(requests, outcomes_codes, strict=True):
+        for request, code in zip(requests, codes, strict=True):
+            name, aggregate_id = request.aggregate_name, request.aggregate_id
             if code == _ACCEPTED:
                 count = len(request.events)
                 outcomes.append(positions[offset : offset + count])
@@ -421,14 +381,12 @@ class PostgresStore:
                 self._appends += 1
                 self._events += count
             elif code == _EXISTS:
-                outcomes.append(AggregateExists(request.aggregate_name, request.aggregate_id))
+                outcomes.append(AggregateExists(name, aggregate_id))
             elif code == _NOT_FOUND:
-                outcomes.append(AggregateNotFound(request.aggregate_name, request.aggregate_id))
+                outcomes.append(AggregateNotFound(name, aggregate_id))
             else:
                 outcomes.append(
-                    ConcurrencyError(
-                        request.aggregate_name, request.aggregate_id, request.expected_version, code
-                    )
+                    ConcurrencyError(name, aggregate_id, request.expected_version, code)
                 )
         if positions and self._watch is not None:
             self._watch.advance(positions[-1])
@@ -463,7 +421,7 @@ class PostgresStore:
 
     async def head_position(self) -> int:
         async with self._connection("reading the head position") as conn:
-            row = await (await conn.execute(_HEAD)).fetchone()
+            row = await (await conn.execute(HEAD_POSITION)).fetchone()
         return int(row[0]) if row else 0
 
     async def aggregates(self, aggregate_name: str | None = None) -> Sequence[AggregateInfo]:
@@ -544,6 +502,50 @@ def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
         metadata=metadata,
         position=position,
     )
+
+
+def _batch_columns(requests: list[AppendRequest]) -> list[list[Any]]:
+    """A batch as the arrays ``eventsignal_append`` takes: five per request, seven per event."""
+    names: list[str] = []
+    ids: list[str] = []
+    expected: list[int] = []
+    counts: list[int] = []
+    creates: list[bool] = []
+    owners: list[int] = []
+    event_ids: list[Any] = []
+    versions: list[int] = []
+    event_names: list[str] = []
+    timestamps: list[Any] = []
+    data: list[bytes] = []
+    metadata: list[str] = []
+    for number, request in enumerate(requests, start=1):
+        names.append(request.aggregate_name)
+        ids.append(request.aggregate_id)
+        expected.append(request.expected_version)
+        counts.append(len(request.events))
+        creates.append(request.create)
+        for event in request.events:
+            owners.append(number)
+            event_ids.append(event.id)
+            versions.append(event.version)
+            event_names.append(event.name)
+            timestamps.append(event.timestamp)
+            data.append(event.data)
+            metadata.append(_encode_metadata(event.metadata).decode() if event.metadata else "{}")
+    return [
+        names,
+        ids,
+        expected,
+        counts,
+        creates,
+        owners,
+        event_ids,
+        versions,
+        event_names,
+        timestamps,
+        data,
+        metadata,
+    ]
 
 
 async def _check_connection(conn: _Connection) -> None:

@@ -20,7 +20,7 @@ logger = logging.getLogger("eventsignal.stores.postgres")
 
 Connect = Callable[[], Awaitable[AsyncConnection[TupleRow]]]
 
-_HEAD = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
+HEAD_POSITION = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
 
 
 class HeadWatch:
@@ -115,6 +115,6 @@ class HeadWatch:
             self._wake()
 
     async def _poll(self, conn: AsyncConnection[TupleRow]) -> None:
-        row = await (await conn.execute(_HEAD)).fetchone()
+        row = await (await conn.execute(HEAD_POSITION)).fetchone()
         if row is not None:
             self.advance(int(row[0]))
