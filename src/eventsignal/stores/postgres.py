@@ -27,8 +27,9 @@ import msgspec
 
 try:
     import psycopg
-    from psycopg import AsyncConnection, sql
+    from psycopg import AsyncConnection
     from psycopg.rows import TupleRow
+    from psycopg.sql import SQL, Identifier
     from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
@@ -235,7 +236,7 @@ class PostgresStore:
         """Every connection reads timestamps in UTC and, with ``schema``, sees only that schema."""
         await conn.execute("SET TIME ZONE 'UTC'")
         if self.schema is not None:
-            await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+            await conn.execute(SQL("SET search_path TO {}").format(Identifier(self.schema)))
 
     async def _listen_connection(self) -> _Connection:
         conn = await AsyncConnection.connect(self.dsn, **self._connect_options())
