@@ -104,8 +104,15 @@ async def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--lease-ttl", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--slow", type=float, default=0.0, help="seconds per event, in the tx")
     args = parser.parse_args()
+
+    async def slow_project(event: Event[Any], tx: Transaction) -> None:
+        await asyncio.sleep(args.slow)
+        await project(event, tx)
+
     subscription = revenue_projection(
+        handler=slow_project if args.slow else project,
         partitions=args.partitions,
         lease_ttl=args.lease_ttl,
         batch_size=args.batch_size,

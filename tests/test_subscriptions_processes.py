@@ -58,7 +58,7 @@ async def spawn(database: tuple[str, str]) -> AsyncIterator[list[Worker]]:
             await worker.process.wait()
 
 
-async def start_worker(database: tuple[str, str], workers: list[Worker]) -> Worker:
+async def start_worker(database: tuple[str, str], workers: list[Worker], *options: str) -> Worker:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(WORKER),
@@ -69,6 +69,7 @@ async def start_worker(database: tuple[str, str], workers: list[Worker]) -> Work
         "1",
         "--batch-size",
         "20",
+        *options,
         stdout=asyncio.subprocess.PIPE,
     )
     worker = Worker(process)
@@ -138,4 +139,31 @@ async def test_a_killed_process_hands_its_partitions_to_the_survivor(
         await writing
         await until_owned_by(store, 1)
         await check_projection(store)
+        assert await survivor.stop() > 0
+
+
+async def test_a_paused_process_cannot_apply_events_after_losing_its_lease(
+    database: tuple[str, str], spawn: list[Worker]
+) -> None:
+    """A zombie (SIGSTOP past its lease, then SIGCONT) finds its partitions taken over; its
+    late commits fail the checkpoint compare-and-set and roll back, so nothing is applied twice."""
+    # Slow handlers: the pause almost surely lands inside an open transaction.
+    zombie = await start_worker(database, spawn, "--slow", "0.003")
+    survivor = await start_worker(database, spawn, "--slow", "0.003")
+    store = open_store(*database)
+    async with Signal(cart_config, store=store, telemetry=None) as writer:
+        await until_owned_by(store, 2)
+        writing = asyncio.create_task(write_carts(writer, [f"cart-{i}" for i in range(80)], seed=7))
+        async with asyncio.timeout(20):
+            while True:
+                progress = [x.position for x in await leases(store) if x.owner == zombie.member]
+                if any(progress):
+                    break
+                await asyncio.sleep(0.02)
+        zombie.process.send_signal(signals.SIGSTOP)
+        await until_owned_by(store, 1)  # its leases (1 s) expired and the survivor took them
+        zombie.process.send_signal(signals.SIGCONT)
+        await writing
+        await check_projection(store)
+        assert await zombie.stop() > 0
         assert await survivor.stop() > 0
