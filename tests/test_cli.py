@@ -9,19 +9,33 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
 
-from eventsignal import Signal
+from eventsignal import Event, Signal
 from eventsignal.cart import AddToCart, CompletePurchase, Product, cart_config
+from eventsignal.cart.revenue import RevenueTotals, read_revenue
 from eventsignal.cli import main
-from eventsignal.stores import MemoryStore, PostgresStore, SQLiteStore
+from eventsignal.stores import EventStore, MemoryStore, PostgresStore, SQLiteStore
 from eventsignal.stores.urls import InvalidStoreURL, open_store, redact, sqlite_path
+from eventsignal.subscriptions import Subscription, register
 
 BIN = Path(sys.executable).parent
+
+
+@asynccontextmanager
+async def store_opened(store: EventStore) -> AsyncIterator[EventStore]:
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def cli(*args: str) -> tuple[int, str, str]:
@@ -29,15 +43,15 @@ def cli(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def fill(url: str) -> None:
+def fill(url: str, prefix: str = "") -> None:
     """Two carts: c1 with two events (paid), c2 empty."""
 
     async def job() -> None:
         async with Signal(cart_config, store=open_store(url), telemetry=None) as signal:
-            c1 = await signal.create("c1")
+            c1 = await signal.create(f"{prefix}c1")
             await c1.handle_command(AddToCart(Product("<apple>", 2, 120)))
             await c1.handle_command(CompletePurchase())
-            await signal.create("c2")
+            await signal.create(f"{prefix}c2")
 
     asyncio.run(job())
 
@@ -209,6 +223,101 @@ def test_the_console_script_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stderr == f"Error: no SQLite database at {tmp_path / 'nope.db'}\n"
+
+
+# Subscriptions
+
+
+def _failing(event: Event[Any]) -> None:
+    raise RuntimeError(f"cannot handle {event.name}")
+
+
+failing_subscription = register(
+    Subscription(
+        name="test-cli-failing",
+        handler=_failing,
+        configs=[cart_config],
+        max_attempts=1,
+        retry_delay=0,
+        poll_interval=0.05,
+    )
+)
+
+
+def test_rebuild_replays_the_cart_revenue(tmp_path: Path) -> None:
+    url = str(tmp_path / "cart.db")
+    fill(url)
+    code, out, _ = cli("subscriptions", url)
+    assert (code, out) == (0, f"no subscriptions in {url}\n")
+    code, out, err = cli("rebuild", url, "cart-revenue")
+    assert (code, err) == (0, "")
+    assert "Rebuilt cart-revenue: 2 events in " in out
+
+    async def revenue() -> RevenueTotals:
+        store = open_store(url)
+        async with store_opened(store):
+            totals, fresh = await read_revenue(store, within=1)
+            assert fresh
+            return totals
+
+    assert asyncio.run(revenue()) == RevenueTotals(total=240, paid_carts=1)
+    fill(url, prefix="more-")  # two more events nobody has counted yet
+    code, out, _ = cli("subscriptions", url)
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split() == ["NAME", "POSITION", "HEAD", "LAG", "PARTITIONS", "LEASED", "PARKED"]
+    assert row.split() == ["cart-revenue", "2", "4", "2", "1", "0", "0"]
+
+
+def test_parked_events_are_listed(tmp_path: Path) -> None:
+    url = str(tmp_path / "cart.db")
+    fill(url)
+    code, out, err = cli("rebuild", url, "test-cli-failing", "--import", __name__)
+    assert (code, err) == (0, "")
+    code, out, _ = cli("subscriptions", url)
+    assert out.splitlines()[1].split() == ["test-cli-failing", "2", "2", "0", "1", "0", "2"]
+    code, out, _ = cli("subscriptions", url, "--parked")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:7] == [
+        "SUBSCRIPTION",
+        "POSITION",
+        "TYPE",
+        "ID",
+        "VERSION",
+        "EVENT",
+        "ATTEMPTS",
+    ]
+    assert lines[1].split() == [
+        "test-cli-failing",
+        "1",
+        "cart",
+        "c1",
+        "1",
+        "ProductAdded",
+        "1",
+        "RuntimeError:",
+        "cannot",
+        "handle",
+        "ProductAdded",
+    ]
+    assert len(lines) == 3
+
+
+def test_rebuild_of_an_unknown_projection_names_the_known_ones(tmp_path: Path) -> None:
+    url = str(tmp_path / "cart.db")
+    fill(url)
+    code, _, err = cli("rebuild", url, "nope")
+    assert code == 1
+    assert err.startswith("Error: no subscription is registered as 'nope' (registered: ")
+    assert "cart-revenue" in err
+    code, _, err = cli("rebuild", url, "nope", "--import", "no_such_module")
+    assert (code, err) == (
+        1,
+        "Error: cannot import no_such_module: No module named 'no_such_module'\n",
+    )
+    code, _, err = cli("subscriptions", str(tmp_path / "missing.db"))
+    assert (code, err) == (1, f"Error: no SQLite database at {tmp_path / 'missing.db'}\n")
 
 
 # Serving the cart

@@ -23,6 +23,7 @@ from eventsignal.stores.base import EventStore, StoredEvent
 from eventsignal.stores.urls import open_store, redact, sqlite_path
 
 T = TypeVar("T")
+BUILT_IN_PROJECTIONS = ("eventsignal.cart.revenue",)
 OPEN_TIMEOUT = 10.0  # seconds; a store's own connect timeout normally answers sooner
 
 
@@ -102,7 +103,7 @@ def main(verbose: bool) -> None:
         logging.getLogger().addHandler(logging.NullHandler())
 
 
-@main.command()
+@main.command(short_help="Create or upgrade the schema of a store.")
 @click.argument("store")
 def migrate(store: str) -> None:
     """Create or upgrade the schema of STORE.
@@ -122,7 +123,7 @@ def migrate(store: str) -> None:
     click.echo(run(job()))
 
 
-@main.command()
+@main.command(short_help="List aggregates with their versions.")
 @click.argument("store")
 @click.option("--type", "aggregate_type", metavar="NAME", help="Only aggregates of this type.")
 def aggregates(store: str, aggregate_type: str | None) -> None:
@@ -144,7 +145,7 @@ def aggregates(store: str, aggregate_type: str | None) -> None:
     click.echo(table(["TYPE", "ID", "VERSION", "CREATED (UTC)"], rows))
 
 
-@main.command()
+@main.command(short_help="Show the events of one aggregate.")
 @click.argument("store")
 @click.argument("aggregate_type", metavar="TYPE")
 @click.argument("aggregate_id", metavar="ID")
@@ -176,7 +177,100 @@ def history(store: str, aggregate_type: str, aggregate_id: str, as_json: bool) -
     click.echo(table(["VERSION", "POSITION", "TIME (UTC)", "EVENT", "DATA"], rows))
 
 
-@main.command()
+@main.command(short_help="Show subscriptions: position, lag, parked events.")
+@click.argument("store")
+@click.option("--parked", is_flag=True, help="List the parked events, with their errors.")
+def subscriptions(store: str, parked: bool) -> None:
+    """Show the durable subscriptions of STORE: position, lag and parked events.
+
+    POSITION is the point every partition has passed; LAG counts the events stored after it.
+    """
+    from eventsignal.subscriptions import parked_events, subscription_status
+
+    async def job() -> list[list[object]]:
+        async with opened(store) as target:
+            if parked:
+                return [
+                    [
+                        p.subscription,
+                        p.position,
+                        p.aggregate_name,
+                        p.aggregate_id,
+                        p.version,
+                        p.event_name,
+                        p.attempts,
+                        p.error,
+                    ]
+                    for p in await parked_events(target)
+                ]
+            return [
+                [s.name, s.position, s.head, s.lag, s.partitions, s.leased, s.parked]
+                for s in await subscription_status(target)
+            ]
+
+    rows = run(job())
+    if not rows:
+        click.echo(f"no {'parked events' if parked else 'subscriptions'} in {redact(store)}")
+    elif parked:
+        headers = ["SUBSCRIPTION", "POSITION", "TYPE", "ID", "VERSION", "EVENT", "ATTEMPTS"]
+        click.echo(table([*headers, "ERROR"], rows))
+    else:
+        headers = ["NAME", "POSITION", "HEAD", "LAG", "PARTITIONS", "LEASED", "PARKED"]
+        click.echo(table(headers, rows))
+
+
+@main.command(short_help="Replay a projection from the first event.")
+@click.argument("store")
+@click.argument("name")
+@click.option(
+    "--import",
+    "modules",
+    multiple=True,
+    metavar="MODULE",
+    help="Import MODULE first, so the subscriptions it registers are known (repeatable).",
+)
+def rebuild(store: str, name: str, modules: tuple[str, ...]) -> None:
+    """Replay projection NAME in STORE from the first event, with a progress bar.
+
+    The projection's read models are emptied and its checkpoint sent back to zero; running
+    applications pick the replay up. NAME must be registered by an imported module
+    (eventsignal.subscriptions.register); the cart's cart-revenue always is.
+    """
+    from eventsignal.subscriptions import Progress, registered
+    from eventsignal.subscriptions import rebuild as replay
+
+    for module in (*BUILT_IN_PROJECTIONS, *modules):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise click.ClickException(f"cannot import {module}: {exc}") from None
+    try:
+        subscription = registered(name)
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    _check_database_file(store)
+
+    async def job() -> Progress:
+        target = open_store(store, migrate=False)
+        async with opened(store) as probe:
+            total = await probe.head_position()
+        with click.progressbar(length=total, label=f"Rebuilding {name}", show_eta=True) as bar:
+            shown = 0
+
+            def advance(progress: Progress) -> None:
+                nonlocal shown
+                bar.update(progress.done - shown)
+                shown = progress.done
+
+            return await replay(target, subscription, progress=advance)
+
+    done = run(job())
+    click.echo(
+        f"Rebuilt {name}: {done.done} events in {done.elapsed:.1f} s ({done.rate:,.0f} events/s)"
+    )
+
+
+@main.command(short_help="Serve the shopping cart web app.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, help="Port to listen on (0: any free).")
 @click.option(
@@ -240,11 +334,3 @@ def _record(event: StoredEvent) -> dict[str, Any]:
     else:
         record["data"] = decoded
     return record
-
-
-def _import(modules: Sequence[str]) -> None:
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise click.ClickException(f"cannot import {module}: {exc}") from None
