@@ -5,11 +5,14 @@ gets a key derived from the event's id, the policy's name and the command's rank
 event's commands; the events the command produces carry it in their metadata (``command_key``)
 with ``causation_id`` (the causing event) and ``correlation_id`` (inherited, or the causing
 event's id). Before sending, the target aggregate's stored events are searched for the key.
+
+The search and the send are two steps: only two members delivering the same event at the same
+moment (possible for an instant while a lease moves) could both send. A command that produced no
+events leaves no key, so a redelivery runs it again; commands should be no-ops when repeated.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -53,17 +56,20 @@ class Commands:
         event = self._event
         key = str(self.key(self._sent))
         self._sent += 1
-        if create:
-            with contextlib.suppress(AggregateExists):
-                await signal.create(aggregate_id)
-        for stored in await signal.store.read_aggregate(signal.name, aggregate_id):
-            if stored.metadata.get("command_key") == key:
-                return False
         metadata = {
             "causation_id": str(event.id),
             "correlation_id": event.metadata.get("correlation_id") or str(event.id),
             "command_key": key,
         }
+        if create:
+            try:  # creation and the command's events are stored together, or not at all
+                await signal.create(aggregate_id, command, metadata=metadata)
+                return True
+            except AggregateExists:
+                pass
+        for stored in await signal.store.read_aggregate(signal.name, aggregate_id):
+            if stored.metadata.get("command_key") == key:
+                return False
         await signal.handle_command(aggregate_id, command, metadata=metadata)
         return True
 

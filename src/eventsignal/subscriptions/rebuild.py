@@ -64,16 +64,15 @@ async def rebuild(
                 done = await processed_position(store, name, checkpoints=runner.storage) or 0
                 elapsed = time.monotonic() - started
                 rate = done / elapsed if elapsed > 0 else 0.0
+                finished = done >= total
+                remaining = 0.0 if finished else (total - done) / rate if rate > 0 else None
                 report = Progress(
                     done=min(done, total),
                     total=total,
                     rate=rate,
                     elapsed=elapsed,
-                    remaining=(total - done) / rate
-                    if rate > 0 and done < total
-                    else (0.0 if done >= total else None),
+                    remaining=remaining,
                 )
-                finished = done >= total
                 if progress is not None:
                     progress(report)
                 if finished:
