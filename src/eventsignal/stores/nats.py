@@ -1,0 +1,549 @@
+"""An event store on NATS JetStream: the server enforces each aggregate's order.
+
+All aggregates of a store live in one stream, one subject per aggregate (layout in
+:mod:`eventsignal.stores.nats_wire`). One stream, rather than one per aggregate type, is what gives
+a single global order for subscriptions: the stream sequence. The price is that one stream has one
+leader in a cluster, so one store scales up, not out; run several stores (several streams) to
+spread load across leaders when a global order is not needed between them.
+
+An append is a publish with ``Nats-Expected-Last-Subject-Sequence`` set to the sequence of the
+aggregate's newest message; the server refuses it if anything was stored on the subject since, and
+that refusal becomes :class:`~eventsignal.ConcurrencyError`. The store remembers each aggregate's
+newest message (its *tip*) from its own appends and reads, so an uncontended append is a single
+round trip.
+
+Requires ``nats-py`` (``pip install eventsignal[nats]``) and a server with JetStream (2.9 or later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncGenerator, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from eventsignal.domain.errors import (
+    AggregateExists,
+    AggregateNotFound,
+    ConcurrencyError,
+    StoreUnavailable,
+)
+from eventsignal.domain.identity import validate_id, validate_name
+from eventsignal.stores.base import AggregateInfo, StoredEvent, check_versions
+from eventsignal.stores.nats_wire import (
+    COUNT,
+    CREATED,
+    EXPECTED_LAST_SUBJECT_SEQUENCE,
+    SLOTS,
+    VERSION,
+    WRONG_LAST_SEQUENCE,
+    Tip,
+    decode_ack,
+    decode_events,
+    encode_events,
+    encode_token,
+    first_sequence_after,
+    head_of,
+    positions_of,
+    split_subject,
+    subject_of,
+)
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js.client import JetStreamContext
+
+_Key = tuple[str, str]
+_Message = tuple[str, int, dict[str, str], bytes]  # subject, sequence, headers, body
+
+_WALK = 8
+"""Versions a read may fetch message by message before it opens a consumer instead."""
+
+_STREAM_IN_USE = 10058  # the stream exists with another configuration: use it as it is
+
+
+class _State(msgspec.Struct):
+    last_seq: int = 0
+
+
+class _StreamInfo(msgspec.Struct):
+    state: _State | None = None
+    error: dict[str, Any] | None = None
+
+
+_decode_info = msgspec.json.Decoder(_StreamInfo).decode
+
+
+class NatsStore:
+    """A durable :class:`~eventsignal.stores.EventStore` on one JetStream stream.
+
+    ``stream`` names the stream and prefixes its subjects (``<stream>.<type>.<id>``); it may hold
+    letters, digits, ``_`` and ``-``. The stream is created on first use with ``replicas`` copies
+    (3 on a cluster for fault tolerance). ``timeout`` bounds every request to the server; a
+    request that times out raises :class:`~eventsignal.StoreUnavailable`.
+
+    Positions are global and increasing but not contiguous (see
+    :mod:`eventsignal.stores.nats_wire`).
+    """
+
+    def __init__(
+        self,
+        servers: str | Sequence[str] = "nats://127.0.0.1:4222",
+        *,
+        stream: str = "eventsignal",
+        replicas: int = 1,
+        timeout: float = 5.0,
+        remembered_tips: int = 100_000,
+    ) -> None:
+        if not stream or encode_token(stream) != stream:
+            raise ValueError(f"stream name {stream!r} may hold letters, digits, '_' and '-' only")
+        self.servers = [servers] if isinstance(servers, str) else list(servers)
+        self.stream = stream
+        self.replicas = replicas
+        self.timeout = timeout
+        self._remembered_tips = remembered_tips
+        self._tips: dict[_Key, Tip] = {}
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._users = 0
+        self._opening = asyncio.Lock()
+        self._head = 0
+        self._watcher: Any = None
+        self._watching = asyncio.Lock()
+        self._followers: list[asyncio.Future[None]] = []
+
+    def __repr__(self) -> str:
+        return f"<NatsStore {self.stream!r} at {', '.join(self.servers)}>"
+
+    # Life cycle
+
+    async def open(self) -> None:
+        async with self._opening:
+            self._users += 1
+            if self._users > 1:
+                return
+            try:
+                await self._connect()
+            except BaseException:
+                self._users -= 1
+                raise
+
+    async def _connect(self) -> None:
+        import nats.aio.client
+        from nats.js.api import StorageType, StreamConfig
+        from nats.js.errors import BadRequestError
+
+        async def quiet(_: Exception) -> None:
+            return None
+
+        # Once connected the client reconnects for ever (requests meanwhile fail with
+        # StoreUnavailable); the first connection gets ``timeout`` seconds.
+        nc = nats.aio.client.Client()
+        try:
+            async with asyncio.timeout(self.timeout):
+                await nc.connect(
+                    self.servers,
+                    connect_timeout=self.timeout,  # type: ignore[arg-type]
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,  # type: ignore[arg-type]
+                    error_cb=quiet,
+                )
+        except Exception as exc:
+            await nc.close()
+            raise StoreUnavailable(
+                f"cannot reach NATS at {', '.join(self.servers)}: {type(exc).__name__}: {exc}"
+            ) from exc
+        js = nc.jetstream(timeout=self.timeout)
+        config = StreamConfig(
+            name=self.stream,
+            subjects=[f"{self.stream}.>"],
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+            allow_direct=True,
+            deny_delete=True,
+        )
+        try:
+            await js.add_stream(config)
+        except BadRequestError as exc:
+            if exc.err_code != _STREAM_IN_USE:
+                await nc.close()
+                raise StoreUnavailable(f"cannot create stream {self.stream!r}: {exc}") from exc
+        except Exception as exc:
+            await nc.close()
+            raise StoreUnavailable(
+                f"NATS at {', '.join(self.servers)} has no usable JetStream: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        self._nc = nc
+        self._js = js
+
+    async def close(self) -> None:
+        async with self._opening:
+            if self._users == 0:
+                return
+            self._users -= 1
+            if self._users > 0:
+                return
+            nc, self._nc, self._js = self._nc, None, None
+            watcher, self._watcher = self._watcher, None
+            self._tips.clear()
+            self._wake()  # followers re-read and learn the store is closed
+            if nc is None:
+                return
+            try:
+                if watcher is not None:
+                    await watcher.unsubscribe()
+            finally:
+                await nc.close()
+
+    # Writing
+
+    async def create(
+        self, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent] = ()
+    ) -> Sequence[int]:
+        """Store the aggregate's first message: a creation marker holding its first events.
+
+        It expects the subject to be empty, so of racing creators exactly one wins.
+        """
+        subject = subject_of(self.stream, validate_name(aggregate_name), validate_id(aggregate_id))
+        _check_batch(aggregate_name, aggregate_id, 0, events)
+        created = datetime.now(UTC).isoformat()
+        headers = {
+            EXPECTED_LAST_SUBJECT_SEQUENCE: "0",
+            VERSION: str(len(events)),
+            COUNT: str(len(events)),
+            CREATED: created,
+        }
+        body = encode_events(events) if events else b""
+        ack = decode_ack((await self._request(subject, body, headers)).data)
+        if ack.error is not None:
+            if ack.error.err_code == WRONG_LAST_SEQUENCE:
+                raise AggregateExists(aggregate_name, aggregate_id)
+            raise StoreUnavailable(f"JetStream refused to create {subject}: {ack.error}")
+        key = (aggregate_name, aggregate_id)
+        self._remember(key, Tip(ack.seq, len(events), created, ack.seq))
+        self._seen(ack.seq)
+        return positions_of(ack.seq, len(events))
+
+    async def exists(self, aggregate_name: str, aggregate_id: str) -> bool:
+        if (aggregate_name, aggregate_id) in self._tips:
+            return True  # aggregates are never deleted
+        return await self._last_message(aggregate_name, aggregate_id) is not None
+
+    async def append(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+    ) -> Sequence[int]:
+        _check_batch(aggregate_name, aggregate_id, expected_version, events)
+        key = (aggregate_name, aggregate_id)
+        tip = self._tips.get(key)
+        if tip is None or tip.version != expected_version:
+            newest = await self._last_message(aggregate_name, aggregate_id)
+            if newest is None:
+                raise AggregateNotFound(aggregate_name, aggregate_id)
+            tip = newest[0]
+            if tip.version != expected_version:
+                raise ConcurrencyError(aggregate_name, aggregate_id, expected_version, tip.version)
+        if not events:
+            return []
+        subject = subject_of(self.stream, aggregate_name, aggregate_id)
+        reply = await self._request(subject, encode_events(events), tip.headers_after(len(events)))
+        ack = decode_ack(reply.data)
+        if ack.error is not None:
+            self._tips.pop(key, None)
+            if ack.error.err_code == WRONG_LAST_SEQUENCE:
+                raise ConcurrencyError(aggregate_name, aggregate_id, expected_version)
+            raise StoreUnavailable(f"JetStream refused the events of {subject}: {ack.error}")
+        self._remember(key, Tip(ack.seq, expected_version + len(events), tip.created, tip.origin))
+        self._seen(ack.seq)
+        return positions_of(ack.seq, len(events))
+
+    # Reading
+
+    async def read_aggregate(
+        self, aggregate_name: str, aggregate_id: str, after_version: int = 0
+    ) -> Sequence[StoredEvent]:
+        newest = await self._last_message(aggregate_name, aggregate_id)
+        if newest is None or newest[0].version <= after_version:
+            return []
+        tip, message = newest
+        if tip.version - after_version > _WALK:
+            subject = message[0]
+            messages = [m async for m in self._scan(subject, tip.origin, tip.sequence)]
+        else:
+            messages = await self._walk_back(message, after_version)
+        return [
+            event
+            for subject, sequence, headers, body in messages
+            for event in decode_events(subject, sequence, headers, body)
+            if event.version > after_version
+        ]
+
+    async def _walk_back(self, newest: _Message, after_version: int) -> list[_Message]:
+        """The messages of one subject from the one holding ``after_version + 1`` to ``newest``.
+
+        Each message names its predecessor (the sequence it expected), so a short tail costs one
+        direct get per command and no consumer.
+        """
+        messages = [newest]
+        while True:
+            _, _, headers, _ = messages[-1]
+            first_version = int(headers[VERSION]) - int(headers[COUNT]) + 1
+            previous = int(headers[EXPECTED_LAST_SUBJECT_SEQUENCE])
+            if first_version <= after_version + 1 or previous == 0:
+                break
+            message = await self._get({"seq": previous})
+            if message is None:
+                raise StoreUnavailable(f"{newest[0]}: message {previous} is missing")
+            messages.append(message)
+        messages.reverse()
+        return messages
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
+        if limit <= 0:
+            return []
+        start = first_sequence_after(after_position)
+        last = await self._last_sequence()
+        if start > last:
+            return []
+        out: list[StoredEvent] = []
+        if last - start < _WALK:
+            found = await asyncio.gather(*(self._get({"seq": s}) for s in range(start, last + 1)))
+            messages: AsyncGenerator[_Message, None] = _iterate([m for m in found if m is not None])
+        else:
+            messages = self._scan(f"{self.stream}.>", start, last)
+        async for subject, sequence, headers, body in messages:
+            out.extend(
+                e
+                for e in decode_events(subject, sequence, headers, body)
+                if e.position > after_position
+            )
+            if len(out) >= limit:
+                break
+        await messages.aclose()
+        return out[:limit]
+
+    async def head_position(self) -> int:
+        return head_of(await self._last_sequence())
+
+    async def aggregates(self, aggregate_name: str | None = None) -> Sequence[AggregateInfo]:
+        from nats.js.api import DeliverPolicy
+
+        if aggregate_name is None:
+            subjects = f"{self.stream}.>"
+        else:
+            subjects = f"{self.stream}.{encode_token(validate_name(aggregate_name))}.*"
+        listed: list[AggregateInfo] = []
+        newest = self._scan(subjects, policy=DeliverPolicy.LAST_PER_SUBJECT, headers_only=True)
+        async for subject, _, headers, _ in newest:
+            name, aggregate_id = split_subject(subject)
+            listed.append(
+                AggregateInfo(
+                    aggregate_name=name,
+                    aggregate_id=aggregate_id,
+                    version=int(headers[VERSION]),
+                    created_at=datetime.fromisoformat(headers[CREATED]),
+                )
+            )
+        return listed
+
+    async def wait_for_events(self, after_position: int) -> None:
+        if self._head > after_position:
+            return
+        await self._watch()
+        # Anything stored before the watcher existed shows in the stream's state; anything after
+        # is delivered to the watcher.
+        head = await self.head_position()
+        if head > after_position or self._head > after_position:
+            return
+        follower: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._followers.append(follower)
+        try:
+            await follower
+        finally:
+            if follower in self._followers:
+                self._followers.remove(follower)
+
+    # Internals
+
+    def _client(self) -> Client:
+        if self._nc is None:
+            raise StoreUnavailable(f"{self!r} is not open: call 'await store.open()' first")
+        return self._nc
+
+    async def _request(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> Msg:
+        import nats.errors
+
+        try:
+            return await self._client().request(
+                subject, payload, timeout=self.timeout, headers=headers
+            )
+        except nats.errors.NoRespondersError as exc:
+            raise StoreUnavailable(f"no JetStream stream answers on {subject}") from exc
+        except nats.errors.TimeoutError as exc:
+            raise StoreUnavailable(
+                f"NATS did not answer on {subject} within {self.timeout}s; "
+                "a write may or may not have been stored"
+            ) from exc
+        except nats.errors.Error as exc:
+            raise StoreUnavailable(f"NATS request on {subject} failed: {exc}") from exc
+
+    async def _get(self, request: dict[str, Any], subject: str = "") -> _Message | None:
+        """One message by JetStream direct get: by sequence, or the newest of ``subject``."""
+        api = f"$JS.API.DIRECT.GET.{self.stream}"
+        if subject:
+            reply = await self._request(f"{api}.{subject}", b"")
+        else:
+            reply = await self._request(api, json.dumps(request).encode())
+        headers = reply.headers or {}
+        status = headers.get("Status")
+        if status == "404":
+            return None
+        if status is not None:
+            raise StoreUnavailable(f"direct get on {self.stream} failed: {status} {headers}")
+        return headers["Nats-Subject"], int(headers["Nats-Sequence"]), headers, reply.data
+
+    async def _last_message(
+        self, aggregate_name: str, aggregate_id: str
+    ) -> tuple[Tip, _Message] | None:
+        message = await self._get({}, subject_of(self.stream, aggregate_name, aggregate_id))
+        if message is None:
+            return None
+        tip = Tip.from_headers(message[1], message[2])
+        self._remember((aggregate_name, aggregate_id), tip)
+        return tip, message
+
+    def _remember(self, key: _Key, tip: Tip) -> None:
+        tips = self._tips
+        known = tips.get(key)
+        if known is not None and known.sequence > tip.sequence:
+            return  # a slower reader must not move the tip back
+        if len(tips) >= self._remembered_tips and known is None:
+            del tips[next(iter(tips))]
+        tips[key] = tip
+
+    async def _last_sequence(self) -> int:
+        reply = await self._request(f"$JS.API.STREAM.INFO.{self.stream}", b"")
+        info = _decode_info(reply.data)
+        if info.state is None:
+            raise StoreUnavailable(f"stream {self.stream!r} is unavailable: {info.error}")
+        self._seen(info.state.last_seq)
+        return info.state.last_seq
+
+    async def _scan(
+        self,
+        subjects: str,
+        start: int = 1,
+        stop: int | None = None,
+        *,
+        policy: Any = None,
+        headers_only: bool = False,
+    ) -> AsyncGenerator[_Message, None]:
+        """Messages on ``subjects`` from sequence ``start`` through ``stop``, via a consumer.
+
+        Without ``stop`` it reads what is pending when the consumer starts. The consumer is
+        ephemeral, in memory, and removed by the server a moment after the scan ends.
+        """
+        from nats.js.api import ConsumerConfig, DeliverPolicy
+
+        js = self._js
+        if js is None:
+            self._client()
+            return
+        config = ConsumerConfig(
+            deliver_policy=policy or DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=None if policy else start,
+            inactive_threshold=2.0,
+        )
+        try:
+            sub = await js.subscribe(
+                subjects,
+                stream=self.stream,
+                config=config,
+                ordered_consumer=True,
+                headers_only=headers_only,
+            )
+        except Exception as exc:
+            raise StoreUnavailable(f"cannot read {subjects}: {exc}") from exc
+        try:
+            if stop is None:
+                info = await sub.consumer_info()
+                if info.num_pending == 0 and not (info.delivered and info.delivered.consumer_seq):
+                    return  # nothing matched, so nothing will arrive
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=self.timeout)
+                except Exception as exc:
+                    raise StoreUnavailable(f"reading {subjects} stalled: {exc}") from exc
+                meta = msg.metadata
+                sequence = meta.sequence.stream
+                yield msg.subject, sequence, msg.headers or {}, msg.data
+                if (stop is not None and sequence >= stop) or meta.num_pending == 0:
+                    return
+        finally:
+            await sub.unsubscribe()
+
+    async def _watch(self) -> None:
+        """Start the consumer that tells followers about every newly stored message."""
+        if self._watcher is not None:
+            return
+        from nats.js.api import DeliverPolicy
+
+        async with self._watching:
+            js = self._js
+            if self._watcher is not None or js is None:
+                self._client()
+                return
+
+            async def stored(msg: Msg) -> None:
+                self._seen(msg.metadata.sequence.stream)
+
+            try:
+                self._watcher = await js.subscribe(
+                    f"{self.stream}.>",
+                    stream=self.stream,
+                    cb=stored,
+                    ordered_consumer=True,
+                    deliver_policy=DeliverPolicy.NEW,
+                    headers_only=True,
+                )
+            except Exception as exc:
+                raise StoreUnavailable(f"cannot follow stream {self.stream!r}: {exc}") from exc
+
+    def _seen(self, sequence: int) -> None:
+        head = head_of(sequence)
+        if head > self._head:
+            self._head = head
+            if self._followers:
+                self._wake()
+
+    def _wake(self) -> None:
+        for follower in self._followers:
+            if not follower.done():
+                follower.set_result(None)
+        self._followers.clear()
+
+
+def _check_batch(
+    aggregate_name: str, aggregate_id: str, expected_version: int, events: Sequence[StoredEvent]
+) -> None:
+    check_versions(aggregate_name, aggregate_id, expected_version, events)
+    if len(events) > SLOTS:
+        raise ValueError(f"one message holds at most {SLOTS} events, not {len(events)}")
+
+
+async def _iterate(messages: list[_Message]) -> AsyncGenerator[_Message, None]:
+    for message in messages:
+        yield message
+
+
+__all__ = ["NatsStore"]

@@ -1,0 +1,223 @@
+"""NatsStore against the JetStream server on 127.0.0.1:4222: compliance, layout, several clients."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import nats
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from eventsignal import AggregateExists, ConcurrencyError, StoreUnavailable
+from eventsignal.stores import EventStore, NatsStore
+from eventsignal.stores.nats_wire import (
+    SLOTS,
+    decode_token,
+    encode_token,
+    first_sequence_after,
+    head_of,
+    positions_of,
+)
+from eventsignal.testing import EventStoreCompliance
+from eventsignal.testing.compliance import make_events
+
+pytestmark = pytest.mark.nats
+
+SERVER = "nats://127.0.0.1:4222"
+
+
+async def delete_stream(stream: str) -> None:
+    nc = await nats.connect(SERVER)
+    try:
+        await nc.jetstream().delete_stream(stream)
+    finally:
+        await nc.close()
+
+
+class TestNatsStore(EventStoreCompliance):
+    async def make_store(self) -> EventStore:
+        store = NatsStore(SERVER, stream=f"test_{uuid4().hex}")
+        await store.open()
+        return store
+
+    async def dispose_store(self, store: EventStore) -> None:
+        assert isinstance(store, NatsStore)
+        await store.close()
+        await delete_stream(store.stream)
+
+
+@pytest.fixture
+async def stream() -> AsyncIterator[str]:
+    name = f"test_{uuid4().hex}"
+    yield name
+    await delete_stream(name)
+
+
+@pytest.fixture
+async def store(stream: str) -> AsyncIterator[NatsStore]:
+    store = NatsStore(SERVER, stream=stream)
+    await store.open()
+    yield store
+    await store.close()
+
+
+# Layout
+
+
+@given(st.text(min_size=1, max_size=200))
+def test_tokens_round_trip_and_are_valid_subject_tokens(text: str) -> None:
+    token = encode_token(text)
+    assert decode_token(token) == text
+    assert token
+    assert not any(ch in token for ch in ". *>\t\r\n")
+    assert len(token) <= 1 + (len(text.encode()) * 8 + 4) // 5
+
+
+def test_plain_ids_stay_readable() -> None:
+    assert encode_token("order-17_b") == "order-17_b"
+    assert encode_token("a.b") != "a.b"
+
+
+def test_positions_are_increasing_across_messages() -> None:
+    first, second = positions_of(7, 3), positions_of(8, 1)
+    assert list(first) == sorted(first)
+    assert first[-1] == head_of(7) < second[0] == head_of(8)
+    assert first_sequence_after(0) == 1
+    assert first_sequence_after(first[-1]) == 8
+    assert first_sequence_after(first[0]) == 7
+    assert len(positions_of(1, SLOTS)) == SLOTS
+
+
+# Against the server
+
+
+@pytest.mark.parametrize(
+    "aggregate_id", ["a.b.c", "with space", "*", ">", "~tilde", "ünïcødé ✓", "x" * 200]
+)
+async def test_any_valid_id_is_stored_and_listed(store: NatsStore, aggregate_id: str) -> None:
+    await store.create("dotted.type", aggregate_id)
+    await store.append(
+        "dotted.type",
+        aggregate_id,
+        0,
+        make_events(aggregate_id, 0, 2, aggregate_name="dotted.type"),
+    )
+    read = await store.read_aggregate("dotted.type", aggregate_id)
+    assert [(e.aggregate_name, e.aggregate_id, e.version) for e in read] == [
+        ("dotted.type", aggregate_id, 1),
+        ("dotted.type", aggregate_id, 2),
+    ]
+    listed = await store.aggregates("dotted.type")
+    assert [(a.aggregate_id, a.version) for a in listed] == [(aggregate_id, 2)]
+
+
+async def test_creation_with_first_events_is_one_message(store: NatsStore) -> None:
+    positions = await store.create("thing", "born", make_events("born", 0, 3))
+    assert [e.position for e in await store.read_aggregate("thing", "born")] == list(positions)
+    assert positions[-1] == await store.head_position()
+    with pytest.raises(AggregateExists):
+        await store.create("thing", "born", make_events("born", 0, 1))
+    await store.append("thing", "born", 3, make_events("born", 3, 1))
+    listed = await store.aggregates()
+    assert [(a.aggregate_id, a.version) for a in listed] == [("born", 4)]
+
+
+async def test_creating_races_between_stores_have_one_winner(stream: str) -> None:
+    stores = [NatsStore(SERVER, stream=stream) for _ in range(4)]
+    for store in stores:
+        await store.open()
+    try:
+        results = await asyncio.gather(
+            *(s.create("thing", "contested") for s in stores), return_exceptions=True
+        )
+        losers = [r for r in results if isinstance(r, BaseException)]
+        assert len(losers) == 3, results
+        assert all(isinstance(r, AggregateExists) for r in losers)
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_stale_writer_conflicts_then_builds_on_the_new_tip(stream: str) -> None:
+    writer, other = NatsStore(SERVER, stream=stream), NatsStore(SERVER, stream=stream)
+    await writer.open()
+    await other.open()
+    try:
+        await writer.create("thing", "a")
+        await writer.append("thing", "a", 0, make_events("a", 0, 1))
+        await other.append("thing", "a", 1, make_events("a", 1, 2))
+        # writer still remembers version 1 as the newest: the server refuses its append.
+        with pytest.raises(ConcurrencyError) as conflict:
+            await writer.append("thing", "a", 1, make_events("a", 1, 1))
+        assert conflict.value.expected_version == 1
+        tail = await writer.read_aggregate("thing", "a", after_version=1)
+        assert [e.version for e in tail] == [2, 3]
+        await writer.append("thing", "a", 3, make_events("a", 3, 1))
+        assert [e.version for e in await other.read_aggregate("thing", "a")] == [1, 2, 3, 4]
+    finally:
+        await writer.close()
+        await other.close()
+
+
+async def test_long_histories_and_pages_read_through_a_consumer(store: NatsStore) -> None:
+    await store.create("thing", "long")
+    await store.create("thing", "other")
+    version = 0
+    for size in (1, 3, 2, 1, 4, 1, 1, 2, 5, 1, 1, 2):
+        await store.append("thing", "long", version, make_events("long", version, size))
+        await store.append("thing", "other", version, make_events("other", version, size))
+        version += size
+    read = await store.read_aggregate("thing", "long")
+    assert [e.version for e in read] == list(range(1, version + 1))
+    assert [e.version for e in await store.read_aggregate("thing", "long", 20)] == list(
+        range(21, version + 1)
+    )
+    everything = await store.read_all(0, limit=1000)
+    assert len(everything) == 2 * version
+    positions = [e.position for e in everything]
+    assert positions == sorted(set(positions))
+    assert positions[-1] == await store.head_position()
+    middle = await store.read_all(positions[10], limit=7)
+    assert [e.position for e in middle] == positions[11:18]
+
+
+async def test_a_follower_on_another_connection_is_woken(stream: str) -> None:
+    writer, follower = NatsStore(SERVER, stream=stream), NatsStore(SERVER, stream=stream)
+    await writer.open()
+    await follower.open()
+    try:
+        await writer.create("thing", "a")
+        head = await follower.head_position()
+        waiting = asyncio.create_task(follower.wait_for_events(head))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        positions = await writer.append("thing", "a", 0, make_events("a", 0, 2))
+        async with asyncio.timeout(5):
+            await waiting
+        assert [e.position for e in await follower.read_all(head)] == list(positions)
+    finally:
+        await writer.close()
+        await follower.close()
+
+
+async def test_open_and_close_are_counted(store: NatsStore) -> None:
+    await store.open()
+    await store.close()
+    await store.create("thing", "still-open")
+    assert await store.exists("thing", "still-open")
+
+
+async def test_unreachable_server_is_store_unavailable() -> None:
+    store = NatsStore("nats://127.0.0.1:1", stream="nowhere", timeout=0.5)
+    with pytest.raises(StoreUnavailable, match="cannot reach NATS"):
+        await store.open()
+    with pytest.raises(StoreUnavailable, match="not open"):
+        await store.create("thing", "a")
+
+
+def test_stream_names_are_checked() -> None:
+    with pytest.raises(ValueError, match="stream name"):
+        NatsStore(SERVER, stream="a.b")
