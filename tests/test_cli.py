@@ -9,8 +9,8 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -323,8 +323,9 @@ def test_rebuild_of_an_unknown_projection_names_the_known_ones(tmp_path: Path) -
 # Serving the cart
 
 
-def _serve(command: list[str], cwd: Path, env: dict[str, str]) -> None:
-    """Start the cart, read the address it prints, fetch the home page, stop it."""
+@contextmanager
+def served(command: list[str], cwd: Path, env: dict[str, str]) -> Iterator[str]:
+    """Start the cart in a process of its own; yield the address it prints; stop it."""
     process = subprocess.Popen(
         command,
         cwd=cwd,
@@ -344,14 +345,41 @@ def _serve(command: list[str], cwd: Path, env: dict[str, str]) -> None:
             match = re.search(r"Open (http://127\.0\.0\.1:\d+/)", line)
             address = match.group(1) if match else None
         assert address is not None, process.stderr.read() if process.stderr else ""
+        yield address
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _serve(command: list[str], cwd: Path, env: dict[str, str]) -> None:
+    """Start the cart, open the home page and a new cart, stop it."""
+    with served(command, cwd, env) as address:
         home = httpx.get(address, timeout=10)
         assert home.status_code == 200
         assert "Open a new cart" in home.text
         created = httpx.post(address + "carts", timeout=10)
         assert created.status_code == 303
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+
+
+def _revenue(address: str) -> str:
+    page = httpx.get(address + "revenue", timeout=10).text
+    found = re.search(r'<strong id="revenue">([^<]*)</strong>', page)
+    assert found is not None
+    return found.group(1)
+
+
+def test_revenue_is_shared_by_processes_on_one_store(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'cart.db'}"}
+    command = [sys.executable, "-m", "eventsignal.cart", "--port", "0"]
+    with served(command, tmp_path, env) as one, served(command, tmp_path, env) as two:
+        for address, price in ((one, "1000"), (two, "234")):
+            cart = address + httpx.post(address + "carts", timeout=10).headers["location"][1:]
+            form = {"sku": "apple", "quantity": "1", "price": price}
+            assert httpx.post(cart + "/add", data=form, timeout=10).status_code == 303
+            assert httpx.post(cart + "/pay", timeout=10).status_code == 303
+        assert _revenue(one) == _revenue(two) == "12.34"
+    with served(command, tmp_path, env) as again:
+        assert _revenue(again) == "12.34"
 
 
 def test_eventsignal_cart_serves_on_the_default_sqlite_file(tmp_path: Path) -> None:
