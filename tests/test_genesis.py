@@ -15,9 +15,16 @@ from eventsignal.stores import EventStore, MemoryStore, SQLiteStore
 StoreMaker = Callable[[], Awaitable[EventStore]]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreMaker:
+    factory = (
+        request.getfixturevalue("postgres_store_factory") if request.param == "postgres" else None
+    )
+
     async def make() -> EventStore:
+        if factory is not None:
+            store: EventStore = await factory()
+            return store
         if request.param == "memory":
             return MemoryStore()
         return SQLiteStore(tmp_path / "events.db", migrate=True)

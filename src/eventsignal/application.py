@@ -301,10 +301,7 @@ class Signal(Generic[S, C]):
                 state, envelopes, records = self._record(
                     aggregate_id, state, 0, produced, metadata or {}
                 )
-            if records:
-                positions = await self.store.create(self.name, aggregate_id, records)
-            else:
-                positions = await self.store.create(self.name, aggregate_id)
+            positions = await self.store.create(self.name, aggregate_id, records)
         except Exception as exc:
             if isinstance(exc, CommandRejected):
                 exc.aggregate_name, exc.aggregate_id = self.name, aggregate_id

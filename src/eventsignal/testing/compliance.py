@@ -144,6 +144,22 @@ class EventStoreCompliance:
 
         self.run_check(check)
 
+    def test_create_with_first_events_is_atomic(self) -> None:
+        async def check(store: EventStore) -> None:
+            positions = await store.create("thing", "a", make_events("a", 0, 2))
+            assert len(positions) == 2
+            read = await store.read_aggregate("thing", "a")
+            assert [e.version for e in read] == [1, 2]
+            assert [e.position for e in read] == list(positions)
+            # A taken id stores none of the events offered with it.
+            with pytest.raises(AggregateExists):
+                await store.create("thing", "a", make_events("a", 0, 3))
+            assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2]
+            assert list(await store.create("thing", "b")) == []
+            assert await store.exists("thing", "b")
+
+        self.run_check(check)
+
     def test_unknown_aggregate(self) -> None:
         async def check(store: EventStore) -> None:
             assert not await store.exists("thing", "nope")
