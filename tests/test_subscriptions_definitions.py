@@ -131,3 +131,31 @@ async def test_a_transactional_handler_parks_atomically() -> None:
         assert cart2 is not None
         assert cart2["paid"] > 0
         assert parked.aggregate_id == "cart-2"
+
+
+async def test_staged_documents_are_visible_inside_the_transaction() -> None:
+    store = MemoryStore()
+    async with Signal(cart_config, store=store, telemetry=None) as signal:
+        await write_carts(signal, ["a", "b"])
+    notes: ReadModel[dict[str, int]] = ReadModel("notes", dict[str, int])
+    seen: list[tuple[Any, ...]] = []
+
+    async def handler(event: Event[Any], tx: Transaction) -> None:
+        await notes.put(tx, event.aggregate_id, {"v": event.version}, event.position)
+        assert await notes.get(tx, event.aggregate_id) == {"v": event.version}
+        if event.aggregate_id == "b":
+            await notes.delete(tx, "a")
+            assert await notes.get(tx, "a") is None
+        # The handler's own SQL sees the staged writes too.
+        row = await tx.fetchone("SELECT COUNT(*) FROM eventsignal_documents WHERE model = 'notes'")
+        assert row is not None
+        seen.append((event.aggregate_id, row[0]))
+
+    subscription = Subscription(
+        name="notes", handler=handler, configs=[cart_config], read_models=[notes]
+    )
+    async with SubscriptionRunner(subscription, store):
+        await wait_until_processed(store, "notes", await store.head_position())
+        assert [d.key for d in await notes.read_all(store)] == ["b"]
+    assert seen[0] == ("a", 1)
+    assert seen[-1] == ("b", 1)

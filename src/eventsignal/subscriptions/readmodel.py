@@ -2,6 +2,7 @@
 
 Documents live in the store's database (table ``eventsignal_documents``, JSONB on PostgreSQL) and
 are written in the subscription's transaction, so a projection built with them is exactly-once.
+Writes are staged in the :class:`Transaction` and sent together before the checkpoint moves.
 """
 
 from __future__ import annotations
@@ -28,6 +29,30 @@ _DELETE = "DELETE FROM eventsignal_documents WHERE model = ? AND key = ?"
 _CLEAR = "DELETE FROM eventsignal_documents WHERE model = ?"
 
 
+def _statement(tx: Transaction, statement: str) -> str:
+    postgres = tx.dialect == "postgres"
+    return _TRANSLATED[tx.dialect](
+        statement.format(
+            doc="document::text" if postgres else "document",
+            param="?::jsonb" if postgres else "?",
+        )
+    )
+
+
+_TRANSLATED = {"sqlite": SQL("sqlite"), "postgres": SQL("postgres")}
+
+
+async def _send_staged(tx: Transaction) -> None:
+    """Write every staged document change of ``tx`` in at most two statements."""
+    staged, tx.staged = tx.staged, {}
+    puts = [(m, k, text, p) for (m, k), (text, p) in staged.items() if text is not None]
+    deletes = [(m, k) for (m, k), (text, _) in staged.items() if text is None]
+    if puts:
+        await tx.raw.executemany(_statement(tx, _UPSERT), puts)
+    if deletes:
+        await tx.raw.executemany(_statement(tx, _DELETE), deletes)
+
+
 class Document(msgspec.Struct, Generic[D], frozen=True):
     """A stored document and the global position of the last event it reflects."""
 
@@ -47,22 +72,19 @@ class ReadModel(Generic[D]):
         self.name = validate_name(name)
         self._encode = msgspec.json.Encoder().encode
         self._decode = msgspec.json.Decoder(document_type).decode
-        self._sql: dict[str, SQL] = {"sqlite": SQL("sqlite"), "postgres": SQL("postgres")}
 
     def _q(self, tx: Transaction, statement: str) -> str:
-        postgres = tx.dialect == "postgres"
-        return self._sql[tx.dialect](
-            statement.format(
-                doc="document::text" if postgres else "document",
-                param="?::jsonb" if postgres else "?",
-            )
-        )
+        return _statement(tx, statement)
 
     def _value(self, raw: str | bytes) -> D:
         return self._decode(raw)  # type: ignore[no-any-return]
 
     async def document(self, tx: Transaction, key: str) -> Document[D] | None:
-        row = await tx.fetchone(self._q(tx, _SELECT), (self.name, key))
+        staged = tx.staged.get((self.name, key))
+        if staged is not None:
+            text, position = staged
+            return None if text is None else Document(key, self._value(text), position)
+        row = await tx.raw.fetchone(self._q(tx, _SELECT), (self.name, key))
         return None if row is None else Document(key, self._value(row[0]), int(row[1]))
 
     async def get(self, tx: Transaction, key: str) -> D | None:
@@ -70,20 +92,24 @@ class ReadModel(Generic[D]):
         return None if found is None else found.value
 
     async def put(self, tx: Transaction, key: str, value: D, position: int) -> None:
-        await tx.execute(
-            self._q(tx, _UPSERT), (self.name, key, self._encode(value).decode(), position)
-        )
+        """Store ``value`` under ``key`` (staged; sent when the batch commits)."""
+        tx.staged[(self.name, key)] = (self._encode(value).decode(), position)
+        tx.on_flush(_send_staged)
 
     async def delete(self, tx: Transaction, key: str) -> None:
-        await tx.execute(self._q(tx, _DELETE), (self.name, key))
+        tx.staged[(self.name, key)] = (None, 0)
+        tx.on_flush(_send_staged)
 
     async def documents(self, tx: Transaction) -> list[Document[D]]:
-        rows = await tx.fetchall(self._q(tx, _ALL), (self.name,))
+        await tx.flush()
+        rows = await tx.raw.fetchall(self._q(tx, _ALL), (self.name,))
         return [Document(r[0], self._value(r[1]), int(r[2])) for r in rows]
 
     async def clear(self, tx: Transaction) -> None:
         """Remove every document (a rebuild starts from nothing)."""
-        await tx.execute(self._q(tx, _CLEAR), (self.name,))
+        for staged in [k for k in tx.staged if k[0] == self.name]:
+            del tx.staged[staged]
+        await tx.raw.execute(self._q(tx, _CLEAR), (self.name,))
 
     # Reading from outside a handler
 

@@ -362,7 +362,9 @@ class SubscriptionRunner:
         if self.subscription.takes_transaction:
             try:
                 async with db.transaction() as raw:
-                    delivered = await self._deliver(batch, Transaction(raw, db.dialect))
+                    tx = Transaction(raw, db.dialect)
+                    delivered = await self._deliver(batch, tx)
+                    await tx.flush()
                     if self._blocked:
                         await self._unblock(raw, batch)
                     await self._advance(raw, end)
@@ -418,7 +420,9 @@ class SubscriptionRunner:
                 await asyncio.sleep(sub.backoff(attempt - 1))
             try:
                 async with self.db.transaction() as raw:
-                    await self._call(record, Transaction(raw, self.db.dialect))
+                    tx = Transaction(raw, self.db.dialect)
+                    await self._call(record, tx)
+                    await tx.flush()
                     await self._unblock(raw, [record])
                     await self._advance(raw, record.position, (part,))
                 return
@@ -486,9 +490,9 @@ class SubscriptionRunner:
         sub = self.subscription
         db = self.db
         failed: list[ParkedEvent] = []
-        async with db.transaction() as tx:
-            parked = await db.parked(tx, sub.name)
-            leases = {lease.part: lease.position for lease in await db.leases(tx, sub.name)}
+        async with db.transaction() as raw:
+            parked = await db.parked(raw, sub.name)
+            leases = {lease.part: lease.position for lease in await db.leases(raw, sub.name)}
         for entry in parked:
             if event_ids is not None and entry.event_id not in event_ids:
                 continue
@@ -501,9 +505,10 @@ class SubscriptionRunner:
             record = records[0]
             try:
                 async with db.transaction() as raw:
-                    await self._call(
-                        record, Transaction(raw, db.dialect) if sub.takes_transaction else None
-                    )
+                    handler_tx = Transaction(raw, db.dialect) if sub.takes_transaction else None
+                    await self._call(record, handler_tx)
+                    if handler_tx is not None:
+                        await handler_tx.flush()
                     await db.unpark(raw, sub.name, entry.event_id)
             except Exception as exc:
                 async with db.transaction() as raw:

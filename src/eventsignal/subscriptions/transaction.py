@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
@@ -38,24 +38,51 @@ class Transaction:
 
     It is the store's own :class:`~eventsignal.stores.sql.SQLTransaction` plus its ``dialect``
     (placeholders are ``?`` on SQLite, ``%s`` on PostgreSQL). The checkpoint advances in it.
+
+    Read-model writes are staged here and sent in one statement per kind when the batch commits
+    (one round trip instead of one per event); any SQL run through this object sends them first,
+    so the handler's own queries see them.
     """
 
-    __slots__ = ("_tx", "dialect")
+    __slots__ = ("_flush", "_tx", "dialect", "staged")
 
     def __init__(self, tx: SQLTransaction, dialect: Dialect) -> None:
         self._tx = tx
         self.dialect: Dialect = dialect
+        self.staged: dict[tuple[str, str], tuple[str | None, int]] = {}
+        self._flush: Callable[[Transaction], Awaitable[None]] | None = None
+
+    @property
+    def raw(self) -> SQLTransaction:
+        """The store's transaction, which bypasses the staged writes."""
+        return self._tx
+
+    def on_flush(self, flush: Callable[[Transaction], Awaitable[None]]) -> None:
+        self._flush = flush
+
+    async def flush(self) -> None:
+        """Send the staged writes."""
+        if self.staged and self._flush is not None:
+            await self._flush(self)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        if self.staged:
+            await self.flush()
         return await self._tx.execute(sql, params)
 
     async def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        if self.staged:
+            await self.flush()
         await self._tx.executemany(sql, params)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self.staged:
+            await self.flush()
         return await self._tx.fetchall(sql, params)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        if self.staged:
+            await self.flush()
         return await self._tx.fetchone(sql, params)
 
 
