@@ -312,3 +312,15 @@ async def test_two_runners_share_partitions_and_survive_each_other(make_store: M
     assert two.delivered > 0
     await two.stop()
     await assert_projection_matches(store)
+
+
+async def test_waiting_on_a_subscription_that_never_ran_times_out(make_store: MakeStore) -> None:
+    store = await filled(make_store, 1)
+    await store.open()
+    try:
+        with pytest.raises(SubscriptionTimeout) as timed_out:
+            await wait_until_processed(store, "nobody", 1, timeout=0.05)
+        assert timed_out.value.reached == 0
+        assert await subscription_status(store) == []
+    finally:
+        await store.close()

@@ -11,6 +11,7 @@ lease's length, and correctness never depends on them (the compare-and-set does 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ from eventsignal.stores.sql import Dialect, SQLTransaction
 from eventsignal.subscriptions.transaction import Storage
 
 COMPONENT = "subscriptions"
+
+_ready: weakref.WeakSet[Any] = weakref.WeakSet()  # storages whose tables are known to exist
 
 
 def _schema(document_type: str, real: str) -> list[list[str]]:
@@ -105,7 +108,16 @@ class Checkpoints:
         self.sql = SQL(self.dialect)
 
     async def setup(self) -> None:
-        await self.storage.migrate_component(COMPONENT, MIGRATIONS[self.dialect])
+        """Create or upgrade the subscription tables; once per storage object in a process."""
+        storage = self.storage
+        try:
+            if storage in _ready:
+                return
+        except TypeError:  # not weakly referenceable: migrate every time, which is idempotent
+            await storage.migrate_component(COMPONENT, MIGRATIONS[self.dialect])
+            return
+        await storage.migrate_component(COMPONENT, MIGRATIONS[self.dialect])
+        _ready.add(storage)
 
     def transaction(self) -> AbstractAsyncContextManager[SQLTransaction]:
         return self.storage.transaction()

@@ -78,6 +78,7 @@ async def processed_position(
 ) -> int | None:
     """The position every partition of ``subscription`` has passed (``None``: never run)."""
     db = _checkpoints(store, checkpoints)
+    await db.setup()
     async with db.transaction() as tx:
         return await db.progress(tx, subscription)
 
@@ -103,6 +104,7 @@ async def wait_until_processed(
     if position <= 0 or not names:
         return
     db = _checkpoints(store, checkpoints)
+    await db.setup()
     deadline = time.monotonic() + timeout
     for name in names:
         while True:
