@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from subscription_worker import expected_from_events, projected, revenue_projection
 
-from eventsignal import AggregateExists, CommandRejected, Signal
+from eventsignal import AggregateExists, CommandRejected, Event, Signal
 from eventsignal.cart import AddToCart, CompletePurchase, Product, cart_config
 from eventsignal.stores import EventStore, MemoryStore
-from eventsignal.subscriptions import SubscriptionRunner, wait_until_processed
+from eventsignal.subscriptions import Subscription, SubscriptionRunner, wait_until_processed
 
 Step = tuple[str, int]
 
@@ -48,32 +49,56 @@ async def write(signal: Signal[Any, Any], seed: int, commands: int) -> None:
 
 async def scenario(store: EventStore, plan: list[Step]) -> None:
     options: dict[str, Any] = {"partitions": 3, "batch_size": 4, "lease_ttl": 0.06}
-    runners = [
-        SubscriptionRunner(revenue_projection(**options), store, member="a"),
-        SubscriptionRunner(revenue_projection(**options), store, member="b"),
-    ]
-    await runners[0].start()
+    delivered: dict[str, list[int]] = defaultdict(list)  # at-least-once: versions as delivered
+
+    def log(event: Event[Any]) -> None:
+        delivered[event.aggregate_id].append(event.version)
+
+    def pair(member: str) -> list[SubscriptionRunner]:
+        return [
+            SubscriptionRunner(revenue_projection(**options), store, member=member),
+            SubscriptionRunner(
+                Subscription(name="log", handler=log, configs=[cart_config], **options),
+                store,
+                member=member,
+            ),
+        ]
+
+    members = [pair("a"), pair("b")]
+    for runner in members[0]:
+        await runner.start()
     writers: list[asyncio.Task[None]] = []
     async with Signal(cart_config, store=store, telemetry=None) as signal:
         for index, (action, value) in enumerate(plan):
             if action == "write":
                 writers.append(asyncio.create_task(write(signal, index, value)))
             elif action == "restart":
-                runner = runners[value]
-                if runner.running:
-                    await runner.stop()
-                else:
-                    await runner.start()
+                for runner in members[value]:
+                    if runner.running:
+                        await runner.stop()
+                    else:
+                        await runner.start()
             else:
                 await asyncio.sleep(value / 50)
         await asyncio.gather(*writers)
-        if not any(r.running for r in runners):
-            await runners[0].start()
-        await wait_until_processed(store, "revenue", await store.head_position(), timeout=20)
+        if not any(runner.running for runner in members[0] + members[1]):
+            for runner in members[0]:
+                await runner.start()
+        head = await store.head_position()
+        await wait_until_processed(store, ["revenue", "log"], head, timeout=20)
         revenue, versions = await expected_from_events(store)
+        # Exactly-once: each event applied once, in order per aggregate (anomalies == 0).
         assert await projected(store) == (revenue, versions, 0)
-    for runner in runners:
+    for runner in members[0] + members[1]:
         await runner.stop()
+    # At-least-once: per aggregate, never a gap and never a step back except to redeliver.
+    assert set(delivered) == set(versions)
+    for aggregate_id, seen in delivered.items():
+        highest = 0
+        for version in seen:
+            assert version <= highest + 1, (aggregate_id, seen)
+            highest = max(highest, version)
+        assert highest == versions[aggregate_id]
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
