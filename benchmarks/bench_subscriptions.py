@@ -89,24 +89,24 @@ async def fill(store: EventStore, total: int) -> None:
 documents: ReadModel[dict[str, int]] = ReadModel("bench_meters", dict[str, int])
 
 
-def subscription(name: str, handler_kind: str, counter: list[int]) -> Subscription:
+def subscription(name: str, handler_kind: str, counter: list[int], batch: int) -> Subscription:
     if handler_kind == "readmodel":
 
         async def project(event: Event[Counted], tx: Transaction) -> None:
             await documents.put(tx, event.aggregate_id, {"v": event.version}, event.position)
 
         return Subscription(
-            name=name, handler=project, configs=[config], read_models=[documents], batch_size=2000
+            name=name, handler=project, configs=[config], read_models=[documents], batch_size=batch
         )
 
     def count(event: Event[Counted]) -> None:
         counter[0] += 1
 
-    return Subscription(name=name, handler=count, configs=[config], batch_size=2000)
+    return Subscription(name=name, handler=count, configs=[config], batch_size=batch)
 
 
 async def catch_up(
-    make: Callable[[], EventStore], total: int, handler_kind: str
+    make: Callable[[], EventStore], handler_kind: str, batch: int
 ) -> tuple[float, float]:
     """Events per second of wall time, and per second of this process's CPU time."""
     store = make()
@@ -117,7 +117,7 @@ async def catch_up(
         started = time.perf_counter()
         cpu = time.process_time()
         async with SubscriptionRunner(
-            subscription(f"catchup-{uuid4().hex[:6]}", handler_kind, counter), store
+            subscription(f"catchup-{uuid4().hex[:6]}", handler_kind, counter, batch), store
         ) as runner:
             await wait_until_processed(store, runner.subscription.name, head, timeout=3600)
         elapsed = time.perf_counter() - started
@@ -216,7 +216,7 @@ async def run_backend(backend: str, args: argparse.Namespace) -> None:
         filled = time.perf_counter() - started
         await store.close()
         print(f"{backend}: stored {args.events:,} events in {filled:.1f} s", flush=True)
-        runs = [await catch_up(make, args.events, args.handler) for _ in range(args.repeats)]
+        runs = [await catch_up(make, args.handler, args.batch) for _ in range(args.repeats)]
         rates = [wall for wall, _ in runs]
         print(
             f"{backend}: catch-up ({args.handler} handler) "
@@ -243,6 +243,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--handler", choices=["trivial", "readmodel"], default="trivial")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=5000, help="events per read and checkpoint")
     parser.add_argument("--samples", type=int, default=1000)
     args = parser.parse_args()
     if args.quick:
