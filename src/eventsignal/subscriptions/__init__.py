@@ -1,7 +1,25 @@
 """Durable subscriptions: checkpointed, partitioned, retried; projections and policies.
 
 Declare a :class:`Subscription` (or a :func:`policy`), run it with :class:`SubscriptionRunner`,
-keep query state in a :class:`ReadModel`, and watch it with :func:`subscription_status`.
+keep query state in a :class:`ReadModel`, and watch it with :func:`subscription_status`::
+
+    totals: ReadModel[dict[str, int]] = ReadModel("totals")
+
+    async def count(event: Event[CartEvent], tx: Transaction) -> None:  # exactly-once
+        if isinstance(event.data, CartPaid):
+            doc = await totals.get(tx, "all") or {"cents": 0}
+            await totals.put(tx, "all", {"cents": doc["cents"] + event.data.total}, event.position)
+
+    revenue = Subscription(name="revenue", handler=count, configs=[cart_config],
+                           read_models=[totals])
+
+    async with SubscriptionRunner(revenue, store):          # catch up, then follow
+        await signal.handle_command(cart_id, CompletePurchase(), wait_for=["revenue"])
+        print(await totals.read(store, "all"))               # reflects the purchase
+
+Handlers taking ``(event)`` alone are delivered at least once. Several processes running the same
+subscription with ``partitions=N`` share the work by aggregate; :func:`rebuild` replays one from
+zero; :func:`subscription_status` and :func:`parked_events` need no handlers, only the store.
 """
 
 from eventsignal.subscriptions.checkpoints import ParkedEvent
