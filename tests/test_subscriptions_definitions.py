@@ -89,11 +89,12 @@ async def test_checkpoints_can_live_in_another_store(tmp_path: Path) -> None:
     state = SQLiteStore(tmp_path / "state.db", migrate=True)
     async with Signal(cart_config, store=events, telemetry=None) as signal:
         await write_carts(signal, [f"cart-{i}" for i in range(5)])
+    async with SubscriptionRunner(revenue_projection(), events, checkpoints=state):
+        # The runner opened the checkpoint store too, and closes it when it stops.
+        head = await events.head_position()
+        await wait_until_processed(events, "revenue", head, checkpoints=state)
     await state.open()
     try:
-        async with SubscriptionRunner(revenue_projection(), events, checkpoints=state):
-            head = await events.head_position()
-            await wait_until_processed(events, "revenue", head, checkpoints=state)
         [status] = await subscription_status(events, checkpoints=state)
         assert status.position == head
         totals: ReadModel[dict[str, int]] = ReadModel("carts", dict[str, int])

@@ -95,11 +95,11 @@ class SubscriptionRunner:
     async def start(self) -> None:
         if self._task is not None:
             return
-        await self.store.open()
+        await self._open()
         try:
             await self.setup()
         except BaseException:
-            await self.store.close()
+            await self._close()
             raise
         name = self.subscription.name
         self._task = asyncio.create_task(self._run(), name=f"eventsignal:subscription:{name}")
@@ -131,7 +131,28 @@ class SubscriptionRunner:
         except Exception:  # the leases expire on their own
             logger.warning("could not release %s's partitions", self.member, exc_info=True)
         self._owned.clear()
-        await self.store.close()
+        await self._close()
+
+    def _stores(self) -> list[Any]:
+        """The event store, and the checkpoint store when it is another one (counted opens)."""
+        storage: Any = self.storage
+        separate = storage is not self.store and hasattr(storage, "open")
+        return [self.store, storage] if separate else [self.store]
+
+    async def _open(self) -> None:
+        opened = []
+        try:
+            for store in self._stores():
+                await store.open()
+                opened.append(store)
+        except BaseException:
+            for store in reversed(opened):
+                await store.close()
+            raise
+
+    async def _close(self) -> None:
+        for store in reversed(self._stores()):
+            await store.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
