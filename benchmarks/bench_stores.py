@@ -20,6 +20,7 @@ or a fresh peer application (so its cache misses), on a store that already holds
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import itertools
@@ -335,12 +336,24 @@ def rebuilds(scratch: Scratch, backend: str, repeats: int) -> None:
     print_ratio(f"rebuild {backend}", theirs / mine if mine else None, ">= 2x")
 
 
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backends", default="sqlite,postgres", help="which to run: sqlite, postgres or both"
+    )
+    parser.add_argument(
+        "--no-rebuild", action="store_true", help="skip the rebuild of a 10,000-event aggregate"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(__doc__ or "", argv)
+    args = parse_args(__doc__ or "", argv, _options)
     print_header("eventsignal durable stores vs eventsourcing (cache on)", args)
     levels = [1, args.clients] if args.clients > 1 else [1]
     with Scratch() as scratch:
-        backends = ["sqlite", "postgres"] if scratch.postgres else ["sqlite"]
+        backends = [b for b in args.backends.split(",") if scratch.postgres or b != "postgres"]
+        unknown = set(backends) - set(BACKENDS)
+        if unknown:
+            raise SystemExit(f"unknown backends {sorted(unknown)}: choose from {list(BACKENDS)}")
         tables: dict[tuple[str, int], list[Series]] = {}
         for backend in backends:
             for clients in levels:
@@ -350,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     rows.append((RAW_LABEL, raw_inserts(scratch, RAW_BATCH)))
                 tables[backend, clients] = table = run_interleaved(rows, args)
                 print_table(table)
-        for backend in backends:
+        for backend in [] if args.no_rebuild else backends:
             rebuilds(scratch, backend, max(args.repeats, 1))
         print()
         for (backend, clients), table in tables.items():

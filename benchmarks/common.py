@@ -114,8 +114,15 @@ def paired_ratio(
     )
 
 
-def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=description)
+def parse_args(
+    description: str,
+    argv: Sequence[str] | None = None,
+    extra: Callable[[argparse.ArgumentParser], object] | None = None,
+) -> argparse.Namespace:
+    """The options every benchmark takes; ``extra`` adds a script's own."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="length of one measurement")
     parser.add_argument("--warmup", type=float, default=0.5, help="warm-up before each one")
     parser.add_argument("--repeats", type=int, default=5, help="measurements per configuration")
@@ -124,6 +131,8 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
     parser.add_argument(
         "--quick", action="store_true", help="a tiny run that only checks the script works"
     )
+    if extra is not None:
+        extra(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.warmup, args.repeats = 0.2, 0.05, 1
