@@ -372,3 +372,17 @@ async def test_the_stylesheet_is_served(client: httpx.AsyncClient) -> None:
     response = await client.get("/static/cart.css")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/css")
+
+
+async def test_the_app_runs_on_postgresql(postgres_dsn: str) -> None:
+    async with serving(create_app(postgres_dsn)) as client:
+        cart = await new_cart(client)
+        assert (await add(client, cart, "apple", 2, 500)).status_code == 303
+        assert (await add(client, cart, "apple", 1, 1)).status_code == 409
+        assert (await client.post(f"{cart}/pay")).status_code == 303
+        revenue = await client.get("/revenue")
+        assert '<strong id="revenue">10.00</strong>' in revenue.text
+    async with serving(create_app(postgres_dsn)) as restarted:
+        assert "Paid: 10.00" in (await restarted.get(cart)).text
+        history = await restarted.get(f"{cart}/history")
+        assert history.text.count("<td>ProductAdded</td>") == 1

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -398,6 +399,32 @@ def test_python_m_eventsignal_cart_takes_database_url(tmp_path: Path) -> None:
     _serve([sys.executable, "-m", "eventsignal.cart", "--port", "0"], tmp_path, env)
     assert target.is_file()
     assert not (tmp_path / "data").exists()
+
+
+def test_cart_on_a_busy_port_fails_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        url = str(tmp_path / "cart.db")
+        code, _, err = cli("cart", "--port", port, "--database-url", url)
+        assert code == 1
+        assert err == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+        done = subprocess.run(
+            [sys.executable, "-m", "eventsignal.cart", "--port", port, "--database-url", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1
+        assert done.stderr == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_cart_on_nats_explains_why_not() -> None:
+    code, _, err = cli("cart", "--port", "0", "--database-url", "nats://127.0.0.1:4222")
+    assert code == 1
+    assert "NatsStore cannot keep" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_cart_with_a_bad_database_url_fails_in_one_line() -> None:

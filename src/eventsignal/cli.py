@@ -289,12 +289,8 @@ def cart(host: str, port: int, database_url: str | None) -> None:
         ) from exc
     try:
         serve(host, port, database_url)
-    except (click.ClickException, KeyboardInterrupt):
-        raise
-    except SystemExit as exc:
-        if isinstance(exc.code, str):
-            raise click.ClickException(exc.code.removeprefix("error: ")) from None
-        raise
+    except KeyboardInterrupt:
+        pass
     except Exception as exc:
         raise click.ClickException(_describe(exc)) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from eventsignal.cart.server import serve
 
@@ -19,7 +20,12 @@ def main(argv: list[str] | None = None) -> None:
         help="store URL or SQLite path (default: $DATABASE_URL, else ./data/cart.db)",
     )
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.database_url)
+    try:
+        serve(args.host, args.port, args.database_url)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # one line, not a traceback: the message names the cause
+        sys.exit(f"error: {' '.join(str(exc).split()) or type(exc).__name__}")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from typing import TextIO
 
 import uvicorn
+from starlette.applications import Starlette
 
 from eventsignal.cart.app import create_app, database_url
+from eventsignal.stores import EventStore
 from eventsignal.stores.urls import open_store, redact
+
+
+class ServeError(Exception):
+    """The app could not start; the message says why, in one line."""
 
 
 def serve(
@@ -19,27 +26,54 @@ def serve(
     *,
     out: TextIO = sys.stdout,
 ) -> None:
-    """Run the app until interrupted. The store is opened first, so a wrong or unreachable
-    database fails here with its own error instead of inside the server's startup."""
-    asyncio.run(_serve(host, port, database_url(url), out))
+    """Run the app until interrupted.
 
-
-async def _serve(host: str, port: int, url: str, out: TextIO) -> None:
+    The port is bound and the store opened before the server starts, so a busy port or a wrong
+    or unreachable database fails here with its own error, not as a server log traceback.
+    """
+    url = database_url(url)
     store = open_store(url)
-    await store.open()
+    app = create_app(store=store)  # refuses a store it cannot run on, before anything starts
+    listener = _listen(host, port)
     try:
-        config = uvicorn.Config(create_app(store=store), host=host, port=port, log_level="warning")
-        server = uvicorn.Server(config)
-        running = asyncio.create_task(server.serve())
+        asyncio.run(_serve(app, store, listener, url, out))
+    finally:
+        listener.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listener = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(2048)
+    except OSError as exc:
+        listener.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return listener
+
+
+async def _serve(
+    app: Starlette, store: EventStore, listener: socket.socket, url: str, out: TextIO
+) -> None:
+    await store.open()  # fails fast (StoreUnavailable, missing schema) before the server starts
+    try:
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        running = asyncio.create_task(server.serve(sockets=[listener]))
         while not server.started and not running.done():  # noqa: ASYNC110 - no startup event
             await asyncio.sleep(0.02)
         if server.started:
-            bound = server.servers[0].sockets[0].getsockname()
-            shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+            host, port = listener.getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
             print(f"Cart app on {redact(url)}", file=out)
-            print(f"Open http://{shown}:{bound[1]}/ (Ctrl+C stops it)", file=out, flush=True)
-        await running
-        if not server.started:
-            raise SystemExit(f"error: the cart app could not listen on {host}:{port}")
+            print(f"Open http://{shown}:{port}/ (Ctrl+C stops it)", file=out, flush=True)
+        try:
+            await running
+        except SystemExit:
+            raise ServeError("the cart app did not start; the log above says why") from None
     finally:
         await store.close()
