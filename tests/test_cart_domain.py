@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from eventsignal import AggregateNotFound, CommandRejected, Signal
+from eventsignal import AggregateNotFound, CommandRejected, Signal, SignalError
 from eventsignal.cart import (
     AddToCart,
     Cart,
@@ -18,7 +18,6 @@ from eventsignal.cart import (
     cart_config,
 )
 from eventsignal.cart.domain import MAX_PRICE, MAX_PRODUCTS, MAX_QUANTITY, CartCommand
-from eventsignal.cart.history import read_history, state_at
 from eventsignal.cart.revenue import RevenueTotals, read_revenue, revenue_subscription
 from eventsignal.stores import MemoryStore
 from eventsignal.subscriptions import SubscriptionRunner, rebuild
@@ -69,7 +68,7 @@ async def test_paying_records_the_total_once(signal: CartSignal, store: MemorySt
     assert state.paid
     with pytest.raises(CommandRejected, match="already paid"):
         await cart.handle_command(CompletePurchase())
-    events = await read_history(signal, "c1")
+    events = await signal.events("c1")
     assert [e.data for e in events][-1] == CartPaid(360)
     assert len(await store.read_aggregate("cart", "c1")) == 2
 
@@ -132,7 +131,7 @@ async def test_the_largest_cart_still_has_an_exact_total(signal: CartSignal) -> 
     state = await cart.handle_command(CompletePurchase())
     assert state.total == MAX_PRODUCTS * MAX_QUANTITY * MAX_PRICE
     assert state.total < 2**53  # exact as a JSON number in any client
-    events = await read_history(signal, "c1")
+    events = await signal.events("c1")
     assert events[-1].data == CartPaid(MAX_PRODUCTS * MAX_QUANTITY * MAX_PRICE)
 
 
@@ -155,14 +154,14 @@ async def test_state_at_replays_up_to_a_version(signal: CartSignal) -> None:
     await cart.handle_command(AddToCart(Product("pear", 1, 95)))
     await cart.handle_command(RemoveFromCart("apple"))
     await cart.handle_command(CompletePurchase())
-    assert await state_at(signal, "c1", 0) == Cart()
-    assert await state_at(signal, "c1", 1) == Cart((Product("apple", 2, 120),))
-    at_two = await state_at(signal, "c1", 2)
+    assert (await signal.state_at("c1", version=0)).state == Cart()
+    assert (await signal.state_at("c1", version=1)).state == Cart((Product("apple", 2, 120),))
+    at_two = (await signal.state_at("c1", version=2)).state
     assert [p.sku for p in at_two.products] == ["apple", "pear"]
     assert not at_two.paid
-    assert await state_at(signal, "c1", 4) == cart.state
-    with pytest.raises(ValueError, match="versions 0 to 4, not 5"):
-        await state_at(signal, "c1", 5)
+    assert (await signal.state_at("c1", version=4)).state == cart.state
+    with pytest.raises(SignalError, match="versions 0 to 4, not 5"):
+        await signal.state_at("c1", version=5)
     assert cart.version == 4  # reading the past changed nothing
 
 
@@ -170,16 +169,16 @@ async def test_history_lists_decoded_events(signal: CartSignal) -> None:
     cart = await signal.create("c1")
     await cart.handle_command(AddToCart(Product("apple", 2, 120)))
     await cart.handle_command(CompletePurchase())
-    events = await read_history(signal, "c1")
+    events = await signal.events("c1")
     assert [(e.version, e.name) for e in events] == [(1, "ProductAdded"), (2, "CartPaid")]
     assert events[0].data == ProductAdded(Product("apple", 2, 120))
 
 
 async def test_history_of_an_unknown_cart_is_not_found(signal: CartSignal) -> None:
     with pytest.raises(AggregateNotFound):
-        await read_history(signal, "nobody")
+        await signal.events("nobody")
     await signal.create("fresh")
-    assert await read_history(signal, "fresh") == []
+    assert await signal.events("fresh") == []
 
 
 async def _paid_cart(signal: CartSignal, cart_id: str, *prices: int) -> None:

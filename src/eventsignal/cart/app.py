@@ -52,7 +52,6 @@ from eventsignal.cart.domain import (
     check_product,
     check_sku,
 )
-from eventsignal.cart.history import fold, read_history
 from eventsignal.cart.revenue import read_revenue, revenue_subscription
 from eventsignal.stores import EventStore
 from eventsignal.stores.urls import open_store
@@ -221,10 +220,11 @@ class CartSite:
             raise HTTPException(
                 404, f"cart {cart_id!r} has versions 0 to {len(events)}, not {version}"
             )
+        past = await self.signal.state_at(cart_id, version=version)
         context = {
             "cart_id": cart_id,
-            "cart": fold(self.signal, events, version),
-            "version": version,
+            "cart": past.state,
+            "version": past.version,
             "latest": len(events),
             "event": events[version - 1] if version else None,
         }
@@ -254,8 +254,8 @@ class CartSite:
 
     async def _exists(self, cart_id: str) -> bool:
         try:
-            await self.signal.aggregate(cart_id)
-        except (AggregateNotFound, InvalidAggregateId):
+            await self._aggregate(cart_id)
+        except HTTPException:
             return False
         return True
 
@@ -267,7 +267,7 @@ class CartSite:
 
     async def _history(self, cart_id: str) -> list[Event[Any]]:
         try:
-            return await read_history(self.signal, cart_id)
+            return await self.signal.events(cart_id)
         except (AggregateNotFound, InvalidAggregateId):
             raise HTTPException(404, f"there is no cart with id {cart_id!r}") from None
 
@@ -307,9 +307,12 @@ def _whole_number(text: str, field: str) -> int:
     return int(text)
 
 
-def create_app(database_url_: str | None = None, *, store: EventStore | None = None) -> Starlette:
-    """The cart app on ``store``, or on the store named by a URL (see :func:`database_url`)."""
-    site = CartSite(store if store is not None else open_store(database_url(database_url_)))
+def create_app(url: str | None = None, *, store: EventStore | None = None) -> Starlette:
+    """The cart app on ``store``, or on the store named by ``url`` (see :func:`database_url`).
+
+    The store is opened, and migrated if it was named by URL, when the app starts.
+    """
+    site = CartSite(store if store is not None else open_store(database_url(url)))
     cart = "/carts/{cart_id}"
     routes = [
         Route("/", site.home),
@@ -325,8 +328,6 @@ def create_app(database_url_: str | None = None, *, store: EventStore | None = N
         Route("/htmx.min.js", site.htmx_script),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    app = Starlette(
+    return Starlette(
         routes=routes, lifespan=site.lifespan, exception_handlers={HTTPException: site.error}
     )
-    app.state.site = site
-    return app
