@@ -1,0 +1,38 @@
+"""The ``eventsignal`` command: look into a store, migrate it, rebuild projections, serve the cart.
+
+Every command takes the store as a URL or a path (see :mod:`eventsignal.stores.urls`). Failures
+are one line on stderr and exit status 1; a traceback means a bug in eventsignal.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from eventsignal import __version__
+from eventsignal.cli.events import aggregates, history, migrate
+from eventsignal.cli.projections import rebuild, subscriptions
+from eventsignal.cli.serve import cart
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="eventsignal")
+@click.option("-v", "--verbose", is_flag=True, help="Log what the store and its drivers do.")
+def main(verbose: bool) -> None:
+    """Event sourcing for Python: inspect and maintain eventsignal stores.
+
+    STORE is a SQLite path (data/cart.db, sqlite:///data/cart.db), a PostgreSQL URL
+    (postgresql://user@host/db), nats://host:4222 or memory:.
+    """
+    # Drivers log each failed connection attempt; the command reports the outcome once.
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    else:
+        logging.getLogger().addHandler(logging.NullHandler())
+
+
+for command in (migrate, aggregates, history, subscriptions, rebuild, cart):
+    main.add_command(command)
+
+__all__ = ["main"]

@@ -1,0 +1,61 @@
+"""Running a command: the event loop, one-line errors, and opening a store for reading."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from eventsignal import AggregateNotFound
+from eventsignal.stores.base import EventStore
+from eventsignal.stores.urls import open_store, redact, sqlite_path
+
+T = TypeVar("T")
+OPEN_TIMEOUT = 10.0  # seconds; a store's own connect timeout normally answers sooner
+
+
+def run(job: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; any failure becomes one line on stderr and exit status 1."""
+    try:
+        return asyncio.run(job)
+    except (click.ClickException, click.exceptions.Exit, KeyboardInterrupt):
+        raise
+    except AggregateNotFound as exc:
+        raise click.ClickException(f"{exc.aggregate_name} {exc.aggregate_id!r} not found") from None
+    except Exception as exc:
+        raise click.ClickException(describe(exc)) from None
+
+
+def describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if type(exc).__module__.startswith("eventsignal") or isinstance(exc, ValueError):
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
+@asynccontextmanager
+async def opened(url: str) -> AsyncIterator[EventStore]:
+    """An open store for reading. Never creates a database nor migrates its event tables."""
+    check_database_file(url)
+    store = open_store(url, migrate=False)
+    try:
+        async with asyncio.timeout(OPEN_TIMEOUT):
+            await store.open()
+    except TimeoutError:
+        raise click.ClickException(
+            f"cannot reach {redact(url)} within {OPEN_TIMEOUT:g} seconds"
+        ) from None
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def check_database_file(url: str) -> None:
+    path = sqlite_path(url)
+    if path is not None and not Path(path).is_file():
+        raise click.ClickException(f"no SQLite database at {path}")

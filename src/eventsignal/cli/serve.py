@@ -1,0 +1,32 @@
+"""The ``cart`` command: serve the shopping cart web app."""
+
+from __future__ import annotations
+
+import click
+
+from eventsignal.cli.running import describe
+
+
+@click.command(short_help="Serve the shopping cart web app.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, help="Port to listen on (0: any free).")
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    metavar="STORE",
+    help="Where carts are stored  [default: $DATABASE_URL, else data/cart.db]",
+)
+def cart(host: str, port: int, database_url: str | None) -> None:
+    """Serve the shopping cart web app and print the address to open."""
+    try:
+        from eventsignal.cart.server import serve
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the cart needs 'pip install eventsignal[web]' ({exc})"
+        ) from exc
+    try:
+        serve(host, port, database_url)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        raise click.ClickException(describe(exc)) from None
