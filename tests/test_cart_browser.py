@@ -136,7 +136,10 @@ def test_shopping_with_htmx(browser: Browser, address: str, tmp_path: Path) -> N
     page = context.new_page()
     try:
         page.goto(f"{address}/")
-        assert page.evaluate("typeof window.htmx") == "object", "htmx was not loaded"
+        assert page.evaluate("typeof window.htmx") == "object", (
+            "htmx was not loaded: scripts/setup installs it with "
+            "'npm install --global --prefix .venv htmx.org@2'"
+        )
         loads: list[str] = []
         page.on("load", lambda p: loads.append(p.url))
         shop(page, address)
