@@ -358,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for backend in backends:
             for clients in levels:
                 rows = configurations(scratch, backend, clients, args.cache)
-                if backend == "postgres" and clients == levels[-1]:
+                if backend == "postgres" and clients == levels[-1] > 1:
                     # Interleaved with the runs it is compared with, so both see the same load.
                     rows.append((RAW_LABEL, raw_inserts(scratch, RAW_BATCH)))
                 tables[backend, clients] = table = run_interleaved(rows, args)
