@@ -162,6 +162,27 @@ async def test_a_stale_writer_conflicts_then_builds_on_the_new_tip(stream: str) 
         await other.close()
 
 
+async def test_a_writer_far_behind_reads_only_what_it_missed(stream: str) -> None:
+    writer, other = NatsStore(SERVER, stream=stream), NatsStore(SERVER, stream=stream)
+    await writer.open()
+    await other.open()
+    try:
+        await writer.create("thing", "a", make_events("a", 0, 2))
+        await other.create("thing", "b")
+        for version in range(2, 22):
+            await other.append("thing", "a", version, make_events("a", version, 1))
+            await other.append("thing", "b", version - 2, make_events("b", version - 2, 1))
+        with pytest.raises(ConcurrencyError):
+            await writer.append("thing", "a", 2, make_events("a", 2, 1))
+        tail = await writer.read_aggregate("thing", "a", after_version=2)
+        assert [e.version for e in tail] == list(range(3, 23))
+        assert {e.aggregate_id for e in tail} == {"a"}
+        await writer.append("thing", "a", 22, make_events("a", 22, 1))
+    finally:
+        await writer.close()
+        await other.close()
+
+
 async def test_long_histories_and_pages_read_through_a_consumer(store: NatsStore) -> None:
     await store.create("thing", "long")
     await store.create("thing", "other")

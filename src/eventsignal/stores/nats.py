@@ -86,7 +86,9 @@ class NatsStore:
     ``stream`` names the stream and prefixes its subjects (``<stream>.<type>.<id>``); it may hold
     letters, digits, ``_`` and ``-``. The stream is created on first use with ``replicas`` copies
     (3 on a cluster for fault tolerance). ``timeout`` bounds every request to the server; a
-    request that times out raises :class:`~eventsignal.StoreUnavailable`.
+    request that times out raises :class:`~eventsignal.StoreUnavailable`. ``remembered_tips``
+    bounds how many aggregates' newest messages are remembered; a forgotten one costs the next
+    append one extra direct get.
 
     Positions are global and increasing but not contiguous (see
     :mod:`eventsignal.stores.nats_wire`).
@@ -259,7 +261,7 @@ class NatsStore:
         reply = await self._request(subject, encode_events(events), tip.headers_after(len(events)))
         ack = decode_ack(reply.data)
         if ack.error is not None:
-            self._tips.pop(key, None)
+            # The remembered tip stays: stale, it still tells a catch-up where to start reading.
             if ack.error.err_code == WRONG_LAST_SEQUENCE:
                 raise ConcurrencyError(aggregate_name, aggregate_id, expected_version)
             raise StoreUnavailable(f"JetStream refused the events of {subject}: {ack.error}")
@@ -272,13 +274,18 @@ class NatsStore:
     async def read_aggregate(
         self, aggregate_name: str, aggregate_id: str, after_version: int = 0
     ) -> Sequence[StoredEvent]:
+        # What this store last knew of the aggregate; a stale copy catching up is usually at
+        # exactly that version, so the newer messages start right after it.
+        known = self._tips.get((aggregate_name, aggregate_id))
         newest = await self._last_message(aggregate_name, aggregate_id)
         if newest is None or newest[0].version <= after_version:
             return []
         tip, message = newest
         if tip.version - after_version > _WALK:
-            subject = message[0]
-            messages = [m async for m in self._scan(subject, tip.origin, tip.sequence)]
+            start = tip.origin
+            if known is not None and known.version == after_version:
+                start = known.sequence + 1
+            messages = [m async for m in self._scan(message[0], start, tip.sequence)]
         else:
             messages = await self._walk_back(message, after_version)
         return [
