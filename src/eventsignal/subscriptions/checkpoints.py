@@ -12,8 +12,8 @@ lease's length, and correctness never depends on them (the compare-and-set does 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -100,12 +100,23 @@ class ParkedEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Checkpoints:
-    """The subscription tables of one store."""
+    """The subscription tables of one store.
 
-    def __init__(self, storage: Storage) -> None:
+    ``idle_timeout`` (seconds) bounds, on PostgreSQL, how long one of these transactions may sit
+    idle: a process paused inside one (a zombie past its lease) would otherwise keep its row
+    locks and stall the members that took its partitions over. The server ends such a session;
+    its late commit fails, which the checkpoint compare-and-set makes harmless anyway.
+    """
+
+    def __init__(self, storage: Storage, idle_timeout: float | None = None) -> None:
         self.storage = storage
         self.dialect: Dialect = storage.dialect
         self.sql = SQL(self.dialect)
+        self._idle_ms = (
+            str(max(int(idle_timeout * 1000), 1))
+            if idle_timeout is not None and self.dialect == "postgres"
+            else None
+        )
 
     async def setup(self) -> None:
         """Create or upgrade the subscription tables; once per storage object in a process."""
@@ -120,7 +131,17 @@ class Checkpoints:
         _ready.add(storage)
 
     def transaction(self) -> AbstractAsyncContextManager[SQLTransaction]:
-        return self.storage.transaction()
+        if self._idle_ms is None:
+            return self.storage.transaction()
+        return self._bounded_transaction(self._idle_ms)
+
+    @asynccontextmanager
+    async def _bounded_transaction(self, idle_ms: str) -> AsyncIterator[SQLTransaction]:
+        async with self.storage.transaction() as tx:
+            await tx.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', %s, true)", (idle_ms,)
+            )
+            yield tx
 
     # Checkpoints and leases
 
@@ -158,6 +179,15 @@ class Checkpoints:
         self, tx: SQLTransaction, name: str, part: int, member: str, now: float, until: float
     ) -> int | None:
         """Lease a free or expired partition; return its checkpoint, or ``None`` if taken."""
+        if self.dialect == "postgres":
+            # A row locked by a transaction in flight is not free: skip it rather than wait.
+            locked = await tx.fetchone(
+                "SELECT part FROM eventsignal_checkpoints WHERE subscription = %s AND part = %s"
+                " FOR UPDATE SKIP LOCKED",
+                (name, part),
+            )
+            if locked is None:
+                return None
         row = await tx.fetchone(
             self.sql(
                 "UPDATE eventsignal_checkpoints SET owner = ?, lease_until = ?"

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Self
 from uuid import UUID, uuid4
 
+from eventsignal.domain.errors import StoreUnavailable
 from eventsignal.domain.events import Event
 from eventsignal.domain.evolution import split_stored_name
 from eventsignal.stores.base import EventStore, StoredEvent
@@ -80,7 +81,8 @@ class SubscriptionRunner:
         self.subscription = subscription
         self.store = store
         self.storage = checkpoints if checkpoints is not None else storage_for(store)
-        self.db = Checkpoints(self.storage)
+        # A transaction idle for two leases belongs to a paused process: let the server end it.
+        self.db = Checkpoints(self.storage, idle_timeout=2 * subscription.lease_ttl)
         self.member = member or default_member()
         self.delivered = 0  # events handled successfully by this runner
         self.error: BaseException | None = None  # why the loop ended, if it did
@@ -219,7 +221,8 @@ class SubscriptionRunner:
             except _LostPartition:
                 rebalance_at = 0.0
             except Exception as exc:
-                # The database went away or a bug: keep trying, slower and slower, and say so.
+                # The database went away (StoreUnavailable is never the handler's fault, so it is
+                # never parked) or a bug: keep trying, slower and slower, and say so.
                 failures += 1
                 self.error = exc
                 logger.exception("subscription %r failed; retrying", sub.name)
@@ -371,7 +374,7 @@ class SubscriptionRunner:
                     if result is not None and isawaitable(result):
                         await result
             except Exception as exc:
-                if tx is not None:
+                if tx is not None or isinstance(exc, StoreUnavailable):
                     raise
                 await self._retry(part, record, exc)
             delivered += 1
@@ -389,7 +392,7 @@ class SubscriptionRunner:
                     if self._blocked:
                         await self._unblock(raw, batch)
                     await self._advance(raw, end)
-            except _LostPartition:
+            except (_LostPartition, StoreUnavailable):
                 raise
             except Exception:
                 # One event failed and took the batch down with it: go one by one.
@@ -447,7 +450,7 @@ class SubscriptionRunner:
                     await self._unblock(raw, [record])
                     await self._advance(raw, record.position, (part,))
                 return
-            except _LostPartition:
+            except (_LostPartition, StoreUnavailable):
                 raise
             except Exception as exc:
                 error = exc
@@ -475,6 +478,8 @@ class SubscriptionRunner:
             try:
                 await self._call(record, None)
                 return
+            except StoreUnavailable:
+                raise
             except Exception as exc:
                 error = exc
         await self._park(part, record, error, sub.max_attempts)
