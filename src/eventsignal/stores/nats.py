@@ -325,7 +325,14 @@ class NatsStore:
         out: list[StoredEvent] = []
         if last - start < _WALK:
             found = await asyncio.gather(*(self._get({"seq": s}) for s in range(start, last + 1)))
-            messages: AsyncGenerator[_Message, None] = _iterate([m for m in found if m is not None])
+            # The stream never loses messages (deletes are denied), so a missing one is one a
+            # lagging replica does not have yet: stop before it rather than skip it.
+            visible: list[_Message] = []
+            for message in found:
+                if message is None:
+                    break
+                visible.append(message)
+            messages: AsyncGenerator[_Message, None] = _iterate(visible)
         else:
             wanted = partial(_remaining, out, limit)
             messages = self._scan(f"{self.stream}.>", start, last, batch=wanted)
