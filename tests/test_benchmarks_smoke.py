@@ -54,3 +54,18 @@ def test_profiler_prints_the_costliest_functions_of_the_command_path() -> None:
     out = run_script("profile_commands.py", "--seconds", "0.2", "--top", "5")
     assert re.search(r"memory c=1: [\d,]+ commands", out), out
     assert "application.py" in out
+
+
+@pytest.mark.postgres
+def test_subscriptions_benchmark_prints_catch_up_and_latency() -> None:
+    out = run_script("bench_subscriptions.py", "--quick")
+    for backend in ("sqlite", "postgres"):
+        assert re.search(rf"{backend}: catch-up \(trivial handler\) [\d,]+ events/s", out), out
+        assert re.search(rf"{backend}: live latency append->handler median [\d.]+ ms, p99", out)
+
+
+@pytest.mark.postgres
+def test_snapshots_benchmark_prints_both_paths() -> None:
+    out = run_script("bench_snapshots.py", "--quick")
+    for backend in ("sqlite", "postgres"):
+        assert re.search(rf"{backend}\s+3,000\s+[\d.]+ ms\s+[\d.]+ ms\s+[\d.]+x", out), out
