@@ -95,7 +95,7 @@ def test_positions_are_increasing_across_messages() -> None:
 
 
 @pytest.mark.parametrize(
-    "aggregate_id", ["a.b.c", "with space", "*", ">", "~tilde", "ünïcødé ✓", "x" * 200]
+    "aggregate_id", ["a.b.c", "with space", "*", ">", "~tilde", "ünïcødé ✓", "x" * 200, "😀" * 200]
 )
 async def test_any_valid_id_is_stored_and_listed(store: NatsStore, aggregate_id: str) -> None:
     await store.create("dotted.type", aggregate_id)
