@@ -287,7 +287,9 @@ class Signal(Generic[S, C]):
         """
         self._check_started()
         validate_id(aggregate_id)
-        self._report(CreatingAggregate(aggregate_name=self.name, aggregate_id=aggregate_id))
+        debug = self._hook_for(logging.DEBUG)
+        if debug is not None:
+            debug(CreatingAggregate(aggregate_name=self.name, aggregate_id=aggregate_id))
         state = self.config.initial_state
         envelopes: list[Event[Any]] = []
         records: list[StoredEvent] = []
@@ -313,10 +315,11 @@ class Signal(Generic[S, C]):
             raise
         live = LiveAggregate(aggregate_id, state, len(records))
         self._pool.put(live)
-        self._report(AggregateCreated(aggregate_name=self.name, aggregate_id=aggregate_id))
+        if debug is not None:
+            debug(AggregateCreated(aggregate_name=self.name, aggregate_id=aggregate_id))
         if envelopes:
             info = self._hook_for(logging.INFO)
-            self._stored(live, type(command).__name__, envelopes, positions, info)
+            self._stored(live, type(command).__name__, envelopes, positions, info, debug)
         return Aggregate(self, live)
 
     async def aggregate(self, aggregate_id: str) -> Aggregate[S]:
@@ -371,9 +374,13 @@ class Signal(Generic[S, C]):
         return hook
 
     def _evicted(self, live: LiveAggregate[S]) -> None:
-        self._report(
-            AggregateEvicted(aggregate_name=self.name, aggregate_id=live.id, version=live.version)
-        )
+        debug = self._hook_for(logging.DEBUG)
+        if debug is not None:
+            debug(
+                AggregateEvicted(
+                    aggregate_name=self.name, aggregate_id=live.id, version=live.version
+                )
+            )
         if self._on_evict is not None:
             self._on_evict(live.id, live.state, live.version)
 
@@ -480,7 +487,10 @@ class Signal(Generic[S, C]):
         name = self.name
         aggregate_id = live.id
         command_name = type(command).__name__
-        info = self._hook_for(logging.INFO)
+        info = debug = self._telemetry
+        if info is log_telemetry:  # skip building reports its logger would drop
+            info = info if logger.isEnabledFor(logging.INFO) else None
+            debug = debug if logger.isEnabledFor(logging.DEBUG) else None
         if info is not None:
             info(
                 ProcessingCommand(
@@ -530,7 +540,8 @@ class Signal(Generic[S, C]):
                 live.version = event_version
                 if self._snapshotter is not None:
                     self._snapshotter.after_command(aggregate_id, state, version, event_version)
-                self._stored(live, command_name, envelopes, positions, info)
+                if info is not None or debug is not None or self._bus.subscriber_count:
+                    self._stored(live, command_name, envelopes, positions, info, debug)
                 if not wait_for:
                     return state
                 stored_at = positions[-1]
@@ -553,7 +564,7 @@ class Signal(Generic[S, C]):
             raise
         finally:
             live.leave()
-            if len(self._pool) > self._pool.capacity:
+            if self._pool.overflowing:
                 self._pool.trim()
         # Waited for outside the turn, so other commands to this aggregate are not held up.
         await self._wait_for(wait_for, stored_at, wait_timeout)
@@ -623,9 +634,9 @@ class Signal(Generic[S, C]):
         envelopes: list[Event[Any]],
         positions: Sequence[int],
         info: TelemetryHook | None,
+        debug: TelemetryHook | None,
     ) -> None:
         """Report a stored command and hand its events, with their positions, to subscribers."""
-        debug = self._hook_for(logging.DEBUG)
         if debug is not None:
             debug(
                 EventsProduced(

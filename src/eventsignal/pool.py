@@ -91,6 +91,7 @@ class Pool(Generic[S]):
             weakref.WeakValueDictionary()
         )
         self._on_evict = on_evict
+        self.overflowing = False  # more live than capacity, because the rest were busy
 
     def __len__(self) -> int:
         return len(self._live)
@@ -136,6 +137,7 @@ class Pool(Generic[S]):
         live = self._live
         excess = len(live) - self.capacity
         if excess <= 0:
+            self.overflowing = False
             return
         idle: list[str] = []
         for key, agg in live.items():  # oldest first
@@ -143,6 +145,7 @@ class Pool(Generic[S]):
                 idle.append(key)
                 if len(idle) == excess:
                     break
+        self.overflowing = len(idle) < excess
         for key in idle:
             evicted = live.pop(key)
             self._detached[key] = evicted

@@ -68,9 +68,13 @@ class MemoryStore:
         check_versions(aggregate_name, aggregate_id, expected_version, events)
         log = self._log
         first = len(log) + 1
-        positions = range(first, first + len(events))
-        replace = msgspec.structs.replace
-        stored = [replace(e, position=p) for e, p in zip(events, positions, strict=True)]
+        if len(events) == 1:  # the common case, without the general loop
+            stored = [msgspec.structs.replace(events[0], position=first)]
+            positions: Sequence[int] = (first,)
+        else:
+            positions = range(first, first + len(events))
+            replace = msgspec.structs.replace
+            stored = [replace(e, position=p) for e, p in zip(events, positions, strict=True)]
         stream.extend(stored)
         log.extend(stored)
         if self._followers:
