@@ -87,9 +87,8 @@ class Pool(Generic[S]):
         self.stats = PoolStats()
         self._live: OrderedDict[str, LiveAggregate[S]] = OrderedDict()
         # Evicted aggregates that handles still refer to: reviving one keeps a single copy per id.
-        self._detached: weakref.WeakValueDictionary[str, LiveAggregate[S]] = (
-            weakref.WeakValueDictionary()
-        )
+        # Plain weak references (cheaper than a WeakValueDictionary); each removes itself.
+        self._detached: dict[str, weakref.ref[LiveAggregate[S]]] = {}
         self._on_evict = on_evict
         self.overflowing = False  # more live than capacity, because the rest were busy
 
@@ -125,7 +124,18 @@ class Pool(Generic[S]):
 
     def revive(self, aggregate_id: str) -> LiveAggregate[S] | None:
         """Take back an evicted aggregate that a handle still holds, if there is one."""
-        return self._detached.pop(aggregate_id, None)
+        ref = self._detached.pop(aggregate_id, None)
+        return None if ref is None else ref()
+
+    def _detach(self, live: LiveAggregate[S]) -> None:
+        detached = self._detached
+        key = live.id
+
+        def forget(ref: weakref.ref[LiveAggregate[S]]) -> None:
+            if detached.get(key) is ref:
+                del detached[key]
+
+        detached[key] = weakref.ref(live, forget)
 
     def discard(self, aggregate_id: str) -> None:
         """Forget an aggregate whose live copy can no longer be trusted."""
@@ -148,7 +158,7 @@ class Pool(Generic[S]):
         self.overflowing = len(idle) < excess
         for key in idle:
             evicted = live.pop(key)
-            self._detached[key] = evicted
+            self._detach(evicted)
             self.stats.evictions += 1
             if self._on_evict is not None:
                 self._on_evict(evicted)
