@@ -87,6 +87,8 @@ def test_urls_choose_the_store(tmp_path: Path) -> None:
     assert isinstance(open_store("postgres://u@127.0.0.1/db"), PostgresStore)
     assert isinstance(open_store("host=127.0.0.1 dbname=db"), PostgresStore)
     assert type(open_store("nats://127.0.0.1:4222")).__name__ == "NatsStore"
+    nats = open_store("nats://127.0.0.1:4222?stream=shop&replicas=3")
+    assert (getattr(nats, "stream", None), getattr(nats, "replicas", None)) == ("shop", 3)
 
 
 @pytest.mark.parametrize(
@@ -99,6 +101,9 @@ def test_urls_choose_the_store(tmp_path: Path) -> None:
         ("sqlite://cart.db", "write sqlite:///relative/path"),
         ("sqlite:///", "names no file"),
         ("nats://", "a NATS URL needs a host"),
+        ("nats://h:4222?replicas=x", "replicas must be a positive whole number"),
+        ("nats://h:4222?color=red", "unknown NATS option 'color'"),
+        ("nats://h:4222?stream=a.b", "stream name 'a.b'"),
     ],
 )
 def test_bad_urls_say_what_is_wrong(url: str, reason: str) -> None:

@@ -5,7 +5,7 @@
 ``/var/x.db``, ``sqlite:////var/x.db``     :class:`SQLiteStore` on an absolute path
 ``postgresql://user@host/db``              :class:`PostgresStore` (``postgres://`` too)
 ``host=h dbname=db``                       :class:`PostgresStore`, libpq keyword form
-``nats://host:4222``                       :class:`NatsStore`
+``nats://host:4222[?stream=S&replicas=3]`` :class:`NatsStore`
 ``memory:``                                :class:`MemoryStore` (this process only)
 ========================================  ==========================================
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from eventsignal.stores.base import EventStore
 from eventsignal.stores.memory import MemoryStore
@@ -123,7 +123,21 @@ def _nats(url: str) -> EventStore:
         from eventsignal.stores.nats import NatsStore
     except ImportError as exc:
         raise InvalidStoreURL(url, f"NATS needs 'pip install eventsignal[nats]' ({exc})") from exc
-    return NatsStore(url)
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.query))
+    unknown = set(options) - {"stream", "replicas"}
+    if unknown:
+        raise InvalidStoreURL(
+            url, f"unknown NATS option {sorted(unknown)[0]!r}: use stream=, replicas="
+        )
+    stream = options.get("stream", "eventsignal")
+    replicas = options.get("replicas", "1")
+    if not replicas.isdigit() or int(replicas) < 1:
+        raise InvalidStoreURL(url, f"replicas must be a positive whole number, not {replicas!r}")
+    try:
+        return NatsStore(parts._replace(query="").geturl(), stream=stream, replicas=int(replicas))
+    except ValueError as exc:
+        raise InvalidStoreURL(url, str(exc)) from exc
 
 
 __all__ = ["InvalidStoreURL", "open_store", "redact", "sqlite_path"]
