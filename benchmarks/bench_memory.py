@@ -88,12 +88,14 @@ def configurations(clients: int, cache: int) -> list[tuple[str, Measurement]]:
 
 
 def report(clients: int, table: Sequence[Series]) -> None:
+    # The target is set against the peer as the issue names it: in memory, cache on, its
+    # default settings. Its fastest (unsafe) mode is the harder comparison, printed beside it.
     default, bare, *peers = table
-    print_ratio(f"memory c={clients}", paired_ratio(default, peers), ">= 10x")
-    print_ratio(f"memory c={clients} telemetry=None", paired_ratio(bare, peers))
-    print_ratio(f"memory c={clients} vs peer defaults", paired_ratio(default, peers[:1]))
+    print_ratio(f"memory c={clients}", paired_ratio(default, peers[:1]), ">= 10x")
+    print_ratio(f"memory c={clients} telemetry=None", paired_ratio(bare, peers[:1]))
+    print_ratio(f"memory c={clients} vs peer fastest mode", paired_ratio(default, peers))
     per_cpu = paired_ratio(default, peers, lambda s: s.commands_per_cpu_second)
-    print_ratio(f"memory c={clients} per CPU second", per_cpu)
+    print_ratio(f"memory c={clients} vs peer fastest mode, per CPU second", per_cpu)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,8 +27,10 @@ from eventsignal import (
     ConcurrencyError,
     Event,
     Signal,
+    SignalError,
     UnknownEventType,
 )
+from eventsignal.domain.snapshots import SnapshotPolicy
 from eventsignal.stores import MemoryStore, StoredEvent
 
 
@@ -315,3 +318,56 @@ async def test_cancelled_command_holding_its_turn_passes_it_on() -> None:
         with pytest.raises(asyncio.CancelledError):
             await holder
         assert (await asyncio.wait_for(follower, 1)).history == (2,)
+
+
+async def test_cancelled_loader_does_not_cancel_others_waiting_for_the_same_rebuild() -> None:
+    class SlowReads(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = asyncio.Event()
+
+        async def read_aggregate(
+            self, aggregate_name: str, aggregate_id: str, after_version: int = 0
+        ) -> Sequence[StoredEvent]:
+            await self.release.wait()
+            return await super().read_aggregate(aggregate_name, aggregate_id, after_version)
+
+    store = SlowReads()
+    store.release.set()
+    async with Signal(config(), store=store) as writer:
+        await writer.create("a")
+        await writer.handle_command("a", Deposit(4))
+    store.release.clear()
+    async with Signal(config(), store=store) as signal:
+        first = asyncio.create_task(signal.aggregate("a"))
+        second = asyncio.create_task(signal.aggregate("a"))
+        await asyncio.sleep(0.01)
+        first.cancel()
+        store.release.set()
+        assert (await asyncio.wait_for(second, 1)).state.balance == 4
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert signal.pool_stats.rebuilds == 1
+
+
+async def test_errors_after_the_commit_do_not_fail_the_command(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken_policy(state: Account, version: int) -> bool:
+        raise RuntimeError("bad predicate")
+
+    cfg = dataclasses.replace(config(), snapshots=SnapshotPolicy(every=None, when=broken_policy))
+    store = MemoryStore()
+    async with Signal(cfg, store=store) as signal:
+        await signal.create("a")
+        assert (await signal.handle_command("a", Deposit(2))).balance == 2  # stored: a success
+        assert len(await store.read_aggregate("account", "a")) == 1
+    assert "stored version 1, then failed to report or snapshot" in caplog.text
+
+
+async def test_handle_after_stop_says_the_signal_is_stopped() -> None:
+    signal = Signal(config(), pool_size=1)
+    async with signal:
+        handle = await signal.create("a")
+    with pytest.raises(SignalError, match="not started"):
+        await handle.handle_command(Deposit(1))

@@ -156,3 +156,20 @@ async def test_default_telemetry_logs_at_signals_levels(caplog: pytest.LogCaptur
     assert levels["AggregateMissing"] == logging.ERROR
     assert levels["AggregateCreated"] == logging.DEBUG
     assert all(r.name == "eventsignal" for r in caplog.records)
+
+
+async def test_failing_telemetry_hook_stops_neither_commands_nor_delivery() -> None:
+    seen: list[int] = []
+
+    def broken_hook(report: Telemetry) -> None:
+        if isinstance(report, (SubscriberInformed, CommandProcessed)):
+            raise RuntimeError("metrics backend down")
+
+    async with Signal(
+        config(), subscribers=[lambda e: seen.append(e.version)], telemetry=broken_hook
+    ) as signal:
+        await signal.create("a")
+        assert (await signal.handle_command("a", Deposit(1))).balance == 1
+        assert (await signal.handle_command("a", Deposit(2))).balance == 3
+        await asyncio.wait_for(signal.drain(), 2)
+    assert seen == [1, 2]

@@ -31,7 +31,7 @@ from eventsignal.domain.errors import (
 from eventsignal.domain.events import Event, new_event_id
 from eventsignal.domain.identity import validate_id
 from eventsignal.pool import LiveAggregate, Pool, PoolStats
-from eventsignal.serialization import EventSerializer, Transcoder
+from eventsignal.serialization import EventSerializer, Transcoder, envelope
 from eventsignal.snapshotting import Snapshotter, snapshot_store_for
 from eventsignal.stores.base import EventStore, SnapshotStore, StoredEvent
 from eventsignal.stores.memory import MemoryStore
@@ -103,6 +103,7 @@ class Aggregate(Generic[S]):
         signal = self._signal
         live = signal._pool.get(self._live.id)
         if live is None:
+            signal._check_started()
             live = await signal._load(self._live.id)
         self._live = live
         return await signal._execute(live, command, metadata, wait_for, wait_timeout)
@@ -157,7 +158,7 @@ class Signal(Generic[S, C]):
         self._telemetry = telemetry
         self._on_evict = on_evict
         self._pool: Pool[S] = Pool(pool_size, self._evicted)
-        self._loading: dict[str, asyncio.Future[LiveAggregate[S]]] = {}
+        self._loading: dict[str, asyncio.Future[LiveAggregate[S]]] = {}  # rebuilds under way
         self._bus = EventBus(subscribers, telemetry)
         self._snapshotter: Snapshotter[S] | None = None
         if config.snapshots is not None:
@@ -235,7 +236,7 @@ class Signal(Generic[S, C]):
         self._check_started()
         stored = await self._read_existing(validate_id(aggregate_id), after_version)
         decode = self.serializer.decode_all
-        return [_envelope(record, data) for record in stored for data in decode(record)]
+        return [envelope(record, data) for record in stored for data in decode(record)]
 
     async def state_at(
         self,
@@ -319,7 +320,7 @@ class Signal(Generic[S, C]):
             debug(AggregateCreated(aggregate_name=self.name, aggregate_id=aggregate_id))
         if envelopes:
             info = self._hook_for(logging.INFO)
-            self._stored(live, type(command).__name__, envelopes, positions, info, debug)
+            self._after_commit(live, type(command).__name__, 0, envelopes, positions, info, debug)
         return Aggregate(self, live)
 
     async def aggregate(self, aggregate_id: str) -> Aggregate[S]:
@@ -392,29 +393,27 @@ class Signal(Generic[S, C]):
         return stored
 
     async def _load(self, aggregate_id: str) -> LiveAggregate[S]:
-        """Bring an aggregate into the pool; concurrent callers share one rebuild."""
-        pending = self._loading.get(aggregate_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        validate_id(aggregate_id)
-        future: asyncio.Future[LiveAggregate[S]] = asyncio.get_running_loop().create_future()
-        self._loading[aggregate_id] = future
-        try:
-            live = self._pool.revive(aggregate_id)
-            if live is None:
-                live = await self._rebuild(aggregate_id)
-            else:
-                await self._catch_up(live)  # other writers may have moved on meanwhile
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # marks it retrieved when nobody else was waiting
-            raise
+        """Bring an aggregate into the pool; concurrent callers share one rebuild.
+
+        The rebuild runs in its own task, so a caller that is cancelled while waiting leaves it
+        running for the others instead of cancelling them too.
+        """
+        loading = self._loading.get(aggregate_id)
+        if loading is None:
+            validate_id(aggregate_id)
+            loading = asyncio.ensure_future(self._bring_in(aggregate_id))
+            self._loading[aggregate_id] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(aggregate_id, None))
+        return await asyncio.shield(loading)
+
+    async def _bring_in(self, aggregate_id: str) -> LiveAggregate[S]:
+        live = self._pool.revive(aggregate_id)
+        if live is None:
+            live = await self._rebuild(aggregate_id)
         else:
-            self._pool.put(live)
-            future.set_result(live)
-            return live
-        finally:
-            del self._loading[aggregate_id]
+            await self._catch_up(live)  # other writers may have moved on meanwhile
+        self._pool.put(live)
+        return live
 
     async def _rebuild(self, aggregate_id: str) -> LiveAggregate[S]:
         """A live aggregate from the latest usable snapshot and the events after it."""
@@ -460,7 +459,7 @@ class Signal(Generic[S, C]):
                         f"after version {version}"
                     )
                 for data in decode(record):
-                    state = apply(state, _envelope(record, data))
+                    state = apply(state, envelope(record, data))
                 version = record.version
             if start + _FOLD_SLICE < len(stored):
                 await asyncio.sleep(0)
@@ -538,10 +537,15 @@ class Signal(Generic[S, C]):
                     continue
                 live.state = state
                 live.version = event_version
-                if self._snapshotter is not None:
-                    self._snapshotter.after_command(aggregate_id, state, version, event_version)
-                if info is not None or debug is not None or self._bus.subscriber_count:
-                    self._stored(live, command_name, envelopes, positions, info, debug)
+                if (
+                    self._snapshotter is not None
+                    or info is not None
+                    or debug is not None
+                    or self._bus.subscriber_count
+                ):
+                    self._after_commit(
+                        live, command_name, version, envelopes, positions, info, debug
+                    )
                 if not wait_for:
                     return state
                 stored_at = positions[-1]
@@ -627,16 +631,46 @@ class Signal(Generic[S, C]):
             envelopes.append(event)
         return state, envelopes, records
 
-    def _stored(
+    def _after_commit(
         self,
         live: LiveAggregate[S],
         command_name: str,
+        previous_version: int,
         envelopes: list[Event[Any]],
         positions: Sequence[int],
         info: TelemetryHook | None,
         debug: TelemetryHook | None,
     ) -> None:
-        """Report a stored command and hand its events, with their positions, to subscribers."""
+        """Publish, report and snapshot a stored command.
+
+        The events are durable by now, so nothing here may turn the command into a failure, and
+        subscribers get the events whatever else goes wrong: an error from user code met here (a
+        telemetry hook, a snapshot predicate) is logged.
+        """
+        if self._bus.subscriber_count:
+            self._bus.publish(
+                [_replace(e, position=p) for e, p in zip(envelopes, positions, strict=True)]
+            )
+        try:
+            self._report_stored(live, command_name, envelopes, info, debug)
+            if self._snapshotter is not None:
+                self._snapshotter.after_command(live.id, live.state, previous_version, live.version)
+        except Exception:
+            logger.exception(
+                "%s %r: stored version %d, then failed to report or snapshot it",
+                self.name,
+                live.id,
+                live.version,
+            )
+
+    def _report_stored(
+        self,
+        live: LiveAggregate[S],
+        command_name: str,
+        envelopes: list[Event[Any]],
+        info: TelemetryHook | None,
+        debug: TelemetryHook | None,
+    ) -> None:
         if debug is not None:
             debug(
                 EventsProduced(
@@ -646,6 +680,15 @@ class Signal(Generic[S, C]):
                     first_version=envelopes[0].version,
                 )
             )
+            if self._bus.subscriber_count:
+                debug(
+                    TriggeringSubscribers(
+                        aggregate_name=self.name,
+                        aggregate_id=live.id,
+                        events=len(envelopes),
+                        subscribers=self._bus.subscriber_count,
+                    )
+                )
         if info is not None:
             info(
                 CommandProcessed(
@@ -656,30 +699,3 @@ class Signal(Generic[S, C]):
                     events=len(envelopes),
                 )
             )
-        if self._bus.subscriber_count:
-            if debug is not None:
-                debug(
-                    TriggeringSubscribers(
-                        aggregate_name=self.name,
-                        aggregate_id=live.id,
-                        events=len(envelopes),
-                        subscribers=self._bus.subscriber_count,
-                    )
-                )
-            self._bus.publish(
-                [_replace(e, position=p) for e, p in zip(envelopes, positions, strict=True)]
-            )
-
-
-def _envelope(record: StoredEvent, data: Any) -> Event[Any]:
-    return Event(
-        id=record.id,
-        aggregate_name=record.aggregate_name,
-        aggregate_id=record.aggregate_id,
-        version=record.version,
-        name=record.name,
-        timestamp=record.timestamp,
-        position=record.position,
-        data=data,
-        metadata=record.metadata,
-    )

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from eventsignal.domain.events import Event
-from eventsignal.telemetry import SubscriberFailed, SubscriberInformed, TelemetryHook
+from eventsignal.telemetry import (
+    SubscriberFailed,
+    SubscriberInformed,
+    TelemetryHook,
+    log_telemetry,
+    logger,
+)
 
 Subscriber = Callable[[Event[Any]], Awaitable[object] | object]
 
@@ -81,7 +88,6 @@ class EventBus:
     async def _deliver(self, box: _Mailbox) -> None:
         pending = box.pending
         subscriber = box.subscriber
-        telemetry = self._telemetry
         while True:
             if not pending:
                 box.idle.set()
@@ -94,23 +100,37 @@ class EventBus:
                 if inspect.isawaitable(result):
                     await result
             except Exception as exc:
-                if telemetry is not None:
-                    telemetry(
-                        SubscriberFailed(
-                            aggregate_name=event.aggregate_name,
-                            aggregate_id=event.aggregate_id,
-                            subscriber=box.name,
-                            version=event.version,
-                            error=f"{type(exc).__name__}: {exc}",
-                        )
-                    )
+                self._report(
+                    logging.ERROR,
+                    SubscriberFailed,
+                    event,
+                    box.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
             else:
-                if telemetry is not None:
-                    telemetry(
-                        SubscriberInformed(
-                            aggregate_name=event.aggregate_name,
-                            aggregate_id=event.aggregate_id,
-                            subscriber=box.name,
-                            version=event.version,
-                        )
-                    )
+                self._report(logging.DEBUG, SubscriberInformed, event, box.name)
+
+    def _report(
+        self,
+        level: int,
+        kind: type[SubscriberFailed] | type[SubscriberInformed],
+        event: Event[Any],
+        subscriber: str,
+        **fields: str,
+    ) -> None:
+        """Tell telemetry, unless its logger drops the level; a failing hook stops nothing."""
+        hook = self._telemetry
+        if hook is None or (hook is log_telemetry and not logger.isEnabledFor(level)):
+            return
+        try:
+            hook(
+                kind(
+                    aggregate_name=event.aggregate_name,
+                    aggregate_id=event.aggregate_id,
+                    subscriber=subscriber,
+                    version=event.version,
+                    **fields,
+                )
+            )
+        except Exception:
+            logger.exception("telemetry hook failed on a %s report", kind.__name__)

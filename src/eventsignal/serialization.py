@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import msgspec
 
 from eventsignal.domain.errors import EventSerializationError, UnknownEventType
+from eventsignal.domain.events import Event
 from eventsignal.domain.evolution import (
     Payload,
     Upcast,
@@ -57,6 +58,21 @@ def object_converter(cls: type[Any]) -> Callable[[Payload], Any]:
     if callable(validate):
         return validate  # type: ignore[no-any-return]
     return lambda payload: msgspec.convert(payload, cls)
+
+
+def envelope(record: StoredEvent, data: Any) -> Event[Any]:
+    """The event handed to handlers: a stored event's envelope around its decoded data."""
+    return Event(
+        id=record.id,
+        aggregate_name=record.aggregate_name,
+        aggregate_id=record.aggregate_id,
+        version=record.version,
+        name=record.name,
+        timestamp=record.timestamp,
+        position=record.position,
+        data=data,
+        metadata=record.metadata,
+    )
 
 
 class EventSerializer:

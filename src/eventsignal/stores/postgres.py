@@ -349,9 +349,11 @@ class PostgresStore:
             raise
 
     async def _commit_alone(self, request: AppendRequest) -> AppendOutcome:
+        # Any failure is this request's own outcome: the ones retried before it may already be
+        # committed, and must still be told so.
         try:
             (outcome,) = await self._commit_batch([request])
-        except (psycopg.IntegrityError, psycopg.DataError, ConcurrencyError) as exc:
+        except Exception as exc:
             return exc
         return outcome
 

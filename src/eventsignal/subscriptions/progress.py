@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 _waiters: dict[str, list[asyncio.Future[None]]] = {}
 
 
 def notify(subscription: str) -> None:
-    """Wake everyone in this process waiting on ``subscription`` (in any store; they re-check)."""
+    """Wake everyone in this process waiting on ``subscription`` (in any store; they re-check).
+
+    Waiters may belong to event loops in other threads, so each is woken in its own loop.
+    """
     waiters = _waiters.pop(subscription, None)
-    if waiters:
-        for waiter in waiters:
-            if not waiter.done() and not waiter.get_loop().is_closed():
-                waiter.set_result(None)
+    if not waiters:
+        return
+    try:
+        current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        current = None
+    for waiter in waiters:
+        loop = waiter.get_loop()
+        if loop is current:
+            _settle(waiter)
+        elif not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: nobody waits there
+                loop.call_soon_threadsafe(_settle, waiter)
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def moved(subscription: str, within: float) -> None:

@@ -22,6 +22,7 @@ from uuid import UUID, uuid4
 from eventsignal.domain.errors import StoreUnavailable
 from eventsignal.domain.events import Event
 from eventsignal.domain.evolution import split_stored_name
+from eventsignal.serialization import envelope
 from eventsignal.stores.base import EventStore, StoredEvent
 from eventsignal.subscriptions.checkpoints import Checkpoints, ParkedEvent
 from eventsignal.subscriptions.errors import SubscriptionStopped
@@ -41,20 +42,6 @@ def _forget(task: asyncio.Task[Any]) -> None:
     """Mark an abandoned read's outcome as seen: its events will be read again anyway."""
     if not task.cancelled():
         task.exception()
-
-
-def _envelope(record: StoredEvent, data: Any) -> Event[Any]:
-    return Event(
-        id=record.id,
-        aggregate_name=record.aggregate_name,
-        aggregate_id=record.aggregate_id,
-        version=record.version,
-        name=record.name,
-        timestamp=record.timestamp,
-        position=record.position,
-        data=data,
-        metadata=record.metadata,
-    )
 
 
 def default_member() -> str:
@@ -214,6 +201,7 @@ class SubscriptionRunner:
                     self._prefetch = (last, asyncio.create_task(store.read_all(last, len(batch))))
                 await self._process(batch)
                 failures = 0
+                self.error = None  # recovered: an old failure is no longer why anything stops
             except SubscriptionStopped as exc:
                 self.error = exc
                 logger.error("%s", exc)
@@ -324,7 +312,7 @@ class SubscriptionRunner:
     def envelopes(self, record: StoredEvent) -> list[Event[Any]]:
         """The envelopes of a stored event: one, or more if an upcaster split it."""
         decoded = self.subscription.serializers[record.aggregate_name].decode_all(record)
-        return [_envelope(record, data) for data in decoded]
+        return [envelope(record, data) for data in decoded]
 
     async def _call(self, record: StoredEvent, tx: Transaction | None) -> None:
         handler: Any = self.subscription.handler
@@ -369,7 +357,7 @@ class SubscriptionRunner:
                     continue
             try:
                 for data in serializer.decode_all(record):
-                    event = _envelope(record, data)
+                    event = envelope(record, data)
                     result = handler(event) if tx is None else handler(event, tx)
                     if result is not None and isawaitable(result):
                         await result
