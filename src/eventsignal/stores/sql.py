@@ -11,6 +11,8 @@ the library (subscriptions, snapshots, read models) migrate their own components
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -48,3 +50,37 @@ class SQLStore(EventStore, Protocol):
         """Bring ``component`` up to ``len(migrations)``; ``migrations[i]`` holds the statements
         that take it from version ``i`` to ``i + 1``. Idempotent and safe to run concurrently."""
         ...
+
+
+class Migratable(Protocol):
+    async def migrate_component(
+        self, component: str, migrations: Sequence[Sequence[str]]
+    ) -> None: ...
+
+
+@functools.lru_cache(maxsize=1024)
+def for_dialect(statement: str, dialect: Dialect) -> str:
+    """A statement written with ``?`` placeholders, in the dialect's driver style."""
+    return statement if dialect == "sqlite" else statement.replace("?", "%s")
+
+
+_migrated: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+async def ensure_component(
+    storage: Migratable, component: str, migrations: Sequence[Sequence[str]]
+) -> None:
+    """Migrate ``component`` once per storage object in this process.
+
+    Migrations are idempotent, so running them again is only a waste: this remembers which
+    components each store already brought up to date (a store that cannot be weakly referenced
+    simply migrates every time).
+    """
+    try:
+        done = _migrated.setdefault(storage, set())
+    except TypeError:
+        await storage.migrate_component(component, migrations)
+        return
+    if component not in done:
+        await storage.migrate_component(component, migrations)
+        done.add(component)

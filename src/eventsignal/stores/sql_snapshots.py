@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from eventsignal.stores.base import Snapshot
-from eventsignal.stores.sql import SQLStore
+from eventsignal.stores.sql import SQLStore, ensure_component, for_dialect
 
 COMPONENT = "snapshots"
 
@@ -64,16 +64,12 @@ class SQLSnapshotStore:
     def __init__(self, store: SQLStore) -> None:
         self.store = store
         self._dialect = store.dialect
-        placeholder = "?" if store.dialect == "sqlite" else "%s"
-        self._save = _SAVE.replace("?", placeholder)
-        self._load = _LOAD.replace("?", placeholder)
-        self._migrated = False
+        self._save = for_dialect(_SAVE, store.dialect)
+        self._load = for_dialect(_LOAD, store.dialect)
 
     async def prepare(self) -> None:
-        """Create or upgrade the snapshot table (idempotent; runs once per object)."""
-        if not self._migrated:
-            await self.store.migrate_component(COMPONENT, _MIGRATIONS[self._dialect])
-            self._migrated = True
+        """Create or upgrade the snapshot table (once per store in this process)."""
+        await ensure_component(self.store, COMPONENT, _MIGRATIONS[self._dialect])
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         await self.prepare()

@@ -11,7 +11,6 @@ lease's length, and correctness never depends on them (the compare-and-set does 
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
@@ -22,12 +21,10 @@ import msgspec
 
 from eventsignal.domain.errors import SignalError
 from eventsignal.stores.base import StoredEvent
-from eventsignal.stores.sql import Dialect, SQLTransaction
+from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component, for_dialect
 from eventsignal.subscriptions.transaction import Storage
 
 COMPONENT = "subscriptions"
-
-_ready: weakref.WeakSet[Any] = weakref.WeakSet()  # storages whose tables are known to exist
 
 
 def _schema(document_type: str, real: str) -> list[list[str]]:
@@ -65,14 +62,9 @@ class SQL:
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
-        self._cache: dict[str, str] = {}
 
     def __call__(self, statement: str) -> str:
-        translated = self._cache.get(statement)
-        if translated is None:
-            translated = statement if self.dialect == "sqlite" else statement.replace("?", "%s")
-            self._cache[statement] = translated
-        return translated
+        return for_dialect(statement, self.dialect)
 
 
 class Lease(msgspec.Struct, frozen=True):
@@ -120,15 +112,7 @@ class Checkpoints:
 
     async def setup(self) -> None:
         """Create or upgrade the subscription tables; once per storage object in a process."""
-        storage = self.storage
-        try:
-            if storage in _ready:
-                return
-        except TypeError:  # not weakly referenceable: migrate every time, which is idempotent
-            await storage.migrate_component(COMPONENT, MIGRATIONS[self.dialect])
-            return
-        await storage.migrate_component(COMPONENT, MIGRATIONS[self.dialect])
-        _ready.add(storage)
+        await ensure_component(self.storage, COMPONENT, MIGRATIONS[self.dialect])
 
     def transaction(self) -> AbstractAsyncContextManager[SQLTransaction]:
         if self._idle_ms is None:
