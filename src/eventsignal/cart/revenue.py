@@ -62,10 +62,9 @@ async def read_revenue(store: EventStore, *, within: float = 5.0) -> tuple[Reven
     must be running somewhere); after that it answers with the last counted totals and ``False``.
     """
     head = await store.head_position()
-    # Read once first: it creates the subscription tables a waiter needs on a fresh store.
-    totals = await revenue_totals.read(store, _KEY)
     try:
         await wait_until_processed(store, revenue_subscription.name, head, within)
+        fresh = True
     except SubscriptionTimeout:
-        return totals or RevenueTotals(), False
-    return await revenue_totals.read(store, _KEY) or RevenueTotals(), True
+        fresh = False
+    return await revenue_totals.read(store, _KEY) or RevenueTotals(), fresh
