@@ -18,7 +18,10 @@ class Event(msgspec.Struct, Generic[E], frozen=True, kw_only=True):
     """One recorded fact about one aggregate.
 
     ``data`` is the user's own event object; the other fields are what the library knows about it.
-    ``position`` is the event's place in the store's global order, assigned when it is appended.
+    ``position`` is the event's place in the store's global order, assigned when it is appended:
+    subscribers and rebuilds see it, but an event handler applying a command's new events sees 0,
+    since the events are applied before they are stored (so a failing handler stores nothing).
+    State should therefore not depend on positions.
     """
 
     id: UUID
