@@ -31,6 +31,7 @@ from eventsignal.domain.errors import (
     AggregateExists,
     AggregateNotFound,
     ConcurrencyError,
+    SignalError,
     StoreUnavailable,
 )
 from eventsignal.domain.identity import validate_id, validate_name
@@ -392,7 +393,7 @@ class NatsStore:
 
     def _client(self) -> Client:
         if self._nc is None:
-            raise StoreUnavailable(f"{self!r} is not open: call 'await store.open()' first")
+            raise SignalError(f"{self!r} is not open: call 'await store.open()' first")
         return self._nc
 
     async def _request(

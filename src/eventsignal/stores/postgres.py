@@ -291,7 +291,7 @@ class PostgresStore:
     async def _connection(self, action: str) -> AsyncIterator[_Connection]:
         pool = self._pool
         if pool is None:
-            raise SignalError("the PostgresStore is not open: use `async with` or await open()")
+            raise _not_open()
         try:
             async with pool.connection() as conn:
                 yield conn
@@ -313,7 +313,7 @@ class PostgresStore:
         validate_id(aggregate_id)
         check_versions(aggregate_name, aggregate_id, 0, events)
         if self._pool is None:
-            raise SignalError("the PostgresStore is not open: use `async with` or await open()")
+            raise _not_open()
         # Through group commit: concurrent creations share a transaction with appends.
         return await self._group.append(
             AppendRequest(aggregate_name, aggregate_id, 0, events, create=True)
@@ -328,7 +328,7 @@ class PostgresStore:
     ) -> Sequence[int]:
         check_versions(aggregate_name, aggregate_id, expected_version, events)
         if self._pool is None:
-            raise SignalError("the PostgresStore is not open: use `async with` or await open()")
+            raise _not_open()
         return await self._group.append(
             AppendRequest(aggregate_name, aggregate_id, expected_version, events)
         )
@@ -449,7 +449,7 @@ class PostgresStore:
     async def wait_for_events(self, after_position: int) -> None:
         watch = self._watch
         if watch is None:
-            raise SignalError("the PostgresStore is not open: use `async with` or await open()")
+            raise _not_open()
         await watch.wait(after_position, self.head_position)
 
     def __repr__(self) -> str:
@@ -597,3 +597,7 @@ def _where(dsn: str) -> str:
 
 
 __all__ = ["PostgresStore", "PostgresTransaction", "StoreStats"]
+
+
+def _not_open() -> SignalError:
+    return SignalError("the PostgresStore is not open: use `async with` or await open()")
