@@ -111,11 +111,13 @@ def apply(account: Account, event: Event[Any]) -> Account:
     raise TypeError(f"unknown event {event.name}")
 
 
-def config(name: str = "account") -> AggregateConfig[Account, Any]:
-    return AggregateConfig(
-        name=name,
-        initial_state=Account(),
-        command_handler=handle,
-        event_handler=apply,
-        events=[Deposited, Withdrawn, Closed],
-    )
+def config(name: str = "account", **overrides: Any) -> AggregateConfig[Account, Any]:
+    """The account aggregate; ``overrides`` replace any of its fields (handlers, events...)."""
+    fields: dict[str, Any] = {
+        "name": name,
+        "initial_state": Account(),
+        "command_handler": handle,
+        "event_handler": apply,
+        "events": [Deposited, Withdrawn, Closed],
+    }
+    return AggregateConfig(**(fields | overrides))

@@ -22,7 +22,6 @@ from accounts import (
 )
 
 from eventsignal import (
-    AggregateConfig,
     CommandRejected,
     ConcurrencyError,
     Event,
@@ -79,13 +78,7 @@ async def test_empty_event_list_is_a_no_op() -> None:
     def ignore(command: object, state: Account) -> list[Any]:
         return []
 
-    cfg = AggregateConfig(
-        name="account",
-        initial_state=Account(),
-        command_handler=ignore,
-        event_handler=apply,
-        events=[Deposited],
-    )
+    cfg = config(command_handler=ignore, events=[Deposited])
     async with Signal(cfg) as signal:
         account = await signal.create("a-1")
         assert await account.handle_command(Deposit(1)) == Account()
@@ -102,13 +95,7 @@ async def test_exception_in_command_handler_reaches_caller_and_pool_keeps_servin
             raise Boom("unlucky")
         return handle(command, state)
 
-    cfg = AggregateConfig(
-        name="account",
-        initial_state=Account(),
-        command_handler=explode,
-        event_handler=apply,
-        events=[Deposited],
-    )
+    cfg = config(command_handler=explode, events=[Deposited])
     store = MemoryStore()
     async with Signal(cfg, store=store) as signal:
         account = await signal.create("a-1")
@@ -126,13 +113,7 @@ async def test_exception_in_event_handler_stores_nothing() -> None:
             raise Boom("cannot apply")
         return apply(state, event)
 
-    cfg = AggregateConfig(
-        name="account",
-        initial_state=Account(),
-        command_handler=handle,
-        event_handler=fragile,
-        events=[Deposited],
-    )
+    cfg = config(event_handler=fragile, events=[Deposited])
     store = MemoryStore()
     async with Signal(cfg, store=store) as signal:
         account = await signal.create("a-1")
@@ -144,13 +125,7 @@ async def test_exception_in_event_handler_stores_nothing() -> None:
 
 
 async def test_unregistered_event_class_is_a_clear_error_and_stores_nothing() -> None:
-    cfg = AggregateConfig(
-        name="account",
-        initial_state=Account(),
-        command_handler=handle,
-        event_handler=apply,
-        events=[Deposited],  # Closed is not registered
-    )
+    cfg = config(events=[Deposited])
     store = MemoryStore()
     async with Signal(cfg, store=store) as signal:
         await signal.create("a-1")
