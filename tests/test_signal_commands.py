@@ -125,7 +125,7 @@ async def test_exception_in_event_handler_stores_nothing() -> None:
 
 
 async def test_unregistered_event_class_is_a_clear_error_and_stores_nothing() -> None:
-    cfg = config(events=[Deposited])
+    cfg = config(events=[Deposited])  # Closed is not registered
     store = MemoryStore()
     async with Signal(cfg, store=store) as signal:
         await signal.create("a-1")
