@@ -290,6 +290,47 @@ async def test_competing_runners_process_one_at_a_time_and_each_event_once(
     assert all(r.delivered > 0 for r in runners), "both runners took part"
 
 
+async def test_a_slow_handler_keeps_its_message_past_ack_wait(store: NatsStore) -> None:
+    await write(store, deposits=1)
+    expected = await stored(store, "account", "savings")
+    busy = 0
+    overlaps = 0
+    seen: list[UUID] = []
+
+    async def slow(event: Event[Any]) -> None:
+        nonlocal busy, overlaps
+        busy += 1
+        overlaps += busy > 1
+        if not seen:
+            await asyncio.sleep(1.0)  # past ack_wait: the server is told it is in progress
+        seen.append(event.id)
+        busy -= 1
+
+    runners = [JetStreamRunner(subscription(slow), store, ack_wait=0.6) for _ in range(2)]
+    async with runners[0], runners[1]:
+        await eventually(lambda: len(seen) >= len(expected))
+        await asyncio.sleep(0.1)
+    assert overlaps == 0
+    assert seen == [e.id for e in expected]
+
+
+async def test_a_runner_stopped_while_waiting_loses_no_message(store: NatsStore) -> None:
+    recorder = Recorder()
+    idle, other = (
+        JetStreamRunner(subscription(r), store, ack_wait=5.0) for r in (Recorder(), recorder)
+    )
+    async with other:
+        await idle.start()
+        await asyncio.sleep(0.05)  # both are waiting on a pull
+        await idle.stop()
+        await write(store, deposits=1)
+        expected = await stored(store, "account", "savings")
+        started = time.monotonic()
+        await eventually(lambda: len(recorder.events) == len(expected))
+    assert time.monotonic() - started < 2.0, "no message went to the stopped runner"
+    assert recorder.positions == [e.position for e in expected]
+
+
 async def test_status_shows_the_lag_then_none(store: NatsStore) -> None:
     await write(store, deposits=2)
     recorder = Recorder()

@@ -280,8 +280,8 @@ class JetStreamRunner:
         """Stop delivering; a message fetched or being handled goes back to the server at once.
 
         A pull waiting for messages is let run out (``poll_interval`` at most) rather than
-        cancelled: the server would hand its message to a runner no longer listening, and every
-        runner of the subscription would wait ``ack_wait`` for it.
+        cancelled: a message already on its way would reach a runner no longer listening, and
+        every runner of the subscription would wait ``ack_wait`` for it.
         """
         task, keeper = self._task, self._keeper
         if task is None:
