@@ -369,3 +369,18 @@ def test_transactional_handlers_and_partitions_are_refused() -> None:
         JetStreamRunner(subscription(in_tx), store)
     with pytest.raises(ValueError, match="not partitioned"):
         JetStreamRunner(subscription(Recorder(), partitions=2), store)
+
+
+async def test_a_foreign_consumer_of_the_same_name_is_not_taken_over(store: NatsStore) -> None:
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    nc = await nats.connect(SERVER)
+    try:
+        config = ConsumerConfig(durable_name="audit", ack_policy=AckPolicy.NONE)
+        await nc.jetstream().add_consumer(store.stream, config)
+    finally:
+        await nc.close()
+    with pytest.raises(SignalError, match="exists with settings"):
+        await JetStreamRunner(subscription(Recorder()), store).start()
+    # The failed start closed only its own open of the store: the test's is still there.
+    assert await store.head_position() == 0

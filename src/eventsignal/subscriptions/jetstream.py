@@ -156,7 +156,10 @@ async def _status(js: Any, store: NatsStore, subscription: str) -> JetStreamStat
 
 
 async def jetstream_status(store: NatsStore, subscription: str) -> JetStreamStatus:
-    """Where the JetStream subscription ``subscription`` is, from the server alone."""
+    """Where the JetStream subscription ``subscription`` is, from the server alone.
+
+    It needs no handler and no open store (it connects on its own), so any process can ask.
+    """
     nc = await _connect(store)
     try:
         return await _status(nc.jetstream(timeout=store.timeout), store, subscription)
@@ -185,6 +188,11 @@ class JetStreamRunner:
     when another one takes a message over, it counts afresh). Then the event is parked, and the
     runner either goes on (``"park"``) or hands the message back and stops (``"stop"``), raising
     :class:`SubscriptionStopped` from :meth:`wait`.
+
+    Runners of one subscription, in this process or others, bind the same consumer and compete
+    for its messages. The consumer allows one unacknowledged message (``max_ack_pending=1``), so
+    they never handle two at once and the order stays the stream's: correct, but no faster than
+    one runner; extra runners are for taking over, not for throughput.
 
     ``ack_wait`` is how long the server waits for an acknowledgement before it redelivers,
     possibly to another runner; a runner tells it the message is still being worked on while a
@@ -250,7 +258,7 @@ class JetStreamRunner:
     async def _bind(self) -> None:
         """Create the consumer, or bring an existing one's settings up to date, and pull on it."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-        from nats.js.errors import NotFoundError
+        from nats.js.errors import APIError, NotFoundError
 
         sub = self.subscription
         stream = self.store.stream
@@ -272,6 +280,13 @@ class JetStreamRunner:
         config.filter_subject = filter_subject
         try:
             await self._js.add_consumer(stream, config)
+        except APIError as exc:
+            if exc.err_code is None:  # no verdict on the settings: the server is unwell
+                raise StoreUnavailable(f"cannot bind consumer {self.consumer!r}: {exc}") from exc
+            raise SignalError(
+                f"consumer {self.consumer!r} on {stream!r} exists with settings that cannot "
+                f"become a subscription's: {exc.description}"
+            ) from exc
         except Exception as exc:
             raise StoreUnavailable(f"cannot bind consumer {self.consumer!r}: {exc}") from exc
         self._pull = await self._js.pull_subscribe_bind(self.consumer, stream=stream)
