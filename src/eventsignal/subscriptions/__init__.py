@@ -24,6 +24,12 @@ zero; :func:`subscription_status` and :func:`parked_events` need no handlers, on
 
 from eventsignal.subscriptions.checkpoints import ParkedEvent
 from eventsignal.subscriptions.errors import SubscriptionStopped, SubscriptionTimeout
+from eventsignal.subscriptions.jetstream import (
+    JetStreamRunner,
+    JetStreamStatus,
+    jetstream_parked,
+    jetstream_status,
+)
 from eventsignal.subscriptions.partitions import partition_of
 from eventsignal.subscriptions.policy import Commands, policy
 from eventsignal.subscriptions.readmodel import Document, ReadModel
@@ -42,6 +48,8 @@ from eventsignal.subscriptions.transaction import Transaction
 
 __all__ = [
     "Commands",
+    "JetStreamRunner",
+    "JetStreamStatus",
     "Document",
     "ParkedEvent",
     "Progress",
@@ -56,6 +64,8 @@ __all__ = [
     "partition_of",
     "policy",
     "processed_position",
+    "jetstream_parked",
+    "jetstream_status",
     "rebuild",
     "register",
     "registered",
