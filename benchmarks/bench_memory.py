@@ -10,8 +10,9 @@ with ``telemetry=None``; the ratio lines use the default. The peer is shown with
 cache in three modes: its defaults (fast-forward: every load also asks the store for newer
 events; and a deep copy of the cached aggregate per command, so a failing command cannot corrupt
 the cache), fast-forward off, and both off (its fastest, though unsafe if a command fails after
-changing the aggregate). Ratios are taken against the fastest peer figure, and against the peer's
-defaults for reference. Each ratio is the median over repeat rounds of the ratio within a round
+changing the aggregate). The target ratio is taken against the peer's defaults (its in-memory
+mode with the cache on, as the target is stated), and the "vs peer fastest mode" ratios against
+its fastest figure. Each ratio is the median over repeat rounds of the ratio within a round
 (see ``common.paired_ratio``); "per CPU second" divides by this process's CPU time instead of
 wall-clock time, which other work on a shared machine disturbs far less.
 """
