@@ -33,9 +33,11 @@ migrations (:mod:`eventsignal.stores.sqlite_schema`), never from ``open()`` unle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -83,18 +85,13 @@ _READ_ALL = (
     f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE position > ? ORDER BY position LIMIT ?"
 )
 _HEAD = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
-# The highest position ever assigned (AUTOINCREMENT keeps it in sqlite_sequence), or present.
-_LAST_ASSIGNED = (
-    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'eventsignal_events'), 0), "
-    "coalesce((SELECT max(position) FROM eventsignal_events), 0))"
-)
 _EXISTS = "SELECT 1 FROM eventsignal_aggregates WHERE aggregate_name = ? AND aggregate_id = ?"
 _VERSION = (
     "SELECT version FROM eventsignal_aggregates WHERE aggregate_name = ? AND aggregate_id = ?"
 )
 _CREATE = (
     "INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version, created_at) "
-    "VALUES (?, ?, 0, ?)"
+    "VALUES (?, ?, ?, ?)"
 )
 _ADVANCE = (
     "UPDATE eventsignal_aggregates SET version = ? "
@@ -177,7 +174,7 @@ class SQLiteStore:
         self._users = 0
         self._starting: asyncio.Future[None] | None = None
         self._stopping: asyncio.Future[None] | None = None
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: _WriterThread | None = None
         self._write_connection: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._readers: ThreadPoolExecutor | None = None
@@ -224,14 +221,13 @@ class SQLiteStore:
     async def _start(self) -> None:
         if self._stopping is not None:
             await self._stopping
-        loop = asyncio.get_running_loop()
-        writer = ThreadPoolExecutor(1, thread_name_prefix="eventsignal-sqlite-writer")
+        writer = _WriterThread()
         try:
-            self._write_connection = await loop.run_in_executor(writer, self._connect_writer)
-            readers = await loop.run_in_executor(writer, self._connect_readers)
+            self._write_connection = await writer.run(self._connect_writer)
+            readers = await writer.run(self._connect_readers)
         except BaseException:
-            await loop.run_in_executor(writer, self._disconnect)
-            writer.shutdown(wait=False)
+            writer.post(self._disconnect)
+            writer.stop()
             raise
         for connection in readers:
             self._read_connections.put(connection)
@@ -247,8 +243,8 @@ class SQLiteStore:
         async with self._write_lock:
             writer, self._writer = self._writer, None
             if writer is not None:
-                await asyncio.get_running_loop().run_in_executor(writer, self._disconnect)
-                writer.shutdown(wait=False)
+                await writer.run(self._disconnect)
+                writer.stop()
         readers, self._readers = self._readers, None
         if readers is not None:
             await asyncio.to_thread(readers.shutdown)  # lets reads in flight finish
@@ -325,7 +321,7 @@ class SQLiteStore:
         writer = self._writer
         if writer is None:
             raise self._not_open()
-        return await asyncio.get_running_loop().run_in_executor(writer, self._on_writer, job)
+        return await writer.run(partial(self._on_writer, job))
 
     def _on_writer(self, job: Callable[[sqlite3.Connection], T]) -> T:
         connection = self._write_connection
@@ -380,24 +376,35 @@ class SQLiteStore:
     def _append_batch(
         self, requests: list[AppendRequest], connection: sqlite3.Connection
     ) -> list[AppendOutcome]:
-        """One transaction for the whole batch; a savepoint per request isolates its failure."""
+        """One transaction for the whole batch; a savepoint per request isolates its failure.
+
+        A batch of one request needs no savepoint: the transaction is then the request's unit of
+        failure, rolled back instead of committed.
+        """
         execute = connection.execute
+        alone = len(requests) == 1
+        outcomes: list[AppendOutcome] = []
+        appends = events = 0
         try:
             execute("BEGIN IMMEDIATE")
             try:
-                ((last,),) = execute(_LAST_ASSIGNED).fetchall()
-                outcomes: list[AppendOutcome] = []
-                appends = 0
-                first = last
                 for request in requests:
+                    if not alone:
+                        execute("SAVEPOINT append")
                     try:
-                        positions = self._append_one(connection, request, last)
+                        positions = _append_one(connection, request)
                     except _REQUEST_ERRORS as exc:
+                        execute("ROLLBACK" if alone else "ROLLBACK TO append")
                         outcomes.append(exc)
                         continue
-                    last += len(positions)
+                    finally:
+                        if not alone:
+                            execute("RELEASE append")
                     appends += 1
+                    events += len(positions)
                     outcomes.append(positions)
+                if not connection.in_transaction:
+                    return outcomes  # its one request failed, and was rolled back
                 execute("COMMIT")
             except BaseException:
                 if connection.in_transaction:
@@ -407,58 +414,8 @@ class SQLiteStore:
             raise self._unavailable(exc) from exc
         self._transactions += 1
         self._appends += appends
-        self._events += last - first
+        self._events += events
         return outcomes
-
-    def _append_one(
-        self, connection: sqlite3.Connection, request: AppendRequest, last: int
-    ) -> range:
-        name = request.aggregate_name
-        aggregate_id = request.aggregate_id
-        expected = request.expected_version
-        events = request.events
-        execute = connection.execute
-        execute("SAVEPOINT append")
-        try:
-            if request.create:
-                try:
-                    execute(_CREATE, (name, aggregate_id, _micros(datetime.now(UTC))))
-                except sqlite3.IntegrityError:
-                    raise AggregateExists(name, aggregate_id) from None
-                if not events:
-                    execute("RELEASE append")
-                    return range(0)
-            advanced = execute(_ADVANCE, (expected + len(events), name, aggregate_id, expected))
-            if advanced.rowcount != 1:
-                rows = execute(_VERSION, (name, aggregate_id)).fetchall()
-                if not rows:
-                    raise AggregateNotFound(name, aggregate_id)
-                raise ConcurrencyError(name, aggregate_id, expected, rows[0][0])
-            connection.executemany(
-                _INSERT,
-                [
-                    (
-                        position,
-                        event.id.bytes,
-                        name,
-                        aggregate_id,
-                        event.version,
-                        event.name,
-                        (event.timestamp - _EPOCH) // _MICROSECOND,
-                        event.data,
-                        _encode_metadata(event.metadata),
-                    )
-                    for position, event in enumerate(events, start=last + 1)
-                ],
-            )
-        except BaseException as exc:
-            execute("ROLLBACK TO append")
-            execute("RELEASE append")
-            if isinstance(exc, sqlite3.IntegrityError):
-                raise _integrity_error(request, exc) from exc
-            raise
-        execute("RELEASE append")
-        return range(last + 1, last + 1 + len(events))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SQLTransaction]:
@@ -473,7 +430,7 @@ class SQLiteStore:
             try:
                 await self._write(_begin)
             except BaseException as exc:
-                writer.submit(self._on_writer, _rollback_if_open)
+                writer.post(partial(self._on_writer, _rollback_if_open))
                 if isinstance(exc, sqlite3.OperationalError):
                     raise self._unavailable(exc) from exc
                 raise
@@ -485,7 +442,7 @@ class SQLiteStore:
             except BaseException:
                 # Queued on the writer thread, so it runs before the next write whatever happens
                 # to this task: the connection never stays inside a stale transaction.
-                writer.submit(self._on_writer, _rollback_if_open)
+                writer.post(partial(self._on_writer, _rollback_if_open))
                 raise
             finally:
                 transaction.closed = True
@@ -588,6 +545,91 @@ class _Transaction:
         return rows[0] if rows else None
 
 
+# A queued job: what to run, and where to report its outcome (nowhere for a posted job).
+_Job = tuple[Callable[[], Any], asyncio.Future[Any] | None, asyncio.AbstractEventLoop | None]
+
+
+class _WriterThread:
+    """The thread that owns the write connection: it runs blocking jobs one at a time, in order.
+
+    Cheaper than ``run_in_executor`` on a one-thread pool, which matters because every command
+    crosses it: a job travels on a :class:`queue.SimpleQueue` and its result comes back through
+    one ``call_soon_threadsafe``, with no :class:`concurrent.futures.Future` and its locks between.
+    A job always runs once queued, even if its caller is cancelled meanwhile; jobs queued after it
+    (such as a rollback) therefore find the connection in the state it left.
+
+    The thread is a daemon so that a store never closed cannot hang the interpreter's exit; an
+    interrupted write transaction is rolled back by SQLite, and no caller was told it committed.
+    """
+
+    __slots__ = ("_jobs",)
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        threading.Thread(
+            target=self._serve, args=(self._jobs,), name="eventsignal-sqlite-writer", daemon=True
+        ).start()
+
+    def run(self, job: Callable[[], T]) -> asyncio.Future[T]:
+        """Queue ``job``; the future settles, in the caller's event loop, with its outcome."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((job, future, loop))
+        return future
+
+    def post(self, job: Callable[[], object]) -> None:
+        """Queue ``job`` with nobody waiting for it (its failure is dropped)."""
+        self._jobs.put((job, None, None))
+
+    def stop(self) -> None:
+        """End the thread once the jobs already queued have run."""
+        self._jobs.put(None)
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue[_Job | None]) -> None:
+        get = jobs.get
+        while (item := get()) is not None:
+            _run_job(*item)
+            del item  # nothing of the last job kept alive while idle
+
+
+def _run_job(
+    job: Callable[[], Any],
+    future: asyncio.Future[Any] | None,
+    loop: asyncio.AbstractEventLoop | None,
+) -> None:
+    try:
+        result = job()
+    except BaseException as exc:  # delivered to the caller, as an executor would
+        if future is not None:
+            _settle_threadsafe(loop, _fail, future, exc)
+    else:
+        if future is not None:
+            _settle_threadsafe(loop, _succeed, future, result)
+
+
+def _settle_threadsafe(
+    loop: asyncio.AbstractEventLoop | None,
+    settle: Callable[[asyncio.Future[Any], Any], None],
+    future: asyncio.Future[Any],
+    outcome: object,
+) -> None:
+    assert loop is not None
+    # RuntimeError: the loop closed meanwhile, and nobody is waiting there any more.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(settle, future, outcome)
+
+
+def _succeed(future: asyncio.Future[Any], result: object) -> None:
+    if not future.done():  # cancelled meanwhile
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
 # Blocking helpers, run in the store's threads
 
 
@@ -646,6 +688,62 @@ def _read_events(
             metadata,
         ) in connection.execute(sql, params).fetchall()
     ]
+
+
+def _append_one(connection: sqlite3.Connection, request: AppendRequest) -> range:
+    """Store one request's events inside the open transaction; return their positions.
+
+    SQLite assigns the first position (``AUTOINCREMENT``: above every position ever used, by any
+    connection, since the write lock is held), the others follow it, so no read is needed first.
+    """
+    name = request.aggregate_name
+    aggregate_id = request.aggregate_id
+    expected = request.expected_version
+    events = request.events
+    execute = connection.execute
+    if request.create:
+        try:
+            execute(_CREATE, (name, aggregate_id, len(events), _micros(datetime.now(UTC))))
+        except sqlite3.IntegrityError:
+            raise AggregateExists(name, aggregate_id) from None
+        if not events:
+            return range(0)
+    elif execute(_ADVANCE, (expected + len(events), name, aggregate_id, expected)).rowcount != 1:
+        rows = execute(_VERSION, (name, aggregate_id)).fetchall()
+        if not rows:
+            raise AggregateNotFound(name, aggregate_id)
+        raise ConcurrencyError(name, aggregate_id, expected, rows[0][0])
+    first, *rest = events
+    try:
+        position = execute(_INSERT, _event_row(None, name, aggregate_id, first)).lastrowid
+        assert position is not None
+        if rest:
+            connection.executemany(
+                _INSERT,
+                [
+                    _event_row(following, name, aggregate_id, event)
+                    for following, event in enumerate(rest, start=position + 1)
+                ],
+            )
+    except sqlite3.IntegrityError as exc:
+        raise _integrity_error(request, exc) from exc
+    return range(position, position + len(events))
+
+
+def _event_row(
+    position: int | None, name: str, aggregate_id: str, event: StoredEvent
+) -> tuple[Any, ...]:
+    return (
+        position,
+        event.id.bytes,
+        name,
+        aggregate_id,
+        event.version,
+        event.name,
+        (event.timestamp - _EPOCH) // _MICROSECOND,
+        event.data,
+        _encode_metadata(event.metadata),
+    )
 
 
 def _micros(moment: datetime) -> int:
