@@ -424,3 +424,65 @@ async def test_reopening_while_the_last_close_runs(tmp_path: Path) -> None:
         assert await store.head_position() == 1
     finally:
         await store.close()
+
+
+async def test_a_failed_append_alone_leaves_nothing_behind(store: SQLiteStore) -> None:
+    await store.create("thing", "a")
+    await store.create("thing", "b")
+    taken = make_events("a", 0, 1)
+    await store.append("thing", "a", 0, taken)
+    before = store.stats
+    reused = [msgspec.structs.replace(make_events("b", 0, 2)[0], id=taken[0].id)]
+    with pytest.raises(ValueError, match="already stored"):
+        await store.append("thing", "b", 0, reused)  # fails after b's version was advanced
+    assert store.stats == before
+    assert [(a.aggregate_id, a.version) for a in await store.aggregates()] == [("a", 1), ("b", 0)]
+    assert list(await store.append("thing", "b", 0, make_events("b", 0, 2))) == [2, 3]
+
+
+async def test_positions_are_never_reused(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = SQLiteStore(path, migrate=True)
+    await store.open()
+    try:
+        await store.create("thing", "a")
+        assert list(await store.append("thing", "a", 0, make_events("a", 0, 2))) == [1, 2]
+        # Another connection (another process) writes a row far ahead, then deletes it.
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute(
+            "INSERT INTO eventsignal_events (position, event_id, aggregate_name, aggregate_id, "
+            "version, name, timestamp, data) VALUES (50, ?, 'thing', 'x', 1, 'E', 0, x'')",
+            (b"0123456789abcdef",),
+        )
+        other.execute("DELETE FROM eventsignal_events WHERE position = 50")
+        other.close()
+        assert list(await store.append("thing", "a", 2, make_events("a", 2, 3))) == [51, 52, 53]
+        assert [e.position for e in await store.read_all()] == [1, 2, 51, 52, 53]
+    finally:
+        await store.close()
+
+
+async def test_cancelled_callers_leave_the_writer_consistent(store: SQLiteStore) -> None:
+    await store.create("thing", "a")
+    await store.migrate_component("tally", [["CREATE TABLE tally (n INTEGER NOT NULL)"]])
+
+    async def held_open() -> None:
+        async with store.transaction() as tx:
+            await tx.execute("INSERT INTO tally (n) VALUES (1)")
+            await asyncio.sleep(10)
+
+    holder = asyncio.create_task(held_open())
+    await asyncio.sleep(0.05)
+    queued = asyncio.create_task(store.append("thing", "a", 0, make_events("a", 0, 1)))
+    await asyncio.sleep(0.01)
+    holder.cancel()
+    queued.cancel()
+    async with asyncio.timeout(5):
+        await asyncio.gather(holder, queued, return_exceptions=True)
+        async with store.transaction() as tx:
+            assert await tx.fetchall("SELECT n FROM tally") == []  # rolled back
+        # The cancelled append may have been stored; the next one lines up either way.
+        version = len(await store.read_aggregate("thing", "a"))
+        assert list(await store.append("thing", "a", version, make_events("a", version, 1))) == [
+            version + 1
+        ]
