@@ -9,10 +9,11 @@ and re-read, which is how :meth:`EventStore.wait_for_events` is meant to be used
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 import weakref
+
+from eventsignal.wakeups import wake
 
 
 class Followers:
@@ -38,23 +39,7 @@ class Followers:
             return
         with self._lock:
             waiters, self._waiters = self._waiters, set()
-        try:
-            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            current = None
-        for waiter in waiters:
-            loop = waiter.get_loop()
-            if loop is current:
-                _settle(waiter)
-            elif not loop.is_closed():
-                # RuntimeError: the loop closed meanwhile, and nobody is waiting there.
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_settle, waiter)
-
-
-def _settle(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+        wake(waiters)
 
 
 _registry: weakref.WeakValueDictionary[str, Followers] = weakref.WeakValueDictionary()

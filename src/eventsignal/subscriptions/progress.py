@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+
+from eventsignal.wakeups import wake
 
 _waiters: dict[str, list[asyncio.Future[None]]] = {}
 
@@ -16,22 +17,7 @@ def notify(subscription: str) -> None:
     waiters = _waiters.pop(subscription, None)
     if not waiters:
         return
-    try:
-        current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        current = None
-    for waiter in waiters:
-        loop = waiter.get_loop()
-        if loop is current:
-            _settle(waiter)
-        elif not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # closed meanwhile: nobody waits there
-                loop.call_soon_threadsafe(_settle, waiter)
-
-
-def _settle(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+    wake(waiters)
 
 
 async def moved(subscription: str, within: float) -> None:
