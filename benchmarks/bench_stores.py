@@ -8,7 +8,8 @@ Run it with::
 Every measurement gets fresh tables (a new SQLite file, a new PostgreSQL schema in the scratch
 database ``eventsignal_bench_<pid>``, dropped at the end). The peer runs with its aggregate cache
 on, in its default mode (fast-forward: one extra read per command; a deep copy per command) and in
-its fastest (both off). Ratios are taken against the faster of the two. ``events/s`` counts what
+its fastest (both off). Target ratios are taken against its defaults, as the targets are stated;
+the "vs peer fastest mode" ratios against the faster of the two. ``events/s`` counts what
 each library stores: the peer stores one more event per cart (its creation event) than we do.
 
 The ceiling is plain psycopg writing multi-row INSERTs of ``--batch`` rows per transaction into a
@@ -370,8 +371,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             mine = [s for s in table if s.label.startswith("eventsignal")]
             peers = [s for s in table if s.label.startswith("eventsourcing")]
             target = ">= the peer" if clients == 1 else ">= 10x" if backend == "postgres" else ""
-            ratio = paired_ratio(mine[0], peers) if mine else None
+            # The target against the peer as the issue names it (cache on, its defaults); its
+            # fastest mode, unsafe with several writers, is the harder comparison beside it.
+            ratio = paired_ratio(mine[0], peers[:1]) if mine else None
             print_ratio(f"{backend} c={clients}", ratio, target)
+            fastest = paired_ratio(mine[0], peers) if mine else None
+            print_ratio(f"{backend} c={clients} vs peer fastest mode", fastest)
             raw = [s for s in table if s.label == RAW_LABEL]
             if raw:
                 print(
