@@ -26,8 +26,7 @@ import logging
 import time
 from datetime import UTC, datetime
 from inspect import isawaitable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import msgspec
 
@@ -39,6 +38,7 @@ from eventsignal.stores.nats import NatsStore
 from eventsignal.stores.nats_wire import COUNT, decode_events, encode_token, head_of, split_subject
 from eventsignal.subscriptions.checkpoints import ParkedEvent
 from eventsignal.subscriptions.errors import SubscriptionStopped
+from eventsignal.subscriptions.lifecycle import RunnerLifecycle
 from eventsignal.subscriptions.subscription import Subscription
 
 logger = logging.getLogger("eventsignal.subscriptions")
@@ -176,7 +176,7 @@ async def jetstream_parked(store: NatsStore, subscription: str) -> list[ParkedEv
         await nc.close()
 
 
-class JetStreamRunner:
+class JetStreamRunner(RunnerLifecycle):
     """Runs one :class:`Subscription` on a durable JetStream consumer until stopped.
 
     ``async with JetStreamRunner(subscription, store):`` binds the consumer (creating it the first
@@ -323,29 +323,6 @@ class JetStreamRunner:
                 await nc.close()
         finally:
             await self.store.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    async def wait(self) -> None:
-        """Wait until the runner ends on its own (a ``"stop"`` failure policy); raise why."""
-        if self._task is not None:
-            await asyncio.shield(self._task)
-        if self.error is not None:
-            raise self.error
 
     async def status(self) -> JetStreamStatus:
         """:func:`jetstream_status` on this runner's connection."""

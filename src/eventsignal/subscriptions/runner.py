@@ -15,8 +15,7 @@ import socket
 import time
 from collections.abc import Sequence
 from inspect import isawaitable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from uuid import UUID, uuid4
 
 from eventsignal.domain.errors import StoreUnavailable
@@ -26,6 +25,7 @@ from eventsignal.serialization import envelope
 from eventsignal.stores.base import EventStore, StoredEvent
 from eventsignal.subscriptions.checkpoints import Checkpoints, ParkedEvent
 from eventsignal.subscriptions.errors import SubscriptionStopped
+from eventsignal.subscriptions.lifecycle import RunnerLifecycle
 from eventsignal.subscriptions.partitions import partition_of, plan
 from eventsignal.subscriptions.progress import notify
 from eventsignal.subscriptions.subscription import Subscription
@@ -49,7 +49,7 @@ def default_member() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
 
 
-class SubscriptionRunner:
+class SubscriptionRunner(RunnerLifecycle):
     """Runs one :class:`Subscription` against a store until stopped.
 
     ``async with SubscriptionRunner(subscription, store):`` starts it in the background. Several
@@ -143,33 +143,10 @@ class SubscriptionRunner:
         for store in reversed(self._stores()):
             await store.close()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
     @property
     def partitions(self) -> dict[int, int]:
         """The partitions this runner leases now, with their checkpoints."""
         return dict(self._owned)
-
-    async def wait(self) -> None:
-        """Wait until the runner ends on its own (a ``"stop"`` failure policy); raise why."""
-        if self._task is not None:
-            await asyncio.shield(self._task)
-        if self.error is not None:
-            raise self.error
 
     # The loop
 
