@@ -56,6 +56,7 @@ from workload import CART, ItemAdded, ItemRemoved, PeerCart, PeerShop, peer_env
 import eventsignal.stores
 from eventsignal import Signal
 from eventsignal.stores import EventStore, StoredEvent
+from eventsignal.stores.postgres_schema import EVENTS_MIGRATIONS
 
 PG_SERVER = os.environ.get("EVENTSIGNAL_BENCH_POSTGRES", "host=127.0.0.1 port=5432")
 PG_USER = os.environ.get("PGUSER", "postgres")
@@ -211,20 +212,12 @@ def configurations(
 
 # The ceiling: plain psycopg into a table like ours.
 
-RAW_TABLE = """
-CREATE TABLE raw_events (
-    position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    event_id UUID NOT NULL UNIQUE,
-    aggregate_name TEXT NOT NULL,
-    aggregate_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    timestamp TIMESTAMPTZ NOT NULL,
-    data BYTEA NOT NULL,
-    metadata JSONB NOT NULL DEFAULT '{}',
-    UNIQUE (aggregate_name, aggregate_id, version)
+# The same table definition as PostgresStore's events, so the ceiling cannot drift from it.
+RAW_TABLE = next(
+    statement.replace("eventsignal_events", "raw_events")
+    for statement in EVENTS_MIGRATIONS[0]
+    if "CREATE TABLE eventsignal_events" in statement
 )
-"""
 
 
 def raw_inserts(scratch: Scratch, batch: int) -> Measurement:
