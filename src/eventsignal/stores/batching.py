@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 
-from eventsignal.stores.base import StoredEvent
+from eventsignal.domain.identity import validate_id, validate_name
+from eventsignal.stores.base import StoredEvent, check_versions
 
 
 class AppendRequest(msgspec.Struct, frozen=True):
@@ -29,6 +30,28 @@ class AppendRequest(msgspec.Struct, frozen=True):
     expected_version: int
     events: Sequence[StoredEvent]
     create: bool = False
+
+    @classmethod
+    def creation(
+        cls, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent]
+    ) -> AppendRequest:
+        """A checked request to record a new aggregate with its first events, if any."""
+        validate_name(aggregate_name)
+        validate_id(aggregate_id)
+        check_versions(aggregate_name, aggregate_id, 0, events)
+        return cls(aggregate_name, aggregate_id, 0, events, create=True)
+
+    @classmethod
+    def checked(
+        cls,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+    ) -> AppendRequest:
+        """A request whose events follow ``expected_version`` one by one, or ``ValueError``."""
+        check_versions(aggregate_name, aggregate_id, expected_version, events)
+        return cls(aggregate_name, aggregate_id, expected_version, events)
 
 
 AppendOutcome = Sequence[int] | BaseException

@@ -44,8 +44,7 @@ from eventsignal.domain.errors import (
     SignalError,
     StoreUnavailable,
 )
-from eventsignal.domain.identity import validate_id, validate_name
-from eventsignal.stores.base import AggregateInfo, StoredEvent, check_versions
+from eventsignal.stores.base import AggregateInfo, StoredEvent
 from eventsignal.stores.batching import AppendOutcome, AppendRequest, GroupCommit
 from eventsignal.stores.postgres_notify import HEAD_POSITION, HeadWatch
 from eventsignal.stores.postgres_schema import (
@@ -309,15 +308,11 @@ class PostgresStore:
     async def create(
         self, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent] = ()
     ) -> Sequence[int]:
-        validate_name(aggregate_name)
-        validate_id(aggregate_id)
-        check_versions(aggregate_name, aggregate_id, 0, events)
+        request = AppendRequest.creation(aggregate_name, aggregate_id, events)
         if self._pool is None:
             raise _not_open()
         # Through group commit: concurrent creations share a transaction with appends.
-        return await self._group.append(
-            AppendRequest(aggregate_name, aggregate_id, 0, events, create=True)
-        )
+        return await self._group.append(request)
 
     async def append(
         self,
@@ -326,12 +321,10 @@ class PostgresStore:
         expected_version: int,
         events: Sequence[StoredEvent],
     ) -> Sequence[int]:
-        check_versions(aggregate_name, aggregate_id, expected_version, events)
+        request = AppendRequest.checked(aggregate_name, aggregate_id, expected_version, events)
         if self._pool is None:
             raise _not_open()
-        return await self._group.append(
-            AppendRequest(aggregate_name, aggregate_id, expected_version, events)
-        )
+        return await self._group.append(request)
 
     async def _commit_batch(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
         try:

@@ -55,8 +55,7 @@ from eventsignal.domain.errors import (
     SignalError,
     StoreUnavailable,
 )
-from eventsignal.domain.identity import validate_id, validate_name
-from eventsignal.stores.base import AggregateInfo, StoredEvent, check_versions
+from eventsignal.stores.base import AggregateInfo, StoredEvent
 from eventsignal.stores.batching import AppendOutcome, AppendRequest, GroupCommit
 from eventsignal.stores.sql import Dialect, SQLTransaction
 from eventsignal.stores.sqlite_followers import followers_of
@@ -341,16 +340,12 @@ class SQLiteStore:
     async def create(
         self, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent] = ()
     ) -> Sequence[int]:
-        validate_name(aggregate_name)
-        validate_id(aggregate_id)
-        check_versions(aggregate_name, aggregate_id, 0, events)
+        request = AppendRequest.creation(aggregate_name, aggregate_id, events)
         group = self._group
         if group is None:
             raise self._not_open()
         # Through group commit, so that many creations share one durable commit.
-        return await group.append(
-            AppendRequest(aggregate_name, aggregate_id, 0, events, create=True)
-        )
+        return await group.append(request)
 
     async def append(
         self,
@@ -359,13 +354,11 @@ class SQLiteStore:
         expected_version: int,
         events: Sequence[StoredEvent],
     ) -> Sequence[int]:
-        check_versions(aggregate_name, aggregate_id, expected_version, events)
+        request = AppendRequest.checked(aggregate_name, aggregate_id, expected_version, events)
         group = self._group
         if group is None:
             raise self._not_open()
-        return await group.append(
-            AppendRequest(aggregate_name, aggregate_id, expected_version, events)
-        )
+        return await group.append(request)
 
     async def _commit_batch(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
         async with self._write_lock:
