@@ -13,7 +13,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -26,6 +26,7 @@ from eventsignal.domain.errors import (
     AggregateNotFound,
     CommandRejected,
     ConcurrencyError,
+    InvalidHandlerResult,
     SignalError,
 )
 from eventsignal.domain.events import Event, new_event_id
@@ -60,6 +61,16 @@ C = TypeVar("C")
 EvictionHook = Callable[[str, Any, int], object]
 _FOLD_SLICE = 2000  # events applied between yields to the event loop during a rebuild
 _replace = msgspec.structs.replace
+
+
+def _own(metadata: Mapping[str, str] | None) -> Mapping[str, str]:
+    """The caller's metadata as a dict of our own, so changing theirs later changes no event."""
+    if metadata is None:
+        return {}
+    try:
+        return dict(metadata)
+    except (TypeError, ValueError):
+        return metadata  # the store's check names what is wrong with it
 
 
 class Aggregate(Generic[S]):
@@ -298,11 +309,9 @@ class Signal(Generic[S, C]):
             if command is not None:
                 produced = self.config.command_handler(command, state)
                 if type(produced) is not list:
-                    if inspect.isawaitable(produced):
-                        produced = await produced
-                    produced = list(produced)
+                    produced = await self._events_of(produced, aggregate_id, command)
                 state, envelopes, records = self._record(
-                    aggregate_id, state, 0, produced, metadata or {}
+                    aggregate_id, state, 0, produced, _own(metadata)
                 )
             positions = await self.store.create(self.name, aggregate_id, records)
         except Exception as exc:
@@ -496,8 +505,7 @@ class Signal(Generic[S, C]):
                     aggregate_name=name, aggregate_id=aggregate_id, command=command_name
                 )
             )
-        if metadata is None:
-            metadata = {}
+        metadata = _own(metadata)
         handle = self.config.command_handler
         attempt = 0
         turn = live.enter()
@@ -509,9 +517,7 @@ class Signal(Generic[S, C]):
                 version = live.version
                 produced = handle(command, state)  # type: ignore[arg-type]
                 if type(produced) is not list:
-                    if inspect.isawaitable(produced):
-                        produced = await produced
-                    produced = list(produced)
+                    produced = await self._events_of(produced, aggregate_id, command)
                 if not produced:
                     return state
                 state, envelopes, records = self._record(
@@ -573,6 +579,18 @@ class Signal(Generic[S, C]):
         # Waited for outside the turn, so other commands to this aggregate are not held up.
         await self._wait_for(wait_for, stored_at, wait_timeout)
         return state
+
+    async def _events_of(self, produced: object, aggregate_id: str, command: object) -> list[Any]:
+        """A command handler's result as a list of events: awaited if it is a coroutine, and
+        refused unless it is a list, tuple or iterator (a bare event, ``None``, a string or a
+        dict are mistakes that would otherwise fail later with a puzzling error)."""
+        if inspect.isawaitable(produced):
+            produced = await produced
+            if type(produced) is list:
+                return produced
+        if isinstance(produced, tuple | Iterator):
+            return list(produced)
+        raise InvalidHandlerResult(self.name, aggregate_id, type(command).__name__, produced)
 
     async def _wait_for(self, subscriptions: Sequence[str], position: int, seconds: float) -> None:
         from eventsignal.subscriptions.status import wait_until_processed

@@ -8,6 +8,7 @@ through the registered upcasters on their way in; current rows take the direct p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -110,9 +111,14 @@ class EventSerializer:
             )
         try:
             data = _encoder.encode(event)
+            if b"null" in data:
+                _refuse_non_finite(event)
+            # What is stored must read back: a field whose value does not match its declared
+            # type would be acknowledged now and fail every later load.
+            self._decoders[name](data)
         except (TypeError, ValueError, NotImplementedError) as exc:
             raise EventSerializationError(
-                f"cannot be encoded: {exc}",
+                f"cannot be stored: {_first_line(exc)}",
                 aggregate_name=self.aggregate_name,
                 aggregate_id=aggregate_id,
                 version=version,
@@ -131,6 +137,8 @@ class EventSerializer:
 
     def decode_all(self, stored: StoredEvent) -> list[Any]:
         """The user events held in one stored event: one, unless an upcaster split it."""
+        if stored.defect is not None:
+            raise self._error(stored, stored.defect)
         decode = self._decoders.get(stored.name)
         try:
             data = stored.data
@@ -163,6 +171,7 @@ class EventSerializer:
                         aggregate_id=stored.aggregate_id,
                         version=stored.version,
                         event_name=stored.name,
+                        position=stored.position,
                     )
                 raise self._error(stored, f"no upcaster reads {name!r} revision {revision}")
             result = upcast(data)
@@ -179,7 +188,36 @@ class EventSerializer:
             aggregate_id=stored.aggregate_id,
             version=stored.version,
             event_name=stored.name,
+            position=stored.position,
         )
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().split("\n", 1)[0] or type(exc).__name__
+
+
+def _refuse_non_finite(event: object) -> None:
+    """Raise ``ValueError`` naming the first NaN or infinity in an event.
+
+    JSON has no such numbers: msgspec writes them as ``null``, which would read back as ``None``
+    or not at all. The walk only runs when the encoded bytes hold a ``null``.
+    """
+    pending: list[tuple[str, Any]] = [("$", msgspec.to_builtins(event, enc_hook=_python_dump))]
+    while pending:
+        path, value = pending.pop()
+        if type(value) is float and not math.isfinite(value):
+            raise ValueError(f"{value} at `{path}`: NaN and infinity cannot be stored")
+        if isinstance(value, dict):
+            pending.extend((f"{path}.{key}", item) for key, item in value.items())
+        elif isinstance(value, list | tuple):
+            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+
+
+def _python_dump(obj: Any) -> Any:
+    dump = getattr(obj, "model_dump", None)  # pydantic: python mode keeps NaN as a float
+    if dump is not None:
+        return dump()
+    raise NotImplementedError(f"cannot encode objects of type {type(obj).__name__}")
 
 
 class StateSerializer:

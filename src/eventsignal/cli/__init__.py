@@ -12,6 +12,7 @@ import click
 
 from eventsignal import __version__
 from eventsignal.cli.events import aggregates, history, migrate
+from eventsignal.cli.integrity import check, event, quarantine
 from eventsignal.cli.projections import rebuild, subscriptions
 from eventsignal.cli.serve import cart
 
@@ -32,7 +33,17 @@ def main(verbose: bool) -> None:
         logging.getLogger().addHandler(logging.NullHandler())
 
 
-for command in (migrate, aggregates, history, subscriptions, rebuild, cart):
+for command in (
+    migrate,
+    aggregates,
+    history,
+    event,
+    check,
+    quarantine,
+    subscriptions,
+    rebuild,
+    cart,
+):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -63,4 +63,6 @@ def json_record(event: StoredEvent) -> dict[str, Any]:
         record["data_base64"] = base64.b64encode(event.data).decode()
     else:
         record["data"] = decoded
+    if event.defect is not None:
+        record["defect"] = event.defect
     return record

@@ -79,7 +79,8 @@ class ConcurrencyError(SignalError):
 class EventSerializationError(SignalError):
     """An event could not be encoded or decoded.
 
-    Names the aggregate, the version and the event type so the faulty row can be found.
+    Names the aggregate, the version and the event type so the faulty row can be found; a stored
+    event that cannot be read also names its global ``position`` (0 for an event not yet stored).
     """
 
     def __init__(
@@ -90,18 +91,37 @@ class EventSerializationError(SignalError):
         aggregate_id: str,
         version: int,
         event_name: str,
+        position: int = 0,
     ) -> None:
+        where = f" at position {position}" if position else ""
         super().__init__(
-            f"{aggregate_name} {aggregate_id!r} version {version} event {event_name!r}: {message}"
+            f"{aggregate_name} {aggregate_id!r} version {version} event {event_name!r}{where}: "
+            f"{message}"
         )
+        self.reason = message
         self.aggregate_name = aggregate_name
         self.aggregate_id = aggregate_id
         self.version = version
         self.event_name = event_name
+        self.position = position
 
 
 class UnknownEventType(EventSerializationError):
     """A stored event names a type that is not registered in the aggregate config."""
+
+
+class InvalidHandlerResult(SignalError, TypeError):
+    """A command handler returned something other than a list of events."""
+
+    def __init__(self, aggregate_name: str, aggregate_id: str, command: str, result: object):
+        super().__init__(
+            f"{aggregate_name} {aggregate_id!r}: the handler of {command} must return a list of "
+            f"events (empty for none), not {type(result).__name__}"
+        )
+        self.aggregate_name = aggregate_name
+        self.aggregate_id = aggregate_id
+        self.command = command
+        self.result_type = type(result)
 
 
 class StoreUnavailable(SignalError):

@@ -14,11 +14,17 @@ from uuid import UUID
 
 import msgspec
 
+from eventsignal.domain.errors import EventSerializationError
+
 
 class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
     """An event as a store keeps it: the envelope with the user's data encoded to bytes.
 
     ``position`` is 0 until the store assigns the event its place in the global order.
+    ``defect`` is set, by the store that read it, on a row whose envelope cannot be read (say
+    metadata written by hand that is not a string-to-string object): the row is handed back as
+    such, with empty metadata, so one bad row never stops a reader; decoding it raises
+    :class:`~eventsignal.EventSerializationError` naming its position and the defect.
     """
 
     id: UUID
@@ -30,6 +36,7 @@ class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
     data: bytes
     metadata: Mapping[str, str] = msgspec.field(default_factory=dict)
     position: int = 0
+    defect: str | None = None
 
 
 class AggregateInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,11 +135,17 @@ def check_versions(
     """Reject a batch whose versions do not follow ``expected_version`` one by one.
 
     Every store calls this before touching storage: a gap or a duplicate inside a batch is a bug in
-    the caller, not a conflict with another writer.
+    the caller, not a conflict with another writer. Metadata is checked here too, so every store
+    refuses the same metadata (see :func:`check_metadata`).
     """
     version = expected_version
+    checked: object = None
     for event in events:
         version += 1
+        metadata = event.metadata
+        if metadata and metadata is not checked:  # a command's events share one mapping
+            check_metadata(event)
+            checked = metadata
         if (
             event.version != version
             or event.aggregate_id != aggregate_id
@@ -143,3 +156,43 @@ def check_versions(
                 f"{event.aggregate_name} {event.aggregate_id!r} has version {event.version}, "
                 f"expected version {version}"
             )
+
+
+def check_metadata(event: StoredEvent) -> None:
+    """Refuse metadata that some store could not keep or give back as it was given.
+
+    Keys and values must be strings (the stores read metadata back as ``dict[str, str]``), hold
+    no NUL character (PostgreSQL cannot store one in text) and be valid Unicode (no lone
+    surrogates, which UTF-8 cannot carry). One rule for every store, checked before anything is
+    written.
+    """
+    metadata = event.metadata
+    if not isinstance(metadata, Mapping):
+        raise _metadata_error(event, f"metadata must be a mapping, not {type(metadata).__name__}")
+    for key, value in metadata.items():
+        problem = _metadata_problem(key, "key") or _metadata_problem(value, "value")
+        if problem is not None:
+            raise _metadata_error(event, f"metadata {key!r}: {problem}")
+
+
+def _metadata_error(event: StoredEvent, message: str) -> EventSerializationError:
+    return EventSerializationError(
+        message,
+        aggregate_name=event.aggregate_name,
+        aggregate_id=event.aggregate_id,
+        version=event.version,
+        event_name=event.name,
+    )
+
+
+def _metadata_problem(text: object, what: str) -> str | None:
+    if type(text) is not str:
+        return f"the {what} must be a string, not {type(text).__name__}"
+    if "\x00" in text:
+        return f"the {what} holds a NUL character"
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return f"the {what} is not valid Unicode (a lone surrogate)"
+    return None

@@ -32,6 +32,7 @@ from uuid import UUID
 import msgspec
 
 from eventsignal.stores.base import StoredEvent
+from eventsignal.stores.rows import UNREADABLE_ID, UNREADABLE_TIME
 
 SLOTS = 100_000
 """Positions per stream message, hence the most events one command may store."""
@@ -113,7 +114,26 @@ def decode_events(
         return []
     aggregate_name, aggregate_id = split_subject(subject)
     first_version = int(headers[VERSION]) - count + 1
-    wire = _decoder.decode(body)
+    try:
+        wire = _decoder.decode(body)
+        if len(wire) != count:
+            raise ValueError(f"the message holds {len(wire)} events, its header says {count}")
+    except (msgspec.DecodeError, ValueError) as exc:
+        # Published by hand or by other code: hand the events back flagged, not fail the read.
+        return [
+            StoredEvent(
+                id=UNREADABLE_ID,
+                aggregate_name=aggregate_name,
+                aggregate_id=aggregate_id,
+                version=first_version + i,
+                name="",
+                timestamp=UNREADABLE_TIME,
+                data=body,
+                position=position,
+                defect=f"stored message {sequence} cannot be read: {exc}",
+            )
+            for i, position in enumerate(positions_of(sequence, count))
+        ]
     return [
         StoredEvent(
             id=w.id,

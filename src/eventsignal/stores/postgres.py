@@ -40,7 +40,6 @@ from eventsignal.domain.errors import (
     AggregateExists,
     AggregateNotFound,
     ConcurrencyError,
-    EventSerializationError,
     SignalError,
     StoreUnavailable,
 )
@@ -53,6 +52,7 @@ from eventsignal.stores.postgres_schema import (
     migrate_component,
     schema_version,
 )
+from eventsignal.stores.rows import read_metadata
 from eventsignal.stores.sql import Dialect
 
 _Connection = AsyncConnection[TupleRow]
@@ -76,7 +76,6 @@ _APPEND = (
 _ACCEPTED, _NOT_FOUND, _EXISTS = -1, -2, -3
 _VERSION_CONSTRAINT = "eventsignal_events_aggregate_name_aggregate_id_version_key"
 
-_decode_metadata = msgspec.json.Decoder(dict[str, str]).decode
 _encode_metadata = msgspec.json.Encoder().encode
 
 
@@ -477,16 +476,7 @@ class PostgresTransaction:
 
 def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
     position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data, meta = row
-    try:
-        metadata = _decode_metadata(meta) if meta != "{}" else {}
-    except msgspec.DecodeError as exc:
-        raise EventSerializationError(
-            f"stored metadata is not a string-to-string object: {exc}",
-            aggregate_name=aggregate_name,
-            aggregate_id=aggregate_id,
-            version=version,
-            event_name=name,
-        ) from exc
+    metadata, defect = read_metadata(meta)
     return StoredEvent(
         id=event_id,
         aggregate_name=aggregate_name,
@@ -497,6 +487,7 @@ def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
         data=data,
         metadata=metadata,
         position=position,
+        defect=defect,
     )
 
 

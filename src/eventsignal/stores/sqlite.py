@@ -57,6 +57,12 @@ from eventsignal.domain.errors import (
 )
 from eventsignal.stores.base import AggregateInfo, StoredEvent
 from eventsignal.stores.batching import AppendOutcome, AppendRequest, GroupCommit
+from eventsignal.stores.rows import (
+    UNREADABLE_ID,
+    UNREADABLE_TIME,
+    decode_metadata,
+    read_metadata,
+)
 from eventsignal.stores.sql import Dialect, SQLTransaction
 from eventsignal.stores.sqlite_followers import followers_of
 from eventsignal.stores.sqlite_schema import (
@@ -118,7 +124,6 @@ _REQUEST_ERRORS = (
 )
 
 _encode_json = msgspec.json.Encoder().encode
-_decode_metadata = msgspec.json.Decoder(dict[str, str]).decode
 
 
 class SQLiteStats(msgspec.Struct, frozen=True):
@@ -657,30 +662,59 @@ def _fetchall(
 def _read_events(
     sql: str, params: Sequence[Any], connection: sqlite3.Connection
 ) -> list[StoredEvent]:
-    return [
-        StoredEvent(
-            id=UUID(bytes=event_id) if type(event_id) is bytes else UUID(event_id),
-            aggregate_name=aggregate_name,
-            aggregate_id=aggregate_id,
-            version=version,
-            name=name,
-            timestamp=_EPOCH + timedelta(microseconds=timestamp),
-            data=data,
-            metadata={} if metadata == "{}" else _decode_metadata(metadata),
-            position=position,
-        )
-        for (
-            position,
-            event_id,
-            aggregate_name,
-            aggregate_id,
-            version,
-            name,
-            timestamp,
-            data,
-            metadata,
-        ) in connection.execute(sql, params).fetchall()
-    ]
+    rows = connection.execute(sql, params).fetchall()
+    try:
+        return [
+            StoredEvent(
+                id=UUID(bytes=event_id) if type(event_id) is bytes else UUID(event_id),
+                aggregate_name=aggregate_name,
+                aggregate_id=aggregate_id,
+                version=version,
+                name=name,
+                timestamp=_EPOCH + timedelta(microseconds=timestamp),
+                data=data,
+                metadata=decode_metadata(metadata),
+                position=position,
+            )
+            for (
+                position,
+                event_id,
+                aggregate_name,
+                aggregate_id,
+                version,
+                name,
+                timestamp,
+                data,
+                metadata,
+            ) in rows
+        ]
+    except (ValueError, TypeError, OverflowError):
+        # Some row was written by hand or by older code: hand every row back, the bad ones
+        # flagged, rather than fail the whole read.
+        return [_checked_event(row) for row in rows]
+
+
+def _checked_event(row: tuple[Any, ...]) -> StoredEvent:
+    position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data, meta = row
+    metadata, defect = read_metadata(meta)
+    try:
+        uuid = UUID(bytes=event_id) if type(event_id) is bytes else UUID(event_id)
+        when = _EPOCH + timedelta(microseconds=timestamp)
+    except (ValueError, TypeError, OverflowError) as exc:
+        uuid, when = UNREADABLE_ID, UNREADABLE_TIME
+        defect = f"stored event id or timestamp cannot be read: {exc}"
+    return StoredEvent(
+        id=uuid,
+        aggregate_name=aggregate_name,
+        aggregate_id=aggregate_id,
+        version=version,
+        name=name,
+        timestamp=when,
+        data=data,
+        metadata=metadata,
+        position=position,
+        defect=defect,
+    )
 
 
 def _append_one(connection: sqlite3.Connection, request: AppendRequest) -> range:

@@ -32,6 +32,8 @@ from eventsignal.subscriptions.jetstream import (
 )
 from eventsignal.subscriptions.partitions import partition_of
 from eventsignal.subscriptions.policy import Commands, policy
+from eventsignal.subscriptions.quarantine import quarantine, quarantined
+from eventsignal.subscriptions.quarantine import release as release_quarantined
 from eventsignal.subscriptions.readmodel import Document, ReadModel
 from eventsignal.subscriptions.rebuild import Progress, rebuild
 from eventsignal.subscriptions.registry import register, registered, registered_names
@@ -66,10 +68,13 @@ __all__ = [
     "partition_of",
     "policy",
     "processed_position",
+    "quarantine",
+    "quarantined",
     "rebuild",
     "register",
     "registered",
     "registered_names",
+    "release_quarantined",
     "subscription_status",
     "wait_until_processed",
 ]

@@ -51,9 +51,18 @@ def _schema(document_type: str, real: str) -> list[list[str]]:
     ]
 
 
+def _quarantine(real: str) -> list[str]:
+    # Events an operator set aside: every subscription passes them by (see quarantine.py).
+    return [
+        "CREATE TABLE IF NOT EXISTS eventsignal_quarantine ("
+        " position BIGINT PRIMARY KEY, reason TEXT NOT NULL,"
+        f" quarantined_at {real} NOT NULL)"
+    ]
+
+
 MIGRATIONS: dict[Dialect, list[list[str]]] = {
-    "sqlite": _schema("TEXT", "REAL"),
-    "postgres": _schema("JSONB", "DOUBLE PRECISION"),
+    "sqlite": [*_schema("TEXT", "REAL"), _quarantine("REAL")],
+    "postgres": [*_schema("JSONB", "DOUBLE PRECISION"), _quarantine("DOUBLE PRECISION")],
 }
 
 
@@ -344,6 +353,32 @@ class Checkpoints:
         await tx.execute(
             self.sql("DELETE FROM eventsignal_parked WHERE subscription = ? AND event_id = ?"),
             (name, str(event_id)),
+        )
+
+    # Quarantined events
+
+    async def quarantine(self, tx: SQLTransaction, position: int, reason: str, now: float) -> None:
+        await tx.execute(
+            self.sql(
+                "INSERT INTO eventsignal_quarantine (position, reason, quarantined_at)"
+                " VALUES (?, ?, ?) ON CONFLICT (position) DO UPDATE SET reason = excluded.reason"
+            ),
+            (position, reason, now),
+        )
+
+    async def quarantined(self, tx: SQLTransaction) -> dict[int, str]:
+        """Quarantined positions with their reasons."""
+        rows = await tx.fetchall(
+            "SELECT position, reason FROM eventsignal_quarantine ORDER BY position"
+        )
+        return {int(r[0]): r[1] for r in rows}
+
+    async def unquarantine(self, tx: SQLTransaction, position: int) -> bool:
+        return (
+            await tx.execute(
+                self.sql("DELETE FROM eventsignal_quarantine WHERE position = ?"), (position,)
+            )
+            > 0
         )
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from eventsignal.domain.errors import SignalError, StoreUnavailable
+from eventsignal.domain.errors import EventSerializationError, SignalError, StoreUnavailable
 from eventsignal.domain.evolution import split_stored_name
 from eventsignal.serialization import envelope
 from eventsignal.stores.base import StoredEvent
@@ -460,7 +460,8 @@ class JetStreamRunner(RunnerLifecycle):
             record.position,
             error,
         )
-        if attempts < sub.max_attempts:
+        # A stored event that cannot be read stays so: park it at once.
+        if attempts < sub.max_attempts and not isinstance(error, EventSerializationError):
             await msg.nak(delay=sub.backoff(attempts))
             return False
         text = f"{type(error).__name__}: {error}"

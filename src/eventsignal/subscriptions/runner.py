@@ -18,7 +18,7 @@ from inspect import isawaitable
 from typing import Any
 from uuid import UUID, uuid4
 
-from eventsignal.domain.errors import StoreUnavailable
+from eventsignal.domain.errors import EventSerializationError, StoreUnavailable
 from eventsignal.domain.events import Event
 from eventsignal.domain.evolution import split_stored_name
 from eventsignal.serialization import envelope
@@ -75,6 +75,7 @@ class SubscriptionRunner(RunnerLifecycle):
         self.error: BaseException | None = None  # why the loop ended, if it did
         self._owned: dict[int, int] = {}  # partition -> checkpoint
         self._blocked: set[UUID] = set()  # parked events that will be delivered again
+        self._quarantined: dict[int, str] = {}  # positions every subscription passes by
         self._task: asyncio.Task[None] | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._prefetch: tuple[int, asyncio.Task[Sequence[StoredEvent]]] | None = None
@@ -248,6 +249,7 @@ class SubscriptionRunner(RunnerLifecycle):
                 position = await db.claim(tx, name, part, self.member, now, until)
                 if position is not None:
                     self._owned[part] = position
+            self._quarantined = await db.quarantined(tx)
             if sub.on_failure == "stop":
                 self._blocked = {
                     p.event_id
@@ -267,9 +269,12 @@ class SubscriptionRunner(RunnerLifecycle):
         names = sub.event_names
         owned = self._owned
         parts = sub.partitions
+        quarantined = self._quarantined
         chosen = []
         for record in batch:
             if record.aggregate_name not in aggregates:  # type: ignore[operator]
+                continue
+            if quarantined and record.position in quarantined:
                 continue
             if (
                 names is not None
@@ -312,10 +317,13 @@ class SubscriptionRunner(RunnerLifecycle):
         owned = self._owned
         parts = sub.partitions
         only = owned.get(0, 0) if parts == 1 else 0
+        quarantined = self._quarantined
         delivered = 0
         for record in batch:
             serializer = serializers.get(record.aggregate_name)
             if serializer is None:
+                continue
+            if quarantined and record.position in quarantined:
                 continue
             if (
                 names is not None
@@ -404,6 +412,7 @@ class SubscriptionRunner(RunnerLifecycle):
     async def _one_in_transaction(self, part: int, record: StoredEvent) -> None:
         sub = self.subscription
         error: Exception | None = None
+        attempt = 0
         for attempt in range(1, sub.max_attempts + 1):
             if attempt > 1:
                 await asyncio.sleep(sub.backoff(attempt - 1))
@@ -417,6 +426,9 @@ class SubscriptionRunner(RunnerLifecycle):
                 return
             except (_LostPartition, StoreUnavailable):
                 raise
+            except EventSerializationError as exc:
+                error = exc  # the stored event cannot be read: no retry will change that
+                break
             except Exception as exc:
                 error = exc
                 logger.warning(
@@ -427,10 +439,14 @@ class SubscriptionRunner(RunnerLifecycle):
                     exc,
                 )
         assert error is not None
-        await self._park(part, record, error, sub.max_attempts)
+        await self._park(part, record, error, attempt)
 
     async def _retry(self, part: int, record: StoredEvent, error: Exception) -> None:
         sub = self.subscription
+        if isinstance(error, EventSerializationError):
+            # The stored event cannot be read: no retry will change that.
+            await self._park(part, record, error, 1)
+            return
         for attempt in range(2, sub.max_attempts + 1):
             logger.warning(
                 "subscription %r: attempt %d at position %d failed: %r",

@@ -19,9 +19,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from uuid import uuid4
 
+import msgspec
 import pytest
 
-from eventsignal.domain.errors import AggregateExists, AggregateNotFound, ConcurrencyError
+from eventsignal.domain.errors import (
+    AggregateExists,
+    AggregateNotFound,
+    ConcurrencyError,
+    EventSerializationError,
+)
 from eventsignal.stores.base import EventStore, StoredEvent
 
 
@@ -279,6 +285,36 @@ class EventStoreCompliance:
             assert len(await store.aggregates()) == 3
 
         self.run_check(check)
+
+    def test_metadata_no_store_could_keep_is_refused(self) -> None:
+        bad: list[dict[object, object]] = [
+            {"k": 5},
+            {"k": None},
+            {7: "v"},
+            {"k": "a\x00b"},
+            {"k": "\ud800"},
+        ]
+
+        async def check(store: EventStore) -> None:
+            await store.create("thing", "a")
+            for metadata in bad:
+                events = [msgspec.structs.replace(make_events("a", 0, 1)[0], metadata=metadata)]
+                with pytest.raises(EventSerializationError) as refused:
+                    await store.append("thing", "a", 0, events)
+                assert refused.value.aggregate_id == "a"
+                assert refused.value.event_name == "Happened"
+                assert "metadata" in str(refused.value)
+                with pytest.raises(EventSerializationError):
+                    await store.create("thing", "b", events=[_renamed(events[0], "b")])
+            assert await store.read_aggregate("thing", "a") == []
+            assert not await store.exists("thing", "b")
+            assert await store.read_all(0) == []
+
+        self.run_check(check)
+
+
+def _renamed(event: StoredEvent, aggregate_id: str) -> StoredEvent:
+    return msgspec.structs.replace(event, aggregate_id=aggregate_id)
 
 
 async def _read_all(store: EventStore, after: int, *, limit: int) -> Sequence[StoredEvent]:
