@@ -2,7 +2,7 @@
 
 Run it with::
 
-    /work/venv/bin/python benchmarks/bench_contention.py [--stores sqlite,postgres,nats]
+    .venv/bin/python benchmarks/bench_contention.py [--stores sqlite,postgres,nats]
         [--processes 1,2,4] [--hot 0,0.1,0.5,1] [--commands 2000] [--repeats 3]
 
 Each process is ``tests/many_writer.py`` (the same writer the multi-process test runs): its own

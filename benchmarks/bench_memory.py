@@ -3,7 +3,7 @@
 No I/O on either side, so this measures what each library itself costs per command: loading the
 aggregate from its cache, running the command, recording the events. Run it with::
 
-    /work/venv/bin/python benchmarks/bench_memory.py [--seconds 3] [--repeats 5] [--clients 64]
+    .venv/bin/python benchmarks/bench_memory.py [--seconds 3] [--repeats 5] [--clients 64]
 
 Our figures are shown with the default telemetry hook (``log_telemetry``, which users keep) and
 with ``telemetry=None``; the ratio lines use the default. The peer is shown with its aggregate

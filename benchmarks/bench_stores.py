@@ -3,7 +3,7 @@ SQLite and PostgreSQL modules, plus the raw insert rate of the same PostgreSQL a
 
 Run it with::
 
-    /work/venv/bin/python benchmarks/bench_stores.py [--seconds 3] [--repeats 5] [--clients 64]
+    .venv/bin/python benchmarks/bench_stores.py [--seconds 3] [--repeats 5] [--clients 64]
 
 Every measurement gets fresh tables (a new SQLite file, a new PostgreSQL schema in the scratch
 database ``eventsignal_bench_<pid>``, dropped at the end). The peer runs with its aggregate cache

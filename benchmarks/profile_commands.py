@@ -2,7 +2,7 @@
 
 ::
 
-    /work/venv/bin/python benchmarks/profile_commands.py [--store memory|sqlite|postgres]
+    .venv/bin/python benchmarks/profile_commands.py [--store memory|sqlite|postgres]
         [--clients 1] [--seconds 3] [--no-telemetry] [--sort tottime] [--top 30]
 
 Runs the same clients as the benchmarks under :mod:`cProfile` after a short warm-up and prints

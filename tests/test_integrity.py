@@ -446,3 +446,43 @@ async def test_a_message_published_by_hand_on_nats_is_handed_back_flagged() -> N
         await nc.jetstream().delete_stream(store.stream)
         await nc.close()
         await store.close()
+
+
+async def test_subscription_tables_of_the_previous_release_gain_the_quarantine(
+    backend: Backend,
+) -> None:
+    from eventsignal.subscriptions.checkpoints import MIGRATIONS
+
+    store = await backend.make()
+    await three_carts(store)
+    await store.open()
+    try:
+        sql: Any = store
+        # The subscription tables as the previous release left them: its one migration, a
+        # subscription that ran, an event it parked.
+        await sql.migrate_component("subscriptions", MIGRATIONS[sql.dialect][:1])
+        seen: list[int] = []
+
+        def fails_on_three(event: Event[Any]) -> None:
+            if event.position == 3:
+                raise ValueError("no")
+            seen.append(event.position)
+
+        old = Subscription(name="old", handler=fails_on_three, configs=[cart_config])
+        with pytest.raises(Exception, match="eventsignal_quarantine"):
+            async with sql.transaction() as tx:
+                await tx.fetchall("SELECT * FROM eventsignal_quarantine")
+
+        await quarantine(store, 2, "set aside before the upgrade finished")
+        async with SubscriptionRunner(old, store):
+            await wait_until_processed(store, "old", await store.head_position(), timeout=10)
+        assert 2 not in seen
+        [parked] = await parked_events(store, "old")
+        assert parked.position == 3
+        async with sql.transaction() as tx:
+            [(version,)] = await tx.fetchall(
+                "SELECT version FROM eventsignal_schema WHERE component = 'subscriptions'"
+            )
+        assert version == len(MIGRATIONS[sql.dialect]) == 2
+    finally:
+        await store.close()
