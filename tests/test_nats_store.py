@@ -21,6 +21,7 @@ from eventsignal.stores.nats_wire import (
     head_of,
     positions_of,
 )
+from eventsignal.stores.urls import open_store
 from eventsignal.testing import EventStoreCompliance
 from eventsignal.testing.compliance import make_events
 
@@ -242,3 +243,16 @@ async def test_unreachable_server_is_store_unavailable() -> None:
 def test_stream_names_are_checked() -> None:
     with pytest.raises(ValueError, match="stream name"):
         NatsStore(SERVER, stream="a.b")
+
+
+def test_the_repr_shows_no_credentials() -> None:
+    store = open_store("nats://me:s3cret@h1:4222,nats://s3cret@h2:4222?stream=shop")
+    assert repr(store) == "<NatsStore 'shop' at nats://me:***@h1:4222, nats://***@h2:4222>"
+
+
+async def test_an_unreachable_server_is_named_without_its_credentials() -> None:
+    store = NatsStore("nats://me:s3cret@127.0.0.1:1", stream="nowhere", timeout=0.5)
+    with pytest.raises(StoreUnavailable) as failed:
+        await store.open()
+    assert "cannot reach NATS at nats://me:***@127.0.0.1:1" in str(failed.value)
+    assert "s3cret" not in str(failed.value)

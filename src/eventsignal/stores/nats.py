@@ -54,6 +54,7 @@ from eventsignal.stores.nats_wire import (
     split_subject,
     subject_of,
 )
+from eventsignal.stores.urls import redact, scrub
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -122,7 +123,16 @@ class NatsStore:
         self._followers: list[asyncio.Future[None]] = []
 
     def __repr__(self) -> str:
-        return f"<NatsStore {self.stream!r} at {', '.join(self.servers)}>"
+        return f"<NatsStore {self.stream!r} at {self._where}>"
+
+    @property
+    def _where(self) -> str:
+        """The servers, without their credentials, for messages."""
+        return ", ".join(redact(server) for server in self.servers)
+
+    def _scrubbed(self, exc: BaseException) -> str:
+        """A driver's error without the servers' credentials, should it quote them."""
+        return scrub(f"{type(exc).__name__}: {exc}", *self.servers)
 
     # Life cycle
 
@@ -160,7 +170,7 @@ class NatsStore:
         except Exception as exc:
             await nc.close()
             raise StoreUnavailable(
-                f"cannot reach NATS at {', '.join(self.servers)}: {type(exc).__name__}: {exc}"
+                f"cannot reach NATS at {self._where}: {self._scrubbed(exc)}"
             ) from exc
         js = nc.jetstream(timeout=self.timeout)
         config = StreamConfig(
@@ -176,12 +186,13 @@ class NatsStore:
         except BadRequestError as exc:
             if exc.err_code != _STREAM_IN_USE:
                 await nc.close()
-                raise StoreUnavailable(f"cannot create stream {self.stream!r}: {exc}") from exc
+                raise StoreUnavailable(
+                    f"cannot create stream {self.stream!r}: {self._scrubbed(exc)}"
+                ) from exc
         except Exception as exc:
             await nc.close()
             raise StoreUnavailable(
-                f"NATS at {', '.join(self.servers)} has no usable JetStream: "
-                f"{type(exc).__name__}: {exc}"
+                f"NATS at {self._where} has no usable JetStream: {self._scrubbed(exc)}"
             ) from exc
         self._nc = nc
         self._js = js
@@ -397,7 +408,12 @@ class NatsStore:
         return self._nc
 
     async def _request(
-        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        writing: bool = False,
     ) -> Msg:
         import nats.errors
 
@@ -408,12 +424,14 @@ class NatsStore:
         except nats.errors.NoRespondersError as exc:
             raise StoreUnavailable(f"no JetStream stream answers on {subject}") from exc
         except nats.errors.TimeoutError as exc:
+            unknown = "; the write may or may not have been stored" if writing else ""
             raise StoreUnavailable(
-                f"NATS did not answer on {subject} within {self.timeout}s; "
-                "a write may or may not have been stored"
+                f"NATS did not answer on {subject} within {self.timeout}s{unknown}"
             ) from exc
         except nats.errors.Error as exc:
-            raise StoreUnavailable(f"NATS request on {subject} failed: {exc}") from exc
+            raise StoreUnavailable(
+                f"NATS request on {subject} failed: {self._scrubbed(exc)}"
+            ) from exc
 
     async def _get(self, request: dict[str, Any], subject: str = "") -> _Message | None:
         """One message by JetStream direct get: by sequence, or the newest of ``subject``."""
@@ -502,7 +520,7 @@ class NatsStore:
             inbox = nc.new_inbox()
             sub = await nc.subscribe(inbox, cb=deliver)
         except Exception as exc:
-            raise StoreUnavailable(f"cannot read {subjects}: {exc}") from exc
+            raise StoreUnavailable(f"cannot read {subjects}: {self._scrubbed(exc)}") from exc
         api = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{consumer}"
         try:
             while True:
@@ -557,7 +575,9 @@ class NatsStore:
                     headers_only=True,
                 )
             except Exception as exc:
-                raise StoreUnavailable(f"cannot follow stream {self.stream!r}: {exc}") from exc
+                raise StoreUnavailable(
+                    f"cannot follow stream {self.stream!r}: {self._scrubbed(exc)}"
+                ) from exc
 
     def _seen(self, sequence: int) -> None:
         head = head_of(sequence)
