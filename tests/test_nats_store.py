@@ -11,11 +11,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventsignal import AggregateExists, ConcurrencyError, SignalError, StoreUnavailable
+from eventsignal import (
+    AggregateExists,
+    ConcurrencyError,
+    EventTooLarge,
+    SignalError,
+    StoreUnavailable,
+)
 from eventsignal.stores import EventStore, NatsStore
+from eventsignal.stores.base import StoredEvent
 from eventsignal.stores.nats_wire import (
     SLOTS,
     decode_token,
+    encode_events,
     encode_token,
     first_sequence_after,
     head_of,
@@ -256,3 +264,58 @@ async def test_an_unreachable_server_is_named_without_its_credentials() -> None:
         await store.open()
     assert "cannot reach NATS at nats://me:***@127.0.0.1:1" in str(failed.value)
     assert "s3cret" not in str(failed.value)
+
+
+# Events too large to store
+
+
+def event_of(size: int, version: int = 1) -> StoredEvent:
+    return make_events("big", version - 1, 1, name="Uploaded")[0].__replace__(data=b"x" * size)
+
+
+async def test_an_event_over_the_servers_payload_limit_is_too_large(store: NatsStore) -> None:
+    await store.create("thing", "big")
+    with pytest.raises(EventTooLarge) as refused:
+        await store.append("thing", "big", 0, [*make_events("big", 0, 1), event_of(2**20, 2)])
+    error = refused.value
+    assert not isinstance(error, StoreUnavailable)  # permanent: no outage, no retry
+    assert (error.aggregate_name, error.aggregate_id) == ("thing", "big")
+    assert (error.version, error.event_name, error.limit) == (2, "Uploaded", 2**20)
+    assert error.size > error.limit
+    assert "thing 'big' version 2 event 'Uploaded' is too large" in str(error)
+    assert await store.read_aggregate("thing", "big") == []  # nothing stored
+    await store.append("thing", "big", 0, make_events("big", 0, 1))
+
+
+async def test_headers_count_towards_the_payload_limit(store: NatsStore) -> None:
+    """A body just under the limit is still too large with its headers.
+
+    The server counts both and closes the connection of a client that sends more, which would
+    leave every later command failing; the store refuses the message before sending it.
+    """
+    await store.create("thing", "big")
+    overhead = len(encode_events([event_of(100_000)])) - 100_000
+    with pytest.raises(EventTooLarge):
+        await store.append("thing", "big", 0, [event_of(2**20 - overhead - 10)])
+    await store.append("thing", "big", 0, make_events("big", 0, 1))
+    assert [e.version for e in await store.read_aggregate("thing", "big")] == [1]
+
+
+async def test_an_event_over_the_streams_own_limit_is_too_large(stream: str) -> None:
+    nc = await nats.connect(SERVER)
+    try:
+        await nc.jetstream().add_stream(
+            name=stream, subjects=[f"{stream}.>"], max_msg_size=1000, allow_direct=True
+        )
+    finally:
+        await nc.close()
+    store = NatsStore(SERVER, stream=stream)
+    await store.open()
+    try:
+        await store.create("thing", "big")
+        with pytest.raises(EventTooLarge) as refused:
+            await store.append("thing", "big", 0, [event_of(2000)])
+        assert (refused.value.version, refused.value.limit) == (1, 1000)
+        assert await store.read_aggregate("thing", "big") == []
+    finally:
+        await store.close()

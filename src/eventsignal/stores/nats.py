@@ -31,6 +31,7 @@ from eventsignal.domain.errors import (
     AggregateExists,
     AggregateNotFound,
     ConcurrencyError,
+    EventTooLarge,
     SignalError,
     StoreUnavailable,
 )
@@ -40,9 +41,11 @@ from eventsignal.stores.nats_wire import (
     COUNT,
     CREATED,
     EXPECTED_LAST_SUBJECT_SEQUENCE,
+    MESSAGE_TOO_LARGE,
     SLOTS,
     VERSION,
     WRONG_LAST_SEQUENCE,
+    PubAck,
     Tip,
     decode_ack,
     decode_events,
@@ -50,6 +53,7 @@ from eventsignal.stores.nats_wire import (
     encode_token,
     first_sequence_after,
     head_of,
+    message_size,
     positions_of,
     split_subject,
     subject_of,
@@ -74,8 +78,13 @@ class _State(msgspec.Struct):
     last_seq: int = 0
 
 
+class _Config(msgspec.Struct):
+    max_msg_size: int = -1
+
+
 class _StreamInfo(msgspec.Struct):
     state: _State | None = None
+    config: _Config | None = None
     error: dict[str, Any] | None = None
 
 
@@ -88,7 +97,9 @@ class NatsStore:
     ``stream`` names the stream and prefixes its subjects (``<stream>.<type>.<id>``); it may hold
     letters, digits, ``_`` and ``-``. The stream is created on first use with ``replicas`` copies
     (3 on a cluster for fault tolerance). ``timeout`` bounds every request to the server; a
-    request that times out raises :class:`~eventsignal.StoreUnavailable`. ``remembered_tips``
+    request that times out raises :class:`~eventsignal.StoreUnavailable`. A command's events
+    must fit in one message of the server's ``max_payload`` (1 MiB by default), else the store
+    raises :class:`~eventsignal.EventTooLarge`. ``remembered_tips``
     bounds how many aggregates' newest messages are remembered; a forgotten one costs the next
     append one extra direct get.
 
@@ -234,8 +245,7 @@ class NatsStore:
             COUNT: str(len(events)),
             CREATED: created,
         }
-        body = encode_events(events) if events else b""
-        ack = decode_ack((await self._request(subject, body, headers)).data)
+        ack = await self._write(aggregate_name, aggregate_id, events, headers)
         if ack.error is not None:
             if ack.error.err_code == WRONG_LAST_SEQUENCE:
                 raise AggregateExists(aggregate_name, aggregate_id)
@@ -270,8 +280,9 @@ class NatsStore:
         if not events:
             return []
         subject = subject_of(self.stream, aggregate_name, aggregate_id)
-        reply = await self._request(subject, encode_events(events), tip.headers_after(len(events)))
-        ack = decode_ack(reply.data)
+        ack = await self._write(
+            aggregate_name, aggregate_id, events, tip.headers_after(len(events))
+        )
         if ack.error is not None:
             # The remembered tip stays: stale, it still tells a catch-up where to start reading.
             if ack.error.err_code == WRONG_LAST_SEQUENCE:
@@ -402,6 +413,29 @@ class NatsStore:
 
     # Internals
 
+    async def _write(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent],
+        headers: dict[str, str],
+    ) -> PubAck:
+        """Publish one command's events as one message, refused before sending if too large.
+
+        The server counts headers and body against ``max_payload`` and closes the connection of
+        a client that sends more, so the whole message is measured here, not only its body.
+        """
+        subject = subject_of(self.stream, aggregate_name, aggregate_id)
+        body = encode_events(events) if events else b""
+        size = message_size(headers, body)
+        limit = self._client().max_payload
+        if size > limit and events:
+            raise _too_large(aggregate_name, aggregate_id, events, size, limit)
+        ack = decode_ack((await self._request(subject, body, headers, writing=True)).data)
+        if ack.error is not None and ack.error.err_code == MESSAGE_TOO_LARGE and events:
+            raise _too_large(aggregate_name, aggregate_id, events, size, await self._size_limit())
+        return ack
+
     def _client(self) -> Client:
         if self._nc is None:
             raise SignalError(f"{self!r} is not open: call 'await store.open()' first")
@@ -474,6 +508,12 @@ class NatsStore:
             raise StoreUnavailable(f"stream {self.stream!r} is unavailable: {info.error}")
         self._seen(info.state.last_seq)
         return info.state.last_seq
+
+    async def _size_limit(self) -> int:
+        """The stream's own limit on a message, when the stream refused one as too large."""
+        reply = await self._request(f"$JS.API.STREAM.INFO.{self.stream}", b"")
+        config = _decode_info(reply.data).config
+        return config.max_msg_size if config is not None else -1
 
     async def _scan(
         self,
@@ -599,6 +639,15 @@ def _check_batch(
     check_versions(aggregate_name, aggregate_id, expected_version, events)
     if len(events) > SLOTS:
         raise ValueError(f"one message holds at most {SLOTS} events, not {len(events)}")
+
+
+def _too_large(
+    aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent], size: int, limit: int
+) -> EventTooLarge:
+    largest = max(events, key=lambda e: len(e.data))
+    return EventTooLarge(
+        aggregate_name, aggregate_id, largest.version, largest.name, size=size, limit=limit
+    )
 
 
 def _remaining(collected: list[StoredEvent], limit: int) -> int:
