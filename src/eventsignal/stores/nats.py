@@ -97,11 +97,14 @@ class NatsStore:
     ``stream`` names the stream and prefixes its subjects (``<stream>.<type>.<id>``); it may hold
     letters, digits, ``_`` and ``-``. The stream is created on first use with ``replicas`` copies
     (3 on a cluster for fault tolerance). ``timeout`` bounds every request to the server; a
-    request that times out raises :class:`~eventsignal.StoreUnavailable`. A command's events
-    must fit in one message of the server's ``max_payload`` (1 MiB by default), else the store
-    raises :class:`~eventsignal.EventTooLarge`. ``remembered_tips``
-    bounds how many aggregates' newest messages are remembered; a forgotten one costs the next
-    append one extra direct get.
+    request that times out raises :class:`~eventsignal.StoreUnavailable`. The connection is
+    pinged every ``timeout / 2`` seconds (at least half a second): one that stalls (open, but
+    silent) is dropped after two pings go unanswered, within about ``1.5 * timeout``, and
+    replaced, so the store recovers without being reopened; while no connection is up, requests
+    fail at once and send nothing. A command's events must fit in one message of the server's
+    ``max_payload`` (1 MiB by default), else the store raises :class:`~eventsignal.EventTooLarge`.
+    ``remembered_tips`` bounds how many aggregates' newest messages are remembered; a forgotten
+    one costs the next append one extra direct get.
 
     Positions are global and increasing but not contiguous (see
     :mod:`eventsignal.stores.nats_wire`).
@@ -167,7 +170,9 @@ class NatsStore:
             return None
 
         # Once connected the client reconnects for ever (requests meanwhile fail with
-        # StoreUnavailable); the first connection gets ``timeout`` seconds.
+        # StoreUnavailable); the first connection gets ``timeout`` seconds. A closed socket is
+        # noticed at once, a stalled one only by its missing pongs: the client's default (a
+        # ping every two minutes) would leave a store stuck for six.
         nc = nats.aio.client.Client()
         try:
             async with asyncio.timeout(self.timeout):
@@ -176,6 +181,8 @@ class NatsStore:
                     connect_timeout=self.timeout,  # type: ignore[arg-type]
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,  # type: ignore[arg-type]
+                    ping_interval=max(self.timeout / 2, 0.5),  # type: ignore[arg-type]
+                    max_outstanding_pings=2,
                     error_cb=quiet,
                 )
         except Exception as exc:
@@ -451,10 +458,15 @@ class NatsStore:
     ) -> Msg:
         import nats.errors
 
-        try:
-            return await self._client().request(
-                subject, payload, timeout=self.timeout, headers=headers
+        nc = self._client()
+        if not nc.is_connected:
+            # The client would hold the message and send it once reconnected, long after the
+            # caller was told the store is unavailable: refuse it instead.
+            raise StoreUnavailable(
+                f"NATS at {self._where} is not connected (reconnecting); nothing was sent"
             )
+        try:
+            return await nc.request(subject, payload, timeout=self.timeout, headers=headers)
         except nats.errors.NoRespondersError as exc:
             raise StoreUnavailable(f"no JetStream stream answers on {subject}") from exc
         except nats.errors.TimeoutError as exc:
