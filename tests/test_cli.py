@@ -111,12 +111,58 @@ def test_bad_urls_say_what_is_wrong(url: str, reason: str) -> None:
         open_store(url)
 
 
-def test_passwords_are_redacted() -> None:
-    assert redact("postgresql://me:s3cret@h/db") == "postgresql://me:***@h/db"
-    assert redact("postgresql://me@h/db") == "postgresql://me@h/db"
-    code, _, err = cli("aggregates", "mysql://me:s3cret@h/db")
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://me:s3cret@h/db", "postgresql://me:***@h/db"),
+        ("postgresql://me@h/db", "postgresql://me@h/db"),  # a user name is no secret
+        ("postgresql://me:s3c?ret@h/db", "postgresql://me:***@h/db"),
+        (
+            "postgresql://h/db?password=s3cret&sslmode=require",
+            "postgresql://h/db?password=***&sslmode=require",
+        ),
+        (
+            "postgresql://h/db?sslmode=require&sslpassword=s3cret",
+            "postgresql://h/db?sslmode=require&sslpassword=***",
+        ),
+        ("host=h password=s3cret dbname=db", "host=h password=*** dbname=db"),
+        ("host=h password = 's3 c\\'ret' dbname=db", "host=h password = *** dbname=db"),
+        ("PASSWORD=s3cret host=h", "PASSWORD=*** host=h"),
+        ("nats://s3cret@h:4222", "nats://***@h:4222"),
+        ("nats://me:s3cret@h:4222?stream=s", "nats://me:***@h:4222?stream=s"),
+        ("tls://s3cret@h:4222", "tls://***@h:4222"),
+        ("nats://h:4222?token=s3cret", "nats://h:4222?token=***"),
+        ("nats://h:4222?nkey=SUs3cret&stream=s", "nats://h:4222?nkey=***&stream=s"),
+        (
+            "nats://a:s3cret@h1:4222,nats://b:s3cret@h2:4222",
+            "nats://a:***@h1:4222,nats://b:***@h2:4222",
+        ),
+        ("nats://s3cret@h1:4222,s3cret@h2:4222", "nats://***@h1:4222,***@h2:4222"),
+        ("nats://me:s3c,ret@h:4222", "nats://***,***@h:4222"),
+        ("memory:", "memory:"),
+        ("data/cart.db", "data/cart.db"),
+    ],
+)
+def test_credentials_are_redacted_in_every_form(url: str, shown: str) -> None:
+    assert redact(url) == shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://me:s3cret@h/db",
+        "nats://s3cret@127.0.0.1:1",
+        "nats://me:s3cret@127.0.0.1:1?stream=s",
+        "nats://me:s3cret@127.0.0.1:1,nats://me:s3cret@127.0.0.1:2",
+        "host=127.0.0.1 port=1 user=me password=s3cret connect_timeout=1",
+        "postgresql://me@127.0.0.1:1/db?password=s3cret&connect_timeout=1",
+    ],
+)
+def test_command_errors_never_show_credentials(url: str) -> None:
+    code, out, err = cli("aggregates", url)
     assert code == 1
-    assert "s3cret" not in err
+    assert err.startswith("Error: ")
+    assert "s3cret" not in out + err
 
 
 # SQLite
@@ -330,8 +376,13 @@ def test_rebuild_of_an_unknown_projection_names_the_known_ones(tmp_path: Path) -
 
 
 @contextmanager
-def served(command: list[str], cwd: Path, env: dict[str, str]) -> Iterator[str]:
-    """Start the cart in a process of its own; yield the address it prints; stop it."""
+def served(
+    command: list[str], cwd: Path, env: dict[str, str], printed: list[str] | None = None
+) -> Iterator[str]:
+    """Start the cart in a process of its own; yield the address it prints; stop it.
+
+    The lines printed up to the address are added to ``printed``.
+    """
     process = subprocess.Popen(
         command,
         cwd=cwd,
@@ -348,6 +399,8 @@ def served(command: list[str], cwd: Path, env: dict[str, str]) -> Iterator[str]:
             line = process.stdout.readline()
             if not line:
                 break
+            if printed is not None:
+                printed.append(line)
             match = re.search(r"Open (http://127\.0\.0\.1:\d+/)", line)
             address = match.group(1) if match else None
         assert address is not None, process.stderr.read() if process.stderr else ""
@@ -483,3 +536,20 @@ def test_postgresql_without_a_schema_is_a_clear_error(postgres_dsn: str) -> None
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
     assert "eventsignal migrate" in err
+
+
+@pytest.mark.parametrize("form", ["keyword", "url"])
+def test_the_cart_banner_hides_the_password(postgres_dsn: str, tmp_path: Path, form: str) -> None:
+    # The server trusts loopback connections, so the password is accepted and ignored.
+    if form == "keyword":
+        url = f"{postgres_dsn} password=s3cret"
+    else:
+        url = f"{_postgres_url(postgres_dsn)}&password=s3cret"
+    printed: list[str] = []
+    command = [sys.executable, "-m", "eventsignal.cart", "--port", "0"]
+    with served(command, tmp_path, {"DATABASE_URL": url}, printed):
+        pass
+    banner = "".join(printed)
+    assert "Cart app on " in banner
+    assert "password=***" in banner
+    assert "s3cret" not in banner

@@ -11,16 +11,25 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventsignal import AggregateExists, ConcurrencyError, SignalError, StoreUnavailable
+from eventsignal import (
+    AggregateExists,
+    ConcurrencyError,
+    EventTooLarge,
+    SignalError,
+    StoreUnavailable,
+)
 from eventsignal.stores import EventStore, NatsStore
+from eventsignal.stores.base import StoredEvent
 from eventsignal.stores.nats_wire import (
     SLOTS,
     decode_token,
+    encode_events,
     encode_token,
     first_sequence_after,
     head_of,
     positions_of,
 )
+from eventsignal.stores.urls import open_store
 from eventsignal.testing import EventStoreCompliance
 from eventsignal.testing.compliance import make_events
 
@@ -242,3 +251,218 @@ async def test_unreachable_server_is_store_unavailable() -> None:
 def test_stream_names_are_checked() -> None:
     with pytest.raises(ValueError, match="stream name"):
         NatsStore(SERVER, stream="a.b")
+
+
+def test_the_repr_shows_no_credentials() -> None:
+    store = open_store("nats://me:s3cret@h1:4222,nats://s3cret@h2:4222?stream=shop")
+    assert repr(store) == "<NatsStore 'shop' at nats://me:***@h1:4222, nats://***@h2:4222>"
+
+
+async def test_an_unreachable_server_is_named_without_its_credentials() -> None:
+    store = NatsStore("nats://me:s3cret@127.0.0.1:1", stream="nowhere", timeout=0.5)
+    with pytest.raises(StoreUnavailable) as failed:
+        await store.open()
+    assert "cannot reach NATS at nats://me:***@127.0.0.1:1" in str(failed.value)
+    assert "s3cret" not in str(failed.value)
+
+
+# Events too large to store
+
+
+def event_of(size: int, version: int = 1) -> StoredEvent:
+    return make_events("big", version - 1, 1, name="Uploaded")[0].__replace__(data=b"x" * size)
+
+
+async def test_an_event_over_the_servers_payload_limit_is_too_large(store: NatsStore) -> None:
+    await store.create("thing", "big")
+    with pytest.raises(EventTooLarge) as refused:
+        await store.append("thing", "big", 0, [*make_events("big", 0, 1), event_of(2**20, 2)])
+    error = refused.value
+    assert not isinstance(error, StoreUnavailable)  # permanent: no outage, no retry
+    assert (error.aggregate_name, error.aggregate_id) == ("thing", "big")
+    assert (error.version, error.event_name, error.limit) == (2, "Uploaded", 2**20)
+    assert error.size > error.limit
+    assert "thing 'big' version 2 event 'Uploaded' is too large" in str(error)
+    assert await store.read_aggregate("thing", "big") == []  # nothing stored
+    await store.append("thing", "big", 0, make_events("big", 0, 1))
+
+
+async def test_headers_count_towards_the_payload_limit(store: NatsStore) -> None:
+    """A body just under the limit is still too large with its headers.
+
+    The server counts both and closes the connection of a client that sends more, which would
+    leave every later command failing; the store refuses the message before sending it.
+    """
+    await store.create("thing", "big")
+    overhead = len(encode_events([event_of(100_000)])) - 100_000
+    with pytest.raises(EventTooLarge):
+        await store.append("thing", "big", 0, [event_of(2**20 - overhead - 10)])
+    await store.append("thing", "big", 0, make_events("big", 0, 1))
+    assert [e.version for e in await store.read_aggregate("thing", "big")] == [1]
+
+
+async def test_an_event_over_the_streams_own_limit_is_too_large(stream: str) -> None:
+    nc = await nats.connect(SERVER)
+    try:
+        await nc.jetstream().add_stream(
+            name=stream, subjects=[f"{stream}.>"], max_msg_size=1000, allow_direct=True
+        )
+    finally:
+        await nc.close()
+    store = NatsStore(SERVER, stream=stream)
+    await store.open()
+    try:
+        await store.create("thing", "big")
+        with pytest.raises(EventTooLarge) as refused:
+            await store.append("thing", "big", 0, [event_of(2000)])
+        assert (refused.value.version, refused.value.limit) == (1, 1000)
+        assert await store.read_aggregate("thing", "big") == []
+    finally:
+        await store.close()
+
+
+# A stalled connection
+
+
+class StallingProxy:
+    """Forwards a loopback port to the NATS server until told to stall.
+
+    ``stall()`` freezes every open link for good: both sockets stay open and nothing is forwarded
+    any more, as when the path to a server dies without a FIN or RST. Links opened meanwhile are
+    accepted and held silent until ``resume()``; from then on new links forward again.
+    """
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.links = 0  # links connected through to the server
+        self._accepting = asyncio.Event()
+        self._accepting.set()
+        self._frozen: list[asyncio.Event] = []  # per link: set while it forwards
+        self._closing = asyncio.Event()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._link, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def stall(self) -> None:
+        self._accepting.clear()
+        for forwarding in self._frozen:
+            forwarding.clear()
+
+    def resume(self) -> None:
+        self._accepting.set()
+
+    async def close(self) -> None:
+        self._closing.set()
+        self._accepting.set()
+        for forwarding in self._frozen:
+            forwarding.set()
+        for writer in self._writers:
+            writer.transport.abort()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _link(
+        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
+    ) -> None:
+        self._writers.add(client_out)
+        try:
+            await self._accepting.wait()
+            if self._closing.is_set():
+                return
+            server_in, server_out = await asyncio.open_connection("127.0.0.1", 4222)
+            self._writers.add(server_out)
+            self.links += 1
+            forwarding = asyncio.Event()
+            forwarding.set()
+            self._frozen.append(forwarding)
+            await asyncio.gather(
+                self._pump(client_in, server_out, forwarding),
+                self._pump(server_in, client_out, forwarding),
+            )
+        except OSError:
+            pass
+        finally:
+            client_out.transport.abort()
+
+    async def _pump(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, forwarding: asyncio.Event
+    ) -> None:
+        while chunk := await source.read(65536):
+            if not forwarding.is_set():
+                await self._closing.wait()  # frozen: the bytes are swallowed, the socket stays
+                return
+            sink.write(chunk)
+        sink.transport.abort()
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[StallingProxy]:
+    proxy = StallingProxy()
+    await proxy.start()
+    yield proxy
+    await proxy.close()
+
+
+async def append_until_stored(store: NatsStore, deadline: float) -> None:
+    """Append version 1 of thing 'a', retrying while the store is unavailable."""
+    clock = asyncio.get_running_loop().time
+    while True:
+        try:
+            await store.append("thing", "a", 0, make_events("a", 0, 1))
+            return
+        except StoreUnavailable:
+            assert clock() < deadline, "the store did not recover by itself"
+            await asyncio.sleep(0.05)
+
+
+async def test_a_stalled_connection_is_dropped_and_replaced(
+    proxy: StallingProxy, stream: str
+) -> None:
+    store = NatsStore(f"nats://127.0.0.1:{proxy.port}", stream=stream, timeout=1.0)
+    await store.open()
+    clock = asyncio.get_running_loop().time
+    try:
+        await store.create("thing", "a")
+        proxy.stall()
+        started = clock()
+        with pytest.raises(StoreUnavailable, match="may or may not have been stored"):
+            await store.append("thing", "a", 0, make_events("a", 0, 1))
+        assert clock() - started < 1.5  # the store's timeout, give or take scheduling
+        proxy.resume()  # a new connection would work; the stalled one never will again
+        # Two unanswered pings, one every timeout / 2, and the store connects anew.
+        await append_until_stored(store, deadline=started + 6)
+        assert proxy.links >= 2
+        assert [e.version for e in await store.read_aggregate("thing", "a")] == [1]
+    finally:
+        await store.close()
+
+
+async def test_writes_without_a_connection_fail_at_once_and_are_never_sent(
+    proxy: StallingProxy, stream: str
+) -> None:
+    store = NatsStore(f"nats://127.0.0.1:{proxy.port}", stream=stream, timeout=1.0)
+    await store.open()
+    clock = asyncio.get_running_loop().time
+    try:
+        await store.create("thing", "a")
+        proxy.stall()  # new connections are held silent too: the store is left without one
+        deadline = clock() + 6
+        refused = 0
+        while refused < 3:
+            started = clock()
+            with pytest.raises(StoreUnavailable) as failed:
+                await store.append("thing", "a", 0, make_events("a", 0, 1))
+            if "nothing was sent" in str(failed.value):
+                assert clock() - started < 0.25
+                refused += 1
+            assert clock() < deadline, "the stalled connection was never dropped"
+        proxy.resume()
+        await append_until_stored(store, deadline=clock() + 6)
+        # None of the refused writes was held back and stored once connected again.
+        assert [e.version for e in await store.read_aggregate("thing", "a")] == [1]
+    finally:
+        await store.close()

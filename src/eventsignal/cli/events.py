@@ -32,7 +32,7 @@ def migrate(store: str) -> None:
         await migrate_schema()
         return f"{redact(store)} is migrated: its schema is up to date"
 
-    click.echo(run(job()))
+    click.echo(run(job(), store))
 
 
 @click.command(short_help="List aggregates with their versions.")
@@ -49,7 +49,7 @@ def aggregates(store: str, aggregate_type: str | None) -> None:
             for a in sorted(found, key=lambda a: (a.aggregate_name, a.created_at, a.aggregate_id))
         ]
 
-    rows = run(job())
+    rows = run(job(), store)
     if not rows:
         what = f"of type {aggregate_type!r} " if aggregate_type else ""
         click.echo(f"no aggregates {what}in {redact(store)}")
@@ -76,7 +76,7 @@ def history(store: str, aggregate_type: str, aggregate_id: str, as_json: bool) -
                 raise AggregateNotFound(aggregate_type, aggregate_id)
             return events
 
-    events = run(job())
+    events = run(job(), store)
     if as_json:
         encode = msgspec.json.encode
         for event in events:

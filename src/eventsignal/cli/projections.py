@@ -50,7 +50,7 @@ def subscriptions(store: str, parked: bool) -> None:
                 for s in await subscription_status(target)
             ]
 
-    rows = run(job())
+    rows = run(job(), store)
     if not rows:
         click.echo(f"no {'parked events' if parked else 'subscriptions'} in {redact(store)}")
     elif parked:
@@ -103,7 +103,7 @@ def rebuild(store: str, name: str, modules: tuple[str, ...]) -> None:
 
             return await replay(target, subscription, progress=advance)
 
-    done = run(job())
+    done = run(job(), store)
     click.echo(
         f"Rebuilt {name}: {done.done} events in {done.elapsed:.1f} s ({done.rate:,.0f} events/s)"
     )

@@ -12,14 +12,17 @@ import click
 
 from eventsignal import AggregateNotFound
 from eventsignal.stores.base import EventStore
-from eventsignal.stores.urls import open_store, redact, sqlite_path
+from eventsignal.stores.urls import open_store, redact, scrub, sqlite_path
 
 T = TypeVar("T")
 OPEN_TIMEOUT = 10.0  # seconds; a store's own connect timeout normally answers sooner
 
 
-def run(job: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; any failure becomes one line on stderr and exit status 1."""
+def run(job: Coroutine[Any, Any, T], store: str = "") -> T:
+    """Run a command's coroutine; any failure becomes one line on stderr and exit status 1.
+
+    The line never shows the credentials of ``store``, whatever the driver's message quotes.
+    """
     try:
         return asyncio.run(job)
     except (click.ClickException, click.exceptions.Exit, KeyboardInterrupt):
@@ -27,11 +30,12 @@ def run(job: Coroutine[Any, Any, T]) -> T:
     except AggregateNotFound as exc:
         raise click.ClickException(f"{exc.aggregate_name} {exc.aggregate_id!r} not found") from None
     except Exception as exc:
-        raise click.ClickException(describe(exc)) from None
+        raise click.ClickException(describe(exc, store)) from None
 
 
-def describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+def describe(exc: BaseException, store: str = "") -> str:
+    """One line for an error, with the credentials of ``store`` masked."""
+    text = scrub(" ".join(str(exc).split()), store) or type(exc).__name__
     if type(exc).__module__.startswith("eventsignal") or isinstance(exc, ValueError):
         return text
     return f"{type(exc).__name__}: {text}"

@@ -29,4 +29,4 @@ def cart(host: str, port: int, database_url: str | None) -> None:
     except KeyboardInterrupt:
         pass
     except Exception as exc:
-        raise click.ClickException(describe(exc)) from None
+        raise click.ClickException(describe(exc, database_url or "")) from None

@@ -124,5 +124,35 @@ class InvalidHandlerResult(SignalError, TypeError):
         self.result_type = type(result)
 
 
+class EventTooLarge(SignalError, ValueError):
+    """A command's events are larger than the store accepts in one write; nothing was stored.
+
+    Unlike :class:`StoreUnavailable` this is permanent: the same events fail the same way every
+    time, so retrying is pointless. Names the largest event of the write (``version``,
+    ``event_name``), the write's ``size`` in bytes and the store's ``limit``.
+    """
+
+    def __init__(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        version: int,
+        event_name: str,
+        *,
+        size: int,
+        limit: int,
+    ) -> None:
+        super().__init__(
+            f"{aggregate_name} {aggregate_id!r} version {version} event {event_name!r} is too "
+            f"large to store: the write takes {size:,} bytes, the store accepts at most {limit:,}"
+        )
+        self.aggregate_name = aggregate_name
+        self.aggregate_id = aggregate_id
+        self.version = version
+        self.event_name = event_name
+        self.size = size
+        self.limit = limit
+
+
 class StoreUnavailable(SignalError):
     """The store cannot be reached; nothing was acknowledged."""

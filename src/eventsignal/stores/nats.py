@@ -31,6 +31,7 @@ from eventsignal.domain.errors import (
     AggregateExists,
     AggregateNotFound,
     ConcurrencyError,
+    EventTooLarge,
     SignalError,
     StoreUnavailable,
 )
@@ -40,9 +41,11 @@ from eventsignal.stores.nats_wire import (
     COUNT,
     CREATED,
     EXPECTED_LAST_SUBJECT_SEQUENCE,
+    MESSAGE_TOO_LARGE,
     SLOTS,
     VERSION,
     WRONG_LAST_SEQUENCE,
+    PubAck,
     Tip,
     decode_ack,
     decode_events,
@@ -50,10 +53,12 @@ from eventsignal.stores.nats_wire import (
     encode_token,
     first_sequence_after,
     head_of,
+    message_size,
     positions_of,
     split_subject,
     subject_of,
 )
+from eventsignal.stores.urls import redact, scrub
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -73,8 +78,13 @@ class _State(msgspec.Struct):
     last_seq: int = 0
 
 
+class _Config(msgspec.Struct):
+    max_msg_size: int = -1
+
+
 class _StreamInfo(msgspec.Struct):
     state: _State | None = None
+    config: _Config | None = None
     error: dict[str, Any] | None = None
 
 
@@ -87,9 +97,14 @@ class NatsStore:
     ``stream`` names the stream and prefixes its subjects (``<stream>.<type>.<id>``); it may hold
     letters, digits, ``_`` and ``-``. The stream is created on first use with ``replicas`` copies
     (3 on a cluster for fault tolerance). ``timeout`` bounds every request to the server; a
-    request that times out raises :class:`~eventsignal.StoreUnavailable`. ``remembered_tips``
-    bounds how many aggregates' newest messages are remembered; a forgotten one costs the next
-    append one extra direct get.
+    request that times out raises :class:`~eventsignal.StoreUnavailable`. The connection is
+    pinged every ``timeout / 2`` seconds (at least half a second): one that stalls (open, but
+    silent) is dropped after two pings go unanswered, within about ``1.5 * timeout``, and
+    replaced, so the store recovers without being reopened; while no connection is up, requests
+    fail at once and send nothing. A command's events must fit in one message of the server's
+    ``max_payload`` (1 MiB by default), else the store raises :class:`~eventsignal.EventTooLarge`.
+    ``remembered_tips`` bounds how many aggregates' newest messages are remembered; a forgotten
+    one costs the next append one extra direct get.
 
     Positions are global and increasing but not contiguous (see
     :mod:`eventsignal.stores.nats_wire`).
@@ -122,7 +137,16 @@ class NatsStore:
         self._followers: list[asyncio.Future[None]] = []
 
     def __repr__(self) -> str:
-        return f"<NatsStore {self.stream!r} at {', '.join(self.servers)}>"
+        return f"<NatsStore {self.stream!r} at {self._where}>"
+
+    @property
+    def _where(self) -> str:
+        """The servers, without their credentials, for messages."""
+        return ", ".join(redact(server) for server in self.servers)
+
+    def _scrubbed(self, exc: BaseException) -> str:
+        """A driver's error without the servers' credentials, should it quote them."""
+        return scrub(f"{type(exc).__name__}: {exc}", *self.servers)
 
     # Life cycle
 
@@ -146,7 +170,9 @@ class NatsStore:
             return None
 
         # Once connected the client reconnects for ever (requests meanwhile fail with
-        # StoreUnavailable); the first connection gets ``timeout`` seconds.
+        # StoreUnavailable); the first connection gets ``timeout`` seconds. A closed socket is
+        # noticed at once, a stalled one only by its missing pongs: the client's default (a
+        # ping every two minutes) would leave a store stuck for six.
         nc = nats.aio.client.Client()
         try:
             async with asyncio.timeout(self.timeout):
@@ -155,12 +181,14 @@ class NatsStore:
                     connect_timeout=self.timeout,  # type: ignore[arg-type]
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,  # type: ignore[arg-type]
+                    ping_interval=max(self.timeout / 2, 0.5),  # type: ignore[arg-type]
+                    max_outstanding_pings=2,
                     error_cb=quiet,
                 )
         except Exception as exc:
             await nc.close()
             raise StoreUnavailable(
-                f"cannot reach NATS at {', '.join(self.servers)}: {type(exc).__name__}: {exc}"
+                f"cannot reach NATS at {self._where}: {self._scrubbed(exc)}"
             ) from exc
         js = nc.jetstream(timeout=self.timeout)
         config = StreamConfig(
@@ -176,12 +204,13 @@ class NatsStore:
         except BadRequestError as exc:
             if exc.err_code != _STREAM_IN_USE:
                 await nc.close()
-                raise StoreUnavailable(f"cannot create stream {self.stream!r}: {exc}") from exc
+                raise StoreUnavailable(
+                    f"cannot create stream {self.stream!r}: {self._scrubbed(exc)}"
+                ) from exc
         except Exception as exc:
             await nc.close()
             raise StoreUnavailable(
-                f"NATS at {', '.join(self.servers)} has no usable JetStream: "
-                f"{type(exc).__name__}: {exc}"
+                f"NATS at {self._where} has no usable JetStream: {self._scrubbed(exc)}"
             ) from exc
         self._nc = nc
         self._js = js
@@ -223,8 +252,7 @@ class NatsStore:
             COUNT: str(len(events)),
             CREATED: created,
         }
-        body = encode_events(events) if events else b""
-        ack = decode_ack((await self._request(subject, body, headers)).data)
+        ack = await self._write(aggregate_name, aggregate_id, events, headers)
         if ack.error is not None:
             if ack.error.err_code == WRONG_LAST_SEQUENCE:
                 raise AggregateExists(aggregate_name, aggregate_id)
@@ -259,8 +287,9 @@ class NatsStore:
         if not events:
             return []
         subject = subject_of(self.stream, aggregate_name, aggregate_id)
-        reply = await self._request(subject, encode_events(events), tip.headers_after(len(events)))
-        ack = decode_ack(reply.data)
+        ack = await self._write(
+            aggregate_name, aggregate_id, events, tip.headers_after(len(events))
+        )
         if ack.error is not None:
             # The remembered tip stays: stale, it still tells a catch-up where to start reading.
             if ack.error.err_code == WRONG_LAST_SEQUENCE:
@@ -391,29 +420,64 @@ class NatsStore:
 
     # Internals
 
+    async def _write(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent],
+        headers: dict[str, str],
+    ) -> PubAck:
+        """Publish one command's events as one message, refused before sending if too large.
+
+        The server counts headers and body against ``max_payload`` and closes the connection of
+        a client that sends more, so the whole message is measured here, not only its body.
+        """
+        subject = subject_of(self.stream, aggregate_name, aggregate_id)
+        body = encode_events(events) if events else b""
+        size = message_size(headers, body)
+        limit = self._client().max_payload
+        if size > limit and events:
+            raise _too_large(aggregate_name, aggregate_id, events, size, limit)
+        ack = decode_ack((await self._request(subject, body, headers, writing=True)).data)
+        if ack.error is not None and ack.error.err_code == MESSAGE_TOO_LARGE and events:
+            raise _too_large(aggregate_name, aggregate_id, events, size, await self._size_limit())
+        return ack
+
     def _client(self) -> Client:
         if self._nc is None:
             raise SignalError(f"{self!r} is not open: call 'await store.open()' first")
         return self._nc
 
     async def _request(
-        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        writing: bool = False,
     ) -> Msg:
         import nats.errors
 
-        try:
-            return await self._client().request(
-                subject, payload, timeout=self.timeout, headers=headers
+        nc = self._client()
+        if not nc.is_connected:
+            # The client would hold the message and send it once reconnected, long after the
+            # caller was told the store is unavailable: refuse it instead.
+            raise StoreUnavailable(
+                f"NATS at {self._where} is not connected (reconnecting); nothing was sent"
             )
+        try:
+            return await nc.request(subject, payload, timeout=self.timeout, headers=headers)
         except nats.errors.NoRespondersError as exc:
             raise StoreUnavailable(f"no JetStream stream answers on {subject}") from exc
         except nats.errors.TimeoutError as exc:
+            unknown = "; the write may or may not have been stored" if writing else ""
             raise StoreUnavailable(
-                f"NATS did not answer on {subject} within {self.timeout}s; "
-                "a write may or may not have been stored"
+                f"NATS did not answer on {subject} within {self.timeout}s{unknown}"
             ) from exc
         except nats.errors.Error as exc:
-            raise StoreUnavailable(f"NATS request on {subject} failed: {exc}") from exc
+            raise StoreUnavailable(
+                f"NATS request on {subject} failed: {self._scrubbed(exc)}"
+            ) from exc
 
     async def _get(self, request: dict[str, Any], subject: str = "") -> _Message | None:
         """One message by JetStream direct get: by sequence, or the newest of ``subject``."""
@@ -456,6 +520,12 @@ class NatsStore:
             raise StoreUnavailable(f"stream {self.stream!r} is unavailable: {info.error}")
         self._seen(info.state.last_seq)
         return info.state.last_seq
+
+    async def _size_limit(self) -> int:
+        """The stream's own limit on a message, when the stream refused one as too large."""
+        reply = await self._request(f"$JS.API.STREAM.INFO.{self.stream}", b"")
+        config = _decode_info(reply.data).config
+        return config.max_msg_size if config is not None else -1
 
     async def _scan(
         self,
@@ -502,7 +572,7 @@ class NatsStore:
             inbox = nc.new_inbox()
             sub = await nc.subscribe(inbox, cb=deliver)
         except Exception as exc:
-            raise StoreUnavailable(f"cannot read {subjects}: {exc}") from exc
+            raise StoreUnavailable(f"cannot read {subjects}: {self._scrubbed(exc)}") from exc
         api = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{consumer}"
         try:
             while True:
@@ -557,7 +627,9 @@ class NatsStore:
                     headers_only=True,
                 )
             except Exception as exc:
-                raise StoreUnavailable(f"cannot follow stream {self.stream!r}: {exc}") from exc
+                raise StoreUnavailable(
+                    f"cannot follow stream {self.stream!r}: {self._scrubbed(exc)}"
+                ) from exc
 
     def _seen(self, sequence: int) -> None:
         head = head_of(sequence)
@@ -579,6 +651,15 @@ def _check_batch(
     check_versions(aggregate_name, aggregate_id, expected_version, events)
     if len(events) > SLOTS:
         raise ValueError(f"one message holds at most {SLOTS} events, not {len(events)}")
+
+
+def _too_large(
+    aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent], size: int, limit: int
+) -> EventTooLarge:
+    largest = max(events, key=lambda e: len(e.data))
+    return EventTooLarge(
+        aggregate_name, aggregate_id, largest.version, largest.name, size=size, limit=limit
+    )
 
 
 def _remaining(collected: list[StoredEvent], limit: int) -> int:

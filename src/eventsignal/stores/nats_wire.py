@@ -192,3 +192,15 @@ decode_ack = msgspec.json.Decoder(PubAck).decode
 
 WRONG_LAST_SEQUENCE = 10071
 """JetStream's error code when ``Nats-Expected-Last-Subject-Sequence`` does not match."""
+
+MESSAGE_TOO_LARGE = 10054
+"""JetStream's error code when a message exceeds the stream's ``max_msg_size``."""
+
+
+def message_size(headers: dict[str, str], body: bytes) -> int:
+    """The bytes a message counts against the server's ``max_payload``: headers and body.
+
+    The headers are sized as the client writes them (``NATS/1.0``, then ``Key: value`` lines).
+    """
+    lines = sum(len(key.encode()) + len(value.encode()) + 4 for key, value in headers.items())
+    return len(b"NATS/1.0\r\n") + lines + len(b"\r\n") + len(body)
