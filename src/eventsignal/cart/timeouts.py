@@ -25,7 +25,8 @@ class RequestTimeoutProtocol(H11Protocol):
     """uvicorn's h11 protocol, closing connections whose request takes too long to arrive."""
 
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
-    _deadline: asyncio.TimerHandle | None = None
+    _deadline: float | None = None  # loop time by which the request must be in; None: not timing
+    _timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -45,16 +46,32 @@ class RequestTimeoutProtocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_clock()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
+    # Starting and stopping the clock only sets a number: a keep-alive connection answering
+    # thousands of requests a second must not create and cancel a timer for each of them. One
+    # timer per connection checks the number when it fires, and follows a clock restarted since.
+
     def _start_clock(self) -> None:
-        self._stop_clock()
-        self._deadline = self.loop.call_later(self.request_timeout, self._too_slow)
+        self._deadline = self.loop.time() + self.request_timeout
+        if self._timer is None:
+            self._timer = self.loop.call_at(self._deadline, self._check_clock)
 
     def _stop_clock(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._deadline = None
+
+    def _check_clock(self) -> None:
+        self._timer = None
+        if self._deadline is None:
+            return
+        if self.loop.time() < self._deadline:
+            self._timer = self.loop.call_at(self._deadline, self._check_clock)
+            return
+        self._deadline = None
+        self._too_slow()
 
     def _stop_clock_if_received(self) -> None:
         # DONE: the whole request is in. MUST_CLOSE, CLOSED, ERROR, SWITCHED_PROTOCOL: the
@@ -63,7 +80,6 @@ class RequestTimeoutProtocol(H11Protocol):
             self._stop_clock()
 
     def _too_slow(self) -> None:
-        self._deadline = None
         if not self.transport.is_closing():
             self.logger.info("%s took too long to send its request; closing", self._who())
             self.transport.close()
