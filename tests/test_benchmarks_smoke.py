@@ -7,6 +7,7 @@ and printed its ratio line with a number (``n/a`` means a side did not run).
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,14 @@ def test_snapshots_benchmark_prints_both_paths() -> None:
     out = run_script("bench_snapshots.py", "--quick")
     for backend in ("sqlite", "postgres"):
         assert re.search(rf"{backend}\s+3,000\s+[\d.]+ ms\s+[\d.]+ ms\s+[\d.]+x", out), out
+
+
+def test_web_benchmark_prints_both_servers_or_says_wrk_is_missing() -> None:
+    out = run_script("bench_web.py", "--quick", "--connections", "4")
+    if shutil.which("wrk") is None:  # the benchmark's instructions install it, not the tests
+        assert "wrk is not installed, so nothing was measured: apt-get install wrk" in out
+        return
+    for label in ("uvicorn c=4", "cart server c=4", "cart app c=4"):
+        assert re.search(rf"{label}\s+[\d,]+\s+[\d.]+\s", out), out
+    for name in ("cart server c=4", "cart app c=4"):
+        assert re.search(rf"ratio {name} to uvicorn: \d+\.\d\dx", out), out

@@ -83,6 +83,18 @@ async def test_an_empty_cart_cannot_be_paid(signal: CartSignal) -> None:
         await cart.handle_command(CompletePurchase())
 
 
+async def test_a_cart_whose_total_is_zero_cannot_be_paid(signal: CartSignal) -> None:
+    cart = await signal.create("c1")
+    await cart.handle_command(AddToCart(Product("free-sample", 3, 0)))
+    with pytest.raises(CommandRejected, match=r"total is 0\.00 cannot be paid"):
+        await cart.handle_command(CompletePurchase())
+    assert cart.version == 1
+    await cart.handle_command(AddToCart(Product("apple", 1, 1)))
+    state = await cart.handle_command(CompletePurchase())  # a free product may stay
+    assert state.paid
+    assert [e.data for e in await signal.events("c1")][-1] == CartPaid(1)
+
+
 async def test_a_paid_cart_no_longer_changes(signal: CartSignal) -> None:
     cart = await signal.create("c1")
     await cart.handle_command(AddToCart(Product("apple", 1, 120)))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +18,8 @@ from starlette.applications import Starlette
 from eventsignal.cart.app import MAX_BODY, create_app
 from eventsignal.cart.assets import HTMX_ENV
 from eventsignal.cart.domain import MAX_PRICE
-from eventsignal.stores import EventStore, MemoryStore
+from eventsignal.cart.security import SECURITY_HEADERS
+from eventsignal.stores import EventStore, MemoryStore, SQLiteStore
 
 HX = {"HX-Request": "true"}
 
@@ -45,7 +48,7 @@ async def new_cart(client: httpx.AsyncClient) -> str:
     response = await client.post("/carts")
     assert response.status_code == 303
     location = response.headers["location"]
-    assert re.fullmatch(r"/carts/[0-9a-f]{12}", location)
+    assert re.fullmatch(r"/carts/[A-Za-z0-9_-]{22}", location)
     return location
 
 
@@ -146,6 +149,9 @@ async def test_a_duplicate_sku_is_refused_inline(
         ("1", str(MAX_PRICE + 1), "the price must be a whole number of cents from 0 to"),
         ("1", "9" * 5000, "the price 99999999999999999999... is far too large"),
         ("9" * 40, "1", "is far too large"),
+        ("\uff11\uff12", "100", "the quantity must be a whole number"),  # fullwidth 12
+        ("1", "\u0661\u0662\u0660", "the price must be a whole number"),  # Arabic-Indic 120
+        ("1", "9" * 5000 + "\u0669", "the price must be a whole number"),
     ],
 )
 async def test_bad_numbers_are_refused(
@@ -238,6 +244,28 @@ async def test_an_empty_cart_cannot_be_paid(client: httpx.AsyncClient, store: Me
     assert await versions(store, cart) == 0
 
 
+async def test_a_cart_whose_total_is_zero_cannot_be_paid(
+    client: httpx.AsyncClient, store: MemoryStore
+) -> None:
+    cart = await new_cart(client)
+    assert (await add(client, cart, "free-sample", 2, 0)).status_code == 303
+    response = await client.post(f"{cart}/pay", headers=HX)
+    assert response.status_code == 409
+    assert "a cart whose total is 0.00 cannot be paid" in response.text
+    assert await versions(store, cart) == 1
+    assert (await add(client, cart, "apple", 1, 50)).status_code == 303
+    assert (await client.post(f"{cart}/pay")).status_code == 303  # free products may stay
+    assert "Paid: 0.50" in (await client.get(cart)).text
+
+
+async def test_cart_ids_are_unguessable(client: httpx.AsyncClient) -> None:
+    ids = {(await new_cart(client)).rsplit("/", 1)[1] for _ in range(20)}
+    assert len(ids) == 20
+    for cart_id in ids:
+        assert len(base64.urlsafe_b64decode(cart_id + "==")) * 8 >= 96
+        assert (await client.get(f"/carts/{cart_id}")).status_code == 200
+
+
 async def test_unknown_carts_are_not_found(client: httpx.AsyncClient) -> None:
     for response in (
         await client.get("/carts/nope"),
@@ -313,6 +341,122 @@ async def test_a_cart_as_it_was_at_a_version(client: httpx.AsyncClient) -> None:
     assert "has versions 0 to 4, not 5" in beyond.text
     assert (await client.get(f"{cart}/versions/-1")).status_code == 404
     assert (await client.get(f"{cart}/versions/one")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "version", ["9" * 5000, "1" + "0" * 30, str(2**63), "\uff11", "\u0661", "1.0", "1e3"]
+)
+async def test_absurd_versions_are_not_found(client: httpx.AsyncClient, version: str) -> None:
+    cart = await new_cart(client)
+    await add(client, cart, "apple")
+    response = await client.get(f"{cart}/versions/{version}")
+    assert response.status_code == 404
+    assert "has versions 0 to 1, not" in response.text
+    assert len(response.text) < 5000  # the absurd number is not echoed back whole
+
+
+async def test_an_unreachable_store_is_503_with_a_retry_hint(tmp_path: Path) -> None:
+    path = tmp_path / "cart.db"
+    store = SQLiteStore(path, migrate=True, busy_timeout=0.2)
+    async with serving(create_app(store=store)) as client:
+        cart = await new_cart(client)
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        try:
+            for response in (await client.post("/carts"), await add(client, cart, "apple")):
+                assert response.status_code == 503
+                assert response.headers["retry-after"].isascii()
+                assert int(response.headers["retry-after"]) > 0
+                assert "try again" in response.text
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert (await add(client, cart, "apple")).status_code == 303
+
+
+CROSS_SITE = [
+    {"Origin": "https://evil.example"},
+    {"Origin": "http://cart.evil.example"},
+    {"Origin": "http://cart:8080"},
+    {"Origin": "null"},
+    {"Referer": "https://evil.example/page"},
+    {"Origin": "https://evil.example", "Referer": "http://cart/carts"},
+]
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE)
+async def test_forms_posted_from_another_site_are_refused(
+    client: httpx.AsyncClient, store: MemoryStore, headers: dict[str, str]
+) -> None:
+    cart = await new_cart(client)
+    await add(client, cart, "apple")
+    data = {"sku": "pear", "quantity": "1", "price": "1"}
+    for path, form in ((f"{cart}/add", data), (f"{cart}/remove", {"sku": "apple"})):
+        response = await client.post(path, data=form, headers=headers)
+        assert response.status_code == 403
+    assert (await client.post(f"{cart}/pay", headers=headers)).status_code == 403
+    assert (await client.post("/carts", headers=headers)).status_code == 403
+    assert await versions(store, cart) == 1
+    assert len(await store.aggregates("cart")) == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://cart"},
+        {"Origin": "http://CART:80", **HX},
+        {"Referer": "http://cart/carts/x"},
+        {},  # not a browser: curl, a script
+    ],
+)
+async def test_forms_from_the_same_site_are_accepted(
+    client: httpx.AsyncClient, store: MemoryStore, headers: dict[str, str]
+) -> None:
+    cart = await new_cart(client)
+    response = await client.post(
+        f"{cart}/add", data={"sku": "apple", "quantity": "1", "price": "1"}, headers=headers
+    )
+    assert response.status_code in (200, 303)
+    assert await versions(store, cart) == 1
+
+
+async def test_trusted_origins_are_accepted(store: MemoryStore) -> None:
+    async with serving(create_app(store=store, trusted_origins=["https://shop.example"])) as client:
+        accepted = await client.post("/carts", headers={"Origin": "https://shop.example"})
+        assert accepted.status_code == 303
+        refused = await client.post("/carts", headers={"Origin": "http://shop.example"})
+        assert refused.status_code == 403
+
+
+async def test_every_response_carries_the_security_headers(client: httpx.AsyncClient) -> None:
+    cart = await new_cart(client)
+    responses = [
+        await client.get("/"),
+        await client.get(cart),
+        await client.post(f"{cart}/pay", headers=HX),  # refused: 409
+        await client.get("/static/cart.css"),
+        await client.get("/no/such/page"),
+        await client.post("/carts", headers={"Origin": "https://evil.example"}),
+    ]
+    for response in responses:
+        for name, value in SECURITY_HEADERS.items():
+            assert response.headers[name] == value
+    policy = SECURITY_HEADERS["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy
+
+
+async def test_pages_have_no_inline_script_or_style(client: httpx.AsyncClient) -> None:
+    cart = await new_cart(client)
+    await add(client, cart, "apple")
+    for path in ("/", cart, f"{cart}/history", f"{cart}/versions/1", "/revenue", "/nope"):
+        text = (await client.get(path)).text
+        assert "<style" not in text
+        assert " style=" not in text
+        for script in re.findall(r"<script[^>]*>", text):
+            assert 'src="/htmx.min.js"' in script
+        assert not re.search(r"<[^>]+\son[a-z]+=", text)  # no onclick= and the like
 
 
 async def test_revenue_is_kept_across_restarts_and_processes(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""``python -m eventsignal.cart [--host H] [--port P] [--database-url URL]``."""
+"""``python -m eventsignal.cart``: serve the cart app; ``--help`` lists the options."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from eventsignal.cart.server import serve
+from eventsignal.cart.timeouts import DEFAULT_REQUEST_TIMEOUT
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,9 +20,16 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="store URL or SQLite path (default: $DATABASE_URL, else ./data/cart.db)",
     )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=DEFAULT_REQUEST_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long a client may take to send a request (default: {DEFAULT_REQUEST_TIMEOUT:g})",
+    )
     args = parser.parse_args(argv)
     try:
-        serve(args.host, args.port, args.database_url)
+        serve(args.host, args.port, args.database_url, request_timeout=args.request_timeout)
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # one line, not a traceback: the message names the cause

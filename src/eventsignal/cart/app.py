@@ -6,7 +6,11 @@ for requests carrying ``HX-Request``, so the two paths share one handler and one
 
 Status codes say what went wrong, and the page says why: 400 for input the cart can never accept
 (not a number, an empty or oversized sku), 409 for a command the cart refuses in its current
-state (a duplicate sku, a second payment), 404 for a cart that does not exist.
+state (a duplicate sku, a second payment), 404 for a cart or version that does not exist, 403
+for a form posted from another site, and 503 with ``Retry-After`` while the store is unreachable.
+
+Every response carries the headers of :mod:`eventsignal.cart.security`; the pages use no inline
+script or style, so its Content Security Policy admits only the app's own files.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import contextlib
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -24,6 +28,7 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -38,6 +43,7 @@ from eventsignal import (
     Event,
     InvalidAggregateId,
     Signal,
+    StoreUnavailable,
 )
 from eventsignal.cart.assets import STATIC_DIR, TEMPLATES_DIR, find_htmx
 from eventsignal.cart.domain import (
@@ -53,6 +59,7 @@ from eventsignal.cart.domain import (
     check_sku,
 )
 from eventsignal.cart.revenue import read_revenue, revenue_subscription
+from eventsignal.cart.security import SameOriginMiddleware, SecurityHeadersMiddleware
 from eventsignal.stores import EventStore
 from eventsignal.stores.urls import open_store
 from eventsignal.subscriptions import SubscriptionRunner
@@ -60,7 +67,12 @@ from eventsignal.subscriptions.transaction import storage_for
 
 DEFAULT_DATABASE_URL = "sqlite:///data/cart.db"
 MAX_BODY = 16 * 1024  # bytes; the largest honest form is well under 1 kB
-_WHOLE_NUMBER = re.compile(r"-?\d{1,15}")
+RETRY_AFTER = 5  # seconds a client is asked to wait while the store is unreachable
+# ASCII digits only: \d and str.isdigit() also take fullwidth, Arabic-Indic or superscript
+# digits, which int() then reads (a surprise) or rejects (an error where a 400 belongs).
+_DIGITS = re.compile(r"[0-9]+")
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,15}")
+_VERSION = re.compile(r"[0-9]{1,18}")  # more digits than any cart could ever have versions
 
 CartSignal = Signal[Cart, CartCommand]
 
@@ -153,7 +165,7 @@ class CartSite:
 
     async def new_cart(self, request: Request) -> Response:
         for _ in range(3):
-            cart_id = secrets.token_hex(6)
+            cart_id = secrets.token_urlsafe(16)  # 128 bits: guessing a live cart is hopeless
             try:
                 await self.signal.create(cart_id)
             except AggregateExists:
@@ -214,11 +226,13 @@ class CartSite:
 
     async def version(self, request: Request) -> Response:
         cart_id = request.path_params["cart_id"]
-        version: int = request.path_params["version"]
+        text: str = request.path_params["version"]
         events = await self._history(cart_id)
-        if version > len(events):
+        version = int(text) if _VERSION.fullmatch(text) else None
+        if version is None or version > len(events):
+            shown = text if len(text) <= 20 else f"{text[:20]}..."
             raise HTTPException(
-                404, f"cart {cart_id!r} has versions 0 to {len(events)}, not {version}"
+                404, f"cart {cart_id!r} has versions 0 to {len(events)}, not {shown}"
             )
         past = await self.signal.state_at(cart_id, version=version)
         context = {
@@ -244,11 +258,18 @@ class CartSite:
         context = {"message": exc.detail}
         return self.page(request, "error.html", context, exc.status_code, exc.headers)
 
+    async def unavailable(self, request: Request, exc: Exception) -> Response:
+        """503 while the store cannot be reached: nothing was done, and trying again may work."""
+        assert isinstance(exc, StoreUnavailable)
+        message = "the carts cannot be reached right now; nothing was changed, try again shortly"
+        headers = {"Retry-After": str(RETRY_AFTER)}
+        return self.page(request, "error.html", {"message": message}, 503, headers)
+
     # Helpers
 
     async def _form(self, request: Request) -> FormData:
         length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > MAX_BODY:
+        if _DIGITS.fullmatch(length) and int(length) > MAX_BODY:
             raise HTTPException(413, f"the form is larger than {MAX_BODY} bytes")
         return await request.form(max_files=0, max_fields=20, max_part_size=MAX_BODY)
 
@@ -301,16 +322,23 @@ def _whole_number(text: str, field: str) -> int:
     if not text:
         raise BadInput(f"the {field} is missing")
     if not _WHOLE_NUMBER.fullmatch(text):
-        if re.fullmatch(r"-?\d+", text):
+        if re.fullmatch(r"-?[0-9]+", text):
             raise BadInput(f"the {field} {text[:20]}... is far too large")
         raise BadInput(f"the {field} must be a whole number, not {text[:40]!r}")
     return int(text)
 
 
-def create_app(url: str | None = None, *, store: EventStore | None = None) -> Starlette:
+def create_app(
+    url: str | None = None,
+    *,
+    store: EventStore | None = None,
+    trusted_origins: Sequence[str] = (),
+) -> Starlette:
     """The cart app on ``store``, or on the store named by ``url`` (see :func:`database_url`).
 
-    The store is opened, and migrated if it was named by URL, when the app starts.
+    The store is opened, and migrated if it was named by URL, when the app starts. Forms are
+    accepted from the app's own pages only, or from ``trusted_origins`` too (see
+    :class:`~eventsignal.cart.security.SameOriginMiddleware`).
     """
     site = CartSite(store if store is not None else open_store(database_url(url)))
     cart = "/carts/{cart_id}"
@@ -323,11 +351,16 @@ def create_app(url: str | None = None, *, store: EventStore | None = None) -> St
         Route(f"{cart}/remove", site.remove, methods=["POST"]),
         Route(f"{cart}/pay", site.pay, methods=["POST"]),
         Route(f"{cart}/history", site.history),
-        Route(cart + "/versions/{version:int}", site.version),
+        Route(cart + "/versions/{version}", site.version),
         Route("/revenue", site.revenue_page),
         Route("/htmx.min.js", site.htmx_script),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
+    middleware = [
+        Middleware(SecurityHeadersMiddleware),  # outermost: refusals get the headers too
+        Middleware(SameOriginMiddleware, trusted_origins=trusted_origins),
+    ]
+    handlers = {HTTPException: site.error, StoreUnavailable: site.unavailable}
     return Starlette(
-        routes=routes, lifespan=site.lifespan, exception_handlers={HTTPException: site.error}
+        routes=routes, middleware=middleware, lifespan=site.lifespan, exception_handlers=handlers
     )

@@ -4,8 +4,9 @@ Every rule lives here, not in the web layer, so any caller (the web app, a scrip
 the same answers. Bounds are part of the rules: they keep a hostile form post from storing a
 10 kB sku or a price whose total no longer fits a JSON number exactly (totals stay below 2**53).
 
-An empty cart cannot be paid: a payment of nothing is almost always a double click or a bug, and
-a zero-value ``CartPaid`` would count as a sale in the revenue.
+An empty cart cannot be paid, nor one whose total is 0 (free products may be in it, but there is
+nothing to pay for): a payment of nothing is almost always a double click or a bug, and a
+zero-value ``CartPaid`` would count as a sale in the revenue.
 """
 
 from __future__ import annotations
@@ -133,6 +134,8 @@ def handle(command: CartCommand, cart: Cart) -> list[CartEvent]:
         case CompletePurchase():
             if not cart.products:
                 raise CommandRejected("an empty cart cannot be paid")
+            if cart.total == 0:
+                raise CommandRejected("a cart whose total is 0.00 cannot be paid")
             return [CartPaid(cart.total)]
     raise CommandRejected(f"a cart does not understand {type(command).__name__}")
 

@@ -1,4 +1,11 @@
-"""Serving the cart app with uvicorn, and telling the user where to point the browser."""
+"""Serving the cart app with uvicorn, and telling the user where to point the browser.
+
+The listening socket is made here rather than by uvicorn, so that a busy port fails before
+anything starts. It must be created as a TCP socket (``IPPROTO_TCP``, not protocol 0): asyncio
+only sets ``TCP_NODELAY`` on accepted sockets of that protocol, and without it Nagle's algorithm
+holds each response body until the client acknowledges the headers, about 40 ms per request on
+a keep-alive connection.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from eventsignal.cart.app import create_app, database_url
+from eventsignal.cart.timeouts import DEFAULT_REQUEST_TIMEOUT, with_request_timeout
 from eventsignal.stores import EventStore
 from eventsignal.stores.urls import open_store, redact
 
@@ -25,26 +33,38 @@ def serve(
     url: str | None = None,
     *,
     out: TextIO = sys.stdout,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
 ) -> None:
     """Run the app until interrupted.
 
     The port is bound and the store opened before the server starts, so a busy port or a wrong
     or unreachable database fails here with its own error, not as a server log traceback.
+    A client gets ``request_timeout`` seconds to send each request, headers and body (see
+    :mod:`eventsignal.cart.timeouts`).
     """
     url = database_url(url)
     store = open_store(url)
     app = create_app(store=store)  # refuses a store it cannot run on, before anything starts
-    listener = _listen(host, port)
+    config = server_config(app, request_timeout)
+    listener = listen(host, port)
     try:
-        asyncio.run(_serve(app, store, listener, url, out))
+        asyncio.run(_serve(config, store, listener, url, out))
     finally:
         listener.close()
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def server_config(
+    app: Starlette, request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+) -> uvicorn.Config:
+    """uvicorn's settings for serving ``app``: quiet logs and a deadline for every request."""
+    return uvicorn.Config(app, http=with_request_timeout(request_timeout), log_level="warning")
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host:port``, ready for ``uvicorn.Server.serve(sockets=...)``."""
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        listener = socket.socket(family, socket.SOCK_STREAM)
+        family, kind, protocol, _, _ = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listener = socket.socket(family, kind, protocol)
     except OSError as exc:
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     try:
@@ -58,11 +78,11 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 async def _serve(
-    app: Starlette, store: EventStore, listener: socket.socket, url: str, out: TextIO
+    config: uvicorn.Config, store: EventStore, listener: socket.socket, url: str, out: TextIO
 ) -> None:
     await store.open()  # fails fast (StoreUnavailable, missing schema) before the server starts
     try:
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        server = uvicorn.Server(config)
         running = asyncio.create_task(server.serve(sockets=[listener]))
         while not server.started and not running.done():  # noqa: ASYNC110 - no startup event
             await asyncio.sleep(0.02)
