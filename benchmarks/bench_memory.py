@@ -93,7 +93,7 @@ def configurations(clients: int, cache: int) -> list[tuple[str, Measurement]]:
 
 
 def report(clients: int, table: Sequence[Series]) -> None:
-    # The target is set against the peer as the issue names it: in memory, cache on, its
+    # The target is set against the peer in memory, cache on, at its
     # default settings. Its fastest (unsafe) mode is the harder comparison, printed beside it.
     default, bare, *peers = table
     print_ratio(f"memory c={clients}", paired_ratio(default, peers[:1]), ">= 10x")

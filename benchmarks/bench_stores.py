@@ -364,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             mine = [s for s in table if s.label.startswith("eventsignal")]
             peers = [s for s in table if s.label.startswith("eventsourcing")]
             target = ">= the peer" if clients == 1 else ">= 10x" if backend == "postgres" else ""
-            # The target against the peer as the issue names it (cache on, its defaults); its
+            # The target against the peer with its defaults (cache on); its
             # fastest mode, unsafe with several writers, is the harder comparison beside it.
             ratio = paired_ratio(mine[0], peers[:1]) if mine else None
             print_ratio(f"{backend} c={clients}", ratio, target)

@@ -16,7 +16,14 @@ from eventsignal.cli.running import describe
     metavar="STORE",
     help="Where carts are stored  [default: $DATABASE_URL, else data/cart.db]",
 )
-def cart(host: str, port: int, database_url: str | None) -> None:
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds a client may take to send each request (headers and body).",
+)
+def cart(host: str, port: int, database_url: str | None, request_timeout: float) -> None:
     """Serve the shopping cart web app and print the address to open."""
     try:
         from eventsignal.cart.server import serve
@@ -25,7 +32,7 @@ def cart(host: str, port: int, database_url: str | None) -> None:
             f"the cart needs 'pip install eventsignal[web]' ({exc})"
         ) from exc
     try:
-        serve(host, port, database_url)
+        serve(host, port, database_url, request_timeout=request_timeout)
     except KeyboardInterrupt:
         pass
     except Exception as exc:
