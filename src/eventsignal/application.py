@@ -26,8 +26,11 @@ from eventsignal.domain.errors import (
     AggregateNotFound,
     CommandRejected,
     ConcurrencyError,
+    ConfigurationError,
     InvalidHandlerResult,
-    SignalError,
+    NotStarted,
+    StoreInconsistent,
+    VersionOutOfRange,
 )
 from eventsignal.domain.events import Event, new_event_id
 from eventsignal.domain.identity import validate_id
@@ -158,7 +161,7 @@ class Signal(Generic[S, C]):
         on_evict: EvictionHook | None = None,
     ) -> None:
         if conflict_retries < 0:
-            raise ValueError("conflict_retries must be zero or more")
+            raise ConfigurationError("conflict_retries must be zero or more")
         self.config = config
         self.name = config.name
         self.store: EventStore = store if store is not None else MemoryStore()
@@ -175,7 +178,7 @@ class Signal(Generic[S, C]):
         if config.snapshots is not None:
             snapshots = snapshot_store or snapshot_store_for(self.store)
             if snapshots is None:
-                raise SignalError(
+                raise ConfigurationError(
                     f"{type(self.store).__name__} keeps no snapshots: "
                     "pass snapshot_store= or drop AggregateConfig.snapshots"
                 )
@@ -260,15 +263,13 @@ class Signal(Generic[S, C]):
         before that moment). Read-only: the live copy in the pool is not touched."""
         self._check_started()
         if (version is None) == (timestamp is None):
-            raise ValueError("state_at takes either version= or timestamp=")
+            raise ConfigurationError("state_at takes either version= or timestamp=")
         if timestamp is not None and timestamp.tzinfo is None:
-            raise ValueError("state_at needs a timezone-aware timestamp")
+            raise ConfigurationError("state_at needs a timezone-aware timestamp")
         stored = await self._read_existing(validate_id(aggregate_id), 0)
         if version is not None:
             if not 0 <= version <= len(stored):
-                raise SignalError(
-                    f"{self.name} {aggregate_id!r} has versions 0 to {len(stored)}, not {version}"
-                )
+                raise VersionOutOfRange(self.name, aggregate_id, version, len(stored))
             stored = stored[:version]
         else:
             assert timestamp is not None
@@ -367,7 +368,7 @@ class Signal(Generic[S, C]):
 
     def _check_started(self) -> None:
         if not self._started:
-            raise SignalError(
+            raise NotStarted(
                 f"Signal {self.name!r} is not started: use 'async with signal:' "
                 "or 'await signal.start()'"
             )
@@ -463,7 +464,7 @@ class Signal(Generic[S, C]):
         for start in range(0, len(stored), _FOLD_SLICE):
             for record in stored[start : start + _FOLD_SLICE]:
                 if record.version != version + 1:
-                    raise SignalError(
+                    raise StoreInconsistent(
                         f"{self.name} {live.id!r}: store returned version {record.version} "
                         f"after version {version}"
                     )

@@ -13,6 +13,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from eventsignal.domain.errors import ConfigurationError
+
 S = TypeVar("S")
 
 
@@ -82,7 +84,7 @@ class Pool(Generic[S]):
         self, capacity: int, on_evict: Callable[[LiveAggregate[S]], Any] | None = None
     ) -> None:
         if capacity < 1:
-            raise ValueError(f"pool size must be at least 1, not {capacity}")
+            raise ConfigurationError(f"pool size must be at least 1, not {capacity}")
         self.capacity = capacity
         self.stats = PoolStats()
         self._live: OrderedDict[str, LiveAggregate[S]] = OrderedDict()

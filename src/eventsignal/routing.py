@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from hashlib import blake2b
 
+from eventsignal.domain.errors import ConfigurationError
+
 
 def _weight(node: bytes, key: bytes) -> int:
     return int.from_bytes(blake2b(key, digest_size=8, key=node).digest(), "big")
@@ -32,9 +34,9 @@ class Router:
     def __init__(self, nodes: Iterable[str]) -> None:
         self.nodes: tuple[str, ...] = tuple(nodes)
         if not self.nodes:
-            raise ValueError("a router needs at least one node")
+            raise ConfigurationError("a router needs at least one node")
         if len(set(self.nodes)) != len(self.nodes):
-            raise ValueError(f"nodes must be distinct: {self.nodes!r}")
+            raise ConfigurationError(f"nodes must be distinct: {self.nodes!r}")
         encoded = [node.encode() for node in self.nodes]
         if any(len(key) > 64 for key in encoded):
             # BLAKE2b keys hold 64 bytes; longer names are hashed down to a key first.

@@ -60,6 +60,7 @@ from eventsignal.cart.domain import (
 )
 from eventsignal.cart.revenue import read_revenue, revenue_subscription
 from eventsignal.cart.security import SameOriginMiddleware, SecurityHeadersMiddleware
+from eventsignal.domain.errors import ConfigurationError
 from eventsignal.stores import EventStore
 from eventsignal.stores.urls import open_store
 from eventsignal.subscriptions import SubscriptionRunner
@@ -114,8 +115,8 @@ class CartSite:
     def __init__(self, store: EventStore) -> None:
         try:
             storage_for(store)
-        except TypeError:
-            raise ValueError(
+        except ConfigurationError:
+            raise ConfigurationError(
                 f"the cart app counts revenue with a durable subscription, which "
                 f"{type(store).__name__} cannot keep: use SQLite or PostgreSQL"
             ) from None

@@ -18,6 +18,8 @@ import asyncio
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from eventsignal.domain.errors import ConfigurationError
+
 DEFAULT_REQUEST_TIMEOUT = 10.0  # seconds; an honest client sends a form in well under one
 
 
@@ -91,7 +93,9 @@ class RequestTimeoutProtocol(H11Protocol):
 def with_request_timeout(seconds: float) -> type[RequestTimeoutProtocol]:
     """The protocol class to hand to ``uvicorn.Config(http=...)`` for a given deadline."""
     if not seconds > 0:
-        raise ValueError(f"the request timeout must be a positive number of seconds, not {seconds}")
+        raise ConfigurationError(
+            f"the request timeout must be a positive number of seconds, not {seconds}"
+        )
 
     class Bounded(RequestTimeoutProtocol):
         request_timeout = float(seconds)

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from eventsignal.domain.errors import ConfigurationError
 from eventsignal.domain.events import Event
 from eventsignal.domain.evolution import Upcaster, index_upcasters, revision_of, stored_name
 from eventsignal.domain.identity import validate_name
@@ -54,13 +55,15 @@ class AggregateConfig(Generic[S, C]):
         else:
             types = {cls.__name__: cls for cls in self.events}
         if not types:
-            raise ValueError(f"aggregate config {self.name!r} declares no event classes")
+            raise ConfigurationError(f"aggregate config {self.name!r} declares no event classes")
         seen: dict[type[Any], str] = {}
         for event_name, cls in types.items():
             if not isinstance(cls, type):
-                raise TypeError(f"event {event_name!r} of {self.name!r} is not a class: {cls!r}")
+                raise ConfigurationError(
+                    f"event {event_name!r} of {self.name!r} is not a class: {cls!r}"
+                )
             if cls in seen:
-                raise ValueError(
+                raise ConfigurationError(
                     f"event class {cls.__name__} of {self.name!r} is registered twice, "
                     f"as {seen[cls]!r} and {event_name!r}"
                 )

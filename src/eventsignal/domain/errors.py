@@ -11,6 +11,63 @@ class SignalError(Exception):
     """Base class of every error raised by eventsignal."""
 
 
+class ConfigurationError(SignalError, ValueError):
+    """Arguments or settings that cannot work (together); the message says what to change."""
+
+
+class NotStarted(SignalError):
+    """A :class:`~eventsignal.Signal` or a runner used before it started or after it stopped."""
+
+
+class StoreNotOpen(SignalError):
+    """A store used before ``open()``, or after its last ``close()``."""
+
+
+class StoreNotMigrated(SignalError):
+    """The store's tables are missing, or at a schema version this code does not know.
+
+    ``found`` is the version in the database (0: none), ``expected`` the one this code needs;
+    a database newer than the code asks for an upgrade of eventsignal, an older one for
+    ``eventsignal migrate``.
+    """
+
+    def __init__(self, message: str, *, component: str, found: int, expected: int) -> None:
+        super().__init__(message)
+        self.component = component
+        self.found = found
+        self.expected = expected
+
+
+class StoreInconsistent(SignalError):
+    """The store answered something its contract rules out (a gap in an aggregate's versions,
+    a message missing from a stream): a damaged store or a bug, never a passing outage."""
+
+
+class TransactionEnded(SignalError):
+    """A transaction used after its ``async with`` block ended."""
+
+
+class EventNotFound(SignalError, LookupError):
+    """No event is stored at the position asked for."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(f"no event is stored at position {position}")
+        self.position = position
+
+
+class VersionOutOfRange(SignalError, ValueError):
+    """An aggregate was asked for a version it never had."""
+
+    def __init__(self, aggregate_name: str, aggregate_id: str, version: int, latest: int) -> None:
+        super().__init__(
+            f"{aggregate_name} {aggregate_id!r} has versions 0 to {latest}, not {version}"
+        )
+        self.aggregate_name = aggregate_name
+        self.aggregate_id = aggregate_id
+        self.version = version
+        self.latest = latest
+
+
 class InvalidAggregateId(SignalError, ValueError):
     """An aggregate id (or aggregate type name) is empty, too long or not a string."""
 

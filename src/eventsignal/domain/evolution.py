@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from eventsignal.domain.errors import ConfigurationError
+
 Payload = dict[str, Any]
 Upcast = Callable[[Payload], Payload | list[tuple[str, int, Payload]]]
 
@@ -33,7 +35,9 @@ class Upcaster:
 def revision_of(cls: type[Any]) -> int:
     revision = getattr(cls, "__revision__", 1)
     if type(revision) is not int or revision < 1:
-        raise ValueError(f"{cls.__name__}.__revision__ must be a positive int, not {revision!r}")
+        raise ConfigurationError(
+            f"{cls.__name__}.__revision__ must be a positive int, not {revision!r}"
+        )
     return revision
 
 
@@ -54,7 +58,7 @@ def index_upcasters(upcasters: Iterable[Upcaster]) -> dict[tuple[str, int], Upca
     for upcaster in upcasters:
         key = (upcaster.event, upcaster.revision)
         if key in table:
-            raise ValueError(
+            raise ConfigurationError(
                 f"two upcasters for event {upcaster.event!r} revision {upcaster.revision}"
             )
         table[key] = upcaster.upcast

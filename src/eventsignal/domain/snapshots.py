@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from eventsignal.domain.errors import ConfigurationError
+
 
 @dataclass(frozen=True, slots=True)
 class SnapshotPolicy:
@@ -22,9 +24,9 @@ class SnapshotPolicy:
 
     def __post_init__(self) -> None:
         if self.every is not None and self.every < 1:
-            raise ValueError("SnapshotPolicy.every must be at least 1")
+            raise ConfigurationError("SnapshotPolicy.every must be at least 1")
         if self.every is None and self.when is None:
-            raise ValueError("SnapshotPolicy needs 'every' or 'when'")
+            raise ConfigurationError("SnapshotPolicy needs 'every' or 'when'")
 
     def due(self, state: Any, previous_version: int, version: int) -> bool:
         """Whether a command that took the aggregate from one version to another calls for one."""

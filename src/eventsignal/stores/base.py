@@ -14,7 +14,7 @@ from uuid import UUID
 
 import msgspec
 
-from eventsignal.domain.errors import EventSerializationError
+from eventsignal.domain.errors import ConfigurationError, EventSerializationError
 
 
 class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -151,7 +151,7 @@ def check_versions(
             or event.aggregate_id != aggregate_id
             or event.aggregate_name != aggregate_name
         ):
-            raise ValueError(
+            raise ConfigurationError(
                 f"{aggregate_name} {aggregate_id!r}: event {event.name!r} of "
                 f"{event.aggregate_name} {event.aggregate_id!r} has version {event.version}, "
                 f"expected version {version}"

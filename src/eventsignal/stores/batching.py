@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 
+from eventsignal.domain.errors import ConfigurationError
 from eventsignal.domain.identity import validate_id, validate_name
 from eventsignal.stores.base import StoredEvent, check_versions
 
@@ -69,7 +70,7 @@ class GroupCommit:
 
     def __init__(self, commit_batch: CommitBatch, *, max_batch: int = 500) -> None:
         if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
+            raise ConfigurationError("max_batch must be at least 1")
         self._commit_batch = commit_batch
         self._max_batch = max_batch
         self._queue: list[tuple[AppendRequest, asyncio.Future[Sequence[int]]]] = []

@@ -31,8 +31,9 @@ from eventsignal.domain.errors import (
     AggregateExists,
     AggregateNotFound,
     ConcurrencyError,
+    ConfigurationError,
     EventTooLarge,
-    SignalError,
+    StoreNotOpen,
     StoreUnavailable,
 )
 from eventsignal.domain.identity import validate_id, validate_name
@@ -120,7 +121,9 @@ class NatsStore:
         remembered_tips: int = 100_000,
     ) -> None:
         if not stream or encode_token(stream) != stream:
-            raise ValueError(f"stream name {stream!r} may hold letters, digits, '_' and '-' only")
+            raise ConfigurationError(
+                f"stream name {stream!r} may hold letters, digits, '_' and '-' only"
+            )
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.stream = stream
         self.replicas = replicas
@@ -445,7 +448,7 @@ class NatsStore:
 
     def _client(self) -> Client:
         if self._nc is None:
-            raise SignalError(f"{self!r} is not open: call 'await store.open()' first")
+            raise StoreNotOpen(f"{self!r} is not open: call 'await store.open()' first")
         return self._nc
 
     async def _request(
@@ -650,7 +653,7 @@ def _check_batch(
 ) -> None:
     check_versions(aggregate_name, aggregate_id, expected_version, events)
     if len(events) > SLOTS:
-        raise ValueError(f"one message holds at most {SLOTS} events, not {len(events)}")
+        raise ConfigurationError(f"one message holds at most {SLOTS} events, not {len(events)}")
 
 
 def _too_large(

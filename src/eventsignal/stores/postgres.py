@@ -40,7 +40,10 @@ from eventsignal.domain.errors import (
     AggregateExists,
     AggregateNotFound,
     ConcurrencyError,
-    SignalError,
+    ConfigurationError,
+    StoreInconsistent,
+    StoreNotMigrated,
+    StoreNotOpen,
     StoreUnavailable,
 )
 from eventsignal.stores.base import AggregateInfo, StoredEvent
@@ -196,7 +199,7 @@ class PostgresStore:
         schema = row[0] if row else None
         if schema is None:
             await pool.close()
-            raise SignalError("PostgreSQL search_path names no existing schema")
+            raise ConfigurationError("PostgreSQL search_path names no existing schema")
         self._lock_key = _lock_key(f"eventsignal.append:{schema}")
         self._channel = _channel(schema)
         self._pool = pool
@@ -247,15 +250,21 @@ class PostgresStore:
             await migrate_component(conn, EVENTS_COMPONENT, EVENTS_MIGRATIONS, schema=self.schema)
         elif version < len(EVENTS_MIGRATIONS):
             where = f"schema {self.schema!r} of " if self.schema else ""
-            raise SignalError(
+            raise StoreNotMigrated(
                 f"the eventsignal tables in {where}{_where(self.dsn)} are not migrated (version "
                 f"{version} of {len(EVENTS_MIGRATIONS)}): run `await store.migrate()` or "
-                "`eventsignal migrate <url>`, or open it with PostgresStore(..., migrate=True)"
+                "`eventsignal migrate <url>`, or open it with PostgresStore(..., migrate=True)",
+                component=EVENTS_COMPONENT,
+                found=version,
+                expected=len(EVENTS_MIGRATIONS),
             )
         elif version > len(EVENTS_MIGRATIONS):
-            raise SignalError(
+            raise StoreNotMigrated(
                 f"the eventsignal tables are at version {version}, newer than this eventsignal "
-                f"({len(EVENTS_MIGRATIONS)}): upgrade eventsignal"
+                f"({len(EVENTS_MIGRATIONS)}): upgrade eventsignal",
+                component=EVENTS_COMPONENT,
+                found=version,
+                expected=len(EVENTS_MIGRATIONS),
             )
 
     # Migrations
@@ -361,7 +370,7 @@ class PostgresStore:
                     f"stored, re-read the aggregate: {exc}"
                 ) from exc
         if row is None:
-            raise SignalError("eventsignal_append returned no row")
+            raise StoreInconsistent("eventsignal_append returned no row")
         codes: list[int] = row[0]
         positions: list[int] = row[1]
         self._transactions += 1
@@ -583,5 +592,5 @@ def _where(dsn: str) -> str:
 __all__ = ["PostgresStore", "PostgresTransaction", "StoreStats"]
 
 
-def _not_open() -> SignalError:
-    return SignalError("the PostgresStore is not open: use `async with` or await open()")
+def _not_open() -> StoreNotOpen:
+    return StoreNotOpen("the PostgresStore is not open: use `async with` or await open()")

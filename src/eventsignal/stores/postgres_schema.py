@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from psycopg import AsyncConnection, sql
 from psycopg.rows import TupleRow
 
-from eventsignal.domain.errors import SignalError
+from eventsignal.domain.errors import StoreNotMigrated
 
 EVENTS_COMPONENT = "events"
 
@@ -147,9 +147,12 @@ async def migrate_component(
         row = await cursor.fetchone()
         current = 0 if row is None else int(row[0])
         if current > len(migrations):
-            raise SignalError(
+            raise StoreNotMigrated(
                 f"the database schema of {component!r} is at version {current}, newer than the "
-                f"{len(migrations)} migrations this eventsignal knows: upgrade eventsignal"
+                f"{len(migrations)} migrations this eventsignal knows: upgrade eventsignal",
+                component=component,
+                found=current,
+                expected=len(migrations),
             )
         for statements in migrations[current:]:
             for statement in statements:

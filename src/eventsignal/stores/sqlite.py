@@ -52,8 +52,11 @@ from eventsignal.domain.errors import (
     AggregateExists,
     AggregateNotFound,
     ConcurrencyError,
-    SignalError,
+    ConfigurationError,
+    StoreNotMigrated,
+    StoreNotOpen,
     StoreUnavailable,
+    TransactionEnded,
 )
 from eventsignal.stores.base import AggregateInfo, StoredEvent
 from eventsignal.stores.batching import AppendOutcome, AppendRequest, GroupCommit
@@ -160,15 +163,15 @@ class SQLiteStore:
     ) -> None:
         path = os.fspath(path)
         if path in ("", ":memory:") or path.startswith("file:"):
-            raise ValueError(
+            raise ConfigurationError(
                 f"SQLiteStore needs a file path, not {path!r}: its reader and writer threads use "
                 "separate connections, which an in-memory database cannot share "
                 "(use MemoryStore for a store in memory)"
             )
         if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
+            raise ConfigurationError("max_batch must be at least 1")
         if sqlite3.threadsafety == 0:
-            raise SignalError(
+            raise ConfigurationError(
                 "this sqlite3 library is built single-threaded; SQLiteStore needs threads"
             )
         self.path = path
@@ -266,12 +269,14 @@ class SQLiteStore:
 
     def _connect_writer(self) -> sqlite3.Connection:
         if not self._migrate_on_open and not os.path.exists(self.path):
-            raise SignalError(_unmigrated_message(self.path, "the file does not exist"))
+            raise _unmigrated(self.path, "the file does not exist", 0)
         connection = self._connect(check_same_thread=True)  # used by the writer thread alone
         try:
             (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode != "wal":
-                raise SignalError(f"{self.path}: SQLite refused WAL mode (journal mode {mode!r})")
+                raise ConfigurationError(
+                    f"{self.path}: SQLite refused WAL mode (journal mode {mode!r})"
+                )
             connection.execute("PRAGMA synchronous = FULL")
             if self._migrate_on_open:
                 if apply_migrations(connection, EVENTS, EVENTS_MIGRATIONS) < len(EVENTS_MIGRATIONS):
@@ -279,9 +284,7 @@ class SQLiteStore:
             else:
                 version = schema_version(connection, EVENTS)
                 if version < len(EVENTS_MIGRATIONS):
-                    raise SignalError(
-                        _unmigrated_message(self.path, f"its schema is at version {version}")
-                    )
+                    raise _unmigrated(self.path, f"its schema is at version {version}", version)
         except BaseException:
             connection.close()
             raise
@@ -300,8 +303,8 @@ class SQLiteStore:
         if self._group is None:
             raise self._not_open()
 
-    def _not_open(self) -> SignalError:
-        return SignalError(f"{self!r} is not open: call 'await store.open()' first")
+    def _not_open(self) -> StoreNotOpen:
+        return StoreNotOpen(f"{self!r} is not open: call 'await store.open()' first")
 
     # Running blocking work in threads
 
@@ -526,7 +529,7 @@ class _Transaction:
 
     async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
         if self.closed:
-            raise SignalError("this transaction has ended")
+            raise TransactionEnded("this transaction has ended")
         return await self._store._write(job)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
@@ -792,10 +795,13 @@ def _integrity_error(request: AppendRequest, exc: sqlite3.IntegrityError) -> Exc
     return ConcurrencyError(request.aggregate_name, request.aggregate_id, request.expected_version)
 
 
-def _unmigrated_message(path: str, reason: str) -> str:
-    return (
+def _unmigrated(path: str, reason: str, found: int) -> StoreNotMigrated:
+    return StoreNotMigrated(
         f"{path} holds no eventsignal schema ({reason}): run 'await store.migrate()' or "
-        f"'eventsignal migrate {path}' once, or open it with SQLiteStore(path, migrate=True)"
+        f"'eventsignal migrate {path}' once, or open it with SQLiteStore(path, migrate=True)",
+        component=EVENTS,
+        found=found,
+        expected=len(EVENTS_MIGRATIONS),
     )
 
 

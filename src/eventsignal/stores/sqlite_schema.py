@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from eventsignal.domain.errors import SignalError
+from eventsignal.domain.errors import StoreNotMigrated
 
 EVENTS = "events"
 
@@ -77,9 +77,12 @@ def apply_migrations(
         connection.execute(_CREATE_SCHEMA_TABLE)
         current = schema_version(connection, component)
         if current > len(migrations):
-            raise SignalError(
+            raise StoreNotMigrated(
                 f"the database holds schema version {current} of {component!r}, newer than the "
-                f"{len(migrations)} this code knows: upgrade eventsignal"
+                f"{len(migrations)} this code knows: upgrade eventsignal",
+                component=component,
+                found=current,
+                expected=len(migrations),
             )
         for statements in migrations[current:]:
             for statement in statements:

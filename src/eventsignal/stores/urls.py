@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from eventsignal.domain.errors import SignalError
 from eventsignal.stores.base import EventStore
 from eventsignal.stores.memory import MemoryStore
 
@@ -25,7 +26,7 @@ _KEYWORD_DSN = re.compile(r"^\w+\s*=")  # libpq's "host=... dbname=..." form
 _KNOWN = "a path, sqlite:///path, postgresql://..., nats://... or memory:"
 
 
-class InvalidStoreURL(ValueError):
+class InvalidStoreURL(SignalError, ValueError):
     """A store URL names no store this library knows, or lacks what that store needs."""
 
     def __init__(self, url: str, reason: str) -> None:

@@ -19,7 +19,7 @@ from uuid import UUID
 
 import msgspec
 
-from eventsignal.domain.errors import SignalError
+from eventsignal.domain.errors import ConfigurationError
 from eventsignal.stores.base import StoredEvent
 from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component, for_dialect
 from eventsignal.subscriptions.transaction import Storage
@@ -153,7 +153,7 @@ class Checkpoints:
         )
         found = sorted(int(r[0]) for r in rows)
         if found != [parts]:
-            raise SignalError(
+            raise ConfigurationError(
                 f"subscription {name!r} is stored with {found} partitions, not {parts}; "
                 "rebuild it under a new name to change its partitioning"
             )

@@ -29,3 +29,10 @@ class SubscriptionStopped(SignalError):
         self.subscription = subscription
         self.position = position
         self.error = error
+
+
+class SubscriptionNotFound(SignalError, KeyError):
+    """No subscription of that name is registered, or it has no state in the store yet."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

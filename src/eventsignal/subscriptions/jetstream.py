@@ -30,14 +30,19 @@ from typing import Any
 
 import msgspec
 
-from eventsignal.domain.errors import EventSerializationError, SignalError, StoreUnavailable
+from eventsignal.domain.errors import (
+    ConfigurationError,
+    EventSerializationError,
+    NotStarted,
+    StoreUnavailable,
+)
 from eventsignal.domain.evolution import split_stored_name
 from eventsignal.serialization import envelope
 from eventsignal.stores.base import StoredEvent
 from eventsignal.stores.nats import NatsStore
 from eventsignal.stores.nats_wire import COUNT, decode_events, encode_token, head_of, split_subject
 from eventsignal.subscriptions.checkpoints import ParkedEvent
-from eventsignal.subscriptions.errors import SubscriptionStopped
+from eventsignal.subscriptions.errors import SubscriptionNotFound, SubscriptionStopped
 from eventsignal.subscriptions.lifecycle import RunnerLifecycle
 from eventsignal.subscriptions.subscription import Subscription
 
@@ -142,7 +147,9 @@ async def _status(js: Any, store: NatsStore, subscription: str) -> JetStreamStat
     try:
         info = await js.consumer_info(store.stream, consumer_name(subscription))
     except NotFoundError as exc:
-        raise SignalError(f"subscription {subscription!r} has no consumer on {store!r}") from exc
+        raise SubscriptionNotFound(
+            f"subscription {subscription!r} has no consumer on {store!r}"
+        ) from exc
     lag = info.num_pending + info.num_ack_pending
     position = head if lag == 0 else head_of(info.ack_floor.stream_seq)
     return JetStreamStatus(
@@ -204,17 +211,17 @@ class JetStreamRunner(RunnerLifecycle):
         self, subscription: Subscription, store: NatsStore, *, ack_wait: float = 30.0
     ) -> None:
         if subscription.takes_transaction:
-            raise SignalError(
+            raise ConfigurationError(
                 f"subscription {subscription.name!r} takes (event, tx): transactional handlers "
                 "need SQL checkpoints; run it with SubscriptionRunner(..., checkpoints=...)"
             )
         if subscription.partitions != 1:
-            raise ValueError(
+            raise ConfigurationError(
                 "a JetStream subscription is not partitioned: runners bound to the same "
                 "consumer share its messages instead"
             )
         if ack_wait <= 0:
-            raise ValueError("ack_wait must be positive")
+            raise ConfigurationError("ack_wait must be positive")
         self.subscription = subscription
         self.store = store
         self.ack_wait = ack_wait
@@ -283,7 +290,7 @@ class JetStreamRunner(RunnerLifecycle):
         except APIError as exc:
             if exc.err_code is None:  # no verdict on the settings: the server is unwell
                 raise StoreUnavailable(f"cannot bind consumer {self.consumer!r}: {exc}") from exc
-            raise SignalError(
+            raise ConfigurationError(
                 f"consumer {self.consumer!r} on {stream!r} exists with settings that cannot "
                 f"become a subscription's: {exc.description}"
             ) from exc
@@ -327,13 +334,13 @@ class JetStreamRunner(RunnerLifecycle):
     async def status(self) -> JetStreamStatus:
         """:func:`jetstream_status` on this runner's connection."""
         if self._js is None:
-            raise SignalError("the runner is not started")
+            raise NotStarted("the runner is not started")
         return await _status(self._js, self.store, self.subscription.name)
 
     async def parked(self) -> list[ParkedEvent]:
         """The events this subscription parked, in position order."""
         if self._js is None:
-            raise SignalError("the runner is not started")
+            raise NotStarted("the runner is not started")
         return await _read_parked(self._js, self.store, self.subscription.name)
 
     # The loop

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from eventsignal.domain.errors import SignalError
+from eventsignal.domain.errors import ConfigurationError, EventNotFound
 from eventsignal.stores.base import EventStore
 from eventsignal.subscriptions.checkpoints import Checkpoints
 from eventsignal.subscriptions.transaction import Storage, storage_for
@@ -22,10 +22,10 @@ async def quarantine(
 ) -> None:
     """Quarantine the event at ``position`` with a reason; ``store`` must be open."""
     if not reason.strip():
-        raise ValueError("say why the event is quarantined")
+        raise ConfigurationError("say why the event is quarantined")
     found = await store.read_all(position - 1, 1) if position > 0 else ()
     if not found or found[0].position != position:
-        raise SignalError(f"no event is stored at position {position}")
+        raise EventNotFound(position)
     db = await _checkpoints(store, checkpoints)
     async with db.transaction() as tx:
         await db.quarantine(tx, position, reason, time.time())

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from eventsignal.domain.config import AggregateConfig
+from eventsignal.domain.errors import ConfigurationError
 from eventsignal.domain.events import Event
 from eventsignal.domain.identity import validate_name
 from eventsignal.serialization import EventSerializer
@@ -97,20 +98,26 @@ class Subscription:
         names = set(serializers) if self.aggregate_names is None else set(self.aggregate_names)
         missing = names - set(serializers)
         if missing:
-            raise ValueError(
+            raise ConfigurationError(
                 f"subscription {self.name!r} reads {', '.join(sorted(missing))} "
                 "but has no config to decode them"
             )
         if not names:
-            raise ValueError(f"subscription {self.name!r} reads no aggregate type: pass configs")
+            raise ConfigurationError(
+                f"subscription {self.name!r} reads no aggregate type: pass configs"
+            )
         if self.partitions < 1 or self.batch_size < 1 or self.max_attempts < 1:
-            raise ValueError("partitions, batch_size and max_attempts must be at least 1")
+            raise ConfigurationError("partitions, batch_size and max_attempts must be at least 1")
         if self.lease_ttl <= 0 or self.poll_interval <= 0 or self.retry_delay < 0:
-            raise ValueError("lease_ttl and poll_interval must be positive, retry_delay >= 0")
+            raise ConfigurationError(
+                "lease_ttl and poll_interval must be positive, retry_delay >= 0"
+            )
         if self.start not in ("beginning", "end"):
-            raise ValueError(f"start must be 'beginning' or 'end', not {self.start!r}")
+            raise ConfigurationError(f"start must be 'beginning' or 'end', not {self.start!r}")
         if self.on_failure not in ("park", "stop"):
-            raise ValueError(f"on_failure must be 'park' or 'stop', not {self.on_failure!r}")
+            raise ConfigurationError(
+                f"on_failure must be 'park' or 'stop', not {self.on_failure!r}"
+            )
         object.__setattr__(self, "aggregate_names", frozenset(names))
         if self.event_names is not None:
             object.__setattr__(self, "event_names", frozenset(self.event_names))

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
+from eventsignal.domain.errors import ConfigurationError
 from eventsignal.stores.base import EventStore
 from eventsignal.stores.memory import MemoryStore
 from eventsignal.stores.sql import Dialect, SQLTransaction
@@ -157,7 +158,7 @@ def storage_for(store: EventStore) -> Storage:
         return companion
     if all(hasattr(store, a) for a in ("dialect", "transaction", "migrate_component")):
         return store  # type: ignore[return-value]
-    raise TypeError(
+    raise ConfigurationError(
         f"{type(store).__name__} cannot keep subscription checkpoints; "
         "pass checkpoints=<a SQLiteStore or PostgresStore>"
     )
