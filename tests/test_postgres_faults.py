@@ -1,7 +1,9 @@
-"""PostgresStore under faults: lost connections, an unreachable server, a killed writer.
+"""PostgresStore under faults: lost and stalled connections, an unreachable server, a killed writer.
 
 The shared server is never restarted: a TCP proxy started by the test stands between the store and
-PostgreSQL, and stopping it drops every connection exactly as a server restart would.
+PostgreSQL. Stopping it drops every connection exactly as a server restart would; stalling it
+freezes the connections open at that moment (sockets open, no bytes moving), as a broken network
+path does, while new connections work.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Proxy:
 
     With ``cut_reply_after_marker`` set, the connection that sends ``_MARKER`` has its request
     delivered but its reply dropped: the server commits, the client never hears of it.
+    ``stall()`` stops every open connection from moving bytes, for good; later ones flow.
     """
 
     def __init__(self, host: str, port: int) -> None:
@@ -45,6 +48,14 @@ class Proxy:
         self.cut_reply_after_marker = False
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
+        self._flows: set[asyncio.Event] = set()
+        self._stalled: set[asyncio.Event] = set()
+
+    def stall(self) -> None:
+        for flow in self._flows:
+            flow.clear()
+        self._stalled |= self._flows
+        self._flows = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
@@ -58,6 +69,9 @@ class Proxy:
         for writer in self._links:
             writer.transport.abort()
         self._links.clear()
+        for flow in self._stalled:  # let the frozen links see their sockets are gone, and end
+            flow.set()
+        self._stalled.clear()
 
     async def _link(
         self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
@@ -70,10 +84,14 @@ class Proxy:
         self._links |= {client_out, server_out}
         replying = asyncio.Event()
         replying.set()
+        flowing = asyncio.Event()
+        flowing.set()
+        self._flows.add(flowing)
 
         async def upstream() -> None:
             tail = b""
             while chunk := await client_in.read(65536):
+                await flowing.wait()
                 server_out.write(chunk)
                 if self.cut_reply_after_marker and _MARKER in tail + chunk:
                     replying.clear()
@@ -85,6 +103,7 @@ class Proxy:
 
         async def downstream() -> None:
             while chunk := await server_in.read(65536):
+                await flowing.wait()
                 if replying.is_set():
                     client_out.write(chunk)
 
@@ -93,6 +112,7 @@ class Proxy:
         except OSError:
             pass
         finally:
+            self._flows.discard(flowing)
             client_out.transport.abort()
             server_out.transport.abort()
 
@@ -180,6 +200,57 @@ async def test_unknown_commit_outcome_is_never_reported_as_success(
         # The server did commit: re-reading shows it, and nothing is stored twice.
         stored = await eventually(lambda: store.read_aggregate("thing", "a"), 15)
         assert [e.id for e in stored] == [e.id for e in events]
+
+
+async def test_stalled_connection_fails_its_command_within_the_timeout(
+    postgres_dsn: str, proxy: Proxy
+) -> None:
+    """A silent connection fails its command by the deadline; the store goes on without it."""
+    store = PostgresStore(through(proxy, postgres_dsn), migrate=True, max_size=3, timeout=0.5)
+    async with store, asyncio.timeout(10):  # before deadlines, the stall held everything forever
+        await store.create("thing", "a")
+
+        proxy.stall()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=r"did not answer within 0\.5s while reading"):
+            await store.read_aggregate("thing", "a")
+        assert time.monotonic() - started < 2
+        assert len(await store.read_aggregate("thing", "a")) == 0  # on a fresh connection
+
+        proxy.stall()
+        started = time.monotonic()
+        stalled = asyncio.create_task(store.append("thing", "a", 0, make_events("a", 0, 1)))
+        await asyncio.sleep(0.1)  # that batch is in flight; this one queues behind it
+        behind = asyncio.create_task(store.create("thing", "b", make_events("b", 0, 1)))
+        with pytest.raises(StoreUnavailable, match="may or may not be stored"):
+            await stalled
+        assert len(await behind) == 1
+        assert time.monotonic() - started < 3
+
+        # The stalled append reached the server, or not: either way nothing half-done, and the
+        # store, listening connection included, works by itself.
+        stored = len(await store.read_aggregate("thing", "a"))
+        assert stored in (0, 1)
+        head = await store.head_position()
+        waiting = asyncio.create_task(store.wait_for_events(head))
+        async with PostgresStore(postgres_dsn) as other:
+            await other.append("thing", "a", stored, make_events("a", stored, 1))
+        await waiting
+
+
+async def test_stalled_commit_of_a_transaction_is_unsure(postgres_dsn: str, proxy: Proxy) -> None:
+    store = PostgresStore(through(proxy, postgres_dsn), migrate=True, max_size=2, timeout=0.5)
+
+    async def write_then_stall() -> None:
+        async with store.transaction() as tx:
+            await tx.execute("CREATE TABLE scratch (n int)")
+            proxy.stall()  # the COMMIT is sent into the void
+
+    async with store, asyncio.timeout(10):
+        with pytest.raises(StoreUnavailable, match="may or may not be committed"):
+            await write_then_stall()
+        async with store.transaction() as tx:
+            assert await tx.fetchone("SELECT 1") == (1,)
 
 
 async def test_unreachable_server_fails_open(postgres_dsn: str, proxy: Proxy) -> None:

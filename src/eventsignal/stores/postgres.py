@@ -12,6 +12,8 @@ processes may share one database:
   increasing order and ``read_all`` never skips an event that commits late with a lower position.
 * Faults: a lost connection fails the command with :class:`~eventsignal.StoreUnavailable`, never
   with a success that was not committed; the pool reconnects by itself once the server is back.
+  A stalled connection (open, silent) fails its command once the command's deadline passes, and
+  is closed and replaced along with its idle siblings.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import select
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -46,6 +48,7 @@ from eventsignal.domain.errors import (
 )
 from eventsignal.stores.base import AggregateInfo, StoredEvent
 from eventsignal.stores.batching import AppendOutcome, AppendRequest, GroupCommit
+from eventsignal.stores.postgres_deadline import Deadline
 from eventsignal.stores.postgres_notify import HEAD_POSITION, HeadWatch
 from eventsignal.stores.postgres_schema import (
     EVENTS_COMPONENT,
@@ -97,9 +100,19 @@ class PostgresStore:
     (``await store.migrate()`` or ``eventsignal migrate <url>``) or by passing ``migrate=True``.
     ``schema`` puts every table in that PostgreSQL schema (created by the migration) instead of
     the connection's default. ``min_size``/``max_size`` bound the connection pool (plus one
-    connection that listens for appends); ``max_batch`` bounds the appends committed together;
-    ``timeout`` is how long an operation waits for a connection before it fails with
-    :class:`~eventsignal.StoreUnavailable`.
+    connection that listens for appends); ``max_batch`` bounds the appends committed together.
+
+    ``timeout`` (seconds) bounds every database command twice: waiting for a pooled connection,
+    then waiting for the server's answer (each statement, and the commit, inside
+    :meth:`transaction`; migrations are not bounded). A command that misses either fails with
+    :class:`~eventsignal.StoreUnavailable`, saying "may or may not be stored" when it had already
+    sent a commit; an append queued behind a stalled batch therefore waits at most about two
+    timeouts. When an answer is late, the connection's socket is shut down (cancelling a psycopg
+    command would wait on the dead connection again), and the pool's idle connections are
+    replaced too, since they likely share the broken path. Connections also use TCP keepalives
+    and ``tcp_user_timeout`` of a few timeouts, unless the DSN sets them, so a peer that vanished
+    is noticed on idle connections as well. A server-side ``statement_timeout`` would not help:
+    it needs a server that still hears the client.
     """
 
     dialect: Dialect = "postgres"
@@ -131,6 +144,7 @@ class PostgresStore:
         self._lock_key = 0
         self._channel = ""
         self._appends = self._events = self._transactions = 0
+        self._draining: asyncio.Task[None] | None = None
 
     # Life cycle
 
@@ -202,13 +216,18 @@ class PostgresStore:
         self._channel = _channel(schema)
         self._pool = pool
         self._watch = HeadWatch(
-            self._listen_connection, self._channel, poll_interval=self._poll_interval
+            self._listen_connection,
+            self._channel,
+            poll_interval=self._poll_interval,
+            timeout=self.timeout,
         )
         self._watch.advance(int(head[0]) if head else 0)
         await self._watch.start(within=self.timeout)
 
     async def _stop(self) -> None:
         await self._group.close()
+        if self._draining is not None:
+            await self._draining
         if self._watch is not None:
             await self._watch.stop()
             self._watch = None
@@ -226,9 +245,20 @@ class PostgresStore:
         return "connections were refused or too slow"
 
     def _connect_options(self) -> dict[str, Any]:
+        seconds = max(1, round(self.timeout))
+        # Probe an idle connection after one timeout, give up after three unanswered probes; data
+        # left unacknowledged that long drops the connection too.
+        defaults: dict[str, Any] = {
+            "connect_timeout": seconds,
+            "keepalives": 1,
+            "keepalives_idle": seconds,
+            "keepalives_interval": seconds,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 4 * seconds * 1000,
+        }
+        given = psycopg.conninfo.conninfo_to_dict(self.dsn)
         options: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(self.dsn):
-            options["connect_timeout"] = max(1, round(self.timeout))
+        options.update((key, value) for key, value in defaults.items() if key not in given)
         return options
 
     async def _configure(self, conn: _Connection) -> None:
@@ -266,14 +296,14 @@ class PostgresStore:
         await self.migrate_component(EVENTS_COMPONENT, EVENTS_MIGRATIONS)
 
     async def migrate_component(self, component: str, migrations: Sequence[Sequence[str]]) -> None:
-        async with self._any_connection("migrating") as conn:
+        async with self._any_connection("migrating") as conn:  # may take long: no deadline
             await migrate_component(conn, component, migrations, schema=self.schema)
 
     @asynccontextmanager
     async def _any_connection(self, action: str) -> AsyncIterator[_Connection]:
         """A pooled connection when open, else a one-off one (migrations may run before open)."""
         if self._pool is not None:
-            async with self._connection(action) as conn:
+            async with self._connection(action, bounded=False) as conn:
                 yield conn
             return
         try:
@@ -287,21 +317,58 @@ class PostgresStore:
     # SQL access
 
     @asynccontextmanager
-    async def _connection(self, action: str) -> AsyncIterator[_Connection]:
+    async def _connection(
+        self, action: str, *, bounded: bool = True, unsure: str = ""
+    ) -> AsyncIterator[_Connection]:
+        """A pooled connection; when ``bounded``, its block must end within the store's timeout.
+
+        A lost or late connection raises :class:`~eventsignal.StoreUnavailable`, with ``unsure``
+        added once the block ran, since a command may then have reached the server.
+        """
         pool = self._pool
         if pool is None:
             raise _not_open()
+        seconds = self.timeout if bounded else None
+        guard: Deadline | None = None
         try:
             async with pool.connection() as conn:
-                yield conn
+                with Deadline(conn, seconds, self._replace_idle) as guard:
+                    yield conn
         except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
-            raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
+            if guard is None:
+                raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
+            raise _unavailable(action, exc, guard, unsure) from exc
+
+    def _replace_idle(self) -> None:
+        """A connection stalled: its idle siblings likely share its broken path, replace them."""
+        pool = self._pool
+        if pool is not None and self._draining is None:
+            self._draining = asyncio.create_task(self._drain(pool))
+
+    async def _drain(self, pool: AsyncConnectionPool[_Connection]) -> None:
+        try:
+            await pool.drain()
+        except PoolClosed:
+            pass
+        finally:
+            self._draining = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
-        """One transaction on one pooled connection, committed when the block ends cleanly."""
-        async with self._connection("running a transaction") as conn, conn.transaction():
-            yield PostgresTransaction(conn)
+        """One transaction on one pooled connection, committed when the block ends cleanly.
+
+        The block itself has no deadline (a subscription handler runs in it); each statement and
+        the commit do.
+        """
+        async with self._connection("running a transaction", bounded=False) as conn:
+            tx = PostgresTransaction(conn, self.timeout, self._replace_idle)
+            await tx.execute("BEGIN")
+            try:
+                yield tx
+            except BaseException:
+                await tx.rollback()
+                raise
+            await tx.commit()
 
     # Writing
 
@@ -352,15 +419,10 @@ class PostgresStore:
 
     async def _commit(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
         params = (self._lock_key, self._channel, *_batch_columns(requests))
-        async with self._connection("appending events") as conn:
-            try:
-                row = await (await conn.execute(_APPEND, params)).fetchone()
-            except psycopg.OperationalError as exc:
-                # The call commits on its own: when its answer is lost, so is the outcome.
-                raise StoreUnavailable(
-                    "PostgreSQL connection lost while appending; the events may or may not be "
-                    f"stored, re-read the aggregate: {exc}"
-                ) from exc
+        # The call commits on its own: once it is sent, a lost answer is a lost outcome.
+        unsure = "the events may or may not be stored, re-read the aggregate"
+        async with self._connection("appending events", unsure=unsure) as conn:
+            row = await (await conn.execute(_APPEND, params)).fetchone()
         if row is None:
             raise SignalError("eventsignal_append returned no row")
         codes: list[int] = row[0]
@@ -451,28 +513,72 @@ class PostgresStore:
 
 
 class PostgresTransaction:
-    """A :class:`~eventsignal.stores.sql.SQLTransaction` on one pooled psycopg connection."""
+    """A :class:`~eventsignal.stores.sql.SQLTransaction` on one pooled psycopg connection.
 
-    __slots__ = ("_conn",)
+    Every statement must be answered within ``timeout`` seconds, else the connection is cut and
+    the statement fails with :class:`~eventsignal.StoreUnavailable`.
+    """
 
-    def __init__(self, conn: _Connection) -> None:
+    __slots__ = ("_conn", "_on_stall", "_timeout")
+
+    def __init__(
+        self, conn: _Connection, timeout: float, on_stall: Callable[[], object] | None = None
+    ) -> None:
         self._conn = conn
+        self._timeout = timeout
+        self._on_stall = on_stall
+
+    @asynccontextmanager
+    async def _bounded(self, action: str, unsure: str = "") -> AsyncIterator[None]:
+        with Deadline(self._conn, self._timeout, self._on_stall) as guard:
+            try:
+                yield
+            except psycopg.OperationalError as exc:
+                raise _unavailable(action, exc, guard, unsure) from exc
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cursor = await self._conn.execute(sql.encode(), params or None)
-        return cursor.rowcount
+        async with self._bounded("running a transaction"):
+            cursor = await self._conn.execute(sql.encode(), params or None)
+            return cursor.rowcount
 
     async def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
-        async with self._conn.cursor() as cursor:
+        async with self._bounded("running a transaction"), self._conn.cursor() as cursor:
             await cursor.executemany(sql.encode(), params)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        cursor = await self._conn.execute(sql.encode(), params or None)
-        return await cursor.fetchall()
+        async with self._bounded("running a transaction"):
+            cursor = await self._conn.execute(sql.encode(), params or None)
+            return await cursor.fetchall()
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        cursor = await self._conn.execute(sql.encode(), params or None)
-        return await cursor.fetchone()
+        async with self._bounded("running a transaction"):
+            cursor = await self._conn.execute(sql.encode(), params or None)
+            return await cursor.fetchone()
+
+    async def commit(self) -> None:
+        async with self._bounded("committing", "the transaction may or may not be committed"):
+            await self._conn.execute(b"COMMIT")
+
+    async def rollback(self) -> None:
+        """Roll back if the connection still works; a broken one rolls back on the server."""
+        if self._conn.broken:
+            return
+        try:
+            async with self._bounded("rolling back"):
+                await self._conn.execute(b"ROLLBACK")
+        except StoreUnavailable:
+            pass  # the server ends the transaction when the connection goes
+
+
+def _unavailable(action: str, exc: Exception, guard: Deadline, unsure: str) -> StoreUnavailable:
+    """The error for a command whose connection failed, or gave no answer in time."""
+    tail = f"; {unsure}" if unsure else ""
+    if guard.expired:
+        return StoreUnavailable(
+            f"PostgreSQL did not answer within {guard.seconds:g}s while {action}, so the "
+            f"connection was closed{tail}"
+        )
+    return StoreUnavailable(f"PostgreSQL connection lost while {action}{tail}: {exc}")
 
 
 def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
