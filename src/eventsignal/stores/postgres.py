@@ -329,15 +329,17 @@ class PostgresStore:
         if pool is None:
             raise _not_open()
         seconds = self.timeout if bounded else None
-        guard: Deadline | None = None
         try:
             async with pool.connection() as conn:
                 with Deadline(conn, seconds, self._replace_idle) as guard:
-                    yield conn
+                    try:
+                        yield conn
+                    except psycopg.Error as exc:
+                        if not _lost(conn, exc):
+                            raise  # the server's answer to this command, for the caller
+                        raise _unavailable(action, exc, guard, unsure) from exc
         except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
-            if guard is None:
-                raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
-            raise _unavailable(action, exc, guard, unsure) from exc
+            raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
 
     def _replace_idle(self) -> None:
         """A connection stalled: its idle siblings likely share its broken path, replace them."""
@@ -533,7 +535,9 @@ class PostgresTransaction:
         with Deadline(self._conn, self._timeout, self._on_stall) as guard:
             try:
                 yield
-            except psycopg.OperationalError as exc:
+            except psycopg.Error as exc:
+                if not _lost(self._conn, exc):
+                    raise
                 raise _unavailable(action, exc, guard, unsure) from exc
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
@@ -568,6 +572,15 @@ class PostgresTransaction:
                 await self._conn.execute(b"ROLLBACK")
         except StoreUnavailable:
             pass  # the server ends the transaction when the connection goes
+
+
+def _lost(conn: _Connection, exc: psycopg.Error) -> bool:
+    """Whether ``exc`` means the connection is gone, not that a statement was refused.
+
+    The server ending a session says why first (an idle transaction's timeout is an
+    ``InternalError``, a terminated backend an ``OperationalError``); either way it is gone.
+    """
+    return isinstance(exc, psycopg.OperationalError) or conn.broken
 
 
 def _unavailable(action: str, exc: Exception, guard: Deadline, unsure: str) -> StoreUnavailable:
