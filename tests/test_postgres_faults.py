@@ -1,4 +1,5 @@
-"""PostgresStore under faults: lost and stalled connections, an unreachable server, a killed writer.
+"""PostgresStore under faults: lost and stalled connections, an unreachable server, a killed
+writer, and subscription handlers too slow for the server's idle-transaction limit.
 
 The shared server is never restarted: a TCP proxy started by the test stands between the store and
 PostgreSQL. Stopping it drops every connection exactly as a server restart would; stalling it
@@ -15,17 +16,25 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import psycopg
 import pytest
-from accounts import Deposit, config
+from accounts import Deposit, DepositMany, config
 from conftest import PostgresStoreFactory
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from eventsignal import Signal, StoreUnavailable
+from eventsignal import Event, Signal, StoreUnavailable
 from eventsignal.stores import PostgresStore
+from eventsignal.subscriptions import (
+    ReadModel,
+    Subscription,
+    SubscriptionRunner,
+    Transaction,
+    parked_events,
+    wait_until_processed,
+)
 from eventsignal.testing import make_events
 
 pytestmark = pytest.mark.postgres
@@ -251,6 +260,72 @@ async def test_stalled_commit_of_a_transaction_is_unsure(postgres_dsn: str, prox
             await write_then_stall()
         async with store.transaction() as tx:
             assert await tx.fetchone("SELECT 1") == (1,)
+
+
+async def _deposits(store: PostgresStore, count: int) -> int:
+    """``count`` deposits of 1 on one account; returns the head position."""
+    async with Signal(config(), store=store, telemetry=None) as accounts:
+        await accounts.create("a-1")
+        await accounts.handle_command("a-1", DepositMany(1, count))
+    return await store.head_position()
+
+
+async def test_a_slow_handler_progresses_within_the_idle_limit(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    """Staged writes only, 20 ms per event: a 120-event batch outlasts the 1 s idle limit."""
+    totals: ReadModel[dict[str, int]] = ReadModel("totals")
+    calls = 0
+
+    async def count(event: Event[Any], tx: Transaction) -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.02)
+        doc = await totals.get(tx, "all") or {"n": 0}
+        await totals.put(tx, "all", {"n": doc["n"] + 1}, event.position)
+
+    store = await postgres_store_factory()
+    async with store:
+        head = await _deposits(store, 120)
+        sub = Subscription(
+            name="slow", handler=count, configs=[config()], lease_ttl=0.5, batch_size=200
+        )
+        async with SubscriptionRunner(sub, store) as runner:
+            await wait_until_processed(store, "slow", head, timeout=15)
+            assert runner.error is None
+        assert await totals.read(store, "all") == {"n": 120}
+        assert calls <= 130  # before, the batch was redone until the test gave up
+        assert await parked_events(store, "slow") == []
+
+
+async def test_a_handler_slower_than_the_idle_limit_is_parked_as_too_slow(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    """One event takes longer than the idle limit: it is the handler's failure, not an outage."""
+    seen: list[int] = []
+
+    async def note(event: Event[Any], tx: Transaction) -> None:
+        if event.version == 3:
+            await asyncio.sleep(0.8)  # past the 0.5 s a transaction may sit idle
+        seen.append(event.version)
+
+    store = await postgres_store_factory()
+    async with store:
+        head = await _deposits(store, 6)
+        sub = Subscription(
+            name="stuck",
+            handler=note,
+            configs=[config()],
+            lease_ttl=0.25,
+            max_attempts=2,
+            retry_delay=0,
+        )
+        async with SubscriptionRunner(sub, store):
+            await wait_until_processed(store, "stuck", head, timeout=15)
+        (parked,) = await parked_events(store, "stuck")
+        assert parked.version == 3
+        assert parked.error.startswith("HandlerTooSlow: the handler held its transaction")
+        assert [v for v in (1, 2, 4, 5, 6) if v in seen] == [1, 2, 4, 5, 6]
 
 
 async def test_unreachable_server_fails_open(postgres_dsn: str, proxy: Proxy) -> None:
