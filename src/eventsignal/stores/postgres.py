@@ -254,8 +254,9 @@ class PostgresStore:
             "keepalives_idle": seconds,
             "keepalives_interval": seconds,
             "keepalives_count": 3,
-            "tcp_user_timeout": 4 * seconds * 1000,
         }
+        if psycopg.pq.version() >= 120000:  # libpq knows tcp_user_timeout since version 12
+            defaults["tcp_user_timeout"] = 4 * seconds * 1000
         given = psycopg.conninfo.conninfo_to_dict(self.dsn)
         options: dict[str, Any] = {"autocommit": True}
         options.update((key, value) for key, value in defaults.items() if key not in given)
