@@ -328,6 +328,24 @@ async def test_a_handler_slower_than_the_idle_limit_is_parked_as_too_slow(
         assert [v for v in (1, 2, 4, 5, 6) if v in seen] == [1, 2, 4, 5, 6]
 
 
+async def test_a_command_the_server_cannot_run_now_says_nothing_was_stored(
+    postgres_dsn: str,
+) -> None:
+    """The server answering with an error (here a lock timeout; a full disk alike) is no lost
+    outcome: the append was rolled back, and the connection is kept."""
+    options = f"{conninfo_to_dict(postgres_dsn)['options']} -c lock_timeout=200"
+    store = PostgresStore(make_conninfo(postgres_dsn, options=options), migrate=True, max_size=1)
+    async with store:
+        await store.create("thing", "a")
+        async with await psycopg.AsyncConnection.connect(postgres_dsn) as other:
+            await other.execute("SELECT 1 FROM eventsignal_aggregates FOR UPDATE")
+            with pytest.raises(StoreUnavailable, match="rolled back: nothing was stored") as info:
+                await store.append("thing", "a", 0, make_events("a", 0, 1))
+            assert "may or may not" not in str(info.value)
+        await store.append("thing", "a", 0, make_events("a", 0, 2))
+        assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2]
+
+
 async def test_unreachable_server_fails_open(postgres_dsn: str, proxy: Proxy) -> None:
     await proxy.stop()
     store = PostgresStore(through(proxy, postgres_dsn), timeout=0.5)

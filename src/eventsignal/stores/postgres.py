@@ -336,9 +336,9 @@ class PostgresStore:
                     try:
                         yield conn
                     except psycopg.Error as exc:
-                        if not _lost(conn, exc):
+                        if not _unavailable_now(conn, exc):
                             raise  # the server's answer to this command, for the caller
-                        raise _unavailable(action, exc, guard, unsure) from exc
+                        raise _unavailable(action, exc, guard, conn, unsure) from exc
         except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
             raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
 
@@ -537,9 +537,9 @@ class PostgresTransaction:
             try:
                 yield
             except psycopg.Error as exc:
-                if not _lost(self._conn, exc):
+                if not _unavailable_now(self._conn, exc):
                     raise
-                raise _unavailable(action, exc, guard, unsure) from exc
+                raise _unavailable(action, exc, guard, self._conn, unsure) from exc
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         async with self._bounded("running a transaction"):
@@ -575,8 +575,9 @@ class PostgresTransaction:
             pass  # the server ends the transaction when the connection goes
 
 
-def _lost(conn: _Connection, exc: psycopg.Error) -> bool:
-    """Whether ``exc`` means the connection is gone, not that a statement was refused.
+def _unavailable_now(conn: _Connection, exc: psycopg.Error) -> bool:
+    """Whether ``exc`` says the database cannot serve now (connection gone, disk full, a lock or
+    statement timeout), not that this command's data was refused (left to the caller).
 
     The server ending a session says why first (an idle transaction's timeout is an
     ``InternalError``, a terminated backend an ``OperationalError``); either way it is gone.
@@ -584,15 +585,25 @@ def _lost(conn: _Connection, exc: psycopg.Error) -> bool:
     return isinstance(exc, psycopg.OperationalError) or conn.broken
 
 
-def _unavailable(action: str, exc: Exception, guard: Deadline, unsure: str) -> StoreUnavailable:
-    """The error for a command whose connection failed, or gave no answer in time."""
+def _unavailable(
+    action: str, exc: Exception, guard: Deadline, conn: _Connection, unsure: str
+) -> StoreUnavailable:
+    """The error for a command whose connection failed, gave no answer in time, or whose
+    server could not run it (a full disk, a lock or statement timeout).
+
+    ``unsure`` is said only when the answer was lost: a server that answers with an error has
+    rolled the command back.
+    """
     tail = f"; {unsure}" if unsure else ""
     if guard.expired:
         return StoreUnavailable(
             f"PostgreSQL did not answer within {guard.seconds:g}s while {action}, so the "
             f"connection was closed{tail}"
         )
-    return StoreUnavailable(f"PostgreSQL connection lost while {action}{tail}: {exc}")
+    if conn.broken:
+        return StoreUnavailable(f"PostgreSQL connection lost while {action}{tail}: {exc}")
+    undone = " (rolled back: nothing was stored)" if unsure else ""
+    return StoreUnavailable(f"PostgreSQL could not complete {action}{undone}: {exc}")
 
 
 def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
