@@ -232,7 +232,8 @@ class PostgresStore:
             await self._watch.stop()
             self._watch = None
         if self._pool is not None:
-            await self._pool.close()
+            # A pool worker stuck on a silent connection would hold closing for its own default.
+            await self._pool.close(timeout=self.timeout)
             self._pool = None
 
     async def _connect_error(self) -> str:
@@ -264,9 +265,11 @@ class PostgresStore:
 
     async def _configure(self, conn: _Connection) -> None:
         """Every connection reads timestamps in UTC and, with ``schema``, sees only that schema."""
-        await conn.execute("SET TIME ZONE 'UTC'")
-        if self.schema is not None:
-            await conn.execute(SQL("SET search_path TO {}").format(Identifier(self.schema)))
+        # A new connection can stall too; cut, it fails and the pool tries again.
+        with Deadline(conn, self.timeout):
+            await conn.execute("SET TIME ZONE 'UTC'")
+            if self.schema is not None:
+                await conn.execute(SQL("SET search_path TO {}").format(Identifier(self.schema)))
 
     async def _listen_connection(self) -> _Connection:
         conn = await AsyncConnection.connect(self.dsn, **self._connect_options())
