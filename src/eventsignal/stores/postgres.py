@@ -12,6 +12,8 @@ processes may share one database:
   increasing order and ``read_all`` never skips an event that commits late with a lower position.
 * Faults: a lost connection fails the command with :class:`~eventsignal.StoreUnavailable`, never
   with a success that was not committed; the pool reconnects by itself once the server is back.
+  A stalled connection (open, silent) fails its command once the command's deadline passes, and
+  is closed and replaced along with its idle siblings.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import select
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -48,6 +50,7 @@ from eventsignal.domain.errors import (
 )
 from eventsignal.stores.base import AggregateInfo, StoredEvent
 from eventsignal.stores.batching import AppendOutcome, AppendRequest, GroupCommit
+from eventsignal.stores.postgres_deadline import Deadline
 from eventsignal.stores.postgres_notify import HEAD_POSITION, HeadWatch
 from eventsignal.stores.postgres_schema import (
     EVENTS_COMPONENT,
@@ -99,9 +102,19 @@ class PostgresStore:
     (``await store.migrate()`` or ``eventsignal migrate <url>``) or by passing ``migrate=True``.
     ``schema`` puts every table in that PostgreSQL schema (created by the migration) instead of
     the connection's default. ``min_size``/``max_size`` bound the connection pool (plus one
-    connection that listens for appends); ``max_batch`` bounds the appends committed together;
-    ``timeout`` is how long an operation waits for a connection before it fails with
-    :class:`~eventsignal.StoreUnavailable`.
+    connection that listens for appends); ``max_batch`` bounds the appends committed together.
+
+    ``timeout`` (seconds) bounds every database command twice: waiting for a pooled connection,
+    then waiting for the server's answer (each statement, and the commit, inside
+    :meth:`transaction`; migrations are not bounded). A command that misses either fails with
+    :class:`~eventsignal.StoreUnavailable`, saying "may or may not be stored" when it had already
+    sent a commit; an append queued behind a stalled batch therefore waits at most about two
+    timeouts. When an answer is late, the connection's socket is shut down (cancelling a psycopg
+    command would wait on the dead connection again), and the pool's idle connections are
+    replaced too, since they likely share the broken path. Connections also use TCP keepalives
+    and ``tcp_user_timeout`` of a few timeouts, unless the DSN sets them, so a peer that vanished
+    is noticed on idle connections as well. A server-side ``statement_timeout`` would not help:
+    it needs a server that still hears the client.
     """
 
     dialect: Dialect = "postgres"
@@ -133,6 +146,7 @@ class PostgresStore:
         self._lock_key = 0
         self._channel = ""
         self._appends = self._events = self._transactions = 0
+        self._draining: asyncio.Task[None] | None = None
 
     # Life cycle
 
@@ -204,18 +218,24 @@ class PostgresStore:
         self._channel = _channel(schema)
         self._pool = pool
         self._watch = HeadWatch(
-            self._listen_connection, self._channel, poll_interval=self._poll_interval
+            self._listen_connection,
+            self._channel,
+            poll_interval=self._poll_interval,
+            timeout=self.timeout,
         )
         self._watch.advance(int(head[0]) if head else 0)
         await self._watch.start(within=self.timeout)
 
     async def _stop(self) -> None:
         await self._group.close()
+        if self._draining is not None:
+            await self._draining
         if self._watch is not None:
             await self._watch.stop()
             self._watch = None
         if self._pool is not None:
-            await self._pool.close()
+            # A pool worker stuck on a silent connection would hold closing for its own default.
+            await self._pool.close(timeout=self.timeout)
             self._pool = None
 
     async def _connect_error(self) -> str:
@@ -228,16 +248,30 @@ class PostgresStore:
         return "connections were refused or too slow"
 
     def _connect_options(self) -> dict[str, Any]:
+        seconds = max(1, round(self.timeout))
+        # Probe an idle connection after one timeout, give up after three unanswered probes; data
+        # left unacknowledged that long drops the connection too.
+        defaults: dict[str, Any] = {
+            "connect_timeout": seconds,
+            "keepalives": 1,
+            "keepalives_idle": seconds,
+            "keepalives_interval": seconds,
+            "keepalives_count": 3,
+        }
+        if psycopg.pq.version() >= 120000:  # libpq knows tcp_user_timeout since version 12
+            defaults["tcp_user_timeout"] = 4 * seconds * 1000
+        given = psycopg.conninfo.conninfo_to_dict(self.dsn)
         options: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(self.dsn):
-            options["connect_timeout"] = max(1, round(self.timeout))
+        options.update((key, value) for key, value in defaults.items() if key not in given)
         return options
 
     async def _configure(self, conn: _Connection) -> None:
         """Every connection reads timestamps in UTC and, with ``schema``, sees only that schema."""
-        await conn.execute("SET TIME ZONE 'UTC'")
-        if self.schema is not None:
-            await conn.execute(SQL("SET search_path TO {}").format(Identifier(self.schema)))
+        # A new connection can stall too; cut, it fails and the pool tries again.
+        with Deadline(conn, self.timeout):
+            await conn.execute("SET TIME ZONE 'UTC'")
+            if self.schema is not None:
+                await conn.execute(SQL("SET search_path TO {}").format(Identifier(self.schema)))
 
     async def _listen_connection(self) -> _Connection:
         conn = await AsyncConnection.connect(self.dsn, **self._connect_options())
@@ -274,14 +308,14 @@ class PostgresStore:
         await self.migrate_component(EVENTS_COMPONENT, EVENTS_MIGRATIONS)
 
     async def migrate_component(self, component: str, migrations: Sequence[Sequence[str]]) -> None:
-        async with self._any_connection("migrating") as conn:
+        async with self._any_connection("migrating") as conn:  # may take long: no deadline
             await migrate_component(conn, component, migrations, schema=self.schema)
 
     @asynccontextmanager
     async def _any_connection(self, action: str) -> AsyncIterator[_Connection]:
         """A pooled connection when open, else a one-off one (migrations may run before open)."""
         if self._pool is not None:
-            async with self._connection(action) as conn:
+            async with self._connection(action, bounded=False) as conn:
                 yield conn
             return
         try:
@@ -295,21 +329,60 @@ class PostgresStore:
     # SQL access
 
     @asynccontextmanager
-    async def _connection(self, action: str) -> AsyncIterator[_Connection]:
+    async def _connection(
+        self, action: str, *, bounded: bool = True, unsure: str = ""
+    ) -> AsyncIterator[_Connection]:
+        """A pooled connection; when ``bounded``, its block must end within the store's timeout.
+
+        A lost or late connection raises :class:`~eventsignal.StoreUnavailable`, with ``unsure``
+        added once the block ran, since a command may then have reached the server.
+        """
         pool = self._pool
         if pool is None:
             raise _not_open()
+        seconds = self.timeout if bounded else None
         try:
             async with pool.connection() as conn:
-                yield conn
+                with Deadline(conn, seconds, self._replace_idle) as guard:
+                    try:
+                        yield conn
+                    except psycopg.Error as exc:
+                        if not _unavailable_now(conn, exc):
+                            raise  # the server's answer to this command, for the caller
+                        raise _unavailable(action, exc, guard, conn, unsure) from exc
         except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
             raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
 
+    def _replace_idle(self) -> None:
+        """A connection stalled: its idle siblings likely share its broken path, replace them."""
+        pool = self._pool
+        if pool is not None and self._draining is None:
+            self._draining = asyncio.create_task(self._drain(pool))
+
+    async def _drain(self, pool: AsyncConnectionPool[_Connection]) -> None:
+        try:
+            await pool.drain()
+        except PoolClosed:
+            pass
+        finally:
+            self._draining = None
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
-        """One transaction on one pooled connection, committed when the block ends cleanly."""
-        async with self._connection("running a transaction") as conn, conn.transaction():
-            yield PostgresTransaction(conn)
+        """One transaction on one pooled connection, committed when the block ends cleanly.
+
+        The block itself has no deadline (a subscription handler runs in it); each statement and
+        the commit do.
+        """
+        async with self._connection("running a transaction", bounded=False) as conn:
+            tx = PostgresTransaction(conn, self.timeout, self._replace_idle)
+            await tx.execute("BEGIN")
+            try:
+                yield tx
+            except BaseException:
+                await tx.rollback()
+                raise
+            await tx.commit()
 
     # Writing
 
@@ -360,15 +433,10 @@ class PostgresStore:
 
     async def _commit(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
         params = (self._lock_key, self._channel, *_batch_columns(requests))
-        async with self._connection("appending events") as conn:
-            try:
-                row = await (await conn.execute(_APPEND, params)).fetchone()
-            except psycopg.OperationalError as exc:
-                # The call commits on its own: when its answer is lost, so is the outcome.
-                raise StoreUnavailable(
-                    "PostgreSQL connection lost while appending; the events may or may not be "
-                    f"stored, re-read the aggregate: {exc}"
-                ) from exc
+        # The call commits on its own: once it is sent, a lost answer is a lost outcome.
+        unsure = "the events may or may not be stored, re-read the aggregate"
+        async with self._connection("appending events", unsure=unsure) as conn:
+            row = await (await conn.execute(_APPEND, params)).fetchone()
         if row is None:
             raise StoreInconsistent("eventsignal_append returned no row")
         codes: list[int] = row[0]
@@ -459,28 +527,94 @@ class PostgresStore:
 
 
 class PostgresTransaction:
-    """A :class:`~eventsignal.stores.sql.SQLTransaction` on one pooled psycopg connection."""
+    """A :class:`~eventsignal.stores.sql.SQLTransaction` on one pooled psycopg connection.
 
-    __slots__ = ("_conn",)
+    Every statement must be answered within ``timeout`` seconds, else the connection is cut and
+    the statement fails with :class:`~eventsignal.StoreUnavailable`.
+    """
 
-    def __init__(self, conn: _Connection) -> None:
+    __slots__ = ("_conn", "_on_stall", "_timeout")
+
+    def __init__(
+        self, conn: _Connection, timeout: float, on_stall: Callable[[], object] | None = None
+    ) -> None:
         self._conn = conn
+        self._timeout = timeout
+        self._on_stall = on_stall
+
+    @asynccontextmanager
+    async def _bounded(self, action: str, unsure: str = "") -> AsyncIterator[None]:
+        with Deadline(self._conn, self._timeout, self._on_stall) as guard:
+            try:
+                yield
+            except psycopg.Error as exc:
+                if not _unavailable_now(self._conn, exc):
+                    raise
+                raise _unavailable(action, exc, guard, self._conn, unsure) from exc
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cursor = await self._conn.execute(sql.encode(), params or None)
-        return cursor.rowcount
+        async with self._bounded("running a transaction"):
+            cursor = await self._conn.execute(sql.encode(), params or None)
+            return cursor.rowcount
 
     async def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
-        async with self._conn.cursor() as cursor:
+        async with self._bounded("running a transaction"), self._conn.cursor() as cursor:
             await cursor.executemany(sql.encode(), params)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        cursor = await self._conn.execute(sql.encode(), params or None)
-        return await cursor.fetchall()
+        async with self._bounded("running a transaction"):
+            cursor = await self._conn.execute(sql.encode(), params or None)
+            return await cursor.fetchall()
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        cursor = await self._conn.execute(sql.encode(), params or None)
-        return await cursor.fetchone()
+        async with self._bounded("running a transaction"):
+            cursor = await self._conn.execute(sql.encode(), params or None)
+            return await cursor.fetchone()
+
+    async def commit(self) -> None:
+        async with self._bounded("committing", "the transaction may or may not be committed"):
+            await self._conn.execute(b"COMMIT")
+
+    async def rollback(self) -> None:
+        """Roll back if the connection still works; a broken one rolls back on the server."""
+        if self._conn.broken:
+            return
+        try:
+            async with self._bounded("rolling back"):
+                await self._conn.execute(b"ROLLBACK")
+        except StoreUnavailable:
+            pass  # the server ends the transaction when the connection goes
+
+
+def _unavailable_now(conn: _Connection, exc: psycopg.Error) -> bool:
+    """Whether ``exc`` says the database cannot serve now (connection gone, disk full, a lock or
+    statement timeout), not that this command's data was refused (left to the caller).
+
+    The server ending a session says why first (an idle transaction's timeout is an
+    ``InternalError``, a terminated backend an ``OperationalError``); either way it is gone.
+    """
+    return isinstance(exc, psycopg.OperationalError) or conn.broken
+
+
+def _unavailable(
+    action: str, exc: Exception, guard: Deadline, conn: _Connection, unsure: str
+) -> StoreUnavailable:
+    """The error for a command whose connection failed, gave no answer in time, or whose
+    server could not run it (a full disk, a lock or statement timeout).
+
+    ``unsure`` is said only when the answer was lost: a server that answers with an error has
+    rolled the command back.
+    """
+    tail = f"; {unsure}" if unsure else ""
+    if guard.expired:
+        return StoreUnavailable(
+            f"PostgreSQL did not answer within {guard.seconds:g}s while {action}, so the "
+            f"connection was closed{tail}"
+        )
+    if conn.broken:
+        return StoreUnavailable(f"PostgreSQL connection lost while {action}{tail}: {exc}")
+    undone = " (rolled back: nothing was stored)" if unsure else ""
+    return StoreUnavailable(f"PostgreSQL could not complete {action}{undone}: {exc}")
 
 
 def _stored_event(row: tuple[Any, ...]) -> StoredEvent:

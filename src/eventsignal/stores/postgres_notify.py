@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from psycopg import AsyncConnection, sql
 from psycopg.rows import TupleRow
 
+from eventsignal.stores.postgres_deadline import Deadline
+
 logger = logging.getLogger("eventsignal.stores.postgres")
 
 Connect = Callable[[], Awaitable[AsyncConnection[TupleRow]]]
@@ -26,11 +28,14 @@ HEAD_POSITION = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
 class HeadWatch:
     """Tracks the highest position known to be committed and wakes those waiting past it."""
 
-    def __init__(self, connect: Connect, channel: str, *, poll_interval: float = 1.0) -> None:
+    def __init__(
+        self, connect: Connect, channel: str, *, poll_interval: float = 1.0, timeout: float = 5.0
+    ) -> None:
         self.head = 0
         self._connect = connect
         self._channel = channel
         self._poll_interval = poll_interval
+        self._timeout = timeout
         self._waiters: list[asyncio.Future[None]] = []
         self._listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -115,6 +120,9 @@ class HeadWatch:
             self._wake()
 
     async def _poll(self, conn: AsyncConnection[TupleRow]) -> None:
-        row = await (await conn.execute(HEAD_POSITION)).fetchone()
+        # A stalled connection would otherwise hold the listener, and every poll, forever; cut,
+        # it fails and the listener reconnects.
+        with Deadline(conn, self._timeout):
+            row = await (await conn.execute(HEAD_POSITION)).fetchone()
         if row is not None:
             self.advance(int(row[0]))

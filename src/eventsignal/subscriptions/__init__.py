@@ -23,7 +23,11 @@ zero; :func:`subscription_status` and :func:`parked_events` need no handlers, on
 """
 
 from eventsignal.subscriptions.checkpoints import ParkedEvent
-from eventsignal.subscriptions.errors import SubscriptionStopped, SubscriptionTimeout
+from eventsignal.subscriptions.errors import (
+    HandlerTooSlow,
+    SubscriptionStopped,
+    SubscriptionTimeout,
+)
 from eventsignal.subscriptions.jetstream import (
     JetStreamRunner,
     JetStreamStatus,
@@ -51,6 +55,7 @@ from eventsignal.subscriptions.transaction import Transaction
 __all__ = [
     "Commands",
     "Document",
+    "HandlerTooSlow",
     "JetStreamRunner",
     "JetStreamStatus",
     "ParkedEvent",

@@ -107,16 +107,16 @@ class Checkpoints:
     idle: a process paused inside one (a zombie past its lease) would otherwise keep its row
     locks and stall the members that took its partitions over. The server ends such a session;
     its late commit fails, which the checkpoint compare-and-set makes harmless anyway.
+    ``idle_limit`` is that bound where the server enforces it, else ``None``.
     """
 
     def __init__(self, storage: Storage, idle_timeout: float | None = None) -> None:
         self.storage = storage
         self.dialect: Dialect = storage.dialect
         self.sql = SQL(self.dialect)
+        self.idle_limit = idle_timeout if self.dialect == "postgres" else None
         self._idle_ms = (
-            str(max(int(idle_timeout * 1000), 1))
-            if idle_timeout is not None and self.dialect == "postgres"
-            else None
+            str(max(int(self.idle_limit * 1000), 1)) if self.idle_limit is not None else None
         )
 
     async def setup(self) -> None:

@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from inspect import isawaitable
 from typing import Any
 from uuid import UUID, uuid4
@@ -26,6 +26,7 @@ from eventsignal.stores.base import EventStore, StoredEvent
 from eventsignal.subscriptions.checkpoints import Checkpoints, ParkedEvent
 from eventsignal.subscriptions.errors import SubscriptionStopped
 from eventsignal.subscriptions.lifecycle import RunnerLifecycle
+from eventsignal.subscriptions.pacing import Slice, handler_transaction
 from eventsignal.subscriptions.partitions import partition_of, plan
 from eventsignal.subscriptions.progress import notify
 from eventsignal.subscriptions.subscription import Subscription
@@ -70,6 +71,8 @@ class SubscriptionRunner(RunnerLifecycle):
         self.storage = checkpoints if checkpoints is not None else storage_for(store)
         # A transaction idle for two leases belongs to a paused process: let the server end it.
         self.db = Checkpoints(self.storage, idle_timeout=2 * subscription.lease_ttl)
+        # Handler time per transaction: a quarter of that idle limit (see pacing).
+        self._budget = subscription.lease_ttl / 2
         self.member = member or default_member()
         self.delivered = 0  # events handled successfully by this runner
         self.error: BaseException | None = None  # why the loop ended, if it did
@@ -303,7 +306,7 @@ class SubscriptionRunner(RunnerLifecycle):
             if result is not None and isawaitable(result):
                 await result
 
-    async def _deliver(self, batch: Sequence[StoredEvent], tx: Transaction | None) -> int:
+    async def _deliver(self, batch: Iterable[StoredEvent], tx: Transaction | None) -> int:
         """The hot loop: pick this runner's events, decode, wrap and hand each over.
 
         Returns how many events were delivered. A failure goes to :meth:`_retry`; with a
@@ -354,35 +357,44 @@ class SubscriptionRunner(RunnerLifecycle):
         return delivered
 
     async def _process(self, batch: Sequence[StoredEvent]) -> None:
-        end = batch[-1].position
-        db = self.db
         if self.subscription.takes_transaction:
-            try:
-                async with db.transaction() as raw:
-                    tx = Transaction(raw, db.dialect)
-                    delivered = await self._deliver(batch, tx)
-                    await tx.flush()
-                    if self._blocked:
-                        await self._unblock(raw, batch)
-                    await self._advance(raw, end)
-            except (_LostPartition, StoreUnavailable):
-                raise
-            except Exception:
-                # One event failed and took the batch down with it: go one by one.
-                chosen = self._select(batch)
-                for part, record in chosen:
-                    await self._one_in_transaction(part, record)
-                async with db.transaction() as raw:
-                    await self._advance(raw, end)
-                delivered = len(chosen)
-        else:
-            delivered = await self._deliver(batch, None)
-            async with db.transaction() as raw:
-                if self._blocked:
-                    await self._unblock(raw, batch)
-                await self._advance(raw, end)
+            while batch:
+                batch = batch[await self._process_slice(batch) :]
+            return
+        delivered = await self._deliver(batch, None)
+        async with self.db.transaction() as raw:
+            if self._blocked:
+                await self._unblock(raw, batch)
+            await self._advance(raw, batch[-1].position)
         self.delivered += delivered
         notify(self.subscription.name)
+
+    async def _process_slice(self, batch: Sequence[StoredEvent]) -> int:
+        """Deliver in one transaction the leading events of ``batch`` that fit its time budget;
+        return how many it took."""
+        db = self.db
+        taken = Slice(batch, self._budget)
+        try:
+            async with handler_transaction(db) as raw:
+                tx = Transaction(raw, db.dialect)
+                delivered = await self._deliver(taken, tx)
+                await tx.flush()
+                if self._blocked:
+                    await self._unblock(raw, taken.records)
+                await self._advance(raw, taken.records[-1].position)
+        except (_LostPartition, StoreUnavailable):
+            raise
+        except Exception:
+            # One event failed and took the slice down with it: go one by one.
+            chosen = self._select(taken.records)
+            for part, record in chosen:
+                await self._one_in_transaction(part, record)
+            async with db.transaction() as raw:
+                await self._advance(raw, taken.records[-1].position)
+            delivered = len(chosen)
+        self.delivered += delivered
+        notify(self.subscription.name)
+        return taken.taken
 
     async def _advance(self, tx: Any, position: int, parts: Sequence[int] | None = None) -> None:
         """Move the checkpoints of ``parts`` (default: all leased) to ``position``, or fail."""
@@ -417,7 +429,7 @@ class SubscriptionRunner(RunnerLifecycle):
             if attempt > 1:
                 await asyncio.sleep(sub.backoff(attempt - 1))
             try:
-                async with self.db.transaction() as raw:
+                async with handler_transaction(self.db) as raw:
                     tx = Transaction(raw, self.db.dialect)
                     await self._call(record, tx)
                     await tx.flush()

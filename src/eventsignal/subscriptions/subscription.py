@@ -64,6 +64,12 @@ class Subscription:
     (``"park"``) or stops before it (``"stop"``).
 
     ``read_models`` are the document stores the handler maintains; a rebuild empties them.
+
+    ``lease_ttl`` (seconds) is how long a partition stays leased without renewal; runners renew
+    every third of it. It also paces a handler's transactions: each holds at most about
+    ``lease_ttl / 2`` of handler time before it commits, and on PostgreSQL one that sends no SQL
+    for ``2 * lease_ttl`` is ended by the server (:class:`~eventsignal.subscriptions.HandlerTooSlow`
+    for the event).
     """
 
     name: str
