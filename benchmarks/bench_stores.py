@@ -56,7 +56,7 @@ from workload import CART, ItemAdded, ItemRemoved, PeerCart, PeerShop, peer_env
 import eventsignal.stores
 from eventsignal import Signal
 from eventsignal.stores import EventStore, StoredEvent
-from eventsignal.stores.postgres_schema import EVENTS_MIGRATIONS
+from eventsignal.stores.postgres.schema import EVENTS_MIGRATIONS
 
 PG_SERVER = os.environ.get("EVENTSIGNAL_BENCH_POSTGRES", "host=127.0.0.1 port=5432")
 PG_USER = os.environ.get("PGUSER", "postgres")

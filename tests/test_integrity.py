@@ -407,7 +407,7 @@ async def test_a_message_published_by_hand_on_nats_is_handed_back_flagged() -> N
     import nats
 
     from eventsignal.stores import NatsStore
-    from eventsignal.stores.nats_wire import (
+    from eventsignal.stores.nats.wire import (
         COUNT,
         CREATED,
         EXPECTED_LAST_SUBJECT_SEQUENCE,

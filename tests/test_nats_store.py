@@ -20,7 +20,7 @@ from eventsignal import (
 )
 from eventsignal.stores import EventStore, NatsStore
 from eventsignal.stores.base import StoredEvent
-from eventsignal.stores.nats_wire import (
+from eventsignal.stores.nats.wire import (
     SLOTS,
     decode_token,
     encode_events,

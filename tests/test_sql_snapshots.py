@@ -14,7 +14,7 @@ from test_evolution import NEW, Basket, write_old_history
 from eventsignal import Signal
 from eventsignal.domain.snapshots import SnapshotPolicy
 from eventsignal.stores import EventStore, SQLiteStore
-from eventsignal.stores.sql_snapshots import SQLSnapshotStore
+from eventsignal.stores.sql.snapshots import SQLSnapshotStore
 
 SNAPSHOTTED = dataclasses.replace(config(), snapshots=SnapshotPolicy(every=10))
 

@@ -19,7 +19,7 @@ from eventsignal import Event, Signal, SignalError
 from eventsignal.cart import CartPaid, cart_config
 from eventsignal.stores import NatsStore
 from eventsignal.stores.base import StoredEvent
-from eventsignal.stores.nats_wire import SLOTS
+from eventsignal.stores.nats.wire import SLOTS
 from eventsignal.subscriptions import Subscription, SubscriptionStopped, Transaction
 from eventsignal.subscriptions.jetstream import (
     JetStreamRunner,

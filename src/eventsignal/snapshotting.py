@@ -25,7 +25,7 @@ def snapshot_store_for(store: EventStore) -> SnapshotStore | None:
     if isinstance(store, SnapshotStore):
         return store
     if isinstance(store, SQLStore):
-        from eventsignal.stores.sql_snapshots import SQLSnapshotStore
+        from eventsignal.stores.sql.snapshots import SQLSnapshotStore
 
         return SQLSnapshotStore(store)
     return None

@@ -40,7 +40,7 @@ from eventsignal.domain.evolution import split_stored_name
 from eventsignal.serialization import envelope
 from eventsignal.stores.base import StoredEvent
 from eventsignal.stores.nats import NatsStore
-from eventsignal.stores.nats_wire import COUNT, decode_events, encode_token, head_of, split_subject
+from eventsignal.stores.nats.wire import COUNT, decode_events, encode_token, head_of, split_subject
 from eventsignal.subscriptions.checkpoints import ParkedEvent
 from eventsignal.subscriptions.errors import SubscriptionNotFound, SubscriptionStopped
 from eventsignal.subscriptions.lifecycle import RunnerLifecycle

@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import msgspec
-import pytest
 
 from eventsignal.domain.errors import (
     AggregateExists,
@@ -29,6 +28,7 @@ from eventsignal.domain.errors import (
     EventSerializationError,
 )
 from eventsignal.stores.base import EventStore, StoredEvent
+from eventsignal.testing.expect import raises
 
 
 def make_events(
@@ -130,7 +130,7 @@ class EventStoreCompliance:
             assert not await store.exists("thing", "a")
             await store.create("thing", "a")
             assert await store.exists("thing", "a")
-            with pytest.raises(AggregateExists) as taken:
+            with raises(AggregateExists) as taken:
                 await store.create("thing", "a")
             assert taken.value.aggregate_id == "a"
             # The same id under another aggregate type is a different aggregate.
@@ -158,7 +158,7 @@ class EventStoreCompliance:
             assert [e.version for e in read] == [1, 2]
             assert [e.position for e in read] == list(positions)
             # A taken id stores none of the events offered with it.
-            with pytest.raises(AggregateExists):
+            with raises(AggregateExists):
                 await store.create("thing", "a", make_events("a", 0, 3))
             assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2]
             assert list(await store.create("thing", "b")) == []
@@ -170,7 +170,7 @@ class EventStoreCompliance:
         async def check(store: EventStore) -> None:
             assert not await store.exists("thing", "nope")
             assert list(await store.read_aggregate("thing", "nope")) == []
-            with pytest.raises(AggregateNotFound) as missing:
+            with raises(AggregateNotFound) as missing:
                 await store.append("thing", "nope", 0, make_events("nope", 0, 1))
             assert missing.value.aggregate_id == "nope"
             assert await store.head_position() == 0
@@ -182,7 +182,7 @@ class EventStoreCompliance:
             await store.create("thing", "a")
             await store.append("thing", "a", 0, make_events("a", 0, 2))
             for stale in (0, 1, 3):
-                with pytest.raises(ConcurrencyError) as conflict:
+                with raises(ConcurrencyError) as conflict:
                     await store.append("thing", "a", stale, make_events("a", stale, 1))
                 assert conflict.value.aggregate_id == "a"
                 assert conflict.value.expected_version == stale
@@ -208,7 +208,7 @@ class EventStoreCompliance:
             await store.create("thing", "a")
             await store.append("thing", "a", 0, make_events("a", 0, 1))
             # Version 1 is taken, 2 and 3 are free: a store that is not atomic would keep them.
-            with pytest.raises(ConcurrencyError):
+            with raises(ConcurrencyError):
                 await store.append("thing", "a", 0, make_events("a", 0, 3))
             assert [e.version for e in await store.read_aggregate("thing", "a")] == [1]
             positions = await store.append("thing", "a", 1, make_events("a", 1, 3))
@@ -299,12 +299,12 @@ class EventStoreCompliance:
             await store.create("thing", "a")
             for metadata in bad:
                 events = [msgspec.structs.replace(make_events("a", 0, 1)[0], metadata=metadata)]
-                with pytest.raises(EventSerializationError) as refused:
+                with raises(EventSerializationError) as refused:
                     await store.append("thing", "a", 0, events)
                 assert refused.value.aggregate_id == "a"
                 assert refused.value.event_name == "Happened"
                 assert "metadata" in str(refused.value)
-                with pytest.raises(EventSerializationError):
+                with raises(EventSerializationError):
                     await store.create("thing", "b", events=[_renamed(events[0], "b")])
             assert await store.read_aggregate("thing", "a") == []
             assert not await store.exists("thing", "b")

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from psycopg import AsyncConnection, sql
 from psycopg.rows import TupleRow
 
-from eventsignal.stores.postgres_deadline import Deadline
+from eventsignal.stores.postgres.deadline import Deadline
 
 logger = logging.getLogger("eventsignal.stores.postgres")
 

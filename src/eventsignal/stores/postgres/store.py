@@ -49,10 +49,9 @@ from eventsignal.domain.errors import (
     StoreUnavailable,
 )
 from eventsignal.stores.base import AggregateInfo, StoredEvent
-from eventsignal.stores.batching import AppendOutcome, AppendRequest, GroupCommit
-from eventsignal.stores.postgres_deadline import Deadline
-from eventsignal.stores.postgres_notify import HEAD_POSITION, HeadWatch
-from eventsignal.stores.postgres_schema import (
+from eventsignal.stores.postgres.deadline import Deadline
+from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
+from eventsignal.stores.postgres.schema import (
     EVENTS_COMPONENT,
     EVENTS_MIGRATIONS,
     migrate_component,
@@ -60,6 +59,7 @@ from eventsignal.stores.postgres_schema import (
 )
 from eventsignal.stores.rows import read_metadata
 from eventsignal.stores.sql import Dialect
+from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, GroupCommit
 
 _Connection = AsyncConnection[TupleRow]
 

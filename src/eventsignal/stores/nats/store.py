@@ -1,7 +1,7 @@
 """An event store on NATS JetStream: the server enforces each aggregate's order.
 
 All aggregates of a store live in one stream, one subject per aggregate (layout in
-:mod:`eventsignal.stores.nats_wire`). One stream, rather than one per aggregate type, is what gives
+:mod:`eventsignal.stores.nats.wire`). One stream, rather than one per aggregate type, is what gives
 a single global order for subscriptions: the stream sequence. The price is that one stream has one
 leader in a cluster, so one store scales up, not out; run several stores (several streams) to
 spread load across leaders when a global order is not needed between them.
@@ -38,7 +38,8 @@ from eventsignal.domain.errors import (
 )
 from eventsignal.domain.identity import validate_id, validate_name
 from eventsignal.stores.base import AggregateInfo, StoredEvent, check_versions
-from eventsignal.stores.nats_wire import (
+from eventsignal.stores.credentials import redact, scrub
+from eventsignal.stores.nats.wire import (
     COUNT,
     CREATED,
     EXPECTED_LAST_SUBJECT_SEQUENCE,
@@ -59,7 +60,6 @@ from eventsignal.stores.nats_wire import (
     split_subject,
     subject_of,
 )
-from eventsignal.stores.urls import redact, scrub
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -108,7 +108,7 @@ class NatsStore:
     one costs the next append one extra direct get.
 
     Positions are global and increasing but not contiguous (see
-    :mod:`eventsignal.stores.nats_wire`).
+    :mod:`eventsignal.stores.nats.wire`).
     """
 
     def __init__(

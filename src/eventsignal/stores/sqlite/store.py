@@ -27,7 +27,7 @@ followers in other processes are not, and rely on the timeout they wait with.
 
 Storage. Times are integers (microseconds since the Unix epoch, UTC), so they round-trip exactly
 and sort; event ids are their 16 bytes; metadata is a JSON object. The tables come from versioned
-migrations (:mod:`eventsignal.stores.sqlite_schema`), never from ``open()`` unless asked.
+migrations (:mod:`eventsignal.stores.sqlite.schema`), never from ``open()`` unless asked.
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ from eventsignal.domain.errors import (
     TransactionEnded,
 )
 from eventsignal.stores.base import AggregateInfo, StoredEvent
-from eventsignal.stores.batching import AppendOutcome, AppendRequest, GroupCommit
 from eventsignal.stores.rows import (
     UNREADABLE_ID,
     UNREADABLE_TIME,
@@ -67,8 +66,9 @@ from eventsignal.stores.rows import (
     read_metadata,
 )
 from eventsignal.stores.sql import Dialect, SQLTransaction
-from eventsignal.stores.sqlite_followers import followers_of
-from eventsignal.stores.sqlite_schema import (
+from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, GroupCommit
+from eventsignal.stores.sqlite.followers import followers_of
+from eventsignal.stores.sqlite.schema import (
     EVENTS,
     EVENTS_MIGRATIONS,
     apply_migrations,

@@ -1,0 +1,6 @@
+"""The PostgreSQL adapter (``pip install eventsignal[postgres]``): psycopg 3, a connection
+pool, group commit and LISTEN/NOTIFY."""
+
+from eventsignal.stores.postgres.store import PostgresStore, PostgresTransaction, StoreStats
+
+__all__ = ["PostgresStore", "PostgresTransaction", "StoreStats"]
