@@ -451,7 +451,7 @@ async def test_a_message_published_by_hand_on_nats_is_handed_back_flagged() -> N
 async def test_subscription_tables_of_the_previous_release_gain_the_quarantine(
     backend: Backend,
 ) -> None:
-    from eventsignal.subscriptions.checkpoints import MIGRATIONS
+    from eventsignal.stores.sql.subscriptions import MIGRATIONS
 
     store = await backend.make()
     await three_carts(store)

@@ -17,7 +17,8 @@ from subscription_worker import (
 
 from eventsignal import Event, Signal
 from eventsignal.cart import CartPaid, cart_config
-from eventsignal.stores import MemoryStore
+from eventsignal.stores import MemoryStore, SQLiteStore
+from eventsignal.stores.subscription_state import Lease
 from eventsignal.subscriptions import (
     ReadModel,
     Subscription,
@@ -28,9 +29,7 @@ from eventsignal.subscriptions import (
     subscription_status,
     wait_until_processed,
 )
-from eventsignal.subscriptions.checkpoints import Lease
 from eventsignal.subscriptions.partitions import plan
-from eventsignal.subscriptions.transaction import storage_for
 
 
 def test_declarations_are_checked() -> None:
@@ -142,8 +141,8 @@ async def test_a_transactional_handler_parks_atomically() -> None:
         assert parked.aggregate_id == "cart-2"
 
 
-async def test_staged_documents_are_visible_inside_the_transaction() -> None:
-    store = MemoryStore()
+async def test_staged_documents_are_visible_inside_the_transaction(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "events.db", migrate=True)  # the handler runs its own SQL
     async with Signal(cart_config, store=store, telemetry=None) as signal:
         await write_carts(signal, ["a", "b"])
     notes: ReadModel[dict[str, int]] = ReadModel("notes", dict[str, int])
@@ -174,7 +173,6 @@ async def test_staged_documents_are_visible_inside_the_transaction() -> None:
 async def test_a_member_that_lost_its_lease_mid_batch_rolls_back(postgres_dsn: str) -> None:
     """The fence itself: the checkpoint compare-and-set fails, so the batch's writes vanish."""
     from eventsignal.stores import PostgresStore
-    from eventsignal.subscriptions.checkpoints import Checkpoints
 
     store = PostgresStore(postgres_dsn, migrate=True, max_size=4)
     async with Signal(cart_config, store=store, telemetry=None) as signal:
@@ -191,9 +189,9 @@ async def test_a_member_that_lost_its_lease_mid_batch_rolls_back(postgres_dsn: s
     await runner.start()
     try:
         await inside.wait()
-        db = Checkpoints(storage_for(store))
-        async with db.transaction() as tx:  # the lease "expired" and another member took it
-            assert await db.claim(tx, "revenue", 0, "thief", now=1e12, until=1e12) == 0
+        # The lease "expired" and another member took it.
+        async with store.subscription_transaction() as state:
+            assert await state.claim("revenue", 0, "thief", now=1e12, until=1e12) == 0
         gate.set()
         async with asyncio.timeout(5):  # its commit fails and it lets the partition go
             while True:
@@ -201,8 +199,8 @@ async def test_a_member_that_lost_its_lease_mid_batch_rolls_back(postgres_dsn: s
                     break
                 await asyncio.sleep(0.01)
         assert await carts.read_all(store) == []  # the late batch left nothing behind
-        async with db.transaction() as tx:
-            [lease] = await db.leases(tx, "revenue")
+        async with store.subscription_reads() as state:
+            [lease] = await state.leases("revenue")
         assert (lease.owner, lease.position) == ("thief", 0)
     finally:
         await runner.stop()

@@ -7,6 +7,7 @@ import signal as signals
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from subscription_worker import expected_from_events, open_store, projected, write_carts
@@ -14,9 +15,8 @@ from subscription_worker import expected_from_events, open_store, projected, wri
 from eventsignal import Signal
 from eventsignal.cart import cart_config
 from eventsignal.stores import EventStore
+from eventsignal.stores.subscription_state import Lease
 from eventsignal.subscriptions import wait_until_processed
-from eventsignal.subscriptions.checkpoints import Checkpoints, Lease
-from eventsignal.subscriptions.transaction import storage_for
 
 WORKER = Path(__file__).with_name("subscription_worker.py")
 
@@ -79,9 +79,10 @@ async def start_worker(database: tuple[str, str], workers: list[Worker], *option
 
 
 async def leases(store: EventStore) -> list[Lease]:
-    db = Checkpoints(storage_for(store))
-    async with db.transaction() as tx:
-        return await db.leases(tx, "revenue")
+    state: Any = store
+    async with state.subscription_reads() as reads:
+        found: list[Lease] = await reads.leases("revenue")
+        return found
 
 
 async def owners(store: EventStore) -> dict[int, str | None]:

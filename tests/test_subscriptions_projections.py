@@ -54,10 +54,13 @@ async def test_rebuild_replays_from_zero_and_reports_progress(store: EventStore)
     try:
         # Damage the read model: a rebuild must not start from what is there.
         stale = ReadModel[dict[str, int]]("carts", dict[str, int])
-        runner = SubscriptionRunner(subscription, store)
-        async with runner.db.transaction() as raw:
-            tx = Transaction(raw, runner.db.dialect)
+        state: Any = store
+        await state.setup_subscriptions()
+        async with state.subscription_transaction() as raw:
+            tx = Transaction(raw)
             await stale.put(tx, "ghost", {"version": 9, "paid": 10**6, "anomalies": 0}, 1)
+            await tx.flush()
+        assert await stale.read(store, "ghost") is not None
 
         reports: list[Progress] = []
         final = await rebuild(store, subscription, progress=reports.append, interval=0.01)

@@ -39,6 +39,7 @@ from eventsignal.serialization import EventSerializer, Transcoder, envelope
 from eventsignal.snapshotting import Snapshotter, snapshot_store_for
 from eventsignal.stores.base import EventStore, SnapshotStore, StoredEvent
 from eventsignal.stores.memory import MemoryStore
+from eventsignal.stores.subscription_state import SubscriptionStore, wait_until_processed
 from eventsignal.telemetry import (
     AggregateCreated,
     AggregateEvicted,
@@ -594,12 +595,12 @@ class Signal(Generic[S, C]):
         raise InvalidHandlerResult(self.name, aggregate_id, type(command).__name__, produced)
 
     async def _wait_for(self, subscriptions: Sequence[str], position: int, seconds: float) -> None:
-        from eventsignal.subscriptions.status import wait_until_processed
-
-        deadline = time.monotonic() + seconds
-        for name in subscriptions:
-            left = max(deadline - time.monotonic(), 0.0)
-            await wait_until_processed(self.store, name, position, left)
+        if not isinstance(self.store, SubscriptionStore):
+            raise ConfigurationError(
+                f"wait_for needs subscription state, which {type(self.store).__name__} "
+                "does not keep"
+            )
+        await wait_until_processed(self.store, subscriptions, position, seconds)
 
     def _record(
         self,

@@ -62,9 +62,9 @@ from eventsignal.cart.revenue import read_revenue, revenue_subscription
 from eventsignal.cart.security import SameOriginMiddleware, SecurityHeadersMiddleware
 from eventsignal.domain.errors import ConfigurationError
 from eventsignal.stores import EventStore
+from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.stores.urls import open_store
 from eventsignal.subscriptions import SubscriptionRunner
-from eventsignal.subscriptions.transaction import storage_for
 
 DEFAULT_DATABASE_URL = "sqlite:///data/cart.db"
 MAX_BODY = 16 * 1024  # bytes; the largest honest form is well under 1 kB
@@ -113,13 +113,11 @@ class CartSite:
     """The app's handlers and what they share: the Signal, the revenue and the templates."""
 
     def __init__(self, store: EventStore) -> None:
-        try:
-            storage_for(store)
-        except ConfigurationError:
+        if not isinstance(store, SubscriptionStore):
             raise ConfigurationError(
                 f"the cart app counts revenue with a durable subscription, which "
                 f"{type(store).__name__} cannot keep: use SQLite or PostgreSQL"
-            ) from None
+            )
         self.signal: CartSignal = Signal(cart_config, store=store)
         self.templates = _templates()
         self.htmx = find_htmx()

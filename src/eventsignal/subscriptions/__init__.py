@@ -22,7 +22,7 @@ subscription with ``partitions=N`` share the work by aggregate; :func:`rebuild` 
 zero; :func:`subscription_status` and :func:`parked_events` need no handlers, only the store.
 """
 
-from eventsignal.subscriptions.checkpoints import ParkedEvent
+from eventsignal.stores.subscription_state import ParkedEvent
 from eventsignal.subscriptions.errors import (
     HandlerTooSlow,
     SubscriptionStopped,

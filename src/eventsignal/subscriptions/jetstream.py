@@ -41,7 +41,7 @@ from eventsignal.serialization import envelope
 from eventsignal.stores.base import StoredEvent
 from eventsignal.stores.nats import NatsStore
 from eventsignal.stores.nats.wire import COUNT, decode_events, encode_token, head_of, split_subject
-from eventsignal.subscriptions.checkpoints import ParkedEvent
+from eventsignal.stores.subscription_state import ParkedEvent
 from eventsignal.subscriptions.errors import SubscriptionNotFound, SubscriptionStopped
 from eventsignal.subscriptions.lifecycle import RunnerLifecycle
 from eventsignal.subscriptions.subscription import Subscription

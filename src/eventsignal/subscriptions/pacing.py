@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from eventsignal.domain.errors import StoreUnavailable
 from eventsignal.stores.base import StoredEvent
-from eventsignal.stores.sql import SQLTransaction
-from eventsignal.subscriptions.checkpoints import Checkpoints
+from eventsignal.stores.subscription_state import SubscriptionState
 from eventsignal.subscriptions.errors import HandlerTooSlow
 
 
@@ -52,18 +51,23 @@ class Slice:
 
 
 @asynccontextmanager
-async def handler_transaction(db: Checkpoints) -> AsyncIterator[SQLTransaction]:
+async def handler_transaction(
+    transaction: AbstractAsyncContextManager[SubscriptionState], idle_limit: float
+) -> AsyncIterator[SubscriptionState]:
     """A checkpoint transaction a handler works in.
 
-    When the store is lost after the transaction was held past the idle limit, the server ended
-    it for idleness: that is :class:`HandlerTooSlow`, a failure of the handler.
+    When the store is lost after the transaction was held past the idle limit (where the store
+    enforces one), the server ended it for idleness: that is :class:`HandlerTooSlow`, a failure
+    of the handler.
     """
     started = time.monotonic()
+    enforced: float | None = None
     try:
-        async with db.transaction() as raw:
-            yield raw
+        async with transaction as state:
+            enforced = state.idle_limit
+            yield state
     except StoreUnavailable as exc:
         held = time.monotonic() - started
-        if db.idle_limit is None or held < db.idle_limit:
+        if enforced is None or held < idle_limit:
             raise
-        raise HandlerTooSlow(held, db.idle_limit) from exc
+        raise HandlerTooSlow(held, idle_limit) from exc

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from eventsignal.subscriptions.checkpoints import Lease
+from eventsignal.stores.subscription_state import Lease
 
 
 def partition_of(aggregate_name: str, aggregate_id: str, partitions: int) -> int:

@@ -10,15 +10,16 @@ event out of quarantine again, for subscriptions that have not passed it yet.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from eventsignal.domain.errors import ConfigurationError, EventNotFound
 from eventsignal.stores.base import EventStore
-from eventsignal.subscriptions.checkpoints import Checkpoints
-from eventsignal.subscriptions.transaction import Storage, storage_for
+from eventsignal.stores.subscription_state import SubscriptionStore
+from eventsignal.subscriptions.transaction import state_store_for
 
 
 async def quarantine(
-    store: EventStore, position: int, reason: str, *, checkpoints: Storage | None = None
+    store: EventStore, position: int, reason: str, *, checkpoints: SubscriptionStore | None = None
 ) -> None:
     """Quarantine the event at ``position`` with a reason; ``store`` must be open."""
     if not reason.strip():
@@ -26,26 +27,29 @@ async def quarantine(
     found = await store.read_all(position - 1, 1) if position > 0 else ()
     if not found or found[0].position != position:
         raise EventNotFound(position)
-    db = await _checkpoints(store, checkpoints)
-    async with db.transaction() as tx:
-        await db.quarantine(tx, position, reason, time.time())
+    async with (await _state(store, checkpoints)).subscription_transaction() as state:
+        await state.quarantine(position, reason, time.time())
 
 
-async def quarantined(store: EventStore, *, checkpoints: Storage | None = None) -> dict[int, str]:
+async def quarantined(
+    store: EventStore, *, checkpoints: SubscriptionStore | None = None
+) -> dict[int, str]:
     """The quarantined positions with their reasons, in position order."""
-    db = await _checkpoints(store, checkpoints)
-    async with db.transaction() as tx:
-        return await db.quarantined(tx)
+    async with (await _state(store, checkpoints)).subscription_reads() as reads:
+        found: dict[int, str] = await reads.quarantined()
+        return found
 
 
-async def release(store: EventStore, position: int, *, checkpoints: Storage | None = None) -> bool:
+async def release(
+    store: EventStore, position: int, *, checkpoints: SubscriptionStore | None = None
+) -> bool:
     """Take ``position`` out of quarantine; ``False`` if it was not quarantined."""
-    db = await _checkpoints(store, checkpoints)
-    async with db.transaction() as tx:
-        return await db.unquarantine(tx, position)
+    async with (await _state(store, checkpoints)).subscription_transaction() as state:
+        released: bool = await state.unquarantine(position)
+        return released
 
 
-async def _checkpoints(store: EventStore, checkpoints: Storage | None) -> Checkpoints:
-    db = Checkpoints(checkpoints if checkpoints is not None else storage_for(store))
-    await db.setup()
-    return db
+async def _state(store: EventStore, checkpoints: SubscriptionStore | None) -> Any:
+    state = state_store_for(store, checkpoints)
+    await state.setup_subscriptions()
+    return state

@@ -8,11 +8,11 @@ from collections.abc import Callable
 import msgspec
 
 from eventsignal.stores.base import EventStore
-from eventsignal.subscriptions.progress import moved
+from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.subscriptions.runner import SubscriptionRunner
 from eventsignal.subscriptions.status import processed_position
 from eventsignal.subscriptions.subscription import Subscription
-from eventsignal.subscriptions.transaction import Storage, Transaction
+from eventsignal.subscriptions.transaction import Transaction
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,7 +38,7 @@ async def rebuild(
     *,
     progress: ProgressCallback | None = None,
     interval: float = 0.5,
-    checkpoints: Storage | None = None,
+    checkpoints: SubscriptionStore | None = None,
 ) -> Progress:
     """Empty the subscription's read models, send it back to position 0 and replay the store.
 
@@ -47,21 +47,20 @@ async def rebuild(
     ``progress`` is called about every ``interval`` seconds and once at the end.
     """
     runner = SubscriptionRunner(subscription, store, checkpoints=checkpoints)
-    db = runner.db
     name = subscription.name
     await store.open()
     try:
         await runner.setup()
         total = await store.head_position()
-        async with db.transaction() as raw:
-            await db.reset(raw, name)
-            tx = Transaction(raw, db.dialect)
+        async with runner.state.subscription_transaction() as state:
+            await state.reset(name)
+            tx = Transaction(state)
             for model in subscription.read_models:
                 await model.clear(tx)
         started = time.monotonic()
         async with runner:
             while True:
-                done = await processed_position(store, name, checkpoints=runner.storage) or 0
+                done = await processed_position(store, name, checkpoints=runner.state) or 0
                 elapsed = time.monotonic() - started
                 rate = done / elapsed if elapsed > 0 else 0.0
                 finished = done >= total
@@ -79,6 +78,6 @@ async def rebuild(
                     return report
                 if runner.error is not None and not runner.running:
                     raise runner.error
-                await moved(name, interval)
+                await runner.state.subscription_progress.moved(name, interval)
     finally:
         await store.close()

@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from inspect import isawaitable
 from typing import Any
 from uuid import UUID, uuid4
@@ -23,14 +24,17 @@ from eventsignal.domain.events import Event
 from eventsignal.domain.evolution import split_stored_name
 from eventsignal.serialization import envelope
 from eventsignal.stores.base import EventStore, StoredEvent
-from eventsignal.subscriptions.checkpoints import Checkpoints, ParkedEvent
+from eventsignal.stores.subscription_state import (
+    ParkedEvent,
+    SubscriptionState,
+    SubscriptionStore,
+)
 from eventsignal.subscriptions.errors import SubscriptionStopped
 from eventsignal.subscriptions.lifecycle import RunnerLifecycle
 from eventsignal.subscriptions.pacing import Slice, handler_transaction
 from eventsignal.subscriptions.partitions import partition_of, plan
-from eventsignal.subscriptions.progress import notify
 from eventsignal.subscriptions.subscription import Subscription
-from eventsignal.subscriptions.transaction import Storage, Transaction, storage_for
+from eventsignal.subscriptions.transaction import Transaction, state_store_for
 
 logger = logging.getLogger("eventsignal.subscriptions")
 
@@ -63,14 +67,14 @@ class SubscriptionRunner(RunnerLifecycle):
         subscription: Subscription,
         store: EventStore,
         *,
-        checkpoints: Storage | None = None,
+        checkpoints: SubscriptionStore | None = None,
         member: str | None = None,
     ) -> None:
         self.subscription = subscription
         self.store = store
-        self.storage = checkpoints if checkpoints is not None else storage_for(store)
+        self.state: SubscriptionStore = state_store_for(store, checkpoints)
         # A transaction idle for two leases belongs to a paused process: let the server end it.
-        self.db = Checkpoints(self.storage, idle_timeout=2 * subscription.lease_ttl)
+        self.idle_limit = 2 * subscription.lease_ttl
         # Handler time per transaction: a quarter of that idle limit (see pacing).
         self._budget = subscription.lease_ttl / 2
         self.member = member or default_member()
@@ -101,10 +105,10 @@ class SubscriptionRunner(RunnerLifecycle):
     async def setup(self) -> None:
         """Create the tables and this subscription's checkpoints if they are missing."""
         sub = self.subscription
-        await self.db.setup()
+        await self.state.setup_subscriptions()
         start = await self.store.head_position() if sub.start == "end" else 0
-        async with self.db.transaction() as tx:
-            await self.db.ensure(tx, sub.name, sub.partitions, start)
+        async with self._transaction() as tx:
+            await tx.ensure(sub.name, sub.partitions, start)
 
     async def stop(self) -> None:
         """Stop delivering and hand the partitions back at once, for the other members."""
@@ -119,8 +123,8 @@ class SubscriptionRunner(RunnerLifecycle):
             tasks.append(prefetch)
         await asyncio.gather(*tasks, return_exceptions=True)
         try:
-            async with self.db.transaction() as tx:
-                await self.db.release(tx, self.subscription.name, self.member)
+            async with self._transaction() as tx:
+                await tx.release(self.subscription.name, self.member)
         except Exception:  # the leases expire on their own
             logger.warning("could not release %s's partitions", self.member, exc_info=True)
         self._owned.clear()
@@ -128,9 +132,9 @@ class SubscriptionRunner(RunnerLifecycle):
 
     def _stores(self) -> list[Any]:
         """The event store, and the checkpoint store when it is another one (counted opens)."""
-        storage: Any = self.storage
-        separate = storage is not self.store and hasattr(storage, "open")
-        return [self.store, storage] if separate else [self.store]
+        state: Any = self.state
+        separate = state is not self.store and hasattr(state, "open")
+        return [self.store, state] if separate else [self.store]
 
     async def _open(self) -> None:
         opened = []
@@ -146,6 +150,9 @@ class SubscriptionRunner(RunnerLifecycle):
     async def _close(self) -> None:
         for store in reversed(self._stores()):
             await store.close()
+
+    def _transaction(self) -> AbstractAsyncContextManager[SubscriptionState]:
+        return self.state.subscription_transaction(idle_limit=self.idle_limit)
 
     @property
     def partitions(self) -> dict[int, int]:
@@ -225,38 +232,37 @@ class SubscriptionRunner(RunnerLifecycle):
         while True:
             await asyncio.sleep(sub.lease_ttl / 3)
             try:
-                async with self.db.transaction() as tx:
-                    await self.db.renew(tx, sub.name, self.member, time.time() + sub.lease_ttl)
+                async with self._transaction() as tx:
+                    await tx.renew(sub.name, self.member, time.time() + sub.lease_ttl)
             except Exception:
                 logger.warning("could not renew %s's leases", self.member, exc_info=True)
 
     async def _rebalance(self) -> None:
         sub = self.subscription
-        db = self.db
         name = sub.name
         now = time.time()
         until = now + sub.lease_ttl
-        async with db.transaction() as tx:
-            await db.renew(tx, name, self.member, until)
-            members = await db.members(tx, name, now)
-            leases = await db.leases(tx, name)
+        async with self._transaction() as tx:
+            await tx.renew(name, self.member, until)
+            members = await tx.members(name, now)
+            leases = await tx.leases(name)
             # The table is the truth: between batches, this runner holds what it says.
             self._owned = {
                 lease.part: lease.position for lease in leases if lease.owner == self.member
             }
             decided = plan(leases, members, self.member, now)
             for part in decided.release:
-                await db.release(tx, name, self.member, part)
+                await tx.release(name, self.member, part)
                 self._owned.pop(part, None)
             for part in decided.claim:
-                position = await db.claim(tx, name, part, self.member, now, until)
+                position = await tx.claim(name, part, self.member, now, until)
                 if position is not None:
                     self._owned[part] = position
-            self._quarantined = await db.quarantined(tx)
+            self._quarantined = await tx.quarantined()
             if sub.on_failure == "stop":
                 self._blocked = {
                     p.event_id
-                    for p in await db.parked(tx, name)
+                    for p in await tx.parked(name)
                     if p.position > self._owned.get(self._part(p), p.position)
                 }
 
@@ -362,21 +368,20 @@ class SubscriptionRunner(RunnerLifecycle):
                 batch = batch[await self._process_slice(batch) :]
             return
         delivered = await self._deliver(batch, None)
-        async with self.db.transaction() as raw:
+        async with self._transaction() as raw:
             if self._blocked:
                 await self._unblock(raw, batch)
             await self._advance(raw, batch[-1].position)
         self.delivered += delivered
-        notify(self.subscription.name)
+        self.state.subscription_progress.notify(self.subscription.name)
 
     async def _process_slice(self, batch: Sequence[StoredEvent]) -> int:
         """Deliver in one transaction the leading events of ``batch`` that fit its time budget;
         return how many it took."""
-        db = self.db
         taken = Slice(batch, self._budget)
         try:
-            async with handler_transaction(db) as raw:
-                tx = Transaction(raw, db.dialect)
+            async with handler_transaction(self._transaction(), self.idle_limit) as raw:
+                tx = Transaction(raw)
                 delivered = await self._deliver(taken, tx)
                 await tx.flush()
                 if self._blocked:
@@ -389,16 +394,15 @@ class SubscriptionRunner(RunnerLifecycle):
             chosen = self._select(taken.records)
             for part, record in chosen:
                 await self._one_in_transaction(part, record)
-            async with db.transaction() as raw:
+            async with self._transaction() as raw:
                 await self._advance(raw, taken.records[-1].position)
             delivered = len(chosen)
         self.delivered += delivered
-        notify(self.subscription.name)
+        self.state.subscription_progress.notify(self.subscription.name)
         return taken.taken
 
     async def _advance(self, tx: Any, position: int, parts: Sequence[int] | None = None) -> None:
         """Move the checkpoints of ``parts`` (default: all leased) to ``position``, or fail."""
-        db = self.db
         name = self.subscription.name
         owned = self._owned
         now = time.time()
@@ -406,7 +410,7 @@ class SubscriptionRunner(RunnerLifecycle):
             expected = owned[part]
             if expected >= position:
                 continue
-            if not await db.advance(tx, name, part, self.member, expected, position, now):
+            if not await tx.advance(name, part, self.member, expected, position, now):
                 del owned[part]
                 raise _LostPartition(part)
         # Only once every update succeeded; a rollback must leave the old checkpoints in place.
@@ -418,7 +422,7 @@ class SubscriptionRunner(RunnerLifecycle):
         if self._blocked:
             for record in records:
                 if record.id in self._blocked:
-                    await self.db.unpark(tx, self.subscription.name, record.id)
+                    await tx.unpark(self.subscription.name, record.id)
                     self._blocked.discard(record.id)
 
     async def _one_in_transaction(self, part: int, record: StoredEvent) -> None:
@@ -429,8 +433,8 @@ class SubscriptionRunner(RunnerLifecycle):
             if attempt > 1:
                 await asyncio.sleep(sub.backoff(attempt - 1))
             try:
-                async with handler_transaction(self.db) as raw:
-                    tx = Transaction(raw, self.db.dialect)
+                async with handler_transaction(self._transaction(), self.idle_limit) as raw:
+                    tx = Transaction(raw)
                     await self._call(record, tx)
                     await tx.flush()
                     await self._unblock(raw, [record])
@@ -480,8 +484,8 @@ class SubscriptionRunner(RunnerLifecycle):
     async def _park(self, part: int, record: StoredEvent, error: Exception, attempts: int) -> None:
         sub = self.subscription
         text = f"{type(error).__name__}: {error}"
-        async with self.db.transaction() as raw:
-            await self.db.park(raw, sub.name, record, text, attempts, time.time())
+        async with self._transaction() as raw:
+            await raw.park(sub.name, record, text, attempts, time.time())
             if sub.on_failure == "park":
                 await self._advance(raw, record.position, (part,))
             else:
@@ -489,15 +493,15 @@ class SubscriptionRunner(RunnerLifecycle):
                 await self._advance(raw, record.position - 1)
         logger.error("subscription %r parked the event at %d: %s", sub.name, record.position, text)
         if sub.on_failure == "stop":
-            notify(sub.name)
+            self.state.subscription_progress.notify(sub.name)
             raise SubscriptionStopped(sub.name, record.position, text)
 
     # Parked events
 
     async def parked(self) -> list[ParkedEvent]:
         """The events this subscription parked, in position order."""
-        async with self.db.transaction() as tx:
-            return await self.db.parked(tx, self.subscription.name)
+        async with self._transaction() as tx:
+            return await tx.parked(self.subscription.name)
 
     async def retry_parked(self, event_ids: Sequence[UUID] | None = None) -> list[ParkedEvent]:
         """Deliver parked events again, once each; return those that failed again.
@@ -507,11 +511,10 @@ class SubscriptionRunner(RunnerLifecycle):
         restarted.
         """
         sub = self.subscription
-        db = self.db
         failed: list[ParkedEvent] = []
-        async with db.transaction() as raw:
-            parked = await db.parked(raw, sub.name)
-            leases = {lease.part: lease.position for lease in await db.leases(raw, sub.name)}
+        async with self._transaction() as raw:
+            parked = await raw.parked(sub.name)
+            leases = {lease.part: lease.position for lease in await raw.leases(sub.name)}
         for entry in parked:
             if event_ids is not None and entry.event_id not in event_ids:
                 continue
@@ -523,16 +526,14 @@ class SubscriptionRunner(RunnerLifecycle):
                 continue
             record = records[0]
             try:
-                async with db.transaction() as raw:
-                    handler_tx = Transaction(raw, db.dialect) if sub.takes_transaction else None
+                async with self._transaction() as raw:
+                    handler_tx = Transaction(raw) if sub.takes_transaction else None
                     await self._call(record, handler_tx)
                     if handler_tx is not None:
                         await handler_tx.flush()
-                    await db.unpark(raw, sub.name, entry.event_id)
+                    await raw.unpark(sub.name, entry.event_id)
             except Exception as exc:
-                async with db.transaction() as raw:
-                    await db.park(
-                        raw, sub.name, record, f"{type(exc).__name__}: {exc}", 1, time.time()
-                    )
+                async with self._transaction() as raw:
+                    await raw.park(sub.name, record, f"{type(exc).__name__}: {exc}", 1, time.time())
                 failed.append(entry)
         return failed

@@ -1,6 +1,6 @@
 """What subscriptions are doing: positions, lag, parked events; and waiting for them.
 
-Everything here reads the subscription tables only, so it works from a store URL without the
+Everything here reads the subscription state only, so it works from a store URL without the
 user's handlers (the command line's ``eventsignal subscriptions URL``).
 """
 
@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 
 from eventsignal.stores.base import EventStore
-from eventsignal.subscriptions.checkpoints import Checkpoints, ParkedEvent
-from eventsignal.subscriptions.errors import SubscriptionTimeout
-from eventsignal.subscriptions.progress import moved
-from eventsignal.subscriptions.transaction import Storage, storage_for
-
-_POLL = 0.05  # how often waiters look at the database for runners in other processes
+from eventsignal.stores.subscription_state import ParkedEvent, SubscriptionStore
+from eventsignal.stores.subscription_state import wait_until_processed as _wait
+from eventsignal.subscriptions.transaction import state_store_for
 
 
 class SubscriptionStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,51 +34,55 @@ class SubscriptionStatus(msgspec.Struct, frozen=True, kw_only=True):
     parked: int
 
 
-def _checkpoints(store: EventStore, checkpoints: Storage | None) -> Checkpoints:
-    return Checkpoints(checkpoints if checkpoints is not None else storage_for(store))
+async def _state(store: EventStore, checkpoints: SubscriptionStore | None) -> Any:
+    state = state_store_for(store, checkpoints)
+    await state.setup_subscriptions()
+    return state
 
 
 async def subscription_status(
-    store: EventStore, *, checkpoints: Storage | None = None
+    store: EventStore, *, checkpoints: SubscriptionStore | None = None
 ) -> list[SubscriptionStatus]:
     """Every subscription the store knows, by name. ``store`` must be open."""
-    db = _checkpoints(store, checkpoints)
-    await db.setup()
+    state = await _state(store, checkpoints)
     head = await store.head_position()
-    async with db.transaction() as tx:
-        rows = await db.overview(tx, time.time())
+    async with state.subscription_reads() as reads:
+        rows = await reads.overview(time.time())
     return [
         SubscriptionStatus(
-            name=name,
-            position=position,
+            name=row.name,
+            position=row.position,
             head=head,
-            lag=max(head - position, 0),
-            partitions=partitions,
-            leased=leased,
-            parked=parked,
+            lag=max(head - row.position, 0),
+            partitions=row.partitions,
+            leased=row.leased,
+            parked=row.parked,
         )
-        for name, position, partitions, leased, parked in rows
+        for row in rows
     ]
 
 
 async def parked_events(
-    store: EventStore, subscription: str | None = None, *, checkpoints: Storage | None = None
+    store: EventStore,
+    subscription: str | None = None,
+    *,
+    checkpoints: SubscriptionStore | None = None,
 ) -> list[ParkedEvent]:
     """The parked events of one subscription (or all), in position order."""
-    db = _checkpoints(store, checkpoints)
-    await db.setup()
-    async with db.transaction() as tx:
-        return await db.parked(tx, subscription)
+    state = await _state(store, checkpoints)
+    async with state.subscription_reads() as reads:
+        found: list[ParkedEvent] = await reads.parked(subscription)
+        return found
 
 
 async def processed_position(
-    store: EventStore, subscription: str, *, checkpoints: Storage | None = None
+    store: EventStore, subscription: str, *, checkpoints: SubscriptionStore | None = None
 ) -> int | None:
     """The position every partition of ``subscription`` has passed (``None``: never run)."""
-    db = _checkpoints(store, checkpoints)
-    await db.setup()
-    async with db.transaction() as tx:
-        return await db.progress(tx, subscription)
+    state = await _state(store, checkpoints)
+    async with state.subscription_reads() as reads:
+        reached: int | None = await reads.progress(subscription)
+        return reached
 
 
 async def wait_until_processed(
@@ -89,7 +91,7 @@ async def wait_until_processed(
     position: int,
     timeout: float = 5.0,  # noqa: ASYNC109 - the deadline is part of the contract
     *,
-    checkpoints: Storage | None = None,
+    checkpoints: SubscriptionStore | None = None,
 ) -> None:
     """Return once ``subscription`` (a name, or several) has handled every event up to
     ``position``.
@@ -101,18 +103,4 @@ async def wait_until_processed(
     seconds have passed in all.
     """
     names = [subscription] if isinstance(subscription, str) else list(subscription)
-    if position <= 0 or not names:
-        return
-    db = _checkpoints(store, checkpoints)
-    await db.setup()
-    deadline = time.monotonic() + timeout
-    for name in names:
-        while True:
-            async with db.transaction() as tx:
-                reached = await db.progress(tx, name)
-            if reached is not None and reached >= position:
-                break
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise SubscriptionTimeout(name, position, reached or 0, timeout)
-            await moved(name, min(left, _POLL))
+    await _wait(state_store_for(store, checkpoints), names, position, timeout)

@@ -15,18 +15,21 @@ import msgspec
 from eventsignal.domain.errors import AggregateExists, AggregateNotFound, ConcurrencyError
 from eventsignal.domain.identity import validate_id, validate_name
 from eventsignal.stores.base import AggregateInfo, Snapshot, StoredEvent, check_versions
+from eventsignal.stores.memory.subscriptions import MemorySubscriptions
 
 _Key = tuple[str, str]
 
 
-class MemoryStore:
-    """A non-durable :class:`~eventsignal.stores.EventStore` (and snapshot store) in this object.
+class MemoryStore(MemorySubscriptions):
+    """A non-durable :class:`~eventsignal.stores.EventStore` (and snapshot store, and
+    subscription state) in this object.
 
-    Every operation completes without yielding to the event loop, which makes each one atomic
-    with respect to other coroutines.
+    Every operation on events completes without yielding to the event loop, which makes each one
+    atomic with respect to other coroutines.
     """
 
     def __init__(self) -> None:
+        self._init_subscriptions()
         self._streams: dict[_Key, list[StoredEvent]] = {}
         self._created: dict[_Key, datetime] = {}
         self._log: list[StoredEvent] = []

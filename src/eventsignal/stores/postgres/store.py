@@ -60,6 +60,7 @@ from eventsignal.stores.postgres.schema import (
 from eventsignal.stores.rows import read_metadata
 from eventsignal.stores.sql import Dialect
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, GroupCommit
+from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 
 _Connection = AsyncConnection[TupleRow]
 
@@ -95,7 +96,7 @@ class StoreStats(msgspec.Struct, frozen=True):
     transactions: int
 
 
-class PostgresStore:
+class PostgresStore(SQLSubscriptions):
     """A :class:`~eventsignal.stores.sql.SQLStore` on PostgreSQL.
 
     ``dsn`` is a libpq connection string or URL. The schema must be migrated first, explicitly

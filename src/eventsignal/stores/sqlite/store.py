@@ -67,6 +67,7 @@ from eventsignal.stores.rows import (
 )
 from eventsignal.stores.sql import Dialect, SQLTransaction
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, GroupCommit
+from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 from eventsignal.stores.sqlite.followers import followers_of
 from eventsignal.stores.sqlite.schema import (
     EVENTS,
@@ -140,7 +141,7 @@ class SQLiteStats(msgspec.Struct, frozen=True):
     """Events committed."""
 
 
-class SQLiteStore:
+class SQLiteStore(SQLSubscriptions):
     """An :class:`~eventsignal.stores.EventStore` and :class:`~eventsignal.stores.sql.SQLStore`
     in one SQLite file.
 
