@@ -4,4 +4,6 @@ from eventsignal.testing import EventStoreCompliance
 
 class TestMemoryStore(EventStoreCompliance):
     async def make_store(self) -> EventStore:
-        return MemoryStore()
+        store = MemoryStore()
+        await store.open()
+        return store

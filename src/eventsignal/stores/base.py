@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 from uuid import UUID
 
 import msgspec
@@ -57,6 +57,41 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     schema_version: int
     state: bytes
     taken_at: datetime
+
+
+class StoreStats(msgspec.Struct, frozen=True):
+    """Counters since the store was made: appends stored (commands, creations included), their
+    events, and the transactions (commits, messages) that carried them. ``appends /
+    transactions`` is how many commands a group commit carries on average."""
+
+    appends: int
+    events: int
+    transactions: int
+
+
+class StoreLifecycle:
+    """The life cycle every store shares: ``open`` and ``close`` are counted (a store shared by
+    several users closes with the last one), ``is_open`` says whether anyone holds it open, and
+    ``async with store:`` opens and closes it."""
+
+    _users: int = 0
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def is_open(self) -> bool:
+        return self._users > 0
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
 
 @runtime_checkable

@@ -27,7 +27,7 @@ from eventsignal.domain.errors import (
     ConcurrencyError,
     EventSerializationError,
 )
-from eventsignal.stores.base import EventStore, StoredEvent
+from eventsignal.stores.base import EventStore, StoredEvent, StoreLifecycle, StoreStats
 from eventsignal.testing.expect import raises
 
 
@@ -283,6 +283,24 @@ class EventStoreCompliance:
             listed = {(a.aggregate_id, a.version) for a in await store.aggregates("thing")}
             assert listed == {("a", 0), ("b", 3)}
             assert len(await store.aggregates()) == 3
+
+        self.run_check(check)
+
+    def test_the_shared_life_cycle_and_counters(self) -> None:
+        async def check(store: EventStore) -> None:
+            assert isinstance(store, StoreLifecycle)
+            assert store.is_open
+            async with store as same:  # counted: the inner close leaves it open
+                assert same is store
+            assert store.is_open
+            before = getattr(store, "stats", None)
+            assert isinstance(before, StoreStats)
+            await store.create("thing", "a", make_events("a", 0, 2))
+            await store.append("thing", "a", 2, make_events("a", 2, 3))
+            after = getattr(store, "stats", None)
+            assert isinstance(after, StoreStats)
+            assert (after.appends - before.appends, after.events - before.events) == (2, 5)
+            assert 1 <= after.transactions - before.transactions <= 2
 
         self.run_check(check)
 

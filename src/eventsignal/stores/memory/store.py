@@ -14,13 +14,20 @@ import msgspec
 
 from eventsignal.domain.errors import AggregateExists, AggregateNotFound, ConcurrencyError
 from eventsignal.domain.identity import validate_id, validate_name
-from eventsignal.stores.base import AggregateInfo, Snapshot, StoredEvent, check_versions
+from eventsignal.stores.base import (
+    AggregateInfo,
+    Snapshot,
+    StoredEvent,
+    StoreLifecycle,
+    StoreStats,
+    check_versions,
+)
 from eventsignal.stores.memory.subscriptions import MemorySubscriptions
 
 _Key = tuple[str, str]
 
 
-class MemoryStore(MemorySubscriptions):
+class MemoryStore(StoreLifecycle, MemorySubscriptions):
     """A non-durable :class:`~eventsignal.stores.EventStore` (and snapshot store, and
     subscription state) in this object.
 
@@ -30,6 +37,7 @@ class MemoryStore(MemorySubscriptions):
 
     def __init__(self) -> None:
         self._init_subscriptions()
+        self._appends = 0
         self._streams: dict[_Key, list[StoredEvent]] = {}
         self._created: dict[_Key, datetime] = {}
         self._log: list[StoredEvent] = []
@@ -37,10 +45,15 @@ class MemoryStore(MemorySubscriptions):
         self._snapshots: dict[_Key, Snapshot] = {}
 
     async def open(self) -> None:
-        return None
+        self._users += 1
 
     async def close(self) -> None:
-        return None
+        self._users = max(self._users - 1, 0)
+
+    @property
+    def stats(self) -> StoreStats:
+        """Counters; here every append (or creation) is its own transaction."""
+        return StoreStats(self._appends, len(self._log), self._appends)
 
     async def create(
         self, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent] = ()
@@ -51,7 +64,10 @@ class MemoryStore(MemorySubscriptions):
         check_versions(aggregate_name, aggregate_id, 0, events)
         self._created[key] = datetime.now(UTC)
         self._streams[key] = []
-        return await self.append(aggregate_name, aggregate_id, 0, events) if events else ()
+        if not events:
+            self._appends += 1
+            return ()
+        return await self.append(aggregate_name, aggregate_id, 0, events)
 
     async def exists(self, aggregate_name: str, aggregate_id: str) -> bool:
         return (aggregate_name, aggregate_id) in self._created
@@ -80,6 +96,7 @@ class MemoryStore(MemorySubscriptions):
             stored = [replace(e, position=p) for e, p in zip(events, positions, strict=True)]
         stream.extend(stored)
         log.extend(stored)
+        self._appends += 1
         if self._followers:
             self._wake()
         return positions

@@ -37,7 +37,13 @@ from eventsignal.domain.errors import (
     StoreUnavailable,
 )
 from eventsignal.domain.identity import validate_id, validate_name
-from eventsignal.stores.base import AggregateInfo, StoredEvent, check_versions
+from eventsignal.stores.base import (
+    AggregateInfo,
+    StoredEvent,
+    StoreLifecycle,
+    StoreStats,
+    check_versions,
+)
 from eventsignal.stores.credentials import redact, scrub
 from eventsignal.stores.nats.wire import (
     COUNT,
@@ -92,7 +98,7 @@ class _StreamInfo(msgspec.Struct):
 _decode_info = msgspec.json.Decoder(_StreamInfo).decode
 
 
-class NatsStore:
+class NatsStore(StoreLifecycle):
     """A durable :class:`~eventsignal.stores.EventStore` on one JetStream stream.
 
     ``stream`` names the stream and prefixes its subjects (``<stream>.<type>.<id>``); it may hold
@@ -134,6 +140,7 @@ class NatsStore:
         self._js: JetStreamContext | None = None
         self._users = 0
         self._opening = asyncio.Lock()
+        self._appends = self._events = self._messages = 0
         self._head = 0
         self._watcher: Any = None
         self._watching = asyncio.Lock()
@@ -150,6 +157,16 @@ class NatsStore:
     def _scrubbed(self, exc: BaseException) -> str:
         """A driver's error without the servers' credentials, should it quote them."""
         return scrub(f"{type(exc).__name__}: {exc}", *self.servers)
+
+    @property
+    def stats(self) -> StoreStats:
+        """Counters; here every append (or creation) is one message, so one transaction."""
+        return StoreStats(self._appends, self._events, self._messages)
+
+    def _counted(self, events: Sequence[StoredEvent]) -> None:
+        self._appends += 1
+        self._events += len(events)
+        self._messages += 1
 
     # Life cycle
 
@@ -262,6 +279,7 @@ class NatsStore:
             raise StoreUnavailable(f"JetStream refused to create {subject}: {ack.error}")
         key = (aggregate_name, aggregate_id)
         self._remember(key, Tip(ack.seq, len(events), created, ack.seq))
+        self._counted(events)
         self._seen(ack.seq)
         return positions_of(ack.seq, len(events))
 
@@ -299,6 +317,7 @@ class NatsStore:
                 raise ConcurrencyError(aggregate_name, aggregate_id, expected_version)
             raise StoreUnavailable(f"JetStream refused the events of {subject}: {ack.error}")
         self._remember(key, Tip(ack.seq, expected_version + len(events), tip.created, tip.origin))
+        self._counted(events)
         self._seen(ack.seq)
         return positions_of(ack.seq, len(events))
 

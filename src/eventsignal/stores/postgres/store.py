@@ -48,7 +48,7 @@ from eventsignal.domain.errors import (
     StoreNotOpen,
     StoreUnavailable,
 )
-from eventsignal.stores.base import AggregateInfo, StoredEvent
+from eventsignal.stores.base import AggregateInfo, StoredEvent, StoreLifecycle, StoreStats
 from eventsignal.stores.postgres.deadline import Deadline
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
 from eventsignal.stores.postgres.schema import (
@@ -86,17 +86,7 @@ _VERSION_CONSTRAINT = "eventsignal_events_aggregate_name_aggregate_id_version_ke
 _encode_metadata = msgspec.json.Encoder().encode
 
 
-class StoreStats(msgspec.Struct, frozen=True):
-    """Counters since the store was created: appends stored (commands, creations included),
-    their events, and the transactions that carried them. ``appends / transactions`` is the
-    group-commit batch size."""
-
-    appends: int
-    events: int
-    transactions: int
-
-
-class PostgresStore(SQLSubscriptions):
+class PostgresStore(StoreLifecycle, SQLSubscriptions):
     """A :class:`~eventsignal.stores.sql.SQLStore` on PostgreSQL.
 
     ``dsn`` is a libpq connection string or URL. The schema must be migrated first, explicitly
@@ -152,10 +142,6 @@ class PostgresStore(SQLSubscriptions):
     # Life cycle
 
     @property
-    def is_open(self) -> bool:
-        return self._users > 0
-
-    @property
     def stats(self) -> StoreStats:
         return StoreStats(self._appends, self._events, self._transactions)
 
@@ -172,13 +158,6 @@ class PostgresStore(SQLSubscriptions):
             self._users -= 1
             if self._users == 0:
                 await self._stop()
-
-    async def __aenter__(self) -> PostgresStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     async def _start(self) -> None:
         pool: AsyncConnectionPool[_Connection] = AsyncConnectionPool(

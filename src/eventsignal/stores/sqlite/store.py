@@ -58,7 +58,7 @@ from eventsignal.domain.errors import (
     StoreUnavailable,
     TransactionEnded,
 )
-from eventsignal.stores.base import AggregateInfo, StoredEvent
+from eventsignal.stores.base import AggregateInfo, StoredEvent, StoreLifecycle, StoreStats
 from eventsignal.stores.rows import (
     UNREADABLE_ID,
     UNREADABLE_TIME,
@@ -130,18 +130,10 @@ _REQUEST_ERRORS = (
 _encode_json = msgspec.json.Encoder().encode
 
 
-class SQLiteStats(msgspec.Struct, frozen=True):
-    """What a :class:`SQLiteStore` has written since it was created."""
-
-    transactions: int
-    """Write transactions committed: append batches, creations, migrations, ``transaction()``."""
-    appends: int
-    """Append requests committed (one per command that produced events)."""
-    events: int
-    """Events committed."""
+SQLiteStats = StoreStats  # the name it had before every store shared one
 
 
-class SQLiteStore(SQLSubscriptions):
+class SQLiteStore(StoreLifecycle, SQLSubscriptions):
     """An :class:`~eventsignal.stores.EventStore` and :class:`~eventsignal.stores.sql.SQLStore`
     in one SQLite file.
 
@@ -197,9 +189,9 @@ class SQLiteStore(SQLSubscriptions):
         return f"SQLiteStore({self.path!r})"
 
     @property
-    def stats(self) -> SQLiteStats:
+    def stats(self) -> StoreStats:
         """A snapshot of the counters; compare two to see how appends shared transactions."""
-        return SQLiteStats(self._transactions, self._appends, self._events)
+        return StoreStats(self._appends, self._events, self._transactions)
 
     # Life cycle
 
