@@ -11,8 +11,8 @@ the library (subscriptions, snapshots, read models) migrate their own components
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import weakref
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -64,23 +64,19 @@ def for_dialect(statement: str, dialect: Dialect) -> str:
     return statement if dialect == "sqlite" else statement.replace("?", "%s")
 
 
-_migrated: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
-
-
 async def ensure_component(
     storage: Migratable, component: str, migrations: Sequence[Sequence[str]]
 ) -> None:
-    """Migrate ``component`` once per storage object in this process.
+    """Migrate ``component`` once per store object.
 
-    Migrations are idempotent, so running them again is only a waste: this remembers which
-    components each store already brought up to date (a store that cannot be weakly referenced
-    simply migrates every time).
+    Migrations are idempotent, so running them again is only a waste: the store remembers which
+    components it already brought up to date (one that cannot hold the note migrates every time).
     """
-    try:
-        done = _migrated.setdefault(storage, set())
-    except TypeError:
-        await storage.migrate_component(component, migrations)
-        return
+    done: set[str] | None = getattr(storage, "_components_migrated", None)
+    if done is None:
+        done = set()
+        with contextlib.suppress(AttributeError):
+            storage._components_migrated = done  # type: ignore[attr-defined]
     if component not in done:
         await storage.migrate_component(component, migrations)
         done.add(component)
