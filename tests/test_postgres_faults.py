@@ -302,10 +302,12 @@ async def test_a_slow_handler_progresses_within_the_idle_limit(
 async def test_a_handler_slower_than_the_idle_limit_is_parked_as_too_slow(
     postgres_store_factory: PostgresStoreFactory,
 ) -> None:
-    """One event takes longer than the idle limit: it is the handler's failure, not an outage."""
+    """One event holds its transaction longer than the idle limit: it is the handler's failure,
+    not an outage. (Its own SQL begins the transaction; staged writes alone would not.)"""
     seen: list[int] = []
 
     async def note(event: Event[Any], tx: Transaction) -> None:
+        await tx.execute("SELECT 1")
         if event.version == 3:
             await asyncio.sleep(0.6)  # past the 0.5 s a transaction may sit idle
         seen.append(event.version)

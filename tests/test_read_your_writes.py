@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,13 @@ from accounts import Deposit, config
 
 from eventsignal import Event, Signal
 from eventsignal.stores import EventStore, MemoryStore, SQLiteStore
-from eventsignal.subscriptions import Subscription, SubscriptionRunner, SubscriptionTimeout
+from eventsignal.subscriptions import (
+    ReadModel,
+    Subscription,
+    SubscriptionRunner,
+    SubscriptionTimeout,
+    Transaction,
+)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -43,3 +50,37 @@ async def test_waiting_times_out_with_a_clear_error(store: EventStore) -> None:
             await account.handle_command(Deposit(1), wait_for=["nobody"], wait_timeout=0.2)
         assert "nobody" in str(timeout.value)
         assert account.version == 1  # the command itself was stored
+
+
+async def test_commands_never_wait_for_a_slow_transactional_handler(tmp_path: Path) -> None:
+    """SQLite has one writer: a handler that stages read-model writes must not keep it across
+    its awaits, or every command queues behind the handler's sleep."""
+    store = SQLiteStore(tmp_path / "events.db", migrate=True)
+    totals: ReadModel[dict[str, int]] = ReadModel("totals")
+    handled = 0
+    busy = asyncio.Event()
+
+    async def slow(event: Event[Any], tx: Transaction) -> None:
+        nonlocal handled
+        busy.set()
+        await asyncio.sleep(0.1)
+        doc = await totals.get(tx, "all") or {"n": 0}
+        await totals.put(tx, "all", {"n": doc["n"] + 1}, event.position)
+        handled += 1
+
+    subscription = Subscription(
+        name="slow", handler=slow, configs=[config()], read_models=[totals], batch_size=100
+    )
+    accounts = [f"a{i}" for i in range(100)]
+    async with Signal(config(), store=store, telemetry=None) as signal:
+        for account in accounts:
+            await signal.create(account)
+        for _ in range(30):  # a batch of 30 events: 3 s of handler time in one transaction
+            await signal.handle_command("a0", Deposit(1))
+        async with SubscriptionRunner(subscription, store):
+            await busy.wait()  # the handler is inside a batch's transaction now
+            started = time.monotonic()
+            await asyncio.gather(*(signal.handle_command(a, Deposit(1)) for a in accounts))
+            took = time.monotonic() - started
+            assert handled < 30  # the handler was still inside its batch
+        assert took < 1.0, f"100 commands took {took:.2f} s behind a sleeping handler"

@@ -10,7 +10,7 @@ checkpoint commit together.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -90,7 +90,8 @@ class SQLSubscriptionState:
 
     @property
     def sql(self) -> SQLTransaction:
-        return self._tx
+        tx = self._tx
+        return _Begun(tx) if isinstance(tx, _LazyTransaction) else tx
 
     # Checkpoints and leases
 
@@ -458,22 +459,95 @@ class SQLSubscriptions:
         self, *, idle_limit: float | None = None
     ) -> AbstractAsyncContextManager[SQLSubscriptionState]:
         limit = idle_limit if self.dialect == "postgres" else None
-        return self._state(self.transaction(), limit)
+        return self._lazy_state(limit)
 
     def subscription_reads(self) -> AbstractAsyncContextManager[SQLSubscriptionState]:
-        return self._state(self.read_transaction(), None)
+        return self._read_state()
 
     @asynccontextmanager
-    async def _state(
-        self, transaction: AbstractAsyncContextManager[SQLTransaction], idle_limit: float | None
-    ) -> AsyncIterator[SQLSubscriptionState]:
-        async with transaction as tx:
-            if idle_limit is not None:
+    async def _lazy_state(self, idle_limit: float | None) -> AsyncIterator[SQLSubscriptionState]:
+        lazy = _LazyTransaction(self, idle_limit)
+        async with lazy.stack:  # commits the write transaction, if one began; else nothing
+            yield SQLSubscriptionState(lazy, self.dialect, idle_limit)
+
+    @asynccontextmanager
+    async def _read_state(self) -> AsyncIterator[SQLSubscriptionState]:
+        async with self.read_transaction() as tx:
+            yield SQLSubscriptionState(tx, self.dialect, None)
+
+
+class _LazyTransaction:
+    """A subscription transaction that begins the store's write transaction at its first write.
+
+    Until then its reads take the store's read path, so a handler that reads and stages
+    read-model documents holds no write lock (on SQLite, the file's only one) across its awaits:
+    its writes, the checkpoint's compare-and-set among them, go out in one short transaction at
+    the end. The handler's own SQL (:attr:`SQLSubscriptionState.sql`) begins it at once, and
+    then holds it until the batch commits.
+    """
+
+    __slots__ = ("_idle_limit", "_store", "_tx", "stack")
+
+    def __init__(self, store: SQLSubscriptions, idle_limit: float | None) -> None:
+        self._store = store
+        self._idle_limit = idle_limit
+        self._tx: SQLTransaction | None = None
+        self.stack = AsyncExitStack()
+
+    async def begin(self) -> SQLTransaction:
+        if self._tx is None:
+            tx = await self.stack.enter_async_context(self._store.transaction())
+            if self._idle_limit is not None:
                 await tx.execute(
                     "SELECT set_config('idle_in_transaction_session_timeout', %s, true)",
-                    (str(max(int(idle_limit * 1000), 1)),),
+                    (str(max(int(self._idle_limit * 1000), 1)),),
                 )
-            yield SQLSubscriptionState(tx, self.dialect, idle_limit)
+            self._tx = tx
+        return self._tx
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return await (await self.begin()).execute(sql, params)
+
+    async def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        await (await self.begin()).executemany(sql, params)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self._tx is None and _reads_only(sql):
+            async with self._store.read_transaction() as tx:
+                return await tx.fetchall(sql, params)
+        return await (await self.begin()).fetchall(sql, params)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        if self._tx is None and _reads_only(sql):
+            async with self._store.read_transaction() as tx:
+                return await tx.fetchone(sql, params)
+        return await (await self.begin()).fetchone(sql, params)
+
+
+class _Begun:
+    """The handler's view of a lazy transaction: every statement runs inside the write
+    transaction, begun at the first one."""
+
+    __slots__ = ("_lazy",)
+
+    def __init__(self, lazy: _LazyTransaction) -> None:
+        self._lazy = lazy
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return await (await self._lazy.begin()).execute(sql, params)
+
+    async def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        await (await self._lazy.begin()).executemany(sql, params)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await (await self._lazy.begin()).fetchall(sql, params)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        return await (await self._lazy.begin()).fetchone(sql, params)
+
+
+def _reads_only(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() == "SELECT" and "FOR UPDATE" not in sql.upper()
 
 
 def _parked(row: Sequence[Any]) -> ParkedEvent:
