@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sqlite3
+import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -194,6 +197,63 @@ async def test_followers_of_another_store_on_the_file_are_woken(tmp_path: Path) 
     finally:
         await writer.close()
         await follower.close()
+
+
+# Appends one event to aggregate "thing"/"a" once told to, then prints the time it committed.
+_OTHER_PROCESS = """
+import asyncio, sys, time
+from eventsignal.stores import SQLiteStore
+from eventsignal.testing import make_events
+
+async def main():
+    store = SQLiteStore(sys.argv[1])
+    await store.open()
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    await store.append("thing", "a", 0, make_events("a", 0, 1))
+    print(time.time(), flush=True)
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_followers_see_commits_of_other_processes_promptly(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = SQLiteStore(path, migrate=True)
+    await store.open()
+    other = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _OTHER_PROCESS,
+        str(path),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert other.stdin is not None
+    assert other.stdout is not None
+    try:
+        await store.create("thing", "a")
+        async with asyncio.timeout(30):
+            assert (await other.stdout.readline()).strip() == b"ready"
+        waiting = asyncio.create_task(store.wait_for_events(0))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # nothing new yet: the watcher does not wake it for nothing
+        other.stdin.write(b"go\n")
+        await other.stdin.drain()
+        async with asyncio.timeout(10):
+            await waiting
+            woken = time.time()
+            committed = float((await other.stdout.readline()).decode())
+        # Without the watcher only a subscription's 1 s poll would notice; it checks every 40 ms.
+        assert woken - committed < 0.5
+        assert [e.version for e in await store.read_aggregate("thing", "a")] == [1]
+    finally:
+        if other.returncode is None:
+            other.kill()
+        await other.wait()
+        await store.close()
 
 
 async def test_signal_end_to_end_and_restart(tmp_path: Path) -> None:

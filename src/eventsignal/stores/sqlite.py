@@ -24,7 +24,8 @@ where it still equals the expected version, and ``UNIQUE(aggregate_name, aggrega
 backs that up. Two stores, or two processes, on one file therefore cannot both win a version.
 
 Followers in this process are woken after every commit, across all stores on the same file;
-followers in other processes are not, and rely on the timeout they wait with.
+commits from other processes are noticed within about 40 ms by a watcher that polls the file only
+while someone waits (:mod:`eventsignal.stores.sqlite_followers`).
 
 Storage. Times are integers (microseconds since the Unix epoch, UTC), so they round-trip exactly
 and sort; event ids are their 16 bytes; metadata is a JSON object. The tables come from versioned
@@ -510,7 +511,8 @@ class SQLiteStore:
 
     async def wait_for_events(self, after_position: int) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._followers.add(waiter)  # before reading the head, so no commit slips between
+        # Added before reading the head, so that no commit slips between.
+        self._followers.add(waiter, after_position)
         try:
             if await self.head_position() > after_position:
                 return
