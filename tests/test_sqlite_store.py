@@ -29,7 +29,15 @@ from eventsignal import (
     StoreUnavailable,
 )
 from eventsignal.stores import EventStore, SQLiteStore
+from eventsignal.stores.base import Snapshot
 from eventsignal.stores.sql import SQLStore
+from eventsignal.stores.sql_snapshots import SQLSnapshotStore
+from eventsignal.subscriptions import (
+    ReadModel,
+    Transaction,
+    processed_position,
+    subscription_status,
+)
 from eventsignal.testing import EventStoreCompliance, make_events
 
 
@@ -546,3 +554,76 @@ async def test_cancelled_callers_leave_the_writer_consistent(store: SQLiteStore)
         assert list(await store.append("thing", "a", version, make_events("a", version, 1))) == [
             version + 1
         ]
+
+
+async def test_reads_never_queue_behind_a_write_transaction(store: SQLiteStore) -> None:
+    snapshots = SQLSnapshotStore(store)
+    taken = Snapshot(
+        aggregate_name="thing",
+        aggregate_id="a",
+        version=3,
+        schema_version=1,
+        state=b"state",
+        taken_at=datetime.now(UTC),
+    )
+    await snapshots.save_snapshot(taken)
+    assert await subscription_status(store) == []  # creates the subscription tables first
+    totals: ReadModel[dict[str, int]] = ReadModel("totals")
+    async with store.transaction() as raw:
+        tx = Transaction(raw, store.dialect)
+        await totals.put(tx, "a", {"n": 1}, 1)
+        await tx.flush()
+
+    async def held_open() -> None:  # a subscription's batch, say, stuck in its handler
+        async with store.transaction() as tx:
+            await tx.execute("DELETE FROM eventsignal_snapshots")
+            await asyncio.sleep(10)
+
+    holder = asyncio.create_task(held_open())
+    await asyncio.sleep(0.05)
+    try:
+        async with asyncio.timeout(2):
+            assert await snapshots.load_snapshot("thing", "a") == taken  # the committed state
+            assert await subscription_status(store) == []
+            assert await processed_position(store, "nobody") is None
+            assert await totals.read(store, "a") == {"n": 1}
+            assert [d.key for d in await totals.read_all(store)] == ["a"]
+        assert not holder.done()
+    finally:
+        holder.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await holder
+
+
+async def test_reads_pass_a_write_lock_held_by_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = SQLiteStore(path, migrate=True, busy_timeout=30)
+    await store.open()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert await processed_position(store, "nobody") is None  # tables created beforehand
+        blocker.execute("BEGIN IMMEDIATE")
+        async with asyncio.timeout(2):
+            assert await processed_position(store, "nobody") is None
+            assert await store.head_position() == 0
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        await store.close()
+
+
+async def test_a_read_transaction_sees_one_snapshot_and_cannot_write(store: SQLiteStore) -> None:
+    await store.migrate_component("tally", [["CREATE TABLE tally (n INTEGER NOT NULL)"]])
+    async with store.transaction() as tx:
+        await tx.execute("INSERT INTO tally (n) VALUES (1)")
+    async with store.read_transaction() as reader:
+        assert await reader.fetchall("SELECT n FROM tally") == [(1,)]
+        async with store.transaction() as tx:
+            await tx.execute("INSERT INTO tally (n) VALUES (2)")
+        assert await reader.fetchall("SELECT n FROM tally") == [(1,)]  # as when it began
+        with pytest.raises(SignalError, match="cannot write"):
+            await reader.execute("INSERT INTO tally (n) VALUES (3)")
+    with pytest.raises(SignalError, match="ended"):
+        await reader.fetchone("SELECT 1")
+    async with store.read_transaction() as reader:
+        assert await reader.fetchall("SELECT n FROM tally ORDER BY n") == [(1,), (2,)]

@@ -10,10 +10,12 @@ thread forms those groups itself, so an append crosses to it and back once.
 Threads. :mod:`sqlite3` blocks, so nothing runs on the event loop: one writer thread owns the
 only write connection (every write, including :meth:`SQLiteStore.transaction`, runs there, one
 transaction at a time), and a few reader threads share a small set of read connections. WAL lets
-readers run beside the writer, each seeing the last committed state. The write connection is made
-and used on the writer thread alone, so it keeps ``check_same_thread``; read connections pass
-between reader threads through a queue, used by one thread at a time, which every threaded build
-of SQLite allows (``sqlite3.threadsafety`` 1 or 3), so they turn the check off.
+readers run beside the writer, each seeing the last committed state; SQL reads (snapshots,
+subscription status, read models) take that path too, through
+:meth:`SQLiteStore.read_transaction`, so they never queue behind a write transaction. The write
+connection is made and used on the writer thread alone, so it keeps ``check_same_thread``; read
+connections pass between reader threads through a queue, used by one thread at a time, which every
+threaded build of SQLite allows (``sqlite3.threadsafety`` 1 or 3), so they turn the check off.
 
 Order. SQLite has a single writer per file, and positions (``AUTOINCREMENT``) are assigned inside
 the write transaction: a transaction that commits later always holds higher positions than every
@@ -77,6 +79,7 @@ from eventsignal.stores.sqlite_schema import (
 T = TypeVar("T")
 
 READERS = 3  # read connections (and threads); reads are short, the writer is the bottleneck
+READ_TRANSACTIONS = 2 * READERS  # read transactions open at once; more wait for one to end
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -185,6 +188,9 @@ class SQLiteStore:
         self._write_lock = asyncio.Lock()
         self._readers: ThreadPoolExecutor | None = None
         self._read_connections: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        # Connections of read transactions: held across awaits, so kept apart from the above.
+        self._idle_snapshots: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._read_transactions = asyncio.Semaphore(READ_TRANSACTIONS)
         self._followers = followers_of(path)
         self._transactions = 0
         self._appends = 0
@@ -239,6 +245,7 @@ class SQLiteStore:
         self._writer = writer
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="eventsignal-sqlite-reader")
         self._write_lock = asyncio.Lock()
+        self._read_transactions = asyncio.Semaphore(READ_TRANSACTIONS)
 
     async def _stop(self) -> None:
         async with self._write_lock:
@@ -249,8 +256,9 @@ class SQLiteStore:
         readers, self._readers = self._readers, None
         if readers is not None:
             await asyncio.to_thread(readers.shutdown)  # lets reads in flight finish
-        while not self._read_connections.empty():
-            self._read_connections.get().close()
+        for idle in (self._read_connections, self._idle_snapshots):
+            while not idle.empty():
+                idle.get().close()
 
     def _connect(self, *, check_same_thread: bool) -> sqlite3.Connection:
         connection = sqlite3.connect(
@@ -288,6 +296,11 @@ class SQLiteStore:
         # Each is used by one reader thread at a time (taken from and returned to a queue).
         return [self._connect(check_same_thread=False) for _ in range(READERS)]
 
+    def _connect_snapshot(self) -> sqlite3.Connection:
+        connection = self._connect(check_same_thread=False)  # one thread at a time, as above
+        connection.execute("PRAGMA query_only = ON")  # a read transaction cannot write by mistake
+        return connection
+
     def _disconnect(self) -> None:
         connection, self._write_connection = self._write_connection, None
         if connection is not None:
@@ -316,6 +329,26 @@ class SQLiteStore:
             raise StoreUnavailable(f"{self.path}: {exc}") from exc
         finally:
             self._read_connections.put(connection)
+
+    async def _read_in(
+        self, connection: sqlite3.Connection, query: Callable[[sqlite3.Connection], T]
+    ) -> T:
+        readers = self._readers
+        if readers is None:
+            raise self._not_open()
+        return await asyncio.get_running_loop().run_in_executor(
+            readers, _in_snapshot, self.path, connection, query
+        )
+
+    def _end_snapshot(self, connection: sqlite3.Connection) -> None:
+        """Release the snapshot and make the connection available again (on a reader thread)."""
+        try:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+        except sqlite3.Error:
+            connection.close()
+        else:
+            self._idle_snapshots.put(connection)
 
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``job`` on the writer thread; callers hold ``_write_lock``."""
@@ -452,6 +485,38 @@ class SQLiteStore:
             self._transactions += 1
         self._followers.wake()
 
+    @asynccontextmanager
+    async def read_transaction(self) -> AsyncIterator[SQLTransaction]:
+        """A read-only transaction on a read connection: it never waits for the writer.
+
+        Its statements see one snapshot, the state committed when its first statement ran, and
+        run beside appends and :meth:`transaction`, which they would otherwise queue behind.
+        Statements that write fail with :class:`~eventsignal.SignalError`.
+        """
+        self._check_open()
+        async with self._read_transactions:
+            try:
+                connection = self._idle_snapshots.get_nowait()
+            except queue.Empty:
+                connection = await self._read_in_new_connection()
+            transaction = _ReadTransaction(self, connection)
+            try:
+                yield transaction
+            finally:
+                transaction.closed = True
+                readers = self._readers
+                if readers is None:  # the store closed meanwhile
+                    connection.close()
+                else:
+                    # Not awaited: ending a read transaction cannot fail the reads it made.
+                    readers.submit(self._end_snapshot, connection)
+
+    async def _read_in_new_connection(self) -> sqlite3.Connection:
+        readers = self._readers
+        if readers is None:
+            raise self._not_open()
+        return await asyncio.get_running_loop().run_in_executor(readers, self._connect_snapshot)
+
     async def migrate(self) -> None:
         """Create or upgrade the store's own tables (component ``"events"``)."""
         await self.migrate_component(EVENTS, EVENTS_MIGRATIONS)
@@ -547,6 +612,21 @@ class _Transaction:
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
+
+
+class _ReadTransaction(_Transaction):
+    """The :class:`SQLTransaction` handed out by :meth:`SQLiteStore.read_transaction`."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, store: SQLiteStore, connection: sqlite3.Connection) -> None:
+        super().__init__(store)
+        self._connection = connection
+
+    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        if self.closed:
+            raise SignalError("this transaction has ended")
+        return await self._store._read_in(self._connection, job)
 
 
 # A queued job: what to run, and the future for its outcome (none for a posted job).
@@ -715,6 +795,22 @@ def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
 
 
 # Blocking helpers, run in the store's threads
+
+
+def _in_snapshot(
+    path: str, connection: sqlite3.Connection, query: Callable[[sqlite3.Connection], T]
+) -> T:
+    """Run ``query`` inside the read transaction of ``connection``, starting it if needed."""
+    try:
+        if not connection.in_transaction:
+            connection.execute("BEGIN")  # deferred: a read snapshot, no lock on the writer
+        return query(connection)
+    except sqlite3.OperationalError as exc:
+        if "readonly" in str(exc):
+            raise SignalError(
+                f"{path}: a read transaction cannot write ({exc}); use store.transaction()"
+            ) from exc
+        raise StoreUnavailable(f"{path}: {exc}") from exc
 
 
 def _begin(connection: sqlite3.Connection) -> None:

@@ -21,7 +21,13 @@ import msgspec
 
 from eventsignal.domain.errors import SignalError
 from eventsignal.stores.base import StoredEvent
-from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component, for_dialect
+from eventsignal.stores.sql import (
+    Dialect,
+    SQLTransaction,
+    ensure_component,
+    for_dialect,
+    reading,
+)
 from eventsignal.subscriptions.transaction import Storage
 
 COMPONENT = "subscriptions"
@@ -126,6 +132,13 @@ class Checkpoints:
     def transaction(self) -> AbstractAsyncContextManager[SQLTransaction]:
         if self._idle_ms is None:
             return self.storage.transaction()
+        return self._bounded_transaction(self._idle_ms)
+
+    def reading(self) -> AbstractAsyncContextManager[SQLTransaction]:
+        """A transaction for reads only (status, read models): on SQLite it never waits for
+        a runner's write transaction."""
+        if self._idle_ms is None:
+            return reading(self.storage)
         return self._bounded_transaction(self._idle_ms)
 
     @asynccontextmanager

@@ -123,7 +123,7 @@ class ReadModel(Generic[D]):
     ) -> D | None:
         """The document under ``key`` as last committed."""
         db = await self._outside(store, checkpoints)
-        async with db.transaction() as raw:
+        async with db.reading() as raw:
             return await self.get(Transaction(raw, db.dialect), key)
 
     async def read_all(
@@ -131,5 +131,5 @@ class ReadModel(Generic[D]):
     ) -> list[Document[D]]:
         """Every document, by key, as last committed."""
         db = await self._outside(store, checkpoints)
-        async with db.transaction() as raw:
+        async with db.reading() as raw:
             return await self.documents(Transaction(raw, db.dialect))

@@ -47,7 +47,7 @@ async def subscription_status(
     db = _checkpoints(store, checkpoints)
     await db.setup()
     head = await store.head_position()
-    async with db.transaction() as tx:
+    async with db.reading() as tx:
         rows = await db.overview(tx, time.time())
     return [
         SubscriptionStatus(
@@ -69,7 +69,7 @@ async def parked_events(
     """The parked events of one subscription (or all), in position order."""
     db = _checkpoints(store, checkpoints)
     await db.setup()
-    async with db.transaction() as tx:
+    async with db.reading() as tx:
         return await db.parked(tx, subscription)
 
 
@@ -79,7 +79,7 @@ async def processed_position(
     """The position every partition of ``subscription`` has passed (``None``: never run)."""
     db = _checkpoints(store, checkpoints)
     await db.setup()
-    async with db.transaction() as tx:
+    async with db.reading() as tx:
         return await db.progress(tx, subscription)
 
 
@@ -108,7 +108,7 @@ async def wait_until_processed(
     deadline = time.monotonic() + timeout
     for name in names:
         while True:
-            async with db.transaction() as tx:
+            async with db.reading() as tx:
                 reached = await db.progress(tx, name)
             if reached is not None and reached >= position:
                 break
