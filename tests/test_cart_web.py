@@ -360,8 +360,10 @@ async def test_an_unreachable_store_is_503_with_a_retry_hint(tmp_path: Path) -> 
     store = SQLiteStore(path, migrate=True, busy_timeout=0.2)
     async with serving(create_app(store=store)) as client:
         cart = await new_cart(client)
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # Another process holding the write lock; taken off the event loop, so that the app's
+        # revenue subscription can finish a transaction it may have in flight.
+        await asyncio.to_thread(blocker.execute, "BEGIN IMMEDIATE")
         try:
             for response in (await client.post("/carts"), await add(client, cart, "apple")):
                 assert response.status_code == 503

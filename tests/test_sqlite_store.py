@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sqlite3
+import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -26,7 +29,15 @@ from eventsignal import (
     StoreUnavailable,
 )
 from eventsignal.stores import EventStore, SQLiteStore
+from eventsignal.stores.base import Snapshot
 from eventsignal.stores.sql import SQLStore
+from eventsignal.stores.sql.snapshots import SQLSnapshotStore
+from eventsignal.subscriptions import (
+    ReadModel,
+    Transaction,
+    processed_position,
+    subscription_status,
+)
 from eventsignal.testing import EventStoreCompliance, make_events
 
 
@@ -194,6 +205,63 @@ async def test_followers_of_another_store_on_the_file_are_woken(tmp_path: Path) 
     finally:
         await writer.close()
         await follower.close()
+
+
+# Appends one event to aggregate "thing"/"a" once told to, then prints the time it committed.
+_OTHER_PROCESS = """
+import asyncio, sys, time
+from eventsignal.stores import SQLiteStore
+from eventsignal.testing import make_events
+
+async def main():
+    store = SQLiteStore(sys.argv[1])
+    await store.open()
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    await store.append("thing", "a", 0, make_events("a", 0, 1))
+    print(time.time(), flush=True)
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_followers_see_commits_of_other_processes_promptly(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = SQLiteStore(path, migrate=True)
+    await store.open()
+    other = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _OTHER_PROCESS,
+        str(path),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert other.stdin is not None
+    assert other.stdout is not None
+    try:
+        await store.create("thing", "a")
+        async with asyncio.timeout(30):
+            assert (await other.stdout.readline()).strip() == b"ready"
+        waiting = asyncio.create_task(store.wait_for_events(0))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # nothing new yet: the watcher does not wake it for nothing
+        other.stdin.write(b"go\n")
+        await other.stdin.drain()
+        async with asyncio.timeout(10):
+            await waiting
+            woken = time.time()
+            committed = float((await other.stdout.readline()).decode())
+        # Without the watcher only a subscription's 1 s poll would notice; it checks every 40 ms.
+        assert woken - committed < 0.5
+        assert [e.version for e in await store.read_aggregate("thing", "a")] == [1]
+    finally:
+        if other.returncode is None:
+            other.kill()
+        await other.wait()
+        await store.close()
 
 
 async def test_signal_end_to_end_and_restart(tmp_path: Path) -> None:
@@ -486,3 +554,76 @@ async def test_cancelled_callers_leave_the_writer_consistent(store: SQLiteStore)
         assert list(await store.append("thing", "a", version, make_events("a", version, 1))) == [
             version + 1
         ]
+
+
+async def test_reads_never_queue_behind_a_write_transaction(store: SQLiteStore) -> None:
+    snapshots = SQLSnapshotStore(store)
+    taken = Snapshot(
+        aggregate_name="thing",
+        aggregate_id="a",
+        version=3,
+        schema_version=1,
+        state=b"state",
+        taken_at=datetime.now(UTC),
+    )
+    await snapshots.save_snapshot(taken)
+    assert await subscription_status(store) == []  # creates the subscription tables first
+    totals: ReadModel[dict[str, int]] = ReadModel("totals")
+    async with store.subscription_transaction() as state:
+        tx = Transaction(state)
+        await totals.put(tx, "a", {"n": 1}, 1)
+        await tx.flush()
+
+    async def held_open() -> None:  # a subscription's batch, say, stuck in its handler
+        async with store.transaction() as tx:
+            await tx.execute("DELETE FROM eventsignal_snapshots")
+            await asyncio.sleep(10)
+
+    holder = asyncio.create_task(held_open())
+    await asyncio.sleep(0.05)
+    try:
+        async with asyncio.timeout(2):
+            assert await snapshots.load_snapshot("thing", "a") == taken  # the committed state
+            assert await subscription_status(store) == []
+            assert await processed_position(store, "nobody") is None
+            assert await totals.read(store, "a") == {"n": 1}
+            assert [d.key for d in await totals.read_all(store)] == ["a"]
+        assert not holder.done()
+    finally:
+        holder.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await holder
+
+
+async def test_reads_pass_a_write_lock_held_by_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = SQLiteStore(path, migrate=True, busy_timeout=30)
+    await store.open()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert await processed_position(store, "nobody") is None  # tables created beforehand
+        blocker.execute("BEGIN IMMEDIATE")
+        async with asyncio.timeout(2):
+            assert await processed_position(store, "nobody") is None
+            assert await store.head_position() == 0
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        await store.close()
+
+
+async def test_a_read_transaction_sees_one_snapshot_and_cannot_write(store: SQLiteStore) -> None:
+    await store.migrate_component("tally", [["CREATE TABLE tally (n INTEGER NOT NULL)"]])
+    async with store.transaction() as tx:
+        await tx.execute("INSERT INTO tally (n) VALUES (1)")
+    async with store.read_transaction() as reader:
+        assert await reader.fetchall("SELECT n FROM tally") == [(1,)]
+        async with store.transaction() as tx:
+            await tx.execute("INSERT INTO tally (n) VALUES (2)")
+        assert await reader.fetchall("SELECT n FROM tally") == [(1,)]  # as when it began
+        with pytest.raises(SignalError, match="cannot write"):
+            await reader.execute("INSERT INTO tally (n) VALUES (3)")
+    with pytest.raises(SignalError, match="ended"):
+        await reader.fetchone("SELECT 1")
+    async with store.read_transaction() as reader:
+        assert await reader.fetchall("SELECT n FROM tally ORDER BY n") == [(1,), (2,)]

@@ -8,6 +8,7 @@ from eventsignal.stores.sql.contract import (
     SQLTransaction,
     ensure_component,
     for_dialect,
+    reading,
 )
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "SQLTransaction",
     "ensure_component",
     "for_dialect",
+    "reading",
 ]

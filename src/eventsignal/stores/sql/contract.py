@@ -58,6 +58,15 @@ class Migratable(Protocol):
     ) -> None: ...
 
 
+def reading(storage: Any) -> AbstractAsyncContextManager[SQLTransaction]:
+    """A transaction for reads only: the store's ``read_transaction()`` where it has one (on
+    SQLite it takes a read connection and never waits for the writer), else ``transaction()``."""
+    read_transaction = getattr(storage, "read_transaction", None)
+    if read_transaction is not None:
+        return read_transaction()  # type: ignore[no-any-return]
+    return storage.transaction()  # type: ignore[no-any-return]
+
+
 @functools.lru_cache(maxsize=1024)
 def for_dialect(statement: str, dialect: Dialect) -> str:
     """A statement written with ``?`` placeholders, in the dialect's driver style."""

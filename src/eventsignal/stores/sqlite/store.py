@@ -4,15 +4,18 @@ Durability. The database runs in WAL mode with ``synchronous=FULL``: every commi
 write-ahead log before :meth:`SQLiteStore.append` returns, so an acknowledged command survives a
 power loss, not just a crash of the process. ``NORMAL`` would skip that sync and could lose the
 last transactions on power loss; the cost of ``FULL`` is one sync per commit, which group commit
-shares among all the appends that arrive while the previous commit is in flight.
+shares among all the appends that arrive while the previous commit is in flight. The writer
+thread forms those groups itself, so an append crosses to it and back once.
 
 Threads. :mod:`sqlite3` blocks, so nothing runs on the event loop: one writer thread owns the
 only write connection (every write, including :meth:`SQLiteStore.transaction`, runs there, one
 transaction at a time), and a few reader threads share a small set of read connections. WAL lets
-readers run beside the writer, each seeing the last committed state. The write connection is made
-and used on the writer thread alone, so it keeps ``check_same_thread``; read connections pass
-between reader threads through a queue, used by one thread at a time, which every threaded build
-of SQLite allows (``sqlite3.threadsafety`` 1 or 3), so they turn the check off.
+readers run beside the writer, each seeing the last committed state; SQL reads (snapshots,
+subscription status, read models) take that path too, through
+:meth:`SQLiteStore.read_transaction`, so they never queue behind a write transaction. The write
+connection is made and used on the writer thread alone, so it keeps ``check_same_thread``; read
+connections pass between reader threads through a queue, used by one thread at a time, which every
+threaded build of SQLite allows (``sqlite3.threadsafety`` 1 or 3), so they turn the check off.
 
 Order. SQLite has a single writer per file, and positions (``AUTOINCREMENT``) are assigned inside
 the write transaction: a transaction that commits later always holds higher positions than every
@@ -23,7 +26,8 @@ where it still equals the expected version, and ``UNIQUE(aggregate_name, aggrega
 backs that up. Two stores, or two processes, on one file therefore cannot both win a version.
 
 Followers in this process are woken after every commit, across all stores on the same file;
-followers in other processes are not, and rely on the timeout they wait with.
+commits from other processes are noticed within about 40 ms by a watcher that polls the file only
+while someone waits (:mod:`eventsignal.stores.sqlite_followers`).
 
 Storage. Times are integers (microseconds since the Unix epoch, UTC), so they round-trip exactly
 and sort; event ids are their 16 bytes; metadata is a JSON object. The tables come from versioned
@@ -66,7 +70,7 @@ from eventsignal.stores.rows import (
     read_metadata,
 )
 from eventsignal.stores.sql import Dialect, SQLTransaction
-from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, GroupCommit
+from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 from eventsignal.stores.sqlite.followers import followers_of
 from eventsignal.stores.sqlite.schema import (
@@ -79,6 +83,7 @@ from eventsignal.stores.sqlite.schema import (
 T = TypeVar("T")
 
 READERS = 3  # read connections (and threads); reads are short, the writer is the bottleneck
+READ_TRANSACTIONS = 2 * READERS  # read transactions open at once; more wait for one to end
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -179,7 +184,9 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
         self._write_lock = asyncio.Lock()
         self._readers: ThreadPoolExecutor | None = None
         self._read_connections: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
-        self._group: GroupCommit | None = None
+        # Connections of read transactions: held across awaits, so kept apart from the above.
+        self._idle_snapshots: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._read_transactions = asyncio.Semaphore(READ_TRANSACTIONS)
         self._followers = followers_of(path)
         self._transactions = 0
         self._appends = 0
@@ -221,7 +228,7 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
     async def _start(self) -> None:
         if self._stopping is not None:
             await self._stopping
-        writer = _WriterThread()
+        writer = _WriterThread(self._commit_appends, self._in_transaction, self.max_batch)
         try:
             self._write_connection = await writer.run(self._connect_writer)
             readers = await writer.run(self._connect_readers)
@@ -234,12 +241,9 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
         self._writer = writer
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="eventsignal-sqlite-reader")
         self._write_lock = asyncio.Lock()
-        self._group = GroupCommit(self._commit_batch, max_batch=self.max_batch)
+        self._read_transactions = asyncio.Semaphore(READ_TRANSACTIONS)
 
     async def _stop(self) -> None:
-        group, self._group = self._group, None
-        if group is not None:
-            await group.close()
         async with self._write_lock:
             writer, self._writer = self._writer, None
             if writer is not None:
@@ -248,8 +252,9 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
         readers, self._readers = self._readers, None
         if readers is not None:
             await asyncio.to_thread(readers.shutdown)  # lets reads in flight finish
-        while not self._read_connections.empty():
-            self._read_connections.get().close()
+        for idle in (self._read_connections, self._idle_snapshots):
+            while not idle.empty():
+                idle.get().close()
 
     def _connect(self, *, check_same_thread: bool) -> sqlite3.Connection:
         connection = sqlite3.connect(
@@ -287,13 +292,18 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
         # Each is used by one reader thread at a time (taken from and returned to a queue).
         return [self._connect(check_same_thread=False) for _ in range(READERS)]
 
+    def _connect_snapshot(self) -> sqlite3.Connection:
+        connection = self._connect(check_same_thread=False)  # one thread at a time, as above
+        connection.execute("PRAGMA query_only = ON")  # a read transaction cannot write by mistake
+        return connection
+
     def _disconnect(self) -> None:
         connection, self._write_connection = self._write_connection, None
         if connection is not None:
             connection.close()
 
     def _check_open(self) -> None:
-        if self._group is None:
+        if self._writer is None:
             raise self._not_open()
 
     def _not_open(self) -> StoreNotOpen:
@@ -315,6 +325,26 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
             raise StoreUnavailable(f"{self.path}: {exc}") from exc
         finally:
             self._read_connections.put(connection)
+
+    async def _read_in(
+        self, connection: sqlite3.Connection, query: Callable[[sqlite3.Connection], T]
+    ) -> T:
+        readers = self._readers
+        if readers is None:
+            raise self._not_open()
+        return await asyncio.get_running_loop().run_in_executor(
+            readers, _in_snapshot, self.path, connection, query
+        )
+
+    def _end_snapshot(self, connection: sqlite3.Connection) -> None:
+        """Release the snapshot and make the connection available again (on a reader thread)."""
+        try:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+        except sqlite3.Error:
+            connection.close()
+        else:
+            self._idle_snapshots.put(connection)
 
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``job`` on the writer thread; callers hold ``_write_lock``."""
@@ -342,11 +372,11 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
         self, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent] = ()
     ) -> Sequence[int]:
         request = AppendRequest.creation(aggregate_name, aggregate_id, events)
-        group = self._group
-        if group is None:
+        writer = self._writer
+        if writer is None:
             raise self._not_open()
         # Through group commit, so that many creations share one durable commit.
-        return await group.append(request)
+        return await writer.append(request)
 
     async def append(
         self,
@@ -356,16 +386,24 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
         events: Sequence[StoredEvent],
     ) -> Sequence[int]:
         request = AppendRequest.checked(aggregate_name, aggregate_id, expected_version, events)
-        group = self._group
-        if group is None:
+        writer = self._writer
+        if writer is None:
             raise self._not_open()
-        return await group.append(request)
+        return await writer.append(request)
 
-    async def _commit_batch(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
-        async with self._write_lock:
-            outcomes = await self._write(partial(self._append_batch, requests))
+    def _commit_appends(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
+        """Commit a batch of appends; runs on the writer thread, which forms the batches."""
+        connection = self._write_connection
+        if connection is None:  # closed with appends still queued
+            raise self._not_open()
+        outcomes = self._append_batch(requests, connection)
         self._followers.wake()
         return outcomes
+
+    def _in_transaction(self) -> bool:
+        """Whether a :meth:`transaction` holds the write connection; appends wait for its end."""
+        connection = self._write_connection
+        return connection is not None and connection.in_transaction
 
     def _append_batch(
         self, requests: list[AppendRequest], connection: sqlite3.Connection
@@ -443,6 +481,38 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
             self._transactions += 1
         self._followers.wake()
 
+    @asynccontextmanager
+    async def read_transaction(self) -> AsyncIterator[SQLTransaction]:
+        """A read-only transaction on a read connection: it never waits for the writer.
+
+        Its statements see one snapshot, the state committed when its first statement ran, and
+        run beside appends and :meth:`transaction`, which they would otherwise queue behind.
+        Statements that write fail with :class:`~eventsignal.SignalError`.
+        """
+        self._check_open()
+        async with self._read_transactions:
+            try:
+                connection = self._idle_snapshots.get_nowait()
+            except queue.Empty:
+                connection = await self._read_in_new_connection()
+            transaction = _ReadTransaction(self, connection)
+            try:
+                yield transaction
+            finally:
+                transaction.closed = True
+                readers = self._readers
+                if readers is None:  # the store closed meanwhile
+                    connection.close()
+                else:
+                    # Not awaited: ending a read transaction cannot fail the reads it made.
+                    readers.submit(self._end_snapshot, connection)
+
+    async def _read_in_new_connection(self) -> sqlite3.Connection:
+        readers = self._readers
+        if readers is None:
+            raise self._not_open()
+        return await asyncio.get_running_loop().run_in_executor(readers, self._connect_snapshot)
+
     async def migrate(self) -> None:
         """Create or upgrade the store's own tables (component ``"events"``)."""
         await self.migrate_component(EVENTS, EVENTS_MIGRATIONS)
@@ -502,7 +572,8 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
 
     async def wait_for_events(self, after_position: int) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._followers.add(waiter)  # before reading the head, so no commit slips between
+        # Added before reading the head, so that no commit slips between.
+        self._followers.add(waiter, after_position)
         try:
             if await self.head_position() > after_position:
                 return
@@ -539,16 +610,42 @@ class _Transaction:
         return rows[0] if rows else None
 
 
-# A queued job: what to run, and where to report its outcome (nowhere for a posted job).
-_Job = tuple[Callable[[], Any], asyncio.Future[Any] | None, asyncio.AbstractEventLoop | None]
+class _ReadTransaction(_Transaction):
+    """The :class:`SQLTransaction` handed out by :meth:`SQLiteStore.read_transaction`."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, store: SQLiteStore, connection: sqlite3.Connection) -> None:
+        super().__init__(store)
+        self._connection = connection
+
+    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        if self.closed:
+            raise TransactionEnded("this transaction has ended")
+        return await self._store._read_in(self._connection, job)
+
+
+# A queued job: what to run, and the future for its outcome (none for a posted job).
+_Job = tuple[Callable[[], Any], asyncio.Future[Any] | None]
+# Appends sent together from an event loop: each request with the future its caller awaits.
+_Appends = list[tuple[AppendRequest, asyncio.Future[Sequence[int]]]]
 
 
 class _WriterThread:
-    """The thread that owns the write connection: it runs blocking jobs one at a time, in order.
+    """The thread that owns the write connection: it runs blocking jobs one at a time, in order,
+    and commits appends in groups.
 
     Cheaper than ``run_in_executor`` on a one-thread pool, which matters because every command
-    crosses it: a job travels on a :class:`queue.SimpleQueue` and its result comes back through
-    one ``call_soon_threadsafe``, with no :class:`concurrent.futures.Future` and its locks between.
+    crosses it: work travels on a :class:`queue.SimpleQueue` and results come back through
+    ``call_soon_threadsafe``, with no :class:`concurrent.futures.Future` and its locks between.
+
+    Group commit happens here rather than in a task on the event loop: the appends of one loop
+    iteration travel as one item, and every append queued while a commit is in flight joins the
+    next one, so a commit costs one hop each way however many commands share it, and the
+    callers' futures are settled by one callback per batch. Appends wait while a
+    :meth:`SQLiteStore.transaction` holds the connection, and jobs keep their order: appends
+    queued before a job commit before it runs.
+
     A job always runs once queued, even if its caller is cancelled meanwhile; jobs queued after it
     (such as a rollback) therefore find the connection in the state it left.
 
@@ -556,62 +653,131 @@ class _WriterThread:
     interrupted write transaction is rolled back by SQLite, and no caller was told it committed.
     """
 
-    __slots__ = ("_jobs",)
+    __slots__ = ("_busy", "_commit", "_jobs", "_max_batch", "_outbox")
 
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        threading.Thread(
-            target=self._serve, args=(self._jobs,), name="eventsignal-sqlite-writer", daemon=True
-        ).start()
+    def __init__(
+        self,
+        commit: Callable[[list[AppendRequest]], list[AppendOutcome]],
+        busy: Callable[[], bool],
+        max_batch: int,
+    ) -> None:
+        self._commit = commit
+        self._busy = busy
+        self._max_batch = max_batch
+        self._outbox: _Appends = []
+        self._jobs: queue.SimpleQueue[_Job | _Appends | None] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="eventsignal-sqlite-writer", daemon=True).start()
+
+    def append(self, request: AppendRequest) -> asyncio.Future[Sequence[int]]:
+        """Queue ``request`` for the next group commit; the future settles with its positions."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Sequence[int]] = loop.create_future()
+        outbox = self._outbox
+        outbox.append((request, future))
+        if len(outbox) == 1:
+            # Sent once this loop iteration ends, with every append it makes: one queue hop.
+            loop.call_soon(self._send)
+        return future
+
+    def _send(self) -> None:
+        if self._outbox:
+            outbox, self._outbox = self._outbox, []
+            self._jobs.put(outbox)
 
     def run(self, job: Callable[[], T]) -> asyncio.Future[T]:
         """Queue ``job``; the future settles, in the caller's event loop, with its outcome."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((job, future, loop))
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._send()  # appends made before this job go first
+        self._jobs.put((job, future))
         return future
 
     def post(self, job: Callable[[], object]) -> None:
         """Queue ``job`` with nobody waiting for it (its failure is dropped)."""
-        self._jobs.put((job, None, None))
+        self._send()
+        self._jobs.put((job, None))
 
     def stop(self) -> None:
-        """End the thread once the jobs already queued have run."""
+        """End the thread once the work already queued is done."""
+        self._send()
         self._jobs.put(None)
 
-    @staticmethod
-    def _serve(jobs: queue.SimpleQueue[_Job | None]) -> None:
-        get = jobs.get
-        while (item := get()) is not None:
+    def _serve(self) -> None:
+        jobs = self._jobs
+        waiting: _Appends = []  # appends not committed yet, in arrival order
+        while True:
+            item: _Job | _Appends | None = jobs.get()
+            drained = False
+            # Appends queued while the last commit was in flight all join the next one.
+            while type(item) is list:
+                waiting += item
+                try:
+                    item = jobs.get_nowait()
+                except queue.Empty:
+                    drained = True
+                    break
+            if waiting:
+                self._flush(waiting)
+            if drained:
+                continue
+            if item is None:
+                break
             _run_job(*item)
             del item  # nothing of the last job kept alive while idle
+            if waiting:  # held back by a transaction that this job may have ended
+                self._flush(waiting)
+        for _, future in waiting:  # held back by a transaction that never ended
+            _settle_threadsafe(future.get_loop(), _fail, future, StoreNotOpen("the store closed"))
+
+    def _flush(self, waiting: _Appends) -> None:
+        """Commit ``waiting`` in batches of at most ``max_batch``, unless a transaction is open;
+        settle the callers' futures, one callback per event loop and batch."""
+        while waiting and not self._busy():
+            batch = waiting[: self._max_batch]
+            del waiting[: self._max_batch]
+            outcomes: list[AppendOutcome]
+            try:
+                outcomes = self._commit([request for request, _ in batch])
+            except BaseException as exc:  # the whole batch failed: none of it was acknowledged
+                outcomes = [exc] * len(batch)
+            by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+            for loop, settled in by_loop.items():
+                _settle_threadsafe(loop, _settle_appends, settled, None)
 
 
-def _run_job(
-    job: Callable[[], Any],
-    future: asyncio.Future[Any] | None,
-    loop: asyncio.AbstractEventLoop | None,
+def _settle_appends(
+    settled: list[tuple[asyncio.Future[Sequence[int]], AppendOutcome]], _: object
 ) -> None:
+    for future, outcome in settled:
+        if future.done():  # the caller was cancelled; its append may still be stored
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _run_job(job: Callable[[], Any], future: asyncio.Future[Any] | None) -> None:
     try:
         result = job()
     except BaseException as exc:  # delivered to the caller, as an executor would
         if future is not None:
-            _settle_threadsafe(loop, _fail, future, exc)
+            _settle_threadsafe(future.get_loop(), _fail, future, exc)
     else:
         if future is not None:
-            _settle_threadsafe(loop, _succeed, future, result)
+            _settle_threadsafe(future.get_loop(), _succeed, future, result)
 
 
 def _settle_threadsafe(
-    loop: asyncio.AbstractEventLoop | None,
-    settle: Callable[[asyncio.Future[Any], Any], None],
-    future: asyncio.Future[Any],
+    loop: asyncio.AbstractEventLoop,
+    settle: Callable[[Any, Any], None],
+    target: object,
     outcome: object,
 ) -> None:
-    assert loop is not None
     # RuntimeError: the loop closed meanwhile, and nobody is waiting there any more.
     with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(settle, future, outcome)
+        loop.call_soon_threadsafe(settle, target, outcome)
 
 
 def _succeed(future: asyncio.Future[Any], result: object) -> None:
@@ -625,6 +791,22 @@ def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
 
 
 # Blocking helpers, run in the store's threads
+
+
+def _in_snapshot(
+    path: str, connection: sqlite3.Connection, query: Callable[[sqlite3.Connection], T]
+) -> T:
+    """Run ``query`` inside the read transaction of ``connection``, starting it if needed."""
+    try:
+        if not connection.in_transaction:
+            connection.execute("BEGIN")  # deferred: a read snapshot, no lock on the writer
+        return query(connection)
+    except sqlite3.OperationalError as exc:
+        if "readonly" in str(exc):
+            raise ConfigurationError(
+                f"{path}: a read transaction cannot write ({exc}); use store.transaction()"
+            ) from exc
+        raise StoreUnavailable(f"{path}: {exc}") from exc
 
 
 def _begin(connection: sqlite3.Connection) -> None:
