@@ -81,10 +81,18 @@ class SQLSubscriptionState:
     """A :class:`~eventsignal.stores.subscription_state.SubscriptionState` on one SQL
     transaction of the store."""
 
-    __slots__ = ("_tx", "dialect", "idle_limit")
+    __slots__ = ("_tx", "_writable", "dialect", "idle_limit")
 
-    def __init__(self, tx: SQLTransaction, dialect: Dialect, idle_limit: float | None) -> None:
+    def __init__(
+        self,
+        tx: SQLTransaction,
+        dialect: Dialect,
+        idle_limit: float | None,
+        *,
+        writable: bool = True,
+    ) -> None:
         self._tx = tx
+        self._writable = writable
         self.dialect: Dialect = dialect
         self.idle_limit = idle_limit
 
@@ -96,6 +104,10 @@ class SQLSubscriptionState:
 
     async def ensure(self, name: str, parts: int, position: int) -> None:
         """Create the partitions' rows at ``position`` unless they exist."""
+        # Checked before writing, so that a refusal leaves nothing for the caller to commit.
+        found = await self._partitions(name)
+        if found and found != [parts]:
+            raise _other_partitioning(name, parts, found)
         await self._tx.executemany(
             _q(
                 self.dialect,
@@ -104,6 +116,12 @@ class SQLSubscriptionState:
             ),
             [(name, part, parts, position) for part in range(parts)],
         )
+        # And after: a concurrent ensure with another count may have created them meanwhile.
+        found = await self._partitions(name)
+        if found != [parts]:
+            raise _other_partitioning(name, parts, found)
+
+    async def _partitions(self, name: str) -> list[int]:
         rows = await self._tx.fetchall(
             _q(
                 self.dialect,
@@ -111,12 +129,7 @@ class SQLSubscriptionState:
             ),
             (name,),
         )
-        found = sorted(int(r[0]) for r in rows)
-        if found != [parts]:
-            raise ConfigurationError(
-                f"subscription {name!r} is stored with {found} partitions, not {parts}; "
-                "rebuild it under a new name to change its partitioning"
-            )
+        return sorted(int(r[0]) for r in rows)
 
     async def leases(self, name: str) -> list[Lease]:
         rows = await self._tx.fetchall(
@@ -173,14 +186,15 @@ class SQLSubscriptionState:
         )
 
     async def members(self, name: str, now: float) -> list[str]:
-        """The members alive now; long-dead ones are forgotten."""
-        await self._tx.execute(
-            _q(
-                self.dialect,
-                "DELETE FROM eventsignal_members WHERE subscription = ? AND expires < ?",
-            ),
-            (name, now - 3600),
-        )
+        """The members alive now; long-dead ones are forgotten (by a transaction, not a read)."""
+        if self._writable:
+            await self._tx.execute(
+                _q(
+                    self.dialect,
+                    "DELETE FROM eventsignal_members WHERE subscription = ? AND expires < ?",
+                ),
+                (name, now - 3600),
+            )
         rows = await self._tx.fetchall(
             _q(
                 self.dialect,
@@ -419,6 +433,13 @@ class SQLSubscriptionState:
         return "document::text" if self.dialect == "postgres" else "document"
 
 
+def _other_partitioning(name: str, parts: int, found: list[int]) -> ConfigurationError:
+    return ConfigurationError(
+        f"subscription {name!r} is stored with {found} partitions, not {parts}; "
+        "rebuild it under a new name to change its partitioning"
+    )
+
+
 def _bytes(document: str | bytes) -> bytes:
     return document.encode() if isinstance(document, str) else document
 
@@ -458,14 +479,18 @@ class SQLSubscriptions:
         self, *, idle_limit: float | None = None
     ) -> AbstractAsyncContextManager[SQLSubscriptionState]:
         limit = idle_limit if self.dialect == "postgres" else None
-        return self._state(self.transaction(), limit)
+        return self._state(self.transaction(), limit, writable=True)
 
     def subscription_reads(self) -> AbstractAsyncContextManager[SQLSubscriptionState]:
-        return self._state(self.read_transaction(), None)
+        return self._state(self.read_transaction(), None, writable=False)
 
     @asynccontextmanager
     async def _state(
-        self, transaction: AbstractAsyncContextManager[SQLTransaction], idle_limit: float | None
+        self,
+        transaction: AbstractAsyncContextManager[SQLTransaction],
+        idle_limit: float | None,
+        *,
+        writable: bool,
     ) -> AsyncIterator[SQLSubscriptionState]:
         async with transaction as tx:
             if idle_limit is not None:
@@ -473,7 +498,7 @@ class SQLSubscriptions:
                     "SELECT set_config('idle_in_transaction_session_timeout', %s, true)",
                     (str(max(int(idle_limit * 1000), 1)),),
                 )
-            yield SQLSubscriptionState(tx, self.dialect, idle_limit)
+            yield SQLSubscriptionState(tx, self.dialect, idle_limit, writable=writable)
 
 
 def _parked(row: Sequence[Any]) -> ParkedEvent:

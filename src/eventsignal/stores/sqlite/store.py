@@ -451,6 +451,32 @@ class SQLiteStore(SQLSubscriptions):
             self._transactions += 1
         self._followers.wake()
 
+    @asynccontextmanager
+    async def read_transaction(self) -> AsyncIterator[SQLTransaction]:
+        """A read-only transaction that never waits for the writer.
+
+        It has a connection of its own rather than one of the readers': it may stay open across
+        awaits, and must not keep the store's short reads waiting meanwhile. Under WAL it sees
+        the state committed when it first reads, whatever the writer does after.
+        """
+        self._check_open()
+        connection = await asyncio.to_thread(self._connect_reading)
+        transaction = _ReadTransaction(self, connection)
+        try:
+            yield transaction
+        finally:
+            transaction.closed = True
+            await asyncio.to_thread(connection.close)  # ends its transaction, which wrote nothing
+
+    def _connect_reading(self) -> sqlite3.Connection:
+        try:
+            connection = self._connect(check_same_thread=False)  # used by one thread at a time
+            connection.execute("PRAGMA query_only = ON")
+            connection.execute("BEGIN")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+        return connection
+
     async def migrate(self) -> None:
         """Create or upgrade the store's own tables (component ``"events"``)."""
         await self.migrate_component(EVENTS, EVENTS_MIGRATIONS)
@@ -545,6 +571,27 @@ class _Transaction:
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
+
+
+class _ReadTransaction(_Transaction):
+    """The :class:`SQLTransaction` handed out by :meth:`SQLiteStore.read_transaction`."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, store: SQLiteStore, connection: sqlite3.Connection) -> None:
+        super().__init__(store)
+        self._connection = connection
+
+    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        if self.closed:
+            raise TransactionEnded("this transaction has ended")
+        return await asyncio.to_thread(self._on_connection, job)
+
+    def _on_connection(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return job(self._connection)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"{self._store.path}: {exc}") from exc
 
 
 # A queued job: what to run, and where to report its outcome (nowhere for a posted job).
