@@ -1,7 +1,13 @@
 from eventsignal.stores import EventStore, MemoryStore
-from eventsignal.testing import EventStoreCompliance
+from eventsignal.stores.subscription_state import SubscriptionStore
+from eventsignal.testing import EventStoreCompliance, SubscriptionStoreCompliance
 
 
 class TestMemoryStore(EventStoreCompliance):
     async def make_store(self) -> EventStore:
+        return MemoryStore()
+
+
+class TestMemoryStoreSubscriptions(SubscriptionStoreCompliance):
+    async def make_store(self) -> SubscriptionStore:
         return MemoryStore()
