@@ -1,5 +1,6 @@
 from eventsignal.stores import EventStore, MemoryStore
-from eventsignal.testing import EventStoreCompliance
+from eventsignal.stores.subscription_state import SubscriptionStore
+from eventsignal.testing import EventStoreCompliance, SubscriptionStoreCompliance
 
 
 class TestMemoryStore(EventStoreCompliance):
@@ -7,3 +8,8 @@ class TestMemoryStore(EventStoreCompliance):
         store = MemoryStore()
         await store.open()
         return store
+
+
+class TestMemoryStoreSubscriptions(SubscriptionStoreCompliance):
+    async def make_store(self) -> SubscriptionStore:
+        return MemoryStore()

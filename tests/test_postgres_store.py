@@ -25,7 +25,8 @@ from eventsignal import (
 )
 from eventsignal.stores import EventStore, PostgresStore, StoredEvent
 from eventsignal.stores.sql import SQLStore
-from eventsignal.testing import EventStoreCompliance, make_events
+from eventsignal.stores.subscription_state import SubscriptionStore
+from eventsignal.testing import EventStoreCompliance, SubscriptionStoreCompliance, make_events
 
 pytestmark = pytest.mark.postgres
 
@@ -36,6 +37,17 @@ class TestPostgresStore(EventStoreCompliance):
         self.dsn = postgres_dsn  # a fresh schema for every check
 
     async def make_store(self) -> EventStore:
+        store = PostgresStore(self.dsn, migrate=True, max_size=4)
+        await store.open()
+        return store
+
+
+class TestPostgresStoreSubscriptions(SubscriptionStoreCompliance):
+    @pytest.fixture(autouse=True)
+    def _database(self, postgres_dsn: str) -> None:
+        self.dsn = postgres_dsn  # a fresh schema for every check
+
+    async def make_store(self) -> SubscriptionStore:
         store = PostgresStore(self.dsn, migrate=True, max_size=4)
         await store.open()
         return store

@@ -32,26 +32,44 @@ from eventsignal.stores import EventStore, SQLiteStore
 from eventsignal.stores.base import Snapshot
 from eventsignal.stores.sql import SQLStore
 from eventsignal.stores.sql.snapshots import SQLSnapshotStore
+from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.subscriptions import (
     ReadModel,
     Transaction,
     processed_position,
     subscription_status,
 )
-from eventsignal.testing import EventStoreCompliance, make_events
+from eventsignal.testing import EventStoreCompliance, SubscriptionStoreCompliance, make_events
+
+
+async def _fresh_store() -> SQLiteStore:
+    """An opened store in a file of its own, so that no check sees another's state."""
+    folder = tempfile.mkdtemp(prefix="eventsignal-sqlite-")
+    store = SQLiteStore(Path(folder) / "events.db", migrate=True)
+    await store.open()
+    return store
+
+
+async def _remove_store(store: object) -> None:
+    assert isinstance(store, SQLiteStore)
+    await store.close()
+    shutil.rmtree(Path(store.path).parent)
 
 
 class TestSQLiteStore(EventStoreCompliance):
     async def make_store(self) -> EventStore:
-        folder = tempfile.mkdtemp(prefix="eventsignal-sqlite-")
-        store = SQLiteStore(Path(folder) / "events.db", migrate=True)
-        await store.open()
-        return store
+        return await _fresh_store()
 
     async def dispose_store(self, store: EventStore) -> None:
-        await store.close()
-        assert isinstance(store, SQLiteStore)
-        shutil.rmtree(Path(store.path).parent)
+        await _remove_store(store)
+
+
+class TestSQLiteStoreSubscriptions(SubscriptionStoreCompliance):
+    async def make_store(self) -> SubscriptionStore:
+        return await _fresh_store()
+
+    async def dispose_store(self, store: SubscriptionStore) -> None:
+        await _remove_store(store)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from subscription_worker import expected_from_events, open_store, projected, wri
 
 from eventsignal import Signal
 from eventsignal.cart import cart_config
-from eventsignal.stores import EventStore
+from eventsignal.stores import EventStore, SQLiteStore
 from eventsignal.stores.subscription_state import Lease
 from eventsignal.subscriptions import wait_until_processed
 
@@ -143,6 +143,21 @@ async def test_a_killed_process_hands_its_partitions_to_the_survivor(
         assert await survivor.stop() > 0
 
 
+async def pause(worker: Worker, store: EventStore) -> None:
+    """SIGSTOP the worker; on SQLite, between two of its transactions.
+
+    SQLite has one write lock per file and no server to end the transaction of a process stopped
+    while holding it: every writer would stall until it resumes (the failure model's "stall").
+    Holding the lock ourselves while the signal lands keeps the worker out of a transaction.
+    """
+    if not isinstance(store, SQLiteStore):
+        worker.process.send_signal(signals.SIGSTOP)
+        return
+    async with store.transaction():
+        worker.process.send_signal(signals.SIGSTOP)
+        await asyncio.sleep(0.2)  # a stop signal takes effect long before this
+
+
 async def test_a_paused_process_cannot_apply_events_after_losing_its_lease(
     database: tuple[str, str], spawn: list[Worker]
 ) -> None:
@@ -161,7 +176,7 @@ async def test_a_paused_process_cannot_apply_events_after_losing_its_lease(
                 if any(progress):
                     break
                 await asyncio.sleep(0.02)
-        zombie.process.send_signal(signals.SIGSTOP)
+        await pause(zombie, store)
         await until_owned_by(store, 1)  # its leases (1 s) expired and the survivor took them
         zombie.process.send_signal(signals.SIGCONT)
         await writing

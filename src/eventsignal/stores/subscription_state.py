@@ -109,7 +109,8 @@ class SubscriptionState(Protocol):
         ...
 
     async def members(self, name: str, now: float) -> list[str]:
-        """The members alive at ``now``, sorted; forgets the expired ones."""
+        """The members alive at ``now``, sorted; a transaction also forgets the long dead (a
+        read view only lists)."""
         ...
 
     async def release(self, name: str, member: str, part: int | None = None) -> None:

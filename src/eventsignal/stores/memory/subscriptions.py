@@ -165,8 +165,8 @@ class MemorySubscriptionState:
             if sub != name:
                 continue
             if expires < now - 3600:
-                self._write()
-                self.members_.delete((sub, member))
+                if self._writable:  # housekeeping, left to transactions: reads write nothing
+                    self.members_.delete((sub, member))
             elif expires >= now:
                 alive.append(member)
         return sorted(alive)

@@ -81,10 +81,18 @@ class SQLSubscriptionState:
     """A :class:`~eventsignal.stores.subscription_state.SubscriptionState` on one SQL
     transaction of the store."""
 
-    __slots__ = ("_tx", "dialect", "idle_limit")
+    __slots__ = ("_tx", "_writable", "dialect", "idle_limit")
 
-    def __init__(self, tx: SQLTransaction, dialect: Dialect, idle_limit: float | None) -> None:
+    def __init__(
+        self,
+        tx: SQLTransaction,
+        dialect: Dialect,
+        idle_limit: float | None,
+        *,
+        writable: bool = True,
+    ) -> None:
         self._tx = tx
+        self._writable = writable
         self.dialect: Dialect = dialect
         self.idle_limit = idle_limit
 
@@ -97,6 +105,10 @@ class SQLSubscriptionState:
 
     async def ensure(self, name: str, parts: int, position: int) -> None:
         """Create the partitions' rows at ``position`` unless they exist."""
+        # Checked before writing, so that a refusal leaves nothing for the caller to commit.
+        found = await self._partitions(name)
+        if found and found != [parts]:
+            raise _other_partitioning(name, parts, found)
         await self._tx.executemany(
             _q(
                 self.dialect,
@@ -105,6 +117,12 @@ class SQLSubscriptionState:
             ),
             [(name, part, parts, position) for part in range(parts)],
         )
+        # And after: a concurrent ensure with another count may have created them meanwhile.
+        found = await self._partitions(name)
+        if found != [parts]:
+            raise _other_partitioning(name, parts, found)
+
+    async def _partitions(self, name: str) -> list[int]:
         rows = await self._tx.fetchall(
             _q(
                 self.dialect,
@@ -112,12 +130,7 @@ class SQLSubscriptionState:
             ),
             (name,),
         )
-        found = sorted(int(r[0]) for r in rows)
-        if found != [parts]:
-            raise ConfigurationError(
-                f"subscription {name!r} is stored with {found} partitions, not {parts}; "
-                "rebuild it under a new name to change its partitioning"
-            )
+        return sorted(int(r[0]) for r in rows)
 
     async def leases(self, name: str) -> list[Lease]:
         rows = await self._tx.fetchall(
@@ -174,14 +187,15 @@ class SQLSubscriptionState:
         )
 
     async def members(self, name: str, now: float) -> list[str]:
-        """The members alive now; long-dead ones are forgotten."""
-        await self._tx.execute(
-            _q(
-                self.dialect,
-                "DELETE FROM eventsignal_members WHERE subscription = ? AND expires < ?",
-            ),
-            (name, now - 3600),
-        )
+        """The members alive now; long-dead ones are forgotten (by a transaction, not a read)."""
+        if self._writable:
+            await self._tx.execute(
+                _q(
+                    self.dialect,
+                    "DELETE FROM eventsignal_members WHERE subscription = ? AND expires < ?",
+                ),
+                (name, now - 3600),
+            )
         rows = await self._tx.fetchall(
             _q(
                 self.dialect,
@@ -420,6 +434,13 @@ class SQLSubscriptionState:
         return "document::text" if self.dialect == "postgres" else "document"
 
 
+def _other_partitioning(name: str, parts: int, found: list[int]) -> ConfigurationError:
+    return ConfigurationError(
+        f"subscription {name!r} is stored with {found} partitions, not {parts}; "
+        "rebuild it under a new name to change its partitioning"
+    )
+
+
 def _bytes(document: str | bytes) -> bytes:
     return document.encode() if isinstance(document, str) else document
 
@@ -473,7 +494,7 @@ class SQLSubscriptions:
     @asynccontextmanager
     async def _read_state(self) -> AsyncIterator[SQLSubscriptionState]:
         async with self.read_transaction() as tx:
-            yield SQLSubscriptionState(tx, self.dialect, None)
+            yield SQLSubscriptionState(tx, self.dialect, None, writable=False)
 
 
 class _LazyTransaction:
