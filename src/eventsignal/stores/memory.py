@@ -17,6 +17,7 @@ from eventsignal.domain.identity import validate_id, validate_name
 from eventsignal.stores.base import AggregateInfo, Snapshot, StoredEvent, check_versions
 
 _Key = tuple[str, str]
+_replace = msgspec.structs.replace
 
 
 class MemoryStore:
@@ -47,8 +48,9 @@ class MemoryStore:
             raise AggregateExists(aggregate_name, aggregate_id)
         check_versions(aggregate_name, aggregate_id, 0, events)
         self._created[key] = datetime.now(UTC)
-        self._streams[key] = []
-        return await self.append(aggregate_name, aggregate_id, 0, events) if events else ()
+        stream: list[StoredEvent] = []
+        self._streams[key] = stream
+        return self._keep(stream, events) if events else ()
 
     async def exists(self, aggregate_name: str, aggregate_id: str) -> bool:
         return (aggregate_name, aggregate_id) in self._created
@@ -66,17 +68,22 @@ class MemoryStore:
         if len(stream) != expected_version:
             raise ConcurrencyError(aggregate_name, aggregate_id, expected_version, len(stream))
         check_versions(aggregate_name, aggregate_id, expected_version, events)
+        return self._keep(stream, events)
+
+    def _keep(self, stream: list[StoredEvent], events: Sequence[StoredEvent]) -> Sequence[int]:
+        """Give checked events their positions and add them to their stream and the log."""
         log = self._log
         first = len(log) + 1
         if len(events) == 1:  # the common case, without the general loop
-            stored = [msgspec.structs.replace(events[0], position=first)]
+            event = _replace(events[0], position=first)
+            stream.append(event)
+            log.append(event)
             positions: Sequence[int] = (first,)
         else:
             positions = range(first, first + len(events))
-            replace = msgspec.structs.replace
-            stored = [replace(e, position=p) for e, p in zip(events, positions, strict=True)]
-        stream.extend(stored)
-        log.extend(stored)
+            stored = [_replace(e, position=p) for e, p in zip(events, positions, strict=True)]
+            stream.extend(stored)
+            log.extend(stored)
         if self._followers:
             self._wake()
         return positions
