@@ -578,6 +578,7 @@ class Signal(Generic[S, C]):
         await self._catch_up(live)
 
     def _command_failed(self, exc: Exception, aggregate_id: str, command: object) -> None:
+        """Report a command that stored nothing: rejected, failed, or out of retries."""
         self._name_rejection(exc, aggregate_id)
         reason = exc.reason if isinstance(exc, CommandRejected) else f"{type(exc).__name__}: {exc}"
         self._report(
