@@ -40,6 +40,16 @@ def test_memory_benchmark_prints_both_libraries_and_ratios() -> None:
         assert re.search(RATIO.format(re.escape(name)), out), out
 
 
+def test_pool_benchmark_prints_the_overhead_per_live_aggregate() -> None:
+    out = run_script("bench_pool.py", "--quick")
+    assert re.search(r"state per aggregate \(a cart of three products\): [\d,]+ B", out), out
+    assert re.search(
+        r"pool overhead per live aggregate: -?[\d,]+ B beyond its state "
+        r"\(target <= 1,024 B: (met|NOT met)\)",
+        out,
+    ), out
+
+
 @pytest.mark.postgres
 def test_stores_benchmark_prints_throughput_ceiling_and_rebuild_ratios() -> None:
     out = run_script("bench_stores.py", "--quick", "--clients", "8")

@@ -10,11 +10,10 @@ stored events and the command runs again.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -27,14 +26,14 @@ from eventsignal.domain.errors import (
     CommandRejected,
     ConcurrencyError,
     ConfigurationError,
-    InvalidHandlerResult,
     NotStarted,
     StoreInconsistent,
     VersionOutOfRange,
 )
-from eventsignal.domain.events import Event, new_event_id
+from eventsignal.domain.events import Event
 from eventsignal.domain.identity import validate_id
 from eventsignal.pool import LiveAggregate, Pool, PoolStats
+from eventsignal.recording import Recorder
 from eventsignal.serialization import EventSerializer, Transcoder, envelope
 from eventsignal.snapshotting import Snapshotter, snapshot_store_for
 from eventsignal.stores.base import EventStore, SnapshotStore, StoredEvent
@@ -63,6 +62,8 @@ S = TypeVar("S")
 C = TypeVar("C")
 
 EvictionHook = Callable[[str, Any, int], object]
+Hooks = tuple[TelemetryHook | None, TelemetryHook | None]  # for info reports, for debug reports
+_QUIET: Hooks = (None, None)
 _FOLD_SLICE = 2000  # events applied between yields to the event loop during a rebuild
 _replace = msgspec.structs.replace
 
@@ -170,6 +171,7 @@ class Signal(Generic[S, C]):
             config.name, config.event_types, transcoder, config.upcasters
         )
         self.conflict_retries = conflict_retries
+        self._recorder: Recorder[S] = Recorder(config, self.serializer)
         self._telemetry = telemetry
         self._on_evict = on_evict
         self._pool: Pool[S] = Pool(pool_size, self._evicted)
@@ -191,6 +193,9 @@ class Signal(Generic[S, C]):
                 transcoder,
                 telemetry,
             )
+        # Whether a stored command has anything to inform besides telemetry: when not, the
+        # command path skips that step altogether.
+        self._informs = self._bus.subscriber_count > 0 or self._snapshotter is not None
         self._started = False
 
     # Life cycle
@@ -301,24 +306,20 @@ class Signal(Generic[S, C]):
         """
         self._check_started()
         validate_id(aggregate_id)
-        debug = self._hook_for(logging.DEBUG)
+        info, debug = self._hooks()
         if debug is not None:
             debug(CreatingAggregate(aggregate_name=self.name, aggregate_id=aggregate_id))
         state = self.config.initial_state
-        envelopes: list[Event[Any]] = []
-        records: list[StoredEvent] = []
+        envelopes: Sequence[Event[Any]] = ()
+        records: Sequence[StoredEvent] = ()
         try:
             if command is not None:
-                produced = self.config.command_handler(command, state)
-                if type(produced) is not list:
-                    produced = await self._events_of(produced, aggregate_id, command)
-                state, envelopes, records = self._record(
-                    aggregate_id, state, 0, produced, _own(metadata)
+                state, envelopes, records = await self._recorder.decide(
+                    command, state, aggregate_id, 0, _own(metadata)
                 )
             positions = await self.store.create(self.name, aggregate_id, records)
         except Exception as exc:
-            if isinstance(exc, CommandRejected):
-                exc.aggregate_name, exc.aggregate_id = self.name, aggregate_id
+            self._name_rejection(exc, aggregate_id)
             self._report(
                 CannotCreateAggregate(
                     aggregate_name=self.name, aggregate_id=aggregate_id, reason=str(exc)
@@ -329,9 +330,8 @@ class Signal(Generic[S, C]):
         self._pool.put(live)
         if debug is not None:
             debug(AggregateCreated(aggregate_name=self.name, aggregate_id=aggregate_id))
-        if envelopes:
-            info = self._hook_for(logging.INFO)
-            self._after_commit(live, type(command).__name__, 0, envelopes, positions, info, debug)
+        if envelopes and (self._informs or info is not None or debug is not None):
+            self._after_commit(live, command, 0, envelopes, positions, info, debug)
         return Aggregate(self, live)
 
     async def aggregate(self, aggregate_id: str) -> Aggregate[S]:
@@ -378,15 +378,28 @@ class Signal(Generic[S, C]):
         if self._telemetry is not None:
             self._telemetry(report)
 
-    def _hook_for(self, level: int) -> TelemetryHook | None:
-        """The telemetry hook, or ``None`` when the report would be dropped anyway."""
+    def _hooks(self) -> Hooks:
+        """The telemetry hook for info reports and for debug reports, each ``None`` where the
+        report would be dropped anyway: the default hook logs, and a report its logger does not
+        emit is not worth building. Checked once per command, since levels can change at any
+        time."""
         hook = self._telemetry
-        if hook is log_telemetry and not logger.isEnabledFor(level):
-            return None
-        return hook
+        if hook is None:
+            return _QUIET
+        if hook is not log_telemetry:
+            return hook, hook
+        if not logger.isEnabledFor(logging.INFO):  # nor, then, for DEBUG: the common case
+            return _QUIET
+        return hook, (hook if logger.isEnabledFor(logging.DEBUG) else None)
+
+    def _name_rejection(self, exc: Exception, aggregate_id: str) -> None:
+        """Say which aggregate refused: a command handler raises :class:`CommandRejected`
+        without knowing the name and id the message should carry."""
+        if isinstance(exc, CommandRejected):
+            exc.aggregate_name, exc.aggregate_id = self.name, aggregate_id
 
     def _evicted(self, live: LiveAggregate[S]) -> None:
-        debug = self._hook_for(logging.DEBUG)
+        debug = self._hooks()[1]
         if debug is not None:
             debug(
                 AggregateEvicted(
@@ -494,105 +507,90 @@ class Signal(Generic[S, C]):
         wait_for: Sequence[str] = (),
         wait_timeout: float = 5.0,
     ) -> S:
-        name = self.name
-        aggregate_id = live.id
-        command_name = type(command).__name__
-        info = debug = self._telemetry
-        if info is log_telemetry:  # skip building reports its logger would drop
-            info = info if logger.isEnabledFor(logging.INFO) else None
-            debug = debug if logger.isEnabledFor(logging.DEBUG) else None
+        """Run a command in its aggregate's turn; return the new state once it is stored.
+
+        Each attempt decides the command against the live state and appends its events with the
+        version that state was built from. After a conflict the aggregate catches up on what the
+        other writer stored, and the command is decided again.
+        """
+        info, debug = self._hooks()
         if info is not None:
             info(
                 ProcessingCommand(
-                    aggregate_name=name, aggregate_id=aggregate_id, command=command_name
+                    aggregate_name=self.name, aggregate_id=live.id, command=type(command).__name__
                 )
             )
         metadata = _own(metadata)
-        handle = self.config.command_handler
+        decide = self._recorder.decide
         attempt = 0
         turn = live.enter()
         if turn is not None:
             await live.wait(turn)
         try:
             while True:
-                state = live.state
                 version = live.version
-                produced = handle(command, state)  # type: ignore[arg-type]
-                if type(produced) is not list:
-                    produced = await self._events_of(produced, aggregate_id, command)
-                if not produced:
-                    return state
-                state, envelopes, records = self._record(
-                    aggregate_id, state, version, produced, metadata
+                state, envelopes, records = await decide(
+                    command, live.state, live.id, version, metadata
                 )
-                event_version = envelopes[-1].version
+                if not records:
+                    return state
                 try:
-                    positions = await self.store.append(name, aggregate_id, version, records)
-                except ConcurrencyError:
-                    if attempt >= self.conflict_retries:
-                        raise
+                    positions = await self.store.append(self.name, live.id, version, records)
+                except ConcurrencyError as conflict:
                     attempt += 1
-                    self._report(
-                        CommandConflicted(
-                            aggregate_name=name,
-                            aggregate_id=aggregate_id,
-                            command=command_name,
-                            expected_version=version,
-                            attempt=attempt,
-                        )
-                    )
-                    await self._catch_up(live)
+                    await self._conflicted(conflict, live, command, version, attempt)
                     continue
                 live.state = state
-                live.version = event_version
-                if (
-                    self._snapshotter is not None
-                    or info is not None
-                    or debug is not None
-                    or self._bus.subscriber_count
-                ):
-                    self._after_commit(
-                        live, command_name, version, envelopes, positions, info, debug
-                    )
-                if not wait_for:
-                    return state
-                stored_at = positions[-1]
+                live.version = version + len(records)
+                if self._informs or info is not None or debug is not None:
+                    self._after_commit(live, command, version, envelopes, positions, info, debug)
                 break
         except Exception as exc:
-            if isinstance(exc, CommandRejected):
-                exc.aggregate_name = name
-                exc.aggregate_id = aggregate_id
-                reason = exc.reason
-            else:
-                reason = f"{type(exc).__name__}: {exc}"
-            self._report(
-                CommandFailed(
-                    aggregate_name=name,
-                    aggregate_id=aggregate_id,
-                    command=command_name,
-                    reason=reason,
-                )
-            )
+            self._command_failed(exc, live.id, command)
             raise
         finally:
             live.leave()
             if self._pool.overflowing:
                 self._pool.trim()
-        # Waited for outside the turn, so other commands to this aggregate are not held up.
-        await self._wait_for(wait_for, stored_at, wait_timeout)
+        if wait_for:
+            # Waited for outside the turn, so other commands to this aggregate are not held up.
+            await self._wait_for(wait_for, positions[-1], wait_timeout)
         return state
 
-    async def _events_of(self, produced: object, aggregate_id: str, command: object) -> list[Any]:
-        """A command handler's result as a list of events: awaited if it is a coroutine, and
-        refused unless it is a list, tuple or iterator (a bare event, ``None``, a string or a
-        dict are mistakes that would otherwise fail later with a puzzling error)."""
-        if inspect.isawaitable(produced):
-            produced = await produced
-            if type(produced) is list:
-                return produced
-        if isinstance(produced, tuple | Iterator):
-            return list(produced)
-        raise InvalidHandlerResult(self.name, aggregate_id, type(command).__name__, produced)
+    async def _conflicted(
+        self,
+        conflict: ConcurrencyError,
+        live: LiveAggregate[S],
+        command: object,
+        version: int,
+        attempt: int,
+    ) -> None:
+        """Catch up with the writer that got there first, unless the retries are used up."""
+        if attempt > self.conflict_retries:
+            raise conflict
+        self._report(
+            CommandConflicted(
+                aggregate_name=self.name,
+                aggregate_id=live.id,
+                command=type(command).__name__,
+                expected_version=version,
+                attempt=attempt,
+            )
+        )
+        await self._catch_up(live)
+
+    def _command_failed(self, exc: Exception, aggregate_id: str, command: object) -> None:
+        """Report a command that stored nothing: rejected, failed, or out of retries."""
+        self._name_rejection(exc, aggregate_id)
+        reason = exc.reason if isinstance(exc, CommandRejected) else f"{type(exc).__name__}: {exc}"
+        self._report(
+            CommandFailed(
+                aggregate_name=self.name,
+                aggregate_id=aggregate_id,
+                command=type(command).__name__,
+                reason=reason,
+            )
+        )
 
     async def _wait_for(self, subscriptions: Sequence[str], position: int, seconds: float) -> None:
         if not isinstance(self.store, SubscriptionStore):
@@ -602,61 +600,12 @@ class Signal(Generic[S, C]):
             )
         await wait_until_processed(self.store, subscriptions, position, seconds)
 
-    def _record(
-        self,
-        aggregate_id: str,
-        state: S,
-        version: int,
-        produced: list[Any],
-        metadata: Mapping[str, str],
-    ) -> tuple[S, list[Event[Any]], list[StoredEvent]]:
-        """Apply a command's events to the state and encode them for the store.
-
-        Runs before anything is stored, so an event handler or encoding failure stores nothing.
-        """
-        name = self.name
-        apply = self.config.event_handler
-        encode = self.serializer.encode
-        now = datetime.now(UTC)
-        envelopes: list[Event[Any]] = []
-        records: list[StoredEvent] = []
-        for data in produced:
-            version += 1
-            event_name, payload = encode(data, aggregate_id=aggregate_id, version=version)
-            event_id = new_event_id()
-            records.append(
-                StoredEvent(
-                    id=event_id,
-                    aggregate_name=name,
-                    aggregate_id=aggregate_id,
-                    version=version,
-                    name=event_name,
-                    timestamp=now,
-                    data=payload,
-                    metadata=metadata,
-                )
-            )
-            event = Event(
-                id=event_id,
-                aggregate_name=name,
-                aggregate_id=aggregate_id,
-                version=version,
-                name=event_name,
-                timestamp=now,
-                position=0,
-                data=data,
-                metadata=metadata,
-            )
-            state = apply(state, event)
-            envelopes.append(event)
-        return state, envelopes, records
-
     def _after_commit(
         self,
         live: LiveAggregate[S],
-        command_name: str,
+        command: object,
         previous_version: int,
-        envelopes: list[Event[Any]],
+        envelopes: Sequence[Event[Any]],
         positions: Sequence[int],
         info: TelemetryHook | None,
         debug: TelemetryHook | None,
@@ -672,7 +621,7 @@ class Signal(Generic[S, C]):
                 [_replace(e, position=p) for e, p in zip(envelopes, positions, strict=True)]
             )
         try:
-            self._report_stored(live, command_name, envelopes, info, debug)
+            self._report_stored(live, command, envelopes, info, debug)
             if self._snapshotter is not None:
                 self._snapshotter.after_command(live.id, live.state, previous_version, live.version)
         except Exception:
@@ -686,8 +635,8 @@ class Signal(Generic[S, C]):
     def _report_stored(
         self,
         live: LiveAggregate[S],
-        command_name: str,
-        envelopes: list[Event[Any]],
+        command: object,
+        envelopes: Sequence[Event[Any]],
         info: TelemetryHook | None,
         debug: TelemetryHook | None,
     ) -> None:
@@ -714,7 +663,7 @@ class Signal(Generic[S, C]):
                 CommandProcessed(
                     aggregate_name=self.name,
                     aggregate_id=live.id,
-                    command=command_name,
+                    command=type(command).__name__,
                     version=live.version,
                     events=len(envelopes),
                 )

@@ -22,7 +22,9 @@ class LiveAggregate(Generic[S]):
     """One aggregate's current state in memory, and the turns that serialize its commands.
 
     Turns are a first-come, first-served lock with no await on the uncontended path, which is
-    the common one: a command enters, runs and leaves without anyone else waiting.
+    the common one: a command enters, runs and leaves without anyone else waiting. The queue of
+    waiting commands is made on the first contention only: a pool holds many aggregates, and
+    most are never contended.
     """
 
     __slots__ = ("__weakref__", "_waiting", "busy", "id", "state", "version")
@@ -32,7 +34,7 @@ class LiveAggregate(Generic[S]):
         self.state = state
         self.version = version
         self.busy = 0  # commands running or waiting for their turn
-        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._waiting: deque[asyncio.Future[None]] | None = None
 
     def enter(self) -> asyncio.Future[None] | None:
         """Ask for the turn: ``None`` if it is ours now, else a future to :meth:`wait` on."""
@@ -40,6 +42,8 @@ class LiveAggregate(Generic[S]):
         if self.busy == 1:
             return None
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiting is None:
+            self._waiting = deque()
         self._waiting.append(turn)
         return turn
 
@@ -48,6 +52,7 @@ class LiveAggregate(Generic[S]):
             await turn
         except asyncio.CancelledError:
             if turn.cancelled():  # still queued: leave the queue
+                assert self._waiting is not None
                 self._waiting.remove(turn)
                 self.busy -= 1
             else:  # the turn was handed to us as we were cancelled: hand it on
@@ -59,6 +64,14 @@ class LiveAggregate(Generic[S]):
         self.busy -= 1
         if self._waiting:
             self._waiting.popleft().set_result(None)
+
+
+class _Detached(weakref.ref[LiveAggregate[Any]]):
+    """A weak reference to an evicted aggregate that knows its id, so that one callback shared
+    by all of them can forget it, where a closure per eviction would cost an allocation."""
+
+    __slots__ = ("key",)
+    key: str
 
 
 class PoolStats:
@@ -90,7 +103,7 @@ class Pool(Generic[S]):
         self._live: OrderedDict[str, LiveAggregate[S]] = OrderedDict()
         # Evicted aggregates that handles still refer to: reviving one keeps a single copy per id.
         # Plain weak references (cheaper than a WeakValueDictionary); each removes itself.
-        self._detached: dict[str, weakref.ref[LiveAggregate[S]]] = {}
+        self._detached: dict[str, _Detached] = {}
         self._on_evict = on_evict
         self.overflowing = False  # more live than capacity, because the rest were busy
 
@@ -130,14 +143,15 @@ class Pool(Generic[S]):
         return None if ref is None else ref()
 
     def _detach(self, live: LiveAggregate[S]) -> None:
-        detached = self._detached
-        key = live.id
+        ref = _Detached(live, self._forget)
+        ref.key = live.id
+        self._detached[live.id] = ref
 
-        def forget(ref: weakref.ref[LiveAggregate[S]]) -> None:
-            if detached.get(key) is ref:
-                del detached[key]
-
-        detached[key] = weakref.ref(live, forget)
+    def _forget(self, ref: weakref.ref[LiveAggregate[Any]]) -> None:
+        """Drop the entry of an evicted aggregate no handle refers to any more."""
+        key = ref.key  # type: ignore[attr-defined]
+        if self._detached.get(key) is ref:
+            del self._detached[key]
 
     def discard(self, aggregate_id: str) -> None:
         """Forget an aggregate whose live copy can no longer be trusted."""

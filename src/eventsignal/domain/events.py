@@ -36,9 +36,17 @@ class Event(msgspec.Struct, Generic[E], frozen=True, kw_only=True):
 
 
 _UUID_NEW = UUID.__new__
-_SET = object.__setattr__
+# UUID keeps its value in slots: setting them through their descriptors skips the validation of
+# ``UUID.__init__`` and the name lookup of ``object.__setattr__``.
+_SET_INT = UUID.__dict__["int"].__set__
+_SET_SAFE = UUID.__dict__["is_safe"].__set__
 _UNKNOWN = SafeUUID.unknown
 _RANDOM_BITS = random.getrandbits  # the module's generator is reseeded in forked children
+_TIME_NS = time.time_ns
+# Below the 48-bit millisecond timestamp: 4 version bits, 12 random bits, 2 variant bits and
+# 62 random bits. One 80-bit draw is masked to leave the version and variant bits free.
+_RANDOM_MASK = ((1 << 80) - 1) & ~(0xF << 76) & ~(0x3 << 62)
+_VERSION_AND_VARIANT = 0x7 << 76 | 0x2 << 62
 
 
 def new_event_id() -> UUID:
@@ -47,15 +55,10 @@ def new_event_id() -> UUID:
     Ordered ids keep the unique index on event ids append-mostly in SQL stores, and building the
     UUID directly skips the validation of ``UUID.__init__``, which matters on the command path.
     """
-    bits = _RANDOM_BITS(74)
-    value = (
-        (time.time_ns() // 1_000_000) << 80
-        | 0x7000 << 64
-        | (bits >> 62) << 64
-        | 0x8000_0000_0000_0000
-        | (bits & 0x3FFF_FFFF_FFFF_FFFF)
-    )
     event_id = _UUID_NEW(UUID)
-    _SET(event_id, "int", value)
-    _SET(event_id, "is_safe", _UNKNOWN)
+    _SET_INT(
+        event_id,
+        (_TIME_NS() // 1_000_000) << 80 | (_RANDOM_BITS(80) & _RANDOM_MASK) | _VERSION_AND_VARIANT,
+    )
+    _SET_SAFE(event_id, _UNKNOWN)
     return event_id

@@ -17,7 +17,7 @@ import msgspec
 from eventsignal.domain.errors import ConfigurationError, EventSerializationError
 
 
-class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
+class StoredEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """An event as a store keeps it: the envelope with the user's data encoded to bytes.
 
     ``position`` is 0 until the store assigns the event its place in the global order.
@@ -25,6 +25,10 @@ class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
     metadata written by hand that is not a string-to-string object): the row is handed back as
     such, with empty metadata, so one bad row never stops a reader; decoding it raises
     :class:`~eventsignal.EventSerializationError` naming its position and the defect.
+
+    Not tracked by the garbage collector (``gc=False``): it holds only strings, numbers, bytes,
+    a UUID, a timestamp and string metadata, so it can never be part of a reference cycle, and a
+    store or buffer keeping many of them would otherwise make every full collection walk them.
     """
 
     id: UUID

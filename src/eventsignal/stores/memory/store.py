@@ -25,6 +25,7 @@ from eventsignal.stores.base import (
 from eventsignal.stores.memory.subscriptions import MemorySubscriptions
 
 _Key = tuple[str, str]
+_replace = msgspec.structs.replace
 
 
 class MemoryStore(StoreLifecycle, MemorySubscriptions):
@@ -63,11 +64,12 @@ class MemoryStore(StoreLifecycle, MemorySubscriptions):
             raise AggregateExists(aggregate_name, aggregate_id)
         check_versions(aggregate_name, aggregate_id, 0, events)
         self._created[key] = datetime.now(UTC)
-        self._streams[key] = []
+        stream: list[StoredEvent] = []
+        self._streams[key] = stream
         if not events:
             self._appends += 1
             return ()
-        return await self.append(aggregate_name, aggregate_id, 0, events)
+        return self._keep(stream, events)
 
     async def exists(self, aggregate_name: str, aggregate_id: str) -> bool:
         return (aggregate_name, aggregate_id) in self._created
@@ -85,17 +87,22 @@ class MemoryStore(StoreLifecycle, MemorySubscriptions):
         if len(stream) != expected_version:
             raise ConcurrencyError(aggregate_name, aggregate_id, expected_version, len(stream))
         check_versions(aggregate_name, aggregate_id, expected_version, events)
+        return self._keep(stream, events)
+
+    def _keep(self, stream: list[StoredEvent], events: Sequence[StoredEvent]) -> Sequence[int]:
+        """Give checked events their positions and add them to their stream and the log."""
         log = self._log
         first = len(log) + 1
         if len(events) == 1:  # the common case, without the general loop
-            stored = [msgspec.structs.replace(events[0], position=first)]
+            event = _replace(events[0], position=first)
+            stream.append(event)
+            log.append(event)
             positions: Sequence[int] = (first,)
         else:
             positions = range(first, first + len(events))
-            replace = msgspec.structs.replace
-            stored = [replace(e, position=p) for e, p in zip(events, positions, strict=True)]
-        stream.extend(stored)
-        log.extend(stored)
+            stored = [_replace(e, position=p) for e, p in zip(events, positions, strict=True)]
+            stream.extend(stored)
+            log.extend(stored)
         self._appends += 1
         if self._followers:
             self._wake()

@@ -1,0 +1,105 @@
+"""Deciding a command: the command handler's events, applied to the state and encoded.
+
+Nothing here touches the store or the pool. The events are applied and encoded before anything is
+stored, so a failing event handler, or an event that cannot be stored as it is, stores nothing.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from eventsignal.domain.config import AggregateConfig
+from eventsignal.domain.errors import InvalidHandlerResult
+from eventsignal.domain.events import Event, new_event_id
+from eventsignal.serialization import EventSerializer
+from eventsignal.stores.base import StoredEvent
+
+S = TypeVar("S")
+
+Decision = tuple[S, Sequence[Event[Any]], Sequence[StoredEvent]]
+"""The next state, the events as handlers see them, and the same events as the store keeps them."""
+
+_now = datetime.now
+
+
+class Recorder(Generic[S]):
+    """Runs one aggregate type's command handler and records the events it returns."""
+
+    __slots__ = ("_aggregate_name", "_apply", "_encode", "_handle")
+
+    def __init__(self, config: AggregateConfig[S, Any], serializer: EventSerializer) -> None:
+        self._aggregate_name = config.name
+        self._handle = config.command_handler
+        self._apply = config.event_handler
+        self._encode = serializer.encode
+
+    async def decide(
+        self,
+        command: object,
+        state: S,
+        aggregate_id: str,
+        version: int,
+        metadata: Mapping[str, str],
+    ) -> Decision[S]:
+        """Run the command against ``state`` (at ``version``); apply and encode its events.
+
+        A command that produces no events leaves the state as it is and records nothing.
+        """
+        produced = self._handle(command, state)
+        if type(produced) is not list:  # a list is by far the most common answer
+            produced = await self._events_of(produced, aggregate_id, command)
+        if not produced:
+            return state, (), ()
+        name = self._aggregate_name
+        apply = self._apply
+        encode = self._encode
+        now = _now(UTC)  # one timestamp for all the events of a command
+        envelopes: list[Event[Any]] = []
+        records: list[StoredEvent] = []
+        for data in produced:
+            version += 1
+            event_name, payload = encode(data, aggregate_id=aggregate_id, version=version)
+            event_id = new_event_id()
+            records.append(
+                StoredEvent(
+                    id=event_id,
+                    aggregate_name=name,
+                    aggregate_id=aggregate_id,
+                    version=version,
+                    name=event_name,
+                    timestamp=now,
+                    data=payload,
+                    metadata=metadata,
+                )
+            )
+            event = Event(
+                id=event_id,
+                aggregate_name=name,
+                aggregate_id=aggregate_id,
+                version=version,
+                name=event_name,
+                timestamp=now,
+                position=0,
+                data=data,
+                metadata=metadata,
+            )
+            state = apply(state, event)
+            envelopes.append(event)
+        return state, envelopes, records
+
+    async def _events_of(self, produced: object, aggregate_id: str, command: object) -> list[Any]:
+        """A command handler's result as a list of events: awaited if it is a coroutine, and
+        refused unless it is a list, tuple or iterator (a bare event, ``None``, a string or a
+        dict are mistakes that would otherwise fail later with a puzzling error)."""
+        if inspect.isawaitable(produced):
+            produced = await produced
+            if type(produced) is list:
+                return produced
+        if isinstance(produced, tuple | Iterator):
+            return list(produced)
+        raise InvalidHandlerResult(
+            self._aggregate_name, aggregate_id, type(command).__name__, produced
+        )
