@@ -43,13 +43,18 @@ class MemoryStore(MemorySubscriptions):
         return None
 
     async def create(
-        self, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent] = ()
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent] = (),
+        *,
+        created_at: datetime | None = None,
     ) -> Sequence[int]:
         key = (validate_name(aggregate_name), validate_id(aggregate_id))
         if key in self._created:
             raise AggregateExists(aggregate_name, aggregate_id)
         check_versions(aggregate_name, aggregate_id, 0, events)
-        self._created[key] = datetime.now(UTC)
+        self._created[key] = created_at or datetime.now(UTC)
         self._streams[key] = []
         return await self.append(aggregate_name, aggregate_id, 0, events) if events else ()
 
