@@ -13,9 +13,10 @@ holding a prefix of the source, and copying again continues after it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -97,10 +98,14 @@ async def copy_store(
     *,
     progress: Progress | None = None,
     batch: int = 1000,
+    pipeline: bool = True,
 ) -> CopyReport:
     """Copy everything ``source`` holds into ``target`` (both open); continue an interrupted copy.
 
     Refuses, with :class:`CopyRefused`, a target that holds anything but a prefix of the source.
+    ``batch`` events are read at a time; with ``pipeline`` the writes for distinct aggregates
+    among them are issued together (the target must store them in the order issued, which is
+    checked); without it, one at a time.
     """
     started = time.monotonic()
     sources = {_key(a): a for a in await source.aggregates()}
@@ -129,7 +134,7 @@ async def copy_store(
         if progress is not None:
             progress(done, total)
 
-    copier = _Copier(source, target, sources, held_aggregates, positions, batch)
+    copier = _Copier(source, target, sources, held_aggregates, positions, batch, pipeline)
     await copier.match_prefix(held)
     report(held)
     await copier.copy_rest(report)
@@ -183,6 +188,7 @@ class _Copier:
         held: Mapping[_Key, AggregateInfo],
         positions: _Positions,
         batch: int,
+        pipeline: bool,
     ) -> None:
         self.source = source
         self.target = target
@@ -192,6 +198,8 @@ class _Copier:
         self.versions = {key: info.version for key, info in held.items()}
         self.after = 0  # the source position read up to
         self.done = 0  # events on the target
+        self.last_position = 0  # the target's, after the events matched or copied
+        self.pipeline = pipeline
 
     async def match_prefix(self, held: int) -> None:
         """Read the events the target holds beside the source's, refusing any that differ."""
@@ -215,45 +223,85 @@ class _Copier:
                     f"after {self.done}"
                 )
             self.after = originals[-1].position
-            target_after = copies[-1].position
+            target_after = self.last_position = copies[-1].position
         extra = await self.target.read_all(target_after, 1)
         if self.done < held or extra:
             unmatched = _describe(extra[0]) if extra else f"{held - self.done} more events"
             raise CopyRefused(f"the target holds {unmatched} beyond the source's events")
 
     async def copy_rest(self, report: Callable[[int], None]) -> None:
-        """Copy every event past the prefix; consecutive events of an aggregate go together."""
-        run: list[StoredEvent] = []
-        while events := await self.source.read_all(self.after, self.batch):
-            for event in events:
-                if event.defect is not None:
-                    raise StoreInconsistent(
-                        f"the source's event at position {event.position} cannot be read "
-                        f"({event.defect}): mend or quarantine it before copying"
-                    )
-                if run and (_key(event) != _key(run[0]) or len(run) >= self.batch):
-                    await self._write(run)
-                    report(self.done)
-                    run = []
-                run.append(event)
-            self.after = events[-1].position
-        if run:
-            await self._write(run)
-            report(self.done)
+        """Copy every event past the prefix, a read batch at a time.
 
-    async def _write(self, run: list[StoredEvent]) -> None:
+        Consecutive events of one aggregate go in one write. Writes for distinct aggregates go
+        out together, so a store that commits in groups (the SQL stores) needs one commit for
+        many of them instead of one each.
+        """
+        while events := await self.source.read_all(self.after, self.batch):
+            for wave in _waves(_runs(events)):
+                await self._write_wave(wave)
+                report(self.done)
+            self.after = events[-1].position
+
+    async def _write_wave(self, wave: list[list[StoredEvent]]) -> None:
+        if self.pipeline and len(wave) > 1:
+            outcomes = await asyncio.gather(*map(self._store, wave), return_exceptions=True)
+        else:
+            outcomes = [await self._store(run) for run in wave]
+        last = self.last_position
+        for run, outcome in zip(wave, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            if outcome[0] <= last:
+                raise StoreInconsistent(
+                    "the target stored writes issued together out of their order: copy into "
+                    "an empty store again, one write at a time (pipeline=False)"
+                )
+            last = outcome[-1]
+            for event, position in zip(run, outcome, strict=True):
+                self.positions.passed(event.position, position)
+            self.versions[_key(run[0])] = run[-1].version
+            self.done += len(run)
+        self.last_position = last
+
+    async def _store(self, run: list[StoredEvent]) -> Sequence[int]:
         key = _key(run[0])
         version = self.versions.get(key)
-        if version is None:
-            info = self.sources.get(key)
-            created_at = info.created_at if info is not None else None
-            stored = await self.target.create(*key, run, created_at=created_at)
+        if version is not None:
+            return await self.target.append(*key, version, run)
+        info = self.sources.get(key)
+        created_at = info.created_at if info is not None else None
+        return await self.target.create(*key, run, created_at=created_at)
+
+
+def _runs(events: Sequence[StoredEvent]) -> list[list[StoredEvent]]:
+    """Consecutive events of one aggregate, together; an unreadable event stops the copy."""
+    runs: list[list[StoredEvent]] = []
+    for event in events:
+        if event.defect is not None:
+            raise StoreInconsistent(
+                f"the source's event at position {event.position} cannot be read "
+                f"({event.defect}): mend or quarantine it before copying"
+            )
+        if runs and _key(runs[-1][0]) == _key(event):
+            runs[-1].append(event)
         else:
-            stored = await self.target.append(*key, version, run)
-        self.versions[key] = run[-1].version
-        for event, position in zip(run, stored, strict=True):
-            self.positions.passed(event.position, position)
-        self.done += len(run)
+            runs.append([event])
+    return runs
+
+
+def _waves(runs: list[list[StoredEvent]]) -> list[list[list[StoredEvent]]]:
+    """Runs in order, cut so that no aggregate appears twice in a wave: a write may then go out
+    with the others of its wave without waiting for one of its own aggregate."""
+    waves: list[list[list[StoredEvent]]] = [[]]
+    keys: set[_Key] = set()
+    for run in runs:
+        key = _key(run[0])
+        if key in keys:
+            waves.append([])
+            keys.clear()
+        waves[-1].append(run)
+        keys.add(key)
+    return [wave for wave in waves if wave]
 
 
 class _Positions:
