@@ -11,6 +11,7 @@ import logging
 import click
 
 from eventsignal import __version__
+from eventsignal.cli.copying import copy
 from eventsignal.cli.events import aggregates, history, migrate
 from eventsignal.cli.integrity import check, event, quarantine
 from eventsignal.cli.projections import rebuild, subscriptions
@@ -21,7 +22,7 @@ from eventsignal.cli.serve import cart
 @click.version_option(__version__, prog_name="eventsignal")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the store and its drivers do.")
 def main(verbose: bool) -> None:
-    """Event sourcing for Python: inspect and maintain eventsignal stores.
+    """Event sourcing for Python: inspect, maintain and move eventsignal stores.
 
     STORE is a SQLite path (data/cart.db, sqlite:///data/cart.db), a PostgreSQL URL
     (postgresql://user@host/db), nats://host:4222 or memory:.
@@ -42,6 +43,7 @@ for command in (
     quarantine,
     subscriptions,
     rebuild,
+    copy,
     cart,
 ):
     main.add_command(command)

@@ -115,7 +115,8 @@ class EventStore(Protocol):
 
     * ``create`` records an aggregate, with its first events if any (atomically: all or
       nothing), and returns their positions; a used id raises
-      :class:`~eventsignal.AggregateExists`.
+      :class:`~eventsignal.AggregateExists`. ``created_at`` backdates the creation record (a copy
+      from another store keeps the original moment); by default it is now.
     * ``append`` stores all events of one command atomically, or none of them. It succeeds only if
       the aggregate exists (else :class:`~eventsignal.AggregateNotFound`) and its current version
       equals ``expected_version`` (else :class:`~eventsignal.ConcurrencyError`). The events carry
@@ -134,7 +135,12 @@ class EventStore(Protocol):
     async def close(self) -> None: ...
 
     async def create(
-        self, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent] = ()
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent] = (),
+        *,
+        created_at: datetime | None = None,
     ) -> Sequence[int]: ...
 
     async def exists(self, aggregate_name: str, aggregate_id: str) -> bool: ...

@@ -163,6 +163,10 @@ class SubscriptionState(Protocol):
         """Every document of a model, by key."""
         ...
 
+    async def document_models(self) -> list[str]:
+        """The models that hold documents, sorted: what a tool walks to see them all."""
+        ...
+
     async def put_documents(self, model_rows: Iterable[tuple[str, StoredDocument]]) -> None:
         """Write ``(model, document)`` pairs, replacing documents under the same keys."""
         ...

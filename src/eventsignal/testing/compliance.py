@@ -166,6 +166,19 @@ class EventStoreCompliance:
 
         self.run_check(check)
 
+    def test_creation_can_be_backdated(self) -> None:
+        async def check(store: EventStore) -> None:
+            # A copy from another store keeps each aggregate's original moment of creation.
+            moment = datetime(2021, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
+            await store.create("thing", "old", make_events("old", 0, 1), created_at=moment)
+            await store.create("thing", "empty", created_at=moment)
+            with raises(AggregateExists):
+                await store.create("thing", "old", created_at=datetime(2020, 1, 1, tzinfo=UTC))
+            created = {a.aggregate_id: a.created_at for a in await store.aggregates("thing")}
+            assert created == {"old": moment, "empty": moment}
+
+        self.run_check(check)
+
     def test_unknown_aggregate(self) -> None:
         async def check(store: EventStore) -> None:
             assert not await store.exists("thing", "nope")

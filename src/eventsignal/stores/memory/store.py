@@ -57,13 +57,18 @@ class MemoryStore(StoreLifecycle, MemorySubscriptions):
         return StoreStats(self._appends, len(self._log), self._appends)
 
     async def create(
-        self, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent] = ()
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent] = (),
+        *,
+        created_at: datetime | None = None,
     ) -> Sequence[int]:
         key = (validate_name(aggregate_name), validate_id(aggregate_id))
         if key in self._created:
             raise AggregateExists(aggregate_name, aggregate_id)
         check_versions(aggregate_name, aggregate_id, 0, events)
-        self._created[key] = datetime.now(UTC)
+        self._created[key] = created_at or datetime.now(UTC)
         stream: list[StoredEvent] = []
         self._streams[key] = stream
         if not events:

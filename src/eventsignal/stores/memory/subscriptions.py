@@ -277,6 +277,9 @@ class MemorySubscriptionState:
         found = [d for (m, _), d in self.documents_.items_current() if m == model]
         return sorted(found, key=lambda d: d.key)
 
+    async def document_models(self) -> list[str]:
+        return sorted({model for (model, _), _ in self.documents_.items_current()})
+
     async def put_documents(self, model_rows: Iterable[tuple[str, StoredDocument]]) -> None:
         self._write()
         for model, document in model_rows:

@@ -257,7 +257,12 @@ class NatsStore(StoreLifecycle):
     # Writing
 
     async def create(
-        self, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent] = ()
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent] = (),
+        *,
+        created_at: datetime | None = None,
     ) -> Sequence[int]:
         """Store the aggregate's first message: a creation marker holding its first events.
 
@@ -265,7 +270,7 @@ class NatsStore(StoreLifecycle):
         """
         subject = subject_of(self.stream, validate_name(aggregate_name), validate_id(aggregate_id))
         _check_batch(aggregate_name, aggregate_id, 0, events)
-        created = datetime.now(UTC).isoformat()
+        created = (created_at or datetime.now(UTC)).isoformat()
         headers = {
             EXPECTED_LAST_SUBJECT_SEQUENCE: "0",
             VERSION: str(len(events)),

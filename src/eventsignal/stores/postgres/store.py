@@ -23,6 +23,7 @@ import hashlib
 import select
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -81,6 +82,11 @@ _APPEND = (
     " %b::timestamptz[], %b::bytea[], %b::text[])"
 )
 _ACCEPTED, _NOT_FOUND, _EXISTS = -1, -2, -3
+# Backdating a creation record (a copy keeps the original moment) in the append's transaction.
+_BACKDATE = (
+    "UPDATE eventsignal_aggregates SET created_at = %s"
+    " WHERE aggregate_name = %s AND aggregate_id = %s"
+)
 _VERSION_CONSTRAINT = "eventsignal_events_aggregate_name_aggregate_id_version_key"
 
 _encode_metadata = msgspec.json.Encoder().encode
@@ -367,9 +373,14 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
     # Writing
 
     async def create(
-        self, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent] = ()
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent] = (),
+        *,
+        created_at: datetime | None = None,
     ) -> Sequence[int]:
-        request = AppendRequest.creation(aggregate_name, aggregate_id, events)
+        request = AppendRequest.creation(aggregate_name, aggregate_id, events, created_at)
         if self._pool is None:
             raise _not_open()
         # Through group commit: concurrent creations share a transaction with appends.
@@ -416,7 +427,12 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         # The call commits on its own: once it is sent, a lost answer is a lost outcome.
         unsure = "the events may or may not be stored, re-read the aggregate"
         async with self._connection("appending events", unsure=unsure) as conn:
-            row = await (await conn.execute(_APPEND, params)).fetchone()
+            if any(request.created_at for request in requests):
+                async with conn.transaction():
+                    row = await (await conn.execute(_APPEND, params)).fetchone()
+                    await self._backdate(conn, requests, row)
+            else:
+                row = await (await conn.execute(_APPEND, params)).fetchone()
         if row is None:
             raise StoreInconsistent("eventsignal_append returned no row")
         codes: list[int] = row[0]
@@ -443,6 +459,21 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         if positions and self._watch is not None:
             self._watch.advance(positions[-1])
         return outcomes
+
+    @staticmethod
+    async def _backdate(
+        conn: _Connection, requests: list[AppendRequest], row: tuple[Any, ...] | None
+    ) -> None:
+        """Give the aggregates these requests created the moments they ask for."""
+        codes: list[int] = [] if row is None else row[0]
+        backdated = [
+            (request.created_at, request.aggregate_name, request.aggregate_id)
+            for request, code in zip(requests, codes, strict=True)
+            if request.created_at is not None and code == _ACCEPTED
+        ]
+        if backdated:
+            async with conn.cursor() as cursor:
+                await cursor.executemany(_BACKDATE, backdated)
 
     # Reading
 

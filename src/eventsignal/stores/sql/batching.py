@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 
 import msgspec
 
@@ -23,7 +24,7 @@ class AppendRequest(msgspec.Struct, frozen=True):
 
     With ``create`` the request records a new aggregate (expected version 0) and its first
     events, if any, in one step: it fails with :class:`~eventsignal.AggregateExists` if the id
-    is taken, and then stores nothing.
+    is taken, and then stores nothing. ``created_at`` backdates that record (else: now).
     """
 
     aggregate_name: str
@@ -31,16 +32,21 @@ class AppendRequest(msgspec.Struct, frozen=True):
     expected_version: int
     events: Sequence[StoredEvent]
     create: bool = False
+    created_at: datetime | None = None
 
     @classmethod
     def creation(
-        cls, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent]
+        cls,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent],
+        created_at: datetime | None = None,
     ) -> AppendRequest:
         """A checked request to record a new aggregate with its first events, if any."""
         validate_name(aggregate_name)
         validate_id(aggregate_id)
         check_versions(aggregate_name, aggregate_id, 0, events)
-        return cls(aggregate_name, aggregate_id, 0, events, create=True)
+        return cls(aggregate_name, aggregate_id, 0, events, create=True, created_at=created_at)
 
     @classmethod
     def checked(

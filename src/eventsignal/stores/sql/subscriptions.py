@@ -402,6 +402,12 @@ class SQLSubscriptionState:
         )
         return [StoredDocument(r[0], _bytes(r[1]), int(r[2])) for r in rows]
 
+    async def document_models(self) -> list[str]:
+        rows = await self._tx.fetchall(
+            "SELECT DISTINCT model FROM eventsignal_documents ORDER BY model"
+        )
+        return [r[0] for r in rows]
+
     async def put_documents(self, model_rows: Iterable[tuple[str, StoredDocument]]) -> None:
         rows = [(m, d.key, d.data.decode(), d.position) for m, d in model_rows]
         if rows:

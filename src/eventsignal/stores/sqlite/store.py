@@ -369,9 +369,14 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
     # Writes
 
     async def create(
-        self, aggregate_name: str, aggregate_id: str, events: Sequence[StoredEvent] = ()
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent] = (),
+        *,
+        created_at: datetime | None = None,
     ) -> Sequence[int]:
-        request = AppendRequest.creation(aggregate_name, aggregate_id, events)
+        request = AppendRequest.creation(aggregate_name, aggregate_id, events, created_at)
         writer = self._writer
         if writer is None:
             raise self._not_open()
@@ -907,8 +912,9 @@ def _append_one(connection: sqlite3.Connection, request: AppendRequest) -> range
     events = request.events
     execute = connection.execute
     if request.create:
+        created = request.created_at or datetime.now(UTC)
         try:
-            execute(_CREATE, (name, aggregate_id, len(events), _micros(datetime.now(UTC))))
+            execute(_CREATE, (name, aggregate_id, len(events), _micros(created)))
         except sqlite3.IntegrityError:
             raise AggregateExists(name, aggregate_id) from None
         if not events:
