@@ -63,6 +63,16 @@ class Measured(pydantic.BaseModel):
 
 
 @dataclass(frozen=True)
+class Inner:
+    weight: float
+
+
+@dataclass(frozen=True)
+class Basket:
+    items: dict[str, list[Inner]]
+
+
+@dataclass(frozen=True)
 class Record:
     produced: Any  # what the command handler returns, as given
 
@@ -80,7 +90,7 @@ meter = AggregateConfig(
     initial_state=0,
     command_handler=_handle,
     event_handler=_apply,
-    events=[Reading, Counted, Measured],
+    events=[Reading, Counted, Measured, Basket],
 )
 
 
@@ -100,6 +110,7 @@ async def signal() -> AsyncIterator[Signal[int, Any]]:
         (Reading(1.0, maybe=math.inf), "$.maybe"),  # would read back as None
         (Reading(1.0, series=(2.0, -math.inf)), "$.series[1]"),
         (Measured(value=math.nan), "$.value"),
+        (Basket({"a": [Inner(1.0), Inner(math.nan)]}), "$.items.a[1].weight"),
     ],
 )
 async def test_nan_and_infinity_are_refused(

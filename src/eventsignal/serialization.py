@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import msgspec
+import msgspec.inspect
 
 from eventsignal.domain.errors import EventSerializationError, UnknownEventType
 from eventsignal.domain.events import Event
@@ -93,7 +94,10 @@ class EventSerializer:
         self._names = {cls: name for name, cls in event_types.items()}
         self._decoders = {name: bytes_decoder(cls) for name, cls in event_types.items()}
         # What ``encode`` needs of a class, in one lookup: its stored name and its decoder.
-        self._writers = {cls: (name, self._decoders[name]) for name, cls in event_types.items()}
+        self._writers = {
+            cls: (name, self._decoders[name], _may_hold_floats(cls))
+            for name, cls in event_types.items()
+        }
         self._converters = {name: object_converter(cls) for name, cls in event_types.items()}
         self._upcasters: dict[tuple[str, int], Upcast] = index_upcasters(upcasters)
         self._transcoder = transcoder
@@ -114,10 +118,10 @@ class EventSerializer:
                 version=version,
                 event_name=type(event).__name__,
             )
-        name, read_back = writer
+        name, read_back, floats = writer
         try:
             data = _encoder.encode(event)
-            if _find(data, b"null") >= 0:
+            if floats and _find(data, b"null") >= 0:
                 _refuse_non_finite(event)
             # What is stored must read back: a field whose value does not match its declared
             # type would be acknowledged now and fail every later load.
@@ -217,6 +221,53 @@ def _refuse_non_finite(event: object) -> None:
             pending.extend((f"{path}.{key}", item) for key, item in value.items())
         elif isinstance(value, list | tuple):
             pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+
+
+def _may_hold_floats(cls: type[Any]) -> bool:
+    """Whether an event of this class could carry a NaN or an infinity (a float anywhere in its
+    declared shape, or a value of a type that says nothing, like ``Any``); only those events are
+    scanned for them."""
+    try:
+        pending: list[Any] = [msgspec.inspect.type_info(cls)]
+    except Exception:  # a class msgspec cannot describe (pydantic): assume it can
+        return True
+    seen: set[int] = set()
+    while pending:
+        info = pending.pop()
+        if id(info) in seen:
+            continue
+        seen.add(id(info))
+        if isinstance(info, _OPAQUE):
+            return True
+        if isinstance(info, _FIELDED):
+            pending.extend(field.type for field in info.fields)
+        elif isinstance(info, msgspec.inspect.TupleType | msgspec.inspect.UnionType):
+            pending.extend(info.item_types if hasattr(info, "item_types") else info.types)
+        elif isinstance(info, msgspec.inspect.DictType):
+            pending.extend((info.key_type, info.value_type))
+        elif isinstance(info, _ITEMS):
+            pending.append(info.item_type)
+    return False
+
+
+_OPAQUE = (
+    msgspec.inspect.FloatType,
+    msgspec.inspect.AnyType,
+    msgspec.inspect.CustomType,
+    msgspec.inspect.RawType,
+)
+_FIELDED = (
+    msgspec.inspect.DataclassType,
+    msgspec.inspect.StructType,
+    msgspec.inspect.TypedDictType,
+    msgspec.inspect.NamedTupleType,
+)
+_ITEMS = (
+    msgspec.inspect.ListType,
+    msgspec.inspect.SetType,
+    msgspec.inspect.FrozenSetType,
+    msgspec.inspect.VarTupleType,
+)
 
 
 def _python_dump(obj: Any) -> Any:
