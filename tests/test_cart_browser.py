@@ -6,15 +6,12 @@ serve the whole module; each test opens its own browser context.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cart_process import cart_app
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 pytestmark = pytest.mark.browser
@@ -33,29 +30,8 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="module")
 def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("cart")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "eventsignal.cart", "--port", "0"],
-        cwd=folder,
-        env={**os.environ, "DATABASE_URL": f"sqlite:///{folder / 'cart.db'}"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        found = None
-        deadline = time.monotonic() + 30
-        while found is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            found = re.search(r"Open (http://127\.0\.0\.1:\d+)/", line)
-        assert found is not None, "the cart app did not print its address"
-        yield found.group(1)
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    with cart_app(tmp_path_factory.mktemp("cart")) as (host, port):
+        yield f"http://{host}:{port}"
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import os
-import re
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import uvicorn
+from cart_process import cart_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -32,29 +29,8 @@ GRACE = 3.0  # on top of the timeout, for a loaded machine
 
 @pytest.fixture(scope="module")
 def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    folder = tmp_path_factory.mktemp("cart")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "eventsignal.cart", "--port", "0", *TIMEOUT_OPTION],
-        cwd=folder,
-        env={**os.environ, "DATABASE_URL": f"sqlite:///{folder / 'cart.db'}"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        found = None
-        deadline = time.monotonic() + 30
-        while found is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            found = re.search(r"Open http://(127\.0\.0\.1):(\d+)/", line)
-        assert found is not None, "the cart app did not print its address"
-        yield found.group(1), int(found.group(2))
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    with cart_app(tmp_path_factory.mktemp("cart"), *TIMEOUT_OPTION) as address:
+        yield address
 
 
 def seconds_until_closed(connection: socket.socket, *, limit: float) -> float:

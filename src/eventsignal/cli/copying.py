@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 
 import click
 
-from eventsignal.cli.running import OPEN_TIMEOUT, describe, opened, run
+from eventsignal.cli.running import describe, opened, run
 from eventsignal.copying import CopyReport, Verification, copy_store, verify_copy
-from eventsignal.stores.base import EventStore
-from eventsignal.stores.urls import open_store, redact, scrub
+from eventsignal.stores.urls import redact, scrub
 
 
 @click.command(short_help="Copy a whole store to another store (SQLite to PostgreSQL...).")
@@ -34,7 +31,7 @@ def copy(source: str, target: str, batch: int, no_verify: bool) -> None:
         try:
             async with AsyncExitStack() as stack:
                 original = await stack.enter_async_context(opened(source))
-                destination = await stack.enter_async_context(_writable(target))
+                destination = await stack.enter_async_context(opened(target, writable=True))
                 with click.progressbar(length=1, label="copying events", file=sys.stderr) as bar:
 
                     def advance(done: int, total: int) -> None:
@@ -86,20 +83,3 @@ def _copied(report: CopyReport, source: str, target: str) -> str:
     else:
         lines.append(f"subscription state: {report.state}")
     return "\n".join(lines)
-
-
-@asynccontextmanager
-async def _writable(url: str) -> AsyncIterator[EventStore]:
-    """The target, open, its schema created or upgraded: unlike a source, it is written to."""
-    store = open_store(url, migrate=True)
-    try:
-        async with asyncio.timeout(OPEN_TIMEOUT):
-            await store.open()
-    except TimeoutError:
-        raise click.ClickException(
-            f"cannot reach {redact(url)} within {OPEN_TIMEOUT:g} seconds"
-        ) from None
-    try:
-        yield store
-    finally:
-        await store.close()

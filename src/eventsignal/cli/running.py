@@ -42,10 +42,12 @@ def describe(exc: BaseException, store: str = "") -> str:
 
 
 @asynccontextmanager
-async def opened(url: str) -> AsyncIterator[EventStore]:
-    """An open store for reading. Never creates a database nor migrates its event tables."""
-    check_database_file(url)
-    store = open_store(url, migrate=False)
+async def opened(url: str, *, writable: bool = False) -> AsyncIterator[EventStore]:
+    """An open store. For reading (the default) it never creates a database nor migrates its
+    event tables; a ``writable`` one is created or upgraded as needed."""
+    if not writable:
+        check_database_file(url)
+    store = open_store(url, migrate=writable)
     try:
         async with asyncio.timeout(OPEN_TIMEOUT):
             await store.open()

@@ -104,12 +104,7 @@ class GroupCommit:
                         raise
                     continue
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    if future.done():  # the caller was cancelled; its append may still be stored
-                        continue
-                    if isinstance(outcome, BaseException):
-                        future.set_exception(outcome)
-                    else:
-                        future.set_result(outcome)
+                    settle(future, outcome)
         finally:
             self._flusher = None
             # Requests that arrived while a non-Exception error unwound us must not hang.
@@ -120,3 +115,14 @@ class GroupCommit:
         """Wait for queued appends to be committed."""
         while self._flusher is not None:
             await asyncio.shield(self._flusher)
+
+
+def settle(future: asyncio.Future[Sequence[int]], outcome: AppendOutcome) -> None:
+    """Hand an append's outcome to the caller waiting on ``future``, unless it stopped waiting
+    (a cancelled caller's append may still be stored)."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

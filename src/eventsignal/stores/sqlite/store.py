@@ -70,7 +70,7 @@ from eventsignal.stores.rows import (
     read_metadata,
 )
 from eventsignal.stores.sql import Dialect, SQLTransaction
-from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest
+from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, settle
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 from eventsignal.stores.sqlite.followers import followers_of
 from eventsignal.stores.sqlite.schema import (
@@ -755,12 +755,7 @@ def _settle_appends(
     settled: list[tuple[asyncio.Future[Sequence[int]], AppendOutcome]], _: object
 ) -> None:
     for future, outcome in settled:
-        if future.done():  # the caller was cancelled; its append may still be stored
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
+        settle(future, outcome)
 
 
 def _run_job(job: Callable[[], Any], future: asyncio.Future[Any] | None) -> None:
