@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -384,3 +385,16 @@ async def test_a_foreign_consumer_of_the_same_name_is_not_taken_over(store: Nats
         await JetStreamRunner(subscription(Recorder()), store).start()
     # The failed start closed only its own open of the store: the test's is still there.
     assert await store.head_position() == 0
+
+
+async def test_an_unreachable_server_is_named_without_its_credentials() -> None:
+    from eventsignal import StoreUnavailable
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = NatsStore(f"nats://ann:s3cret@127.0.0.1:{port}", stream="nowhere", timeout=0.5)
+    with pytest.raises(StoreUnavailable) as unreachable:
+        await jetstream_status(store, "revenue")
+    assert "s3cret" not in str(unreachable.value)
+    assert "127.0.0.1" in str(unreachable.value)

@@ -39,6 +39,7 @@ from eventsignal.domain.errors import (
 from eventsignal.domain.evolution import split_stored_name
 from eventsignal.serialization import envelope
 from eventsignal.stores.base import StoredEvent
+from eventsignal.stores.credentials import redact, scrub
 from eventsignal.stores.nats import NatsStore
 from eventsignal.stores.nats.wire import COUNT, decode_events, encode_token, head_of, split_subject
 from eventsignal.stores.subscription_state import ParkedEvent
@@ -104,9 +105,9 @@ async def _connect(store: NatsStore) -> Any:
             )
     except Exception as exc:
         await nc.close()
-        raise StoreUnavailable(
-            f"cannot reach NATS at {', '.join(store.servers)}: {type(exc).__name__}: {exc}"
-        ) from exc
+        where = ", ".join(redact(server) for server in store.servers)
+        detail = scrub(f"{type(exc).__name__}: {exc}", *store.servers)
+        raise StoreUnavailable(f"cannot reach NATS at {where}: {detail}") from exc
     return nc
 
 
