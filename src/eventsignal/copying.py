@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from eventsignal.domain.errors import SignalError, StoreInconsistent
+from eventsignal.domain.errors import ConfigurationError, SignalError, StoreInconsistent
 from eventsignal.snapshotting import snapshot_store_for
 from eventsignal.stores.base import AggregateInfo, EventStore, StoredEvent
 from eventsignal.stores.subscription_state import (
@@ -115,9 +115,12 @@ async def copy_store(
 
     state: _State | None = None
     state_outcome = "not kept by both"
-    if isinstance(source, SubscriptionStore) and isinstance(target, SubscriptionStore):
-        await source.setup_subscriptions()
-        await target.setup_subscriptions()
+    if (
+        isinstance(source, SubscriptionStore)
+        and isinstance(target, SubscriptionStore)
+        and await _keeps_state(source)
+        and await _keeps_state(target)
+    ):
         async with target.subscription_reads() as reads:
             target_has_state = not (await _State.read(reads)).empty
         if target_has_state and held == 0:
@@ -332,6 +335,16 @@ class _Positions:
 
     def __getitem__(self, source_position: int) -> int:
         return self._found[source_position]
+
+
+async def _keeps_state(store: SubscriptionStore) -> bool:
+    """Whether ``store`` can keep subscription state: NATS can on a server with atomic batches
+    (2.12 or later) only, and refuses it otherwise; then its events are copied alone."""
+    try:
+        await store.setup_subscriptions()
+    except ConfigurationError:
+        return False
+    return True
 
 
 class _State(msgspec.Struct, kw_only=True):

