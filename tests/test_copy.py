@@ -33,8 +33,6 @@ from eventsignal.stores.base import Snapshot
 from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.subscriptions import SubscriptionRunner, wait_until_processed
 
-NATS = "nats://127.0.0.1:4222"
-
 
 @asynccontextmanager
 async def opened(*stores: EventStore) -> AsyncIterator[None]:
@@ -291,10 +289,10 @@ async def test_verification_finds_a_tampered_target(
 
 
 async def test_to_nats_and_back_keeps_the_events(
-    postgres_source: PostgresStore, tmp_path: Path
+    postgres_source: PostgresStore, tmp_path: Path, nats_url: str
 ) -> None:
     stream = f"copy_{uuid.uuid4().hex}"
-    on_nats = NatsStore(NATS, stream=stream)
+    on_nats = NatsStore(nats_url, stream=stream)
     back = SQLiteStore(tmp_path / "back.db", migrate=True)
     try:
         async with opened(postgres_source, on_nats, back):
@@ -306,7 +304,7 @@ async def test_to_nats_and_back_keeps_the_events(
             assert (await verify_copy(postgres_source, back)).ok
             assert await log(back) == await log(postgres_source)
     finally:
-        connection = await nats.connect(NATS)
+        connection = await nats.connect(nats_url)
         try:
             await connection.jetstream().delete_stream(stream)
         finally:

@@ -46,13 +46,13 @@ from eventsignal.stores.base import (
 )
 from eventsignal.stores.credentials import redact, scrub
 from eventsignal.stores.nats.wire import (
+    CONFLICTS,
     COUNT,
     CREATED,
     EXPECTED_LAST_SUBJECT_SEQUENCE,
     MESSAGE_TOO_LARGE,
     SLOTS,
     VERSION,
-    WRONG_LAST_SEQUENCE,
     PubAck,
     Tip,
     decode_ack,
@@ -279,7 +279,7 @@ class NatsStore(StoreLifecycle):
         }
         ack = await self._write(aggregate_name, aggregate_id, events, headers)
         if ack.error is not None:
-            if ack.error.err_code == WRONG_LAST_SEQUENCE:
+            if ack.error.err_code in CONFLICTS:
                 raise AggregateExists(aggregate_name, aggregate_id)
             raise StoreUnavailable(f"JetStream refused to create {subject}: {ack.error}")
         key = (aggregate_name, aggregate_id)
@@ -318,7 +318,7 @@ class NatsStore(StoreLifecycle):
         )
         if ack.error is not None:
             # The remembered tip stays: stale, it still tells a catch-up where to start reading.
-            if ack.error.err_code == WRONG_LAST_SEQUENCE:
+            if ack.error.err_code in CONFLICTS:
                 raise ConcurrencyError(aggregate_name, aggregate_id, expected_version)
             raise StoreUnavailable(f"JetStream refused the events of {subject}: {ack.error}")
         self._remember(key, Tip(ack.seq, expected_version + len(events), tip.created, tip.origin))
