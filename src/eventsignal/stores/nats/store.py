@@ -45,6 +45,14 @@ from eventsignal.stores.base import (
     check_versions,
 )
 from eventsignal.stores.credentials import redact, scrub
+from eventsignal.stores.nats.durability import (
+    DURABILITIES,
+    QUORUM,
+    Durability,
+    enforce,
+    fsyncs_every_write,
+    logger,
+)
 from eventsignal.stores.nats.wire import (
     CONFLICTS,
     COUNT,
@@ -87,6 +95,7 @@ class _State(msgspec.Struct):
 
 class _Config(msgspec.Struct):
     max_msg_size: int = -1
+    num_replicas: int = 1
 
 
 class _StreamInfo(msgspec.Struct):
@@ -113,6 +122,14 @@ class NatsStore(StoreLifecycle):
     ``remembered_tips`` bounds how many aggregates' newest messages are remembered; a forgotten
     one costs the next append one extra direct get.
 
+    ``durability`` says what to do, at the first open, when an acknowledged write might not
+    survive a crash (see :mod:`eventsignal.stores.nats.durability`): ``"require"`` refuses to
+    open with a :class:`~eventsignal.ConfigurationError` naming what to change, ``"warn"`` logs
+    a warning once, ``"ignore"`` says nothing. An acknowledgement is durable when the stream has
+    three replicas or more, or when every server fsyncs each write (``jetstream { sync_interval:
+    always }``), which the store can only see through ``monitor``: the servers' monitoring URLs
+    (``http://host:8222``).
+
     Positions are global and increasing but not contiguous (see
     :mod:`eventsignal.stores.nats.wire`).
     """
@@ -125,11 +142,20 @@ class NatsStore(StoreLifecycle):
         replicas: int = 1,
         timeout: float = 5.0,
         remembered_tips: int = 100_000,
+        durability: Durability = "warn",
+        monitor: str | Sequence[str] = (),
     ) -> None:
         if not stream or encode_token(stream) != stream:
             raise ConfigurationError(
                 f"stream name {stream!r} may hold letters, digits, '_' and '-' only"
             )
+        if durability not in DURABILITIES:
+            raise ConfigurationError(
+                f"durability must be one of {', '.join(DURABILITIES)}, not {durability!r}"
+            )
+        self.durability: Durability = durability
+        self.monitors = [monitor] if isinstance(monitor, str) else list(monitor)
+        self._durability_known = False
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.stream = stream
         self.replicas = replicas
@@ -234,6 +260,36 @@ class NatsStore(StoreLifecycle):
             ) from exc
         self._nc = nc
         self._js = js
+        try:
+            await self._check_durability()
+        except BaseException:
+            self._nc = self._js = None
+            await nc.close()
+            raise
+
+    async def _check_durability(self) -> None:
+        """Learn, once, whether an acknowledgement here survives a crash, and act on the answer.
+
+        The stream's own replicas count, not the ones asked for: an existing stream is used as
+        it is.
+        """
+        if self.durability == "ignore" or self._durability_known:
+            return
+        reply = await self._request(f"$JS.API.STREAM.INFO.{self.stream}", b"")
+        config = _decode_info(reply.data).config
+        replicas = config.num_replicas if config is not None else self.replicas
+        fsync: bool | None = None
+        if replicas < QUORUM and self.monitors:
+            try:
+                fsync = await fsyncs_every_write(self.monitors, self.timeout)
+            except StoreUnavailable as exc:
+                if self.durability == "require":
+                    raise
+                logger.warning("%r: cannot tell whether writes are durable: %s", self, exc)
+                self._durability_known = True
+                return
+        enforce(self.durability, repr(self), replicas, fsync)
+        self._durability_known = True
 
     async def close(self) -> None:
         async with self._opening:
