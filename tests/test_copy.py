@@ -297,16 +297,22 @@ async def test_to_nats_and_back_keeps_the_events(
     try:
         async with opened(postgres_source, on_nats, back):
             report = await copy_store(postgres_source, on_nats, batch=50)
-            # NATS keeps no snapshots nor subscription state (yet): the events alone go over.
-            assert (report.snapshots, report.state) == (0, "not kept by both")
+            # NATS keeps snapshots but no subscription state (yet): events and snapshots go over.
+            assert (report.snapshots, report.state) == (1, "not kept by both")
             assert (await verify_copy(postgres_source, on_nats)).ok
             await copy_store(on_nats, back)
             assert (await verify_copy(postgres_source, back)).ok
             assert await log(back) == await log(postgres_source)
+            snapshots = [snapshot_store_for(s) for s in (postgres_source, on_nats, back)]
+            kept = [await each.load_snapshot("cart", "cart-1") for each in snapshots if each]
+            assert len(kept) == 3
+            assert kept[0] is not None
+            assert kept == [kept[0]] * 3
     finally:
         connection = await nats.connect(nats_url)
         try:
             await connection.jetstream().delete_stream(stream)
+            await connection.jetstream().delete_key_value(f"{stream}_snapshots")
         finally:
             await connection.close()
 

@@ -39,6 +39,7 @@ from eventsignal.domain.errors import (
 from eventsignal.domain.identity import validate_id, validate_name
 from eventsignal.stores.base import (
     AggregateInfo,
+    Snapshot,
     StoredEvent,
     StoreLifecycle,
     StoreStats,
@@ -53,6 +54,7 @@ from eventsignal.stores.nats.durability import (
     fsyncs_every_write,
     logger,
 )
+from eventsignal.stores.nats.snapshots import SnapshotBucket
 from eventsignal.stores.nats.wire import (
     CONFLICTS,
     COUNT,
@@ -156,6 +158,7 @@ class NatsStore(StoreLifecycle):
         self.durability: Durability = durability
         self.monitors = [monitor] if isinstance(monitor, str) else list(monitor)
         self._durability_known = False
+        self._snapshots = SnapshotBucket(stream, replicas)
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.stream = stream
         self.replicas = replicas
@@ -501,7 +504,21 @@ class NatsStore(StoreLifecycle):
             if follower in self._followers:
                 self._followers.remove(follower)
 
+    # Snapshots
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Keep ``snapshot`` in ``<stream>_snapshots`` unless a newer one is there already."""
+        await self._snapshots.save(self._jetstream(), snapshot)
+
+    async def load_snapshot(self, aggregate_name: str, aggregate_id: str) -> Snapshot | None:
+        return await self._snapshots.load(self._jetstream(), aggregate_name, aggregate_id)
+
     # Internals
+
+    def _jetstream(self) -> JetStreamContext:
+        if self._js is None:
+            raise StoreNotOpen(f"{self!r} is not open: call 'await store.open()' first")
+        return self._js
 
     async def _write(
         self,
