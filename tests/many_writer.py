@@ -5,7 +5,8 @@ Usage::
     python tests/many_writer.py --store {sqlite,postgres,nats} --target T --worker K
         [--commands 250] [--shared 100] [--private 0] [--hot-share 1.0] [--concurrency 8]
 
-``--target`` is the SQLite file, the PostgreSQL DSN or the NATS stream. The worker creates the
+``--target`` is the SQLite file, the PostgreSQL DSN or a NATS URL naming the stream
+(``nats://host:port?stream=name``). The worker creates the
 ``--shared`` aggregates ``shared-0 ...`` (every worker tries; the store lets exactly one win) and
 its own ``--private`` ones, prints ``ready``, and waits for a line on stdin so that all workers
 start together. It then sends ``--commands`` commands, a ``--hot-share`` of them to the shared
@@ -89,9 +90,9 @@ def open_store(kind: str, target: str) -> EventStore:
 
         return PostgresStore(target, max_size=2)
     if kind == "nats":
-        from eventsignal.stores import NatsStore
+        from eventsignal.stores.urls import open_store as open_url
 
-        return NatsStore(stream=target)
+        return open_url(target)
     raise ValueError(f"unknown store {kind!r}")
 
 

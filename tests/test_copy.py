@@ -33,8 +33,6 @@ from eventsignal.stores.base import Snapshot
 from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.subscriptions import SubscriptionRunner, wait_until_processed
 
-NATS = "nats://127.0.0.1:4222"
-
 
 @asynccontextmanager
 async def opened(*stores: EventStore) -> AsyncIterator[None]:
@@ -290,25 +288,32 @@ async def test_verification_finds_a_tampered_target(
     assert checked.source.events == checked.target.events
 
 
-async def test_to_nats_and_back_keeps_the_events(
-    postgres_source: PostgresStore, tmp_path: Path
+async def test_to_nats_and_back_keeps_everything(
+    postgres_source: PostgresStore, tmp_path: Path, nats_url: str
 ) -> None:
     stream = f"copy_{uuid.uuid4().hex}"
-    on_nats = NatsStore(NATS, stream=stream)
+    on_nats = NatsStore(nats_url, stream=stream)
     back = SQLiteStore(tmp_path / "back.db", migrate=True)
     try:
         async with opened(postgres_source, on_nats, back):
             report = await copy_store(postgres_source, on_nats, batch=50)
-            # NATS keeps no snapshots nor subscription state (yet): the events alone go over.
-            assert (report.snapshots, report.state) == (0, "not kept by both")
+            # A current NATS keeps snapshots and subscription state too: everything goes over.
+            assert (report.snapshots, report.state) == (1, "copied")
             assert (await verify_copy(postgres_source, on_nats)).ok
-            await copy_store(on_nats, back)
+            assert (await copy_store(on_nats, back)).state == "copied"
             assert (await verify_copy(postgres_source, back)).ok
             assert await log(back) == await log(postgres_source)
+            snapshots = [snapshot_store_for(s) for s in (postgres_source, on_nats, back)]
+            kept = [await each.load_snapshot("cart", "cart-1") for each in snapshots if each]
+            assert len(kept) == 3
+            assert kept[0] is not None
+            assert kept == [kept[0]] * 3
     finally:
-        connection = await nats.connect(NATS)
+        connection = await nats.connect(nats_url)
         try:
             await connection.jetstream().delete_stream(stream)
+            await connection.jetstream().delete_key_value(f"{stream}_snapshots")
+            await connection.jetstream().delete_key_value(f"{stream}_state")
         finally:
             await connection.close()
 

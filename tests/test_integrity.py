@@ -413,8 +413,7 @@ def test_check_decodes_the_data_of_imported_aggregate_types(backend: Backend) ->
     assert (code, out.strip().endswith("(data of cart included)")) == (0, True)
 
 
-@pytest.mark.nats
-async def test_a_message_published_by_hand_on_nats_is_handed_back_flagged() -> None:
+async def test_a_message_published_by_hand_on_nats_is_handed_back_flagged(nats_url: str) -> None:
     import nats
 
     from eventsignal.stores import NatsStore
@@ -427,7 +426,7 @@ async def test_a_message_published_by_hand_on_nats_is_handed_back_flagged() -> N
     )
     from eventsignal.testing import make_events
 
-    server = "nats://127.0.0.1:4222"
+    server = nats_url
     store = NatsStore(server, stream=f"test_{uuid4().hex}")
     await store.open()
     nc = await nats.connect(server)

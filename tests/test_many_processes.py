@@ -62,13 +62,15 @@ async def shared_store(
 
         from eventsignal.stores import NatsStore
 
-        target = f"test_many_{uuid4().hex}"
-        jetstream = NatsStore(stream=target)
+        server = request.getfixturevalue("nats_url")
+        stream = f"test_many_{uuid4().hex}"
+        target = f"{server}?stream={stream}"
+        jetstream = NatsStore(server, stream=stream)
         await jetstream.open()
         yield kind, target, jetstream
         await jetstream.close()
-        nc = await nats.connect("nats://127.0.0.1:4222")
-        await nc.jetstream().delete_stream(target)
+        nc = await nats.connect(server)
+        await nc.jetstream().delete_stream(stream)
         await nc.close()
 
 

@@ -1,4 +1,5 @@
-"""NatsStore against the JetStream server on 127.0.0.1:4222: compliance, layout, several clients."""
+"""NatsStore against JetStream servers of the session's own: compliance on one server and on a
+three-server cluster, layout, several clients, durability, snapshots."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import nats
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nats_servers import NatsServer
 
 from eventsignal import (
     AggregateExists,
@@ -35,11 +37,9 @@ from eventsignal.testing.compliance import make_events
 
 pytestmark = pytest.mark.nats
 
-SERVER = "nats://127.0.0.1:4222"
 
-
-async def delete_stream(stream: str) -> None:
-    nc = await nats.connect(SERVER)
+async def delete_stream(server: str | list[str], stream: str) -> None:
+    nc = await nats.connect(server)
     try:
         await nc.jetstream().delete_stream(stream)
     finally:
@@ -47,27 +47,36 @@ async def delete_stream(stream: str) -> None:
 
 
 class TestNatsStore(EventStoreCompliance):
+    """The contract on one server that fsyncs every write."""
+
+    replicas = 1
+    servers: str | list[str] = ""
+
+    @pytest.fixture(autouse=True)
+    def on_the_server(self, nats_url: str) -> None:
+        self.servers = nats_url
+
     async def make_store(self) -> EventStore:
-        store = NatsStore(SERVER, stream=f"test_{uuid4().hex}")
+        store = NatsStore(self.servers, stream=f"test_{uuid4().hex}", replicas=self.replicas)
         await store.open()
         return store
 
     async def dispose_store(self, store: EventStore) -> None:
         assert isinstance(store, NatsStore)
         await store.close()
-        await delete_stream(store.stream)
+        await delete_stream(self.servers, store.stream)
 
 
 @pytest.fixture
-async def stream() -> AsyncIterator[str]:
+async def stream(nats_url: str) -> AsyncIterator[str]:
     name = f"test_{uuid4().hex}"
     yield name
-    await delete_stream(name)
+    await delete_stream(nats_url, name)
 
 
 @pytest.fixture
-async def store(stream: str) -> AsyncIterator[NatsStore]:
-    store = NatsStore(SERVER, stream=stream)
+async def store(nats_url: str, stream: str) -> AsyncIterator[NatsStore]:
+    store = NatsStore(nats_url, stream=stream)
     await store.open()
     yield store
     await store.close()
@@ -134,8 +143,8 @@ async def test_creation_with_first_events_is_one_message(store: NatsStore) -> No
     assert [(a.aggregate_id, a.version) for a in listed] == [("born", 4)]
 
 
-async def test_creating_races_between_stores_have_one_winner(stream: str) -> None:
-    stores = [NatsStore(SERVER, stream=stream) for _ in range(4)]
+async def test_creating_races_between_stores_have_one_winner(nats_url: str, stream: str) -> None:
+    stores = [NatsStore(nats_url, stream=stream) for _ in range(4)]
     for store in stores:
         await store.open()
     try:
@@ -150,8 +159,10 @@ async def test_creating_races_between_stores_have_one_winner(stream: str) -> Non
             await store.close()
 
 
-async def test_a_stale_writer_conflicts_then_builds_on_the_new_tip(stream: str) -> None:
-    writer, other = NatsStore(SERVER, stream=stream), NatsStore(SERVER, stream=stream)
+async def test_a_stale_writer_conflicts_then_builds_on_the_new_tip(
+    nats_url: str, stream: str
+) -> None:
+    writer, other = NatsStore(nats_url, stream=stream), NatsStore(nats_url, stream=stream)
     await writer.open()
     await other.open()
     try:
@@ -171,8 +182,8 @@ async def test_a_stale_writer_conflicts_then_builds_on_the_new_tip(stream: str) 
         await other.close()
 
 
-async def test_a_writer_far_behind_reads_only_what_it_missed(stream: str) -> None:
-    writer, other = NatsStore(SERVER, stream=stream), NatsStore(SERVER, stream=stream)
+async def test_a_writer_far_behind_reads_only_what_it_missed(nats_url: str, stream: str) -> None:
+    writer, other = NatsStore(nats_url, stream=stream), NatsStore(nats_url, stream=stream)
     await writer.open()
     await other.open()
     try:
@@ -214,8 +225,8 @@ async def test_long_histories_and_pages_read_through_a_consumer(store: NatsStore
     assert [e.position for e in middle] == positions[11:18]
 
 
-async def test_a_follower_on_another_connection_is_woken(stream: str) -> None:
-    writer, follower = NatsStore(SERVER, stream=stream), NatsStore(SERVER, stream=stream)
+async def test_a_follower_on_another_connection_is_woken(nats_url: str, stream: str) -> None:
+    writer, follower = NatsStore(nats_url, stream=stream), NatsStore(nats_url, stream=stream)
     await writer.open()
     await follower.open()
     try:
@@ -250,7 +261,7 @@ async def test_unreachable_server_is_store_unavailable() -> None:
 
 def test_stream_names_are_checked() -> None:
     with pytest.raises(ValueError, match="stream name"):
-        NatsStore(SERVER, stream="a.b")
+        NatsStore("nats://h:4222", stream="a.b")
 
 
 def test_the_repr_shows_no_credentials() -> None:
@@ -301,15 +312,15 @@ async def test_headers_count_towards_the_payload_limit(store: NatsStore) -> None
     assert [e.version for e in await store.read_aggregate("thing", "big")] == [1]
 
 
-async def test_an_event_over_the_streams_own_limit_is_too_large(stream: str) -> None:
-    nc = await nats.connect(SERVER)
+async def test_an_event_over_the_streams_own_limit_is_too_large(nats_url: str, stream: str) -> None:
+    nc = await nats.connect(nats_url)
     try:
         await nc.jetstream().add_stream(
             name=stream, subjects=[f"{stream}.>"], max_msg_size=1000, allow_direct=True
         )
     finally:
         await nc.close()
-    store = NatsStore(SERVER, stream=stream)
+    store = NatsStore(nats_url, stream=stream)
     await store.open()
     try:
         await store.create("thing", "big")
@@ -332,7 +343,8 @@ class StallingProxy:
     accepted and held silent until ``resume()``; from then on new links forward again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, server_port: int) -> None:
+        self.server_port = server_port
         self.port = 0
         self.links = 0  # links connected through to the server
         self._accepting = asyncio.Event()
@@ -373,7 +385,7 @@ class StallingProxy:
             await self._accepting.wait()
             if self._closing.is_set():
                 return
-            server_in, server_out = await asyncio.open_connection("127.0.0.1", 4222)
+            server_in, server_out = await asyncio.open_connection("127.0.0.1", self.server_port)
             self._writers.add(server_out)
             self.links += 1
             forwarding = asyncio.Event()
@@ -400,8 +412,8 @@ class StallingProxy:
 
 
 @pytest.fixture
-async def proxy() -> AsyncIterator[StallingProxy]:
-    proxy = StallingProxy()
+async def proxy(nats_server: NatsServer) -> AsyncIterator[StallingProxy]:
+    proxy = StallingProxy(nats_server.port)
     await proxy.start()
     yield proxy
     await proxy.close()

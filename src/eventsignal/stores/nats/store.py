@@ -39,21 +39,31 @@ from eventsignal.domain.errors import (
 from eventsignal.domain.identity import validate_id, validate_name
 from eventsignal.stores.base import (
     AggregateInfo,
+    Snapshot,
     StoredEvent,
     StoreLifecycle,
     StoreStats,
     check_versions,
 )
 from eventsignal.stores.credentials import redact, scrub
+from eventsignal.stores.nats.durability import (
+    DURABILITIES,
+    QUORUM,
+    Durability,
+    enforce,
+    fsyncs_every_write,
+    logger,
+)
+from eventsignal.stores.nats.snapshots import SnapshotBucket
 from eventsignal.stores.nats.subscriptions import NatsSubscriptions
 from eventsignal.stores.nats.wire import (
+    CONFLICTS,
     COUNT,
     CREATED,
     EXPECTED_LAST_SUBJECT_SEQUENCE,
     MESSAGE_TOO_LARGE,
     SLOTS,
     VERSION,
-    WRONG_LAST_SEQUENCE,
     PubAck,
     Tip,
     decode_ack,
@@ -88,6 +98,7 @@ class _State(msgspec.Struct):
 
 class _Config(msgspec.Struct):
     max_msg_size: int = -1
+    num_replicas: int = 1
 
 
 class _StreamInfo(msgspec.Struct):
@@ -114,6 +125,14 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
     ``remembered_tips`` bounds how many aggregates' newest messages are remembered; a forgotten
     one costs the next append one extra direct get.
 
+    ``durability`` says what to do, at the first open, when an acknowledged write might not
+    survive a crash (see :mod:`eventsignal.stores.nats.durability`): ``"require"`` refuses to
+    open with a :class:`~eventsignal.ConfigurationError` naming what to change, ``"warn"`` logs
+    a warning once, ``"ignore"`` says nothing. An acknowledgement is durable when the stream has
+    three replicas or more, or when every server fsyncs each write (``jetstream { sync_interval:
+    always }``), which the store can only see through ``monitor``: the servers' monitoring URLs
+    (``http://host:8222``).
+
     Positions are global and increasing but not contiguous (see
     :mod:`eventsignal.stores.nats.wire`).
     """
@@ -126,11 +145,21 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         replicas: int = 1,
         timeout: float = 5.0,
         remembered_tips: int = 100_000,
+        durability: Durability = "warn",
+        monitor: str | Sequence[str] = (),
     ) -> None:
         if not stream or encode_token(stream) != stream:
             raise ConfigurationError(
                 f"stream name {stream!r} may hold letters, digits, '_' and '-' only"
             )
+        if durability not in DURABILITIES:
+            raise ConfigurationError(
+                f"durability must be one of {', '.join(DURABILITIES)}, not {durability!r}"
+            )
+        self.durability: Durability = durability
+        self.monitors = [monitor] if isinstance(monitor, str) else list(monitor)
+        self._durability_known = False
+        self._snapshots = SnapshotBucket(stream, replicas)
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.stream = stream
         self.replicas = replicas
@@ -236,6 +265,36 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
             ) from exc
         self._nc = nc
         self._js = js
+        try:
+            await self._check_durability()
+        except BaseException:
+            self._nc = self._js = None
+            await nc.close()
+            raise
+
+    async def _check_durability(self) -> None:
+        """Learn, once, whether an acknowledgement here survives a crash, and act on the answer.
+
+        The stream's own replicas count, not the ones asked for: an existing stream is used as
+        it is.
+        """
+        if self.durability == "ignore" or self._durability_known:
+            return
+        reply = await self._request(f"$JS.API.STREAM.INFO.{self.stream}", b"")
+        config = _decode_info(reply.data).config
+        replicas = config.num_replicas if config is not None else self.replicas
+        fsync: bool | None = None
+        if replicas < QUORUM and self.monitors:
+            try:
+                fsync = await fsyncs_every_write(self.monitors, self.timeout)
+            except StoreUnavailable as exc:
+                if self.durability == "require":
+                    raise
+                logger.warning("%r: cannot tell whether writes are durable: %s", self, exc)
+                self._durability_known = True
+                return
+        enforce(self.durability, repr(self), replicas, fsync)
+        self._durability_known = True
 
     async def close(self) -> None:
         async with self._opening:
@@ -281,7 +340,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         }
         ack = await self._write(aggregate_name, aggregate_id, events, headers)
         if ack.error is not None:
-            if ack.error.err_code == WRONG_LAST_SEQUENCE:
+            if ack.error.err_code in CONFLICTS:
                 raise AggregateExists(aggregate_name, aggregate_id)
             raise StoreUnavailable(f"JetStream refused to create {subject}: {ack.error}")
         key = (aggregate_name, aggregate_id)
@@ -320,7 +379,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         )
         if ack.error is not None:
             # The remembered tip stays: stale, it still tells a catch-up where to start reading.
-            if ack.error.err_code == WRONG_LAST_SEQUENCE:
+            if ack.error.err_code in CONFLICTS:
                 raise ConcurrencyError(aggregate_name, aggregate_id, expected_version)
             raise StoreUnavailable(f"JetStream refused the events of {subject}: {ack.error}")
         self._remember(key, Tip(ack.seq, expected_version + len(events), tip.created, tip.origin))
@@ -447,7 +506,21 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
             if follower in self._followers:
                 self._followers.remove(follower)
 
+    # Snapshots
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Keep ``snapshot`` in ``<stream>_snapshots`` unless a newer one is there already."""
+        await self._snapshots.save(self._jetstream(), snapshot)
+
+    async def load_snapshot(self, aggregate_name: str, aggregate_id: str) -> Snapshot | None:
+        return await self._snapshots.load(self._jetstream(), aggregate_name, aggregate_id)
+
     # Internals
+
+    def _jetstream(self) -> JetStreamContext:
+        if self._js is None:
+            raise StoreNotOpen(f"{self!r} is not open: call 'await store.open()' first")
+        return self._js
 
     async def _write(
         self,

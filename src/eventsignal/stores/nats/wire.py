@@ -193,6 +193,10 @@ decode_ack = msgspec.json.Decoder(PubAck).decode
 WRONG_LAST_SEQUENCE = 10071
 """JetStream's error code when ``Nats-Expected-Last-Subject-Sequence`` does not match."""
 
+CONFLICTS = frozenset({WRONG_LAST_SEQUENCE, 10164})
+"""Every code meaning that expected sequence did not match: a replicated stream's leader answers
+10164 (the same refusal, without the sequence it found) where a single server answers 10071."""
+
 MESSAGE_TOO_LARGE = 10054
 """JetStream's error code when a message exceeds the stream's ``max_msg_size``."""
 
