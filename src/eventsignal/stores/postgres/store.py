@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import select
+import struct
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -49,6 +50,7 @@ from eventsignal.domain.errors import (
     StoreUnavailable,
 )
 from eventsignal.stores.base import AggregateInfo, StoredEvent, StoreLifecycle, StoreStats
+from eventsignal.stores.postgres.arrays import batch_arrays, register_dumpers
 from eventsignal.stores.postgres.deadline import Deadline
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
 from eventsignal.stores.postgres.schema import (
@@ -243,10 +245,13 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         given = psycopg.conninfo.conninfo_to_dict(self.dsn)
         options: dict[str, Any] = {"autocommit": True}
         options.update((key, value) for key, value in defaults.items() if key not in given)
+        options["client_encoding"] = "UTF8"  # appends send text as UTF-8 (see arrays.py)
         return options
 
     async def _configure(self, conn: _Connection) -> None:
-        """Every connection reads timestamps in UTC and, with ``schema``, sees only that schema."""
+        """Every connection reads timestamps in UTC, with ``schema`` sees only that schema, and
+        can send the arrays of an append."""
+        register_dumpers(conn.adapters)
         # A new connection can stall too; cut, it fails and the pool tries again.
         with Deadline(conn, self.timeout):
             await conn.execute("SET TIME ZONE 'UTC'")
@@ -412,11 +417,15 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         return outcome
 
     async def _commit(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
-        params = (self._lock_key, self._channel, *_batch_columns(requests))
+        try:
+            arrays = batch_arrays(requests, _encode_metadata)
+        except struct.error as exc:  # what the server would refuse too: fails only its request
+            raise psycopg.DataError(f"a version out of range for INTEGER: {exc}") from exc
+        params = (self._lock_key, self._channel, *arrays)
         # The call commits on its own: once it is sent, a lost answer is a lost outcome.
         unsure = "the events may or may not be stored, re-read the aggregate"
         async with self._connection("appending events", unsure=unsure) as conn:
-            row = await (await conn.execute(_APPEND, params)).fetchone()
+            row = await (await conn.execute(_APPEND, params, prepare=True)).fetchone()
         if row is None:
             raise StoreInconsistent("eventsignal_append returned no row")
         codes: list[int] = row[0]
@@ -612,50 +621,6 @@ def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
         position=position,
         defect=defect,
     )
-
-
-def _batch_columns(requests: list[AppendRequest]) -> list[list[Any]]:
-    """A batch as the arrays ``eventsignal_append`` takes: five per request, seven per event."""
-    names: list[str] = []
-    ids: list[str] = []
-    expected: list[int] = []
-    counts: list[int] = []
-    creates: list[bool] = []
-    owners: list[int] = []
-    event_ids: list[Any] = []
-    versions: list[int] = []
-    event_names: list[str] = []
-    timestamps: list[Any] = []
-    data: list[bytes] = []
-    metadata: list[str] = []
-    for number, request in enumerate(requests, start=1):
-        names.append(request.aggregate_name)
-        ids.append(request.aggregate_id)
-        expected.append(request.expected_version)
-        counts.append(len(request.events))
-        creates.append(request.create)
-        for event in request.events:
-            owners.append(number)
-            event_ids.append(event.id)
-            versions.append(event.version)
-            event_names.append(event.name)
-            timestamps.append(event.timestamp)
-            data.append(event.data)
-            metadata.append(_encode_metadata(event.metadata).decode() if event.metadata else "{}")
-    return [
-        names,
-        ids,
-        expected,
-        counts,
-        creates,
-        owners,
-        event_ids,
-        versions,
-        event_names,
-        timestamps,
-        data,
-        metadata,
-    ]
 
 
 async def _check_connection(conn: _Connection) -> None:
