@@ -66,16 +66,17 @@ from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 
 _Connection = AsyncConnection[TupleRow]
 
-_COLUMNS = (
-    "position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data,"
-    " metadata::text"
-)
+# Metadata is mostly '{}': the server says so with a NULL, so that no row decodes JSON for it.
+_METADATA = "CASE WHEN metadata = '{}' THEN NULL ELSE metadata::text END"
+# One aggregate's rows leave out its name and id: the caller knows them.
 _READ_AGGREGATE = (
-    f"SELECT {_COLUMNS} FROM eventsignal_events"
+    f"SELECT position, event_id, version, name, timestamp, data, {_METADATA}"
+    " FROM eventsignal_events"
     " WHERE aggregate_name = %s AND aggregate_id = %s AND version > %s ORDER BY version"
 )
 _READ_ALL = (
-    f"SELECT {_COLUMNS} FROM eventsignal_events WHERE position > %s ORDER BY position LIMIT %s"
+    "SELECT position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data,"
+    f" {_METADATA} FROM eventsignal_events WHERE position > %s ORDER BY position LIMIT %s"
 )
 _APPEND = (
     "SELECT outcomes, positions FROM eventsignal_append(%b, %b, %b::text[], %b::text[],"
@@ -467,18 +468,17 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
     async def read_aggregate(
         self, aggregate_name: str, aggregate_id: str, after_version: int = 0
     ) -> Sequence[StoredEvent]:
+        rows = _AggregateRows(aggregate_name, aggregate_id)
         async with self._connection("reading an aggregate") as conn:
-            cursor = await conn.execute(
-                _READ_AGGREGATE, (aggregate_name, aggregate_id, after_version), binary=True
-            )
-            rows = await cursor.fetchall()
-        return [_stored_event(row) for row in rows]
+            cursor = conn.cursor(binary=True, row_factory=rows.maker)
+            await cursor.execute(_READ_AGGREGATE, (aggregate_name, aggregate_id, after_version))
+            return await cursor.fetchall()
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
         async with self._connection("reading all events") as conn:
-            cursor = await conn.execute(_READ_ALL, (after_position, limit), binary=True)
-            rows = await cursor.fetchall()
-        return [_stored_event(row) for row in rows]
+            cursor = conn.cursor(binary=True, row_factory=_any_rows)
+            await cursor.execute(_READ_ALL, (after_position, limit))
+            return await cursor.fetchall()
 
     async def head_position(self) -> int:
         async with self._connection("reading the head position") as conn:
@@ -606,9 +606,44 @@ def _unavailable(
     return StoreUnavailable(f"PostgreSQL could not complete {action}{undone}: {exc}")
 
 
-def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
-    position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data, meta = row
-    metadata, defect = read_metadata(meta)
+class _AggregateRows:
+    """Builds one aggregate's events straight from the loaded columns, with its name and id."""
+
+    __slots__ = ("aggregate_id", "aggregate_name")
+
+    def __init__(self, aggregate_name: str, aggregate_id: str) -> None:
+        self.aggregate_name = aggregate_name
+        self.aggregate_id = aggregate_id
+
+    def maker(self, cursor: object) -> Callable[[Sequence[Any]], StoredEvent]:
+        aggregate_name, aggregate_id = self.aggregate_name, self.aggregate_id
+
+        def make(values: Sequence[Any]) -> StoredEvent:
+            position, event_id, version, name, timestamp, data, text = values
+            metadata, defect = ({}, None) if text is None else read_metadata(text)
+            return StoredEvent(
+                id=event_id,
+                aggregate_name=aggregate_name,
+                aggregate_id=aggregate_id,
+                version=version,
+                name=name,
+                timestamp=timestamp,
+                data=data,
+                metadata=metadata,
+                position=position,
+                defect=defect,
+            )
+
+        return make
+
+
+def _any_rows(cursor: object) -> Callable[[Sequence[Any]], StoredEvent]:
+    return _stored_event
+
+
+def _stored_event(values: Sequence[Any]) -> StoredEvent:
+    position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data, text = values
+    metadata, defect = ({}, None) if text is None else read_metadata(text)
     return StoredEvent(
         id=event_id,
         aggregate_name=aggregate_name,
