@@ -117,9 +117,9 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         # Version 2: the same call, set-based. A batch whose requests name distinct aggregates
         # (the usual case: one command in flight per aggregate) is checked by one INSERT and one
-        # UPDATE over all its requests instead of one or two statements per request, and the
-        # function's plans are built once per session, not per call. A batch naming an
-        # aggregate twice keeps the per-request loop, so each request sees the ones before it.
+        # UPDATE over all its requests instead of one or two statements per request. A batch
+        # naming an aggregate twice keeps the per-request loop, so each request sees the ones
+        # before it.
         """
         CREATE OR REPLACE FUNCTION eventsignal_append(
             lock_key BIGINT,
@@ -138,7 +138,7 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             ev_metadata TEXT[],
             OUT outcomes INTEGER[],
             OUT positions BIGINT[]
-        ) LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+        ) LANGUAGE plpgsql AS $$
         #variable_conflict use_column
         DECLARE
             found_version INTEGER;
