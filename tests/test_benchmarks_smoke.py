@@ -58,7 +58,11 @@ def test_stores_benchmark_prints_throughput_ceiling_and_rebuild_ratios() -> None
     for backend in ("sqlite", "postgres"):
         assert re.search(RATIO.format(f"rebuild {backend}"), out), out
     assert re.search(r"raw psycopg multi-row INSERT, 64 rows per transaction: [\d,]+ rows/s", out)
-    assert re.search(r"ratio postgres c=8 events/s to raw ceiling: \d+%", out), out
+    assert re.search(r"ratio postgres c=8 events/s to raw INSERT ceiling: \d+%", out), out
+    assert re.search(r"raw psycopg COPY, 64 rows per transaction: [\d,]+ rows/s", out), out
+    assert re.search(r"ratio postgres c=8 events/s to raw COPY ceiling: \d+%", out), out
+    assert re.search(r"bare psycopg read of \(version, data\), same rows: [\d.,]+ ms", out), out
+    assert re.search(RATIO.format("rebuild postgres to bare read"), out), out
 
 
 def test_profiler_prints_the_costliest_functions_of_the_command_path() -> None:

@@ -413,7 +413,8 @@ async def _run_writer_until_killed(writer: Path, dsn: str, *, acks: int) -> list
         dsn,
         "16",
         stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(writer.parent)},
+        # The test helpers, and the code under test wherever the caller's PYTHONPATH found it.
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(writer.parent), *_pythonpath()])},
     )
     assert process.stdout is not None
     lines: list[str] = []
@@ -430,3 +431,8 @@ async def _run_writer_until_killed(writer: Path, dsn: str, *, acks: int) -> list
     lines.extend(line.decode() for line in (await process.stdout.read()).splitlines())
     await process.wait()
     return [line for line in lines if line.strip()]
+
+
+def _pythonpath() -> list[str]:
+    given = os.environ.get("PYTHONPATH")
+    return [given] if given else []

@@ -24,6 +24,7 @@ from eventsignal import (
     SignalError,
 )
 from eventsignal.stores import EventStore, PostgresStore, StoredEvent
+from eventsignal.stores.postgres.schema import EVENTS_MIGRATIONS, migrate_component
 from eventsignal.stores.sql import SQLStore
 from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.testing import EventStoreCompliance, SubscriptionStoreCompliance, make_events
@@ -202,6 +203,42 @@ async def test_a_request_the_database_refuses_fails_alone(
         assert [len(await store.read_aggregate("thing", i)) for i in "abc"] == [2, 1, 0]
 
 
+async def test_every_outcome_in_one_batch_of_distinct_aggregates(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    """Each aggregate named once: the batch is checked as a whole, each request still alone."""
+    async with await postgres_store_factory() as store:
+        for aggregate_id in ("a", "b", "c", "taken"):
+            await store.create("thing", aggregate_id)
+        await store.append("thing", "b", 0, make_events("b", 0, 2))
+        before = store.stats.transactions
+        outcomes = await asyncio.gather(
+            store.append("thing", "a", 0, make_events("a", 0, 2)),
+            store.append("thing", "b", 1, make_events("b", 1, 1)),  # b is at version 2
+            store.append("thing", "nope", 0, make_events("nope", 0, 1)),
+            store.create("thing", "taken", make_events("taken", 0, 1)),
+            store.create("thing", "new", make_events("new", 0, 2)),
+            store.create("thing", "empty"),
+            store.append("thing", "c", 0, []),
+            return_exceptions=True,
+        )
+        assert store.stats.transactions - before == 1
+        a_ok, b_stale, missing, taken, new, empty, c_none = outcomes
+        assert isinstance(b_stale, ConcurrencyError)
+        assert b_stale.actual_version == 2
+        assert isinstance(missing, AggregateNotFound)
+        assert isinstance(taken, AggregateExists)
+        assert (empty, c_none) == ([], [])
+        assert not isinstance(a_ok, BaseException)
+        assert not isinstance(new, BaseException)
+        assert len(a_ok) == len(new) == 2
+        assert a_ok[-1] < new[0]  # positions follow the order of the requests
+        versions = {i.aggregate_id: i.version for i in await store.aggregates("thing")}
+        assert versions == {"a": 2, "b": 2, "c": 0, "taken": 0, "new": 2, "empty": 0}
+        assert [e.position for e in await store.read_aggregate("thing", "new")] == list(new)
+        assert await store.read_aggregate("thing", "taken") == []
+
+
 async def test_creations_share_the_batch_and_are_atomic(
     postgres_store_factory: PostgresStoreFactory,
 ) -> None:
@@ -366,10 +403,60 @@ async def test_concurrent_migrations_are_safe_and_idempotent(postgres_dsn: str) 
     await stores[2].migrate_component("things", steps)
     async with stores[0] as store, store.transaction() as tx:
         versions = await tx.fetchall("SELECT component, version FROM eventsignal_schema")
-        assert sorted(versions) == [("events", 1), ("things", 2)]
+        assert sorted(versions) == [("events", len(EVENTS_MIGRATIONS)), ("things", 2)]
         await tx.execute("INSERT INTO things (id, note) VALUES (%s, %s)", ("x", "fine"))
     with pytest.raises(SignalError, match="newer"):
         await stores[3].migrate_component("things", steps[:1])
+
+
+async def test_a_database_of_the_first_schema_version_keeps_working_once_migrated(
+    postgres_dsn: str, postgres_store_factory: PostgresStoreFactory
+) -> None:
+    """Events written by the version-1 ``eventsignal_append`` read back, and appends go on."""
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as conn:
+        assert await migrate_component(conn, "events", EVENTS_MIGRATIONS[:1]) == 1
+        first, second = make_events("a", 0, 2)
+        row = await (
+            await conn.execute(
+                "SELECT outcomes, positions FROM eventsignal_append(1, 'old', %s::text[],"
+                " %s::text[], %s::int4[], %s::int4[], %s::bool[], %s::int4[], %s::uuid[],"
+                " %s::int4[], %s::text[], %s::timestamptz[], %s::bytea[], %s::text[])",
+                (
+                    ["thing", "thing"],
+                    ["a", "b"],
+                    [0, 0],
+                    [2, 0],
+                    [True, True],
+                    [1, 1],
+                    [first.id, second.id],
+                    [1, 2],
+                    [first.name, second.name],
+                    [first.timestamp, second.timestamp],
+                    [first.data, second.data],
+                    ['{"k": "v"}', "{}"],
+                ),
+            )
+        ).fetchone()
+        assert row == ([-1, -1], [1, 2])
+    with pytest.raises(SignalError, match=r"version 1 of"):
+        async with await postgres_store_factory(migrate=False):
+            pass
+    async with await postgres_store_factory() as store:
+        old = await store.read_aggregate("thing", "a")
+        assert [(e.id, e.version, e.metadata) for e in old] == [
+            (first.id, 1, {"k": "v"}),
+            (second.id, 2, {}),
+        ]
+        assert await store.exists("thing", "b")
+        with pytest.raises(AggregateExists):
+            await store.create("thing", "a")
+        with pytest.raises(ConcurrencyError):
+            await store.append("thing", "a", 1, make_events("a", 1, 1))
+        positions = await store.append("thing", "a", 2, make_events("a", 2, 2))
+        assert positions == [3, 4]
+        assert [e.version for e in await store.read_all(0)] == [1, 2, 3, 4]
+        info = {i.aggregate_id: i.version for i in await store.aggregates("thing")}
+        assert info == {"a": 4, "b": 0}
 
 
 async def test_transaction_commits_or_rolls_back(

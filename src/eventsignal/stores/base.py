@@ -20,6 +20,10 @@ from eventsignal.domain.errors import ConfigurationError, EventSerializationErro
 class StoredEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """An event as a store keeps it: the envelope with the user's data encoded to bytes.
 
+    Its fields are scalars and a string-to-string mapping, which cannot reach back to it, so it
+    is left out of the garbage collector: a rebuild reads thousands at once, and each tracked one
+    would bring the next full collection closer.
+
     ``position`` is 0 until the store assigns the event its place in the global order.
     ``defect`` is set, by the store that read it, on a row whose envelope cannot be read (say
     metadata written by hand that is not a string-to-string object): the row is handed back as

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import select
+import struct
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -50,6 +51,7 @@ from eventsignal.domain.errors import (
     StoreUnavailable,
 )
 from eventsignal.stores.base import AggregateInfo, StoredEvent, StoreLifecycle, StoreStats
+from eventsignal.stores.postgres.arrays import batch_arrays, register_dumpers
 from eventsignal.stores.postgres.deadline import Deadline
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
 from eventsignal.stores.postgres.schema import (
@@ -65,16 +67,17 @@ from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 
 _Connection = AsyncConnection[TupleRow]
 
-_COLUMNS = (
-    "position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data,"
-    " metadata::text"
-)
+# Metadata is mostly '{}': the server says so with a NULL, so that no row decodes JSON for it.
+_METADATA = "CASE WHEN metadata = '{}' THEN NULL ELSE metadata::text END"
+# One aggregate's rows leave out its name and id: the caller knows them.
 _READ_AGGREGATE = (
-    f"SELECT {_COLUMNS} FROM eventsignal_events"
+    f"SELECT position, event_id, version, name, timestamp, data, {_METADATA}"
+    " FROM eventsignal_events"
     " WHERE aggregate_name = %s AND aggregate_id = %s AND version > %s ORDER BY version"
 )
 _READ_ALL = (
-    f"SELECT {_COLUMNS} FROM eventsignal_events WHERE position > %s ORDER BY position LIMIT %s"
+    "SELECT position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data,"
+    f" {_METADATA} FROM eventsignal_events WHERE position > %s ORDER BY position LIMIT %s"
 )
 _APPEND = (
     "SELECT outcomes, positions FROM eventsignal_append(%b, %b, %b::text[], %b::text[],"
@@ -249,10 +252,13 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         given = psycopg.conninfo.conninfo_to_dict(self.dsn)
         options: dict[str, Any] = {"autocommit": True}
         options.update((key, value) for key, value in defaults.items() if key not in given)
+        options["client_encoding"] = "UTF8"  # appends send text as UTF-8 (see arrays.py)
         return options
 
     async def _configure(self, conn: _Connection) -> None:
-        """Every connection reads timestamps in UTC and, with ``schema``, sees only that schema."""
+        """Every connection reads timestamps in UTC, with ``schema`` sees only that schema, and
+        can send the arrays of an append."""
+        register_dumpers(conn.adapters)
         # A new connection can stall too; cut, it fails and the pool tries again.
         with Deadline(conn, self.timeout):
             await conn.execute("SET TIME ZONE 'UTC'")
@@ -423,16 +429,20 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         return outcome
 
     async def _commit(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
-        params = (self._lock_key, self._channel, *_batch_columns(requests))
+        try:
+            arrays = batch_arrays(requests, _encode_metadata)
+        except struct.error as exc:  # what the server would refuse too: fails only its request
+            raise psycopg.DataError(f"a version out of range for INTEGER: {exc}") from exc
+        params = (self._lock_key, self._channel, *arrays)
         # The call commits on its own: once it is sent, a lost answer is a lost outcome.
         unsure = "the events may or may not be stored, re-read the aggregate"
         async with self._connection("appending events", unsure=unsure) as conn:
             if any(request.created_at for request in requests):
                 async with conn.transaction():
-                    row = await (await conn.execute(_APPEND, params)).fetchone()
+                    row = await (await conn.execute(_APPEND, params, prepare=True)).fetchone()
                     await self._backdate(conn, requests, row)
             else:
-                row = await (await conn.execute(_APPEND, params)).fetchone()
+                row = await (await conn.execute(_APPEND, params, prepare=True)).fetchone()
         if row is None:
             raise StoreInconsistent("eventsignal_append returned no row")
         codes: list[int] = row[0]
@@ -489,18 +499,17 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
     async def read_aggregate(
         self, aggregate_name: str, aggregate_id: str, after_version: int = 0
     ) -> Sequence[StoredEvent]:
+        rows = _AggregateRows(aggregate_name, aggregate_id)
         async with self._connection("reading an aggregate") as conn:
-            cursor = await conn.execute(
-                _READ_AGGREGATE, (aggregate_name, aggregate_id, after_version), binary=True
-            )
-            rows = await cursor.fetchall()
-        return [_stored_event(row) for row in rows]
+            cursor = conn.cursor(binary=True, row_factory=rows.maker)
+            await cursor.execute(_READ_AGGREGATE, (aggregate_name, aggregate_id, after_version))
+            return await cursor.fetchall()
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
         async with self._connection("reading all events") as conn:
-            cursor = await conn.execute(_READ_ALL, (after_position, limit), binary=True)
-            rows = await cursor.fetchall()
-        return [_stored_event(row) for row in rows]
+            cursor = conn.cursor(binary=True, row_factory=_any_rows)
+            await cursor.execute(_READ_ALL, (after_position, limit))
+            return await cursor.fetchall()
 
     async def head_position(self) -> int:
         async with self._connection("reading the head position") as conn:
@@ -628,9 +637,44 @@ def _unavailable(
     return StoreUnavailable(f"PostgreSQL could not complete {action}{undone}: {exc}")
 
 
-def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
-    position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data, meta = row
-    metadata, defect = read_metadata(meta)
+class _AggregateRows:
+    """Builds one aggregate's events straight from the loaded columns, with its name and id."""
+
+    __slots__ = ("aggregate_id", "aggregate_name")
+
+    def __init__(self, aggregate_name: str, aggregate_id: str) -> None:
+        self.aggregate_name = aggregate_name
+        self.aggregate_id = aggregate_id
+
+    def maker(self, cursor: object) -> Callable[[Sequence[Any]], StoredEvent]:
+        aggregate_name, aggregate_id = self.aggregate_name, self.aggregate_id
+
+        def make(values: Sequence[Any]) -> StoredEvent:
+            position, event_id, version, name, timestamp, data, text = values
+            metadata, defect = ({}, None) if text is None else read_metadata(text)
+            return StoredEvent(
+                id=event_id,
+                aggregate_name=aggregate_name,
+                aggregate_id=aggregate_id,
+                version=version,
+                name=name,
+                timestamp=timestamp,
+                data=data,
+                metadata=metadata,
+                position=position,
+                defect=defect,
+            )
+
+        return make
+
+
+def _any_rows(cursor: object) -> Callable[[Sequence[Any]], StoredEvent]:
+    return _stored_event
+
+
+def _stored_event(values: Sequence[Any]) -> StoredEvent:
+    position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data, text = values
+    metadata, defect = ({}, None) if text is None else read_metadata(text)
     return StoredEvent(
         id=event_id,
         aggregate_name=aggregate_name,
@@ -643,50 +687,6 @@ def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
         position=position,
         defect=defect,
     )
-
-
-def _batch_columns(requests: list[AppendRequest]) -> list[list[Any]]:
-    """A batch as the arrays ``eventsignal_append`` takes: five per request, seven per event."""
-    names: list[str] = []
-    ids: list[str] = []
-    expected: list[int] = []
-    counts: list[int] = []
-    creates: list[bool] = []
-    owners: list[int] = []
-    event_ids: list[Any] = []
-    versions: list[int] = []
-    event_names: list[str] = []
-    timestamps: list[Any] = []
-    data: list[bytes] = []
-    metadata: list[str] = []
-    for number, request in enumerate(requests, start=1):
-        names.append(request.aggregate_name)
-        ids.append(request.aggregate_id)
-        expected.append(request.expected_version)
-        counts.append(len(request.events))
-        creates.append(request.create)
-        for event in request.events:
-            owners.append(number)
-            event_ids.append(event.id)
-            versions.append(event.version)
-            event_names.append(event.name)
-            timestamps.append(event.timestamp)
-            data.append(event.data)
-            metadata.append(_encode_metadata(event.metadata).decode() if event.metadata else "{}")
-    return [
-        names,
-        ids,
-        expected,
-        counts,
-        creates,
-        owners,
-        event_ids,
-        versions,
-        event_names,
-        timestamps,
-        data,
-        metadata,
-    ]
 
 
 async def _check_connection(conn: _Connection) -> None:
