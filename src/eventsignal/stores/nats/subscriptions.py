@@ -134,6 +134,7 @@ class NatsSubscriptionState:
 
     def __init__(self, kv: KeyValue, bucket_stream: str, *, writable: bool) -> None:
         self._kv = kv
+        self._stream = bucket_stream
         self._direct = f"$JS.API.DIRECT.GET.{bucket_stream}.{kv._pre}"
         self._writable = writable
         self._read: dict[str, tuple[int, bytes | None]] = {}  # revision and value first read
@@ -170,24 +171,24 @@ class NatsSubscriptionState:
         return revision, reply.data
 
     async def _list(self, prefix: str) -> list[tuple[str, bytes]]:
-        """The current keys under ``prefix`` (it ends with a dot), with their values, by key."""
+        """The current keys under ``prefix`` (it ends with a dot), with their values, by key.
+
+        The keys come from the bucket stream's subjects (no consumer, so nothing is missed
+        while one starts up), each value from a direct get.
+        """
         found: dict[str, bytes] = {}
+        pre = self._kv._pre
         try:
-            watcher = await self._kv.watch(prefix + ">", ignore_deletes=True)
-            try:
-                async for entry in watcher:
-                    if entry is None:
-                        break
-                    if entry.value is not None:
-                        first = self._read.setdefault(entry.key, (entry.revision, entry.value))
-                        if first[1] is not None:
-                            found[entry.key] = first[1]
-            finally:
-                await watcher.stop()  # type: ignore[no-untyped-call]
-        except StoreUnavailable:
-            raise
+            info = await self._kv._js.stream_info(self._stream, subjects_filter=pre + prefix + ">")
         except Exception as exc:
             raise StoreUnavailable(f"cannot list {prefix!r} in {self._kv._name}: {exc}") from exc
+        for subject in (info.state.subjects or {}) if info.state else {}:
+            key = subject[len(pre) :]
+            if key not in self._read:
+                self._read[key] = await self._fetch(key)
+            value = self._read[key][1]
+            if value is not None:
+                found[key] = value
         for key, value in self._writes.items():
             if key.startswith(prefix):
                 if value is None:
