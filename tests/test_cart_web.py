@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 import sqlite3
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -532,3 +534,27 @@ async def test_the_app_runs_on_postgresql(postgres_dsn: str) -> None:
         assert "Paid: 10.00" in (await restarted.get(cart)).text
         history = await restarted.get(f"{cart}/history")
         assert history.text.count("<td>ProductAdded</td>") == 1
+
+
+@pytest.mark.nats
+async def test_the_cart_runs_on_nats_alone(nats_url: str) -> None:
+    """Events, revenue checkpoint and read model all in JetStream (a 2.12+ server)."""
+    import nats as nats_client
+
+    stream = f"cart_{uuid.uuid4().hex}"
+    try:
+        async with serving(create_app(f"{nats_url}?stream={stream}")) as client:
+            cart = await new_cart(client)
+            await add(client, cart, "tea", 2, 1250)
+            assert (await client.post(f"{cart}/pay")).status_code == 303
+            revenue = await client.get("/revenue")
+            assert '<strong id="revenue">25.00</strong>' in revenue.text
+    finally:
+        connection = await nats_client.connect(nats_url)
+        try:
+            for bucket in ("state", "snapshots"):
+                with contextlib.suppress(Exception):
+                    await connection.jetstream().delete_key_value(f"{stream}_{bucket}")
+            await connection.jetstream().delete_stream(stream)
+        finally:
+            await connection.close()
