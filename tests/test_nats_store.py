@@ -11,7 +11,7 @@ import nats
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from nats_servers import NatsServer
+from nats_servers import NatsCluster, NatsServer
 
 from eventsignal import (
     AggregateExists,
@@ -478,3 +478,23 @@ async def test_writes_without_a_connection_fail_at_once_and_are_never_sent(
         assert [e.version for e in await store.read_aggregate("thing", "a")] == [1]
     finally:
         await store.close()
+
+
+async def test_reads_on_a_replicated_stream_see_acknowledged_writes(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Any replica may answer a direct get; on a replicated stream the leader answers reads."""
+    store = NatsStore(nats_cluster.urls, stream=f"test_{uuid4().hex}", replicas=3)
+    await store.open()
+    try:
+        for version in range(3):
+            if version == 0:
+                await store.create("thing", "a", make_events("a", 0, 1))
+            else:
+                await store.append("thing", "a", version, make_events("a", version, 1))
+            stored = await store.read_aggregate("thing", "a")
+            assert [e.version for e in stored] == list(range(1, version + 2))
+        assert [e.version for e in await store.read_all(0)] == [1, 2, 3]
+    finally:
+        await store.close()
+        await delete_stream(nats_cluster.urls, store.stream)

@@ -18,6 +18,7 @@ Requires ``nats-py`` (``pip install eventsignal[nats]``) and a server with JetSt
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -163,6 +164,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.stream = stream
         self.replicas = replicas
+        self._replicated = replicas > 1  # learnt from the stream when the store connects
         self.timeout = timeout
         self._remembered_tips = remembered_tips
         self._tips: dict[_Key, Tip] = {}
@@ -251,8 +253,11 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
             deny_delete=True,
         )
         try:
-            await js.add_stream(config)
+            created = await js.add_stream(config)
+            self._replicated = (created.config.num_replicas or 1) > 1
         except BadRequestError as exc:
+            # An existing stream is used as it is: its own replicas decide how reads go.
+            self._replicated = True
             if exc.err_code != _STREAM_IN_USE:
                 await nc.close()
                 raise StoreUnavailable(
@@ -582,7 +587,14 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
             ) from exc
 
     async def _get(self, request: dict[str, Any], subject: str = "") -> _Message | None:
-        """One message by JetStream direct get: by sequence, or the newest of ``subject``."""
+        """One message by sequence, or the newest of ``subject``.
+
+        On one server a direct get answers; on a replicated stream any replica may answer a
+        direct get, one that has not caught up too, so there the stream leader answers instead
+        and a read always sees the writes acknowledged before it.
+        """
+        if self._replicated:
+            return await self._get_from_leader(request, subject)
         api = f"$JS.API.DIRECT.GET.{self.stream}"
         if subject:
             reply = await self._request(f"{api}.{subject}", b"")
@@ -595,6 +607,22 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         if status is not None:
             raise StoreUnavailable(f"direct get on {self.stream} failed: {status} {headers}")
         return headers["Nats-Subject"], int(headers["Nats-Sequence"]), headers, reply.data
+
+    async def _get_from_leader(self, request: dict[str, Any], subject: str) -> _Message | None:
+        ask = {"last_by_subj": subject} if subject else request
+        reply = await self._request(
+            f"$JS.API.STREAM.MSG.GET.{self.stream}", json.dumps(ask).encode()
+        )
+        answer = json.loads(reply.data)
+        error = answer.get("error")
+        if error is not None:
+            if error.get("code") == 404:
+                return None
+            raise StoreUnavailable(f"message get on {self.stream} failed: {error}")
+        message = answer["message"]
+        headers = _parse_headers(base64.b64decode(message.get("hdrs") or ""))
+        data = base64.b64decode(message.get("data") or "")
+        return message["subject"], int(message["seq"]), headers, data
 
     async def _last_message(
         self, aggregate_name: str, aggregate_id: str
@@ -772,6 +800,16 @@ def _remaining(collected: list[StoredEvent], limit: int) -> int:
 async def _iterate(messages: list[_Message]) -> AsyncGenerator[_Message, None]:
     for message in messages:
         yield message
+
+
+def _parse_headers(raw: bytes) -> dict[str, str]:
+    """Headers in their wire form (``NATS/1.0`` then ``Name: value`` lines), as a dict."""
+    headers: dict[str, str] = {}
+    for line in raw.decode().split("\r\n")[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip()] = value.strip()
+    return headers
 
 
 __all__ = ["NatsStore"]
