@@ -21,7 +21,7 @@ import asyncio
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
@@ -56,6 +56,24 @@ class ParkedEvent(msgspec.Struct, frozen=True, kw_only=True):
     parked_at: datetime
 
 
+def parked_event(
+    subscription: str, event: StoredEvent, error: str, attempts: int, now: float
+) -> ParkedEvent:
+    """The record of ``event`` parked by ``subscription`` at ``now`` (Unix seconds)."""
+    return ParkedEvent(
+        subscription=subscription,
+        event_id=event.id,
+        position=event.position,
+        aggregate_name=event.aggregate_name,
+        aggregate_id=event.aggregate_id,
+        version=event.version,
+        event_name=event.name,
+        error=error,
+        attempts=attempts,
+        parked_at=datetime.fromtimestamp(now, UTC),
+    )
+
+
 class SubscriptionRow(msgspec.Struct, frozen=True):
     """One subscription as stored: the position all its partitions passed, how many partitions
     it has, how many are leased now, how many events it parked."""
@@ -65,6 +83,39 @@ class SubscriptionRow(msgspec.Struct, frozen=True):
     partitions: int
     leased: int
     parked: int
+
+
+class _Partition(Protocol):
+    @property
+    def position(self) -> int: ...
+
+    @property
+    def owner(self) -> str | None: ...
+
+    @property
+    def lease_until(self) -> float: ...
+
+
+def overview_rows(
+    partitions: Iterable[tuple[str, _Partition]], parked: Iterable[str], now: float
+) -> list[SubscriptionRow]:
+    """One row per subscription from its partitions' rows and the names of its parked events."""
+    by_name: dict[str, list[_Partition]] = {}
+    for name, row in partitions:
+        by_name.setdefault(name, []).append(row)
+    counts: dict[str, int] = {}
+    for name in parked:
+        counts[name] = counts.get(name, 0) + 1
+    return [
+        SubscriptionRow(
+            name,
+            min(r.position for r in rows),
+            len(rows),
+            sum(1 for r in rows if r.owner is not None and r.lease_until >= now),
+            counts.get(name, 0),
+        )
+        for name, rows in sorted(by_name.items())
+    ]
 
 
 class StoredDocument(msgspec.Struct, frozen=True):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
 from inspect import isawaitable
 from typing import Any
 
@@ -42,7 +41,7 @@ from eventsignal.stores.base import StoredEvent
 from eventsignal.stores.credentials import redact, scrub
 from eventsignal.stores.nats import NatsStore
 from eventsignal.stores.nats.wire import COUNT, decode_events, encode_token, head_of, split_subject
-from eventsignal.stores.subscription_state import ParkedEvent
+from eventsignal.stores.subscription_state import ParkedEvent, parked_event
 from eventsignal.subscriptions.errors import SubscriptionNotFound, SubscriptionStopped
 from eventsignal.subscriptions.lifecycle import RunnerLifecycle
 from eventsignal.subscriptions.subscription import Subscription
@@ -485,18 +484,7 @@ class JetStreamRunner(RunnerLifecycle):
 
     async def _park(self, record: StoredEvent, error: str, attempts: int) -> None:
         name = self.subscription.name
-        parked = ParkedEvent(
-            subscription=name,
-            event_id=record.id,
-            position=record.position,
-            aggregate_name=record.aggregate_name,
-            aggregate_id=record.aggregate_id,
-            version=record.version,
-            event_name=record.name,
-            error=error,
-            attempts=attempts,
-            parked_at=datetime.now(UTC),
-        )
+        parked = parked_event(name, record, error, attempts, time.time())
         kv = await _parked_bucket(self._js, self.store, create=True)
         await kv.put(f"{_parked_prefix(name)}.{record.position}", _encode_parked(parked))
 

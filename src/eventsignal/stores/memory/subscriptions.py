@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -26,6 +25,8 @@ from eventsignal.stores.subscription_state import (
     StoredDocument,
     SubscriptionProgress,
     SubscriptionRow,
+    overview_rows,
+    parked_event,
 )
 
 K = TypeVar("K")
@@ -207,22 +208,11 @@ class MemorySubscriptionState:
         return min(positions) if positions else None
 
     async def overview(self, now: float) -> list[SubscriptionRow]:
-        by_name: dict[str, list[_Checkpoint]] = {}
-        for (name, _), row in self.checkpoints.items_current():
-            by_name.setdefault(name, []).append(row)
-        parked: dict[str, int] = {}
-        for (name, _), _event in self.parked_.items_current():
-            parked[name] = parked.get(name, 0) + 1
-        return [
-            SubscriptionRow(
-                name,
-                min(r.position for r in rows),
-                len(rows),
-                sum(1 for r in rows if r.owner is not None and r.lease_until >= now),
-                parked.get(name, 0),
-            )
-            for name, rows in sorted(by_name.items())
-        ]
+        return overview_rows(
+            ((name, row) for (name, _), row in self.checkpoints.items_current()),
+            (name for (name, _), _ in self.parked_.items_current()),
+            now,
+        )
 
     # Parked events
 
@@ -231,18 +221,8 @@ class MemorySubscriptionState:
     ) -> None:
         self._write()
         earlier = self.parked_.get_current((name, event.id))
-        self.parked_[(name, event.id)] = ParkedEvent(
-            subscription=name,
-            event_id=event.id,
-            position=event.position,
-            aggregate_name=event.aggregate_name,
-            aggregate_id=event.aggregate_id,
-            version=event.version,
-            event_name=event.name,
-            error=error,
-            attempts=attempts + (earlier.attempts if earlier is not None else 0),
-            parked_at=datetime.fromtimestamp(now, UTC),
-        )
+        before = earlier.attempts if earlier is not None else 0
+        self.parked_[(name, event.id)] = parked_event(name, event, error, attempts + before, now)
 
     async def parked(self, name: str | None = None) -> list[ParkedEvent]:
         found = [p for (sub, _), p in self.parked_.items_current() if name in (None, sub)]

@@ -36,7 +36,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -61,6 +60,8 @@ from eventsignal.stores.subscription_state import (
     StoredDocument,
     SubscriptionProgress,
     SubscriptionRow,
+    overview_rows,
+    parked_event,
 )
 
 if TYPE_CHECKING:
@@ -339,23 +340,11 @@ class NatsSubscriptionState:
         return min(positions) if positions else None
 
     async def overview(self, now: float) -> list[SubscriptionRow]:
-        by_name: dict[str, list[_Checkpoint]] = {}
-        for key, value in await self._list("cp."):
-            by_name.setdefault(untoken(key.split(".")[1]), []).append(_checkpoint(value))
-        parked: dict[str, int] = {}
-        for key, _ in await self._list("parked."):
-            name = untoken(key.split(".")[1])
-            parked[name] = parked.get(name, 0) + 1
-        return [
-            SubscriptionRow(
-                name,
-                min(r.position for r in rows),
-                len(rows),
-                sum(1 for r in rows if r.owner is not None and r.lease_until >= now),
-                parked.get(name, 0),
-            )
-            for name, rows in sorted(by_name.items())
-        ]
+        return overview_rows(
+            [(untoken(k.split(".")[1]), _checkpoint(v)) for k, v in await self._list("cp.")],
+            [untoken(k.split(".")[1]) for k, _ in await self._list("parked.")],
+            now,
+        )
 
     # Parked events
 
@@ -366,18 +355,7 @@ class NatsSubscriptionState:
         key = _park_key(name, event.id)
         earlier = await self._get(key)
         before = _parked(earlier).attempts if earlier is not None else 0
-        parked = ParkedEvent(
-            subscription=name,
-            event_id=event.id,
-            position=event.position,
-            aggregate_name=event.aggregate_name,
-            aggregate_id=event.aggregate_id,
-            version=event.version,
-            event_name=event.name,
-            error=error,
-            attempts=attempts + before,
-            parked_at=datetime.fromtimestamp(now, UTC),
-        )
+        parked = parked_event(name, event, error, attempts + before, now)
         self._put(key, _encode(parked))
 
     async def parked(self, name: str | None = None) -> list[ParkedEvent]:
