@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -645,3 +647,21 @@ async def test_a_read_transaction_sees_one_snapshot_and_cannot_write(store: SQLi
         await reader.fetchone("SELECT 1")
     async with store.read_transaction() as reader:
         assert await reader.fetchall("SELECT n FROM tally ORDER BY n") == [(1,), (2,)]
+
+
+async def test_closing_the_last_store_on_a_file_lets_go_of_it(tmp_path: Path) -> None:
+    """The watcher that notices other processes' commits holds a connection to the file; once
+    the store is closed nothing may (the file may be deleted next)."""
+    path = tmp_path / "events.db"
+    store = SQLiteStore(path, migrate=True)
+    await store.open()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await store.wait_for_events(0)  # a follower: the watcher starts
+
+    def watching() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.endswith(str(path.resolve()))]
+
+    assert watching()
+    await store.close()
+    assert watching() == []

@@ -30,13 +30,39 @@ class Followers:
     """Futures waiting for the next commit to one database file, each with the position it
     waits past."""
 
-    __slots__ = ("__weakref__", "_changed", "_path", "_waiters", "_watching")
+    __slots__ = (
+        "__weakref__",
+        "_changed",
+        "_path",
+        "_stores",
+        "_waiters",
+        "_watcher",
+        "_watching",
+    )
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._changed = threading.Condition(threading.Lock())
         self._waiters: dict[asyncio.Future[None], int] = {}
         self._watching = False
+        self._watcher: threading.Thread | None = None
+        self._stores = 0  # open stores on the file in this process
+
+    def opened(self) -> None:
+        with self._changed:
+            self._stores += 1
+
+    def closed(self, timeout: float) -> None:
+        """The last store on the file closed: end the watcher, with its connection to the file,
+        before the store says it is closed (a caller may delete the file next). Blocking."""
+        with self._changed:
+            self._stores = max(self._stores - 1, 0)
+            if self._stores:
+                return
+            watcher = self._watcher
+            self._changed.notify()
+        if watcher is not None:
+            watcher.join(timeout)
 
     def add(self, waiter: asyncio.Future[None], after_position: int) -> None:
         """Wake ``waiter`` at the next commit here, or once another process stores an event
@@ -47,9 +73,10 @@ class Followers:
                 self._changed.notify()
                 return
             self._watching = True
-        threading.Thread(
-            target=self._watch, name="eventsignal-sqlite-followers", daemon=True
-        ).start()
+            watcher = self._watcher = threading.Thread(
+                target=self._watch, name=f"eventsignal-followers:{self._path}", daemon=True
+            )
+        watcher.start()
 
     def discard(self, waiter: asyncio.Future[None]) -> None:
         with self._changed:
@@ -77,11 +104,11 @@ class Followers:
         try:
             while True:
                 with self._changed:
-                    if not self._waiters:
+                    if not self._waiters and self._stores:
                         self._changed.wait(_LINGER)
-                        if not self._waiters:
-                            self._watching = False
-                            return
+                    if not self._waiters or not self._stores:
+                        self._watching = False
+                        return
                 time.sleep(WATCH_INTERVAL)
                 try:
                     if connection is None:

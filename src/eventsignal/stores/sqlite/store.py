@@ -238,6 +238,7 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
             raise
         for connection in readers:
             self._read_connections.put(connection)
+        self._followers.opened()
         self._writer = writer
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="eventsignal-sqlite-reader")
         self._write_lock = asyncio.Lock()
@@ -255,6 +256,7 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
         for idle in (self._read_connections, self._idle_snapshots):
             while not idle.empty():
                 idle.get().close()
+        await asyncio.to_thread(self._followers.closed, 2.0)  # a check in flight ends by then
 
     def _connect(self, *, check_same_thread: bool) -> sqlite3.Connection:
         connection = sqlite3.connect(
