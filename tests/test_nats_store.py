@@ -67,6 +67,16 @@ class TestNatsStore(EventStoreCompliance):
         await delete_stream(self.servers, store.stream)
 
 
+class TestNatsStoreOnACluster(TestNatsStore):
+    """The contract on a stream replicated to three servers, acknowledged by a quorum."""
+
+    replicas = 3
+
+    @pytest.fixture(autouse=True)
+    def on_the_server(self, nats_cluster: NatsCluster) -> None:  # the cluster, instead
+        self.servers = nats_cluster.urls
+
+
 @pytest.fixture
 async def stream(nats_url: str) -> AsyncIterator[str]:
     name = f"test_{uuid4().hex}"

@@ -90,7 +90,13 @@ _Message = tuple[str, int, dict[str, str], bytes]  # subject, sequence, headers,
 _WALK = 8
 """Versions a read may fetch message by message before it opens a consumer instead."""
 
+_RETRY = 0.02
+"""Seconds between tries while a replica catches up or a cluster learns where to route."""
+
+_NO_RESPONDERS = "503"
+
 _STREAM_IN_USE = 10058  # the stream exists with another configuration: use it as it is
+_NO_PEERS = 10005  # no suitable peers for placement: too few servers online, for now
 
 
 class _State(msgspec.Struct):
@@ -174,6 +180,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         self._opening = asyncio.Lock()
         self._appends = self._events = self._messages = 0
         self._head = 0
+        self._acked = 0  # the newest sequence this store was acknowledged: no read sees less
         self._watcher: Any = None
         self._watching = asyncio.Lock()
         self._followers: list[asyncio.Future[None]] = []
@@ -253,7 +260,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
             deny_delete=True,
         )
         try:
-            created = await js.add_stream(config)
+            created = await self._add_stream(js, config)
             self._replicated = (created.config.num_replicas or 1) > 1
         except BadRequestError as exc:
             # An existing stream is used as it is: its own replicas decide how reads go.
@@ -276,6 +283,25 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
             self._nc = self._js = None
             await nc.close()
             raise
+
+    async def _add_stream(self, js: JetStreamContext, config: Any) -> Any:
+        """Create the stream, waiting out a cluster that does not see enough servers yet.
+
+        A cluster just started, or one whose servers just reconnected, may not yet count a
+        replica's server as online and refuses to place the stream; within ``timeout`` that
+        passes, so the store asks again rather than fail.
+        """
+        from nats.js.errors import BadRequestError
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while True:
+            try:
+                return await js.add_stream(config)
+            except BadRequestError as exc:
+                if exc.err_code != _NO_PEERS or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(_RETRY * 5)
 
     async def _check_durability(self) -> None:
         """Learn, once, whether an acknowledgement here survives a crash, and act on the answer.
@@ -481,7 +507,17 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         else:
             subjects = f"{self.stream}.{encode_token(validate_name(aggregate_name))}.*"
         listed: list[AggregateInfo] = []
-        newest = self._scan(subjects, policy=DeliverPolicy.LAST_PER_SUBJECT, headers_only=True)
+        stop: int | None = None
+        if self._replicated:
+            # The consumer may sit on a replica that lags: it must read up to the newest message
+            # the leader holds on these subjects, not merely to what the replica has.
+            newest_of_all = await self._get({}, subjects)
+            if newest_of_all is None:
+                return listed
+            stop = newest_of_all[1]
+        newest = self._scan(
+            subjects, stop=stop, policy=DeliverPolicy.LAST_PER_SUBJECT, headers_only=True
+        )
         async for subject, _, headers, _ in newest:
             name, aggregate_id = split_subject(subject)
             listed.append(
@@ -546,6 +582,8 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         if size > limit and events:
             raise _too_large(aggregate_name, aggregate_id, events, size, limit)
         ack = decode_ack((await self._request(subject, body, headers, writing=True)).data)
+        if ack.error is None:
+            self._acked = max(self._acked, ack.seq)
         if ack.error is not None and ack.error.err_code == MESSAGE_TOO_LARGE and events:
             raise _too_large(aggregate_name, aggregate_id, events, size, await self._size_limit())
         return ack
@@ -572,8 +610,18 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
             raise StoreUnavailable(
                 f"NATS at {self._where} is not connected (reconnecting); nothing was sent"
             )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         try:
-            return await nc.request(subject, payload, timeout=self.timeout, headers=headers)
+            while True:
+                try:
+                    return await nc.request(subject, payload, timeout=self.timeout, headers=headers)
+                except nats.errors.NoRespondersError:
+                    # In a cluster a new stream's subjects take a moment to be known on every
+                    # server; until then a request finds nobody (and so stored nothing).
+                    if not self._replicated or loop.time() >= deadline:
+                        raise
+                    await asyncio.sleep(_RETRY)
         except nats.errors.NoRespondersError as exc:
             raise StoreUnavailable(f"no JetStream stream answers on {subject}") from exc
         except nats.errors.TimeoutError as exc:
@@ -648,8 +696,10 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         info = _decode_info(reply.data)
         if info.state is None:
             raise StoreUnavailable(f"stream {self.stream!r} is unavailable: {info.error}")
-        self._seen(info.state.last_seq)
-        return info.state.last_seq
+        # Never below a write this store saw acknowledged, whoever answered and however late.
+        last = max(info.state.last_seq, self._acked)
+        self._seen(last)
+        return last
 
     async def _size_limit(self) -> int:
         """The stream's own limit on a message, when the stream refused one as too large."""
@@ -672,6 +722,12 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         An ephemeral in-memory pull consumer hands them over ``batch()`` at a time (asked before
         each pull), so a reader that stops early, such as a page of ``read_all``, is not sent
         messages it will not read.
+
+        On a replicated stream the server places the consumer on any replica, one that has not
+        applied the newest writes too, and the server the client is connected to may not know
+        of it yet (the pull finds no responders). There a scan with a ``stop`` goes on pulling
+        until it has delivered ``stop``: what the replica has not got yet is not the end. It
+        gives up when nothing arrives for ``timeout`` seconds.
         """
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -704,6 +760,9 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         except Exception as exc:
             raise StoreUnavailable(f"cannot read {subjects}: {self._scrubbed(exc)}") from exc
         api = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{consumer}"
+        until_stop = stop is not None and self._replicated
+        loop = asyncio.get_running_loop()
+        progress = loop.time()
         try:
             while True:
                 size = max(batch(), 1)
@@ -720,12 +779,21 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
                             raise StoreUnavailable(f"reading {subjects} stalled") from exc
                     msg = arrived.popleft()
                     received += 1
-                    if not msg.reply:  # a status: nothing (more) to deliver
-                        return
+                    if not msg.reply:  # a status: nothing (more) to deliver, for now
+                        status = (msg.headers or {}).get("Status")
+                        if status != _NO_RESPONDERS and not until_stop:
+                            return
+                        if loop.time() - progress > self.timeout:
+                            raise StoreUnavailable(f"reading {subjects} stalled ({status})")
+                        await asyncio.sleep(_RETRY)
+                        break  # pull again
                     meta = msg.metadata
                     sequence = meta.sequence.stream
                     yield msg.subject, sequence, msg.headers or {}, msg.data
-                    if (stop is not None and sequence >= stop) or meta.num_pending == 0:
+                    progress = loop.time()
+                    if stop is not None and sequence >= stop:
+                        return
+                    if meta.num_pending == 0 and not until_stop:
                         return
         finally:
             await sub.unsubscribe()
