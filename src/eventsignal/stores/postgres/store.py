@@ -651,18 +651,16 @@ class _AggregateRows:
 
         def make(values: Sequence[Any]) -> StoredEvent:
             position, event_id, version, name, timestamp, data, text = values
-            metadata, defect = ({}, None) if text is None else read_metadata(text)
-            return StoredEvent(
-                id=event_id,
-                aggregate_name=aggregate_name,
-                aggregate_id=aggregate_id,
-                version=version,
-                name=name,
-                timestamp=timestamp,
-                data=data,
-                metadata=metadata,
-                position=position,
-                defect=defect,
+            return _event(
+                position,
+                event_id,
+                aggregate_name,
+                aggregate_id,
+                version,
+                name,
+                timestamp,
+                data,
+                text,
             )
 
         return make
@@ -673,7 +671,21 @@ def _any_rows(cursor: object) -> Callable[[Sequence[Any]], StoredEvent]:
 
 
 def _stored_event(values: Sequence[Any]) -> StoredEvent:
-    position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data, text = values
+    return _event(*values)
+
+
+def _event(
+    position: int,
+    event_id: Any,
+    aggregate_name: str,
+    aggregate_id: str,
+    version: int,
+    name: str,
+    timestamp: Any,
+    data: bytes,
+    text: str | None,
+) -> StoredEvent:
+    """A row as a :class:`StoredEvent`; metadata that cannot be read flags the row."""
     metadata, defect = ({}, None) if text is None else read_metadata(text)
     return StoredEvent(
         id=event_id,
