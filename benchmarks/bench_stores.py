@@ -33,7 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -224,6 +224,10 @@ RAW_TABLE = next(
 )
 
 
+_PAYLOAD = b'{"sku":"apple","price":120}'
+WriteBatch = Callable[[psycopg.Connection[Any], Iterator[int], datetime], None]
+
+
 def raw_inserts(scratch: Scratch, batch: int) -> Measurement:
     """Rows written by ``batch``-row INSERT transactions on one connection (a row counts as a
     command and an event, so its rate lines up with the events/s column)."""
@@ -232,32 +236,14 @@ def raw_inserts(scratch: Scratch, batch: int) -> Measurement:
         "timestamp, data, metadata) VALUES "
         + ", ".join(["(%s, 'cart', %s, %s, 'ItemAdded', %s, %s, '{}')"] * batch)
     )
-    payload = b'{"sku":"apple","price":120}'
 
-    def run(warmup: float, seconds: float) -> Sample:
-        numbers = itertools.count()
-        with psycopg.connect(scratch.dsn(scratch.schema())) as conn:
-            conn.execute(RAW_TABLE)
-            conn.commit()
+    def write(conn: psycopg.Connection[Any], numbers: Iterator[int], now: datetime) -> None:
+        params: list[Any] = []
+        for _ in range(batch):
+            params += (uuid4(), f"raw-{next(numbers)}", 1, now, _PAYLOAD)
+        conn.execute(insert, params, prepare=True)
 
-            def insert_for(limit: float) -> Sample:
-                rows = 0
-                clock = Clock()
-                deadline = time.perf_counter() + limit
-                while time.perf_counter() < deadline:
-                    params: list[Any] = []
-                    now = datetime.now(UTC)
-                    for _ in range(batch):
-                        params += (uuid4(), f"raw-{next(numbers)}", 1, now, payload)
-                    conn.execute(insert, params, prepare=True)
-                    conn.commit()
-                    rows += batch
-                return clock.sample(rows, rows)
-
-            insert_for(warmup)
-            return insert_for(seconds)
-
-    return run
+    return _raw_ceiling(scratch, batch, write)
 
 
 def raw_copies(scratch: Scratch, batch: int) -> Measurement:
@@ -267,7 +253,20 @@ def raw_copies(scratch: Scratch, batch: int) -> Measurement:
         "COPY raw_events (event_id, aggregate_name, aggregate_id, version, name, timestamp,"
         " data, metadata) FROM STDIN"
     )
-    payload = b'{"sku":"apple","price":120}'
+
+    def write(conn: psycopg.Connection[Any], numbers: Iterator[int], now: datetime) -> None:
+        with conn.cursor() as cursor, cursor.copy(copy) as writer:
+            for _ in range(batch):
+                aggregate_id = f"raw-{next(numbers)}"
+                writer.write_row(
+                    (uuid4(), "cart", aggregate_id, 1, "ItemAdded", now, _PAYLOAD, "{}")
+                )
+
+    return _raw_ceiling(scratch, batch, write)
+
+
+def _raw_ceiling(scratch: Scratch, batch: int, write: WriteBatch) -> Measurement:
+    """Commit ``batch`` rows at a time, written by ``write``, on one connection to a fresh table."""
 
     def run(warmup: float, seconds: float) -> Sample:
         numbers = itertools.count()
@@ -275,23 +274,18 @@ def raw_copies(scratch: Scratch, batch: int) -> Measurement:
             conn.execute(RAW_TABLE)
             conn.commit()
 
-            def copy_for(limit: float) -> Sample:
+            def write_for(limit: float) -> Sample:
                 rows = 0
                 clock = Clock()
                 deadline = time.perf_counter() + limit
                 while time.perf_counter() < deadline:
-                    now = datetime.now(UTC)
-                    with conn.cursor() as cursor, cursor.copy(copy) as writer:
-                        for _ in range(batch):
-                            aggregate_id = f"raw-{next(numbers)}"
-                            row = (uuid4(), "cart", aggregate_id, 1, "ItemAdded", now, payload)
-                            writer.write_row((*row, "{}"))
+                    write(conn, numbers, datetime.now(UTC))
                     conn.commit()
                     rows += batch
                 return clock.sample(rows, rows)
 
-            copy_for(warmup)
-            return copy_for(seconds)
+            write_for(warmup)
+            return write_for(seconds)
 
     return run
 
