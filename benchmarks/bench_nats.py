@@ -40,13 +40,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
-import msgspec
 from bench_stores import Scratch, our_store, ours
+from bench_subscriptions import Counted, fill
+from bench_subscriptions import config as METER
 from common import (
     Measurement,
     Sample,
@@ -61,16 +60,13 @@ from common import (
 )
 from workload import CART
 
-from eventsignal import AggregateConfig, Event, Signal
-from eventsignal.stores import StoredEvent
+from eventsignal import Event, Signal
 from eventsignal.stores.nats import NatsStore
 from eventsignal.subscriptions import Subscription, SubscriptionRunner, wait_until_processed
 
 # The server launcher lives with the tests (their fixtures use it); it imports nothing of theirs.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from nats_servers import NatsCluster, NatsServer, start_cluster, start_server
-
-WRITERS = 64  # concurrent appenders filling the stream for catch-up
 
 _streams = itertools.count()
 
@@ -156,44 +152,6 @@ def throughput(
 # Catch-up.
 
 
-class Counted(msgspec.Struct, frozen=True):
-    amount: int
-
-
-METER: AggregateConfig[int, Any] = AggregateConfig(
-    name="meter",
-    initial_state=0,
-    command_handler=lambda command, state: [],
-    event_handler=lambda state, event: state,
-    events=[Counted],
-)
-
-
-async def fill(store: NatsStore, total: int) -> None:
-    """``total`` events, one per append, on aggregates of 100, by concurrent writers."""
-    payload = msgspec.json.encode(Counted(1))
-    now = datetime.now(UTC)
-    per_aggregate = 100
-    aggregates = [f"m-{n}" for n in range(max(total // per_aggregate, 1))]
-
-    async def write(ids: list[str]) -> None:
-        for aggregate_id in ids:
-            await store.create("meter", aggregate_id)
-            for version in range(1, min(total, per_aggregate) + 1):
-                event = StoredEvent(
-                    id=uuid4(),
-                    aggregate_name="meter",
-                    aggregate_id=aggregate_id,
-                    version=version,
-                    name="Counted",
-                    timestamp=now,
-                    data=payload,
-                )
-                await store.append("meter", aggregate_id, version - 1, [event])
-
-    await asyncio.gather(*(write(aggregates[w::WRITERS]) for w in range(WRITERS)))
-
-
 async def runner_rate(store: NatsStore, events: int, batch: int) -> float:
     """Events/s of a SubscriptionRunner (trivial handler, state in KV) from position 0."""
     counter = [0]
@@ -275,7 +233,7 @@ async def catch_up(server: NatsServer, args: argparse.Namespace) -> None:
     await store.open()
     try:
         started = time.perf_counter()
-        await fill(store, args.events)
+        await fill(store, args.events, per_append=1)  # one event per message
         messages = (await store.head_position()) // 100_000  # the stream's last sequence
         print(
             f"catch-up: stored {args.events:,} events ({messages:,} messages) in "

@@ -57,8 +57,9 @@ config: AggregateConfig[int, Any] = AggregateConfig(
 )
 
 
-async def fill(store: EventStore, total: int) -> None:
-    """``total`` events over aggregates of 100, appended by concurrent writers (group commit)."""
+async def fill(store: EventStore, total: int, per_append: int = EVENTS_PER_APPEND) -> None:
+    """``total`` events over aggregates of 100, ``per_append`` events per append, appended by
+    concurrent writers (group commit)."""
     payload = msgspec.json.encode(Counted(1))
     now = datetime.now(UTC)
     aggregates = [f"m-{n}" for n in range(max(total // EVENTS_PER_AGGREGATE, 1))]
@@ -67,8 +68,8 @@ async def fill(store: EventStore, total: int) -> None:
     async def write(ids: list[str]) -> None:
         for aggregate_id in ids:
             await store.create("meter", aggregate_id)
-            for start in range(0, per_aggregate, EVENTS_PER_APPEND):
-                count = min(EVENTS_PER_APPEND, per_aggregate - start)
+            for start in range(0, per_aggregate, per_append):
+                count = min(per_append, per_aggregate - start)
                 events = [
                     StoredEvent(
                         id=uuid4(),
