@@ -8,7 +8,6 @@ from eventsignal.stores.sql.contract import (
     SQLTransaction,
     ensure_component,
     for_dialect,
-    reading,
 )
 
 __all__ = [
@@ -18,5 +17,4 @@ __all__ = [
     "SQLTransaction",
     "ensure_component",
     "for_dialect",
-    "reading",
 ]

@@ -44,6 +44,10 @@ class SQLStore(EventStore, Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[SQLTransaction]: ...
 
+    def read_transaction(self) -> AbstractAsyncContextManager[SQLTransaction]:
+        """A transaction for reads alone; on SQLite it never waits for the writer."""
+        ...
+
     async def migrate(self) -> None: ...
 
     async def migrate_component(self, component: str, migrations: Sequence[Sequence[str]]) -> None:
@@ -56,15 +60,6 @@ class Migratable(Protocol):
     async def migrate_component(
         self, component: str, migrations: Sequence[Sequence[str]]
     ) -> None: ...
-
-
-def reading(storage: Any) -> AbstractAsyncContextManager[SQLTransaction]:
-    """A transaction for reads only: the store's ``read_transaction()`` where it has one (on
-    SQLite it takes a read connection and never waits for the writer), else ``transaction()``."""
-    read_transaction = getattr(storage, "read_transaction", None)
-    if read_transaction is not None:
-        return read_transaction()  # type: ignore[no-any-return]
-    return storage.transaction()  # type: ignore[no-any-return]
 
 
 @functools.lru_cache(maxsize=1024)

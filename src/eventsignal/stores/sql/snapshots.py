@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from eventsignal.stores.base import Snapshot
-from eventsignal.stores.sql import SQLStore, ensure_component, for_dialect, reading
+from eventsignal.stores.sql import SQLStore, ensure_component, for_dialect
 
 COMPONENT = "snapshots"
 
@@ -92,7 +92,7 @@ class SQLSnapshotStore:
     async def load_snapshot(self, aggregate_name: str, aggregate_id: str) -> Snapshot | None:
         await self.prepare()
         # A read path of its own, where the store has one: loads never queue behind writes.
-        async with reading(self.store) as tx:
+        async with self.store.read_transaction() as tx:
             row = await tx.fetchone(self._load, (aggregate_name, aggregate_id))
         if row is None:
             return None
