@@ -288,18 +288,24 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         """Create the stream, waiting out a cluster that does not see enough servers yet.
 
         A cluster just started, or one whose servers just reconnected, may not yet count a
-        replica's server as online and refuses to place the stream; within ``timeout`` that
-        passes, so the store asks again rather than fail.
+        replica's server as online and refuses to place the stream, and placing a replicated
+        stream (electing its leader) can outlast one request's ``timeout`` on a busy cluster.
+        Both pass, and creating the same stream again is harmless, so the store asks again, for
+        up to three timeouts in all, rather than fail.
         """
+        from nats.errors import TimeoutError as RequestTimeout
         from nats.js.errors import BadRequestError
 
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
+        deadline = loop.time() + 3 * self.timeout
         while True:
             try:
                 return await js.add_stream(config)
             except BadRequestError as exc:
                 if exc.err_code != _NO_PEERS or loop.time() >= deadline:
+                    raise
+            except RequestTimeout:
+                if loop.time() >= deadline:
                     raise
             await asyncio.sleep(_RETRY * 5)
 
