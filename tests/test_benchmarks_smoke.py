@@ -40,6 +40,15 @@ def test_memory_benchmark_prints_both_libraries_and_ratios() -> None:
         assert re.search(RATIO.format(re.escape(name)), out), out
 
 
+def test_otel_benchmark_prints_the_idle_and_sdk_costs() -> None:
+    out = run_script("bench_otel.py", "--quick", "--clients", "8")
+    for clients in (1, 8):
+        for label in ("no provider", "SDK"):
+            pattern = rf"ratio otel {label} / plain c={clients}: \d+\.\d+x per CPU second"
+            assert re.search(pattern, out), out
+        assert re.search(rf"SDK cost per command at c={clients}: -?\d+\.\d us", out), out
+
+
 def test_pool_benchmark_prints_the_overhead_per_live_aggregate() -> None:
     out = run_script("bench_pool.py", "--quick")
     assert re.search(r"state per aggregate \(a cart of three products\): [\d,]+ B", out), out
