@@ -49,6 +49,14 @@ def test_otel_benchmark_prints_the_idle_and_sdk_costs() -> None:
         assert re.search(rf"SDK cost per command at c={clients}: -?\d+\.\d us", out), out
 
 
+def test_codecs_benchmark_prints_each_codec_against_none() -> None:
+    out = run_script("bench_codecs.py", "--quick", "--clients", "4")
+    for store in ("memory", "sqlite"):
+        for codec in ("aes", "zstd", "zstd\\+aes"):
+            pattern = rf"ratio {store} {codec} / none: \d+\.\d+x per CPU second"
+            assert re.search(pattern, out), out
+
+
 def test_pool_benchmark_prints_the_overhead_per_live_aggregate() -> None:
     out = run_script("bench_pool.py", "--quick")
     assert re.search(r"state per aggregate \(a cart of three products\): [\d,]+ B", out), out
