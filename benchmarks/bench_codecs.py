@@ -14,17 +14,13 @@ most of them as they are: that is its cost on a typical command.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import itertools
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from common import (
     Measurement,
-    Sample,
-    drive_signal,
+    measure_signal,
     paired_ratio,
     parse_args,
     print_header,
@@ -37,7 +33,6 @@ from eventsignal import Signal
 from eventsignal.codecs import AesGcm, KeyRing, Zstd, chain, generate_key
 from eventsignal.stores import EventStore, MemoryStore, SQLiteStore
 
-_runs = itertools.count()
 CODECS = ("none", "aes", "zstd", "zstd+aes")
 
 
@@ -52,25 +47,13 @@ def _codec(name: str) -> Any:
 
 
 def ours(store_kind: str, codec: str, clients: int, cache: int) -> Measurement:
-    def run(warmup: float, seconds: float) -> Sample:
-        async def main(folder: str) -> Sample:
-            store: EventStore = (
-                MemoryStore()
-                if store_kind == "memory"
-                else SQLiteStore(Path(folder) / "bench.db", migrate=True)
-            )
-            signal = Signal(
-                CART, store=store, pool_size=cache, telemetry=None, transcoder=_codec(codec)
-            )
-            async with signal:
-                tag = f"run{next(_runs)}"
-                await drive_signal(signal, clients=clients, seconds=warmup, tag=f"{tag}w")
-                return await drive_signal(signal, clients=clients, seconds=seconds, tag=tag)
+    def make(folder: Path) -> Signal[Any, Any]:
+        store: EventStore = MemoryStore()
+        if store_kind == "sqlite":
+            store = SQLiteStore(folder / "bench.db", migrate=True)
+        return Signal(CART, store=store, pool_size=cache, telemetry=None, transcoder=_codec(codec))
 
-        with tempfile.TemporaryDirectory() as folder:
-            return asyncio.run(main(folder))
-
-    return run
+    return measure_signal(make, clients)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

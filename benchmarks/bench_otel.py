@@ -17,15 +17,13 @@ given per CPU second of this process (robust to other work on the machine) and w
 from __future__ import annotations
 
 import argparse
-import asyncio
-import itertools
 import statistics
 from collections.abc import Sequence
+from typing import Any
 
 from common import (
     Measurement,
-    Sample,
-    drive_signal,
+    measure_signal,
     paired_ratio,
     parse_args,
     print_header,
@@ -43,8 +41,6 @@ from eventsignal import Signal
 from eventsignal.otel import OpenTelemetry
 from eventsignal.stores import MemoryStore
 
-_runs = itertools.count()
-
 
 def _sdk() -> OpenTelemetry:
     tracer_provider = TracerProvider()
@@ -54,20 +50,13 @@ def _sdk() -> OpenTelemetry:
 
 
 def ours(clients: int, cache: int, mode: str) -> Measurement:
-    def run(warmup: float, seconds: float) -> Sample:
-        async def main() -> Sample:
-            otel = {"plain": None, "no provider": OpenTelemetry(), "sdk": _sdk()}[mode]
-            signal = Signal(
-                CART, store=MemoryStore(), pool_size=cache, telemetry=None, instrumentation=otel
-            )
-            async with signal:
-                tag = f"run{next(_runs)}"
-                await drive_signal(signal, clients=clients, seconds=warmup, tag=f"{tag}w")
-                return await drive_signal(signal, clients=clients, seconds=seconds, tag=tag)
+    def make(_: object) -> Signal[Any, Any]:
+        otel = {"plain": None, "no provider": OpenTelemetry(), "sdk": _sdk()}[mode]
+        return Signal(
+            CART, store=MemoryStore(), pool_size=cache, telemetry=None, instrumentation=otel
+        )
 
-        return asyncio.run(main())
-
-    return run
+    return measure_signal(make, clients)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

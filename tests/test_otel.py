@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from accounts import Deposit, Deposited, config
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -16,42 +17,18 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from eventsignal import AggregateConfig, CommandRejected, Event, Signal
+from eventsignal import CommandRejected, Event, Signal
 from eventsignal.cart.app import create_app
 from eventsignal.otel import OpenTelemetry
 from eventsignal.stores import MemoryStore, SQLiteStore
 from eventsignal.subscriptions import Subscription, SubscriptionRunner
 
-
-@dataclass(frozen=True)
-class Deposit:
-    amount: int
+account = config()
 
 
 @dataclass(frozen=True)
-class Deposited:
-    amount: int
-
-
-def handle(command: Deposit, balance: int) -> list[Deposited]:
-    if command.amount <= 0:
-        raise CommandRejected("amounts are positive")
-    if command.amount == 13:
-        raise RuntimeError("unlucky")
-    return [Deposited(command.amount)]
-
-
-def apply(balance: int, event: Event[Deposited]) -> int:
-    return balance + event.data.amount
-
-
-account = AggregateConfig(
-    name="account",
-    initial_state=0,
-    command_handler=handle,
-    event_handler=apply,
-    events=[Deposited],
-)
+class Unknown:
+    """A command the account's handler does not know: an unexpected failure, not a rejection."""
 
 
 @dataclass
@@ -123,10 +100,11 @@ async def test_rejections_and_failures_are_told_apart(sdk: Sdk) -> None:
         await signal.create("a-1")
         with pytest.raises(CommandRejected):
             await signal.handle_command("a-1", Deposit(-1))
-        with pytest.raises(RuntimeError):
-            await signal.handle_command("a-1", Deposit(13))
+        with pytest.raises(TypeError):
+            await signal.handle_command("a-1", Unknown())
 
-    rejected, failed = sdk.finished("command Deposit")
+    (rejected,) = sdk.finished("command Deposit")
+    (failed,) = sdk.finished("command Unknown")
     assert rejected.attributes is not None
     assert failed.attributes is not None
     assert rejected.attributes["eventsignal.outcome"] == "rejected"
@@ -158,7 +136,7 @@ async def test_conflicts_are_counted(sdk: Sdk) -> None:
         await second.aggregate("a-1")  # live in both pools at version 0
         await first.handle_command("a-1", Deposit(1))
         state = await second.handle_command("a-1", Deposit(2))  # conflicts, catches up, retries
-    assert state == 3
+    assert state.balance == 3
     (conflicts,) = sdk.points("eventsignal.conflicts")
     assert conflicts.value == 1
 
