@@ -93,6 +93,7 @@ class SignalFactory:
         return facade
 
     def close(self) -> None:
+        """Stop the blocking Signals made by :meth:`sync` (done after each test)."""
         for facade in reversed(self._facades):
             facade.stop()
 
