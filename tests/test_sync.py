@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,6 +128,38 @@ def test_not_started_stopped_and_started_again(tmp_path: Path) -> None:
     with signal:  # a fresh loop, the same store and handle
         assert handle.handle_command(Deposit(2)).balance == 3
     assert not [t for t in threading.enumerate() if t.name.startswith("eventsignal-sync")]
+
+
+def test_stop_lets_running_calls_finish_and_refuses_new_ones() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    async def slow(command: Any, account: Account) -> list[Any]:
+        started.set()
+        await asyncio.to_thread(release.wait, 10)
+        return [Deposited(command.amount)]
+
+    facade = sync.Signal(config(command_handler=slow), telemetry=None)
+    facade.start()
+    facade.create("a")
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.submit(facade.handle_command, "a", Deposit(4))
+        assert started.wait(10)
+        stopping = pool.submit(facade.stop)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # once stop has begun, new calls are refused
+            try:
+                facade.events("a")
+            except NotStarted:
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError("calls were still accepted while stopping")
+        assert not stopping.done()  # it waits for the command in flight
+        release.set()
+        assert running.result(timeout=10).balance == 4
+        stopping.result(timeout=10)
+    with sync.Signal(config(), store=facade.store, telemetry=None) as again:
+        assert again.aggregate("a").version == 1  # stored before the end
 
 
 def test_calling_the_facade_from_its_own_loop_fails_instead_of_hanging() -> None:
