@@ -95,14 +95,17 @@ class Aggregate(Generic[S]):
 
     @property
     def id(self) -> str:
+        """The aggregate's id."""
         return self._live.id
 
     @property
     def state(self) -> S:
+        """The current state, as of the last command this process stored."""
         return self._live.state
 
     @property
     def version(self) -> int:
+        """How many events the current state is built from."""
         return self._live.version
 
     async def handle_command(
@@ -217,6 +220,7 @@ class Signal(Generic[S, C]):
     # Life cycle
 
     async def start(self) -> None:
+        """Open the store and start delivering to subscribers; a second call does nothing."""
         if self._started:
             return
         await self.store.open()
