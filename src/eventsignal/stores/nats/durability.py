@@ -81,15 +81,27 @@ def shortfall(replicas: int, fsync: bool | None) -> str | None:
     )
 
 
-def enforce(durability: Durability, where: str, replicas: int, fsync: bool | None) -> None:
-    """Refuse (``require``) or warn about (``warn``) acknowledgements that might not be durable."""
+def enforce(
+    durability: Durability,
+    where: str,
+    replicas: int,
+    fsync: bool | None,
+    warned: str | None = None,
+) -> str | None:
+    """Refuse (``require``) or warn about (``warn``) acknowledgements that might not be durable.
+
+    Returns the reason they might not be (``None``: they are); ``warned``, the reason returned
+    last time, is not warned of again.
+    """
     reason = shortfall(replicas, fsync)
     if reason is None or durability == "ignore":
-        return
+        return reason
     message = f"{where}: an acknowledged write may be lost in a crash, since {reason}"
     if durability == "require":
         raise ConfigurationError(f"{message} (durability='require')")
-    logger.warning("%s (durability='ignore' silences this)", message)
+    if reason != warned:
+        logger.warning("%s (durability='ignore' silences this)", message)
+    return reason
 
 
 __all__ = ["DURABILITIES", "QUORUM", "Durability", "enforce", "fsyncs_every_write", "shortfall"]

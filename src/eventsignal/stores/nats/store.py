@@ -1,18 +1,21 @@
 """An event store on NATS JetStream: the server enforces each aggregate's order.
 
-All aggregates of a store live in one stream, one subject per aggregate (layout in
-:mod:`eventsignal.stores.nats.wire`). One stream, rather than one per aggregate type, is what gives
-a single global order for subscriptions: the stream sequence. The price is that one stream has one
-leader in a cluster, so one store scales up, not out; run several stores (several streams) to
-spread load across leaders when a global order is not needed between them.
+All aggregates of a store live in one stream, one subject per aggregate, one message per event
+(layout in :mod:`eventsignal.stores.nats.wire`, chosen per stream in
+:mod:`eventsignal.stores.nats.layout`). One stream, rather than one per aggregate type, is what
+gives a single global order for subscriptions: the stream sequence. The price is that one stream
+has one leader in a cluster, so one store scales up, not out; run several stores (several
+streams) to spread load across leaders when a global order is not needed between them.
 
-An append is a publish with ``Nats-Expected-Last-Subject-Sequence`` set to the sequence of the
-aggregate's newest message; the server refuses it if anything was stored on the subject since, and
-that refusal becomes :class:`~eventsignal.ConcurrencyError`. The store remembers each aggregate's
+An append is one atomic batch (a publish, for one event) whose first message carries
+``Nats-Expected-Last-Subject-Sequence``: the sequence of the aggregate's newest message. The server
+refuses the whole batch if anything was stored on the subject since, and that refusal becomes
+:class:`~eventsignal.ConcurrencyError`. The store remembers each aggregate's
 newest message (its *tip*) from its own appends and reads, so an uncontended append is a single
 round trip.
 
-Requires ``nats-py`` (``pip install eventsignal[nats]``) and a server with JetStream (2.9 or later).
+Requires ``nats-py`` (``pip install eventsignal[nats]``) and a server with JetStream (2.9 or later;
+2.12 or later for one message per event).
 """
 
 from __future__ import annotations
@@ -55,28 +58,37 @@ from eventsignal.stores.nats.durability import (
     fsyncs_every_write,
     logger,
 )
+from eventsignal.stores.nats.layout import check_retention, creation_settings, layout_of
 from eventsignal.stores.nats.snapshots import SnapshotBucket
-from eventsignal.stores.nats.subscriptions import NatsSubscriptions
+from eventsignal.stores.nats.subscriptions import MAX_BATCH, NatsSubscriptions
 from eventsignal.stores.nats.wire import (
+    COMMANDS,
     CONFLICTS,
     COUNT,
     CREATED,
+    EVENTS,
     EXPECTED_LAST_SUBJECT_SEQUENCE,
     MESSAGE_TOO_LARGE,
     SLOTS,
     VERSION,
     PubAck,
     Tip,
+    batch_positions,
     decode_ack,
     decode_events,
     encode_events,
     encode_token,
+    event_messages,
     first_sequence_after,
+    first_version_of,
     head_of,
     message_size,
     positions_of,
+    previous_of,
+    source_of,
     split_subject,
     subject_of,
+    version_of,
 )
 
 if TYPE_CHECKING:
@@ -86,6 +98,7 @@ if TYPE_CHECKING:
 
 _Key = tuple[str, str]
 _Message = tuple[str, int, dict[str, str], bytes]  # subject, sequence, headers, body
+_Outgoing = list[tuple[dict[str, str], bytes]]  # one command's messages: headers, body
 
 _WALK = 8
 """Versions a read may fetch message by message before it opens a consumer instead."""
@@ -127,18 +140,23 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
     pinged every ``timeout / 2`` seconds (at least half a second): one that stalls (open, but
     silent) is dropped after two pings go unanswered, within about ``1.5 * timeout``, and
     replaced, so the store recovers without being reopened; while no connection is up, requests
-    fail at once and send nothing. A command's events must fit in one message of the server's
-    ``max_payload`` (1 MiB by default), else the store raises :class:`~eventsignal.EventTooLarge`.
+    fail at once and send nothing. Each event must fit in one message of the server's
+    ``max_payload`` (1 MiB by default; on a stream of one message per command, all of a
+    command's events together), else the store raises :class:`~eventsignal.EventTooLarge`; a
+    command stores at most 1000 events (the server's limit on an atomic batch).
     ``remembered_tips`` bounds how many aggregates' newest messages are remembered; a forgotten
     one costs the next append one extra direct get.
 
     ``durability`` says what to do, at the first open, when an acknowledged write might not
     survive a crash (see :mod:`eventsignal.stores.nats.durability`): ``"require"`` refuses to
     open with a :class:`~eventsignal.ConfigurationError` naming what to change, ``"warn"`` logs
-    a warning once, ``"ignore"`` says nothing. An acknowledgement is durable when the stream has
-    three replicas or more, or when every server fsyncs each write (``jetstream { sync_interval:
-    always }``), which the store can only see through ``monitor``: the servers' monitoring URLs
-    (``http://host:8222``).
+    a warning once, ``"ignore"`` says nothing. The server behind a URL may come back from a
+    restart with other settings, so after every reconnection the store learns the stream's
+    settings again before its next write and applies the policy again: under ``"require"`` a
+    write is refused (nothing sent) while an acknowledgement would not be durable. An
+    acknowledgement is durable when the stream has three replicas or more, or when every server
+    fsyncs each write (``jetstream { sync_interval: always }``), which the store can only see
+    through ``monitor``: the servers' monitoring URLs (``http://host:8222``).
 
     Positions are global and increasing but not contiguous (see
     :mod:`eventsignal.stores.nats.wire`).
@@ -166,6 +184,10 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         self.durability: Durability = durability
         self.monitors = [monitor] if isinstance(monitor, str) else list(monitor)
         self._durability_known = False
+        self._warned: str | None = None  # the shortfall last warned of
+        self._stale = False  # reconnected since the stream's settings were learnt
+        self._relearning = asyncio.Lock()
+        self._layout = COMMANDS
         self._snapshots = SnapshotBucket(stream, replicas)
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.stream = stream
@@ -229,6 +251,10 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         async def quiet(_: Exception) -> None:
             return None
 
+        async def reconnected() -> None:
+            # Perhaps another server, or the same one restarted with other settings.
+            self._stale = True
+
         # Once connected the client reconnects for ever (requests meanwhile fail with
         # StoreUnavailable); the first connection gets ``timeout`` seconds. A closed socket is
         # noticed at once, a stalled one only by its missing pongs: the client's default (a
@@ -244,6 +270,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
                     ping_interval=max(self.timeout / 2, 0.5),  # type: ignore[arg-type]
                     max_outstanding_pings=2,
                     error_cb=quiet,
+                    reconnected_cb=reconnected,
                 )
         except Exception as exc:
             await nc.close()
@@ -251,6 +278,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
                 f"cannot reach NATS at {self._where}: {self._scrubbed(exc)}"
             ) from exc
         js = nc.jetstream(timeout=self.timeout)
+        version = nc.connected_server_version
         config = StreamConfig(
             name=self.stream,
             subjects=[f"{self.stream}.>"],
@@ -258,18 +286,21 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
             num_replicas=self.replicas,
             allow_direct=True,
             deny_delete=True,
+            **creation_settings((version.major, version.minor)),
         )
         try:
-            created = await self._add_stream(js, config)
-            self._replicated = (created.config.num_replicas or 1) > 1
-        except BadRequestError as exc:
-            # An existing stream is used as it is: its own replicas decide how reads go.
-            self._replicated = True
-            if exc.err_code != _STREAM_IN_USE:
-                await nc.close()
-                raise StoreUnavailable(
-                    f"cannot create stream {self.stream!r}: {self._scrubbed(exc)}"
-                ) from exc
+            try:
+                info = await self._add_stream(js, config)
+            except BadRequestError as exc:
+                if exc.err_code != _STREAM_IN_USE:
+                    raise StoreUnavailable(
+                        f"cannot create stream {self.stream!r}: {self._scrubbed(exc)}"
+                    ) from exc
+                # It exists with other settings: it is used as it is, its layout and replicas.
+                info = await js.stream_info(self.stream)
+        except StoreUnavailable:
+            await nc.close()
+            raise
         except Exception as exc:
             await nc.close()
             raise StoreUnavailable(
@@ -277,12 +308,40 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
             ) from exc
         self._nc = nc
         self._js = js
+        self._stale = False
         try:
-            await self._check_durability()
+            replicas = self._learn(info.config)
+            if not self._durability_known:
+                await self._check_durability(replicas)
+                self._durability_known = True
         except BaseException:
             self._nc = self._js = None
             await nc.close()
             raise
+
+    def _learn(self, config: Any) -> int:
+        """Take the stream's settings (``StreamConfig``) as they are: its replicas decide how
+        reads go, its layout how writes go. Returns its replicas."""
+        check_retention(self.stream, config)
+        self._layout = layout_of(self.stream, config)
+        replicas: int = config.num_replicas or 1
+        self._replicated = replicas > 1
+        return replicas
+
+    async def _relearn(self) -> None:
+        """After a reconnection: learn the stream's settings again and apply ``durability``."""
+        async with self._relearning:
+            if not self._stale:
+                return
+            try:
+                info = await self._jetstream().stream_info(self.stream)
+            except Exception as exc:
+                raise StoreUnavailable(
+                    f"cannot read the settings of stream {self.stream!r} after reconnecting; "
+                    f"nothing was sent: {self._scrubbed(exc)}"
+                ) from exc
+            await self._check_durability(self._learn(info.config))
+            self._stale = False
 
     async def _add_stream(self, js: JetStreamContext, config: Any) -> Any:
         """Create the stream, waiting out a cluster that does not see enough servers yet.
@@ -309,17 +368,14 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
                     raise
             await asyncio.sleep(_RETRY * 5)
 
-    async def _check_durability(self) -> None:
-        """Learn, once, whether an acknowledgement here survives a crash, and act on the answer.
+    async def _check_durability(self, replicas: int) -> None:
+        """Learn whether an acknowledgement here survives a crash, and act on the answer.
 
         The stream's own replicas count, not the ones asked for: an existing stream is used as
-        it is.
+        it is. A warning is not repeated while its reason stays the same.
         """
-        if self.durability == "ignore" or self._durability_known:
+        if self.durability == "ignore":
             return
-        reply = await self._request(f"$JS.API.STREAM.INFO.{self.stream}", b"")
-        config = _decode_info(reply.data).config
-        replicas = config.num_replicas if config is not None else self.replicas
         fsync: bool | None = None
         if replicas < QUORUM and self.monitors:
             try:
@@ -328,10 +384,8 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
                 if self.durability == "require":
                     raise
                 logger.warning("%r: cannot tell whether writes are durable: %s", self, exc)
-                self._durability_known = True
                 return
-        enforce(self.durability, repr(self), replicas, fsync)
-        self._durability_known = True
+        self._warned = enforce(self.durability, repr(self), replicas, fsync, self._warned)
 
     async def close(self) -> None:
         async with self._opening:
@@ -362,29 +416,36 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         *,
         created_at: datetime | None = None,
     ) -> Sequence[int]:
-        """Store the aggregate's first message: a creation marker holding its first events.
+        """Store the aggregate's first events, or a creation marker when there are none.
 
-        It expects the subject to be empty, so of racing creators exactly one wins.
+        The first message expects the subject to be empty, so of racing creators exactly one
+        wins.
         """
         subject = subject_of(self.stream, validate_name(aggregate_name), validate_id(aggregate_id))
-        _check_batch(aggregate_name, aggregate_id, 0, events)
+        self._check_batch(aggregate_name, aggregate_id, 0, events)
         created = (created_at or datetime.now(UTC)).isoformat()
-        headers = {
-            EXPECTED_LAST_SUBJECT_SEQUENCE: "0",
-            VERSION: str(len(events)),
-            COUNT: str(len(events)),
-            CREATED: created,
-        }
-        ack = await self._write(aggregate_name, aggregate_id, events, headers)
+        if events and self._layout == EVENTS:
+            source = source_of(self.stream, aggregate_name)
+            messages = event_messages(source, events, created, 0, 0)
+        else:
+            headers = {
+                EXPECTED_LAST_SUBJECT_SEQUENCE: "0",
+                VERSION: str(len(events)),
+                COUNT: str(len(events)),
+                CREATED: created,
+            }
+            messages = [(headers, encode_events(events) if events else b"")]
+        ack = await self._write(aggregate_name, aggregate_id, events, messages)
         if ack.error is not None:
             if ack.error.err_code in CONFLICTS:
                 raise AggregateExists(aggregate_name, aggregate_id)
             raise StoreUnavailable(f"JetStream refused to create {subject}: {ack.error}")
         key = (aggregate_name, aggregate_id)
-        self._remember(key, Tip(ack.seq, len(events), created, ack.seq))
+        first = ack.seq - len(messages) + 1
+        self._remember(key, Tip(ack.seq, len(events), created, first))
         self._counted(events)
         self._seen(ack.seq)
-        return positions_of(ack.seq, len(events))
+        return _positions(ack.seq, messages, events)
 
     async def exists(self, aggregate_name: str, aggregate_id: str) -> bool:
         if (aggregate_name, aggregate_id) in self._tips:
@@ -398,7 +459,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         expected_version: int,
         events: Sequence[StoredEvent],
     ) -> Sequence[int]:
-        _check_batch(aggregate_name, aggregate_id, expected_version, events)
+        self._check_batch(aggregate_name, aggregate_id, expected_version, events)
         key = (aggregate_name, aggregate_id)
         tip = self._tips.get(key)
         if tip is None or tip.version != expected_version:
@@ -411,9 +472,12 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         if not events:
             return []
         subject = subject_of(self.stream, aggregate_name, aggregate_id)
-        ack = await self._write(
-            aggregate_name, aggregate_id, events, tip.headers_after(len(events))
-        )
+        if self._layout == EVENTS:
+            source = source_of(self.stream, aggregate_name)
+            messages = event_messages(source, events, tip.created, tip.origin, tip.sequence)
+        else:
+            messages = [(tip.headers_after(len(events)), encode_events(events))]
+        ack = await self._write(aggregate_name, aggregate_id, events, messages)
         if ack.error is not None:
             # The remembered tip stays: stale, it still tells a catch-up where to start reading.
             if ack.error.err_code in CONFLICTS:
@@ -422,7 +486,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         self._remember(key, Tip(ack.seq, expected_version + len(events), tip.created, tip.origin))
         self._counted(events)
         self._seen(ack.seq)
-        return positions_of(ack.seq, len(events))
+        return _positions(ack.seq, messages, events)
 
     # Reading
 
@@ -458,10 +522,9 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         """
         messages = [newest]
         while True:
-            _, _, headers, _ = messages[-1]
-            first_version = int(headers[VERSION]) - int(headers[COUNT]) + 1
-            previous = int(headers[EXPECTED_LAST_SUBJECT_SEQUENCE])
-            if first_version <= after_version + 1 or previous == 0:
+            _, sequence, headers, _ = messages[-1]
+            previous = previous_of(sequence, headers)
+            if first_version_of(headers) <= after_version + 1 or previous == 0:
                 break
             message = await self._get({"seq": previous})
             if message is None:
@@ -530,7 +593,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
                 AggregateInfo(
                     aggregate_name=name,
                     aggregate_id=aggregate_id,
-                    version=int(headers[VERSION]),
+                    version=version_of(headers),
                     created_at=datetime.fromisoformat(headers[CREATED]),
                 )
             )
@@ -569,29 +632,52 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
             raise StoreNotOpen(f"{self!r} is not open: call 'await store.open()' first")
         return self._js
 
+    def _check_batch(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+    ) -> None:
+        check_versions(aggregate_name, aggregate_id, expected_version, events)
+        limit = MAX_BATCH if self._layout == EVENTS else SLOTS
+        if len(events) > limit:
+            raise ConfigurationError(
+                f"{aggregate_name} {aggregate_id!r}: a command stores at most {limit} events on "
+                f"stream {self.stream!r} (one {'atomic batch' if limit == MAX_BATCH else 'message'}"
+                f"), not {len(events)}"
+            )
+
     async def _write(
         self,
         aggregate_name: str,
         aggregate_id: str,
         events: Sequence[StoredEvent],
-        headers: dict[str, str],
+        messages: _Outgoing,
     ) -> PubAck:
-        """Publish one command's events as one message, refused before sending if too large.
+        """Publish one command's messages, refused before sending if one is too large.
 
         The server counts headers and body against ``max_payload`` and closes the connection of
-        a client that sends more, so the whole message is measured here, not only its body.
+        a client that sends more, so each whole message is measured here, not only its body.
         """
+        if self._stale:
+            await self._relearn()
         subject = subject_of(self.stream, aggregate_name, aggregate_id)
-        body = encode_events(events) if events else b""
-        size = message_size(headers, body)
         limit = self._client().max_payload
-        if size > limit and events:
-            raise _too_large(aggregate_name, aggregate_id, events, size, limit)
-        ack = decode_ack((await self._request(subject, body, headers, writing=True)).data)
+        largest = 0
+        for index, (headers, body) in enumerate(messages):
+            size = message_size(headers, body)
+            if size > limit and events:
+                held = events if len(messages) == 1 else [events[index]]
+                raise _too_large(aggregate_name, aggregate_id, held, size, limit)
+            largest = max(largest, size)
+        reply = await self._request(subject, b"", writing=True, batch=messages)
+        ack = decode_ack(reply.data)
         if ack.error is None:
             self._acked = max(self._acked, ack.seq)
         if ack.error is not None and ack.error.err_code == MESSAGE_TOO_LARGE and events:
-            raise _too_large(aggregate_name, aggregate_id, events, size, await self._size_limit())
+            limit = await self._size_limit()
+            raise _too_large(aggregate_name, aggregate_id, events, largest, limit)
         return ack
 
     def _client(self) -> Client:
@@ -606,7 +692,9 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         headers: dict[str, str] | None = None,
         *,
         writing: bool = False,
+        batch: Sequence[tuple[dict[str, str], bytes]] = (),
     ) -> Msg:
+        """A request, or with ``batch`` the messages of one command (the last one a request)."""
         import nats.errors
 
         nc = self._client()
@@ -621,6 +709,10 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         try:
             while True:
                 try:
+                    for outgoing, body in batch[:-1]:  # an atomic batch: only its commit answers
+                        await nc.publish(subject, body, headers=outgoing)
+                    if batch:
+                        headers, payload = batch[-1]
                     return await nc.request(subject, payload, timeout=self.timeout, headers=headers)
                 except nats.errors.NoRespondersError:
                     # In a cluster a new stream's subjects take a moment to be known on every
@@ -849,12 +941,11 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         self._followers.clear()
 
 
-def _check_batch(
-    aggregate_name: str, aggregate_id: str, expected_version: int, events: Sequence[StoredEvent]
-) -> None:
-    check_versions(aggregate_name, aggregate_id, expected_version, events)
-    if len(events) > SLOTS:
-        raise ConfigurationError(f"one message holds at most {SLOTS} events, not {len(events)}")
+def _positions(last: int, messages: _Outgoing, events: Sequence[StoredEvent]) -> range:
+    """The positions of a command's events, stored in ``messages`` ending at sequence ``last``."""
+    if len(messages) == 1:
+        return positions_of(last, len(events))
+    return batch_positions(last, len(messages))
 
 
 def _too_large(
