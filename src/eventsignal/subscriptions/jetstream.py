@@ -40,7 +40,13 @@ from eventsignal.serialization import envelope
 from eventsignal.stores.base import StoredEvent
 from eventsignal.stores.credentials import redact, scrub
 from eventsignal.stores.nats import NatsStore
-from eventsignal.stores.nats.wire import COUNT, decode_events, encode_token, head_of, split_subject
+from eventsignal.stores.nats.wire import (
+    decode_events,
+    encode_token,
+    head_of,
+    holds_events,
+    split_subject,
+)
 from eventsignal.stores.subscription_state import ParkedEvent, parked_event
 from eventsignal.subscriptions.errors import SubscriptionNotFound, SubscriptionStopped
 from eventsignal.subscriptions.lifecycle import RunnerLifecycle
@@ -396,7 +402,7 @@ class JetStreamRunner(RunnerLifecycle):
     ) -> list[StoredEvent]:
         """The events of one message this subscription reads."""
         sub = self.subscription
-        if headers.get(COUNT, "0") == "0" or split_subject(subject)[0] not in sub.serializers:
+        if not holds_events(headers) or split_subject(subject)[0] not in sub.serializers:
             return []
         records = decode_events(subject, sequence, headers, body)
         names = sub.event_names

@@ -245,6 +245,12 @@ def encode_events(events: Sequence[StoredEvent]) -> bytes:
     )
 
 
+def holds_events(headers: Mapping[str, str]) -> bool:
+    """Whether a message of either layout holds events (a creation marker holds none)."""
+    count = headers.get(COUNT)
+    return EVENT_VERSION in headers if count is None else count != "0"
+
+
 def decode_events(
     subject: str, sequence: int, headers: Mapping[str, str], body: bytes
 ) -> list[StoredEvent]:
