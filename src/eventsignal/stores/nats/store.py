@@ -185,7 +185,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         self.monitors = [monitor] if isinstance(monitor, str) else list(monitor)
         self._durability_known = False
         self._warned: str | None = None  # the shortfall last warned of
-        self._stale = False  # reconnected since the stream's settings were learnt
+        self._stale = False  # disconnected since the stream's settings were learnt
         self._relearning = asyncio.Lock()
         self._layout = COMMANDS
         self._snapshots = SnapshotBucket(stream, replicas)
@@ -251,8 +251,9 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         async def quiet(_: Exception) -> None:
             return None
 
-        async def reconnected() -> None:
-            # Perhaps another server, or the same one restarted with other settings.
+        async def disconnected() -> None:
+            # It may come back as another server, or restarted with other settings: learn them
+            # again before the next write (marked now, so no write slips in before).
             self._stale = True
 
         # Once connected the client reconnects for ever (requests meanwhile fail with
@@ -270,7 +271,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
                     ping_interval=max(self.timeout / 2, 0.5),  # type: ignore[arg-type]
                     max_outstanding_pings=2,
                     error_cb=quiet,
-                    reconnected_cb=reconnected,
+                    disconnected_cb=disconnected,
                 )
         except Exception as exc:
             await nc.close()
