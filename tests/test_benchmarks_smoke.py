@@ -131,3 +131,20 @@ def test_web_benchmark_prints_both_servers_or_says_wrk_is_missing() -> None:
         assert re.search(rf"{label}\s+[\d,]+\s+[\d.]+\s", out), out
     for name in ("cart server c=4", "cart app c=4"):
         assert re.search(rf"ratio {name} to uvicorn: \d+\.\d\dx", out), out
+
+
+@pytest.mark.nats
+def test_nats_benchmark_prints_the_cost_of_atomic_batches() -> None:
+    out = run_script(
+        "bench_nats.py",
+        *("--quick", "--clients", "2", "--no-throughput", "--no-catch-up"),
+        *("--events-per-command", "3"),
+    )
+    assert "commands of 3 events" in out, out
+    for setup in ("1 node, sync_interval: always", "1 node, periodic fsync", "3 nodes, replicas=3"):
+        for layout in ("one message per event", "one message per command"):
+            label = f"NatsStore {setup}, {layout} c=2"
+            assert re.search(rf"{re.escape(label)}\s+[\d,]+\s", out), out
+        name = f"nats c=2 NatsStore {setup}: atomic batch to one message"
+        assert re.search(RATIO.format(re.escape(name)), out), out
+    assert "catch-up:" not in out
