@@ -145,6 +145,6 @@ def test_nats_benchmark_prints_the_cost_of_atomic_batches() -> None:
         for layout in ("one message per event", "one message per command"):
             label = f"NatsStore {setup}, {layout} c=2"
             assert re.search(rf"{re.escape(label)}\s+[\d,]+\s", out), out
-        name = f"nats c=2 NatsStore {setup}: atomic batch to one message"
+        name = f"nats c=2 NatsStore {setup}: one message per command to atomic batch"
         assert re.search(RATIO.format(re.escape(name)), out), out
     assert "catch-up:" not in out

@@ -34,6 +34,7 @@ from eventsignal import (
 from eventsignal.copying import copy_store, verify_copy
 from eventsignal.stores import NatsStore
 from eventsignal.stores.nats.wire import SLOTS
+from eventsignal.stores.urls import open_store
 from eventsignal.testing.compliance import make_events
 
 pytestmark = pytest.mark.nats
@@ -451,3 +452,33 @@ async def test_settings_are_learnt_again_after_the_server_restarts(
         restart(own_server, sync_always=True)
         assert await write_until(strict, 3, time.monotonic() + 10) is None
         assert [e.version for e in await strict.read_aggregate("thing", "a")] == [1, 2, 3, 4]
+
+
+async def test_a_store_may_create_its_stream_with_one_message_per_command(
+    nats_url: str, streams: list[tuple[str | list[str], str]]
+) -> None:
+    stream = fresh(streams, nats_url)
+    async with NatsStore(nats_url, stream=stream, layout="command-per-message") as store:
+        await store.create("thing", "a", make_events("a", 0, 2))
+        await store.append("thing", "a", 2, make_events("a", 2, 3))
+    config = await stream_config(nats_url, stream)
+    assert (config.metadata or {})["eventsignal.layout"] == "command-per-message"
+    # Whatever a later store asks for, the stream keeps the layout it records.
+    async with NatsStore(nats_url, stream=stream, layout="event-per-message") as store:
+        await store.append("thing", "a", 5, make_events("a", 5, 2))
+        assert [e.version for e in await store.read_aggregate("thing", "a")] == list(range(1, 8))
+    assert [m.headers["Es-Count"] for m in await raw_messages(nats_url, stream)] == ["2", "3", "2"]
+
+
+async def test_one_message_per_event_is_refused_where_the_server_cannot_batch() -> None:
+    stream = f"test_{uuid4().hex}"
+    store = NatsStore(DEBIAN_SERVER, stream=stream, layout="event-per-message")
+    with pytest.raises(ConfigurationError, match=r"needs 2\.12 or later") as refused:
+        await store.open()
+    assert stream in str(refused.value)
+    assert not store.is_open
+    with pytest.raises(ConfigurationError, match="layout must be one of"):
+        NatsStore(DEBIAN_SERVER, layout="sideways")  # type: ignore[arg-type]
+    url = open_store(f"{DEBIAN_SERVER}?stream=s&layout=command-per-message")
+    assert isinstance(url, NatsStore)
+    assert url.layout == "command-per-message"

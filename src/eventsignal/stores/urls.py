@@ -10,8 +10,9 @@
 ``memory:``                                 :class:`MemoryStore` (this process only)
 ==========================================  ============================================
 
-A NATS URL may also say ``durability=require|warn|ignore`` and ``monitor=`` (the servers'
-monitoring URLs, comma-separated), as :class:`NatsStore` takes them.
+A NATS URL may also say ``durability=require|warn|ignore``, ``monitor=`` (the servers'
+monitoring URLs, comma-separated) and ``layout=event-per-message|command-per-message`` (for a
+stream it creates), as :class:`NatsStore` takes them.
 """
 
 from __future__ import annotations
@@ -118,12 +119,12 @@ def _nats(url: str) -> EventStore:
         raise InvalidStoreURL(url, f"NATS needs 'pip install eventsignal[nats]' ({exc})") from exc
     parts = urlsplit(url)
     options = dict(parse_qsl(parts.query))
-    unknown = set(options) - {"stream", "replicas", "durability", "monitor"}
+    unknown = set(options) - {"stream", "replicas", "durability", "monitor", "layout"}
     if unknown:
         raise InvalidStoreURL(
             url,
             f"unknown NATS option {sorted(unknown)[0]!r}: "
-            "use stream=, replicas=, durability=, monitor=",
+            "use stream=, replicas=, durability=, monitor=, layout=",
         )
     stream = options.get("stream", "eventsignal")
     replicas = options.get("replicas", "1")
@@ -138,6 +139,7 @@ def _nats(url: str) -> EventStore:
             replicas=int(replicas),
             durability=options.get("durability", "warn"),  # type: ignore[arg-type]  # checked
             monitor=[m for m in options.get("monitor", "").split(",") if m],
+            layout=options.get("layout"),  # type: ignore[arg-type]  # checked
         )
     except ValueError as exc:
         raise InvalidStoreURL(url, str(exc)) from exc

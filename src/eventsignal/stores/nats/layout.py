@@ -19,10 +19,15 @@ a stream configured with them is refused at open, naming the setting.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from eventsignal.domain.errors import ConfigurationError
 from eventsignal.stores.nats.wire import COMMANDS, EVENTS, LAYOUT
+
+Layout = Literal["event-per-message", "command-per-message"]
+"""The two layouts a stream may hold, as its metadata records them."""
+
+LAYOUTS: tuple[Layout, ...] = (EVENTS, COMMANDS)
 
 ATOMIC_SINCE = (2, 12)
 """The first server version that stores a batch of messages atomically."""
@@ -31,9 +36,19 @@ METADATA_SINCE = (2, 10)
 """The first server version that keeps a stream's metadata."""
 
 
-def creation_settings(server: tuple[int, int]) -> dict[str, Any]:
-    """The layout settings of a stream created now on a server of version ``server``."""
-    if server >= ATOMIC_SINCE:
+def creation_settings(
+    stream: str, server: tuple[int, int], layout: Layout | None = None
+) -> dict[str, Any]:
+    """The layout settings of ``stream`` created now on a server of version ``server``: the
+    ``layout`` asked for, or (``None``) one message per event wherever the server allows it."""
+    if layout is None:
+        layout = EVENTS if server >= ATOMIC_SINCE else COMMANDS
+    if layout == EVENTS:
+        if server < ATOMIC_SINCE:
+            raise ConfigurationError(
+                f"stream {stream!r} cannot hold one message per event on this server "
+                f"({'.'.join(map(str, server))}): atomic batch publish needs 2.12 or later"
+            )
         return {"allow_atomic": True, "metadata": {LAYOUT: EVENTS}}
     if server >= METADATA_SINCE:
         return {"metadata": {LAYOUT: COMMANDS}}
@@ -86,4 +101,12 @@ def check_retention(stream: str, config: Any) -> None:
         )
 
 
-__all__ = ["ATOMIC_SINCE", "METADATA_SINCE", "check_retention", "creation_settings", "layout_of"]
+__all__ = [
+    "ATOMIC_SINCE",
+    "LAYOUTS",
+    "METADATA_SINCE",
+    "Layout",
+    "check_retention",
+    "creation_settings",
+    "layout_of",
+]

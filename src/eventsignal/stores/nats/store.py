@@ -58,7 +58,13 @@ from eventsignal.stores.nats.durability import (
     fsyncs_every_write,
     logger,
 )
-from eventsignal.stores.nats.layout import check_retention, creation_settings, layout_of
+from eventsignal.stores.nats.layout import (
+    LAYOUTS,
+    Layout,
+    check_retention,
+    creation_settings,
+    layout_of,
+)
 from eventsignal.stores.nats.snapshots import SnapshotBucket
 from eventsignal.stores.nats.subscriptions import MAX_BATCH, NatsSubscriptions
 from eventsignal.stores.nats.wire import (
@@ -158,6 +164,12 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
     fsyncs each write (``jetstream { sync_interval: always }``), which the store can only see
     through ``monitor``: the servers' monitoring URLs (``http://host:8222``).
 
+    ``layout`` applies when the store creates the stream: ``"event-per-message"`` (one message
+    per event, each command one atomic batch; server 2.12 or later), ``"command-per-message"``
+    (one message per command: on a single server, whose atomic batches cost a few milliseconds
+    each, faster for commands of several events), or ``None``: one message per event wherever the
+    server allows it. A stream that exists keeps the layout it records.
+
     Positions are global and increasing but not contiguous (see
     :mod:`eventsignal.stores.nats.wire`).
     """
@@ -172,11 +184,15 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         remembered_tips: int = 100_000,
         durability: Durability = "warn",
         monitor: str | Sequence[str] = (),
+        layout: Layout | None = None,
     ) -> None:
         if not stream or encode_token(stream) != stream:
             raise ConfigurationError(
                 f"stream name {stream!r} may hold letters, digits, '_' and '-' only"
             )
+        if layout is not None and layout not in LAYOUTS:
+            raise ConfigurationError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+        self.layout = layout
         if durability not in DURABILITIES:
             raise ConfigurationError(
                 f"durability must be one of {', '.join(DURABILITIES)}, not {durability!r}"
@@ -287,8 +303,14 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
             num_replicas=self.replicas,
             allow_direct=True,
             deny_delete=True,
-            **creation_settings((version.major, version.minor)),
         )
+        try:
+            settings = creation_settings(self.stream, (version.major, version.minor), self.layout)
+        except ConfigurationError:
+            await nc.close()
+            raise
+        for name, value in settings.items():
+            setattr(config, name, value)
         try:
             try:
                 info = await self._add_stream(js, config)

@@ -40,6 +40,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from string import punctuation
+from typing import Final
 from urllib.parse import quote, unquote
 from uuid import UUID, uuid4
 
@@ -51,10 +52,10 @@ from eventsignal.stores.rows import UNREADABLE_ID, UNREADABLE_TIME, decode_metad
 SLOTS = 100_000
 """Positions per stream message, hence the most events one command may store."""
 
-EVENTS = "event-per-message"
+EVENTS: Final = "event-per-message"
 """The layout of a stream written one message per event, each command as one atomic batch."""
 
-COMMANDS = "command-per-message"
+COMMANDS: Final = "command-per-message"
 """The layout of a stream written one message per command."""
 
 LAYOUT = "eventsignal.layout"
