@@ -12,6 +12,7 @@ from uuid import uuid4
 import nats
 import nats.js.errors
 import pytest
+from nats_servers import NatsCluster
 from subscription_worker import expected_from_events, projected, revenue_projection, write_carts
 
 from eventsignal import ConfigurationError, Signal, StateConflict
@@ -121,3 +122,16 @@ async def test_a_server_without_atomic_batches_is_refused() -> None:
                 await js.stream_info(f"KV_{store.state_bucket}")
         finally:
             await nc.close()
+
+
+class TestNatsStoreSubscriptionsOnACluster(TestNatsStoreSubscriptions):
+    """The same contract on a state bucket replicated to three servers."""
+
+    @pytest.fixture(autouse=True)
+    def _server(self, nats_cluster: NatsCluster) -> None:  # the cluster, instead
+        self.urls = nats_cluster.urls
+
+    async def make_store(self) -> SubscriptionStore:
+        store = NatsStore(self.urls, stream=f"test_{uuid4().hex}", replicas=3)
+        await store.open()
+        return store

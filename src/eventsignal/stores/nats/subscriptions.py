@@ -76,6 +76,7 @@ MAX_BATCH = 1000
 """The most messages the server accepts in one atomic batch."""
 
 _STREAM_IN_USE = 10058
+_NO_PEERS = 10005  # no suitable peers for placement: too few servers online, for now
 _DELETE = {"KV-Operation": "DEL"}
 
 
@@ -524,10 +525,7 @@ class NatsSubscriptions:
             "allow_atomic": True,
         }
         try:
-            created = await nc.request(
-                f"$JS.API.STREAM.CREATE.{stream}", msgspec.json.encode(config), self.timeout
-            )
-            answer = _decode_stream(created.data)
+            answer = await self._create_stream(nc, stream, config)
             if answer.error is not None and answer.error.get("err_code") == _STREAM_IN_USE:
                 info = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", self.timeout)
                 answer = _decode_stream(info.data)
@@ -541,6 +539,31 @@ class NatsSubscriptions:
                 "so that subscription state commits atomically"
             )
         return await nc.jetstream(timeout=self.timeout).key_value(bucket)
+
+    async def _create_stream(
+        self, nc: Client, stream: str, config: dict[str, Any]
+    ) -> _StreamAnswer:
+        """Ask for the stream, again while a cluster cannot place it yet or outlasts a request
+        placing it (up to three timeouts in all), as the event stream is created."""
+        import nats.errors
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3 * self.timeout
+        while True:
+            try:
+                created = await nc.request(
+                    f"$JS.API.STREAM.CREATE.{stream}", msgspec.json.encode(config), self.timeout
+                )
+            except nats.errors.TimeoutError:
+                if loop.time() >= deadline:
+                    raise
+            else:
+                answer = _decode_stream(created.data)
+                if answer.error is None or answer.error.get("err_code") != _NO_PEERS:
+                    return answer
+                if loop.time() >= deadline:
+                    return answer
+            await asyncio.sleep(0.1)
 
 
 class _BucketConfig(msgspec.Struct):
