@@ -356,13 +356,17 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         async with self._relearning:
             if not self._stale:
                 return
-            try:
-                info = await self._jetstream().stream_info(self.stream)
-            except Exception as exc:
+            from nats.js.api import StreamInfo
+
+            # A request fails at once while not connected, so a write then fails as fast.
+            reply = await self._request(f"$JS.API.STREAM.INFO.{self.stream}", b"")
+            answer = json.loads(reply.data)
+            if "config" not in answer:
                 raise StoreUnavailable(
                     f"cannot read the settings of stream {self.stream!r} after reconnecting; "
-                    f"nothing was sent: {self._scrubbed(exc)}"
-                ) from exc
+                    f"nothing was sent: {answer.get('error')}"
+                )
+            info = StreamInfo.from_response(answer)
             await self._check_durability(self._learn(info.config))
             self._stale = False
 
@@ -610,7 +614,12 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         newest = self._scan(
             subjects, stop=stop, policy=DeliverPolicy.LAST_PER_SUBJECT, headers_only=True
         )
+        # A consumer on a replica that lags delivers a subject's last message as it knew it,
+        # then, as it catches up, the newer ones: the last delivery of a subject is its newest.
+        newest_of: dict[str, dict[str, str]] = {}
         async for subject, _, headers, _ in newest:
+            newest_of[subject] = headers
+        for subject, headers in newest_of.items():
             name, aggregate_id = split_subject(subject)
             listed.append(
                 AggregateInfo(
