@@ -238,7 +238,8 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
 
     @property
     def stats(self) -> StoreStats:
-        """Counters; here every append (or creation) is one message, so one transaction."""
+        """Counters; here every append (or creation) is one atomic batch (or one message), so
+        one transaction."""
         return StoreStats(self._appends, self._events, self._messages)
 
     def _counted(self, events: Sequence[StoredEvent]) -> None:
