@@ -22,6 +22,8 @@ from uuid import uuid4
 import nats
 import nats.js.errors
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from nats.js.api import DiscardPolicy, StreamConfig
 from nats_servers import NatsCluster, NatsServer, server_binary, start_server
 
@@ -33,7 +35,15 @@ from eventsignal import (
 )
 from eventsignal.copying import copy_store, verify_copy
 from eventsignal.stores import NatsStore
-from eventsignal.stores.nats.wire import SLOTS
+from eventsignal.stores.nats.wire import (
+    SLOTS,
+    decode_events,
+    event_messages,
+    header_text,
+    header_value,
+    source_of,
+    subject_of,
+)
 from eventsignal.stores.urls import open_store
 from eventsignal.testing.compliance import make_events
 
@@ -91,6 +101,44 @@ def cloud_event(message: Any) -> dict[str, str]:
 
 
 # One message per event
+
+text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60)
+
+
+@given(text)
+def test_header_values_are_plain_ascii_and_read_back(value: str) -> None:
+    encoded = header_text(value)
+    assert encoded.isascii()
+    assert encoded.isprintable()
+    assert " " not in encoded
+    assert header_value(encoded) == value
+
+
+@given(
+    aggregate_id=text.filter(str.isprintable),
+    names=st.lists(text, min_size=1, max_size=4),
+    metadata=st.dictionaries(text.filter(lambda t: "\x00" not in t), text, max_size=3),
+)
+def test_events_read_back_from_their_messages_as_written(
+    aggregate_id: str, names: list[str], metadata: dict[str, str]
+) -> None:
+    events = [
+        e.__replace__(name=name, metadata=metadata)
+        for e, name in zip(
+            make_events(aggregate_id, 4, len(names), aggregate_name="t.y"), names, strict=True
+        )
+    ]
+    messages = event_messages(source_of("s", "t.y"), events, "2026-01-01T00:00:00+00:00", 9, 12)
+    subject = subject_of("s", "t.y", aggregate_id)
+    read = [
+        event
+        for sequence, (headers, body) in enumerate(messages, 13)
+        for event in decode_events(subject, sequence, headers, body)
+    ]
+    assert [e.__replace__(position=0) for e in read] == events
+    assert [e.position for e in read] == [
+        seq * SLOTS + SLOTS - 1 for seq in range(13, 13 + len(names))
+    ]
 
 
 async def test_each_event_is_one_message_with_cloudevents_headers(

@@ -36,6 +36,7 @@ Pure functions and structs, no I/O, so the layout can be read (and tested) on it
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -151,8 +152,10 @@ _metadata_json = msgspec.json.Encoder().encode
 
 def _metadata_header(metadata: Mapping[str, str]) -> str:
     text = _metadata_json(metadata).decode()
-    # Control characters come out escaped; non-ASCII is escaped too, so every tool reads it.
-    return text if text.isascii() else text.encode("ascii", "backslashreplace").decode()
+    if text.isascii():  # control characters come out escaped already
+        return text
+    # Non-ASCII escaped too (\uXXXX), so that every tool reads the header the same.
+    return json.dumps(dict(metadata), separators=(",", ":"))
 
 
 def event_messages(
