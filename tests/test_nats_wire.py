@@ -41,7 +41,6 @@ from eventsignal.stores.nats.wire import (
     event_messages,
     header_text,
     header_value,
-    source_of,
     subject_of,
 )
 from eventsignal.stores.urls import open_store
@@ -128,7 +127,7 @@ def test_events_read_back_from_their_messages_as_written(
             make_events(aggregate_id, 4, len(names), aggregate_name="t.y"), names, strict=True
         )
     ]
-    messages = event_messages(source_of("s", "t.y"), events, "2026-01-01T00:00:00+00:00", 9, 12)
+    messages = event_messages("t.y", events, "2026-01-01T00:00:00+00:00", 9, 12)
     subject = subject_of("s", "t.y", aggregate_id)
     read = [
         event
@@ -166,11 +165,11 @@ async def test_each_event_is_one_message_with_cloudevents_headers(
         assert attributes == {
             "specversion": "1.0",
             "id": str(event.id),
-            "source": f"/{stream}/order",
-            "type": event.name,
+            "source": "/order",
+            "type": f"order.{event.name}",
             "subject": aggregate_id,
             "time": attributes["time"],
-            "version": str(event.version),
+            "aggregateversion": str(event.version),
         }
         assert datetime.fromisoformat(attributes["time"]) == event.timestamp
         assert all(value.isascii() for value in message.headers.values())
@@ -284,7 +283,7 @@ async def test_an_event_published_by_other_code_is_handed_back_flagged(
                 headers={
                     "ce-specversion": "1.0",
                     "ce-id": "not-a-uuid",
-                    "ce-version": "2",
+                    "ce-aggregateversion": "2",
                     "Es-Created": "2026-01-01T00:00:00+00:00",
                 },
             )

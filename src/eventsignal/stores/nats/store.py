@@ -91,7 +91,6 @@ from eventsignal.stores.nats.wire import (
     message_size,
     positions_of,
     previous_of,
-    source_of,
     split_subject,
     subject_of,
     version_of,
@@ -453,8 +452,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         self._check_batch(aggregate_name, aggregate_id, 0, events)
         created = (created_at or datetime.now(UTC)).isoformat()
         if events and self._layout == EVENTS:
-            source = source_of(self.stream, aggregate_name)
-            messages = event_messages(source, events, created, 0, 0)
+            messages = event_messages(aggregate_name, events, created, 0, 0)
         else:
             headers = {
                 EXPECTED_LAST_SUBJECT_SEQUENCE: "0",
@@ -501,8 +499,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
             return []
         subject = subject_of(self.stream, aggregate_name, aggregate_id)
         if self._layout == EVENTS:
-            source = source_of(self.stream, aggregate_name)
-            messages = event_messages(source, events, tip.created, tip.origin, tip.sequence)
+            messages = event_messages(aggregate_name, events, tip.created, tip.origin, tip.sequence)
         else:
             messages = [(tip.headers_after(len(events)), encode_events(events))]
         ack = await self._write(aggregate_name, aggregate_id, events, messages)

@@ -9,11 +9,12 @@ Pure functions and structs, no I/O, so the layout can be read (and tested) on it
   a token of at most 1281 characters.
 * **Messages: one per event** (:data:`EVENTS`, the layout of a stream created on a server with
   atomic batch publish, 2.12 or later). The body is the event's payload as the application
-  encoded it; CloudEvents binary-mode headers say the rest (``ce-id``, ``ce-type``, ``ce-source``,
-  ``ce-subject`` = the aggregate id, ``ce-time``, and the extension ``ce-version``: the
-  aggregate's version after the event), so any tool can read the stream. A command's events are
-  published as one atomic batch, stored at consecutive sequences, the first expecting the
-  aggregate's newest sequence. An aggregate created without events gets a creation marker (below).
+  encoded it; CloudEvents binary-mode headers say the rest (``ce-id``, ``ce-type`` =
+  ``<aggregate type>.<event name>``, ``ce-source`` = ``/<aggregate type>``, ``ce-subject`` = the
+  aggregate id, ``ce-time``, and the extension ``ce-aggregateversion``: the aggregate's version
+  after the event), so any tool can read the stream. A command's events are published as one
+  atomic batch, stored at consecutive sequences, the first expecting the aggregate's newest
+  sequence. An aggregate created without events gets a creation marker (below).
 * **Messages: one per command** (:data:`COMMANDS`, streams of servers without atomic batches and
   streams written before). One message holds all the events of a command (msgpack), so a command
   is stored atomically. The first message of a subject is its creation marker, holding the events
@@ -78,7 +79,7 @@ SOURCE = "ce-source"
 TYPE = "ce-type"
 SUBJECT = "ce-subject"
 TIME = "ce-time"
-EVENT_VERSION = "ce-version"
+EVENT_VERSION = "ce-aggregateversion"
 """CloudEvents extension: the aggregate's version after the event (1 for its first)."""
 
 _SAFE = re.compile(r"[!#$&-~]*")  # printable ASCII but for '"' and '%': a header value as it is
@@ -159,7 +160,7 @@ def _metadata_header(metadata: Mapping[str, str]) -> str:
 
 
 def event_messages(
-    source: str,
+    aggregate_name: str,
     events: Sequence[StoredEvent],
     created: str,
     origin: int,
@@ -171,6 +172,7 @@ def event_messages(
     ``origin`` is the stream sequence of the aggregate's first message, 0 while it is being
     created (then each event's own sequence tells it, the batch being stored consecutively).
     """
+    source = source_of(aggregate_name)
     subject = header_text(events[0].aggregate_id)
     messages: list[tuple[dict[str, str], bytes]] = []
     shared: Mapping[str, str] | None = None  # a command's events share one mapping
@@ -180,9 +182,9 @@ def event_messages(
             SPECVERSION: "1.0",
             EVENT_ID: str(event.id),
             SOURCE: source,
-            TYPE: header_text(event.name),
+            TYPE: header_text(f"{aggregate_name}.{event.name}"),
             SUBJECT: subject,
-            TIME: event.timestamp.isoformat(),
+            TIME: event.timestamp.isoformat().replace("+00:00", "Z"),
             EVENT_VERSION: str(event.version),
             CREATED: created,
         }
@@ -203,9 +205,16 @@ def event_messages(
     return messages
 
 
-def source_of(stream: str, aggregate_name: str) -> str:
-    """The ``ce-source`` of an aggregate type's events: ``/<stream>/<type>``."""
-    return header_text(f"/{stream}/{aggregate_name}")
+def source_of(aggregate_name: str) -> str:
+    """The ``ce-source`` of an aggregate type's events: ``/<type>``."""
+    return header_text(f"/{aggregate_name}")
+
+
+def name_of(aggregate_name: str, event_type: str) -> str:
+    """The stored event name a ``ce-type`` (``<aggregate type>.<event name>``) holds."""
+    kind = header_value(event_type)
+    prefix = f"{aggregate_name}."
+    return kind[len(prefix) :] if kind.startswith(prefix) else kind
 
 
 def version_of(headers: Mapping[str, str]) -> int:
@@ -318,7 +327,7 @@ def decode_event(
             aggregate_name=aggregate_name,
             aggregate_id=aggregate_id,
             version=version,
-            name=header_value(headers[TYPE]),
+            name=name_of(aggregate_name, headers[TYPE]),
             timestamp=datetime.fromisoformat(headers[TIME]),
             data=body,
             metadata=decode_metadata(metadata) if metadata else {},
