@@ -356,6 +356,31 @@ async def test_the_older_server_keeps_one_message_per_command(
     assert not (await stream_config(DEBIAN_SERVER, stream)).metadata
 
 
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"metadata": {"eventsignal.layout": "event-per-message"}}, "set allow_atomic"),
+        ({"metadata": {"eventsignal.layout": "event-per-page"}}, "written by a newer one"),
+    ],
+)
+async def test_a_recorded_layout_the_stream_cannot_hold_is_refused(
+    nats_url: str, streams: list[tuple[str | list[str], str]], settings: dict[str, Any], named: str
+) -> None:
+    stream = fresh(streams, nats_url)
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().add_stream(
+            name=stream, subjects=[f"{stream}.>"], allow_direct=True, **settings
+        )
+    finally:
+        await nc.close()
+    store = NatsStore(nats_url, stream=stream)
+    with pytest.raises(ConfigurationError, match=named) as refused:
+        await store.open()
+    assert f"stream {stream!r}" in str(refused.value)
+    assert not store.is_open
+
+
 # Streams that would delete events on their own
 
 
