@@ -246,6 +246,42 @@ async def test_racing_commands_store_one_batch_whole_and_refuse_the_other(
             await store.close()
 
 
+@pytest.mark.parametrize("on_a_cluster", [False, True])
+async def test_concurrent_batches_are_each_stored_at_consecutive_sequences(
+    request: pytest.FixtureRequest, streams: list[tuple[str | list[str], str]], on_a_cluster: bool
+) -> None:
+    """What reading relies on: a batch's later events follow their predecessor directly."""
+    servers: str | list[str]
+    if on_a_cluster:
+        cluster: NatsCluster = request.getfixturevalue("nats_cluster")
+        servers, replicas = cluster.urls, 3
+    else:
+        servers, replicas = request.getfixturevalue("nats_url"), 1
+    stream = fresh(streams, servers)
+    async with NatsStore(servers, stream=stream, replicas=replicas) as store:
+
+        async def writer(aggregate_id: str) -> None:
+            await store.create("thing", aggregate_id, make_events(aggregate_id, 0, 2))
+            for version in range(2, 14, 3):
+                await store.append(
+                    "thing", aggregate_id, version, make_events(aggregate_id, version, 3)
+                )
+
+        ids = [f"w{n}" for n in range(16)]
+        await asyncio.gather(*(writer(aggregate_id) for aggregate_id in ids))
+        for aggregate_id in ids:  # from every version: the walk back and the consumer alike
+            for after in range(14):
+                tail = await store.read_aggregate("thing", aggregate_id, after)
+                assert [e.version for e in tail] == list(range(after + 1, 15))
+                assert {e.aggregate_id for e in tail} == {aggregate_id}
+    batches: dict[str, list[int]] = {}
+    for message in await raw_messages(servers, stream):
+        batches.setdefault(message.headers["Nats-Batch-Id"], []).append(message.seq)
+    assert len(batches) == 16 * 5
+    for sequences in batches.values():
+        assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+
+
 async def test_racing_creators_with_events_have_one_winner(
     nats_url: str, streams: list[tuple[str | list[str], str]]
 ) -> None:
