@@ -311,6 +311,7 @@ async def test_an_event_published_by_other_code_is_handed_back_flagged(
     stream = fresh(streams, nats_url)
     async with NatsStore(nats_url, stream=stream) as store:
         await store.create("thing", "a", make_events("a", 0, 1))
+        await store.create("thing", "b", make_events("b", 0, 1))  # between a's two messages
         nc = await nats.connect(nats_url)
         try:
             await nc.jetstream().publish(
@@ -326,6 +327,9 @@ async def test_an_event_published_by_other_code_is_handed_back_flagged(
         finally:
             await nc.close()
         first, flagged = await store.read_aggregate("thing", "a")
+        # Without the link a command's first message carries, the message before it on the
+        # stream is b's: the tail is read through a consumer instead, and holds a's alone.
+        assert await store.read_aggregate("thing", "a", 1) == [flagged]
     assert first.defect is None
     assert (flagged.version, flagged.data) == (2, b"{}")
     assert "cannot be read" in str(flagged.defect)

@@ -531,7 +531,10 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
                 start = known.sequence + 1
             messages = [m async for m in self._scan(message[0], start, tip.sequence)]
         else:
-            messages = await self._walk_back(message, after_version)
+            walked = await self._walk_back(message, after_version)
+            if walked is None:  # a link that does not hold (nor may the origin): read it all
+                walked = [m async for m in self._scan(message[0], 1, tip.sequence)]
+            messages = walked
         return [
             event
             for subject, sequence, headers, body in messages
@@ -539,11 +542,13 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
             if event.version > after_version
         ]
 
-    async def _walk_back(self, newest: _Message, after_version: int) -> list[_Message]:
+    async def _walk_back(self, newest: _Message, after_version: int) -> list[_Message] | None:
         """The messages of one subject from the one holding ``after_version + 1`` to ``newest``.
 
-        Each message names its predecessor (the sequence it expected), so a short tail costs one
-        direct get per command and no consumer.
+        Each command's first message names its predecessor (the sequence it expected), and the
+        other events of a batch follow one another, so a short tail costs one direct get per
+        message and no consumer. ``None`` if a link leads to another subject (a message
+        published there by other code without the link).
         """
         messages = [newest]
         while True:
@@ -554,6 +559,8 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
             message = await self._get({"seq": previous})
             if message is None:
                 raise StoreUnavailable(f"{newest[0]}: message {previous} is missing")
+            if message[0] != newest[0]:
+                return None
             messages.append(message)
         messages.reverse()
         return messages
