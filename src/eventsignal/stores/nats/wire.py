@@ -177,12 +177,16 @@ def event_messages(
     messages: list[tuple[dict[str, str], bytes]] = []
     shared: Mapping[str, str] | None = None  # a command's events share one mapping
     metadata = ""
+    types: dict[str, str] = {}  # and mostly a few event names
     for event in events:
+        kind = types.get(event.name)
+        if kind is None:
+            kind = types[event.name] = header_text(f"{aggregate_name}.{event.name}")
         headers = {
             SPECVERSION: "1.0",
             EVENT_ID: str(event.id),
             SOURCE: source,
-            TYPE: header_text(f"{aggregate_name}.{event.name}"),
+            TYPE: kind,
             SUBJECT: subject,
             TIME: event.timestamp.isoformat().replace("+00:00", "Z"),
             EVENT_VERSION: str(event.version),
@@ -408,7 +412,8 @@ MESSAGE_TOO_LARGE = 10054
 def message_size(headers: dict[str, str], body: bytes) -> int:
     """The bytes a message counts against the server's ``max_payload``: headers and body.
 
-    The headers are sized as the client writes them (``NATS/1.0``, then ``Key: value`` lines).
+    The headers are sized as the client writes them (``NATS/1.0``, then ``Key: value`` lines);
+    the store writes ASCII headers only, so characters count as bytes.
     """
-    lines = sum(len(key.encode()) + len(value.encode()) + 4 for key, value in headers.items())
+    lines = sum(len(key) + len(value) for key, value in headers.items()) + 4 * len(headers)
     return len(b"NATS/1.0\r\n") + lines + len(b"\r\n") + len(body)
