@@ -32,6 +32,9 @@ PUBLIC = [
     "eventsignal.pytest_plugin",
     "eventsignal.schemas",
     "eventsignal.telemetry",
+    "eventsignal.otel",
+    "eventsignal.instrumentation",
+    "eventsignal.codecs",
 ]
 # Classes whose methods state a contract that implementations share without repeating it.
 CONTRACTS = [
