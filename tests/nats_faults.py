@@ -48,6 +48,8 @@ TIMEOUT = 2.0
 """Seconds a writer waits for an answer: beyond it the command's outcome is unknown."""
 PAUSE = 10.0
 """Seconds a paused server stays stopped: longer than JetStream's election timeout (4-9 s)."""
+WARM_UP = 1.0
+"""Seconds of commands before a fault, and after recovery before the run ends."""
 _RECOVERY = 60.0
 
 
@@ -224,7 +226,7 @@ async def kill_leader_then_follower(record: Run, store: NatsStore, cluster: Nats
     """SIGKILL the stream's leader; once commands flow again restart it; once it caught up
     SIGKILL the other follower, and restart it too. One server is down at a time, so a quorum
     is always there to elect a leader."""
-    await asyncio.sleep(2)
+    await asyncio.sleep(WARM_UP)
     leader = await stream_leader(cluster, store.stream)
     record.fault(f"SIGKILL of the leader {leader.name}")
     leader.kill()
@@ -237,17 +239,17 @@ async def kill_leader_then_follower(record: Run, store: NatsStore, cluster: Nats
     follower = next(s for s in cluster.servers if s not in (now_leading, leader))
     record.fault(f"SIGKILL of the follower {follower.name}")
     follower.kill()
-    await asyncio.sleep(2)
+    await asyncio.sleep(WARM_UP)
     await progress(store)
     record.fault(f"restart of the follower {follower.name}")
     await asyncio.to_thread(follower.restart)
     await caught_up(cluster, store.stream)
-    await asyncio.sleep(1)
+    await asyncio.sleep(WARM_UP)
 
 
 async def pause_leader(record: Run, store: NatsStore, cluster: NatsCluster) -> None:
     """SIGSTOP the stream's leader for longer than an election takes, then SIGCONT it."""
-    await asyncio.sleep(2)
+    await asyncio.sleep(WARM_UP)
     leader = await stream_leader(cluster, store.stream)
     record.fault(f"SIGSTOP of the leader {leader.name}")
     leader.pause()
@@ -258,7 +260,7 @@ async def pause_leader(record: Run, store: NatsStore, cluster: NatsCluster) -> N
     record.fault(f"SIGCONT of the old leader {leader.name}")
     await progress(store)
     await caught_up(cluster, store.stream)
-    await asyncio.sleep(1)
+    await asyncio.sleep(WARM_UP)
 
 
 async def stream_leader(cluster: NatsCluster, stream: str) -> NatsServer:
