@@ -32,25 +32,37 @@ from typing import Any
 
 from many_writer import Add, config
 
-from eventsignal import AggregateExists, Signal, SignalError
+from eventsignal import AggregateExists, ConcurrencyError, Signal, SignalError
 from eventsignal.stores import NatsStore
+
+NOTHING_STORED = (
+    "nothing was sent",  # the connection was down: the request never left
+    "no JetStream stream answers",  # nobody received it
+    "nothing was stored",
+    # Reads: before the append (the aggregate's newest message) or catching up after a
+    # conflict. The engine stops at a failed read, so no write of this command is in doubt.
+    "$JS.API.",
+    "cannot read ",
+    "reading ",
+    "message get on ",
+    "direct get on ",
+)
+"""What a StoreUnavailable says when the command cannot have been stored."""
 
 
 def outcome_of(exc: SignalError) -> str:
-    """What the store said about a failed command: it may or may not be stored, or it is not.
+    """What the store said about a failed command: nothing stored, or it cannot tell.
 
-    Only a write can leave its outcome open, and the store says so ("may or may not"); a
-    request that failed on an aggregate's subject (not the JetStream API, which serves reads)
-    is counted as unknown too. Everything else (nothing sent, no responder, a failed read
-    before the append or while catching up after a conflict, conflicts beyond the retries)
-    stored nothing, and the check holds the store to that.
+    Conflicts beyond the retries and the errors of :data:`NOTHING_STORED` stored nothing, and
+    the check holds the store to that; any other failure (a write that timed out: "may or may
+    not have been stored") counts as unknown, whole or absent but never twice.
     """
+    if isinstance(exc, ConcurrencyError):
+        return "refused"
     message = str(exc)
-    if "may or may not" in message:
-        return "unknown"
-    if message.startswith("NATS request on") and "$JS.API" not in message:
-        return "unknown"
-    return "refused"
+    if "may or may not" not in message and any(p in message for p in NOTHING_STORED):
+        return "refused"
+    return "unknown"
 
 
 async def main(args: argparse.Namespace) -> None:

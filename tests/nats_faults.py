@@ -73,7 +73,12 @@ class Run:
     faults: list[tuple[str, float]] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
     ended: float = 0.0
-    unknown_stored: int = 0  # commands of unknown outcome that the stream holds after all
+    unknown: list[tuple[Command, bool]] = field(default_factory=list)
+    """Each command of unknown outcome, and whether the stream holds it after all."""
+
+    @property
+    def unknown_stored(self) -> int:
+        return sum(stored for _, stored in self.unknown)
 
     def fault(self, name: str) -> None:
         self.faults.append((name, time.monotonic()))
@@ -188,7 +193,6 @@ async def check(store: NatsStore, record: Run, model: ReadModel) -> None:
         except StoreUnavailable:
             if time.monotonic() > deadline:
                 raise
-            record.unknown_stored = 0
             await asyncio.sleep(0.5)
 
 
@@ -243,6 +247,25 @@ async def kill_leader_then_follower(record: Run, store: NatsStore, cluster: Nats
     await progress(store)
     record.fault(f"restart of the follower {follower.name}")
     await asyncio.to_thread(follower.restart)
+    await caught_up(cluster, store.stream)
+    await asyncio.sleep(WARM_UP)
+
+
+async def kill_leader_and_follower(record: Run, store: NatsStore, cluster: NatsCluster) -> None:
+    """SIGKILL the stream's leader and, once a new one leads, a follower: two of three servers
+    are down, the stream has no quorum and every command fails until both are restarted."""
+    await asyncio.sleep(WARM_UP)
+    leader = await stream_leader(cluster, store.stream)
+    record.fault(f"SIGKILL of the leader {leader.name}")
+    leader.kill()
+    await progress(store)
+    follower = next(s for s in cluster.servers if s is not leader)
+    record.fault(f"SIGKILL of a second server {follower.name}")
+    follower.kill()
+    await asyncio.sleep(2 * WARM_UP)
+    record.fault(f"restart of both {leader.name} {follower.name}")
+    await asyncio.gather(asyncio.to_thread(leader.restart), asyncio.to_thread(follower.restart))
+    await progress(store)
     await caught_up(cluster, store.stream)
     await asyncio.sleep(WARM_UP)
 
@@ -335,6 +358,7 @@ async def progress(store: NatsStore, messages: int = 10) -> None:
 
 async def _check(store: NatsStore, record: Run, model: ReadModel) -> None:
     """What the stream holds against what the writers were told (see the module's doc)."""
+    record.unknown.clear()
     by_command = {(c.worker, c.number): c for c in record.commands}
     stored: Counter[tuple[int, int, int]] = Counter()
     versions: dict[str, int] = {}
@@ -363,7 +387,7 @@ async def _check(store: NatsStore, record: Run, model: ReadModel) -> None:
                 assert parts == command.events, f"acknowledged, not stored: {where}"
             elif command.outcome == "unknown":
                 assert parts in (0, command.events), f"stored in part: {where}"
-                record.unknown_stored += parts > 0
+                record.unknown.append((command, parts > 0))
             else:
                 assert parts == 0, f"refused, yet stored: {where}"
         everything = 0
