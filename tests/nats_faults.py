@@ -27,6 +27,7 @@ import json
 import re
 import sys
 import time
+from asyncio.subprocess import Process
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -158,9 +159,10 @@ async def run(
         retry_delay=0.01,
         max_retry_delay=0.05,
     )
+    writers: list[Process] = []
     async with store, JetStreamRunner(subscription, store, ack_wait=3.0):
-        writers = await _start_writers(cluster, stream)
         try:
+            await _start_writers(cluster, stream, writers)
             for writer in writers:
                 _send(writer, b"go\n")
             await faults(record, store, cluster)
@@ -196,9 +198,10 @@ async def check(store: NatsStore, record: Run, model: ReadModel) -> None:
             await asyncio.sleep(0.5)
 
 
-async def _start_writers(cluster: NatsCluster, stream: str) -> list[Any]:
-    writers = [
-        await asyncio.create_subprocess_exec(
+async def _start_writers(cluster: NatsCluster, stream: str, writers: list[Process]) -> None:
+    """Start the writers (into ``writers``, for the caller to stop) and wait until all are ready."""
+    for k in range(WRITERS):
+        writer = await asyncio.create_subprocess_exec(
             sys.executable,
             str(WRITER),
             *("--servers", ",".join(cluster.urls), "--stream", stream, "--worker", str(k)),
@@ -207,8 +210,7 @@ async def _start_writers(cluster: NatsCluster, stream: str) -> list[Any]:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        for k in range(WRITERS)
-    ]
+        writers.append(writer)
     async with asyncio.timeout(_RECOVERY):
         for writer in writers:
             assert writer.stdout is not None
@@ -216,10 +218,10 @@ async def _start_writers(cluster: NatsCluster, stream: str) -> list[Any]:
             if line.strip() != b"ready":
                 _, errors = await writer.communicate()
                 raise RuntimeError(f"a writer did not start: {errors.decode()[-2000:]}")
-    return writers
 
 
-def _send(writer: Any, line: bytes) -> None:
+def _send(writer: Process, line: bytes) -> None:
+    assert writer.stdin is not None
     writer.stdin.write(line)
 
 
