@@ -122,6 +122,15 @@ def test_nats_benchmark_prints_throughput_costs_and_catch_up() -> None:
     assert re.search(r"ratio nats catch-up to bare consumer: \d+%", out), out
 
 
+@pytest.mark.nats
+def test_nats_faults_benchmark_prints_failover_and_outcomes() -> None:
+    out = run_script("bench_nats_faults.py", "--quick")
+    for fault in ("SIGKILL of the leader", "SIGKILL of the follower"):
+        assert re.search(rf"{fault}: failover median \d+\.\d s, worst \d+\.\d s", out), out
+        assert re.search(RATIO.format(f"{fault} failover to election timeout"), out), out
+    assert re.search(r"commands: [\d,]+ acknowledged, [\d,]+ unknown outcome", out), out
+
+
 def test_web_benchmark_prints_both_servers_or_says_wrk_is_missing() -> None:
     out = run_script("bench_web.py", "--quick", "--connections", "4")
     if shutil.which("wrk") is None:  # the benchmark's instructions install it, not the tests
