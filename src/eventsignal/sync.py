@@ -34,6 +34,7 @@ from eventsignal.bus import Subscriber
 from eventsignal.domain.config import AggregateConfig
 from eventsignal.domain.errors import ConfigurationError, NotStarted
 from eventsignal.domain.events import Event
+from eventsignal.instrumentation import Instrumentation
 from eventsignal.pool import PoolStats
 from eventsignal.serialization import EventSerializer, Transcoder
 from eventsignal.stores.base import EventStore, SnapshotStore
@@ -191,6 +192,7 @@ class Signal(Generic[S, C]):
         conflict_retries: int = 10,
         snapshot_store: SnapshotStore | None = None,
         on_evict: EvictionHook | None = None,
+        instrumentation: Instrumentation | None = None,
     ) -> None:
         self.signal: application.Signal[S, C] = application.Signal(
             config,
@@ -202,6 +204,7 @@ class Signal(Generic[S, C]):
             conflict_retries=conflict_retries,
             snapshot_store=snapshot_store,
             on_evict=on_evict,
+            instrumentation=instrumentation,
         )
         self._loop: _LoopThread | None = None
         self._life = threading.Lock()  # start and stop, one thread at a time
