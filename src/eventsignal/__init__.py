@@ -5,11 +5,12 @@ classes), run it with :class:`Signal`, and store its events in any :mod:`eventsi
 backend.
 """
 
-from eventsignal.application import Aggregate, Signal
+from eventsignal.application import Aggregate, OwnWrites, Signal
 from eventsignal.domain import (
     AggregateConfig,
     AggregateExists,
     AggregateNotFound,
+    CommandKeyTaken,
     CommandRejected,
     ConcurrencyError,
     ConfigurationError,
@@ -17,6 +18,8 @@ from eventsignal.domain import (
     EventNotFound,
     EventSerializationError,
     EventTooLarge,
+    IdempotencyKeyReused,
+    IdempotencyKeyTooLong,
     InvalidAggregateId,
     InvalidHandlerResult,
     NotStarted,
@@ -30,22 +33,30 @@ from eventsignal.domain import (
     UnknownEventType,
     VersionOutOfRange,
 )
+from eventsignal.idempotency import CommandResult
+from eventsignal.stores.idempotency import KeyRetention
 
 __all__ = [
     "Aggregate",
     "AggregateConfig",
     "AggregateExists",
     "AggregateNotFound",
+    "CommandKeyTaken",
     "CommandRejected",
+    "CommandResult",
     "ConcurrencyError",
     "ConfigurationError",
     "Event",
     "EventNotFound",
     "EventSerializationError",
     "EventTooLarge",
+    "IdempotencyKeyReused",
+    "IdempotencyKeyTooLong",
     "InvalidAggregateId",
     "InvalidHandlerResult",
+    "KeyRetention",
     "NotStarted",
+    "OwnWrites",
     "Signal",
     "SignalError",
     "StateConflict",
