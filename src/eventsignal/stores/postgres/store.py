@@ -43,6 +43,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from eventsignal.domain.errors import (
     AggregateExists,
     AggregateNotFound,
+    CommandKeyTaken,
     ConcurrencyError,
     ConfigurationError,
     StoreInconsistent,
@@ -51,6 +52,12 @@ from eventsignal.domain.errors import (
     StoreUnavailable,
 )
 from eventsignal.stores.base import AggregateInfo, StoredEvent, StoreLifecycle, StoreStats
+from eventsignal.stores.idempotency import (
+    DEFAULT_RETENTION,
+    CommandKey,
+    KeyRetention,
+    RecordedCommand,
+)
 from eventsignal.stores.postgres.arrays import batch_arrays, register_dumpers
 from eventsignal.stores.postgres.deadline import Deadline
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
@@ -61,7 +68,8 @@ from eventsignal.stores.postgres.schema import (
     schema_version,
 )
 from eventsignal.stores.rows import read_metadata
-from eventsignal.stores.sql import Dialect
+from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component, for_dialect
+from eventsignal.stores.sql import idempotency as keys
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, GroupCommit
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 
@@ -91,6 +99,10 @@ _BACKDATE = (
     " WHERE aggregate_name = %s AND aggregate_id = %s"
 )
 _VERSION_CONSTRAINT = "eventsignal_events_aggregate_name_aggregate_id_version_key"
+_KEY_CONSTRAINT = f"{keys.TABLE}_pkey"
+_INSERT_KEY = for_dialect(keys.INSERT, "postgres")
+_PRUNE_KEYS = for_dialect(keys.PRUNE, "postgres")
+_FIND_KEY = for_dialect(keys.FIND, "postgres")
 
 _encode_metadata = msgspec.json.Encoder().encode
 
@@ -412,12 +424,10 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
             # a row written around this store) must not fail the others: retry them one by one.
             if len(requests) > 1:
                 return [await self._commit_alone(request) for request in requests]
-            request = requests[0]
-            if exc.diag.constraint_name == _VERSION_CONSTRAINT:
-                raise ConcurrencyError(
-                    request.aggregate_name, request.aggregate_id, request.expected_version
-                ) from exc
-            raise
+            refusal = _refusal(requests[0], exc)
+            if refusal is exc:
+                raise
+            raise refusal from exc
 
     async def _commit_alone(self, request: AppendRequest) -> AppendOutcome:
         # Any failure is this request's own outcome: the ones retried before it may already be
@@ -437,10 +447,11 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         # The call commits on its own: once it is sent, a lost answer is a lost outcome.
         unsure = "the events may or may not be stored, re-read the aggregate"
         async with self._connection("appending events", unsure=unsure) as conn:
-            if any(request.created_at for request in requests):
+            if any(request.created_at or request.key for request in requests):
                 async with conn.transaction():
                     row = await (await conn.execute(_APPEND, params, prepare=True)).fetchone()
                     await self._backdate(conn, requests, row)
+                    await _record_keys(conn, requests, row)
             else:
                 row = await (await conn.execute(_APPEND, params, prepare=True)).fetchone()
         if row is None:
@@ -451,21 +462,14 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         outcomes: list[AppendOutcome] = []
         offset = 0
         for request, code in zip(requests, codes, strict=True):
-            name, aggregate_id = request.aggregate_name, request.aggregate_id
             if code == _ACCEPTED:
                 count = len(request.events)
                 outcomes.append(positions[offset : offset + count])
                 offset += count
                 self._appends += 1
                 self._events += count
-            elif code == _EXISTS:
-                outcomes.append(AggregateExists(name, aggregate_id))
-            elif code == _NOT_FOUND:
-                outcomes.append(AggregateNotFound(name, aggregate_id))
             else:
-                outcomes.append(
-                    ConcurrencyError(name, aggregate_id, request.expected_version, code)
-                )
+                outcomes.append(_refused(request, code))
         if positions and self._watch is not None:
             self._watch.advance(positions[-1])
         return outcomes
@@ -484,6 +488,121 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         if backdated:
             async with conn.cursor() as cursor:
                 await cursor.executemany(_BACKDATE, backdated)
+
+    # Idempotent commands (see eventsignal.stores.idempotency): a keyed request joins the group
+    # commit like any other; its batch then runs in an explicit transaction that also records
+    # the keys of the requests accepted.
+
+    async def append_keyed(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+        key: CommandKey,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        request = AppendRequest.checked(aggregate_name, aggregate_id, expected_version, events)
+        return await self._append_keyed(request.keyed(key, retention))
+
+    async def create_keyed(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent],
+        key: CommandKey,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        request = AppendRequest.creation(aggregate_name, aggregate_id, events)
+        return await self._append_keyed(request.keyed(key, retention))
+
+    async def _append_keyed(self, request: AppendRequest) -> Sequence[int]:
+        if self._pool is None:
+            raise _not_open()
+        await ensure_component(self, keys.COMPONENT, keys.MIGRATIONS["postgres"])
+        return await self._group.append(request)
+
+    async def find_command(
+        self, aggregate_name: str, aggregate_id: str, key: str
+    ) -> RecordedCommand | None:
+        await ensure_component(self, keys.COMPONENT, keys.MIGRATIONS["postgres"])
+        async with self._connection("reading an idempotency key") as conn:
+            cursor = await conn.execute(_FIND_KEY, (aggregate_name, aggregate_id, key))
+            row = await cursor.fetchone()
+        return None if row is None else keys.recorded(key, row, row[2])
+
+    # Appends in the caller's transaction (SharedTransactions)
+
+    async def append_in(
+        self,
+        tx: SQLTransaction,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+        *,
+        key: CommandKey | None = None,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        request = AppendRequest.checked(aggregate_name, aggregate_id, expected_version, events)
+        return await self._append_in(tx, request.keyed(key, retention))
+
+    async def create_in(
+        self,
+        tx: SQLTransaction,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent],
+        *,
+        key: CommandKey | None = None,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        request = AppendRequest.creation(aggregate_name, aggregate_id, events)
+        return await self._append_in(tx, request.keyed(key, retention))
+
+    async def _append_in(self, tx: SQLTransaction, request: AppendRequest) -> Sequence[int]:
+        """The group commit's call for one request, on the caller's transaction: its advisory
+        lock is then held until that transaction ends, which keeps positions visible in order."""
+        if not isinstance(tx, PostgresTransaction):
+            raise ConfigurationError(f"append_in needs a transaction of {self!r}.transaction()")
+        try:
+            arrays = batch_arrays([request], _encode_metadata)
+        except struct.error as exc:
+            raise ConfigurationError(f"a version out of range for INTEGER: {exc}") from exc
+        conn = tx._conn
+        async with tx._bounded("appending events"):
+            try:
+                migrate = request.key is not None and keys.COMPONENT not in self._migrated
+                if migrate:  # in a savepoint of the caller's transaction
+                    await migrate_component(
+                        conn, keys.COMPONENT, keys.MIGRATIONS["postgres"], schema=self.schema
+                    )
+                    self._migrated.add(keys.COMPONENT)
+                params = (self._lock_key, self._channel, *arrays)
+                row = await (await conn.execute(_APPEND, params, prepare=True)).fetchone()
+                if row is None:
+                    raise StoreInconsistent("eventsignal_append returned no row")
+                if row[0][0] != _ACCEPTED:
+                    raise _refused(request, row[0][0])
+                await _record_keys(conn, [request], row)
+            except (psycopg.IntegrityError, psycopg.DataError) as exc:
+                refusal = _refusal(request, exc)
+                if refusal is exc:
+                    raise
+                raise refusal from exc
+        self._appends += 1
+        self._events += len(request.events)
+        positions: list[int] = row[1]
+        return positions
+
+    @property
+    def _migrated(self) -> set[str]:
+        """The components this store object knows to be migrated (see ``ensure_component``)."""
+        done: set[str] | None = getattr(self, "_components_migrated", None)
+        if done is None:
+            done = set()
+            self._components_migrated = done
+        return done
 
     # Reading
 
@@ -699,6 +818,56 @@ def _event(
         position=position,
         defect=defect,
     )
+
+
+def _refused(request: AppendRequest, code: int) -> Exception:
+    """The error of a request ``eventsignal_append`` did not accept, from its outcome code."""
+    name, aggregate_id = request.aggregate_name, request.aggregate_id
+    if code == _EXISTS:
+        return AggregateExists(name, aggregate_id)
+    if code == _NOT_FOUND:
+        return AggregateNotFound(name, aggregate_id)
+    return ConcurrencyError(name, aggregate_id, request.expected_version, code)
+
+
+def _refusal(request: AppendRequest, exc: psycopg.Error) -> Exception:
+    """A constraint the database enforced, as the error of the one request that broke it."""
+    constraint = exc.diag.constraint_name
+    if constraint == _VERSION_CONSTRAINT:
+        return ConcurrencyError(
+            request.aggregate_name, request.aggregate_id, request.expected_version
+        )
+    if constraint == _KEY_CONSTRAINT and request.key is not None:
+        return CommandKeyTaken(request.aggregate_name, request.aggregate_id, request.key.key)
+    return exc
+
+
+async def _record_keys(
+    conn: _Connection, requests: Sequence[AppendRequest], row: tuple[Any, ...] | None
+) -> None:
+    """Record the idempotency keys of the accepted requests, in their transaction, and drop
+    their aggregates' keys past retention."""
+    codes: list[int] = [] if row is None else row[0]
+    accepted = [
+        request
+        for request, code in zip(requests, codes, strict=True)
+        if request.key is not None and code == _ACCEPTED
+    ]
+    if not accepted:
+        return
+    inserts, prunes = [], []
+    for request in accepted:
+        key, retention = request.key, request.retention
+        assert key is not None
+        assert retention is not None
+        name, aggregate_id = request.aggregate_name, request.aggregate_id
+        version = request.expected_version + len(request.events)
+        inserts.append(keys.insert_params(name, aggregate_id, key, version, key.recorded_at))
+        cutoff = retention.cutoff(key.recorded_at)
+        prunes.append(keys.prune_params(name, aggregate_id, retention, cutoff))
+    async with conn.cursor() as cursor:
+        await cursor.executemany(_INSERT_KEY, inserts)
+        await cursor.executemany(_PRUNE_KEYS, prunes)
 
 
 async def _check_connection(conn: _Connection) -> None:
