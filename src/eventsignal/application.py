@@ -699,7 +699,9 @@ class Signal(Generic[S, C]):
         try:
             while True:
                 if key is not None:
-                    found = await self._idempotent().find_command(self.name, live.id, key)
+                    found = await self._idempotent().find_command(
+                        self.name, live.id, key, self.key_retention
+                    )
                     if found is not None:
                         await self._repeated(live, found, digest, command)
                         return CommandResult(
@@ -882,7 +884,9 @@ class Signal(Generic[S, C]):
         self, aggregate_id: str, key: str, digest: str, command: object
     ) -> Aggregate[S] | None:
         """A handle on the aggregate if it was created under ``key``, else ``None``."""
-        found = await self._idempotent().find_command(self.name, aggregate_id, key)
+        found = await self._idempotent().find_command(
+            self.name, aggregate_id, key, self.key_retention
+        )
         if found is None:
             return None
         live = self._pool.get(aggregate_id)

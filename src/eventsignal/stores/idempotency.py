@@ -86,7 +86,9 @@ class IdempotentStore(Protocol):
       conflict, checked first, raises :class:`~eventsignal.ConcurrencyError` as usual).
     * Recording a key drops the aggregate's keys that ``retention`` no longer keeps.
     * ``find_command`` returns the command recorded under ``key`` for that aggregate, from any
-      process, after any restart, or ``None``.
+      process, after any restart, or ``None``. A key within ``retention`` is always found; one
+      past it may be found still (a store that prunes on write keeps it until the aggregate
+      records its next key; a stream that is never pruned stops looking at ``retention``).
     """
 
     async def append_keyed(
@@ -109,7 +111,11 @@ class IdempotentStore(Protocol):
     ) -> Sequence[int]: ...
 
     async def find_command(
-        self, aggregate_name: str, aggregate_id: str, key: str
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        key: str,
+        retention: KeyRetention = DEFAULT_RETENTION,
     ) -> RecordedCommand | None: ...
 
 

@@ -197,8 +197,13 @@ class MemoryStore(StoreLifecycle, MemorySubscriptions):
         return positions
 
     async def find_command(
-        self, aggregate_name: str, aggregate_id: str, key: str
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        key: str,
+        retention: KeyRetention = DEFAULT_RETENTION,
     ) -> RecordedCommand | None:
+        # Retention is applied when keys are recorded: what is found here is kept.
         return self._keys.get((aggregate_name, aggregate_id), {}).get(key)
 
     def _check_free(

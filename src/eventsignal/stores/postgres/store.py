@@ -523,8 +523,13 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         return await self._group.append(request)
 
     async def find_command(
-        self, aggregate_name: str, aggregate_id: str, key: str
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        key: str,
+        retention: KeyRetention = DEFAULT_RETENTION,
     ) -> RecordedCommand | None:
+        # Retention is applied when keys are recorded: what is found here is kept.
         await ensure_component(self, keys.COMPONENT, keys.MIGRATIONS["postgres"])
         async with self._connection("reading an idempotency key") as conn:
             cursor = await conn.execute(_FIND_KEY, (aggregate_name, aggregate_id, key))

@@ -444,8 +444,13 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
         return await writer.append(request)
 
     async def find_command(
-        self, aggregate_name: str, aggregate_id: str, key: str
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        key: str,
+        retention: KeyRetention = DEFAULT_RETENTION,
     ) -> RecordedCommand | None:
+        # Retention is applied when keys are recorded: what is found here is kept.
         self._check_open()
         await ensure_component(self, keys.COMPONENT, keys.MIGRATIONS["sqlite"])
         rows = await self._read(partial(_fetchall, keys.FIND, (aggregate_name, aggregate_id, key)))
