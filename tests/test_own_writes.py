@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from accounts import Deposit, config
 
-from eventsignal import ConcurrencyError, Event, Signal
+from eventsignal import ConcurrencyError, Event, OwnWrites, Signal
 from eventsignal.stores import SQLiteStore
-from eventsignal.stores.sql import SQLStore, SQLTransaction, for_dialect
+from eventsignal.stores.sql import Dialect, SQLStore, SQLTransaction, for_dialect
 
 
 class Boom(Exception):
@@ -20,9 +20,7 @@ class Boom(Exception):
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def make_store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Callable[[], SQLStore]]:
+async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], SQLStore]:
     """A maker of store objects on one database, whose ``payments`` table exists."""
     if request.param == "sqlite":
         path = tmp_path / "events.db"
@@ -37,16 +35,21 @@ async def make_store(
         def make() -> SQLStore:
             return PostgresStore(dsn, migrate=True, max_size=4)
 
-    async with make() as store, store.transaction() as tx:
-        await tx.execute(
-            "CREATE TABLE payments (account TEXT NOT NULL, version INTEGER NOT NULL,"
-            " amount INTEGER NOT NULL, PRIMARY KEY (account, version))"
-        )
+    store = make()
+    await store.open()
+    try:
+        async with store.transaction() as tx:
+            await tx.execute(
+                "CREATE TABLE payments (account TEXT NOT NULL, version INTEGER NOT NULL,"
+                " amount INTEGER NOT NULL, PRIMARY KEY (account, version))"
+            )
+    finally:
+        await store.close()
     return make
 
 
-def record_payment(dialect: str, *, calls: list[int] | None = None) -> Any:
-    insert = for_dialect("INSERT INTO payments VALUES (?, ?, ?)", dialect)  # type: ignore[arg-type]
+def record_payment(dialect: Dialect, *, calls: list[int] | None = None) -> OwnWrites:
+    insert = for_dialect("INSERT INTO payments VALUES (?, ?, ?)", dialect)
 
     async def write(tx: SQLTransaction, events: Sequence[Event[Any]]) -> None:
         if calls is not None:
