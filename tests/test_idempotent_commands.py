@@ -7,6 +7,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from eventsignal import (
     Signal,
 )
 from eventsignal.stores import EventStore, MemoryStore, SQLiteStore
+from eventsignal.stores.idempotency import CommandKey, IdempotentStore
+from eventsignal.stores.sql import SharedTransactions, SQLStore
+from eventsignal.testing import make_events
 
 StoreMaker = Callable[[], Awaitable[EventStore]]
 
@@ -293,3 +297,49 @@ def test_each_key_takes_effect_once_on_postgres(postgres_dsn: str) -> None:
     from eventsignal.stores import PostgresStore
 
     _property(lambda: PostgresStore(postgres_dsn, migrate=True, max_size=2))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], SQLStore]:
+    """A maker of SQL store objects on one database (none migrated when made)."""
+    if request.param == "sqlite":
+        path = tmp_path / "events.db"
+        return lambda: SQLiteStore(path)
+    from eventsignal.stores import PostgresStore
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    return lambda: PostgresStore(dsn, max_size=2)
+
+
+async def _components(store: SQLStore) -> dict[str, int]:
+    async with store.read_transaction() as tx:
+        rows = await tx.fetchall("SELECT component, version FROM eventsignal_schema")
+    return {name: int(version) for name, version in rows}
+
+
+async def test_a_database_made_before_keys_existed(sql_store: Callable[[], SQLStore]) -> None:
+    # What earlier code made: the events component alone, aggregates written without keys.
+    old = sql_store()
+    await old.migrate()
+    async with Signal(config(), store=old) as before:
+        await before.create("a", Deposit(1))
+        await before.create("b")
+    # A key recorded in the caller's transaction makes the table there, in that transaction.
+    fresh = sql_store()
+    async with Signal(config(), store=fresh) as another:
+        assert "idempotency" not in await _components(fresh)
+        assert isinstance(fresh, SharedTransactions)
+        key = CommandKey(key="kb", digest="", recorded_at=datetime.now(UTC))
+        events = make_events("b", 0, 1, aggregate_name="account")
+        async with fresh.transaction() as tx:
+            await fresh.append_in(tx, "account", "b", 0, events, key=key)
+        assert (await _components(fresh))["idempotency"] == 1
+        assert isinstance(fresh, IdempotentStore)
+        found = await fresh.find_command("account", "b", "kb")
+        assert found is not None
+        assert found.version == 1
+        result = await another.run_command("a", Deposit(2), idempotency_key="k")
+        assert (result.repeated, result.version, result.state.balance) == (False, 2, 3)
+    # Another process, on the database as it is now.
+    async with Signal(config(), store=sql_store()) as elsewhere:
+        assert (await elsewhere.run_command("a", Deposit(2), idempotency_key="k")).repeated
