@@ -24,7 +24,7 @@ import select
 import struct
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -64,6 +64,7 @@ from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
 from eventsignal.stores.postgres.schema import (
     EVENTS_COMPONENT,
     EVENTS_MIGRATIONS,
+    KEYED_APPEND_FUNCTION,
     migrate_component,
     schema_version,
 )
@@ -100,9 +101,15 @@ _BACKDATE = (
 )
 _VERSION_CONSTRAINT = "eventsignal_events_aggregate_name_aggregate_id_version_key"
 _KEY_CONSTRAINT = f"{keys.TABLE}_pkey"
-_INSERT_KEY = for_dialect(keys.INSERT, "postgres")
-_PRUNE_KEYS = for_dialect(keys.PRUNE, "postgres")
+_KEY_MIGRATIONS = [[*keys.MIGRATIONS["postgres"][0], KEYED_APPEND_FUNCTION]]
+_APPEND_KEYED = (
+    "SELECT outcomes, positions FROM eventsignal_append_keyed(%b, %b, %b::text[], %b::text[],"
+    " %b::int4[], %b::int4[], %b::bool[], %b::int4[], %b::uuid[], %b::int4[], %b::text[],"
+    " %b::timestamptz[], %b::bytea[], %b::text[], %s::int4[], %s::text[], %s::text[],"
+    " %s::timestamptz[], %s::timestamptz[], %s::int4[])"
+)
 _FIND_KEY = for_dialect(keys.FIND, "postgres")
+_NO_CUTOFF = datetime(1, 1, 1, tzinfo=UTC)  # before every key: no age limit
 
 _encode_metadata = msgspec.json.Encoder().encode
 
@@ -443,17 +450,19 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
             arrays = batch_arrays(requests, _encode_metadata)
         except struct.error as exc:  # what the server would refuse too: fails only its request
             raise psycopg.DataError(f"a version out of range for INTEGER: {exc}") from exc
-        params = (self._lock_key, self._channel, *arrays)
+        params: tuple[Any, ...] = (self._lock_key, self._channel, *arrays)
+        append = _APPEND
+        if any(request.key for request in requests):
+            append, params = _APPEND_KEYED, (*params, *_key_arrays(requests))
         # The call commits on its own: once it is sent, a lost answer is a lost outcome.
         unsure = "the events may or may not be stored, re-read the aggregate"
         async with self._connection("appending events", unsure=unsure) as conn:
-            if any(request.created_at or request.key for request in requests):
+            if any(request.created_at for request in requests):
                 async with conn.transaction():
-                    row = await (await conn.execute(_APPEND, params, prepare=True)).fetchone()
+                    row = await (await conn.execute(append, params, prepare=True)).fetchone()
                     await self._backdate(conn, requests, row)
-                    await _record_keys(conn, requests, row)
             else:
-                row = await (await conn.execute(_APPEND, params, prepare=True)).fetchone()
+                row = await (await conn.execute(append, params, prepare=True)).fetchone()
         if row is None:
             raise StoreInconsistent("eventsignal_append returned no row")
         codes: list[int] = row[0]
@@ -519,7 +528,7 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
     async def _append_keyed(self, request: AppendRequest) -> Sequence[int]:
         if self._pool is None:
             raise _not_open()
-        await ensure_component(self, keys.COMPONENT, keys.MIGRATIONS["postgres"])
+        await ensure_component(self, keys.COMPONENT, _KEY_MIGRATIONS)
         return await self._group.append(request)
 
     async def find_command(
@@ -530,7 +539,7 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         retention: KeyRetention = DEFAULT_RETENTION,
     ) -> RecordedCommand | None:
         # Retention is applied when keys are recorded: what is found here is kept.
-        await ensure_component(self, keys.COMPONENT, keys.MIGRATIONS["postgres"])
+        await ensure_component(self, keys.COMPONENT, _KEY_MIGRATIONS)
         async with self._connection("reading an idempotency key") as conn:
             cursor = await conn.execute(_FIND_KEY, (aggregate_name, aggregate_id, key))
             row = await cursor.fetchone()
@@ -580,16 +589,18 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
                 migrate = request.key is not None and keys.COMPONENT not in self._migrated
                 if migrate:  # in a savepoint of the caller's transaction
                     await migrate_component(
-                        conn, keys.COMPONENT, keys.MIGRATIONS["postgres"], schema=self.schema
+                        conn, keys.COMPONENT, _KEY_MIGRATIONS, schema=self.schema
                     )
                     self._migrated.add(keys.COMPONENT)
-                params = (self._lock_key, self._channel, *arrays)
-                row = await (await conn.execute(_APPEND, params, prepare=True)).fetchone()
+                params: tuple[Any, ...] = (self._lock_key, self._channel, *arrays)
+                append = _APPEND
+                if request.key is not None:
+                    append, params = _APPEND_KEYED, (*params, *_key_arrays([request]))
+                row = await (await conn.execute(append, params, prepare=True)).fetchone()
                 if row is None:
                     raise StoreInconsistent("eventsignal_append returned no row")
                 if row[0][0] != _ACCEPTED:
                     raise _refused(request, row[0][0])
-                await _record_keys(conn, [request], row)
             except (psycopg.IntegrityError, psycopg.DataError) as exc:
                 refusal = _refusal(request, exc)
                 if refusal is exc:
@@ -847,32 +858,20 @@ def _refusal(request: AppendRequest, exc: psycopg.Error) -> Exception:
     return exc
 
 
-async def _record_keys(
-    conn: _Connection, requests: Sequence[AppendRequest], row: tuple[Any, ...] | None
-) -> None:
-    """Record the idempotency keys of the accepted requests, in their transaction, and drop
-    their aggregates' keys past retention."""
-    codes: list[int] = [] if row is None else row[0]
-    accepted = [
-        request
-        for request, code in zip(requests, codes, strict=True)
-        if request.key is not None and code == _ACCEPTED
-    ]
-    if not accepted:
-        return
-    inserts, prunes = [], []
-    for request in accepted:
+def _key_arrays(requests: Sequence[AppendRequest]) -> tuple[list[Any], ...]:
+    """The keyed requests of a batch as ``eventsignal_append_keyed``'s six key arrays."""
+    numbers, names, digests, moments, cutoffs, keeps = [], [], [], [], [], []
+    for number, request in enumerate(requests, start=1):
         key, retention = request.key, request.retention
-        assert key is not None
-        assert retention is not None
-        name, aggregate_id = request.aggregate_name, request.aggregate_id
-        version = request.expected_version + len(request.events)
-        inserts.append(keys.insert_params(name, aggregate_id, key, version, key.recorded_at))
-        cutoff = retention.cutoff(key.recorded_at)
-        prunes.append(keys.prune_params(name, aggregate_id, retention, cutoff))
-    async with conn.cursor() as cursor:
-        await cursor.executemany(_INSERT_KEY, inserts)
-        await cursor.executemany(_PRUNE_KEYS, prunes)
+        if key is None or retention is None:
+            continue
+        numbers.append(number)
+        names.append(key.key)
+        digests.append(key.digest)
+        moments.append(key.recorded_at)
+        cutoffs.append(retention.cutoff(key.recorded_at) or _NO_CUTOFF)
+        keeps.append(retention.keep)
+    return numbers, names, digests, moments, cutoffs, keeps
 
 
 async def _check_connection(conn: _Connection) -> None:
