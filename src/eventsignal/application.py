@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar, cast
+from typing import Any, Generic, Self, TypeVar
 
 import msgspec
 
@@ -230,6 +230,10 @@ class Signal(Generic[S, C]):
         )
         self.conflict_retries = conflict_retries
         self.key_retention = key_retention
+        # What the store offers beyond the contract, checked once: a runtime protocol check
+        # costs tens of microseconds.
+        self._keys = self.store if isinstance(self.store, IdempotentStore) else None
+        self._shares = self.store if isinstance(self.store, SharedTransactions) else None
         self._recorder: Recorder[S] = Recorder(config, self.serializer)
         self._telemetry = telemetry
         self._on_evict = on_evict
@@ -761,7 +765,7 @@ class Signal(Generic[S, C]):
     ) -> str:
         """Refuse a key no store could keep, or a store that cannot do what is asked; return
         the command's digest when there is a key."""
-        if own_writes is not None and not isinstance(self.store, SharedTransactions):
+        if own_writes is not None and self._shares is None:
             raise ConfigurationError(
                 f"own_writes needs a SQL store (SQLite or PostgreSQL), whose transaction the "
                 f"application's rows can share; {type(self.store).__name__} has none"
@@ -773,10 +777,10 @@ class Signal(Generic[S, C]):
         return command_digest(command)
 
     def _idempotent(self) -> IdempotentStore:
-        store = self.store
-        if not isinstance(store, IdempotentStore):
+        store = self._keys
+        if store is None:
             raise ConfigurationError(
-                f"{type(store).__name__} keeps no idempotency keys: it lacks append_keyed, "
+                f"{type(self.store).__name__} keeps no idempotency keys: it lacks append_keyed, "
                 "create_keyed and find_command (see eventsignal.stores.idempotency)"
             )
         return store
@@ -800,7 +804,8 @@ class Signal(Generic[S, C]):
             command_key = CommandKey(key=key, digest=digest, recorded_at=datetime.now(UTC))
         retention = self.key_retention
         if own_writes is not None:
-            shared = cast(SharedTransactions, self.store)  # checked by _check_options
+            shared = self._shares
+            assert shared is not None  # checked by _check_options
             async with shared.transaction() as tx:
                 await own_writes(tx, envelopes)
                 if create:
