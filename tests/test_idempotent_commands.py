@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from eventsignal import (
     CommandResult,
     ConfigurationError,
+    Event,
     IdempotencyKeyReused,
     IdempotencyKeyTooLong,
     KeyRetention,
@@ -27,6 +28,7 @@ from eventsignal import (
 from eventsignal.stores import EventStore, MemoryStore, SQLiteStore
 from eventsignal.stores.idempotency import CommandKey, IdempotentStore
 from eventsignal.stores.sql import SharedTransactions, SQLStore
+from eventsignal.subscriptions import Subscription, SubscriptionRunner
 from eventsignal.testing import make_events
 
 StoreMaker = Callable[[], Awaitable[EventStore]]
@@ -343,3 +345,23 @@ async def test_a_database_made_before_keys_existed(sql_store: Callable[[], SQLSt
     # Another process, on the database as it is now.
     async with Signal(config(), store=sql_store()) as elsewhere:
         assert (await elsewhere.run_command("a", Deposit(2), idempotency_key="k")).repeated
+
+
+async def test_a_repeat_waits_for_subscriptions_like_the_first_attempt() -> None:
+    store = MemoryStore()
+    totals: dict[str, int] = {}
+
+    async def project(event: Event[Any]) -> None:
+        await asyncio.sleep(0.05)  # slower than the command
+        totals[event.aggregate_id] = totals.get(event.aggregate_id, 0) + event.data.amount
+
+    balances = Subscription(name="balances", handler=project, configs=[config()])
+    async with Signal(config(), store=store) as signal:
+        await signal.create("a")
+        await signal.handle_command("a", Deposit(5), idempotency_key="k")  # not waited for
+        async with SubscriptionRunner(balances, store):
+            again = await signal.run_command(
+                "a", Deposit(5), idempotency_key="k", wait_for=["balances"]
+            )
+            assert again.repeated
+            assert totals == {"a": 5}  # the first attempt's event, already projected

@@ -697,6 +697,7 @@ class Signal(Generic[S, C]):
         decide = self._recorder.decide
         attempt = 0
         positions: Sequence[int] = ()
+        repeated = False
         turn = live.enter()
         if turn is not None:
             await live.wait(turn)
@@ -708,12 +709,10 @@ class Signal(Generic[S, C]):
                     )
                     if found is not None:
                         await self._repeated(live, found, digest, command)
-                        return CommandResult(
-                            aggregate_id=live.id,
-                            state=live.state,
-                            version=live.version,
-                            repeated=True,
-                        )
+                        repeated = True
+                        if wait_for:  # the first attempt's events, for the subscriptions
+                            positions = await self._positions_of(live.id, found.version)
+                        break
                 version = live.version
                 state, envelopes, records = await decide(
                     command, live.state, live.id, version, metadata
@@ -756,9 +755,18 @@ class Signal(Generic[S, C]):
             live.leave()
             if self._pool.overflowing:
                 self._pool.trim()
-        if wait_for:
+        if wait_for and positions:
             await self._wait_for(wait_for, positions[-1], wait_timeout)
-        return CommandResult(aggregate_id=live.id, state=live.state, version=live.version)
+        return CommandResult(
+            aggregate_id=live.id, state=live.state, version=live.version, repeated=repeated
+        )
+
+    async def _positions_of(self, aggregate_id: str, version: int) -> Sequence[int]:
+        """The position of the aggregate's event at ``version``, if it has one."""
+        if version == 0:
+            return ()
+        stored = await self.store.read_aggregate(self.name, aggregate_id, version - 1)
+        return [stored[0].position] if stored else ()
 
     def _check_options(
         self, aggregate_id: str, command: object, key: str | None, own_writes: OwnWrites | None
