@@ -69,9 +69,10 @@ from eventsignal.stores.postgres.schema import (
     schema_version,
 )
 from eventsignal.stores.rows import read_metadata
-from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component, for_dialect
+from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component
 from eventsignal.stores.sql import idempotency as keys
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, GroupCommit
+from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 
 _Connection = AsyncConnection[TupleRow]
@@ -108,7 +109,12 @@ _APPEND_KEYED = (
     " %b::timestamptz[], %b::bytea[], %b::text[], %s::int4[], %s::text[], %s::text[],"
     " %s::timestamptz[], %s::timestamptz[], %s::int4[])"
 )
-_FIND_KEY = for_dialect(keys.FIND, "postgres")
+# The keys asked for by a group of lookups, as (name, id, key) arrays.
+_FIND_KEYS = (
+    f"SELECT k.aggregate_name, k.aggregate_id, k.key, k.digest, k.version, k.recorded_at"
+    f" FROM {keys.TABLE} AS k JOIN unnest(%s::text[], %s::text[], %s::text[]) AS w(n, i, key)"
+    " ON k.aggregate_name = w.n AND k.aggregate_id = w.i AND k.key = w.key"
+)
 _NO_CUTOFF = datetime(1, 1, 1, tzinfo=UTC)  # before every key: no age limit
 
 _encode_metadata = msgspec.json.Encoder().encode
@@ -158,6 +164,9 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         self._max_size = max_size
         self._poll_interval = poll_interval
         self._group = GroupCommit(self._commit_batch, max_batch=max_batch)
+        self._lookups: GroupLookup[tuple[str, str, str], RecordedCommand | None] = GroupLookup(
+            self._find_commands, max_batch=max_batch
+        )
         self._pool: AsyncConnectionPool[_Connection] | None = None
         self._watch: HeadWatch | None = None
         self._users = 0
@@ -540,10 +549,24 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
     ) -> RecordedCommand | None:
         # Retention is applied when keys are recorded: what is found here is kept.
         await ensure_component(self, keys.COMPONENT, _KEY_MIGRATIONS)
-        async with self._connection("reading an idempotency key") as conn:
-            cursor = await conn.execute(_FIND_KEY, (aggregate_name, aggregate_id, key))
-            row = await cursor.fetchone()
-        return None if row is None else keys.recorded(key, row, row[2])
+        if self._pool is None:
+            raise _not_open()
+        # Through group lookup: concurrent keyed commands share one query.
+        return await self._lookups.ask((aggregate_name, aggregate_id, key))
+
+    async def _find_commands(
+        self, wanted: list[tuple[str, str, str]]
+    ) -> list[RecordedCommand | None]:
+        columns = [list(column) for column in zip(*wanted, strict=True)]
+        async with self._connection("reading idempotency keys") as conn:
+            rows = await (await conn.execute(_FIND_KEYS, columns, prepare=True)).fetchall()
+        found = {
+            (name, aggregate_id, key): RecordedCommand(
+                key=key, digest=digest, version=int(version), recorded_at=moment
+            )
+            for name, aggregate_id, key, digest, version, moment in rows
+        }
+        return [found.get(question) for question in wanted]
 
     # Appends in the caller's transaction (SharedTransactions)
 

@@ -79,6 +79,7 @@ from eventsignal.stores.rows import (
 from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component
 from eventsignal.stores.sql import idempotency as keys
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, settle
+from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 from eventsignal.stores.sqlite.followers import followers_of
 from eventsignal.stores.sqlite.schema import (
@@ -202,6 +203,9 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
         self._appends = 0
         self._events = 0
         self._components_migrated: set[str] = set()
+        self._lookups: GroupLookup[tuple[str, str, str], RecordedCommand | None] = GroupLookup(
+            self._find_commands, max_batch=max_batch
+        )
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -453,10 +457,13 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
         # Retention is applied when keys are recorded: what is found here is kept.
         self._check_open()
         await ensure_component(self, keys.COMPONENT, keys.MIGRATIONS["sqlite"])
-        rows = await self._read(partial(_fetchall, keys.FIND, (aggregate_name, aggregate_id, key)))
-        if not rows:
-            return None
-        return keys.recorded(key, rows[0], _EPOCH + timedelta(microseconds=rows[0][2]))
+        # Through group lookup: concurrent keyed commands share one trip to a reader thread.
+        return await self._lookups.ask((aggregate_name, aggregate_id, key))
+
+    async def _find_commands(
+        self, wanted: list[tuple[str, str, str]]
+    ) -> list[RecordedCommand | None]:
+        return await self._read(partial(_find_keys, wanted))
 
     # Appends in the caller's transaction (SharedTransactions)
 
@@ -1044,6 +1051,25 @@ def _append_one(connection: sqlite3.Connection, request: AppendRequest) -> range
     if request.key is not None:
         _record_key(connection, request)
     return range(position, position + len(events))
+
+
+def _find_keys(
+    wanted: list[tuple[str, str, str]], connection: sqlite3.Connection
+) -> list[RecordedCommand | None]:
+    """The commands recorded under each (name, id, key), read in one snapshot."""
+    found: list[RecordedCommand | None] = []
+    connection.execute("BEGIN")
+    try:
+        for question in wanted:
+            row = connection.execute(keys.FIND, question).fetchone()
+            found.append(
+                None
+                if row is None
+                else keys.recorded(question[2], row, _EPOCH + timedelta(microseconds=row[2]))
+            )
+    finally:
+        connection.execute("ROLLBACK")
+    return found
 
 
 def _record_key(connection: sqlite3.Connection, request: AppendRequest) -> None:
