@@ -365,3 +365,20 @@ async def test_a_repeat_waits_for_subscriptions_like_the_first_attempt() -> None
             )
             assert again.repeated
             assert totals == {"a": 5}  # the first attempt's event, already projected
+
+
+async def test_each_keyed_command_answers_with_its_own_state() -> None:
+    store = MemoryStore()
+
+    async def project(event: Event[Any]) -> None:
+        await asyncio.sleep(0.02)
+
+    slow = Subscription(name="slow", handler=project, configs=[config()])
+    async with Signal(config(), store=store) as signal, SubscriptionRunner(slow, store):
+        await signal.create("a")
+        # The second runs while the first waits for the subscription.
+        results = await asyncio.gather(
+            signal.run_command("a", Deposit(1), idempotency_key="k1", wait_for=["slow"]),
+            signal.run_command("a", Deposit(2), idempotency_key="k2", wait_for=["slow"]),
+        )
+        assert [(r.version, r.state.balance) for r in results] == [(1, 1), (2, 3)]

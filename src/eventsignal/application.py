@@ -748,6 +748,10 @@ class Signal(Generic[S, C]):
                 if self._informs or info is not None or debug is not None:
                     self._after_commit(live, command, version, envelopes, positions, info, debug)
                 break
+            # Taken in the turn: commands queued behind this one may move the aggregate on.
+            result = CommandResult(
+                aggregate_id=live.id, state=live.state, version=live.version, repeated=repeated
+            )
         except Exception as exc:
             self._command_failed(exc, live.id, command)
             raise
@@ -757,9 +761,7 @@ class Signal(Generic[S, C]):
                 self._pool.trim()
         if wait_for and positions:
             await self._wait_for(wait_for, positions[-1], wait_timeout)
-        return CommandResult(
-            aggregate_id=live.id, state=live.state, version=live.version, repeated=repeated
-        )
+        return result
 
     async def _positions_of(self, aggregate_id: str, version: int) -> Sequence[int]:
         """The position of the aggregate's event at ``version``, if it has one."""
