@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from accounts import Account, Deposit, Withdraw, config, handle
@@ -30,8 +31,6 @@ from eventsignal.stores.idempotency import CommandKey, IdempotentStore
 from eventsignal.stores.sql import SharedTransactions, SQLStore
 from eventsignal.subscriptions import Subscription, SubscriptionRunner
 from eventsignal.testing import make_events
-
-StoreMaker = Callable[[], Awaitable[EventStore]]
 
 
 class Counted:
@@ -162,7 +161,9 @@ async def test_own_writes_need_a_sql_store() -> None:
 # The same behaviour on durable stores, across evictions, restarts and two Signals.
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "nats"]
+)
 async def shared_store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Callable[[], EventStore]]:
@@ -173,6 +174,11 @@ async def shared_store(
     elif request.param == "sqlite":
         path = tmp_path / "events.db"
         yield lambda: SQLiteStore(path, migrate=True)
+    elif request.param == "nats":
+        from eventsignal.stores import NatsStore
+
+        url, stream = request.getfixturevalue("nats_url"), f"test_{uuid4().hex}"
+        yield lambda: NatsStore(url, stream=stream)
     else:
         from eventsignal.stores import PostgresStore
 
