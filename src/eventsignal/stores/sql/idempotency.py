@@ -1,5 +1,7 @@
 """Idempotency keys in a SQL store's own database (SQLite, PostgreSQL): the table, migrated as
-the component ``idempotency``, and the statements both stores run on it.
+the component ``idempotency``, and the statements on it (SQLite runs them in its batch's
+transaction; PostgreSQL runs the same logic inside ``eventsignal_append_keyed``, see
+:mod:`eventsignal.stores.postgres.schema`).
 
 A key is inserted in the transaction that stores its command's events, so both commit or
 neither does; its primary key refuses a second command under the same key. The same
