@@ -122,6 +122,15 @@ def test_nats_benchmark_prints_throughput_costs_and_catch_up() -> None:
     assert re.search(r"ratio nats catch-up to bare consumer: \d+%", out), out
 
 
+@pytest.mark.nats
+def test_nats_faults_benchmark_prints_failover_and_outcomes() -> None:
+    out = run_script("bench_nats_faults.py", "--quick")
+    for fault in ("SIGKILL of the leader", "SIGKILL of the follower"):
+        assert re.search(rf"{fault}: failover median \d+\.\d s, worst \d+\.\d s", out), out
+        assert re.search(RATIO.format(f"{fault} failover to election timeout"), out), out
+    assert re.search(r"commands: [\d,]+ acknowledged, [\d,]+ unknown outcome", out), out
+
+
 def test_web_benchmark_prints_both_servers_or_says_wrk_is_missing() -> None:
     out = run_script("bench_web.py", "--quick", "--connections", "4")
     if shutil.which("wrk") is None:  # the benchmark's instructions install it, not the tests
@@ -148,3 +157,11 @@ def test_nats_benchmark_prints_the_cost_of_atomic_batches() -> None:
         name = f"nats c=2 NatsStore {setup}: one message per command to atomic batch"
         assert re.search(RATIO.format(re.escape(name)), out), out
     assert "catch-up:" not in out
+
+
+@pytest.mark.postgres
+def test_command_options_benchmark_prints_the_cost_of_keys_and_own_writes() -> None:
+    out = run_script("bench_command_options.py", "--quick", "--clients", "4")
+    for backend in ("sqlite", "postgres"):
+        for option in ("keyed", "own writes"):
+            assert re.search(RATIO.format(f"{backend} {option} to plain c=4"), out), out

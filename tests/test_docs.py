@@ -32,12 +32,17 @@ PUBLIC = [
     "eventsignal.pytest_plugin",
     "eventsignal.schemas",
     "eventsignal.telemetry",
+    "eventsignal.otel",
+    "eventsignal.instrumentation",
+    "eventsignal.codecs",
 ]
 # Classes whose methods state a contract that implementations share without repeating it.
 CONTRACTS = [
     "eventsignal.stores.base.EventStore",
     "eventsignal.stores.base.SnapshotStore",
     "eventsignal.stores.base.StoreLifecycle",
+    "eventsignal.stores.idempotency.IdempotentStore",
+    "eventsignal.stores.sql.contract.SharedTransactions",
 ]
 
 

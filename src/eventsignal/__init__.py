@@ -11,11 +11,12 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from eventsignal.application import Aggregate, Signal
+    from eventsignal.application import Aggregate, OwnWrites, Signal
     from eventsignal.domain import (
         AggregateConfig,
         AggregateExists,
         AggregateNotFound,
+        CommandKeyTaken,
         CommandRejected,
         ConcurrencyError,
         ConfigurationError,
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
         EventNotFound,
         EventSerializationError,
         EventTooLarge,
+        IdempotencyKeyReused,
+        IdempotencyKeyTooLong,
         InvalidAggregateId,
         InvalidHandlerResult,
         NotStarted,
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
         UnknownEventType,
         VersionOutOfRange,
     )
+    from eventsignal.idempotency import CommandResult
+    from eventsignal.stores.idempotency import KeyRetention
 
 
 __all__ = [
@@ -43,16 +48,22 @@ __all__ = [
     "AggregateConfig",
     "AggregateExists",
     "AggregateNotFound",
+    "CommandKeyTaken",
     "CommandRejected",
+    "CommandResult",
     "ConcurrencyError",
     "ConfigurationError",
     "Event",
     "EventNotFound",
     "EventSerializationError",
     "EventTooLarge",
+    "IdempotencyKeyReused",
+    "IdempotencyKeyTooLong",
     "InvalidAggregateId",
     "InvalidHandlerResult",
+    "KeyRetention",
     "NotStarted",
+    "OwnWrites",
     "Signal",
     "SignalError",
     "StateConflict",
@@ -68,7 +79,13 @@ __version__ = "0.1.0"
 
 # Where each public name lives. They are imported on first use, so that importing a submodule
 # (the pytest plugin, the command line) does not load the whole library.
-_HOMES = {"Aggregate": "eventsignal.application", "Signal": "eventsignal.application"}
+_HOMES = {
+    "Aggregate": "eventsignal.application",
+    "OwnWrites": "eventsignal.application",
+    "Signal": "eventsignal.application",
+    "CommandResult": "eventsignal.idempotency",
+    "KeyRetention": "eventsignal.stores.idempotency",
+}
 
 
 if not TYPE_CHECKING:  # for type checkers the names above are plain imports

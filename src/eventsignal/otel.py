@@ -164,6 +164,7 @@ class OpenTelemetry:
     # The Signal's side (eventsignal.instrumentation.Instrumentation)
 
     def attach(self, signal: Any) -> None:
+        """Watch a Signal's pool for the pool gauges (held weakly)."""
         self._signals.add(signal)
 
     async def command(
@@ -174,6 +175,7 @@ class OpenTelemetry:
         metadata: Mapping[str, str],
         run: Callable[[Mapping[str, str]], Awaitable[T]],
     ) -> T:
+        """Run one command in a span (when tracing) and count and time it (when metering)."""
         tracing = self._tracing_on
         metering = self._metering_on
         name = "create" if command is None else type(command).__name__
@@ -217,6 +219,7 @@ class OpenTelemetry:
                 self._duration.record(time.perf_counter() - started, measured)
 
     def wrap_append(self, store: Any, append: Append) -> Append:
+        """The store's ``append`` in a child span of the command, counting conflicts."""
         system = type(store).__name__
 
         async def traced_append(
@@ -233,6 +236,7 @@ class OpenTelemetry:
         return traced_append
 
     def wrap_create(self, store: Any, create: Create) -> Create:
+        """The store's ``create`` in a child span of the command."""
         system = type(store).__name__
 
         async def traced_create(
@@ -285,6 +289,7 @@ class OpenTelemetry:
     async def rebuild(
         self, aggregate_name: str, aggregate_id: str, run: Callable[[], Awaitable[T]]
     ) -> T:
+        """Run the rebuild of one aggregate in a span."""
         if not self.tracing():
             return await run()
         with self._tracer.start_as_current_span(

@@ -48,6 +48,7 @@ class AesGcm:
         return cached[1]
 
     def encode(self, data: bytes, context: bytes = b"") -> bytes:
+        """Encrypt under the current key, bound to ``context``."""
         key_id = self.keys.current
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._cipher(key_id).encrypt(nonce, data, context)
@@ -55,6 +56,7 @@ class AesGcm:
         return bytes((FORMAT, len(name))) + name + nonce + sealed
 
     def decode(self, data: bytes, context: bytes = b"") -> bytes:
+        """Decrypt under the key the payload names; :class:`DecryptionFailed` if it cannot."""
         if not data or data[0] != FORMAT:
             if self.read_plaintext:
                 return data

@@ -13,11 +13,13 @@ class Chain:
         self.binds_context = any(getattr(c, "binds_context", False) for c in codecs)
 
     def encode(self, data: bytes, context: bytes = b"") -> bytes:
+        """Apply each codec in order."""
         for codec in self.codecs:
             data = codec.encode(data, context) if _binds(codec) else codec.encode(data)
         return data
 
     def decode(self, data: bytes, context: bytes = b"") -> bytes:
+        """Undo each codec, last first."""
         for codec in reversed(self.codecs):
             data = codec.decode(data, context) if _binds(codec) else codec.decode(data)
         return data

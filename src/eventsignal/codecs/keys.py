@@ -35,6 +35,7 @@ class KeyRing:
 
     @property
     def current(self) -> str:
+        """The id of the key new payloads are written with."""
         return self._current
 
     def add(self, key_id: str, key: bytes, *, current: bool = True) -> None:
@@ -48,12 +49,14 @@ class KeyRing:
             self._current = key_id
 
     def key(self, key_id: str) -> bytes | None:
+        """The key with this id, or ``None``."""
         return self._keys.get(key_id)
 
     def __contains__(self, key_id: object) -> bool:
         return key_id in self._keys
 
     def ids(self) -> list[str]:
+        """Every key id in the ring, oldest first."""
         return list(self._keys)
 
     @staticmethod

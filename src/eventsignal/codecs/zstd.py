@@ -23,12 +23,14 @@ class Zstd:
         self._decompressor = zstandard.ZstdDecompressor()
 
     def encode(self, data: bytes, context: bytes = b"") -> bytes:
+        """Compress, unless the payload is small or would not shrink."""
         if len(data) < self.min_size:
             return data
         packed = self._compressor.compress(data)
         return packed if len(packed) < len(data) else data
 
     def decode(self, data: bytes, context: bytes = b"") -> bytes:
+        """Decompress a zstd frame; anything else is returned as it is."""
         if data[:4] != MAGIC:
             return data
         return self._decompressor.decompress(data)

@@ -244,6 +244,17 @@ def previous_of(sequence: int, headers: Mapping[str, str]) -> int:
     return sequence - 1 if previous is None else int(previous)
 
 
+def previous_command_of(sequence: int, headers: Mapping[str, str]) -> int:
+    """Where a walk over an aggregate's commands, newest first, goes after this message: the
+    first message of its batch (consecutive, so its batch number tells where), or the previous
+    command's last message; 0 after the aggregate's first."""
+    previous = headers.get(EXPECTED_LAST_SUBJECT_SEQUENCE)
+    if previous is not None:
+        return int(previous)
+    number = headers.get(BATCH_SEQUENCE)
+    return 0 if number is None else sequence - int(number) + 1
+
+
 class _WireEvent(msgspec.Struct, array_like=True, frozen=True):
     id: UUID
     name: str
