@@ -13,7 +13,7 @@ import re
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -35,6 +35,7 @@ from eventsignal import (
 )
 from eventsignal.copying import copy_store, verify_copy
 from eventsignal.stores import NatsStore
+from eventsignal.stores.idempotency import CommandKey, KeyRetention
 from eventsignal.stores.nats.wire import (
     SLOTS,
     decode_events,
@@ -303,6 +304,36 @@ async def test_racing_creators_with_events_have_one_winner(
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_a_key_rides_on_its_commands_batch_and_retention_counts_commands(
+    nats_url: str, streams: list[tuple[str | list[str], str]]
+) -> None:
+    stream = fresh(streams, nats_url)
+    keep_two = KeyRetention(keep=2, max_age=None)
+    async with NatsStore(nats_url, stream=stream) as store:
+        await store.create_keyed(
+            "thing",
+            "a",
+            make_events("a", 0, 3),
+            CommandKey(key="k0", digest="d", recorded_at=datetime.now(UTC)),
+            keep_two,
+        )
+        for version, name in ((3, "k1"), (6, "k2"), (9, "k3")):
+            key = CommandKey(key=name, digest="d", recorded_at=datetime.now(UTC))
+            await store.append_keyed("thing", "a", version, make_events("a", version, 3), key)
+        found = await store.find_command("thing", "a", "k1")
+        assert found is not None
+        assert found.version == 6  # the aggregate's version after the command
+        kept = [
+            k
+            for k in ("k0", "k1", "k2", "k3")
+            if await store.find_command("thing", "a", k, keep_two)
+        ]
+        assert kept == ["k2", "k3"]
+    messages = await raw_messages(nats_url, stream)
+    assert len(messages) == 12
+    assert [m.seq for m in messages if "Es-Key" in m.headers] == [3, 6, 9, 12]
 
 
 async def test_an_event_published_by_other_code_is_handed_back_flagged(
