@@ -109,8 +109,9 @@ class RabbitMQSink(SinkLifecycle):
         mode = self.mode
         sent: list[asyncio.Task[Any]] = []
         try:
-            channel = await self._channel.get_underlay_channel()
             async with asyncio.timeout(self.timeout):
+                # While the robust connection is being restored this waits: bounded too.
+                channel = await self._channel.get_underlay_channel()
                 for event in events:
                     props, body = properties(event, mode)
                     # Tasks take the channel's lock in creation order: the frames go out in order.
