@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import time
 from typing import Any, Protocol
 from uuid import uuid4
 
@@ -13,6 +15,7 @@ import aio_pika
 import nats
 import redis.asyncio as aioredis
 import uvicorn
+from accounts import Deposit, config
 from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
 from cloudevents.core.formats.json import JSONFormat
@@ -21,11 +24,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from eventsignal.publishing import Sink
+from eventsignal import Signal
+from eventsignal.publishing import Sink, sequence_of
 from eventsignal.publishing.sinks.jetstream import JetStreamSink
 from eventsignal.publishing.sinks.rabbitmq import RabbitMQSink
 from eventsignal.publishing.sinks.redis import RedisStreamSink
 from eventsignal.publishing.sinks.webhook import WebhookSink, verify
+from eventsignal.stores import EventStore, StoredEvent
 
 REDIS = ("127.0.0.1", 6379)
 RABBITMQ = ("127.0.0.1", 5672)
@@ -52,6 +57,10 @@ class Broker(Protocol):
 
     async def received(self) -> list[Any]:
         """Every CloudEvent on the broker so far, in the broker's order, parsed by the SDK."""
+        ...
+
+    async def count(self) -> int:
+        """How many messages the broker holds (copies included)."""
         ...
 
     async def cleanup(self) -> None: ...
@@ -94,6 +103,16 @@ class NatsBroker:
                 msg = await js.get_msg(self.stream, seq)
                 found.append(parse_http(dict(msg.headers or {}), msg.data or b""))
             return found
+        finally:
+            await nc.close()
+
+    async def count(self) -> int:
+        nc = await nats.connect(self._server(None))
+        try:
+            info = await nc.jetstream().stream_info(self.stream)
+            return int(info.state.messages)
+        except nats.js.errors.NotFoundError:
+            return 0
         finally:
             await nc.close()
 
@@ -142,6 +161,13 @@ class RedisBroker:
                 parsed = parse_http({k: v.decode() for k, v in fields.items()}, data)
             found.append(parsed)
         return found
+
+    async def count(self) -> int:
+        client = aioredis.Redis(host=REDIS[0], port=REDIS[1])
+        try:
+            return int(await client.xlen(self.stream))
+        finally:
+            await client.aclose()
 
     async def cleanup(self) -> None:
         client = aioredis.Redis(host=REDIS[0], port=REDIS[1])
@@ -194,6 +220,18 @@ class RabbitBroker:
         finally:
             await connection.close()  # unacknowledged messages go back to the queue
         return found
+
+    async def count(self) -> int:
+        connection = await aio_pika.connect(self._url(None))
+        try:
+            channel = await connection.channel()
+            try:
+                queue = await channel.declare_queue(self.queue, durable=True, passive=True)
+            except aio_pika.exceptions.ChannelClosed:
+                return 0
+            return int(queue.declaration_result.message_count or 0)
+        finally:
+            await connection.close()
 
     async def cleanup(self) -> None:
         connection = await aio_pika.connect(self._url(None))
@@ -255,8 +293,60 @@ class WebhookBroker:
     async def received(self) -> list[Any]:
         return list(self.events)
 
+    async def count(self) -> int:
+        return len(self.events)
+
     async def cleanup(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
         if self._task is not None:
             await self._task
+
+
+async def run_commands(store: EventStore, count: int, seed: int = 0) -> None:
+    """``count`` commands spread over a few accounts, one event each."""
+    rng = random.Random(seed)
+    async with Signal(config(), store=store) as signal:
+        for n in range(count):
+            account = f"acc-{rng.randrange(5)}"
+            if await store.exists("account", account):
+                await signal.handle_command(account, Deposit(n + 1))
+            else:
+                await signal.create(account, Deposit(n + 1))
+
+
+def check_delivered(received: list[Any], stored: list[StoredEvent]) -> None:
+    """Each stored event arrived, valid, with its attributes; several copies only with the same
+    id and content; in order per aggregate."""
+    by_id: dict[str, Any] = {}
+    for event in received:
+        first = by_id.setdefault(event.get_id(), event)
+        assert event.get_data() == first.get_data()
+        assert event.get_extension("sequence") == first.get_extension("sequence")
+    assert set(by_id) == {str(e.id) for e in stored}
+    for record in stored:
+        event = by_id[str(record.id)]
+        assert event.get_specversion() == "1.0"
+        assert event.get_source() == "/account"
+        assert event.get_type() == "account.Deposited"
+        assert event.get_subject() == record.aggregate_id
+        assert event.get_time() == record.timestamp
+        assert event.get_extension("sequence") == sequence_of(record.position)
+        assert int(event.get_extension("aggregateversion")) == record.version
+        assert event.get_extension("partitionkey") == record.aggregate_id
+    seen: dict[str, int] = {}
+    for event in received:  # first copies, in the broker's order
+        if by_id[event.get_id()] is not event:
+            continue
+        version = int(event.get_extension("aggregateversion"))
+        assert version == seen.get(event.get_subject(), 0) + 1, "out of order"
+        seen[event.get_subject()] = version
+
+
+async def received_all(broker: Broker, count: int, within: float = 10.0) -> list[Any]:
+    deadline = time.monotonic() + within
+    while True:
+        found = await broker.received()
+        if len({e.get_id() for e in found}) >= count or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.05)

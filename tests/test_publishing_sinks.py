@@ -5,14 +5,12 @@ parked with the reason."""
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from accounts import Deposit, config
+from accounts import config
 from publishing_brokers import (
     SECRET,
     Broker,
@@ -20,13 +18,16 @@ from publishing_brokers import (
     RabbitBroker,
     RedisBroker,
     WebhookBroker,
+    check_delivered,
+    received_all,
+    run_commands,
 )
 from test_postgres_faults import Proxy
 
-from eventsignal import BrokerUnavailable, EventRefused, Signal
-from eventsignal.publishing import CloudEvent, publisher, sequence_of
+from eventsignal import BrokerUnavailable, EventRefused
+from eventsignal.publishing import CloudEvent, publisher
 from eventsignal.publishing.sinks.webhook import TIMESTAMP, sign, verify
-from eventsignal.stores import EventStore, SQLiteStore, StoredEvent
+from eventsignal.stores import EventStore, SQLiteStore
 from eventsignal.subscriptions import (
     SubscriptionRunner,
     parked_events,
@@ -76,55 +77,6 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> MakeStore:
         return made
 
     return postgres
-
-
-async def run_commands(store: EventStore, count: int, seed: int = 0) -> None:
-    """``count`` commands spread over a few accounts, one event each."""
-    rng = random.Random(seed)
-    async with Signal(config(), store=store) as signal:
-        for n in range(count):
-            account = f"acc-{rng.randrange(5)}"
-            if await store.exists("account", account):
-                await signal.handle_command(account, Deposit(n + 1))
-            else:
-                await signal.create(account, Deposit(n + 1))
-
-
-def check_delivered(received: list[Any], stored: list[StoredEvent]) -> None:
-    """Each stored event arrived, valid, with its attributes; several copies only with the same
-    id and content; in order per aggregate."""
-    by_id: dict[str, Any] = {}
-    for event in received:
-        first = by_id.setdefault(event.get_id(), event)
-        assert event.get_data() == first.get_data()
-        assert event.get_extension("sequence") == first.get_extension("sequence")
-    assert set(by_id) == {str(e.id) for e in stored}
-    for record in stored:
-        event = by_id[str(record.id)]
-        assert event.get_specversion() == "1.0"
-        assert event.get_source() == "/account"
-        assert event.get_type() == "account.Deposited"
-        assert event.get_subject() == record.aggregate_id
-        assert event.get_time() == record.timestamp
-        assert event.get_extension("sequence") == sequence_of(record.position)
-        assert int(event.get_extension("aggregateversion")) == record.version
-        assert event.get_extension("partitionkey") == record.aggregate_id
-    seen: dict[str, int] = {}
-    for event in received:  # first copies, in the broker's order
-        if by_id[event.get_id()] is not event:
-            continue
-        version = int(event.get_extension("aggregateversion"))
-        assert version == seen.get(event.get_subject(), 0) + 1, "out of order"
-        seen[event.get_subject()] = version
-
-
-async def received_all(broker: Broker, count: int, within: float = 10.0) -> list[Any]:
-    deadline = time.monotonic() + within
-    while True:
-        found = await broker.received()
-        if len({e.get_id() for e in found}) >= count or time.monotonic() > deadline:
-            return found
-        await asyncio.sleep(0.05)
 
 
 async def test_n_commands_give_exactly_n_cloudevents(broker: Broker, make_store: MakeStore) -> None:
