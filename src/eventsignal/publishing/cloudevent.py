@@ -14,16 +14,20 @@ the body. Each sink uses the mode its transport expects unless told otherwise.
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
+T = TypeVar("T")
 Mode = Literal["structured", "binary"]
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 SEQUENCE_DIGITS = 20  # the largest 64-bit position has 20 digits
 
 _encode = msgspec.json.Encoder().encode
+_NO_DATA = msgspec.Raw(b"")
 
 
 class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -36,7 +40,7 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     subject: str | None = None
     time: datetime | None = None
     datacontenttype: str | None = None
-    data: msgspec.Raw | None = None
+    data: msgspec.Raw = _NO_DATA  # omitted when there is no data
     sequence: str | None = None
     aggregateversion: int | None = None
     partitionkey: str | None = None
@@ -49,7 +53,7 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     def body(self) -> bytes:
         """The binary-mode body: the data alone."""
-        return b"" if self.data is None else bytes(self.data)
+        return bytes(self.data)
 
     def headers(self, prefix: str = "ce-") -> dict[str, str]:
         """The binary-mode headers: each attribute but ``data`` under ``prefix``, and the data's
@@ -68,6 +72,41 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             else:
                 found[prefix + name] = str(value)
         return found
+
+    def decode(self, cls: builtins.type[T]) -> T:
+        """The data as an instance of ``cls`` (a dataclass, msgspec Struct, ``dict``...)."""
+        return msgspec.json.decode(self.body() or b"null", type=cls)
+
+
+_decode_structured = msgspec.json.Decoder(CloudEvent).decode
+
+
+def from_structured(body: bytes) -> CloudEvent:
+    """A CloudEvent from its structured JSON (unknown extensions are ignored)."""
+    return _decode_structured(body)
+
+
+def from_headers(headers: Mapping[str, Any], body: bytes, prefix: str = "ce-") -> CloudEvent:
+    """A CloudEvent from binary-mode headers and body; the data must be JSON."""
+    attributes: dict[str, Any] = {}
+    for key, value in headers.items():
+        name = key.lower()
+        if isinstance(value, bytes):
+            value = value.decode()
+        if name.startswith(prefix.lower()):
+            attributes[name[len(prefix) :]] = value
+        elif name == "content-type":
+            attributes["datacontenttype"] = value
+    if body:
+        attributes["data"] = msgspec.Raw(body)
+    return msgspec.convert(attributes, CloudEvent, strict=False)
+
+
+def received(headers: Mapping[str, Any] | None, body: bytes, prefix: str = "ce-") -> CloudEvent:
+    """A received CloudEvent in either mode: binary when ``headers`` carry ``<prefix>id``."""
+    if headers and any(str(k).lower() == f"{prefix.lower()}id" for k in headers):
+        return from_headers(headers, body, prefix)
+    return from_structured(body)
 
 
 def sequence_of(position: int) -> str:
