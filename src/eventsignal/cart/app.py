@@ -58,6 +58,7 @@ from eventsignal.cart.domain import (
     check_product,
     check_sku,
 )
+from eventsignal.cart.publishing import payments_publisher
 from eventsignal.cart.revenue import read_revenue, revenue_subscription
 from eventsignal.cart.security import SameOriginMiddleware, SecurityHeadersMiddleware
 from eventsignal.domain.errors import ConfigurationError
@@ -112,20 +113,28 @@ def _templates() -> Jinja2Templates:
 class CartSite:
     """The app's handlers and what they share: the Signal, the revenue and the templates."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, publish_to: str | None = None) -> None:
         if not isinstance(store, SubscriptionStore):
             raise ConfigurationError(
                 f"the cart app counts revenue with a durable subscription, which "
                 f"{type(store).__name__} cannot keep: use SQLite or PostgreSQL"
             )
         self.signal: CartSignal = Signal(cart_config, store=store)
+        self.payments = payments_publisher(publish_to) if publish_to else None
         self.templates = _templates()
         self.htmx = find_htmx()
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         async with self.signal, SubscriptionRunner(revenue_subscription, self.signal.store):
-            yield
+            if self.payments is None:
+                yield
+                return
+            try:
+                async with SubscriptionRunner(self.payments, self.signal.store):
+                    yield
+            finally:
+                await self.payments.handler.close()  # type: ignore[union-attr]
 
     # Rendering
 
@@ -332,14 +341,16 @@ def create_app(
     *,
     store: EventStore | None = None,
     trusted_origins: Sequence[str] = (),
+    publish_to: str | None = None,
 ) -> Starlette:
     """The cart app on ``store``, or on the store named by ``url`` (see :func:`database_url`).
 
     The store is opened, and migrated if it was named by URL, when the app starts. Forms are
     accepted from the app's own pages only, or from ``trusted_origins`` too (see
-    :class:`~eventsignal.cart.security.SameOriginMiddleware`).
+    :class:`~eventsignal.cart.security.SameOriginMiddleware`). ``publish_to`` (a sink URL, see
+    :mod:`eventsignal.cart.publishing`) publishes each payment as a CloudEvent.
     """
-    site = CartSite(store if store is not None else open_store(database_url(url)))
+    site = CartSite(store if store is not None else open_store(database_url(url)), publish_to)
     cart = "/carts/{cart_id}"
     routes = [
         Route("/", site.home),
