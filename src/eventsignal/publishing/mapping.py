@@ -96,7 +96,7 @@ class CloudEventMapper:
             subject=event.aggregate_id,
             time=event.timestamp,
             datacontenttype=JSON,
-            data=msgspec.Raw(encode_json(data)),
+            data=data if type(data) is msgspec.Raw else msgspec.Raw(encode_json(data)),
             sequence=sequence_of(event.position),
             aggregateversion=event.version,
             partitionkey=event.aggregate_id,

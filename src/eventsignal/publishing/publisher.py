@@ -17,6 +17,7 @@ from eventsignal.domain.config import AggregateConfig
 from eventsignal.domain.events import Event
 from eventsignal.publishing.cloudevent import CloudEvent
 from eventsignal.publishing.mapping import CloudEventMapper, Source, TypeName
+from eventsignal.publishing.raw import verbatim
 from eventsignal.publishing.sinks.base import Sink
 from eventsignal.publishing.transform import Transform
 from eventsignal.serialization import EventSerializer
@@ -82,7 +83,8 @@ def publisher(
     return Subscription(
         name=name,
         handler=handler,
-        configs=configs,
+        # Unless something looks at the event objects, the data goes out as it was stored.
+        configs=configs if transform is not None or callable(types) else verbatim(configs),
         event_names=event_names,
         batched=True,
         batch_size=batch_size,

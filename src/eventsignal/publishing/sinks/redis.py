@@ -8,6 +8,7 @@ binary mode stores each attribute in a ``ce-`` field and the data in ``data``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,8 +54,9 @@ class RedisStreamSink(SinkLifecycle):
 
     async def open(self) -> None:
         if self._client is None:
+            # No per-read socket timeout (it costs a timer per reply): a batch has one, below.
             self._client = aioredis.from_url(  # type: ignore[no-untyped-call]
-                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
+                self.url, socket_connect_timeout=self.timeout
             )
 
     async def close(self) -> None:
@@ -74,7 +76,8 @@ class RedisStreamSink(SinkLifecycle):
                 approximate=True,
             )
         try:
-            await pipe.execute()
+            async with asyncio.timeout(self.timeout):
+                await pipe.execute()
         except _UNREACHABLE as exc:
             raise BrokerUnavailable(
                 f"Redis did not confirm {len(events)} events on {self.stream!r}: {exc!r}"
