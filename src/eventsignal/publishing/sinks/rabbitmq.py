@@ -86,6 +86,7 @@ class RabbitMQSink(SinkLifecycle):
     async def open(self) -> None:
         if self._connection is not None:
             return
+        connection: Any = None
         try:
             connection = await aio_pika.connect_robust(self.url, timeout=self.timeout)
             channel = await connection.channel(publisher_confirms=True)
@@ -96,6 +97,8 @@ class RabbitMQSink(SinkLifecycle):
                 queue = await channel.declare_queue(self.queue, durable=True)
                 await queue.bind(exchange, routing_key="#")
         except _UNREACHABLE as exc:
+            if connection is not None:
+                await connection.close()
             raise BrokerUnavailable(f"cannot reach RabbitMQ: {exc!r}") from exc
         self._connection, self._channel = connection, channel
 
