@@ -35,7 +35,12 @@ from typing import Any, Literal
 import msgspec
 
 from eventsignal.application import Signal
-from eventsignal.domain.errors import AggregateExists, AggregateNotFound, StoreUnavailable
+from eventsignal.domain.errors import (
+    AggregateExists,
+    AggregateNotFound,
+    ConfigurationError,
+    StoreUnavailable,
+)
 from eventsignal.publishing.cloudevent import CloudEvent, received
 from eventsignal.stores.base import EventStore
 from eventsignal.stores.subscription_state import SubscriptionStore
@@ -105,7 +110,10 @@ class Inbox:
         self.handled: ReadModel[Handled] = ReadModel(f"inbox.{name}", Handled)
         self.parked: ReadModel[Parked] = ReadModel(f"inbox-parked.{name}", Parked)
         self._checkpoints = checkpoints
-        self._keyed = "idempotency_key" in inspect.signature(signal.handle_command).parameters
+        run_command = getattr(signal, "run_command", None)
+        self._keyed = run_command is not None and (
+            "idempotency_key" in inspect.signature(run_command).parameters
+        )
         self._ready = False
 
     @property
@@ -160,24 +168,47 @@ class Inbox:
         return ran
 
     async def _run(self, key: str, event: CloudEvent, aggregate_id: str, command: object) -> bool:
-        signal = self.signal
         metadata = {KEY: key, "causation_id": event.id}
         if event.traceparent:
             metadata["traceparent"] = event.traceparent
-        options: dict[str, Any] = {"metadata": metadata}
         if self._keyed:
-            options["idempotency_key"] = key
-        elif await self._seen(aggregate_id, key):
+            try:
+                return await self._run_keyed(key, metadata, aggregate_id, command)
+            except ConfigurationError as exc:
+                if "idempotency keys" not in str(exc):
+                    raise
+                self._keyed = False  # this store keeps none: search the events instead
+        signal = self.signal
+        if await self._seen(aggregate_id, key):
             return False
         if self.create and not await signal.store.exists(signal.name, aggregate_id):
             try:
                 await signal.create(aggregate_id, command, metadata=metadata)
                 return True
             except AggregateExists:
-                if not self._keyed and await self._seen(aggregate_id, key):
+                if await self._seen(aggregate_id, key):
                     return False
-        await signal.handle_command(aggregate_id, command, **options)
+        await signal.handle_command(aggregate_id, command, metadata=metadata)
         return True
+
+    async def _run_keyed(
+        self, key: str, metadata: dict[str, str], aggregate_id: str, command: object
+    ) -> bool:
+        """The command with the key as its idempotency key, which the store keeps with its
+        events: a repeat runs nothing, whatever the timing."""
+        signal: Any = self.signal
+        if self.create and not await signal.store.exists(signal.name, aggregate_id):
+            try:
+                handle = await signal.create(
+                    aggregate_id, command, metadata=metadata, idempotency_key=key
+                )
+                return not handle.repeated
+            except AggregateExists:
+                pass
+        result = await signal.run_command(
+            aggregate_id, command, metadata=metadata, idempotency_key=key
+        )
+        return not result.repeated
 
     async def _seen(self, aggregate_id: str, key: str) -> bool:
         try:
