@@ -9,7 +9,7 @@ import msgspec
 
 from eventsignal.domain.events import Event
 from eventsignal.domain.evolution import split_stored_name
-from eventsignal.publishing.cloudevent import CloudEvent, sequence_of
+from eventsignal.publishing.cloudevent import SEQUENCE_DIGITS, CloudEvent
 from eventsignal.publishing.transform import Transform
 from eventsignal.serialization import encode_json
 
@@ -34,7 +34,7 @@ class CloudEventMapper:
     types it declares.
     """
 
-    __slots__ = ("_sources", "_types", "source", "transform", "types")
+    __slots__ = ("_named", "_sources", "_type_function", "source", "transform", "types")
 
     def __init__(
         self,
@@ -46,8 +46,10 @@ class CloudEventMapper:
         self.source = source
         self.types = types
         self.transform = transform
+        self._type_function = types is not None and not isinstance(types, Mapping)
         self._sources: dict[str, str] = {}
-        self._types: dict[tuple[str, str], str] = {}
+        # (aggregate name, stored event name) -> (source, type): one lookup per event.
+        self._named: dict[tuple[str, str], tuple[str, str]] = {}
 
     def source_of(self, aggregate_name: str) -> str:
         found = self._sources.get(aggregate_name)
@@ -65,39 +67,47 @@ class CloudEventMapper:
         return found
 
     def type_of(self, event: Event[Any]) -> str:
-        types = self.types
-        if types is not None and not isinstance(types, Mapping):
-            return types(event)
-        key = (event.aggregate_name, event.name)
-        found = self._types.get(key)
+        if self._type_function:
+            return self.types(event)  # type: ignore[misc,operator]
+        return self._names(event.aggregate_name, event.name)[1]
+
+    def _names(self, aggregate_name: str, stored_name: str) -> tuple[str, str]:
+        key = (aggregate_name, stored_name)
+        found = self._named.get(key)
         if found is None:
-            name = split_stored_name(event.name)[0]
-            found = (types or {}).get(name) or f"{event.aggregate_name}.{name}"
-            self._types[key] = found
+            name = split_stored_name(stored_name)[0]
+            types: Any = None if self._type_function else self.types
+            kind = (types or {}).get(name) or f"{aggregate_name}.{name}"
+            found = (self.source_of(aggregate_name), kind)
+            self._named[key] = found
         return found
 
     def __call__(self, event: Event[Any]) -> CloudEvent | None:
         """The CloudEvent for ``event``, or ``None`` when the transform skips it."""
         data: object = event.data
         transform = self.transform
-        if transform is None:
-            kind = self.type_of(event)
-        else:
+        named = self._named.get((event.aggregate_name, event.name))
+        if named is None:
+            named = self._names(event.aggregate_name, event.name)
+        source, kind = named
+        if transform is not None:
             public = transform(event)
             if public is None:
                 return None
             kind, data = public
+        elif self._type_function:
+            kind = self.types(event)  # type: ignore[misc,operator]
         metadata = event.metadata
         return CloudEvent(
             specversion="1.0",
             id=str(event.id),
-            source=self.source_of(event.aggregate_name),
+            source=source,
             type=kind,
             subject=event.aggregate_id,
             time=event.timestamp,
             datacontenttype=JSON,
             data=data if type(data) is msgspec.Raw else msgspec.Raw(encode_json(data)),
-            sequence=sequence_of(event.position),
+            sequence=str(event.position).zfill(SEQUENCE_DIGITS),
             aggregateversion=event.version,
             partitionkey=event.aggregate_id,
             traceparent=metadata.get("traceparent") if metadata else None,
