@@ -161,3 +161,41 @@ async def test_a_batched_handler_gets_batches_and_a_bad_event_alone_is_parked() 
         Subscription(
             name="x", handler=handler, configs=[config()], batched=True, transactional=True
         )
+
+
+def test_a_sink_url_names_the_broker_and_its_options() -> None:
+    from eventsignal.publishing.sinks.jetstream import JetStreamSink
+    from eventsignal.publishing.sinks.rabbitmq import RabbitMQSink
+    from eventsignal.publishing.sinks.redis import RedisStreamSink
+    from eventsignal.publishing.sinks.webhook import WebhookSink
+    from eventsignal.publishing.urls import sink_from_url
+
+    nats = sink_from_url("nats://127.0.0.1:4222?stream=orders&prefix=shop", mode="binary")
+    assert isinstance(nats, JetStreamSink)
+    assert (nats.servers, nats.stream, nats.prefix, nats.mode) == (
+        "nats://127.0.0.1:4222",
+        "orders",
+        "shop",
+        "binary",
+    )
+    redis = sink_from_url("rediss://h:6380/2?stream=events&maxlen=1000&ssl_cert_reqs=none")
+    assert isinstance(redis, RedisStreamSink)
+    assert (redis.url, redis.stream, redis.maxlen) == (
+        "rediss://h:6380/2?ssl_cert_reqs=none",
+        "events",
+        1000,
+    )
+    rabbit = sink_from_url("amqp://u:p@h/vhost?exchange=x&queue=q")
+    assert isinstance(rabbit, RabbitMQSink)
+    assert (rabbit.url, rabbit.exchange, rabbit.queue) == ("amqp://u:p@h/vhost", "x", "q")
+    hook = sink_from_url("https://example.com/hooks?token=1", secret="s")
+    assert isinstance(hook, WebhookSink)
+    assert (hook.url, hook.secret, hook.mode) == (
+        "https://example.com/hooks?token=1",
+        "s",
+        "binary",
+    )
+    with pytest.raises(ConfigurationError, match="kafka"):
+        sink_from_url("kafka://h:9092")
+    with pytest.raises(ConfigurationError, match="mode"):
+        sink_from_url("redis://h", mode="both")  # type: ignore[arg-type]
