@@ -17,6 +17,8 @@ import pytest
 import redis.asyncio as aioredis
 from accounts import Deposit, config
 from nats.js.api import StreamConfig
+from psycopg.conninfo import conninfo_to_dict
+from test_postgres_faults import Proxy, through
 
 from eventsignal import Signal
 from eventsignal.publishing import CloudEvent
@@ -27,7 +29,7 @@ from eventsignal.publishing.receivers.rabbitmq import RabbitMQReceiver
 from eventsignal.publishing.receivers.redis import RedisStreamReceiver
 from eventsignal.publishing.sinks.rabbitmq import RabbitMQSink
 from eventsignal.publishing.sinks.redis import RedisStreamSink
-from eventsignal.stores import SQLiteStore
+from eventsignal.stores import PostgresStore, SQLiteStore
 
 
 def message(ident: str, amount: int, kind: str = "bank.deposit") -> CloudEvent:
@@ -203,3 +205,31 @@ async def test_a_key_lost_with_its_record_is_still_found_in_the_events(tmp_path:
         assert inbox_key(message("x" * 300, 1)).startswith("sha256:")
         ignored: Any = message("m-9", 1, "bank.other")
         assert await second.handle(ignored) is False
+
+
+@pytest.mark.postgres
+async def test_a_store_outage_is_waited_out_not_parked(postgres_dsn: str) -> None:
+    info = conninfo_to_dict(postgres_dsn)
+    proxy = Proxy(str(info.get("host", "127.0.0.1")), int(str(info.get("port", 5432))))
+    await proxy.start()
+    channel = RedisChannel()
+    store = PostgresStore(through(proxy, postgres_dsn), migrate=True, max_size=3, timeout=1)
+    try:
+        async with store, Signal(config(), store=store, telemetry=None) as accounts:
+            inbox = Inbox("bank", accounts, decide, create=True)
+            receiver = channel.receiver(inbox)
+            receiver.retry_delay = 0.1
+            async with receiver:
+                await proxy.stop()
+                await channel.send([message("m-1", 5), message("m-2", 7)])
+                await asyncio.sleep(1.5)  # the store is away: nothing is done, nothing parked
+                assert receiver.received == 0
+                await proxy.start()
+                deadline = time.monotonic() + 20
+                while receiver.received < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            assert (await accounts.aggregate("acc-1")).state.history == (5, 7)  # in order
+            assert await inbox_parked(store, "bank") == []
+    finally:
+        await proxy.stop()
+        await channel.cleanup()

@@ -20,7 +20,7 @@ produces no events leaves no key, and runs again when repeated.
 A message that cannot be read, that ``decide`` fails on, or whose command is rejected, is
 *poison*: it is parked (read model ``inbox-parked.<name>``, listed by :func:`inbox_parked`) with
 the reason, and acknowledged so it does not block the ones after it. An unreachable store is
-not poison: the message is left to be redelivered.
+not poison: the receiver tries the message again, in place, until the store is back.
 """
 
 from __future__ import annotations

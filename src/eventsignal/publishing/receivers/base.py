@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
 
-from eventsignal.publishing.inbox import Inbox
+from eventsignal.publishing.inbox import Inbox, Verdict
 
 logger = logging.getLogger("eventsignal.publishing")
 
@@ -26,6 +27,21 @@ class Receiver:
 
     async def run(self) -> None:
         raise NotImplementedError
+
+    async def settle(
+        self,
+        attempt: Callable[[], Awaitable[Verdict]],
+        keep: Callable[[], Awaitable[object]] | None = None,
+    ) -> Verdict:
+        """Hand one message over until it is done or parked. While the store cannot take it,
+        try it again in place (``keep`` tells the broker it is still being worked on), so the
+        messages after it wait and the broker's order holds."""
+        while (verdict := await attempt()) == "retry":
+            if keep is not None:
+                await keep()
+            await asyncio.sleep(self.retry_delay)
+        self.received += 1
+        return verdict
 
     async def _forever(self) -> None:
         failures = 0

@@ -3,7 +3,7 @@ the inbox: the server remembers what was acknowledged, across restarts."""
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 from typing import Any
 
 import nats
@@ -46,15 +46,13 @@ class JetStreamReceiver(Receiver):
                 except nats.errors.TimeoutError:
                     continue
                 for message in messages:
-                    verdict = await receive(self.inbox, message.headers, message.data or b"")
-                    if verdict == "retry":
-                        await message.nak(delay=self.retry_delay)
-                        await asyncio.sleep(self.retry_delay)
-                        continue
+                    verdict = await self.settle(
+                        partial(receive, self.inbox, message.headers, message.data or b""),
+                        message.in_progress,
+                    )
                     if verdict == "parked":
                         await message.term()
                     else:
                         await message.ack_sync()
-                    self.received += 1
         finally:
             await nc.close()

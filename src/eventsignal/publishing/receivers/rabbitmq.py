@@ -3,7 +3,7 @@ structured), one unacknowledged message at a time so they are handled in queue o
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 
 import aio_pika
 
@@ -32,15 +32,10 @@ class RabbitMQReceiver(Receiver):
                     headers = dict(message.headers or {})
                     if message.content_type:
                         headers.setdefault("content-type", message.content_type)
-                    verdict = await receive(self.inbox, headers, message.body)
-                    if verdict == "retry":
-                        await asyncio.sleep(self.retry_delay)
-                        await message.nack(requeue=True)
-                        continue
+                    verdict = await self.settle(partial(receive, self.inbox, headers, message.body))
                     if verdict == "parked":
                         await message.reject(requeue=False)  # to the dead-letter exchange, if any
                     else:
                         await message.ack()
-                    self.received += 1
         finally:
             await connection.close()

@@ -1,17 +1,18 @@
 """Receiving CloudEvents from a Redis stream through a consumer group named after the inbox.
 
-An entry is acknowledged (``XACK``) once handled or parked; one the store could not take stays
-pending and is read again (this consumer's pending entries come first on every round)."""
+An entry is acknowledged (``XACK``) once handled or parked; one read but not acknowledged (the
+process died) stays pending and is read again first (this consumer's pending entries come first
+on every round)."""
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from eventsignal.publishing.inbox import Inbox, receive
+from eventsignal.publishing.inbox import Inbox, Verdict, receive
 from eventsignal.publishing.receivers.base import Receiver
 
 
@@ -53,15 +54,12 @@ class RedisStreamReceiver(Receiver):
                     )
                 for _, entries in found or []:
                     for entry_id, fields in entries:
-                        if await self._one(fields) == "retry":
-                            await asyncio.sleep(self.retry_delay)
-                            break
+                        await self.settle(partial(self._one, fields))
                         await client.xack(self.stream, group, entry_id)
-                        self.received += 1
         finally:
             await client.aclose()
 
-    async def _one(self, raw: dict[Any, Any]) -> str:
+    async def _one(self, raw: dict[Any, Any]) -> Verdict:
         fields = {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
         if "event" in fields:
             return await receive(self.inbox, None, fields["event"])
