@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import pytest
 from accounts import Deposit, Deposited, Withdraw, Withdrawn, config
 from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.formats.json import JSONFormat
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eventsignal import ConfigurationError, Event, Signal
 from eventsignal.publishing import CloudEvent, CloudEventMapper, Transform, sequence_of
@@ -199,3 +203,61 @@ def test_a_sink_url_names_the_broker_and_its_options() -> None:
         sink_from_url("kafka://h:9092")
     with pytest.raises(ConfigurationError, match="mode"):
         sink_from_url("redis://h", mode="both")  # type: ignore[arg-type]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    amounts=st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=40),
+    bad=st.sets(st.integers(min_value=1, max_value=9), max_size=3),
+    batch_size=st.integers(min_value=1, max_value=12),
+    partitions=st.integers(min_value=1, max_value=3),
+)
+def test_batched_delivery_misses_nothing_and_parks_only_the_bad(
+    amounts: list[int], bad: set[int], batch_size: int, partitions: int
+) -> None:
+    """Whatever the batches and partitions, every event but the refused ones is delivered, in
+    order per aggregate (first copies), and exactly the refused ones are parked."""
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        firsts: dict[str, list[int]] = {}
+        seen: set[str] = set()
+
+        def handler(events: list[Event[Any]]) -> None:
+            if any(e.data.amount in bad for e in events):
+                raise ValueError("refused amount")
+            for e in events:
+                if str(e.id) not in seen:
+                    seen.add(str(e.id))
+                    firsts.setdefault(e.aggregate_id, []).append(e.version)
+
+        subscription = Subscription(
+            name="batches",
+            handler=handler,
+            configs=[config()],
+            batched=True,
+            batch_size=batch_size,
+            partitions=partitions,
+            max_attempts=1,
+            retry_delay=0,
+        )
+        async with Signal(config(), store=store, telemetry=None) as signal:
+            for n, amount in enumerate(amounts):
+                account = f"a{n % 4}"
+                if n < 4:
+                    await signal.create(account, Deposit(amount))
+                else:
+                    await signal.handle_command(account, Deposit(amount))
+            async with SubscriptionRunner(subscription, store):
+                await wait_until_processed(store, "batches", len(amounts), timeout=20)
+        stored = await store.read_all(0, 1000)
+        good = [r for r in stored if msgspec.json.decode(r.data)["amount"] not in bad]
+        assert seen == {str(r.id) for r in good}
+        for account, versions in firsts.items():
+            assert versions == sorted(versions), account
+        parked = await parked_events(store, "batches")
+        assert sorted(p.position for p in parked) == sorted(
+            r.position for r in stored if r not in good
+        )
+
+    asyncio.run(scenario())
