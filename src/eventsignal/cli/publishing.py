@@ -48,12 +48,18 @@ def _config(spec: str) -> AggregateConfig[Any, Any]:
     "configs",
     multiple=True,
     metavar="MODULE:NAME",
-    help="Decode this aggregate type with its config (upcasters, transcoder) instead of "
+    help="Decode this aggregate type with its config, so its upcasters apply, instead of "
     "publishing the stored JSON as is (repeat).",
 )
 @click.option("--source", metavar="URI", help="The CloudEvent source (default: /<aggregate>).")
 @click.option("--mode", type=click.Choice(["structured", "binary"]), help="Default: the sink's.")
-@click.option("--start", type=click.Choice(["beginning", "end"]), default="beginning")
+@click.option(
+    "--start",
+    type=click.Choice(["beginning", "end"]),
+    default="beginning",
+    show_default=True,
+    help="Where a relay of a new NAME starts; later runs resume from the checkpoint.",
+)
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1))
 @click.option("--partitions", default=1, show_default=True, type=click.IntRange(1))
 @click.option(
