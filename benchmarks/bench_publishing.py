@@ -42,7 +42,7 @@ from bench_subscriptions import Counted, fill, postgres_scratch
 from bench_subscriptions import config as METER
 
 from eventsignal import AggregateConfig, Signal
-from eventsignal.publishing import CloudEvent, CloudEventMapper, publisher
+from eventsignal.publishing import CloudEvent, CloudEventMapper, close_sink, publisher
 from eventsignal.publishing.sinks.base import Sink
 from eventsignal.publishing.sinks.jetstream import MSG_ID, JetStreamSink
 from eventsignal.publishing.sinks.redis import RedisStreamSink, fields
@@ -215,7 +215,7 @@ async def relay_rate(make: Callable[[], EventStore], broker: Broker, batch: int)
         async with SubscriptionRunner(relay, store):
             await wait_until_processed(store, relay.name, head, timeout=3600)
         elapsed = time.perf_counter() - started
-        await relay.handler.close()  # type: ignore[union-attr]
+        await close_sink(relay)
         return head / elapsed
     finally:
         await store.close()
@@ -270,7 +270,7 @@ async def latency(
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
-        await relay.handler.close()  # type: ignore[union-attr]
+        await close_sink(relay)
         await store.close()
     delays = sorted(arrived[k] - sent[k] for k in sent if k in arrived)
     if not delays:

@@ -25,7 +25,7 @@ from publishing_brokers import (
 from test_postgres_faults import Proxy
 
 from eventsignal import BrokerUnavailable, EventRefused
-from eventsignal.publishing import CloudEvent, publisher
+from eventsignal.publishing import CloudEvent, close_sink, publisher
 from eventsignal.publishing.sinks.webhook import TIMESTAMP, sign, verify
 from eventsignal.stores import EventStore, SQLiteStore
 from eventsignal.subscriptions import (
@@ -94,7 +94,7 @@ async def publish_and_check(broker: Broker, store: EventStore) -> None:
     relay = publisher("relay", broker.sink(), configs=[config()], batch_size=16)
     async with SubscriptionRunner(relay, store):
         await wait_until_processed(store, "relay", await store.head_position(), timeout=20)
-    await relay.handler.close()  # type: ignore[union-attr]
+    await close_sink(relay)
     stored = list(await store.read_all(0, 1000))
     received = await received_all(broker, count)
     assert len(received) == count  # no outage: not even a duplicate
@@ -131,7 +131,7 @@ async def test_an_outage_loses_nothing_and_the_relay_resumes_by_itself(
         stored = list(await store.read_all(0, 1000))
         check_delivered(await received_all(broker, 40), stored)
     finally:
-        await relay.handler.close()  # type: ignore[union-attr]
+        await close_sink(relay)
         await proxy.stop()
         await store.close()
 
@@ -151,7 +151,7 @@ async def test_the_other_mode_is_valid_too(
         relay = publisher("relay", broker.sink(), configs=[config()])
         async with SubscriptionRunner(relay, store):
             await wait_until_processed(store, "relay", 10, timeout=20)
-        await relay.handler.close()  # type: ignore[union-attr]
+        await close_sink(relay)
         check_delivered(await received_all(broker, 10), list(await store.read_all(0, 100)))
     finally:
         await store.close()
@@ -183,7 +183,7 @@ async def test_refused_events_are_parked_with_the_reason(tmp_path: Path) -> None
         relay = publisher("hook", web.sink(), configs=[config()], max_attempts=2, retry_delay=0.01)
         async with SubscriptionRunner(relay, store):
             await wait_until_processed(store, "hook", 6, timeout=20)
-        await relay.handler.close()  # type: ignore[union-attr]
+        await close_sink(relay)
         [parked] = await parked_events(store, "hook")
         assert parked.position == 3
         assert "EventRefused" in parked.error

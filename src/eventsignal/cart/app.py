@@ -62,6 +62,7 @@ from eventsignal.cart.publishing import payments_publisher
 from eventsignal.cart.revenue import read_revenue, revenue_subscription
 from eventsignal.cart.security import SameOriginMiddleware, SecurityHeadersMiddleware
 from eventsignal.domain.errors import ConfigurationError
+from eventsignal.publishing import close_sink
 from eventsignal.stores import EventStore
 from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.stores.urls import open_store
@@ -134,7 +135,7 @@ class CartSite:
                 async with SubscriptionRunner(self.payments, self.signal.store):
                     yield
             finally:
-                await self.payments.handler.close()  # type: ignore[union-attr]
+                await close_sink(self.payments)
 
     # Rendering
 

@@ -12,7 +12,7 @@ import click
 
 from eventsignal.cli.running import opened, run
 from eventsignal.domain.config import AggregateConfig
-from eventsignal.publishing import publisher
+from eventsignal.publishing import close_sink, publisher
 from eventsignal.publishing.raw import StoredJSON
 from eventsignal.publishing.urls import sink_from_url
 from eventsignal.serialization import EventSerializer
@@ -126,6 +126,6 @@ def publish(
                 async with SubscriptionRunner(relay, target):
                     await stop.wait()
             finally:
-                await relay.handler.close()  # type: ignore[union-attr]
+                await close_sink(relay)
 
     run(job(), store)

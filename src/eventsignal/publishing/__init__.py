@@ -16,7 +16,7 @@ Delivery is at-least-once; the CloudEvent ``id`` (the event id) is the de-duplic
 
 from eventsignal.publishing.cloudevent import CloudEvent, Mode, sequence_of
 from eventsignal.publishing.mapping import CloudEventMapper, default_source
-from eventsignal.publishing.publisher import Publish, publisher
+from eventsignal.publishing.publisher import Publish, close_sink, publisher
 from eventsignal.publishing.sinks.base import Sink, SinkLifecycle
 from eventsignal.publishing.transform import Transform
 
@@ -28,6 +28,7 @@ __all__ = [
     "Sink",
     "SinkLifecycle",
     "Transform",
+    "close_sink",
     "default_source",
     "publisher",
     "sequence_of",

@@ -14,8 +14,8 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from eventsignal.domain.config import AggregateConfig
+from eventsignal.domain.errors import ConfigurationError
 from eventsignal.domain.events import Event
-from eventsignal.publishing.cloudevent import CloudEvent
 from eventsignal.publishing.mapping import CloudEventMapper, Source, TypeName
 from eventsignal.publishing.raw import verbatim
 from eventsignal.publishing.sinks.base import Sink
@@ -49,10 +49,6 @@ class Publish:
             self._opened = True
         await self.sink.publish(cloudevents)
 
-    def cloudevents(self, events: Iterable[Event[Any]]) -> list[CloudEvent]:
-        """The CloudEvents this publisher would send for ``events``."""
-        return [c for c in map(self.mapper, events) if c is not None]
-
     async def close(self) -> None:
         if self._opened:
             self._opened = False
@@ -77,7 +73,7 @@ def publisher(
     ``event_names`` narrows what is published; ``source``, ``types`` and ``transform`` shape the
     CloudEvents (see :class:`CloudEventMapper`). ``options`` are :class:`Subscription`'s
     (``partitions``, ``start``, ``max_attempts``...). The handler (``subscription.handler``) is a
-    :class:`Publish`; ``await subscription.handler.close()`` closes the sink when done.
+    :class:`Publish`; :func:`close_sink` closes the sink when the runners are done.
     """
     handler = Publish(sink, CloudEventMapper(source=source, types=types, transform=transform))
     return Subscription(
@@ -90,3 +86,11 @@ def publisher(
         batch_size=batch_size,
         **options,
     )
+
+
+async def close_sink(subscription: Subscription) -> None:
+    """Close the sink of a publisher made by :func:`publisher` (once its runners stopped)."""
+    handler = subscription.handler
+    if not isinstance(handler, Publish):
+        raise ConfigurationError(f"subscription {subscription.name!r} is not a publisher")
+    await handler.close()
