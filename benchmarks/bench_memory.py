@@ -20,8 +20,6 @@ wall-clock time, which other work on a shared machine disturbs far less.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import itertools
 import statistics
 import timeit
 from collections.abc import Sequence
@@ -32,7 +30,7 @@ from common import (
     Sample,
     Series,
     drive_peer,
-    drive_signal,
+    measure_signal,
     paired_ratio,
     parse_args,
     print_header,
@@ -47,22 +45,12 @@ from eventsignal.serialization import EventSerializer
 from eventsignal.stores import MemoryStore
 from eventsignal.telemetry import log_telemetry
 
-_runs = itertools.count()
-
 
 def ours(clients: int, cache: int, *, telemetry: bool) -> Measurement:
-    def run(warmup: float, seconds: float) -> Sample:
-        async def main() -> Sample:
-            hook = log_telemetry if telemetry else None
-            signal = Signal(CART, store=MemoryStore(), pool_size=cache, telemetry=hook)
-            async with signal:
-                tag = f"run{next(_runs)}"
-                await drive_signal(signal, clients=clients, seconds=warmup, tag=f"{tag}w")
-                return await drive_signal(signal, clients=clients, seconds=seconds, tag=tag)
-
-        return asyncio.run(main())
-
-    return run
+    hook = log_telemetry if telemetry else None
+    return measure_signal(
+        lambda _: Signal(CART, store=MemoryStore(), pool_size=cache, telemetry=hook), clients
+    )
 
 
 def peer(clients: int, cache: int, *, fastforward: bool, deepcopy: bool = True) -> Measurement:

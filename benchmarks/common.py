@@ -12,14 +12,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import itertools
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from workload import COMMANDS_PER_CART, EVENTS_PER_CART, PeerShop, cart_commands, run_peer_cart
@@ -274,6 +277,26 @@ def drive_peer(shop: PeerShop, *, clients: int, seconds: float) -> Sample:
 
 Measurement = Callable[[float, float], Sample]
 """Runs one configuration from scratch: ``(warmup_seconds, seconds) -> Sample``."""
+
+_runs = itertools.count()
+
+
+def measure_signal(make: Callable[[Path], Signal[Any, Any]], clients: int) -> Measurement:
+    """Measure a fresh Signal that ``make(folder)`` builds (``folder``: an empty temporary
+    directory for file stores) in its own event loop: a warm-up, then the timed run, each on carts
+    no other run used."""
+
+    def run(warmup: float, seconds: float) -> Sample:
+        async def main(folder: Path) -> Sample:
+            async with make(folder) as signal:
+                tag = f"run{next(_runs)}"
+                await drive_signal(signal, clients=clients, seconds=warmup, tag=f"{tag}w")
+                return await drive_signal(signal, clients=clients, seconds=seconds, tag=tag)
+
+        with tempfile.TemporaryDirectory() as folder:
+            return asyncio.run(main(Path(folder)))
+
+    return run
 
 
 def run_interleaved(

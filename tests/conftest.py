@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
@@ -45,8 +46,20 @@ from nats_servers import NatsCluster, NatsServer, start_cluster, start_server
 if TYPE_CHECKING:
     from eventsignal.stores.postgres import PostgresStore
 
+# The package's pytest plugin comes with its installation; a checkout installed before the plugin
+# existed loads it from here until it is installed again.
+PLUGIN = "eventsignal.pytest_plugin"
+if not any(ep.value == PLUGIN for ep in entry_points(group="pytest11")):
+    pytest_plugins = [PLUGIN]
+
 _POSTGRES_FIXTURES = frozenset(
-    {"postgres_database", "postgres_schema", "postgres_dsn", "postgres_store_factory"}
+    {
+        "postgres_database",
+        "postgres_schema",
+        "postgres_dsn",
+        "postgres_store_factory",
+        "eventsignal_postgres",
+    }
 )
 _NATS_FIXTURES = frozenset({"nats_server", "nats_url", "nats_cluster"})
 
@@ -54,7 +67,11 @@ _NATS_FIXTURES = frozenset({"nats_server", "nats_url", "nats_cluster"})
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
-        if _POSTGRES_FIXTURES.intersection(fixtures):
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("eventsignal_store_kind") == (
+            "postgres"
+        )
+        if on_postgres or _POSTGRES_FIXTURES.intersection(fixtures):
             item.add_marker(pytest.mark.postgres)
         if _NATS_FIXTURES.intersection(fixtures):
             item.add_marker(pytest.mark.nats)
@@ -149,6 +166,12 @@ def postgres_dsn(postgres_database: str, postgres_schema: str) -> str:
     from psycopg.conninfo import make_conninfo
 
     return make_conninfo(postgres_database, options=f"-c search_path={postgres_schema}")
+
+
+@pytest.fixture(scope="session")
+def eventsignal_postgres_url(postgres_database: str) -> str:
+    """The plugin's PostgreSQL fixtures make their schemas in this session's database."""
+    return postgres_database
 
 
 class PostgresStoreFactory(Protocol):

@@ -106,6 +106,25 @@ class NatsServer:
                 self.process.wait()
         atexit.unregister(self.stop)
 
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would: it writes nothing more, flushes nothing."""
+        _signal_group(self.process, signal.SIGKILL)
+        self.process.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP the server: it holds its connections but answers nothing until resumed."""
+        _signal_group(self.process, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        _signal_group(self.process, signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Start the server again, killed or stopped, on the same ports, name and files."""
+        self.stop()
+        self.process = _run(self.directory)
+        atexit.register(self.stop)
+        _wait_until(self, lambda: self.get("healthz?js-enabled-only=true").get("status") == "ok")
+
 
 @dataclass
 class NatsCluster:
@@ -170,17 +189,21 @@ def _launch(directory: Path, name: str, *, sync_always: bool, cluster: str) -> N
         f"jetstream {{ store_dir: {json.dumps(str(directory / 'jetstream'))}, {sync} }}\n"
         f"{cluster}\n"
     )
-    with (directory / "server.log").open("wb") as log:
-        process = subprocess.Popen(
-            [str(server_binary()), "-c", str(config)],
+    server = NatsServer(name, port, monitor_port, directory, _run(directory))
+    atexit.register(server.stop)
+    return server
+
+
+def _run(directory: Path) -> subprocess.Popen[bytes]:
+    """The server process for ``directory``'s configuration, its output appended to its log."""
+    with (directory / "server.log").open("ab") as log:
+        return subprocess.Popen(
+            [str(server_binary()), "-c", str(directory / "server.conf")],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, stopped as one
         )
-    server = NatsServer(name, port, monitor_port, directory, process)
-    atexit.register(server.stop)
-    return server
 
 
 def _wait_until(server: NatsServer, ready: Callable[[], bool]) -> None:

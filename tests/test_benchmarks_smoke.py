@@ -40,6 +40,23 @@ def test_memory_benchmark_prints_both_libraries_and_ratios() -> None:
         assert re.search(RATIO.format(re.escape(name)), out), out
 
 
+def test_otel_benchmark_prints_the_idle_and_sdk_costs() -> None:
+    out = run_script("bench_otel.py", "--quick", "--clients", "8")
+    for clients in (1, 8):
+        for label in ("no provider", "SDK"):
+            pattern = rf"ratio otel {label} / plain c={clients}: \d+\.\d+x per CPU second"
+            assert re.search(pattern, out), out
+        assert re.search(rf"SDK cost per command at c={clients}: -?\d+\.\d us", out), out
+
+
+def test_codecs_benchmark_prints_each_codec_against_none() -> None:
+    out = run_script("bench_codecs.py", "--quick", "--clients", "4")
+    for store in ("memory", "sqlite"):
+        for codec in ("aes", "zstd", "zstd\\+aes"):
+            pattern = rf"ratio {store} {codec} / none: \d+\.\d+x per CPU second"
+            assert re.search(pattern, out), out
+
+
 def test_pool_benchmark_prints_the_overhead_per_live_aggregate() -> None:
     out = run_script("bench_pool.py", "--quick")
     assert re.search(r"state per aggregate \(a cart of three products\): [\d,]+ B", out), out
@@ -115,6 +132,15 @@ def test_publishing_benchmark_prints_relay_ratios_and_latency() -> None:
         assert re.search(
             rf"{sink}: append->broker latency at 1,000 events/s: median [\d.]+ ms", out
         )
+
+
+@pytest.mark.nats
+def test_nats_faults_benchmark_prints_failover_and_outcomes() -> None:
+    out = run_script("bench_nats_faults.py", "--quick")
+    for fault in ("SIGKILL of the leader", "SIGKILL of the follower"):
+        assert re.search(rf"{fault}: failover median \d+\.\d s, worst \d+\.\d s", out), out
+        assert re.search(RATIO.format(f"{fault} failover to election timeout"), out), out
+    assert re.search(r"commands: [\d,]+ acknowledged, [\d,]+ unknown outcome", out), out
 
 
 def test_web_benchmark_prints_both_servers_or_says_wrk_is_missing() -> None:

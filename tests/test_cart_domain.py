@@ -1,4 +1,5 @@
-"""The cart's rules, its history and its revenue, through Signal on an in-memory store."""
+"""The cart's rules (as given/when/then scenarios), its history and its revenue, through Signal
+on an in-memory store."""
 
 from __future__ import annotations
 
@@ -17,8 +18,15 @@ from eventsignal.cart import (
     RemoveFromCart,
     cart_config,
 )
-from eventsignal.cart.domain import MAX_PRICE, MAX_PRODUCTS, MAX_QUANTITY, CartCommand
+from eventsignal.cart.domain import (
+    MAX_PRICE,
+    MAX_PRODUCTS,
+    MAX_QUANTITY,
+    CartCommand,
+    ProductRemoved,
+)
 from eventsignal.cart.revenue import RevenueTotals, read_revenue, revenue_subscription
+from eventsignal.scenarios import scenario
 from eventsignal.stores import MemoryStore
 from eventsignal.subscriptions import SubscriptionRunner, rebuild
 
@@ -47,18 +55,17 @@ async def test_products_are_added_and_removed_in_order(signal: CartSignal) -> No
     assert cart.version == 4
 
 
-async def test_an_existing_sku_is_rejected(signal: CartSignal) -> None:
-    cart = await signal.create("c1")
-    await cart.handle_command(AddToCart(Product("apple", 1, 120)))
-    with pytest.raises(CommandRejected, match="apple is already in the cart"):
-        await cart.handle_command(AddToCart(Product("apple", 2, 99)))
-    assert cart.version == 1
+apple = Product("apple", 1, 120)
 
 
-async def test_removing_a_missing_sku_is_rejected(signal: CartSignal) -> None:
-    cart = await signal.create("c1")
-    with pytest.raises(CommandRejected, match="kiwi is not in the cart"):
-        await cart.handle_command(RemoveFromCart("kiwi"))
+def test_an_existing_sku_is_rejected() -> None:
+    scenario(cart_config).given(ProductAdded(apple)).when(
+        AddToCart(Product("apple", 2, 99))
+    ).then_rejected(match="apple is already in the cart")
+
+
+def test_removing_a_missing_sku_is_rejected() -> None:
+    scenario(cart_config).when(RemoveFromCart("kiwi")).then_rejected(match="kiwi is not in")
 
 
 async def test_paying_records_the_total_once(signal: CartSignal, store: MemoryStore) -> None:
@@ -73,36 +80,27 @@ async def test_paying_records_the_total_once(signal: CartSignal, store: MemorySt
     assert len(await store.read_aggregate("cart", "c1")) == 2
 
 
-async def test_an_empty_cart_cannot_be_paid(signal: CartSignal) -> None:
-    cart = await signal.create("c1")
-    with pytest.raises(CommandRejected, match="empty cart"):
-        await cart.handle_command(CompletePurchase())
-    await cart.handle_command(AddToCart(Product("apple", 1, 1)))
-    await cart.handle_command(RemoveFromCart("apple"))
-    with pytest.raises(CommandRejected, match="empty cart"):
-        await cart.handle_command(CompletePurchase())
+def test_an_empty_cart_cannot_be_paid() -> None:
+    scenario(cart_config).when(CompletePurchase()).then_rejected(match="empty cart")
+    scenario(cart_config).given(ProductAdded(apple), ProductRemoved("apple")).when(
+        CompletePurchase()
+    ).then_rejected(match="empty cart")
 
 
-async def test_a_cart_whose_total_is_zero_cannot_be_paid(signal: CartSignal) -> None:
-    cart = await signal.create("c1")
-    await cart.handle_command(AddToCart(Product("free-sample", 3, 0)))
-    with pytest.raises(CommandRejected, match=r"total is 0\.00 cannot be paid"):
-        await cart.handle_command(CompletePurchase())
-    assert cart.version == 1
-    await cart.handle_command(AddToCart(Product("apple", 1, 1)))
-    state = await cart.handle_command(CompletePurchase())  # a free product may stay
-    assert state.paid
-    assert [e.data for e in await signal.events("c1")][-1] == CartPaid(1)
+def test_a_cart_whose_total_is_zero_cannot_be_paid() -> None:
+    sample = ProductAdded(Product("free-sample", 3, 0))
+    with_sample = scenario(cart_config).given(sample)
+    with_sample.when(CompletePurchase()).then_rejected(match=r"total is 0\.00 cannot be paid")
+    with_sample.given(ProductAdded(Product("apple", 1, 1))).when(CompletePurchase()).then(
+        CartPaid(1)  # a free product may stay
+    )
 
 
-async def test_a_paid_cart_no_longer_changes(signal: CartSignal) -> None:
-    cart = await signal.create("c1")
-    await cart.handle_command(AddToCart(Product("apple", 1, 120)))
-    await cart.handle_command(CompletePurchase())
+def test_a_paid_cart_no_longer_changes() -> None:
+    paid = scenario(cart_config).given(ProductAdded(apple), CartPaid(120))
     for command in (AddToCart(Product("pear", 1, 95)), RemoveFromCart("apple")):
-        with pytest.raises(CommandRejected, match="paid"):
-            await cart.handle_command(command)
-    assert cart.version == 2
+        paid.when(command).then_rejected(match="paid and can no longer change")
+    paid.when(CompletePurchase()).then_rejected(match="already paid")
 
 
 async def test_free_products_are_allowed(signal: CartSignal) -> None:

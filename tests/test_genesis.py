@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from accounts import Deposit, DepositTwice, config
 
-from eventsignal import AggregateExists, CommandRejected, Event, Signal
-from eventsignal.stores import EventStore, MemoryStore, SQLiteStore
-
-StoreMaker = Callable[[], Awaitable[EventStore]]
-
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreMaker:
-    factory = (
-        request.getfixturevalue("postgres_store_factory") if request.param == "postgres" else None
-    )
-
-    async def make() -> EventStore:
-        if factory is not None:
-            store: EventStore = await factory()
-            return store
-        if request.param == "memory":
-            return MemoryStore()
-        return SQLiteStore(tmp_path / "events.db", migrate=True)
-
-    return make
+from eventsignal import AggregateExists, CommandRejected, Event
+from eventsignal.pytest_plugin import SignalFactory
 
 
 async def test_create_with_a_command_stores_creation_and_events_together(
-    make_store: StoreMaker,
+    eventsignal_signals: SignalFactory,
 ) -> None:
-    store = await make_store()
+    store = eventsignal_signals.store
     seen: list[Event[Any]] = []
-    async with Signal(config(), store=store, subscribers=[seen.append]) as signal:
+    async with eventsignal_signals(config(), subscribers=[seen.append]) as signal:
         account = await signal.create("a", DepositTwice(5), metadata={"correlation_id": "c"})
         assert (account.state.balance, account.version) == (10, 2)
         await signal.drain()
@@ -50,9 +29,11 @@ async def test_create_with_a_command_stores_creation_and_events_together(
         assert len(await store.read_aggregate("account", "a")) == 2
 
 
-async def test_rejected_genesis_command_leaves_the_id_free(make_store: StoreMaker) -> None:
-    store = await make_store()
-    async with Signal(config(), store=store) as signal:
+async def test_rejected_genesis_command_leaves_the_id_free(
+    eventsignal_signals: SignalFactory,
+) -> None:
+    store = eventsignal_signals.store
+    async with eventsignal_signals(config()) as signal:
         with pytest.raises(CommandRejected, match="cannot deposit 0"):
             await signal.create("a", Deposit(0))
         assert not await store.exists("account", "a")

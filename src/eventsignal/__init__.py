@@ -5,33 +5,40 @@ classes), run it with :class:`Signal`, and store its events in any :mod:`eventsi
 backend.
 """
 
-from eventsignal.application import Aggregate, Signal
-from eventsignal.domain import (
-    AggregateConfig,
-    AggregateExists,
-    AggregateNotFound,
-    BrokerUnavailable,
-    CommandRejected,
-    ConcurrencyError,
-    ConfigurationError,
-    Event,
-    EventNotFound,
-    EventRefused,
-    EventSerializationError,
-    EventTooLarge,
-    InvalidAggregateId,
-    InvalidHandlerResult,
-    NotStarted,
-    SignalError,
-    StateConflict,
-    StoreInconsistent,
-    StoreNotMigrated,
-    StoreNotOpen,
-    StoreUnavailable,
-    TransactionEnded,
-    UnknownEventType,
-    VersionOutOfRange,
-)
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eventsignal.application import Aggregate, Signal
+    from eventsignal.domain import (
+        AggregateConfig,
+        AggregateExists,
+        AggregateNotFound,
+        BrokerUnavailable,
+        CommandRejected,
+        ConcurrencyError,
+        ConfigurationError,
+        Event,
+        EventNotFound,
+        EventRefused,
+        EventSerializationError,
+        EventTooLarge,
+        InvalidAggregateId,
+        InvalidHandlerResult,
+        NotStarted,
+        SignalError,
+        StateConflict,
+        StoreInconsistent,
+        StoreNotMigrated,
+        StoreNotOpen,
+        StoreUnavailable,
+        TransactionEnded,
+        UnknownEventType,
+        VersionOutOfRange,
+    )
+
 
 __all__ = [
     "Aggregate",
@@ -62,3 +69,20 @@ __all__ = [
     "VersionOutOfRange",
 ]
 __version__ = "0.1.0"
+
+# Where each public name lives. They are imported on first use, so that importing a submodule
+# (the pytest plugin, the command line) does not load the whole library.
+_HOMES = {"Aggregate": "eventsignal.application", "Signal": "eventsignal.application"}
+
+
+if not TYPE_CHECKING:  # for type checkers the names above are plain imports
+
+    def __getattr__(name: str) -> Any:
+        if name not in __all__:
+            raise AttributeError(f"module 'eventsignal' has no attribute {name!r}")
+        value = getattr(import_module(_HOMES.get(name, "eventsignal.domain")), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

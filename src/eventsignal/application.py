@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -32,6 +32,7 @@ from eventsignal.domain.errors import (
 )
 from eventsignal.domain.events import Event
 from eventsignal.domain.identity import validate_id
+from eventsignal.instrumentation import Append, Create, Instrumentation
 from eventsignal.pool import LiveAggregate, Pool, PoolStats
 from eventsignal.recording import Recorder
 from eventsignal.serialization import EventSerializer, Transcoder, envelope
@@ -94,14 +95,17 @@ class Aggregate(Generic[S]):
 
     @property
     def id(self) -> str:
+        """The aggregate's id."""
         return self._live.id
 
     @property
     def state(self) -> S:
+        """The current state, as of the last command this process stored."""
         return self._live.state
 
     @property
     def version(self) -> int:
+        """How many events the current state is built from."""
         return self._live.version
 
     async def handle_command(
@@ -147,6 +151,8 @@ class Signal(Generic[S, C]):
     ``telemetry`` receives typed reports (:mod:`eventsignal.telemetry`); the default logs them
     to the ``eventsignal`` logger and costs nothing for levels that logger does not emit.
     ``on_evict(aggregate_id, state, version)`` is called when the pool evicts an aggregate.
+    ``instrumentation`` (say :class:`eventsignal.otel.OpenTelemetry`) sees every command,
+    append and rebuild; without it the command path does not look for one.
     """
 
     def __init__(
@@ -161,6 +167,7 @@ class Signal(Generic[S, C]):
         conflict_retries: int = 10,
         snapshot_store: SnapshotStore | None = None,
         on_evict: EvictionHook | None = None,
+        instrumentation: Instrumentation | None = None,
     ) -> None:
         if conflict_retries < 0:
             raise ConfigurationError("conflict_retries must be zero or more")
@@ -171,6 +178,16 @@ class Signal(Generic[S, C]):
             config.name, config.event_types, transcoder, config.upcasters
         )
         self.conflict_retries = conflict_retries
+        self._instrumentation = instrumentation
+        # Bound once: an instrumented Signal calls the wrapped ones, a plain one the store's own.
+        # The store's own methods, and those the instrumentation wraps for traced commands.
+        self._append: Append = self.store.append
+        self._create_in_store: Create = self.store.create
+        self._traced_append: Append = self._append
+        self._traced_create: Create = self._create_in_store
+        if instrumentation is not None:
+            self._traced_append = instrumentation.wrap_append(self.store, self._append)
+            self._traced_create = instrumentation.wrap_create(self.store, self._create_in_store)
         self._recorder: Recorder[S] = Recorder(config, self.serializer)
         self._telemetry = telemetry
         self._on_evict = on_evict
@@ -197,10 +214,13 @@ class Signal(Generic[S, C]):
         # command path skips that step altogether.
         self._informs = self._bus.subscriber_count > 0 or self._snapshotter is not None
         self._started = False
+        if instrumentation is not None:
+            instrumentation.attach(self)
 
     # Life cycle
 
     async def start(self) -> None:
+        """Open the store and start delivering to subscribers; a second call does nothing."""
         if self._started:
             return
         await self.store.open()
@@ -306,6 +326,24 @@ class Signal(Generic[S, C]):
         """
         self._check_started()
         validate_id(aggregate_id)
+        instrumentation = self._instrumentation
+        if instrumentation is not None and instrumentation.active:
+            return await instrumentation.command(
+                self.name,
+                aggregate_id,
+                command,
+                _own(metadata),
+                lambda traced: self._create(aggregate_id, command, traced, self._traced_create),
+            )
+        return await self._create(aggregate_id, command, metadata, self._create_in_store)
+
+    async def _create(
+        self,
+        aggregate_id: str,
+        command: C | None,
+        metadata: Mapping[str, str] | None,
+        create: Create,
+    ) -> Aggregate[S]:
         info, debug = self._hooks()
         if debug is not None:
             debug(CreatingAggregate(aggregate_name=self.name, aggregate_id=aggregate_id))
@@ -317,7 +355,7 @@ class Signal(Generic[S, C]):
                 state, envelopes, records = await self._recorder.decide(
                     command, state, aggregate_id, 0, _own(metadata)
                 )
-            positions = await self.store.create(self.name, aggregate_id, records)
+            positions = await create(self.name, aggregate_id, records)
         except Exception as exc:
             self._name_rejection(exc, aggregate_id)
             self._report(
@@ -442,6 +480,14 @@ class Signal(Generic[S, C]):
     async def _rebuild(self, aggregate_id: str) -> LiveAggregate[S]:
         """A live aggregate from the latest usable snapshot and the events after it."""
         self._report(HydratingAggregate(aggregate_name=self.name, aggregate_id=aggregate_id))
+        instrumentation = self._instrumentation
+        if instrumentation is not None and instrumentation.active:
+            return await instrumentation.rebuild(
+                self.name, aggregate_id, lambda: self._rebuild_from_store(aggregate_id)
+            )
+        return await self._rebuild_from_store(aggregate_id)
+
+    async def _rebuild_from_store(self, aggregate_id: str) -> LiveAggregate[S]:
         started = time.perf_counter()
         restored = None
         if self._snapshotter is not None:
@@ -499,13 +545,37 @@ class Signal(Generic[S, C]):
             self._pool.discard(live.id)
             raise
 
-    async def _execute(
+    def _execute(
         self,
         live: LiveAggregate[S],
         command: object,
         metadata: Mapping[str, str] | None,
         wait_for: Sequence[str] = (),
         wait_timeout: float = 5.0,
+    ) -> Awaitable[S]:
+        """Run a command in its aggregate's turn (see :meth:`_run`), traced when an active
+        instrumentation is configured. A plain function: the untraced path adds no coroutine."""
+        instrumentation = self._instrumentation
+        if instrumentation is not None and instrumentation.active:
+            return instrumentation.command(
+                self.name,
+                live.id,
+                command,
+                _own(metadata),
+                lambda traced: self._run(
+                    live, command, traced, wait_for, wait_timeout, self._traced_append
+                ),
+            )
+        return self._run(live, command, metadata, wait_for, wait_timeout, self._append)
+
+    async def _run(
+        self,
+        live: LiveAggregate[S],
+        command: object,
+        metadata: Mapping[str, str] | None,
+        wait_for: Sequence[str],
+        wait_timeout: float,
+        append: Append,
     ) -> S:
         """Run a command in its aggregate's turn; return the new state once it is stored.
 
@@ -535,7 +605,7 @@ class Signal(Generic[S, C]):
                 if not records:
                     return state
                 try:
-                    positions = await self.store.append(self.name, live.id, version, records)
+                    positions = await append(self.name, live.id, version, records)
                 except ConcurrencyError as conflict:
                     attempt += 1
                     await self._conflicted(conflict, live, command, version, attempt)

@@ -29,11 +29,21 @@ from eventsignal.stores.base import StoredEvent
 
 
 class Transcoder(Protocol):
-    """A reversible transformation of encoded bytes (encryption, compression)."""
+    """A reversible transformation of encoded bytes (encryption, compression).
+
+    One with a true ``binds_context`` attribute is called as ``encode(data, context)`` and
+    ``decode(data, context)`` for events, ``context`` naming the row (aggregate type and id,
+    version, event name), so that an encryption can bind each payload to its row.
+    """
 
     def encode(self, data: bytes) -> bytes: ...
 
     def decode(self, data: bytes) -> bytes: ...
+
+
+def row_context(aggregate_name: str, aggregate_id: str, version: int, event_name: str) -> bytes:
+    """The identity of an event row, as a binding transcoder is given it."""
+    return f"{aggregate_name}\0{aggregate_id}\0{version}\0{event_name}".encode()
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -103,6 +113,7 @@ class EventSerializer:
         self._converters = {name: object_converter(cls) for name, cls in event_types.items()}
         self._upcasters: dict[tuple[str, int], Upcast] = index_upcasters(upcasters)
         self._transcoder = transcoder
+        self._binds = bool(getattr(transcoder, "binds_context", False))
 
     def name_of(self, event: object) -> str | None:
         """The stored name of an event instance, or ``None`` if its class is not registered."""
@@ -136,8 +147,13 @@ class EventSerializer:
                 version=version,
                 event_name=name,
             ) from exc
-        if self._transcoder is not None:
-            data = self._transcoder.encode(data)
+        transcoder: Any = self._transcoder
+        if transcoder is not None:
+            if self._binds:
+                context = row_context(self.aggregate_name, aggregate_id, version, name)
+                data = transcoder.encode(data, context)
+            else:
+                data = transcoder.encode(data)
         return name, data
 
     def decode(self, stored: StoredEvent) -> Any:
@@ -154,8 +170,15 @@ class EventSerializer:
         decode = self._decoders.get(stored.name)
         try:
             data = stored.data
-            if self._transcoder is not None:
-                data = self._transcoder.decode(data)
+            transcoder: Any = self._transcoder
+            if transcoder is not None:
+                if self._binds:
+                    context = row_context(
+                        stored.aggregate_name, stored.aggregate_id, stored.version, stored.name
+                    )
+                    data = transcoder.decode(data, context)
+                else:
+                    data = transcoder.decode(data)
             if decode is not None:
                 return [decode(data)]
             return self._upcast(stored, msgspec.json.decode(data))

@@ -23,11 +23,14 @@ class Telemetry(msgspec.Struct, frozen=True, kw_only=True):
     aggregate_name: str
 
     def describe(self) -> str:
+        """One line for a log: the report's name and its fields."""
         fields = " ".join(f"{k}={v!r}" for k, v in msgspec.structs.asdict(self).items())
         return f"{type(self).__name__} {fields}"
 
 
 class AggregateTelemetry(Telemetry, frozen=True, kw_only=True):
+    """A report about one aggregate."""
+
     aggregate_id: str
 
 
@@ -35,23 +38,27 @@ class AggregateTelemetry(Telemetry, frozen=True, kw_only=True):
 
 
 class CreatingAggregate(AggregateTelemetry, frozen=True, kw_only=True):
-    pass
+    """``Signal.create`` is recording a new aggregate."""
 
 
 class AggregateCreated(AggregateTelemetry, frozen=True, kw_only=True):
-    pass
+    """A new aggregate is recorded in the store and live in the pool."""
 
 
 class CannotCreateAggregate(AggregateTelemetry, frozen=True, kw_only=True):
+    """A creation stored nothing: the id was taken, or the genesis command failed (``reason``)."""
+
     level: ClassVar[int] = logging.ERROR
     reason: str
 
 
 class HydratingAggregate(AggregateTelemetry, frozen=True, kw_only=True):
-    pass
+    """An aggregate is being rebuilt from its snapshot and events."""
 
 
 class AggregateHydrated(AggregateTelemetry, frozen=True, kw_only=True):
+    """An aggregate was rebuilt: ``events`` applied in ``seconds``, now at ``version``."""
+
     version: int
     events: int
     seconds: float
@@ -64,6 +71,8 @@ class AggregateMissing(AggregateTelemetry, frozen=True, kw_only=True):
 
 
 class AggregateEvicted(AggregateTelemetry, frozen=True, kw_only=True):
+    """The pool evicted an idle aggregate to stay within its size."""
+
     version: int
 
 
@@ -71,11 +80,15 @@ class AggregateEvicted(AggregateTelemetry, frozen=True, kw_only=True):
 
 
 class ProcessingCommand(AggregateTelemetry, frozen=True, kw_only=True):
+    """A command arrived for an aggregate."""
+
     level: ClassVar[int] = logging.INFO
     command: str
 
 
 class CommandProcessed(AggregateTelemetry, frozen=True, kw_only=True):
+    """A command's ``events`` are stored; the aggregate is now at ``version``."""
+
     level: ClassVar[int] = logging.INFO
     command: str
     version: int
@@ -83,6 +96,8 @@ class CommandProcessed(AggregateTelemetry, frozen=True, kw_only=True):
 
 
 class CommandFailed(AggregateTelemetry, frozen=True, kw_only=True):
+    """A command stored nothing: rejected, failed, or out of conflict retries (``reason``)."""
+
     level: ClassVar[int] = logging.ERROR
     command: str
     reason: str
@@ -97,6 +112,8 @@ class CommandConflicted(AggregateTelemetry, frozen=True, kw_only=True):
 
 
 class EventsProduced(AggregateTelemetry, frozen=True, kw_only=True):
+    """The names of the events a command stored, from ``first_version`` on."""
+
     names: tuple[str, ...]
     first_version: int
 
@@ -105,6 +122,8 @@ class EventsProduced(AggregateTelemetry, frozen=True, kw_only=True):
 
 
 class SnapshotTaken(AggregateTelemetry, frozen=True, kw_only=True):
+    """A snapshot of the state at ``version`` was stored."""
+
     version: int
 
 
@@ -117,6 +136,8 @@ class SnapshotIgnored(AggregateTelemetry, frozen=True, kw_only=True):
 
 
 class SnapshotFailed(AggregateTelemetry, frozen=True, kw_only=True):
+    """Taking a snapshot failed (``error``); commands go on, and a later one tries again."""
+
     level: ClassVar[int] = logging.WARNING
     version: int
     error: str
@@ -126,16 +147,22 @@ class SnapshotFailed(AggregateTelemetry, frozen=True, kw_only=True):
 
 
 class TriggeringSubscribers(AggregateTelemetry, frozen=True, kw_only=True):
+    """A command's ``events`` were queued for the in-process ``subscribers``."""
+
     events: int
     subscribers: int
 
 
 class SubscriberInformed(AggregateTelemetry, frozen=True, kw_only=True):
+    """An in-process subscriber handled the event at ``version``."""
+
     subscriber: str
     version: int
 
 
 class SubscriberFailed(AggregateTelemetry, frozen=True, kw_only=True):
+    """An in-process subscriber raised ``error`` on the event at ``version``; the others go on."""
+
     level: ClassVar[int] = logging.ERROR
     subscriber: str
     version: int

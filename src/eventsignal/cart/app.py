@@ -20,7 +20,7 @@ import os
 import re
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import jinja2
@@ -68,6 +68,9 @@ from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.stores.urls import open_store
 from eventsignal.subscriptions import SubscriptionRunner
 
+if TYPE_CHECKING:
+    from eventsignal.otel import OpenTelemetry
+
 DEFAULT_DATABASE_URL = "sqlite:///data/cart.db"
 MAX_BODY = 16 * 1024  # bytes; the largest honest form is well under 1 kB
 RETRY_AFTER = 5  # seconds a client is asked to wait while the store is unreachable
@@ -114,20 +117,25 @@ def _templates() -> Jinja2Templates:
 class CartSite:
     """The app's handlers and what they share: the Signal, the revenue and the templates."""
 
-    def __init__(self, store: EventStore, publish_to: str | None = None) -> None:
+    def __init__(
+        self, store: EventStore, otel: OpenTelemetry | None = None, publish_to: str | None = None
+    ) -> None:
         if not isinstance(store, SubscriptionStore):
             raise ConfigurationError(
                 f"the cart app counts revenue with a durable subscription, which "
                 f"{type(store).__name__} cannot keep: use SQLite or PostgreSQL"
             )
-        self.signal: CartSignal = Signal(cart_config, store=store)
+        self.signal: CartSignal = Signal(cart_config, store=store, instrumentation=otel)
+        self.revenue = (
+            revenue_subscription if otel is None else otel.subscription(revenue_subscription)
+        )
         self.payments = payments_publisher(publish_to) if publish_to else None
         self.templates = _templates()
         self.htmx = find_htmx()
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        async with self.signal, SubscriptionRunner(revenue_subscription, self.signal.store):
+        async with self.signal, SubscriptionRunner(self.revenue, self.signal.store):
             if self.payments is None:
                 yield
                 return
@@ -342,16 +350,18 @@ def create_app(
     *,
     store: EventStore | None = None,
     trusted_origins: Sequence[str] = (),
+    otel: OpenTelemetry | None = None,
     publish_to: str | None = None,
 ) -> Starlette:
     """The cart app on ``store``, or on the store named by ``url`` (see :func:`database_url`).
 
     The store is opened, and migrated if it was named by URL, when the app starts. Forms are
     accepted from the app's own pages only, or from ``trusted_origins`` too (see
-    :class:`~eventsignal.cart.security.SameOriginMiddleware`). ``publish_to`` (a sink URL, see
-    :mod:`eventsignal.cart.publishing`) publishes each payment as a CloudEvent.
+    :class:`~eventsignal.cart.security.SameOriginMiddleware`). With ``otel``, each request is
+    traced (the ``otel`` extra) into its command and the revenue projection. ``publish_to`` (a
+    sink URL, see :mod:`eventsignal.cart.publishing`) publishes each payment as a CloudEvent.
     """
-    site = CartSite(store if store is not None else open_store(database_url(url)), publish_to)
+    site = CartSite(store if store is not None else open_store(database_url(url)), otel, publish_to)
     cart = "/carts/{cart_id}"
     routes = [
         Route("/", site.home),
@@ -371,6 +381,12 @@ def create_app(
         Middleware(SecurityHeadersMiddleware),  # outermost: refusals get the headers too
         Middleware(SameOriginMiddleware, trusted_origins=trusted_origins),
     ]
+    if otel is not None:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        middleware.insert(
+            0, Middleware(OpenTelemetryMiddleware, tracer_provider=otel.tracer_provider)
+        )
     handlers = {HTTPException: site.error, StoreUnavailable: site.unavailable}
     return Starlette(
         routes=routes, middleware=middleware, lifespan=site.lifespan, exception_handlers=handlers

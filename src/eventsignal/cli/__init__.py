@@ -16,6 +16,7 @@ from eventsignal.cli.events import aggregates, history, migrate
 from eventsignal.cli.integrity import check, event, quarantine
 from eventsignal.cli.projections import rebuild, subscriptions
 from eventsignal.cli.publishing import publish
+from eventsignal.cli.schema import schema
 from eventsignal.cli.serve import cart
 
 
@@ -46,6 +47,7 @@ for command in (
     rebuild,
     publish,
     copy,
+    schema,
     cart,
 ):
     main.add_command(command)

@@ -15,6 +15,8 @@ from typing import Any
 
 from eventsignal.domain.errors import ConfigurationError
 
+__all__ = ["Upcaster", "index_upcasters", "revision_of", "split_stored_name", "stored_name"]
+
 Payload = dict[str, Any]
 Upcast = Callable[[Payload], Payload | list[tuple[str, int, Payload]]]
 
@@ -33,6 +35,7 @@ class Upcaster:
 
 
 def revision_of(cls: type[Any]) -> int:
+    """The class's ``__revision__`` (1 when absent), checked to be a positive int."""
     revision = getattr(cls, "__revision__", 1)
     if type(revision) is not int or revision < 1:
         raise ConfigurationError(
@@ -47,6 +50,7 @@ def stored_name(name: str, revision: int) -> str:
 
 
 def split_stored_name(stored: str) -> tuple[str, int]:
+    """The event name and revision a stored name carries (``"Name@2"`` -> ``("Name", 2)``)."""
     name, sep, revision = stored.rpartition("@")
     if sep and revision.isdigit():
         return name, int(revision)
@@ -54,6 +58,7 @@ def split_stored_name(stored: str) -> tuple[str, int]:
 
 
 def index_upcasters(upcasters: Iterable[Upcaster]) -> dict[tuple[str, int], Upcast]:
+    """Upcasters by ``(event, revision)``; two for the same revision are a configuration error."""
     table: dict[tuple[str, int], Upcast] = {}
     for upcaster in upcasters:
         key = (upcaster.event, upcaster.revision)

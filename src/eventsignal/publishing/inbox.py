@@ -118,6 +118,7 @@ class Inbox:
 
     @property
     def store(self) -> EventStore:
+        """The store of the inbox's Signal, where its records are kept."""
         return self.signal.store
 
     async def _state(self) -> Any:

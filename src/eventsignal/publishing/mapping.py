@@ -52,6 +52,7 @@ class CloudEventMapper:
         self._named: dict[tuple[str, str], tuple[str, str]] = {}
 
     def source_of(self, aggregate_name: str) -> str:
+        """The ``source`` of the events of ``aggregate_name``."""
         found = self._sources.get(aggregate_name)
         if found is None:
             source = self.source
@@ -67,6 +68,7 @@ class CloudEventMapper:
         return found
 
     def type_of(self, event: Event[Any]) -> str:
+        """The ``type`` of ``event`` when no transform names it."""
         if self._type_function:
             return self.types(event)  # type: ignore[misc,operator]
         return self._names(event.aggregate_name, event.name)[1]

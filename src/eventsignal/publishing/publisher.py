@@ -50,6 +50,7 @@ class Publish:
         await self.sink.publish(cloudevents)
 
     async def close(self) -> None:
+        """Close the sink, if this handler opened it."""
         if self._opened:
             self._opened = False
             await self.sink.close()

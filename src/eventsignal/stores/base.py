@@ -85,13 +85,16 @@ class StoreLifecycle:
     _users: int = 0
 
     async def open(self) -> None:
+        """Connect (the first call) or count one more user (the others)."""
         raise NotImplementedError
 
     async def close(self) -> None:
+        """Count one user less; the last one releases connections, files and threads."""
         raise NotImplementedError
 
     @property
     def is_open(self) -> bool:
+        """Whether anyone holds the store open."""
         return self._users > 0
 
     async def __aenter__(self) -> Self:
@@ -106,9 +109,13 @@ class StoreLifecycle:
 class SnapshotStore(Protocol):
     """Keeps the latest snapshot of each aggregate; an older one never replaces a newer one."""
 
-    async def save_snapshot(self, snapshot: Snapshot) -> None: ...
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Keep ``snapshot``, unless a snapshot of a later version is kept already."""
+        ...
 
-    async def load_snapshot(self, aggregate_name: str, aggregate_id: str) -> Snapshot | None: ...
+    async def load_snapshot(self, aggregate_name: str, aggregate_id: str) -> Snapshot | None:
+        """The latest snapshot of the aggregate, or ``None``."""
+        ...
 
 
 @runtime_checkable
@@ -134,9 +141,13 @@ class EventStore(Protocol):
       one closes it. Both are idempotent from a single user's point of view.
     """
 
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Connect (the first call) or count one more user (the others)."""
+        ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Count one user less; the last one releases connections, files and threads."""
+        ...
 
     async def create(
         self,
@@ -145,9 +156,17 @@ class EventStore(Protocol):
         events: Sequence[StoredEvent] = (),
         *,
         created_at: datetime | None = None,
-    ) -> Sequence[int]: ...
+    ) -> Sequence[int]:
+        """Record a new aggregate with its first ``events``, atomically; return their positions.
 
-    async def exists(self, aggregate_name: str, aggregate_id: str) -> bool: ...
+        A used id raises :class:`~eventsignal.AggregateExists` and stores nothing.
+        ``created_at`` backdates the creation record (a copy keeps the original moment).
+        """
+        ...
+
+    async def exists(self, aggregate_name: str, aggregate_id: str) -> bool:
+        """Whether the aggregate was created (with or without events)."""
+        ...
 
     async def append(
         self,
@@ -155,19 +174,34 @@ class EventStore(Protocol):
         aggregate_id: str,
         expected_version: int,
         events: Sequence[StoredEvent],
-    ) -> Sequence[int]: ...
+    ) -> Sequence[int]:
+        """Store one command's events, all or none, once they are durable; return their
+        positions.
+
+        Only if the aggregate exists (else :class:`~eventsignal.AggregateNotFound`) and is at
+        ``expected_version`` (else :class:`~eventsignal.ConcurrencyError`); the events carry the
+        versions that follow it.
+        """
+        ...
 
     async def read_aggregate(
         self, aggregate_name: str, aggregate_id: str, after_version: int = 0
-    ) -> Sequence[StoredEvent]: ...
+    ) -> Sequence[StoredEvent]:
+        """The aggregate's events after ``after_version``, in version order."""
+        ...
 
-    async def read_all(
-        self, after_position: int = 0, limit: int = 1000
-    ) -> Sequence[StoredEvent]: ...
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
+        """At most ``limit`` events of all aggregates after ``after_position``, in position
+        order; an event that becomes visible later never has a lower position."""
+        ...
 
-    async def head_position(self) -> int: ...
+    async def head_position(self) -> int:
+        """The position of the last event stored (0 when there is none)."""
+        ...
 
-    async def aggregates(self, aggregate_name: str | None = None) -> Sequence[AggregateInfo]: ...
+    async def aggregates(self, aggregate_name: str | None = None) -> Sequence[AggregateInfo]:
+        """The aggregates (of one type, or all), with their versions and creation times."""
+        ...
 
     async def wait_for_events(self, after_position: int) -> None:
         """Return once an event past ``after_position`` may be readable.

@@ -244,6 +244,8 @@ class JetStreamRunner(RunnerLifecycle):
     # Life cycle
 
     async def start(self) -> None:
+        """Open the store and its consumer, then handle messages in a task of its own; a second
+        call does nothing."""
         if self._task is not None:
             return
         await self.store.open()  # creates the stream if it is missing

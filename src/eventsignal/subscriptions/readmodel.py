@@ -44,6 +44,7 @@ class ReadModel(Generic[D]):
         return Document(stored.key, self._decode(stored.data), stored.position)
 
     async def document(self, tx: Transaction, key: str) -> Document[D] | None:
+        """The document under ``key`` with its position, as this transaction sees it."""
         if (self.name, key) in tx.staged:
             staged = tx.staged[(self.name, key)]
             return None if staged is None else self._document(staged)
@@ -51,6 +52,7 @@ class ReadModel(Generic[D]):
         return None if found is None else self._document(found)
 
     async def get(self, tx: Transaction, key: str) -> D | None:
+        """The value under ``key`` as this transaction sees it, or ``None``."""
         found = await self.document(tx, key)
         return None if found is None else found.value
 
@@ -59,9 +61,11 @@ class ReadModel(Generic[D]):
         tx.staged[(self.name, key)] = StoredDocument(key, self._encode(value), position)
 
     async def delete(self, tx: Transaction, key: str) -> None:
+        """Remove the document under ``key`` when the transaction commits."""
         tx.staged[(self.name, key)] = None
 
     async def documents(self, tx: Transaction) -> list[Document[D]]:
+        """Every document, by key, as this transaction sees it."""
         await tx.flush()
         return [self._document(d) for d in await tx.state.documents(self.name)]
 

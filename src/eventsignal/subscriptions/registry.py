@@ -35,4 +35,5 @@ def registered(name: str) -> Subscription:
 
 
 def registered_names() -> list[str]:
+    """The names of the registered subscriptions, sorted."""
     return sorted(_registered)

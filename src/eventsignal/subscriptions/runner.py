@@ -90,6 +90,8 @@ class SubscriptionRunner(RunnerLifecycle):
     # Life cycle
 
     async def start(self) -> None:
+        """Open the store, then catch up and follow in a task of its own; a second call does
+        nothing."""
         if self._task is not None:
             return
         await self._open()

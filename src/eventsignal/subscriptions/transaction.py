@@ -79,21 +79,25 @@ class Transaction:
             await self.state.delete_documents(deletes)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one SQL statement in the transaction (SQL stores only); return the rows changed."""
         raw = self.raw
         await self.flush()
         return await raw.execute(sql, params)
 
     async def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        """Run one SQL statement once per set of ``params`` in the transaction."""
         raw = self.raw
         await self.flush()
         await raw.executemany(sql, params)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a SQL query run in the transaction."""
         raw = self.raw
         await self.flush()
         return await raw.fetchall(sql, params)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        """The first row of a SQL query run in the transaction, or ``None``."""
         raw = self.raw
         await self.flush()
         return await raw.fetchone(sql, params)

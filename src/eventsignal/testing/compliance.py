@@ -63,12 +63,16 @@ class EventStoreCompliance:
     """The behaviour every event store must show. Subclass it and provide :meth:`make_store`."""
 
     async def make_store(self) -> EventStore:
+        """A fresh, empty, opened store for one check: implement it in the subclass."""
         raise NotImplementedError("return a fresh, empty, opened store")
 
     async def dispose_store(self, store: EventStore) -> None:
+        """Release a store after its check (closes it by default)."""
         await store.close()
 
     def run_check(self, check: Check) -> None:
+        """Run one check on a fresh store, in an event loop of its own."""
+
         async def scenario() -> None:
             store = await self.make_store()
             try:

@@ -52,14 +52,18 @@ class SubscriptionStoreCompliance:
     :meth:`make_store`."""
 
     async def make_store(self) -> SubscriptionStore:
+        """A fresh, empty, opened store for one check: implement it in the subclass."""
         raise NotImplementedError("return a fresh, empty, opened store")
 
     async def dispose_store(self, store: SubscriptionStore) -> None:
+        """Release a store after its check (closes it by default)."""
         # A store that keeps subscription state keeps events too, as a rule: close it as one.
         if isinstance(store, EventStore):
             await store.close()
 
     def run_check(self, check: Check) -> None:
+        """Run one check on a fresh store, in an event loop of its own."""
+
         async def scenario() -> None:
             store = await self.make_store()
             try:

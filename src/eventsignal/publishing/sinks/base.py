@@ -25,7 +25,9 @@ class Sink(Protocol):
         """Connect (and create what is missing, such as a stream); safe to call again."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Disconnect; ``publish`` opens again if called after."""
+        ...
 
     async def publish(self, events: Sequence[CloudEvent]) -> None:
         """Publish ``events`` in order; return once the broker confirmed them all."""
@@ -36,9 +38,11 @@ class SinkLifecycle:
     """``async with sink:`` for sinks that define ``open`` and ``close``."""
 
     async def open(self) -> None:
+        """Connect; a subclass defines it."""
         raise NotImplementedError
 
     async def close(self) -> None:
+        """Disconnect; a subclass defines it."""
         raise NotImplementedError
 
     async def __aenter__(self) -> Self:

@@ -152,6 +152,7 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
 
     @property
     def stats(self) -> StoreStats:
+        """A snapshot of the counters; compare two to see how appends shared transactions."""
         return StoreStats(self._appends, self._events, self._transactions)
 
     async def open(self) -> None:
@@ -300,6 +301,7 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         await self.migrate_component(EVENTS_COMPONENT, EVENTS_MIGRATIONS)
 
     async def migrate_component(self, component: str, migrations: Sequence[Sequence[str]]) -> None:
+        """Apply the ``migrations`` of one schema component not applied yet, in order."""
         async with self._any_connection("migrating") as conn:  # may take long: no deadline
             await migrate_component(conn, component, migrations, schema=self.schema)
 

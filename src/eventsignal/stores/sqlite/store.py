@@ -525,6 +525,7 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
         await self.migrate_component(EVENTS, EVENTS_MIGRATIONS)
 
     async def migrate_component(self, component: str, migrations: Sequence[Sequence[str]]) -> None:
+        """Apply the ``migrations`` of one schema component not applied yet, in order."""
         if self._writer is None:
             await asyncio.to_thread(self._migrate_detached, component, migrations)
             return
