@@ -5,8 +5,9 @@ means; ``None`` ignores it. The message's key is its CloudEvent ``source`` and `
 same message delivered again (a redelivery after a lost ack, or the sender publishing it twice)
 changes nothing. How that is made sure:
 
-* If the application's ``handle_command`` takes an ``idempotency_key``, the key is passed and
-  the store keeps it atomically with the command's events.
+* Where the Signal keeps idempotency keys (``run_command(..., idempotency_key=...)`` on a store
+  that records them), the key is passed and the store keeps it atomically with the command's
+  events: a repeat runs nothing, whatever the timing.
 * Otherwise the command's events carry the key in their metadata (``inbox_key``) and, before a
   command runs, the target aggregate's events are searched for it (the same check policies
   make). The keys of handled messages are also recorded as documents with the subscription
