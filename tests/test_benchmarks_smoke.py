@@ -152,3 +152,11 @@ def test_web_benchmark_prints_both_servers_or_says_wrk_is_missing() -> None:
         assert re.search(rf"{label}\s+[\d,]+\s+[\d.]+\s", out), out
     for name in ("cart server c=4", "cart app c=4"):
         assert re.search(rf"ratio {name} to uvicorn: \d+\.\d\dx", out), out
+
+
+@pytest.mark.postgres
+def test_command_options_benchmark_prints_the_cost_of_keys_and_own_writes() -> None:
+    out = run_script("bench_command_options.py", "--quick", "--clients", "4")
+    for backend in ("sqlite", "postgres"):
+        for option in ("keyed", "own writes"):
+            assert re.search(RATIO.format(f"{backend} {option} to plain c=4"), out), out

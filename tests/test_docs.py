@@ -43,6 +43,8 @@ CONTRACTS = [
     "eventsignal.stores.base.EventStore",
     "eventsignal.stores.base.SnapshotStore",
     "eventsignal.stores.base.StoreLifecycle",
+    "eventsignal.stores.idempotency.IdempotentStore",
+    "eventsignal.stores.sql.contract.SharedTransactions",
 ]
 
 

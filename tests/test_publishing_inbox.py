@@ -233,3 +233,20 @@ async def test_a_store_outage_is_waited_out_not_parked(postgres_dsn: str) -> Non
     finally:
         await proxy.stop()
         await channel.cleanup()
+
+
+async def test_the_same_message_at_the_same_instant_runs_once(tmp_path: Path) -> None:
+    """Two processes (two Signals, two store objects) handle one message at the same moment, as
+    when a broker redelivers it while the first consumer still works on it: the idempotency key
+    stored with the command's events lets one of them run it."""
+    async with (
+        SQLiteStore(tmp_path / "events.db", migrate=True) as first_store,
+        SQLiteStore(tmp_path / "events.db", migrate=True) as second_store,
+        Signal(config(), store=first_store) as first,
+        Signal(config(), store=second_store) as second,
+    ):
+        await first.create("acc-1", Deposit(1))
+        inboxes = [Inbox("bank", signal, decide) for signal in (first, second, first, second)]
+        ran = await asyncio.gather(*(inbox.handle(message("m-1", 5)) for inbox in inboxes))
+        assert sorted(ran) == [False, False, False, True]
+        assert (await second.aggregate("acc-1")).state.history == (1, 5)

@@ -32,7 +32,7 @@ from eventsignal.stores import MemoryStore, SQLiteStore
 _RENAMED = {"__aenter__": "__enter__", "__aexit__": "__exit__"}
 _ONLY_SYNC = {"Signal": {"run", "signal"}, "Aggregate": set()}
 # Instance attributes of the async Signal, properties of the facade.
-_READ_THROUGH = {"config", "name", "store", "serializer", "conflict_retries"}
+_READ_THROUGH = {"config", "name", "store", "serializer", "conflict_retries", "key_retention"}
 
 
 def _public(cls: type) -> dict[str, Any]:

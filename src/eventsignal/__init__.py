@@ -11,12 +11,13 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from eventsignal.application import Aggregate, Signal
+    from eventsignal.application import Aggregate, OwnWrites, Signal
     from eventsignal.domain import (
         AggregateConfig,
         AggregateExists,
         AggregateNotFound,
         BrokerUnavailable,
+        CommandKeyTaken,
         CommandRejected,
         ConcurrencyError,
         ConfigurationError,
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
         EventRefused,
         EventSerializationError,
         EventTooLarge,
+        IdempotencyKeyReused,
+        IdempotencyKeyTooLong,
         InvalidAggregateId,
         InvalidHandlerResult,
         NotStarted,
@@ -38,6 +41,8 @@ if TYPE_CHECKING:
         UnknownEventType,
         VersionOutOfRange,
     )
+    from eventsignal.idempotency import CommandResult
+    from eventsignal.stores.idempotency import KeyRetention
 
 
 __all__ = [
@@ -46,7 +51,9 @@ __all__ = [
     "AggregateExists",
     "AggregateNotFound",
     "BrokerUnavailable",
+    "CommandKeyTaken",
     "CommandRejected",
+    "CommandResult",
     "ConcurrencyError",
     "ConfigurationError",
     "Event",
@@ -54,9 +61,13 @@ __all__ = [
     "EventRefused",
     "EventSerializationError",
     "EventTooLarge",
+    "IdempotencyKeyReused",
+    "IdempotencyKeyTooLong",
     "InvalidAggregateId",
     "InvalidHandlerResult",
+    "KeyRetention",
     "NotStarted",
+    "OwnWrites",
     "Signal",
     "SignalError",
     "StateConflict",
@@ -72,7 +83,13 @@ __version__ = "0.1.0"
 
 # Where each public name lives. They are imported on first use, so that importing a submodule
 # (the pytest plugin, the command line) does not load the whole library.
-_HOMES = {"Aggregate": "eventsignal.application", "Signal": "eventsignal.application"}
+_HOMES = {
+    "Aggregate": "eventsignal.application",
+    "OwnWrites": "eventsignal.application",
+    "Signal": "eventsignal.application",
+    "CommandResult": "eventsignal.idempotency",
+    "KeyRetention": "eventsignal.stores.idempotency",
+}
 
 
 if not TYPE_CHECKING:  # for type checkers the names above are plain imports

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -22,23 +22,36 @@ import msgspec
 from eventsignal.bus import EventBus, Subscriber
 from eventsignal.domain.config import AggregateConfig
 from eventsignal.domain.errors import (
+    AggregateExists,
     AggregateNotFound,
+    CommandKeyTaken,
     CommandRejected,
     ConcurrencyError,
     ConfigurationError,
+    IdempotencyKeyReused,
     NotStarted,
     StoreInconsistent,
     VersionOutOfRange,
 )
 from eventsignal.domain.events import Event
 from eventsignal.domain.identity import validate_id
+from eventsignal.idempotency import CommandResult, command_digest
 from eventsignal.instrumentation import Append, Create, Instrumentation
 from eventsignal.pool import LiveAggregate, Pool, PoolStats
 from eventsignal.recording import Recorder
 from eventsignal.serialization import EventSerializer, Transcoder, envelope
 from eventsignal.snapshotting import Snapshotter, snapshot_store_for
 from eventsignal.stores.base import EventStore, SnapshotStore, StoredEvent
+from eventsignal.stores.idempotency import (
+    DEFAULT_RETENTION,
+    CommandKey,
+    IdempotentStore,
+    KeyRetention,
+    RecordedCommand,
+    check_key,
+)
 from eventsignal.stores.memory import MemoryStore
+from eventsignal.stores.sql.contract import SharedTransactions, SQLTransaction
 from eventsignal.stores.subscription_state import SubscriptionStore, wait_until_processed
 from eventsignal.telemetry import (
     AggregateCreated,
@@ -63,6 +76,9 @@ S = TypeVar("S")
 C = TypeVar("C")
 
 EvictionHook = Callable[[str, Any, int], object]
+OwnWrites = Callable[[SQLTransaction, Sequence[Event[Any]]], Awaitable[object]]
+"""The application's own writes for one command: called with the SQL transaction that will also
+store the command's events, and those events, before they are stored."""
 Hooks = tuple[TelemetryHook | None, TelemetryHook | None]  # for info reports, for debug reports
 _QUIET: Hooks = (None, None)
 _FOLD_SLICE = 2000  # events applied between yields to the event loop during a rebuild
@@ -85,13 +101,25 @@ class Aggregate(Generic[S]):
     The handle stays valid after the aggregate is evicted from the pool: the pool revives the
     same live copy when the aggregate is used again, so the handle always shows the current state
     in its :class:`Signal`, and a command sent through it brings the aggregate back.
+
+    ``repeated`` is true on the handle :meth:`Signal.create` returns for a repeated
+    idempotency key: the aggregate was created before, by the same command, and nothing ran.
     """
 
-    __slots__ = ("_live", "_signal")
+    __slots__ = ("_live", "_repeated", "_signal")
 
-    def __init__(self, signal: Signal[S, Any], live: LiveAggregate[S]) -> None:
+    def __init__(
+        self, signal: Signal[S, Any], live: LiveAggregate[S], *, repeated: bool = False
+    ) -> None:
         self._signal = signal
         self._live = live
+        self._repeated = repeated
+
+    @property
+    def repeated(self) -> bool:
+        """Whether :meth:`Signal.create` found this aggregate created before under the same
+        idempotency key (and so ran nothing)."""
+        return self._repeated
 
     @property
     def id(self) -> str:
@@ -115,6 +143,8 @@ class Aggregate(Generic[S]):
         metadata: Mapping[str, str] | None = None,
         wait_for: Sequence[str] = (),
         wait_timeout: float = 5.0,
+        idempotency_key: str | None = None,
+        own_writes: OwnWrites | None = None,
     ) -> S:
         """Run a command; return the new state once its events are stored.
 
@@ -126,7 +156,38 @@ class Aggregate(Generic[S]):
             signal._check_started()
             live = await signal._load(self._live.id)
         self._live = live
-        return await signal._execute(live, command, metadata, wait_for, wait_timeout)
+        if idempotency_key is None and own_writes is None:
+            return await signal._execute(live, command, metadata, wait_for, wait_timeout)
+        result = await signal._execute_special(
+            live, command, metadata, wait_for, wait_timeout, idempotency_key, own_writes
+        )
+        return result.state
+
+    async def run_command(
+        self,
+        command: object,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        wait_for: Sequence[str] = (),
+        wait_timeout: float = 5.0,
+        idempotency_key: str | None = None,
+        own_writes: OwnWrites | None = None,
+    ) -> CommandResult[S]:
+        """As :meth:`handle_command`, answering with a :class:`~eventsignal.CommandResult`
+        that says whether the idempotency key was a repeat."""
+        live = await self._current()
+        return await self._signal._execute_special(
+            live, command, metadata, wait_for, wait_timeout, idempotency_key, own_writes
+        )
+
+    async def _current(self) -> LiveAggregate[S]:
+        signal = self._signal
+        live = signal._pool.get(self._live.id)
+        if live is None:
+            signal._check_started()
+            live = await signal._load(self._live.id)
+        self._live = live
+        return live
 
     def __repr__(self) -> str:
         return f"<Aggregate {self._signal.name} {self.id!r} v{self.version}>"
@@ -153,6 +214,8 @@ class Signal(Generic[S, C]):
     ``on_evict(aggregate_id, state, version)`` is called when the pool evicts an aggregate.
     ``instrumentation`` (say :class:`eventsignal.otel.OpenTelemetry`) sees every command,
     append and rebuild; without it the command path does not look for one.
+    ``key_retention`` says how many idempotency keys each aggregate keeps, and for how long
+    (:class:`~eventsignal.KeyRetention`; by default its newest 100, each for at least a day).
     """
 
     def __init__(
@@ -167,6 +230,7 @@ class Signal(Generic[S, C]):
         conflict_retries: int = 10,
         snapshot_store: SnapshotStore | None = None,
         on_evict: EvictionHook | None = None,
+        key_retention: KeyRetention = DEFAULT_RETENTION,
         instrumentation: Instrumentation | None = None,
     ) -> None:
         if conflict_retries < 0:
@@ -178,8 +242,12 @@ class Signal(Generic[S, C]):
             config.name, config.event_types, transcoder, config.upcasters
         )
         self.conflict_retries = conflict_retries
+        self.key_retention = key_retention
+        # What the store offers beyond the contract, checked once: a runtime protocol check
+        # costs tens of microseconds.
+        self._keys = self.store if isinstance(self.store, IdempotentStore) else None
+        self._shares = self.store if isinstance(self.store, SharedTransactions) else None
         self._instrumentation = instrumentation
-        # Bound once: an instrumented Signal calls the wrapped ones, a plain one the store's own.
         # The store's own methods, and those the instrumentation wraps for traced commands.
         self._append: Append = self.store.append
         self._create_in_store: Create = self.store.create
@@ -317,12 +385,18 @@ class Signal(Generic[S, C]):
         command: C | None = None,
         *,
         metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        own_writes: OwnWrites | None = None,
     ) -> Aggregate[S]:
         """Record a new aggregate in the store, at version 0 with the initial state.
 
         With a ``command`` (a genesis command), the command runs against the initial state and
         its events are stored together with the creation, atomically: if the command is
         rejected or fails, nothing is stored and the id stays free.
+
+        ``idempotency_key`` and ``own_writes`` are those of :meth:`handle_command`: a repeated
+        key answers with a handle on the aggregate as it is now, whose ``repeated`` is true,
+        instead of :class:`~eventsignal.AggregateExists`.
         """
         self._check_started()
         validate_id(aggregate_id)
@@ -333,17 +407,27 @@ class Signal(Generic[S, C]):
                 aggregate_id,
                 command,
                 _own(metadata),
-                lambda traced: self._create(aggregate_id, command, traced, self._traced_create),
+                lambda traced: self._create(
+                    aggregate_id, command, traced, idempotency_key, own_writes, self._traced_create
+                ),
             )
-        return await self._create(aggregate_id, command, metadata, self._create_in_store)
+        return await self._create(
+            aggregate_id, command, metadata, idempotency_key, own_writes, self._create_in_store
+        )
 
     async def _create(
         self,
         aggregate_id: str,
         command: C | None,
         metadata: Mapping[str, str] | None,
+        idempotency_key: str | None,
+        own_writes: OwnWrites | None,
         create: Create,
     ) -> Aggregate[S]:
+        if idempotency_key is not None or own_writes is not None:
+            return await self._create_special(
+                aggregate_id, command, _own(metadata), idempotency_key, own_writes
+            )
         info, debug = self._hooks()
         if debug is not None:
             debug(CreatingAggregate(aggregate_name=self.name, aggregate_id=aggregate_id))
@@ -388,6 +472,8 @@ class Signal(Generic[S, C]):
         metadata: Mapping[str, str] | None = None,
         wait_for: Sequence[str] = (),
         wait_timeout: float = 5.0,
+        idempotency_key: str | None = None,
+        own_writes: OwnWrites | None = None,
     ) -> S:
         """Run a command on the aggregate with this id; return the new state once stored.
 
@@ -396,12 +482,49 @@ class Signal(Generic[S, C]):
         the command's events (read-your-writes), or raises
         :class:`~eventsignal.subscriptions.SubscriptionTimeout` after ``wait_timeout`` seconds;
         the events are stored either way.
+
+        With an ``idempotency_key`` the command runs once for this aggregate: the key is stored
+        with its events, atomically, and a repeat with the same key (from this process or
+        another, after eviction or restart) runs nothing and returns the current state; use
+        :meth:`run_command` to tell a repeat apart. A key is at most 200 characters. A command
+        that decides no events stores nothing, its key neither.
+
+        ``own_writes(tx, events)`` (SQLite and PostgreSQL stores) writes the application's own
+        rows in the database transaction that stores the command's events: both commit, or
+        neither. It runs before the events are stored, once per attempt (again after a version
+        conflict), and an error it raises fails this command only.
         """
         live = self._pool.get(aggregate_id)
         if live is None:
             self._check_started()
             live = await self._load(aggregate_id)
-        return await self._execute(live, command, metadata, wait_for, wait_timeout)
+        if idempotency_key is None and own_writes is None:
+            return await self._execute(live, command, metadata, wait_for, wait_timeout)
+        result = await self._execute_special(
+            live, command, metadata, wait_for, wait_timeout, idempotency_key, own_writes
+        )
+        return result.state
+
+    async def run_command(
+        self,
+        aggregate_id: str,
+        command: C,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        wait_for: Sequence[str] = (),
+        wait_timeout: float = 5.0,
+        idempotency_key: str | None = None,
+        own_writes: OwnWrites | None = None,
+    ) -> CommandResult[S]:
+        """As :meth:`handle_command`, answering with a :class:`~eventsignal.CommandResult`:
+        the state and version reached, and whether the idempotency key was a ``repeated`` one."""
+        live = self._pool.get(aggregate_id)
+        if live is None:
+            self._check_started()
+            live = await self._load(aggregate_id)
+        return await self._execute_special(
+            live, command, metadata, wait_for, wait_timeout, idempotency_key, own_writes
+        )
 
     # Internals
 
@@ -626,6 +749,277 @@ class Signal(Generic[S, C]):
             # Waited for outside the turn, so other commands to this aggregate are not held up.
             await self._wait_for(wait_for, positions[-1], wait_timeout)
         return state
+
+    def _execute_special(
+        self,
+        live: LiveAggregate[S],
+        command: object,
+        metadata: Mapping[str, str] | None,
+        wait_for: Sequence[str],
+        wait_timeout: float,
+        key: str | None,
+        own_writes: OwnWrites | None,
+    ) -> Awaitable[CommandResult[S]]:
+        """:meth:`_run_special`, traced when an active instrumentation is configured."""
+        instrumentation = self._instrumentation
+        if instrumentation is not None and instrumentation.active:
+            return instrumentation.command(
+                self.name,
+                live.id,
+                command,
+                _own(metadata),
+                lambda traced: self._run_special(
+                    live, command, traced, wait_for, wait_timeout, key, own_writes
+                ),
+            )
+        return self._run_special(live, command, metadata, wait_for, wait_timeout, key, own_writes)
+
+    async def _run_special(
+        self,
+        live: LiveAggregate[S],
+        command: object,
+        metadata: Mapping[str, str] | None,
+        wait_for: Sequence[str],
+        wait_timeout: float,
+        key: str | None,
+        own_writes: OwnWrites | None,
+    ) -> CommandResult[S]:
+        """:meth:`_run` for a command with an idempotency key, own writes, or both.
+
+        Apart, so that commands without either take the plain path and pay nothing for them.
+        The key is looked up in the store within the aggregate's turn, before the handler runs,
+        and again after every conflict: another writer may have stored the same command since.
+        """
+        info = self._hooks()[0]
+        if info is not None:
+            info(
+                ProcessingCommand(
+                    aggregate_name=self.name, aggregate_id=live.id, command=type(command).__name__
+                )
+            )
+        metadata = _own(metadata)
+        digest = self._check_options(live.id, command, key, own_writes)
+        decide = self._recorder.decide
+        attempt = 0
+        positions: Sequence[int] = ()
+        repeated = False
+        turn = live.enter()
+        if turn is not None:
+            await live.wait(turn)
+        try:
+            while True:
+                if key is not None:
+                    found = await self._idempotent().find_command(
+                        self.name, live.id, key, self.key_retention
+                    )
+                    if found is not None:
+                        await self._repeated(live, found, digest, command)
+                        repeated = True
+                        if wait_for:  # the first attempt's events, for the subscriptions
+                            positions = await self._positions_of(live.id, found.version)
+                        break
+                version = live.version
+                state, envelopes, records = await decide(
+                    command, live.state, live.id, version, metadata
+                )
+                if not records:
+                    return CommandResult(aggregate_id=live.id, state=state, version=version)
+                try:
+                    positions = await self._store_special(
+                        live.id, version, records, envelopes, key, digest, own_writes
+                    )
+                except ConcurrencyError as conflict:
+                    attempt += 1
+                    await self._conflicted(conflict, live, command, version, attempt)
+                    continue
+                except CommandKeyTaken:
+                    # Stored meanwhile by another writer: the next round finds it.
+                    attempt += 1
+                    if attempt > self.conflict_retries:
+                        raise
+                    self._report(
+                        CommandConflicted(
+                            aggregate_name=self.name,
+                            aggregate_id=live.id,
+                            command=type(command).__name__,
+                            expected_version=version,
+                            attempt=attempt,
+                        )
+                    )
+                    continue
+                live.state = state
+                live.version = version + len(records)
+                info, debug = self._hooks()
+                if self._informs or info is not None or debug is not None:
+                    self._after_commit(live, command, version, envelopes, positions, info, debug)
+                break
+            # Taken in the turn: commands queued behind this one may move the aggregate on.
+            result = CommandResult(
+                aggregate_id=live.id, state=live.state, version=live.version, repeated=repeated
+            )
+        except Exception as exc:
+            self._command_failed(exc, live.id, command)
+            raise
+        finally:
+            live.leave()
+            if self._pool.overflowing:
+                self._pool.trim()
+        if wait_for and positions:
+            await self._wait_for(wait_for, positions[-1], wait_timeout)
+        return result
+
+    async def _positions_of(self, aggregate_id: str, version: int) -> Sequence[int]:
+        """The position of the aggregate's event at ``version``, if it has one."""
+        if version == 0:
+            return ()
+        stored = await self.store.read_aggregate(self.name, aggregate_id, version - 1)
+        return [stored[0].position] if stored else ()
+
+    def _check_options(
+        self, aggregate_id: str, command: object, key: str | None, own_writes: OwnWrites | None
+    ) -> str:
+        """Refuse a key no store could keep, or a store that cannot do what is asked; return
+        the command's digest when there is a key."""
+        if own_writes is not None and self._shares is None:
+            raise ConfigurationError(
+                f"own_writes needs a SQL store (SQLite or PostgreSQL), whose transaction the "
+                f"application's rows can share; {type(self.store).__name__} has none"
+            )
+        if key is None:
+            return ""
+        check_key(self.name, aggregate_id, key)
+        self._idempotent()
+        return command_digest(command)
+
+    def _idempotent(self) -> IdempotentStore:
+        store = self._keys
+        if store is None:
+            raise ConfigurationError(
+                f"{type(self.store).__name__} keeps no idempotency keys: it lacks append_keyed, "
+                "create_keyed and find_command (see eventsignal.stores.idempotency)"
+            )
+        return store
+
+    async def _store_special(
+        self,
+        aggregate_id: str,
+        version: int,
+        records: Sequence[StoredEvent],
+        envelopes: Sequence[Event[Any]],
+        key: str | None,
+        digest: str,
+        own_writes: OwnWrites | None,
+        *,
+        create: bool = False,
+    ) -> Sequence[int]:
+        """Store a command's events with its key, in the application's transaction if it has
+        writes of its own."""
+        command_key = None
+        if key is not None:
+            command_key = CommandKey(key=key, digest=digest, recorded_at=datetime.now(UTC))
+        retention = self.key_retention
+        if own_writes is not None:
+            shared = self._shares
+            assert shared is not None  # checked by _check_options
+            async with shared.transaction() as tx:
+                await own_writes(tx, envelopes)
+                if create:
+                    return await shared.create_in(
+                        tx, self.name, aggregate_id, records, key=command_key, retention=retention
+                    )
+                return await shared.append_in(
+                    tx,
+                    self.name,
+                    aggregate_id,
+                    version,
+                    records,
+                    key=command_key,
+                    retention=retention,
+                )
+        assert command_key is not None
+        store = self._idempotent()
+        if create:
+            return await store.create_keyed(
+                self.name, aggregate_id, records, command_key, retention
+            )
+        return await store.append_keyed(
+            self.name, aggregate_id, version, records, command_key, retention
+        )
+
+    async def _repeated(
+        self, live: LiveAggregate[S], found: RecordedCommand, digest: str, command: object
+    ) -> None:
+        """Check that a repeated key came with the same command; bring the live aggregate up to
+        date, so the caller gets the state as it is now."""
+        if found.digest and digest and found.digest != digest:
+            raise IdempotencyKeyReused(self.name, live.id, found.key, type(command).__name__)
+        await self._catch_up(live)
+
+    async def _create_special(
+        self,
+        aggregate_id: str,
+        command: C | None,
+        metadata: Mapping[str, str],
+        key: str | None,
+        own_writes: OwnWrites | None,
+    ) -> Aggregate[S]:
+        """:meth:`create` with an idempotency key, own writes, or both."""
+        digest = self._check_options(aggregate_id, command, key, own_writes)
+        if key is not None:
+            repeat = await self._created_before(aggregate_id, key, digest, command)
+            if repeat is not None:
+                return repeat
+        state = self.config.initial_state
+        envelopes: Sequence[Event[Any]] = ()
+        records: Sequence[StoredEvent] = ()
+        try:
+            if command is not None:
+                state, envelopes, records = await self._recorder.decide(
+                    command, state, aggregate_id, 0, metadata
+                )
+            positions = await self._store_special(
+                aggregate_id, 0, records, envelopes, key, digest, own_writes, create=True
+            )
+        except Exception as exc:
+            if key is not None and isinstance(exc, AggregateExists | CommandKeyTaken):
+                # Another writer may have created it meanwhile, with the same command.
+                repeat = await self._created_before(aggregate_id, key, digest, command)
+                if repeat is not None:
+                    return repeat
+            self._name_rejection(exc, aggregate_id)
+            self._report(
+                CannotCreateAggregate(
+                    aggregate_name=self.name, aggregate_id=aggregate_id, reason=str(exc)
+                )
+            )
+            raise
+        live = LiveAggregate(aggregate_id, state, len(records))
+        self._pool.put(live)
+        info, debug = self._hooks()
+        if envelopes and (self._informs or info is not None or debug is not None):
+            self._after_commit(live, command, 0, envelopes, positions, info, debug)
+        return Aggregate(self, live)
+
+    async def _created_before(
+        self, aggregate_id: str, key: str, digest: str, command: object
+    ) -> Aggregate[S] | None:
+        """A handle on the aggregate if it was created under ``key``, else ``None``."""
+        found = await self._idempotent().find_command(
+            self.name, aggregate_id, key, self.key_retention
+        )
+        if found is None:
+            return None
+        live = self._pool.get(aggregate_id)
+        if live is None:
+            live = await self._load(aggregate_id)
+        turn = live.enter()  # catching up changes the live copy: only in its turn
+        if turn is not None:
+            await live.wait(turn)
+        try:
+            await self._repeated(live, found, digest, command)
+        finally:
+            live.leave()
+        return Aggregate(self, live, repeated=True)
 
     async def _conflicted(
         self,

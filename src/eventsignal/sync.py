@@ -29,15 +29,17 @@ from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 from eventsignal import application
-from eventsignal.application import EvictionHook, PastState
+from eventsignal.application import EvictionHook, OwnWrites, PastState
 from eventsignal.bus import Subscriber
 from eventsignal.domain.config import AggregateConfig
 from eventsignal.domain.errors import ConfigurationError, NotStarted
 from eventsignal.domain.events import Event
+from eventsignal.idempotency import CommandResult
 from eventsignal.instrumentation import Instrumentation
 from eventsignal.pool import PoolStats
 from eventsignal.serialization import EventSerializer, Transcoder
 from eventsignal.stores.base import EventStore, SnapshotStore
+from eventsignal.stores.idempotency import DEFAULT_RETENTION, KeyRetention
 from eventsignal.telemetry import TelemetryHook, log_telemetry
 
 S = TypeVar("S")
@@ -150,6 +152,12 @@ class Aggregate(Generic[S]):
         """How many events the current state is built from."""
         return self._aggregate.version
 
+    @property
+    def repeated(self) -> bool:
+        """Whether :meth:`Signal.create` found this aggregate created before under the same
+        idempotency key."""
+        return self._aggregate.repeated
+
     def handle_command(
         self,
         command: object,
@@ -157,6 +165,8 @@ class Aggregate(Generic[S]):
         metadata: Mapping[str, str] | None = None,
         wait_for: Sequence[str] = (),
         wait_timeout: float = 5.0,
+        idempotency_key: str | None = None,
+        own_writes: OwnWrites | None = None,
     ) -> S:
         """Run a command; return the new state once its events are stored.
 
@@ -164,7 +174,34 @@ class Aggregate(Generic[S]):
         """
         return self._signal._call(
             self._aggregate.handle_command(
-                command, metadata=metadata, wait_for=wait_for, wait_timeout=wait_timeout
+                command,
+                metadata=metadata,
+                wait_for=wait_for,
+                wait_timeout=wait_timeout,
+                idempotency_key=idempotency_key,
+                own_writes=own_writes,
+            )
+        )
+
+    def run_command(
+        self,
+        command: object,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        wait_for: Sequence[str] = (),
+        wait_timeout: float = 5.0,
+        idempotency_key: str | None = None,
+        own_writes: OwnWrites | None = None,
+    ) -> CommandResult[S]:
+        """As :meth:`handle_command`, answering with a :class:`~eventsignal.CommandResult`."""
+        return self._signal._call(
+            self._aggregate.run_command(
+                command,
+                metadata=metadata,
+                wait_for=wait_for,
+                wait_timeout=wait_timeout,
+                idempotency_key=idempotency_key,
+                own_writes=own_writes,
             )
         )
 
@@ -192,6 +229,7 @@ class Signal(Generic[S, C]):
         conflict_retries: int = 10,
         snapshot_store: SnapshotStore | None = None,
         on_evict: EvictionHook | None = None,
+        key_retention: KeyRetention = DEFAULT_RETENTION,
         instrumentation: Instrumentation | None = None,
     ) -> None:
         self.signal: application.Signal[S, C] = application.Signal(
@@ -204,6 +242,7 @@ class Signal(Generic[S, C]):
             conflict_retries=conflict_retries,
             snapshot_store=snapshot_store,
             on_evict=on_evict,
+            key_retention=key_retention,
             instrumentation=instrumentation,
         )
         self._loop: _LoopThread | None = None
@@ -235,6 +274,11 @@ class Signal(Generic[S, C]):
     def conflict_retries(self) -> int:
         """How often a command runs again after another writer got there first."""
         return self.signal.conflict_retries
+
+    @property
+    def key_retention(self) -> KeyRetention:
+        """How many idempotency keys each aggregate keeps, and for how long."""
+        return self.signal.key_retention
 
     # Life cycle
 
@@ -321,10 +365,20 @@ class Signal(Generic[S, C]):
         command: C | None = None,
         *,
         metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        own_writes: OwnWrites | None = None,
     ) -> Aggregate[S]:
         """Record a new aggregate, with the events of an optional genesis ``command``; see
         :meth:`eventsignal.Signal.create`."""
-        created = self._call(self.signal.create(aggregate_id, command, metadata=metadata))
+        created = self._call(
+            self.signal.create(
+                aggregate_id,
+                command,
+                metadata=metadata,
+                idempotency_key=idempotency_key,
+                own_writes=own_writes,
+            )
+        )
         return Aggregate(self, created)
 
     def aggregate(self, aggregate_id: str) -> Aggregate[S]:
@@ -339,6 +393,8 @@ class Signal(Generic[S, C]):
         metadata: Mapping[str, str] | None = None,
         wait_for: Sequence[str] = (),
         wait_timeout: float = 5.0,
+        idempotency_key: str | None = None,
+        own_writes: OwnWrites | None = None,
     ) -> S:
         """Run a command on the aggregate with this id; return the new state once stored.
 
@@ -351,6 +407,33 @@ class Signal(Generic[S, C]):
                 metadata=metadata,
                 wait_for=wait_for,
                 wait_timeout=wait_timeout,
+                idempotency_key=idempotency_key,
+                own_writes=own_writes,
+            )
+        )
+
+    def run_command(
+        self,
+        aggregate_id: str,
+        command: C,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        wait_for: Sequence[str] = (),
+        wait_timeout: float = 5.0,
+        idempotency_key: str | None = None,
+        own_writes: OwnWrites | None = None,
+    ) -> CommandResult[S]:
+        """As :meth:`handle_command`, answering with a :class:`~eventsignal.CommandResult`:
+        the state and version reached, and whether the idempotency key was a repeat."""
+        return self._call(
+            self.signal.run_command(
+                aggregate_id,
+                command,
+                metadata=metadata,
+                wait_for=wait_for,
+                wait_timeout=wait_timeout,
+                idempotency_key=idempotency_key,
+                own_writes=own_writes,
             )
         )
 

@@ -269,3 +269,47 @@ class EventRefused(SignalError):
 
     Unlike :class:`BrokerUnavailable` it is the event's own: retried, then parked.
     """
+
+
+class IdempotencyKeyTooLong(SignalError, ValueError):
+    """An idempotency key longer than stores keep (``limit`` characters); nothing ran."""
+
+    def __init__(self, aggregate_name: str, aggregate_id: str, key: str, limit: int) -> None:
+        super().__init__(
+            f"{aggregate_name} {aggregate_id!r}: idempotency key {key[:40]!r}"
+            f"{'...' if len(key) > 40 else ''} has {len(key)} characters, at most {limit} allowed"
+        )
+        self.aggregate_name = aggregate_name
+        self.aggregate_id = aggregate_id
+        self.key = key
+        self.limit = limit
+
+
+class IdempotencyKeyReused(SignalError):
+    """An idempotency key already recorded for this aggregate came with a different command.
+
+    The first command's effect stands and nothing ran: a client bug (one key for two
+    requests) that a retry would not fix.
+    """
+
+    def __init__(self, aggregate_name: str, aggregate_id: str, key: str, command: str) -> None:
+        super().__init__(
+            f"{aggregate_name} {aggregate_id!r}: idempotency key {key!r} was recorded with "
+            f"another command than this {command}"
+        )
+        self.aggregate_name = aggregate_name
+        self.aggregate_id = aggregate_id
+        self.key = key
+        self.command = command
+
+
+class CommandKeyTaken(SignalError):
+    """A store refused to record an idempotency key it holds already for the aggregate: another
+    writer recorded the same command first. Nothing of this append was stored; :class:`Signal`
+    answers the caller as for any repeat."""
+
+    def __init__(self, aggregate_name: str, aggregate_id: str, key: str) -> None:
+        super().__init__(f"{aggregate_name} {aggregate_id!r}: idempotency key {key!r} is taken")
+        self.aggregate_name = aggregate_name
+        self.aggregate_id = aggregate_id
+        self.key = key

@@ -5,18 +5,20 @@ means; ``None`` ignores it. The message's key is its CloudEvent ``source`` and `
 same message delivered again (a redelivery after a lost ack, or the sender publishing it twice)
 changes nothing. How that is made sure:
 
-* Where the Signal keeps idempotency keys (``run_command(..., idempotency_key=...)`` on a store
-  that records them), the key is passed and the store keeps it atomically with the command's
-  events: a repeat runs nothing, whatever the timing.
-* Otherwise the command's events carry the key in their metadata (``inbox_key``) and, before a
-  command runs, the target aggregate's events are searched for it (the same check policies
-  make). The keys of handled messages are also recorded as documents with the subscription
-  state (read model ``inbox.<name>``), so a repeat is found without the search.
+* The key is the command's idempotency key (``Signal.run_command(..., idempotency_key=...)``):
+  the store keeps it atomically with the command's events, so a repeat runs nothing, whatever
+  the timing, even two consumers handling the same message at the same instant. Every store of
+  this library keeps keys.
+* On a store that keeps none, before the command runs, the target aggregate's events are
+  searched for the key, which they carry in their metadata (``inbox_key``), as policies do.
 
-In the second case the check and the command are two steps: a message handled by two consumers
-at the very same moment could run twice. Brokers hand a message to one consumer at a time, so
-that takes an ack deadline passing while the first consumer still works on it. A command that
-produces no events leaves no key, and runs again when repeated.
+Either way the keys of handled messages are also recorded as documents with the subscription
+state (read model ``inbox.<name>``), so most repeats are known without asking the store.
+
+On a store without keys the check and the command are two steps: a message handled by two
+consumers at the very same moment could run twice (brokers hand a message to one consumer at a
+time, so that takes an ack deadline passing while the first consumer still works on it). On any
+store, a command that produces no events leaves no key, and runs again when repeated.
 
 A message that cannot be read, that ``decide`` fails on, or whose command is rejected, is
 *poison*: it is parked (read model ``inbox-parked.<name>``, listed by :func:`inbox_parked`) with

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import cast
 from uuid import uuid4
 
 import msgspec
@@ -24,10 +25,18 @@ import msgspec
 from eventsignal.domain.errors import (
     AggregateExists,
     AggregateNotFound,
+    CommandKeyTaken,
     ConcurrencyError,
     EventSerializationError,
+    IdempotencyKeyTooLong,
+    SignalError,
 )
 from eventsignal.stores.base import EventStore, StoredEvent, StoreLifecycle, StoreStats
+from eventsignal.stores.idempotency import (
+    CommandKey,
+    IdempotentStore,
+    KeyRetention,
+)
 from eventsignal.testing.expect import raises
 
 
@@ -346,6 +355,133 @@ class EventStoreCompliance:
             assert await store.read_all(0) == []
 
         self.run_check(check)
+
+    # Idempotency keys (eventsignal.stores.idempotency)
+
+    def test_a_key_is_recorded_with_its_events(self) -> None:
+        async def check(store: EventStore) -> None:
+            keyed = _idempotent(store)
+            await store.create("thing", "a")
+            await store.append("thing", "a", 0, make_events("a", 0, 1))
+            assert await keyed.find_command("thing", "a", "k-1") is None
+            key = _key("k-1", "d1")
+            positions = await keyed.append_keyed("thing", "a", 1, make_events("a", 1, 2), key)
+            assert [e.position for e in await store.read_aggregate("thing", "a", 1)] == list(
+                positions
+            )
+            found = await keyed.find_command("thing", "a", "k-1")
+            assert found is not None
+            assert (found.key, found.digest, found.version) == ("k-1", "d1", 3)
+            assert found.recorded_at == key.recorded_at
+            # Keys are per aggregate: the same key elsewhere is another command.
+            assert await keyed.find_command("thing", "b", "k-1") is None
+            assert await keyed.find_command("other", "a", "k-1") is None
+
+        self.run_check(check)
+
+    def test_a_used_key_stores_nothing(self) -> None:
+        async def check(store: EventStore) -> None:
+            keyed = _idempotent(store)
+            await store.create("thing", "a")
+            await keyed.append_keyed("thing", "a", 0, make_events("a", 0, 1), _key("k"))
+            with raises(CommandKeyTaken) as taken:
+                await keyed.append_keyed("thing", "a", 1, make_events("a", 1, 1), _key("k"))
+            assert (taken.value.aggregate_id, taken.value.key) == ("a", "k")
+            assert [e.version for e in await store.read_aggregate("thing", "a")] == [1]
+            found = await keyed.find_command("thing", "a", "k")
+            assert found is not None
+            assert found.version == 1
+
+        self.run_check(check)
+
+    def test_a_refused_append_records_no_key(self) -> None:
+        async def check(store: EventStore) -> None:
+            keyed = _idempotent(store)
+            await store.create("thing", "a")
+            await store.append("thing", "a", 0, make_events("a", 0, 1))
+            with raises(ConcurrencyError):
+                await keyed.append_keyed("thing", "a", 0, make_events("a", 0, 2), _key("k"))
+            with raises(AggregateNotFound):
+                await keyed.append_keyed("thing", "b", 0, make_events("b", 0, 1), _key("k"))
+            assert await keyed.find_command("thing", "a", "k") is None
+            assert await keyed.find_command("thing", "b", "k") is None
+            # The key is still free for the command's retry.
+            await keyed.append_keyed("thing", "a", 1, make_events("a", 1, 1), _key("k"))
+            assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2]
+
+        self.run_check(check)
+
+    def test_a_keyed_creation(self) -> None:
+        async def check(store: EventStore) -> None:
+            keyed = _idempotent(store)
+            await keyed.create_keyed("thing", "a", make_events("a", 0, 2), _key("new-a"))
+            await keyed.create_keyed("thing", "empty", [], _key("new-empty"))
+            found = await keyed.find_command("thing", "a", "new-a")
+            assert found is not None
+            assert found.version == 2
+            empty = await keyed.find_command("thing", "empty", "new-empty")
+            assert empty is not None
+            assert empty.version == 0
+            with raises(SignalError) as refused:
+                await keyed.create_keyed("thing", "a", make_events("a", 0, 1), _key("new-a"))
+            assert isinstance(refused.value, AggregateExists | CommandKeyTaken), refused.value
+            assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2]
+
+        self.run_check(check)
+
+    def test_keys_any_text_up_to_the_limit(self) -> None:
+        async def check(store: EventStore) -> None:
+            keyed = _idempotent(store)
+            await store.create("thing", "a")
+            odd = " ключ: ✓ 'quoted' \\ / . * > "
+            longest = "k" * 200
+            await keyed.append_keyed("thing", "a", 0, make_events("a", 0, 1), _key(odd))
+            await keyed.append_keyed("thing", "a", 1, make_events("a", 1, 1), _key(longest))
+            assert (await keyed.find_command("thing", "a", odd)) is not None
+            assert (await keyed.find_command("thing", "a", longest)) is not None
+            assert await keyed.find_command("thing", "a", odd.strip()) is None
+            with raises(IdempotencyKeyTooLong) as too_long:
+                await keyed.append_keyed(
+                    "thing", "a", 2, make_events("a", 2, 1), _key(longest + "k")
+                )
+            assert (too_long.value.aggregate_id, too_long.value.limit) == ("a", 200)
+            assert len(await store.read_aggregate("thing", "a")) == 2
+
+        self.run_check(check)
+
+    def test_keys_kept_as_retention_says(self) -> None:
+        async def check(store: EventStore) -> None:
+            keyed = _idempotent(store)
+            keep_two = KeyRetention(keep=2, max_age=None)
+            await store.create("thing", "a")
+            for version, name in enumerate(["k1", "k2", "k3"]):
+                events = make_events("a", version, 1)
+                await keyed.append_keyed("thing", "a", version, events, _key(name), keep_two)
+            kept = [
+                name
+                for name in ("k1", "k2", "k3")
+                if await keyed.find_command("thing", "a", name, keep_two) is not None
+            ]
+            assert kept == ["k2", "k3"]
+            # By age: a key recorded two days ago is gone once a newer one is recorded.
+            a_day = KeyRetention(keep=100, max_age=timedelta(days=1))
+            await store.create("thing", "b")
+            old = _key("old", at=datetime.now(UTC) - timedelta(days=2))
+            await keyed.append_keyed("thing", "b", 0, make_events("b", 0, 1), old, a_day)
+            await keyed.append_keyed("thing", "b", 1, make_events("b", 1, 1), _key("new"), a_day)
+            assert await keyed.find_command("thing", "b", "new", a_day) is not None
+            assert await keyed.find_command("thing", "b", "old", a_day) is None
+
+        self.run_check(check)
+
+
+def _idempotent(store: EventStore) -> IdempotentStore:
+    assert isinstance(store, IdempotentStore), f"{type(store).__name__} keeps no idempotency keys"
+    return cast(IdempotentStore, store)
+
+
+def _key(key: str, digest: str = "", *, at: datetime | None = None) -> CommandKey:
+    return CommandKey(key=key, digest=digest, recorded_at=at or datetime.now(UTC))
 
 
 def _renamed(event: StoredEvent, aggregate_id: str) -> StoredEvent:

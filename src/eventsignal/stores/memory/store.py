@@ -12,7 +12,12 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from eventsignal.domain.errors import AggregateExists, AggregateNotFound, ConcurrencyError
+from eventsignal.domain.errors import (
+    AggregateExists,
+    AggregateNotFound,
+    CommandKeyTaken,
+    ConcurrencyError,
+)
 from eventsignal.domain.identity import validate_id, validate_name
 from eventsignal.stores.base import (
     AggregateInfo,
@@ -21,6 +26,14 @@ from eventsignal.stores.base import (
     StoreLifecycle,
     StoreStats,
     check_versions,
+)
+from eventsignal.stores.idempotency import (
+    DEFAULT_RETENTION,
+    CommandKey,
+    KeyRetention,
+    RecordedCommand,
+    check_key,
+    to_drop,
 )
 from eventsignal.stores.memory.subscriptions import MemorySubscriptions
 
@@ -44,6 +57,8 @@ class MemoryStore(StoreLifecycle, MemorySubscriptions):
         self._log: list[StoredEvent] = []
         self._followers: list[asyncio.Future[None]] = []
         self._snapshots: dict[_Key, Snapshot] = {}
+        # Idempotency keys per aggregate, oldest first (made on the first keyed command).
+        self._keys: dict[_Key, dict[str, RecordedCommand]] = {}
 
     async def open(self) -> None:
         self._users += 1
@@ -151,6 +166,68 @@ class MemoryStore(StoreLifecycle, MemorySubscriptions):
             for (name, aggregate_id), created in self._created.items()
             if aggregate_name is None or name == aggregate_name
         ]
+
+    # Idempotent commands (see eventsignal.stores.idempotency)
+
+    async def append_keyed(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+        key: CommandKey,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        recorded = self._check_free(aggregate_name, aggregate_id, key)
+        positions = await self.append(aggregate_name, aggregate_id, expected_version, events)
+        self._record(recorded, key, expected_version + len(events), retention)
+        return positions
+
+    async def create_keyed(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent],
+        key: CommandKey,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        recorded = self._check_free(aggregate_name, aggregate_id, key)
+        positions = await self.create(aggregate_name, aggregate_id, events)
+        self._record(recorded, key, len(events), retention)
+        return positions
+
+    async def find_command(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        key: str,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> RecordedCommand | None:
+        # Retention is applied when keys are recorded: what is found here is kept.
+        return self._keys.get((aggregate_name, aggregate_id), {}).get(key)
+
+    def _check_free(
+        self, aggregate_name: str, aggregate_id: str, key: CommandKey
+    ) -> dict[str, RecordedCommand]:
+        check_key(aggregate_name, aggregate_id, key.key)
+        recorded = self._keys.setdefault((aggregate_name, aggregate_id), {})
+        if key.key in recorded:
+            raise CommandKeyTaken(aggregate_name, aggregate_id, key.key)
+        return recorded
+
+    @staticmethod
+    def _record(
+        recorded: dict[str, RecordedCommand],
+        key: CommandKey,
+        version: int,
+        retention: KeyRetention,
+    ) -> None:
+        recorded[key.key] = RecordedCommand(
+            key=key.key, digest=key.digest, version=version, recorded_at=key.recorded_at
+        )
+        oldest_first = list(recorded.values())
+        for dropped in oldest_first[: to_drop(oldest_first, retention, key.recorded_at)]:
+            del recorded[dropped.key]
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         key = (snapshot.aggregate_name, snapshot.aggregate_id)

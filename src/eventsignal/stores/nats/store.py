@@ -31,6 +31,7 @@ import msgspec
 from eventsignal.domain.errors import (
     AggregateExists,
     AggregateNotFound,
+    CommandKeyTaken,
     ConcurrencyError,
     ConfigurationError,
     EventTooLarge,
@@ -47,6 +48,13 @@ from eventsignal.stores.base import (
     check_versions,
 )
 from eventsignal.stores.credentials import redact, scrub
+from eventsignal.stores.idempotency import (
+    DEFAULT_RETENTION,
+    CommandKey,
+    KeyRetention,
+    RecordedCommand,
+    check_key,
+)
 from eventsignal.stores.nats.durability import (
     DURABILITIES,
     QUORUM,
@@ -55,6 +63,7 @@ from eventsignal.stores.nats.durability import (
     fsyncs_every_write,
     logger,
 )
+from eventsignal.stores.nats.keys import key_headers, recorded_key
 from eventsignal.stores.nats.snapshots import SnapshotBucket
 from eventsignal.stores.nats.subscriptions import NatsSubscriptions
 from eventsignal.stores.nats.wire import (
@@ -366,6 +375,16 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
 
         It expects the subject to be empty, so of racing creators exactly one wins.
         """
+        return await self._create(aggregate_name, aggregate_id, events, created_at, None)
+
+    async def _create(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent],
+        created_at: datetime | None,
+        extra: dict[str, str] | None,
+    ) -> Sequence[int]:
         subject = subject_of(self.stream, validate_name(aggregate_name), validate_id(aggregate_id))
         _check_batch(aggregate_name, aggregate_id, 0, events)
         created = (created_at or datetime.now(UTC)).isoformat()
@@ -375,6 +394,8 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
             COUNT: str(len(events)),
             CREATED: created,
         }
+        if extra:
+            headers.update(extra)
         ack = await self._write(aggregate_name, aggregate_id, events, headers)
         if ack.error is not None:
             if ack.error.err_code in CONFLICTS:
@@ -398,9 +419,23 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         expected_version: int,
         events: Sequence[StoredEvent],
     ) -> Sequence[int]:
+        return await self._append(aggregate_name, aggregate_id, expected_version, events)
+
+    async def _append(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+        extra: dict[str, str] | None = None,
+        tip: Tip | None = None,
+    ) -> Sequence[int]:
+        """Publish one command's events after the aggregate's newest message (``tip`` when the
+        caller read it, with ``extra`` headers)."""
         _check_batch(aggregate_name, aggregate_id, expected_version, events)
         key = (aggregate_name, aggregate_id)
-        tip = self._tips.get(key)
+        if tip is None:
+            tip = self._tips.get(key)
         if tip is None or tip.version != expected_version:
             newest = await self._last_message(aggregate_name, aggregate_id)
             if newest is None:
@@ -411,9 +446,10 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         if not events:
             return []
         subject = subject_of(self.stream, aggregate_name, aggregate_id)
-        ack = await self._write(
-            aggregate_name, aggregate_id, events, tip.headers_after(len(events))
-        )
+        headers = tip.headers_after(len(events))
+        if extra:
+            headers.update(extra)
+        ack = await self._write(aggregate_name, aggregate_id, events, headers)
         if ack.error is not None:
             # The remembered tip stays: stale, it still tells a catch-up where to start reading.
             if ack.error.err_code in CONFLICTS:
@@ -423,6 +459,82 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         self._counted(events)
         self._seen(ack.seq)
         return positions_of(ack.seq, len(events))
+
+    # Idempotent commands (see eventsignal.stores.idempotency and .keys)
+
+    async def append_keyed(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+        key: CommandKey,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        """Publish the events with the key in their message's headers, expecting the newest
+        message a lookup of the key has just walked from: the key is free as of that message,
+        and anything stored after it makes the publish a conflict."""
+        check_key(aggregate_name, aggregate_id, key.key)
+        found, tip = await self._find(aggregate_name, aggregate_id, key.key, retention)
+        if found is not None:
+            raise CommandKeyTaken(aggregate_name, aggregate_id, key.key)
+        if tip is None:
+            raise AggregateNotFound(aggregate_name, aggregate_id)
+        if tip.version != expected_version:
+            raise ConcurrencyError(aggregate_name, aggregate_id, expected_version, tip.version)
+        return await self._append(
+            aggregate_name, aggregate_id, expected_version, events, key_headers(key), tip
+        )
+
+    async def create_keyed(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent],
+        key: CommandKey,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        check_key(aggregate_name, aggregate_id, key.key)
+        return await self._create(aggregate_name, aggregate_id, events, None, key_headers(key))
+
+    async def find_command(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        key: str,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> RecordedCommand | None:
+        return (await self._find(aggregate_name, aggregate_id, key, retention))[0]
+
+    async def _find(
+        self, aggregate_name: str, aggregate_id: str, key: str, retention: KeyRetention
+    ) -> tuple[RecordedCommand | None, Tip | None]:
+        """The command recorded under ``key``, walking the aggregate's messages newest first
+        within ``retention``; and the newest message's tip (``None``: no such aggregate)."""
+        newest = await self._last_message(aggregate_name, aggregate_id)
+        if newest is None:
+            return None, None
+        tip, message = newest
+        cutoff = retention.cutoff(datetime.now(UTC))
+        keyed = 0
+        while True:
+            _, _, headers, _ = message
+            recorded = recorded_key(headers, int(headers[VERSION]))
+            if recorded is not None:
+                if cutoff is not None and recorded.recorded_at < cutoff:
+                    return None, tip
+                if recorded.key == key:
+                    return recorded, tip
+                keyed += 1
+                if keyed >= retention.keep:
+                    return None, tip
+            previous = int(headers.get(EXPECTED_LAST_SUBJECT_SEQUENCE, "0"))
+            if previous == 0:
+                return None, tip
+            older = await self._get({"seq": previous})
+            if older is None:
+                raise StoreUnavailable(f"{message[0]}: message {previous} is missing")
+            message = older
 
     # Reading
 

@@ -286,3 +286,57 @@ async def schema_version(conn: AsyncConnection[TupleRow], component: str) -> int
     )
     row = await cursor.fetchone()
     return 0 if row is None else int(row[0])
+
+
+# The idempotency component (eventsignal.stores.sql.idempotency) adds to its shared table a
+# function of PostgreSQL's own: a group-commit batch with keys is still one call, one round trip.
+# It calls eventsignal_append, then records the keys of the requests accepted and drops those
+# retention no longer keeps. Statements in a function see the ones before them, so the prune
+# counts the keys just recorded.
+KEYED_APPEND_FUNCTION = """
+    CREATE OR REPLACE FUNCTION eventsignal_append_keyed(
+        lock_key BIGINT,
+        channel TEXT,
+        req_names TEXT[],
+        req_ids TEXT[],
+        req_expected INTEGER[],
+        req_counts INTEGER[],
+        req_creates BOOLEAN[],
+        ev_requests INTEGER[],
+        ev_ids UUID[],
+        ev_versions INTEGER[],
+        ev_names TEXT[],
+        ev_timestamps TIMESTAMPTZ[],
+        ev_data BYTEA[],
+        ev_metadata TEXT[],
+        key_requests INTEGER[],
+        key_keys TEXT[],
+        key_digests TEXT[],
+        key_times TIMESTAMPTZ[],
+        key_cutoffs TIMESTAMPTZ[],
+        key_keeps INTEGER[],
+        OUT outcomes INTEGER[],
+        OUT positions BIGINT[]
+    ) LANGUAGE plpgsql AS $$
+    BEGIN
+        SELECT a.outcomes, a.positions INTO outcomes, positions
+          FROM eventsignal_append(lock_key, channel, req_names, req_ids, req_expected,
+                                  req_counts, req_creates, ev_requests, ev_ids, ev_versions,
+                                  ev_names, ev_timestamps, ev_data, ev_metadata) AS a;
+        INSERT INTO eventsignal_command_keys
+               (aggregate_name, aggregate_id, key, digest, version, recorded_at)
+        SELECT req_names[k.req], req_ids[k.req], k.key, k.digest,
+               req_expected[k.req] + req_counts[k.req], k.at
+          FROM unnest(key_requests, key_keys, key_digests, key_times) AS k(req, key, digest, at)
+         WHERE outcomes[k.req] = -1;
+        DELETE FROM eventsignal_command_keys AS t
+         USING unnest(key_requests, key_cutoffs, key_keeps) AS k(req, cutoff, keep)
+         WHERE outcomes[k.req] = -1
+           AND t.aggregate_name = req_names[k.req] AND t.aggregate_id = req_ids[k.req]
+           AND (t.recorded_at < k.cutoff OR t.version <= (
+                SELECT x.version FROM eventsignal_command_keys AS x
+                 WHERE x.aggregate_name = req_names[k.req] AND x.aggregate_id = req_ids[k.req]
+                 ORDER BY x.version DESC OFFSET k.keep LIMIT 1));
+    END
+    $$
+"""

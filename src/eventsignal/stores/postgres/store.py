@@ -24,7 +24,7 @@ import select
 import struct
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -43,6 +43,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from eventsignal.domain.errors import (
     AggregateExists,
     AggregateNotFound,
+    CommandKeyTaken,
     ConcurrencyError,
     ConfigurationError,
     StoreInconsistent,
@@ -51,18 +52,27 @@ from eventsignal.domain.errors import (
     StoreUnavailable,
 )
 from eventsignal.stores.base import AggregateInfo, StoredEvent, StoreLifecycle, StoreStats
+from eventsignal.stores.idempotency import (
+    DEFAULT_RETENTION,
+    CommandKey,
+    KeyRetention,
+    RecordedCommand,
+)
 from eventsignal.stores.postgres.arrays import batch_arrays, register_dumpers
 from eventsignal.stores.postgres.deadline import Deadline
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
 from eventsignal.stores.postgres.schema import (
     EVENTS_COMPONENT,
     EVENTS_MIGRATIONS,
+    KEYED_APPEND_FUNCTION,
     migrate_component,
     schema_version,
 )
 from eventsignal.stores.rows import read_metadata
-from eventsignal.stores.sql import Dialect
+from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component
+from eventsignal.stores.sql import idempotency as keys
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, GroupCommit
+from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 
 _Connection = AsyncConnection[TupleRow]
@@ -91,6 +101,21 @@ _BACKDATE = (
     " WHERE aggregate_name = %s AND aggregate_id = %s"
 )
 _VERSION_CONSTRAINT = "eventsignal_events_aggregate_name_aggregate_id_version_key"
+_KEY_CONSTRAINT = f"{keys.TABLE}_pkey"
+_KEY_MIGRATIONS = [[*keys.MIGRATIONS["postgres"][0], KEYED_APPEND_FUNCTION]]
+_APPEND_KEYED = (
+    "SELECT outcomes, positions FROM eventsignal_append_keyed(%b, %b, %b::text[], %b::text[],"
+    " %b::int4[], %b::int4[], %b::bool[], %b::int4[], %b::uuid[], %b::int4[], %b::text[],"
+    " %b::timestamptz[], %b::bytea[], %b::text[], %s::int4[], %s::text[], %s::text[],"
+    " %s::timestamptz[], %s::timestamptz[], %s::int4[])"
+)
+# The keys asked for by a group of lookups, as (name, id, key) arrays.
+_FIND_KEYS = (
+    f"SELECT k.aggregate_name, k.aggregate_id, k.key, k.digest, k.version, k.recorded_at"
+    f" FROM {keys.TABLE} AS k JOIN unnest(%s::text[], %s::text[], %s::text[]) AS w(n, i, key)"
+    " ON k.aggregate_name = w.n AND k.aggregate_id = w.i AND k.key = w.key"
+)
+_NO_CUTOFF = datetime(1, 1, 1, tzinfo=UTC)  # before every key: no age limit
 
 _encode_metadata = msgspec.json.Encoder().encode
 
@@ -139,6 +164,9 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         self._max_size = max_size
         self._poll_interval = poll_interval
         self._group = GroupCommit(self._commit_batch, max_batch=max_batch)
+        self._lookups: GroupLookup[tuple[str, str, str], RecordedCommand | None] = GroupLookup(
+            self._find_commands, max_batch=max_batch
+        )
         self._pool: AsyncConnectionPool[_Connection] | None = None
         self._watch: HeadWatch | None = None
         self._users = 0
@@ -414,12 +442,10 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
             # a row written around this store) must not fail the others: retry them one by one.
             if len(requests) > 1:
                 return [await self._commit_alone(request) for request in requests]
-            request = requests[0]
-            if exc.diag.constraint_name == _VERSION_CONSTRAINT:
-                raise ConcurrencyError(
-                    request.aggregate_name, request.aggregate_id, request.expected_version
-                ) from exc
-            raise
+            refusal = _refusal(requests[0], exc)
+            if refusal is exc:
+                raise
+            raise refusal from exc
 
     async def _commit_alone(self, request: AppendRequest) -> AppendOutcome:
         # Any failure is this request's own outcome: the ones retried before it may already be
@@ -435,16 +461,19 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
             arrays = batch_arrays(requests, _encode_metadata)
         except struct.error as exc:  # what the server would refuse too: fails only its request
             raise psycopg.DataError(f"a version out of range for INTEGER: {exc}") from exc
-        params = (self._lock_key, self._channel, *arrays)
+        params: tuple[Any, ...] = (self._lock_key, self._channel, *arrays)
+        append = _APPEND
+        if any(request.key for request in requests):
+            append, params = _APPEND_KEYED, (*params, *_key_arrays(requests))
         # The call commits on its own: once it is sent, a lost answer is a lost outcome.
         unsure = "the events may or may not be stored, re-read the aggregate"
         async with self._connection("appending events", unsure=unsure) as conn:
             if any(request.created_at for request in requests):
                 async with conn.transaction():
-                    row = await (await conn.execute(_APPEND, params, prepare=True)).fetchone()
+                    row = await (await conn.execute(append, params, prepare=True)).fetchone()
                     await self._backdate(conn, requests, row)
             else:
-                row = await (await conn.execute(_APPEND, params, prepare=True)).fetchone()
+                row = await (await conn.execute(append, params, prepare=True)).fetchone()
         if row is None:
             raise StoreInconsistent("eventsignal_append returned no row")
         codes: list[int] = row[0]
@@ -453,21 +482,14 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         outcomes: list[AppendOutcome] = []
         offset = 0
         for request, code in zip(requests, codes, strict=True):
-            name, aggregate_id = request.aggregate_name, request.aggregate_id
             if code == _ACCEPTED:
                 count = len(request.events)
                 outcomes.append(positions[offset : offset + count])
                 offset += count
                 self._appends += 1
                 self._events += count
-            elif code == _EXISTS:
-                outcomes.append(AggregateExists(name, aggregate_id))
-            elif code == _NOT_FOUND:
-                outcomes.append(AggregateNotFound(name, aggregate_id))
             else:
-                outcomes.append(
-                    ConcurrencyError(name, aggregate_id, request.expected_version, code)
-                )
+                outcomes.append(_refused(request, code))
         if positions and self._watch is not None:
             self._watch.advance(positions[-1])
         return outcomes
@@ -486,6 +508,142 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         if backdated:
             async with conn.cursor() as cursor:
                 await cursor.executemany(_BACKDATE, backdated)
+
+    # Idempotent commands (see eventsignal.stores.idempotency): a keyed request joins the group
+    # commit like any other; its batch then runs in an explicit transaction that also records
+    # the keys of the requests accepted.
+
+    async def append_keyed(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+        key: CommandKey,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        request = AppendRequest.checked(aggregate_name, aggregate_id, expected_version, events)
+        return await self._append_keyed(request.keyed(key, retention))
+
+    async def create_keyed(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent],
+        key: CommandKey,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        request = AppendRequest.creation(aggregate_name, aggregate_id, events)
+        return await self._append_keyed(request.keyed(key, retention))
+
+    async def _append_keyed(self, request: AppendRequest) -> Sequence[int]:
+        if self._pool is None:
+            raise _not_open()
+        await ensure_component(self, keys.COMPONENT, _KEY_MIGRATIONS)
+        return await self._group.append(request)
+
+    async def find_command(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        key: str,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> RecordedCommand | None:
+        # Retention is applied when keys are recorded: what is found here is kept.
+        await ensure_component(self, keys.COMPONENT, _KEY_MIGRATIONS)
+        if self._pool is None:
+            raise _not_open()
+        # Through group lookup: concurrent keyed commands share one query.
+        return await self._lookups.ask((aggregate_name, aggregate_id, key))
+
+    async def _find_commands(
+        self, wanted: list[tuple[str, str, str]]
+    ) -> list[RecordedCommand | None]:
+        columns = [list(column) for column in zip(*wanted, strict=True)]
+        async with self._connection("reading idempotency keys") as conn:
+            rows = await (await conn.execute(_FIND_KEYS, columns, prepare=True)).fetchall()
+        found = {
+            (name, aggregate_id, key): RecordedCommand(
+                key=key, digest=digest, version=int(version), recorded_at=moment
+            )
+            for name, aggregate_id, key, digest, version, moment in rows
+        }
+        return [found.get(question) for question in wanted]
+
+    # Appends in the caller's transaction (SharedTransactions)
+
+    async def append_in(
+        self,
+        tx: SQLTransaction,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+        *,
+        key: CommandKey | None = None,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        request = AppendRequest.checked(aggregate_name, aggregate_id, expected_version, events)
+        return await self._append_in(tx, request.keyed(key, retention))
+
+    async def create_in(
+        self,
+        tx: SQLTransaction,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent],
+        *,
+        key: CommandKey | None = None,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        request = AppendRequest.creation(aggregate_name, aggregate_id, events)
+        return await self._append_in(tx, request.keyed(key, retention))
+
+    async def _append_in(self, tx: SQLTransaction, request: AppendRequest) -> Sequence[int]:
+        """The group commit's call for one request, on the caller's transaction: its advisory
+        lock is then held until that transaction ends, which keeps positions visible in order."""
+        if not isinstance(tx, PostgresTransaction):
+            raise ConfigurationError(f"append_in needs a transaction of {self!r}.transaction()")
+        try:
+            arrays = batch_arrays([request], _encode_metadata)
+        except struct.error as exc:
+            raise ConfigurationError(f"a version out of range for INTEGER: {exc}") from exc
+        conn = tx._conn
+        async with tx._bounded("appending events"):
+            try:
+                migrate = request.key is not None and keys.COMPONENT not in self._migrated
+                if migrate:  # in a savepoint of the caller's transaction
+                    await migrate_component(
+                        conn, keys.COMPONENT, _KEY_MIGRATIONS, schema=self.schema
+                    )
+                    self._migrated.add(keys.COMPONENT)
+                params: tuple[Any, ...] = (self._lock_key, self._channel, *arrays)
+                append = _APPEND
+                if request.key is not None:
+                    append, params = _APPEND_KEYED, (*params, *_key_arrays([request]))
+                row = await (await conn.execute(append, params, prepare=True)).fetchone()
+                if row is None:
+                    raise StoreInconsistent("eventsignal_append returned no row")
+                if row[0][0] != _ACCEPTED:
+                    raise _refused(request, row[0][0])
+            except (psycopg.IntegrityError, psycopg.DataError) as exc:
+                refusal = _refusal(request, exc)
+                if refusal is exc:
+                    raise
+                raise refusal from exc
+        self._appends += 1
+        self._events += len(request.events)
+        positions: list[int] = row[1]
+        return positions
+
+    @property
+    def _migrated(self) -> set[str]:
+        """The components this store object knows to be migrated (see ``ensure_component``)."""
+        done: set[str] | None = getattr(self, "_components_migrated", None)
+        if done is None:
+            done = set()
+            self._components_migrated = done
+        return done
 
     # Reading
 
@@ -701,6 +859,44 @@ def _event(
         position=position,
         defect=defect,
     )
+
+
+def _refused(request: AppendRequest, code: int) -> Exception:
+    """The error of a request ``eventsignal_append`` did not accept, from its outcome code."""
+    name, aggregate_id = request.aggregate_name, request.aggregate_id
+    if code == _EXISTS:
+        return AggregateExists(name, aggregate_id)
+    if code == _NOT_FOUND:
+        return AggregateNotFound(name, aggregate_id)
+    return ConcurrencyError(name, aggregate_id, request.expected_version, code)
+
+
+def _refusal(request: AppendRequest, exc: psycopg.Error) -> Exception:
+    """A constraint the database enforced, as the error of the one request that broke it."""
+    constraint = exc.diag.constraint_name
+    if constraint == _VERSION_CONSTRAINT:
+        return ConcurrencyError(
+            request.aggregate_name, request.aggregate_id, request.expected_version
+        )
+    if constraint == _KEY_CONSTRAINT and request.key is not None:
+        return CommandKeyTaken(request.aggregate_name, request.aggregate_id, request.key.key)
+    return exc
+
+
+def _key_arrays(requests: Sequence[AppendRequest]) -> tuple[list[Any], ...]:
+    """The keyed requests of a batch as ``eventsignal_append_keyed``'s six key arrays."""
+    numbers, names, digests, moments, cutoffs, keeps = [], [], [], [], [], []
+    for number, request in enumerate(requests, start=1):
+        key, retention = request.key, request.retention
+        if key is None or retention is None:
+            continue
+        numbers.append(number)
+        names.append(key.key)
+        digests.append(key.digest)
+        moments.append(key.recorded_at)
+        cutoffs.append(retention.cutoff(key.recorded_at) or _NO_CUTOFF)
+        keeps.append(retention.keep)
+    return numbers, names, digests, moments, cutoffs, keeps
 
 
 async def _check_connection(conn: _Connection) -> None:

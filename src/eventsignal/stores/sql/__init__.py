@@ -4,6 +4,7 @@ snapshots and the migrate-once helper."""
 from eventsignal.stores.sql.contract import (
     Dialect,
     Migratable,
+    SharedTransactions,
     SQLStore,
     SQLTransaction,
     ensure_component,
@@ -15,6 +16,7 @@ __all__ = [
     "Migratable",
     "SQLStore",
     "SQLTransaction",
+    "SharedTransactions",
     "ensure_component",
     "for_dialect",
 ]

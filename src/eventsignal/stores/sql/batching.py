@@ -17,6 +17,7 @@ import msgspec
 from eventsignal.domain.errors import ConfigurationError
 from eventsignal.domain.identity import validate_id, validate_name
 from eventsignal.stores.base import StoredEvent, check_versions
+from eventsignal.stores.idempotency import CommandKey, KeyRetention, check_key
 
 
 class AppendRequest(msgspec.Struct, frozen=True):
@@ -25,6 +26,8 @@ class AppendRequest(msgspec.Struct, frozen=True):
     With ``create`` the request records a new aggregate (expected version 0) and its first
     events, if any, in one step: it fails with :class:`~eventsignal.AggregateExists` if the id
     is taken, and then stores nothing. ``created_at`` backdates that record (else: now).
+    With ``key`` the request records that idempotency key with its events, and drops the
+    aggregate's keys that ``retention`` no longer keeps.
     """
 
     aggregate_name: str
@@ -33,6 +36,15 @@ class AppendRequest(msgspec.Struct, frozen=True):
     events: Sequence[StoredEvent]
     create: bool = False
     created_at: datetime | None = None
+    key: CommandKey | None = None
+    retention: KeyRetention | None = None
+
+    def keyed(self, key: CommandKey | None, retention: KeyRetention) -> AppendRequest:
+        """This request, recording ``key`` (checked) with its events."""
+        if key is None:
+            return self
+        check_key(self.aggregate_name, self.aggregate_id, key.key)
+        return msgspec.structs.replace(self, key=key, retention=retention)
 
     @classmethod
     def creation(

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from eventsignal.stores.base import EventStore
+from eventsignal.stores.base import EventStore, StoredEvent
+from eventsignal.stores.idempotency import DEFAULT_RETENTION, CommandKey, KeyRetention
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -53,6 +54,47 @@ class SQLStore(EventStore, Protocol):
     async def migrate_component(self, component: str, migrations: Sequence[Sequence[str]]) -> None:
         """Bring ``component`` up to ``len(migrations)``; ``migrations[i]`` holds the statements
         that take it from version ``i`` to ``i + 1``. Idempotent and safe to run concurrently."""
+        ...
+
+
+@runtime_checkable
+class SharedTransactions(Protocol):
+    """Appends inside a transaction the caller holds, so the application's own rows and a
+    command's events commit together, or not at all.
+
+    ``append_in`` and ``create_in`` behave as ``append_keyed``/``create_keyed`` (or ``append``/
+    ``create`` without a ``key``) but run in ``tx``, a transaction of :meth:`transaction`, not in
+    the group commit: the events are durable once that transaction commits. Their failures (a
+    version conflict, a used id or key) are raised; the caller's block then rolls everything back.
+    """
+
+    def transaction(self) -> AbstractAsyncContextManager[SQLTransaction]: ...
+
+    async def append_in(
+        self,
+        tx: SQLTransaction,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+        *,
+        key: CommandKey | None = None,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        """Append a command's events (and its key) in the caller's transaction ``tx``."""
+        ...
+
+    async def create_in(
+        self,
+        tx: SQLTransaction,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent],
+        *,
+        key: CommandKey | None = None,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        """Record a new aggregate (and its key) in the caller's transaction ``tx``."""
         ...
 
 

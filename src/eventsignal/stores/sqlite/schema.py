@@ -74,27 +74,36 @@ def apply_migrations(
     """
     connection.execute("BEGIN IMMEDIATE")
     try:
-        connection.execute(_CREATE_SCHEMA_TABLE)
-        current = schema_version(connection, component)
-        if current > len(migrations):
-            raise StoreNotMigrated(
-                f"the database holds schema version {current} of {component!r}, newer than the "
-                f"{len(migrations)} this code knows: upgrade eventsignal",
-                component=component,
-                found=current,
-                expected=len(migrations),
-            )
-        for statements in migrations[current:]:
-            for statement in statements:
-                connection.execute(statement)
-        if current < len(migrations):
-            connection.execute(
-                "INSERT INTO eventsignal_schema (component, version) VALUES (?, ?) "
-                "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-                (component, len(migrations)),
-            )
+        current = migrate_in_transaction(connection, component, migrations)
         connection.execute("COMMIT")
     except BaseException:
         connection.execute("ROLLBACK")
         raise
+    return current
+
+
+def migrate_in_transaction(
+    connection: sqlite3.Connection, component: str, migrations: Sequence[Sequence[str]]
+) -> int:
+    """:func:`apply_migrations` inside the write transaction ``connection`` holds already (which
+    serializes it with every other writer); return the old version."""
+    connection.execute(_CREATE_SCHEMA_TABLE)
+    current = schema_version(connection, component)
+    if current > len(migrations):
+        raise StoreNotMigrated(
+            f"the database holds schema version {current} of {component!r}, newer than the "
+            f"{len(migrations)} this code knows: upgrade eventsignal",
+            component=component,
+            found=current,
+            expected=len(migrations),
+        )
+    for statements in migrations[current:]:
+        for statement in statements:
+            connection.execute(statement)
+    if current < len(migrations):
+        connection.execute(
+            "INSERT INTO eventsignal_schema (component, version) VALUES (?, ?) "
+            "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+            (component, len(migrations)),
+        )
     return current

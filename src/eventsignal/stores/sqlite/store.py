@@ -55,6 +55,7 @@ import msgspec
 from eventsignal.domain.errors import (
     AggregateExists,
     AggregateNotFound,
+    CommandKeyTaken,
     ConcurrencyError,
     ConfigurationError,
     StoreNotMigrated,
@@ -63,20 +64,29 @@ from eventsignal.domain.errors import (
     TransactionEnded,
 )
 from eventsignal.stores.base import AggregateInfo, StoredEvent, StoreLifecycle, StoreStats
+from eventsignal.stores.idempotency import (
+    DEFAULT_RETENTION,
+    CommandKey,
+    KeyRetention,
+    RecordedCommand,
+)
 from eventsignal.stores.rows import (
     UNREADABLE_ID,
     UNREADABLE_TIME,
     decode_metadata,
     read_metadata,
 )
-from eventsignal.stores.sql import Dialect, SQLTransaction
+from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component
+from eventsignal.stores.sql import idempotency as keys
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, settle
+from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 from eventsignal.stores.sqlite.followers import followers_of
 from eventsignal.stores.sqlite.schema import (
     EVENTS,
     EVENTS_MIGRATIONS,
     apply_migrations,
+    migrate_in_transaction,
     schema_version,
 )
 
@@ -123,6 +133,7 @@ _AGGREGATES_NAMED = f"{_AGGREGATES} WHERE aggregate_name = ? ORDER BY created_at
 _REQUEST_ERRORS = (
     AggregateExists,
     AggregateNotFound,
+    CommandKeyTaken,
     ConcurrencyError,
     TypeError,
     ValueError,
@@ -191,6 +202,10 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
         self._transactions = 0
         self._appends = 0
         self._events = 0
+        self._components_migrated: set[str] = set()
+        self._lookups: GroupLookup[tuple[str, str, str], RecordedCommand | None] = GroupLookup(
+            self._find_commands, max_batch=max_batch
+        )
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -397,6 +412,102 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
         if writer is None:
             raise self._not_open()
         return await writer.append(request)
+
+    # Idempotent commands (see eventsignal.stores.idempotency): the key joins the append's
+    # request, so it commits in the same transaction, group commit included.
+
+    async def append_keyed(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+        key: CommandKey,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        request = AppendRequest.checked(aggregate_name, aggregate_id, expected_version, events)
+        return await self._append_keyed(request.keyed(key, retention))
+
+    async def create_keyed(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent],
+        key: CommandKey,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        request = AppendRequest.creation(aggregate_name, aggregate_id, events)
+        return await self._append_keyed(request.keyed(key, retention))
+
+    async def _append_keyed(self, request: AppendRequest) -> Sequence[int]:
+        self._check_open()
+        await ensure_component(self, keys.COMPONENT, keys.MIGRATIONS["sqlite"])
+        writer = self._writer
+        if writer is None:
+            raise self._not_open()
+        return await writer.append(request)
+
+    async def find_command(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        key: str,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> RecordedCommand | None:
+        # Retention is applied when keys are recorded: what is found here is kept.
+        self._check_open()
+        await ensure_component(self, keys.COMPONENT, keys.MIGRATIONS["sqlite"])
+        # Through group lookup: concurrent keyed commands share one trip to a reader thread.
+        return await self._lookups.ask((aggregate_name, aggregate_id, key))
+
+    async def _find_commands(
+        self, wanted: list[tuple[str, str, str]]
+    ) -> list[RecordedCommand | None]:
+        return await self._read(partial(_find_keys, wanted))
+
+    # Appends in the caller's transaction (SharedTransactions)
+
+    async def append_in(
+        self,
+        tx: SQLTransaction,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+        *,
+        key: CommandKey | None = None,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        request = AppendRequest.checked(aggregate_name, aggregate_id, expected_version, events)
+        return await self._append_in(tx, request.keyed(key, retention))
+
+    async def create_in(
+        self,
+        tx: SQLTransaction,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent],
+        *,
+        key: CommandKey | None = None,
+        retention: KeyRetention = DEFAULT_RETENTION,
+    ) -> Sequence[int]:
+        request = AppendRequest.creation(aggregate_name, aggregate_id, events)
+        return await self._append_in(tx, request.keyed(key, retention))
+
+    async def _append_in(self, tx: SQLTransaction, request: AppendRequest) -> Sequence[int]:
+        if not isinstance(tx, _Transaction) or isinstance(tx, _ReadTransaction):
+            raise ConfigurationError(f"append_in needs a transaction of {self!r}.transaction()")
+        migrate = request.key is not None and keys.COMPONENT not in self._migrated()
+        positions = await tx._run(partial(_append_in_transaction, request, migrate))
+        if migrate:
+            self._migrated().add(keys.COMPONENT)
+        self._appends += 1
+        self._events += len(positions)
+        return positions
+
+    def _migrated(self) -> set[str]:
+        """The components this store object knows to be migrated (see ``ensure_component``)."""
+        return self._components_migrated
 
     def _commit_appends(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
         """Commit a batch of appends; runs on the writer thread, which forms the batches."""
@@ -916,6 +1027,8 @@ def _append_one(connection: sqlite3.Connection, request: AppendRequest) -> range
         except sqlite3.IntegrityError:
             raise AggregateExists(name, aggregate_id) from None
         if not events:
+            if request.key is not None:
+                _record_key(connection, request)
             return range(0)
     elif execute(_ADVANCE, (expected + len(events), name, aggregate_id, expected)).rowcount != 1:
         rows = execute(_VERSION, (name, aggregate_id)).fetchall()
@@ -936,7 +1049,61 @@ def _append_one(connection: sqlite3.Connection, request: AppendRequest) -> range
             )
     except sqlite3.IntegrityError as exc:
         raise _integrity_error(request, exc) from exc
+    if request.key is not None:
+        _record_key(connection, request)
     return range(position, position + len(events))
+
+
+def _find_keys(
+    wanted: list[tuple[str, str, str]], connection: sqlite3.Connection
+) -> list[RecordedCommand | None]:
+    """The commands recorded under each (name, id, key), read in one snapshot."""
+    found: list[RecordedCommand | None] = []
+    connection.execute("BEGIN")
+    try:
+        for question in wanted:
+            row = connection.execute(keys.FIND, question).fetchone()
+            found.append(
+                None
+                if row is None
+                else keys.recorded(question[2], row, _EPOCH + timedelta(microseconds=row[2]))
+            )
+    finally:
+        connection.execute("ROLLBACK")
+    return found
+
+
+def _record_key(connection: sqlite3.Connection, request: AppendRequest) -> None:
+    """Record the request's idempotency key, then drop the aggregate's keys past retention."""
+    key, retention = request.key, request.retention
+    assert key is not None
+    assert retention is not None
+    name, aggregate_id = request.aggregate_name, request.aggregate_id
+    version = request.expected_version + len(request.events)
+    moment = _micros(key.recorded_at)
+    try:
+        connection.execute(
+            keys.INSERT, keys.insert_params(name, aggregate_id, key, version, moment)
+        )
+    except sqlite3.IntegrityError:
+        raise CommandKeyTaken(name, aggregate_id, key.key) from None
+    cutoff = retention.cutoff(key.recorded_at)
+    connection.execute(
+        keys.PRUNE,
+        keys.prune_params(
+            name, aggregate_id, retention, None if cutoff is None else _micros(cutoff)
+        ),
+    )
+
+
+def _append_in_transaction(
+    request: AppendRequest, migrate: bool, connection: sqlite3.Connection
+) -> range:
+    """One request stored inside the caller's open transaction (the key table made first, if
+    this store has not seen it yet)."""
+    if migrate:
+        migrate_in_transaction(connection, keys.COMPONENT, keys.MIGRATIONS["sqlite"])
+    return _append_one(connection, request)
 
 
 def _event_row(
