@@ -122,6 +122,18 @@ def test_nats_benchmark_prints_throughput_costs_and_catch_up() -> None:
     assert re.search(r"ratio nats catch-up to bare consumer: \d+%", out), out
 
 
+@pytest.mark.postgres
+@pytest.mark.nats
+def test_publishing_benchmark_prints_relay_ratios_and_latency() -> None:
+    out = run_script("bench_publishing.py", "--quick")
+    for sink in ("jetstream", "redis"):
+        assert re.search(rf"{sink}: relay from postgres [\d,]+ events/s", out), out
+        assert re.search(rf"ratio relay {sink} to bare client: \d+\.\d\dx", out), out
+        assert re.search(
+            rf"{sink}: append->broker latency at 1,000 events/s: median [\d.]+ ms", out
+        )
+
+
 @pytest.mark.nats
 def test_nats_faults_benchmark_prints_failover_and_outcomes() -> None:
     out = run_script("bench_nats_faults.py", "--quick")

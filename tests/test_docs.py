@@ -35,6 +35,8 @@ PUBLIC = [
     "eventsignal.otel",
     "eventsignal.instrumentation",
     "eventsignal.codecs",
+    "eventsignal.publishing",
+    "eventsignal.publishing.inbox",
 ]
 # Classes whose methods state a contract that implementations share without repeating it.
 CONTRACTS = [

@@ -54,6 +54,8 @@ def _enc_hook(obj: Any) -> Any:
 
 
 _encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+#: User objects (dataclasses, Structs, pydantic models) to JSON bytes, as events are stored.
+encode_json = _encoder.encode
 # ``bytes.find`` rather than ``in``: for ``in`` CPython first tries the needle as an integer and
 # clears the resulting error, which costs more than the search itself on a short event.
 _find = bytes.find

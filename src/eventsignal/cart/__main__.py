@@ -27,9 +27,22 @@ def main(argv: list[str] | None = None) -> None:
         metavar="SECONDS",
         help=f"how long a client may take to send a request (default: {DEFAULT_REQUEST_TIMEOUT:g})",
     )
+    parser.add_argument(
+        "--publish-to",
+        default=None,
+        metavar="URL",
+        help="publish each payment as a CloudEvent to this broker (nats://, redis://, amqp://, "
+        "https://; default: $CART_PUBLISH_TO, else nowhere)",
+    )
     args = parser.parse_args(argv)
     try:
-        serve(args.host, args.port, args.database_url, request_timeout=args.request_timeout)
+        serve(
+            args.host,
+            args.port,
+            args.database_url,
+            request_timeout=args.request_timeout,
+            publish_to=args.publish_to,
+        )
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # one line, not a traceback: the message names the cause

@@ -58,9 +58,11 @@ from eventsignal.cart.domain import (
     check_product,
     check_sku,
 )
+from eventsignal.cart.publishing import payments_publisher
 from eventsignal.cart.revenue import read_revenue, revenue_subscription
 from eventsignal.cart.security import SameOriginMiddleware, SecurityHeadersMiddleware
 from eventsignal.domain.errors import ConfigurationError
+from eventsignal.publishing import close_sink
 from eventsignal.stores import EventStore
 from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.stores.urls import open_store
@@ -115,7 +117,9 @@ def _templates() -> Jinja2Templates:
 class CartSite:
     """The app's handlers and what they share: the Signal, the revenue and the templates."""
 
-    def __init__(self, store: EventStore, otel: OpenTelemetry | None = None) -> None:
+    def __init__(
+        self, store: EventStore, otel: OpenTelemetry | None = None, publish_to: str | None = None
+    ) -> None:
         if not isinstance(store, SubscriptionStore):
             raise ConfigurationError(
                 f"the cart app counts revenue with a durable subscription, which "
@@ -125,13 +129,21 @@ class CartSite:
         self.revenue = (
             revenue_subscription if otel is None else otel.subscription(revenue_subscription)
         )
+        self.payments = payments_publisher(publish_to) if publish_to else None
         self.templates = _templates()
         self.htmx = find_htmx()
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         async with self.signal, SubscriptionRunner(self.revenue, self.signal.store):
-            yield
+            if self.payments is None:
+                yield
+                return
+            try:
+                async with SubscriptionRunner(self.payments, self.signal.store):
+                    yield
+            finally:
+                await close_sink(self.payments)
 
     # Rendering
 
@@ -339,15 +351,17 @@ def create_app(
     store: EventStore | None = None,
     trusted_origins: Sequence[str] = (),
     otel: OpenTelemetry | None = None,
+    publish_to: str | None = None,
 ) -> Starlette:
     """The cart app on ``store``, or on the store named by ``url`` (see :func:`database_url`).
 
     The store is opened, and migrated if it was named by URL, when the app starts. Forms are
     accepted from the app's own pages only, or from ``trusted_origins`` too (see
     :class:`~eventsignal.cart.security.SameOriginMiddleware`). With ``otel``, each request is
-    traced (the ``otel`` extra) into its command and the revenue projection.
+    traced (the ``otel`` extra) into its command and the revenue projection. ``publish_to`` (a
+    sink URL, see :mod:`eventsignal.cart.publishing`) publishes each payment as a CloudEvent.
     """
-    site = CartSite(store if store is not None else open_store(database_url(url)), otel)
+    site = CartSite(store if store is not None else open_store(database_url(url)), otel, publish_to)
     cart = "/carts/{cart_id}"
     routes = [
         Route("/", site.home),

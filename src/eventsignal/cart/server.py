@@ -18,6 +18,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from eventsignal.cart.app import create_app, database_url
+from eventsignal.cart.publishing import publish_url
 from eventsignal.cart.timeouts import DEFAULT_REQUEST_TIMEOUT, with_request_timeout
 from eventsignal.stores import EventStore
 from eventsignal.stores.subscription_state import SubscriptionStore
@@ -35,6 +36,7 @@ def serve(
     *,
     out: TextIO = sys.stdout,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    publish_to: str | None = None,
 ) -> None:
     """Run the app until interrupted.
 
@@ -45,7 +47,8 @@ def serve(
     """
     url = database_url(url)
     store = open_store(url)
-    app = create_app(store=store)  # refuses a store it cannot run on, before anything starts
+    # Refuses a store it cannot run on, or a sink URL it cannot use, before anything starts.
+    app = create_app(store=store, publish_to=publish_url(publish_to))
     config = server_config(app, request_timeout)
     listener = listen(host, port)
     try:

@@ -15,6 +15,7 @@ from eventsignal.cli.copying import copy
 from eventsignal.cli.events import aggregates, history, migrate
 from eventsignal.cli.integrity import check, event, quarantine
 from eventsignal.cli.projections import rebuild, subscriptions
+from eventsignal.cli.publishing import publish
 from eventsignal.cli.schema import schema
 from eventsignal.cli.serve import cart
 
@@ -44,6 +45,7 @@ for command in (
     quarantine,
     subscriptions,
     rebuild,
+    publish,
     copy,
     schema,
     cart,

@@ -23,7 +23,20 @@ from eventsignal.cli.running import describe
     show_default=True,
     help="Seconds a client may take to send each request (headers and body).",
 )
-def cart(host: str, port: int, database_url: str | None, request_timeout: float) -> None:
+@click.option(
+    "--publish-to",
+    envvar="CART_PUBLISH_TO",
+    metavar="URL",
+    help="Publish each payment as a CloudEvent to this broker (nats://, redis://, amqp://, "
+    "https://)  [default: $CART_PUBLISH_TO, else nowhere]",
+)
+def cart(
+    host: str,
+    port: int,
+    database_url: str | None,
+    request_timeout: float,
+    publish_to: str | None,
+) -> None:
     """Serve the shopping cart web app and print the address to open."""
     try:
         from eventsignal.cart.server import serve
@@ -32,7 +45,7 @@ def cart(host: str, port: int, database_url: str | None, request_timeout: float)
             f"the cart needs 'pip install eventsignal[web]' ({exc})"
         ) from exc
     try:
-        serve(host, port, database_url, request_timeout=request_timeout)
+        serve(host, port, database_url, request_timeout=request_timeout, publish_to=publish_to)
     except KeyboardInterrupt:
         pass
     except Exception as exc:

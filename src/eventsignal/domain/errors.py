@@ -256,6 +256,21 @@ class StoreUnavailable(SignalError):
     """The store cannot be reached; nothing was acknowledged."""
 
 
+class BrokerUnavailable(StoreUnavailable):
+    """A message broker or endpoint cannot be reached, or did not confirm in time.
+
+    Like a store outage it is never a handler's fault: a subscription retries it, slower and
+    slower, without parking anything, and its checkpoint stays where it was.
+    """
+
+
+class EventRefused(SignalError):
+    """A broker or endpoint refused a published event (unroutable, too large, a 4xx answer).
+
+    Unlike :class:`BrokerUnavailable` it is the event's own: retried, then parked.
+    """
+
+
 class IdempotencyKeyTooLong(SignalError, ValueError):
     """An idempotency key longer than stores keep (``limit`` characters); nothing ran."""
 

@@ -442,7 +442,8 @@ class JetStreamRunner(RunnerLifecycle):
     async def _call(self, record: StoredEvent) -> None:
         handler: Any = self.subscription.handler
         for data in self.subscription.serializers[record.aggregate_name].decode_all(record):
-            result = handler(envelope(record, data))
+            event = envelope(record, data)
+            result = handler([event] if self.subscription.batched else event)
             if result is not None and isawaitable(result):
                 await result
 

@@ -313,6 +313,11 @@ class SubscriptionRunner(RunnerLifecycle):
 
     async def _call(self, record: StoredEvent, tx: Transaction | None) -> None:
         handler: Any = self.subscription.handler
+        if self.subscription.batched:
+            result = handler(self.envelopes(record))
+            if result is not None and isawaitable(result):
+                await result
+            return
         for event in self.envelopes(record):
             result = handler(event) if tx is None else handler(event, tx)
             if result is not None and isawaitable(result):
@@ -368,12 +373,45 @@ class SubscriptionRunner(RunnerLifecycle):
             delivered += 1
         return delivered
 
+    async def _deliver_batch(self, batch: Sequence[StoredEvent]) -> int:
+        """A batched handler's delivery: this runner's events of ``batch`` in one call. If that
+        fails, one at a time, each retried then parked, so a bad event holds back no other."""
+        chosen = self._select(batch)
+        if not chosen:
+            return 0
+        handler: Any = self.subscription.handler
+        try:
+            result = handler([event for _, record in chosen for event in self.envelopes(record)])
+            if result is not None and isawaitable(result):
+                await result
+            return len(chosen)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            logger.warning(
+                "subscription %r: a batch of %d events failed (%r); delivering one at a time",
+                self.subscription.name,
+                len(chosen),
+                exc,
+            )
+        for part, record in chosen:
+            try:
+                await self._call(record, None)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                await self._retry(part, record, exc)
+        return len(chosen)
+
     async def _process(self, batch: Sequence[StoredEvent]) -> None:
         if self.subscription.takes_transaction:
             while batch:
                 batch = batch[await self._process_slice(batch) :]
             return
-        delivered = await self._deliver(batch, None)
+        if self.subscription.batched:
+            delivered = await self._deliver_batch(batch)
+        else:
+            delivered = await self._deliver(batch, None)
         async with self._transaction() as raw:
             if self._blocked:
                 await self._unblock(raw, batch)

@@ -3,7 +3,9 @@
 A :class:`Subscription` is a plain declaration; a
 :class:`~eventsignal.subscriptions.SubscriptionRunner` runs it against a store. Handlers take
 ``(event)`` for at-least-once delivery, or ``(event, tx)`` to write in the transaction that
-advances the checkpoint, which makes their effect exactly-once.
+advances the checkpoint, which makes their effect exactly-once. A ``batched`` handler takes a list
+of events at a time (at-least-once), for handlers whose cost is per call, such as a publisher
+waiting for a broker's confirmation.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 Handler = (
     Callable[[Event[Any]], Awaitable[object] | object]
     | Callable[[Event[Any], "Transaction"], Awaitable[object] | object]
+    | Callable[[list[Event[Any]]], Awaitable[object] | object]
 )
 Start = Literal["beginning", "end"]
 OnFailure = Literal["park", "stop"]
@@ -63,6 +66,12 @@ class Subscription:
     ``retry_delay``; then the event is parked and, by ``on_failure``, the subscription goes on
     (``"park"``) or stops before it (``"stop"``).
 
+    ``batched=True``: the handler takes ``(events)``, the list of this subscription's events in
+    one read of the store (at most ``batch_size``), in global order; the checkpoint moves past
+    them once it returns. If it fails, the events are delivered again one at a time (each as a
+    list of one), with the retries and parking above, so one bad event does not hold back the
+    others.
+
     ``read_models`` are the document stores the handler maintains; a rebuild empties them.
 
     ``lease_ttl`` (seconds) is how long a partition stays leased without renewal; runners renew
@@ -88,6 +97,7 @@ class Subscription:
     poll_interval: float = 1.0
     read_models: Iterable[ReadModel[Any]] = ()
     transactional: bool | None = None
+    batched: bool = False
     serializers: Mapping[str, EventSerializer] = field(init=False)
     takes_transaction: bool = field(init=False)
 
@@ -130,6 +140,12 @@ class Subscription:
         object.__setattr__(self, "serializers", {n: serializers[n] for n in names})
         object.__setattr__(self, "read_models", tuple(self.read_models))
         takes = self.transactional
+        if self.batched:
+            if takes:
+                raise ConfigurationError(
+                    f"subscription {self.name!r}: a batched handler takes no transaction"
+                )
+            takes = False
         if takes is None:
             takes = _takes_transaction(self.handler)
         object.__setattr__(self, "takes_transaction", takes)
