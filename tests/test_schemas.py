@@ -6,6 +6,8 @@ import itertools
 import json
 import sys
 import types
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,10 @@ import pytest
 from click.testing import CliRunner
 
 from eventsignal import AggregateConfig, Event
-from eventsignal.cart.domain import Product, ProductAdded, cart_config
+from eventsignal.cart.domain import CartPaid, Product, ProductAdded, cart_config
 from eventsignal.cli import main
 from eventsignal.domain.evolution import Upcaster
+from eventsignal.publishing.mapping import CloudEventMapper
 from eventsignal.schemas import asyncapi_document, check_schema, command_types, export_schema
 from eventsignal.serialization import EventSerializer
 
@@ -263,6 +266,28 @@ def test_the_asyncapi_document_describes_cloudevents() -> None:
     jsonschema.validate(cloud_event, payload)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**cloud_event, "data": {"total": "120"}}, payload)
+
+
+def test_what_a_publisher_sends_is_what_the_asyncapi_document_says() -> None:
+    document = asyncapi_document([cart_config])
+    message = document["components"]["messages"]["cart.CartPaid"]
+    payload = {**message["payload"], "components": document["components"]}
+    event = Event(
+        id=uuid.uuid4(),
+        aggregate_name="cart",
+        aggregate_id="c-1",
+        version=4,
+        name="CartPaid",
+        timestamp=datetime.now(UTC),
+        position=1234,
+        data=CartPaid(total=120),
+        metadata={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"},
+    )
+    sent = CloudEventMapper()(event)
+    assert sent is not None
+    envelope = json.loads(sent.structured())
+    assert envelope["aggregateversion"] == 4
+    jsonschema.validate(envelope, payload)
 
 
 def test_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

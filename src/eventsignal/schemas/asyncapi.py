@@ -1,9 +1,9 @@
 """An AsyncAPI 3.0 document for the events of aggregate configs, sent as CloudEvents.
 
-Each event is one message, ``<aggregate name>.<event name>`` (the CloudEvents ``type``), with
-the event's data as ``data``, the aggregate id as ``subject`` and its version as the
-``sequence`` extension; each aggregate type is one channel, which an ``eventsignal`` publisher
-sends to.
+Each event is one message, ``<aggregate name>.<event name>`` (the CloudEvents ``type``), in the
+envelope :mod:`eventsignal.publishing` sends: the event's data as ``data``, the aggregate id as
+``subject`` and ``partitionkey``, its version as ``aggregateversion`` and its global position as
+``sequence``; each aggregate type is one channel, which an ``eventsignal`` publisher sends to.
 """
 
 from __future__ import annotations
@@ -76,8 +76,21 @@ def _message(aggregate: str, event_type: str, revision: int, data: Any) -> dict[
                 "subject": {"type": "string", "description": f"The {aggregate} aggregate's id."},
                 "time": {"type": "string", "format": "date-time"},
                 "sequence": {
+                    "type": "string",
+                    "description": "The event's global position in the store, zero-padded so "
+                    "that text order is position order.",
+                },
+                "aggregateversion": {
                     "type": "integer",
                     "description": "The aggregate's version after this event.",
+                },
+                "partitionkey": {
+                    "type": "string",
+                    "description": "The aggregate id: events of one aggregate keep their order.",
+                },
+                "traceparent": {
+                    "type": "string",
+                    "description": "The W3C trace context of the command, when it was traced.",
                 },
                 "datacontenttype": {"const": "application/json"},
                 "data": data,
