@@ -34,6 +34,7 @@ from eventsignal.domain.events import Event
 from eventsignal.domain.identity import validate_id
 from eventsignal.instrumentation import Append, Create, Instrumentation
 from eventsignal.pool import LiveAggregate, Pool, PoolStats
+from eventsignal.privacy import Forgetting, Privacy, personal_data
 from eventsignal.recording import Recorder
 from eventsignal.serialization import EventSerializer, Transcoder, envelope
 from eventsignal.snapshotting import Snapshotter, snapshot_store_for
@@ -153,6 +154,8 @@ class Signal(Generic[S, C]):
     ``on_evict(aggregate_id, state, version)`` is called when the pool evicts an aggregate.
     ``instrumentation`` (say :class:`eventsignal.otel.OpenTelemetry`) sees every command,
     append and rebuild; without it the command path does not look for one.
+    ``privacy`` (:class:`eventsignal.privacy.Privacy`) says how the personal fields of events
+    are keyed, when their classes declare any (see :meth:`forget`).
     """
 
     def __init__(
@@ -168,6 +171,7 @@ class Signal(Generic[S, C]):
         snapshot_store: SnapshotStore | None = None,
         on_evict: EvictionHook | None = None,
         instrumentation: Instrumentation | None = None,
+        privacy: Privacy | None = None,
     ) -> None:
         if conflict_retries < 0:
             raise ConfigurationError("conflict_retries must be zero or more")
@@ -175,7 +179,11 @@ class Signal(Generic[S, C]):
         self.name = config.name
         self.store: EventStore = store if store is not None else MemoryStore()
         self.serializer = EventSerializer(
-            config.name, config.event_types, transcoder, config.upcasters
+            config.name,
+            config.event_types,
+            transcoder,
+            config.upcasters,
+            personal=personal_data(config.name, config.event_types, privacy),
         )
         self.conflict_retries = conflict_retries
         self._instrumentation = instrumentation
@@ -188,7 +196,7 @@ class Signal(Generic[S, C]):
         if instrumentation is not None:
             self._traced_append = instrumentation.wrap_append(self.store, self._append)
             self._traced_create = instrumentation.wrap_create(self.store, self._create_in_store)
-        self._recorder: Recorder[S] = Recorder(config, self.serializer)
+        self._recorder: Recorder[S] = Recorder(config, self.serializer, self.store)
         self._telemetry = telemetry
         self._on_evict = on_evict
         self._pool: Pool[S] = Pool(pool_size, self._evicted)
@@ -275,6 +283,8 @@ class Signal(Generic[S, C]):
         """The aggregate's stored events, decoded (upcast where needed), in version order."""
         self._check_started()
         stored = await self._read_existing(validate_id(aggregate_id), after_version)
+        if self.serializer.personal is not None:
+            await self.serializer.personal.unlock(self.store, stored)
         decode = self.serializer.decode_all
         return [envelope(record, data) for record in stored for data in decode(record)]
 
@@ -308,6 +318,38 @@ class Signal(Generic[S, C]):
             state=past.state,
             timestamp=stored[-1].timestamp if stored else None,
         )
+
+    # Personal data
+
+    async def forget(self, subject: object) -> Forgetting:
+        """Forget a data subject: destroy its key in the store and record when (by a digest
+        of ``subject``, never the subject itself).
+
+        The snapshots of the aggregates whose events named the subject are dropped, and those
+        of this type are evicted from this Signal's pool: from now on they, :meth:`events`,
+        :meth:`state_at` and subscriptions read the redacted values of its personal fields.
+        Read models that hold the plaintext are rebuilt with
+        :func:`eventsignal.subscriptions.rebuild` (or ``eventsignal forget --rebuild``). Other
+        processes notice within their ``Privacy.key_ttl``; see the guide for what lies beyond
+        the store.
+        """
+        self._check_started()
+        from eventsignal.privacy.forgetting import drop_snapshots, forget
+
+        personal = self.serializer.personal
+        privacy = getattr(personal, "privacy", None)
+        snapshots = self._snapshotter.store if self._snapshotter is not None else None
+        done = await forget(self.store, subject, privacy=privacy or Privacy(), snapshots=snapshots)
+        mine = [aggregate_id for name, aggregate_id in done.aggregates if name == self.name]
+        for aggregate_id in mine:
+            self._pool.discard(aggregate_id)
+        if self._snapshotter is not None:
+            # A snapshot of the plaintext may have been under way: let it land, then drop it.
+            await self._snapshotter.close()
+            await drop_snapshots(self.store, done.aggregates, snapshots)
+        for aggregate_id in mine:
+            self._pool.discard(aggregate_id)
+        return done
 
     # Commands
 
@@ -517,6 +559,8 @@ class Signal(Generic[S, C]):
 
         The live aggregate changes only once every event has applied.
         """
+        if self.serializer.personal is not None and stored:
+            await self.serializer.personal.unlock(self.store, stored)
         apply = self.config.event_handler
         decode = self.serializer.decode_all
         state = live.state

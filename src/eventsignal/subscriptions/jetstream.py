@@ -435,7 +435,10 @@ class JetStreamRunner(RunnerLifecycle):
 
     async def _call(self, record: StoredEvent) -> None:
         handler: Any = self.subscription.handler
-        for data in self.subscription.serializers[record.aggregate_name].decode_all(record):
+        serializer = self.subscription.serializers[record.aggregate_name]
+        if serializer.personal is not None:
+            await serializer.personal.unlock(self.store, (record,))
+        for data in serializer.decode_all(record):
             result = handler(envelope(record, data))
             if result is not None and isawaitable(result):
                 await result
