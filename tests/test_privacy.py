@@ -1,0 +1,355 @@
+"""Crypto-shredding: personal fields stored encrypted per subject, and forgotten for good.
+
+Checked on the memory store, SQLite and the real PostgreSQL, with dataclass, msgspec and
+pydantic event classes: no plaintext of a personal value reaches the store's bytes, and after
+``forget`` a fresh Signal, a durable subscription and ``events`` see the redacted values,
+while the snapshots that held the plaintext are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import pydantic
+import pytest
+
+from eventsignal import (
+    AggregateConfig,
+    ConfigurationError,
+    EventSerializationError,
+    Signal,
+)
+from eventsignal.codecs import KeyRing, generate_key
+from eventsignal.domain.personal import personal_fields
+from eventsignal.domain.snapshots import SnapshotPolicy
+from eventsignal.privacy import (
+    Personal,
+    PersonalDataLocked,
+    Privacy,
+    forgotten_subjects,
+    personal_data,
+)
+from eventsignal.serialization import EventSerializer
+from eventsignal.snapshotting import snapshot_store_for
+from eventsignal.stores import EventStore, MemoryStore, SQLiteStore
+from eventsignal.subscriptions import Subscription, SubscriptionRunner, wait_until_processed
+
+EMAIL = "alice.personal@example.org"
+NAME = "Alice Zyxwvutsrq"
+OTHER_EMAIL = "bob.personal@example.org"
+
+
+# The same events declared three ways.
+
+
+@dataclass
+class DataclassRegistered:
+    customer_id: str
+    email: Annotated[str, Personal(subject="customer_id")]
+    name: Annotated[str | None, Personal(subject="customer_id")] = None
+    plan: str = "basic"
+
+
+class StructRegistered(msgspec.Struct):
+    customer_id: str
+    email: Annotated[str, Personal(subject="customer_id")]
+    name: Annotated[str | None, Personal(subject="customer_id")] = None
+    plan: str = "basic"
+
+
+class PydanticRegistered(pydantic.BaseModel):
+    customer_id: str
+    email: Annotated[str, Personal(subject="customer_id")]
+    name: Annotated[str | None, Personal(subject="customer_id")] = None
+    plan: str = "basic"
+
+
+@dataclass
+class Renamed:
+    """An event without personal fields, in the same aggregate type."""
+
+    plan: str
+
+
+@dataclass
+class Register:
+    customer_id: str
+    email: str
+    name: str | None
+
+
+@dataclass
+class ChangePlan:
+    plan: str
+
+
+@dataclass
+class Customer:
+    email: str = ""
+    name: str | None = None
+    plan: str = ""
+
+
+FLAVOURS = {"dataclass": DataclassRegistered, "msgspec": StructRegistered}
+FLAVOURS["pydantic"] = PydanticRegistered
+
+
+def customer_config(event: type[Any], *, snapshots: bool = True) -> AggregateConfig[Any, Any]:
+    def handle(command: Any, state: Customer) -> list[Any]:
+        if isinstance(command, Register):
+            return [event(customer_id=command.customer_id, email=command.email, name=command.name)]
+        return [Renamed(plan=command.plan)]
+
+    def apply(state: Customer, e: Any) -> Customer:
+        data = e.data
+        if isinstance(data, Renamed):
+            return dataclasses.replace(state, plan=data.plan)
+        return Customer(email=data.email, name=data.name, plan=data.plan)
+
+    return AggregateConfig(
+        "customer",
+        Customer(),
+        handle,
+        apply,
+        events=[event, Renamed],
+        snapshots=SnapshotPolicy(every=2) if snapshots else None,
+    )
+
+
+StoreMaker = Callable[[], Awaitable[EventStore]]
+
+
+async def scenario(make_store: StoreMaker, event: type[Any], privacy: Privacy) -> None:
+    """Write two customers' data, read it back, forget one, read again from scratch."""
+    config = customer_config(event)
+    seen: list[tuple[str, str | None]] = []
+
+    def project(e: Any) -> None:
+        if not isinstance(e.data, Renamed):
+            seen.append((e.data.email, e.data.name))
+
+    store = await make_store()
+    async with Signal(config, store=store, privacy=privacy) as signal:
+        await signal.create("c1", Register("alice", EMAIL, NAME))
+        await signal.handle_command("c1", ChangePlan("pro"))  # version 2: a snapshot
+        await signal.create("c2", Register("bob", OTHER_EMAIL, None))
+        await signal.drain()
+        # Writers see plaintext, and so does a fresh rebuild.
+        assert (await signal.aggregate("c1")).state == Customer(EMAIL, NAME, "pro")
+        events = await signal.events("c1")
+        assert (events[0].data.email, events[0].data.name) == (EMAIL, NAME)
+        snapshots = snapshot_store_for(store)
+        assert snapshots is not None
+        assert await snapshots.load_snapshot("customer", "c1") is not None
+
+        done = await signal.forget("alice")
+        assert done.destroyed
+        assert done.aggregates == (("customer", "c1"),)
+        assert done.digest == privacy.digest("alice") != "alice"
+        assert await snapshots.load_snapshot("customer", "c1") is None
+        # This Signal at once: its pool no longer holds the plaintext.
+        assert (await signal.aggregate("c1")).state == Customer("", None, "pro")
+        # Bob is untouched.
+        assert (await signal.aggregate("c2")).state == Customer(OTHER_EMAIL, None, "basic")
+        # Writing about a forgotten subject keeps nothing of its personal data.
+        await signal.create("c3", Register("alice", "again@example.org", "A"))
+        assert (await signal.aggregate("c3")).state.email == "again@example.org"  # live copy
+    await store.close()
+
+    # A fresh store object and Signal: rebuilds, events, state_at and a durable subscription.
+    fresh = await make_store()
+    async with Signal(customer_config(event), store=fresh, privacy=privacy) as again:
+        assert (await again.aggregate("c1")).state == Customer("", None, "pro")
+        assert (await again.aggregate("c3")).state == Customer("", None, "basic")
+        assert (await again.aggregate("c2")).state == Customer(OTHER_EMAIL, None, "basic")
+        past = await again.state_at("c1", version=1)
+        assert past.state == Customer("", None, "basic")
+        assert (await again.events("c1"))[0].data.email == ""
+        subscription = Subscription(name="emails", handler=project, configs=[again.serializer])
+        async with SubscriptionRunner(subscription, fresh):
+            await wait_until_processed(fresh, "emails", await fresh.head_position(), timeout=10)
+        assert sorted(seen) == sorted([("", None), (OTHER_EMAIL, None), ("", None)])
+        record = await forgotten_subjects(fresh)
+        assert [r.digest for r in record] == [privacy.digest("alice")]
+    await fresh.close()
+
+
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+async def test_forgetting_on_memory(flavour: str) -> None:
+    store = MemoryStore()
+
+    async def same() -> EventStore:
+        return store
+
+    await scenario(same, FLAVOURS[flavour], Privacy())
+
+
+def _sqlite_bytes(path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+
+@pytest.mark.parametrize("flavour", ["dataclass", "pydantic"])
+async def test_forgetting_on_sqlite_leaves_no_plaintext(tmp_path: Path, flavour: str) -> None:
+    path = tmp_path / "events.db"
+    # A database made before personal data existed: the key tables come with first use.
+    async with SQLiteStore(path, migrate=True) as old:
+        await old.create("other", "x")
+    privacy = Privacy(secret=b"s" * 32, master=KeyRing({"m1": generate_key()}, "m1"))
+
+    async def make() -> EventStore:
+        return SQLiteStore(path, migrate=True)
+
+    await scenario(make, FLAVOURS[flavour], privacy)
+    raw = _sqlite_bytes(path)
+    assert b"eventsignal_subject_keys" in raw
+    for secret in (EMAIL, NAME, "again@example.org"):
+        assert secret.encode() not in raw
+
+
+@pytest.mark.postgres
+async def test_forgetting_on_postgres_leaves_no_plaintext(
+    postgres_store_factory: Any, postgres_dsn: str
+) -> None:
+    import psycopg
+
+    async def make() -> EventStore:
+        store: EventStore = await postgres_store_factory()
+        return store
+
+    await scenario(make, StructRegistered, Privacy(secret=b"k" * 32))
+    with psycopg.connect(postgres_dsn) as conn:
+        rows = conn.execute(
+            "SELECT encode(data, 'escape'), metadata::text FROM eventsignal_events"
+        ).fetchall()
+        keys = conn.execute("SELECT digest, key, forgotten_at FROM eventsignal_subject_keys")
+        kept = keys.fetchall()
+    dump = repr(rows)
+    assert "bob" in dump  # the subject ids are not personal fields: they are there
+    for secret in (EMAIL, NAME, "again@example.org", OTHER_EMAIL):
+        assert secret not in dump
+    forgotten = [row for row in kept if row[2] is not None]
+    assert len(forgotten) == 1 and forgotten[0][1] is None
+    assert all("alice" not in row[0] for row in kept)
+
+
+async def test_a_read_path_that_forgot_to_unlock_fails_loudly() -> None:
+    store = MemoryStore()
+    config = customer_config(DataclassRegistered, snapshots=False)
+    async with Signal(config, store=store) as signal:
+        await signal.create("c1", Register("alice", EMAIL, None))
+    record = (await store.read_all())[0]
+    personal = personal_data(config.name, config.event_types)
+    reader = EventSerializer(config.name, config.event_types, personal=personal)
+    with pytest.raises(PersonalDataLocked, match="not loaded"):
+        reader.decode(record)
+    assert personal is not None
+    await personal.unlock(store, [record])
+    assert reader.decode(record).email == EMAIL
+    # Built without privacy at all: refuses to guess rather than redact silently.
+    bare = EventSerializer(config.name, config.event_types)
+    with pytest.raises(PersonalDataLocked):
+        bare.decode(record)
+
+
+async def test_personal_data_moved_to_another_event_fails_authentication() -> None:
+    store = MemoryStore()
+    config = customer_config(DataclassRegistered, snapshots=False)
+    async with Signal(config, store=store) as signal:
+        await signal.create("c1", Register("alice", EMAIL, None))
+        await signal.create("c2", Register("alice", OTHER_EMAIL, None))
+        first, second = await store.read_all()
+        moved = msgspec.structs.replace(second, metadata=first.metadata)
+        await signal.serializer.personal.unlock(store, [moved])
+        with pytest.raises(EventSerializationError, match="fails authentication"):
+            signal.serializer.decode(moved)
+
+
+async def test_writers_racing_for_a_new_subject_share_one_key(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    config = customer_config(DataclassRegistered, snapshots=False)
+    signals = [Signal(config, store=SQLiteStore(path, migrate=True)) for _ in range(2)]
+    for signal in signals:
+        await signal.start()
+    try:
+        await asyncio.gather(
+            *(
+                s.create(f"c{i}", Register("alice", f"{i}{EMAIL}", None))
+                for i, s in enumerate(signals)
+            )
+        )
+        for i in range(2):
+            for s in signals:
+                s._pool.clear()
+                assert (await s.aggregate(f"c{i}")).state.email == f"{i}{EMAIL}"
+        await signals[0].forget("alice")
+        async with Signal(config, store=SQLiteStore(path)) as fresh:
+            assert [(await fresh.aggregate(f"c{i}")).state.email for i in range(2)] == ["", ""]
+    finally:
+        for signal in signals:
+            await signal.stop()
+
+
+async def test_wrapped_keys_need_the_master_key(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    ring = KeyRing({"m1": generate_key()}, "m1")
+    config = customer_config(DataclassRegistered, snapshots=False)
+    async with Signal(config, store=SQLiteStore(path, migrate=True), privacy=Privacy(master=ring)):
+        pass
+    async with Signal(
+        config, store=SQLiteStore(path, migrate=True), privacy=Privacy(master=ring)
+    ) as signal:
+        await signal.create("c1", Register("alice", EMAIL, None))
+    async with Signal(config, store=SQLiteStore(path)) as without:
+        with pytest.raises(ConfigurationError, match="master key"):
+            await without.aggregate("c1")
+    async with Signal(config, store=SQLiteStore(path), privacy=Privacy(master=ring)) as good:
+        assert (await good.aggregate("c1")).state.email == EMAIL
+
+
+async def test_other_processes_see_a_forgetting_within_their_key_ttl() -> None:
+    store = MemoryStore()
+    config = customer_config(DataclassRegistered, snapshots=False)
+    async with Signal(config, store=store) as writer:
+        await writer.create("c1", Register("alice", EMAIL, None))
+    # Another process: its own keychain, which a store object carries (a copy stands in).
+    elsewhere = MemoryStore()
+    elsewhere.__dict__.update(
+        {k: v for k, v in store.__dict__.items() if k != "_eventsignal_keychain"}
+    )
+    async with Signal(config, store=elsewhere, privacy=Privacy(key_ttl=0.05)) as other:
+        assert [e.data.email for e in await other.events("c1")] == [EMAIL]
+        async with Signal(config, store=store) as forgetter:
+            await forgetter.forget("alice")
+        await asyncio.sleep(0.1)
+        assert [e.data.email for e in await other.events("c1")] == [""]
+
+
+def test_declarations_that_cannot_work_are_refused() -> None:
+    @dataclass
+    class NoSubject:
+        email: Annotated[str, Personal(subject="customer_id")]
+
+    with pytest.raises(ConfigurationError, match="not a field"):
+        personal_fields(NoSubject)
+
+    @dataclass
+    class Odd:
+        customer_id: str
+        shape: Annotated[complex, Personal(subject="customer_id")]
+
+    with pytest.raises(ConfigurationError, match="redacted="):
+        personal_fields(Odd)
+
+    @dataclass
+    class Chosen:
+        customer_id: str
+        shape: Annotated[complex, Personal(subject="customer_id", redacted="gone")]
+
+    assert personal_fields(Chosen)[0].redacted == "gone"
+    assert personal_fields(Renamed) == ()
