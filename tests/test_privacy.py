@@ -96,8 +96,11 @@ class Customer:
     plan: str = ""
 
 
-FLAVOURS = {"dataclass": DataclassRegistered, "msgspec": StructRegistered}
-FLAVOURS["pydantic"] = PydanticRegistered
+FLAVOURS: dict[str, type[Any]] = {
+    "dataclass": DataclassRegistered,
+    "msgspec": StructRegistered,
+    "pydantic": PydanticRegistered,
+}
 
 
 def customer_config(event: type[Any], *, snapshots: bool = True) -> AggregateConfig[Any, Any]:
@@ -234,7 +237,8 @@ async def test_forgetting_on_postgres_leaves_no_plaintext(
     for secret in (EMAIL, NAME, "again@example.org", OTHER_EMAIL):
         assert secret not in dump
     forgotten = [row for row in kept if row[2] is not None]
-    assert len(forgotten) == 1 and forgotten[0][1] is None
+    assert len(forgotten) == 1
+    assert forgotten[0][1] is None
     assert all("alice" not in row[0] for row in kept)
 
 
