@@ -357,3 +357,27 @@ def test_declarations_that_cannot_work_are_refused() -> None:
 
     assert personal_fields(Chosen)[0].redacted == "gone"
     assert personal_fields(Renamed) == ()
+
+
+async def test_live_copies_in_other_processes_are_evicted_within_the_key_ttl(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.db"
+    config = customer_config(DataclassRegistered)
+    quick = Privacy(key_ttl=0.1)
+    async with Signal(config, store=SQLiteStore(path, migrate=True), privacy=quick) as other:
+        await other.create("c1", Register("alice", EMAIL, NAME))
+        await other.handle_command("c1", ChangePlan("pro"))
+        assert (await other.aggregate("c1")).state.email == EMAIL  # live, in its pool
+        # Another process (its own store object, keychain and pool) forgets the subject.
+        async with Signal(config, store=SQLiteStore(path), privacy=quick) as forgetter:
+            await forgetter.forget("alice")
+        for _ in range(50):
+            if other.pool_size == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert other.pool_size == 0
+        assert (await other.aggregate("c1")).state == Customer("", None, "pro")
+        snapshots = snapshot_store_for(other.store)
+        assert snapshots is not None
+        assert await snapshots.load_snapshot("customer", "c1") is None

@@ -222,6 +222,7 @@ class Signal(Generic[S, C]):
         # command path skips that step altogether.
         self._informs = self._bus.subscriber_count > 0 or self._snapshotter is not None
         self._started = False
+        self._watcher: asyncio.Task[None] | None = None  # forgettings elsewhere, if personal
         if instrumentation is not None:
             instrumentation.attach(self)
 
@@ -236,12 +237,23 @@ class Signal(Generic[S, C]):
             await self._snapshotter.start()
         self._bus.start()
         self._started = True
+        personal = self.serializer.personal
+        if personal is not None and hasattr(personal, "privacy"):
+            from eventsignal.privacy.watching import watch_forgettings
+
+            self._watcher = asyncio.create_task(
+                watch_forgettings(self.store, personal.privacy, self._forgotten_elsewhere)
+            )
 
     async def stop(self) -> None:
         """Deliver queued events, finish snapshots, empty the pool and release the store."""
         if not self._started:
             return
         self._started = False
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
         await self._bus.stop()
         if self._snapshotter is not None:
             await self._snapshotter.close()
@@ -350,6 +362,18 @@ class Signal(Generic[S, C]):
         for aggregate_id in mine:
             self._pool.discard(aggregate_id)
         return done
+
+    async def _forgotten_elsewhere(self, aggregates: Sequence[tuple[str, str]]) -> None:
+        """Another process forgot a subject: evict the live copies holding its plaintext, and
+        drop any snapshot this process may have taken of them since."""
+        from eventsignal.privacy.forgetting import drop_snapshots
+
+        mine = tuple((name, i) for name, i in aggregates if name == self.name)
+        for _, aggregate_id in mine:
+            self._pool.discard(aggregate_id)
+        if self._snapshotter is not None and mine:
+            await self._snapshotter.close()
+            await drop_snapshots(self.store, mine, self._snapshotter.store)
 
     # Commands
 
