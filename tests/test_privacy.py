@@ -381,3 +381,53 @@ async def test_live_copies_in_other_processes_are_evicted_within_the_key_ttl(
         snapshots = snapshot_store_for(other.store)
         assert snapshots is not None
         assert await snapshots.load_snapshot("customer", "c1") is None
+
+
+async def _write_two_customers(path: Path) -> None:
+    config = customer_config(DataclassRegistered)
+    async with Signal(config, store=SQLiteStore(path, migrate=True)) as signal:
+        await signal.create("c1", Register("alice", EMAIL, NAME))
+        await signal.create("c2", Register("bob", OTHER_EMAIL, None))
+
+
+async def _emails(path: Path) -> list[str]:
+    config = customer_config(DataclassRegistered)
+    async with Signal(config, store=SQLiteStore(path)) as signal:
+        return [(await signal.aggregate(i)).state.email for i in ("c1", "c2")]
+
+
+def test_cli_forget_asks_first_and_can_rebuild_a_projection(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from eventsignal.cli import main
+    from eventsignal.subscriptions import register
+
+    path = tmp_path / "events.db"
+    asyncio.run(_write_two_customers(path))
+    seen: list[str] = []
+    register(
+        Subscription(
+            name="privacy-cli-emails",
+            handler=lambda e: seen.append(e.data.email),
+            configs=[customer_config(DataclassRegistered)],
+        )
+    )
+    cli = CliRunner()
+    dry = cli.invoke(main, ["forget", str(path), "alice", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "has a data key" in dry.output
+    assert "customer 'c1'" in dry.output
+    assert "nothing changed" in dry.output
+    refused = cli.invoke(main, ["forget", str(path), "alice"], input="n\n")
+    assert refused.exit_code != 0
+    assert asyncio.run(_emails(path)) == [EMAIL, OTHER_EMAIL]
+    done = cli.invoke(
+        main, ["forget", str(path), "alice", "--yes", "--rebuild", "privacy-cli-emails"]
+    )
+    assert done.exit_code == 0, done.output
+    assert "destroyed its key" in done.output
+    assert "alice" not in done.output.replace(str(path), "")
+    assert asyncio.run(_emails(path)) == ["", OTHER_EMAIL]
+    assert sorted(seen) == ["", OTHER_EMAIL]
+    again = cli.invoke(main, ["forget", str(path), "alice", "--dry-run"])
+    assert "was forgotten already" in again.output
