@@ -35,12 +35,14 @@ PUBLIC = [
     "eventsignal.otel",
     "eventsignal.instrumentation",
     "eventsignal.codecs",
+    "eventsignal.privacy",
 ]
 # Classes whose methods state a contract that implementations share without repeating it.
 CONTRACTS = [
     "eventsignal.stores.base.EventStore",
     "eventsignal.stores.base.SnapshotStore",
     "eventsignal.stores.base.StoreLifecycle",
+    "eventsignal.stores.subject_keys.SubjectKeyStore",
 ]
 
 
