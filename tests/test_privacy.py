@@ -431,3 +431,15 @@ def test_cli_forget_asks_first_and_can_rebuild_a_projection(tmp_path: Path) -> N
     assert sorted(seen) == ["", OTHER_EMAIL]
     again = cli.invoke(main, ["forget", str(path), "alice", "--dry-run"])
     assert "was forgotten already" in again.output
+
+
+def test_a_store_without_subject_keys_is_refused_at_once() -> None:
+    from eventsignal.stores.nats import NatsStore
+
+    with pytest.raises(ConfigurationError, match="keeps no subject keys"):
+        Signal(customer_config(DataclassRegistered), store=NatsStore("nats://127.0.0.1:1"))
+    # Without personal fields nothing is asked of the store.
+    plain: AggregateConfig[Any, Any] = AggregateConfig(
+        "plain", Customer(), lambda c, s: [], lambda s, e: s, events=[Renamed]
+    )
+    Signal(plain, store=NatsStore("nats://127.0.0.1:1"))

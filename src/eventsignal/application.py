@@ -196,6 +196,10 @@ class Signal(Generic[S, C]):
         if instrumentation is not None:
             self._traced_append = instrumentation.wrap_append(self.store, self._append)
             self._traced_create = instrumentation.wrap_create(self.store, self._create_in_store)
+        if self.serializer.personal is not None:
+            from eventsignal.privacy.keychain import subject_key_store_for
+
+            subject_key_store_for(self.store)  # a store that cannot keep keys says so now
         self._recorder: Recorder[S] = Recorder(config, self.serializer, self.store)
         self._telemetry = telemetry
         self._on_evict = on_evict
