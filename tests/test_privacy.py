@@ -443,3 +443,14 @@ def test_a_store_without_subject_keys_is_refused_at_once() -> None:
         "plain", Customer(), lambda c, s: [], lambda s, e: s, events=[Renamed]
     )
     Signal(plain, store=NatsStore("nats://127.0.0.1:1"))
+
+
+def test_the_sync_facade_forgets_too() -> None:
+    from eventsignal.sync import Signal as SyncSignal
+
+    store = MemoryStore()
+    with SyncSignal(customer_config(StructRegistered), store=store) as signal:
+        signal.create("c1", Register("alice", EMAIL, NAME))
+        assert signal.events("c1")[0].data.email == EMAIL
+        assert signal.forget("alice").aggregates == (("customer", "c1"),)
+        assert signal.aggregate("c1").state == Customer("", None, "basic")

@@ -34,7 +34,9 @@ from eventsignal.bus import Subscriber
 from eventsignal.domain.config import AggregateConfig
 from eventsignal.domain.errors import ConfigurationError, NotStarted
 from eventsignal.domain.events import Event
+from eventsignal.instrumentation import Instrumentation
 from eventsignal.pool import PoolStats
+from eventsignal.privacy import Forgetting, Privacy
 from eventsignal.serialization import EventSerializer, Transcoder
 from eventsignal.stores.base import EventStore, SnapshotStore
 from eventsignal.telemetry import TelemetryHook, log_telemetry
@@ -191,6 +193,8 @@ class Signal(Generic[S, C]):
         conflict_retries: int = 10,
         snapshot_store: SnapshotStore | None = None,
         on_evict: EvictionHook | None = None,
+        instrumentation: Instrumentation | None = None,
+        privacy: Privacy | None = None,
     ) -> None:
         self.signal: application.Signal[S, C] = application.Signal(
             config,
@@ -202,6 +206,8 @@ class Signal(Generic[S, C]):
             conflict_retries=conflict_retries,
             snapshot_store=snapshot_store,
             on_evict=on_evict,
+            instrumentation=instrumentation,
+            privacy=privacy,
         )
         self._loop: _LoopThread | None = None
         self._life = threading.Lock()  # start and stop, one thread at a time
@@ -309,6 +315,11 @@ class Signal(Generic[S, C]):
         """The aggregate as it was at ``version``, or at ``timestamp``; see
         :meth:`eventsignal.Signal.state_at`."""
         return self._call(self.signal.state_at(aggregate_id, version=version, timestamp=timestamp))
+
+    def forget(self, subject: object) -> Forgetting:
+        """Forget a data subject (its personal fields read as redacted from now on); see
+        :meth:`eventsignal.Signal.forget`."""
+        return self._call(self.signal.forget(subject))
 
     # Commands
 
