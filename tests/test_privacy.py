@@ -433,16 +433,34 @@ def test_cli_forget_asks_first_and_can_rebuild_a_projection(tmp_path: Path) -> N
     assert "was forgotten already" in again.output
 
 
-def test_a_store_without_subject_keys_is_refused_at_once() -> None:
-    from eventsignal.stores.nats import NatsStore
+async def test_forgetting_on_nats(nats_url: str) -> None:
+    import secrets as random_names
 
-    with pytest.raises(ConfigurationError, match="keeps no subject keys"):
-        Signal(customer_config(DataclassRegistered), store=NatsStore("nats://127.0.0.1:1"))
-    # Without personal fields nothing is asked of the store.
-    plain: AggregateConfig[Any, Any] = AggregateConfig(
-        "plain", Customer(), lambda c, s: [], lambda s, e: s, events=[Renamed]
-    )
-    Signal(plain, store=NatsStore("nats://127.0.0.1:1"))
+    from eventsignal.stores import NatsStore
+
+    stream = f"privacy_{random_names.token_hex(4)}"
+
+    async def make() -> EventStore:
+        return NatsStore(nats_url, stream=stream, durability="ignore")
+
+    config = customer_config(DataclassRegistered)
+    store = await make()
+    async with Signal(config, store=store) as signal:
+        await signal.create("c1", Register("alice", EMAIL, NAME))
+        await signal.handle_command("c1", ChangePlan("pro"))
+        await signal.create("c2", Register("bob", OTHER_EMAIL, None))
+        await signal.drain()
+        assert await store.load_snapshot("customer", "c1") is not None  # type: ignore[attr-defined]
+        done = await signal.forget("alice")
+        assert done.destroyed
+        assert done.aggregates == (("customer", "c1"),)
+        assert await store.load_snapshot("customer", "c1") is None  # type: ignore[attr-defined]
+    fresh = await make()
+    async with Signal(config, store=fresh) as again:
+        assert (await again.aggregate("c1")).state == Customer("", None, "pro")
+        assert (await again.aggregate("c2")).state.email == OTHER_EMAIL
+        assert (await again.state_at("c1", version=1)).state.email == ""
+        assert [r.digest for r in await forgotten_subjects(fresh)] == [done.digest]
 
 
 def test_the_sync_facade_forgets_too() -> None:

@@ -34,7 +34,7 @@ def subject_key_store_for(store: EventStore) -> SubjectKeyStore:
         return SQLSubjectKeyStore(store)
     raise ConfigurationError(
         f"{type(store).__name__} keeps no subject keys: personal fields "
-        "(eventsignal.privacy.Personal) need a memory, SQLite or PostgreSQL store"
+        "(eventsignal.privacy.Personal) need a store that keeps their keys"
     )
 
 
