@@ -18,6 +18,8 @@ from typing import Annotated, Any
 import msgspec
 import pydantic
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eventsignal import (
     AggregateConfig,
@@ -472,3 +474,50 @@ def test_the_sync_facade_forgets_too() -> None:
         assert signal.events("c1")[0].data.email == EMAIL
         assert signal.forget("alice").aggregates == (("customer", "c1"),)
         assert signal.aggregate("c1").state == Customer("", None, "basic")
+
+
+_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("register"), st.integers(0, 4), st.integers(0, 3)),
+        st.tuples(st.just("forget"), st.integers(0, 3), st.just(0)),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=_STEPS)
+def test_what_survives_is_what_was_never_forgotten(steps: list[tuple[str, int, int]]) -> None:
+    """A fresh Signal's view equals a model: each aggregate shows the last e-mail registered,
+    unless its subject was forgotten after (or before) that registration."""
+
+    async def run() -> None:
+        store = MemoryStore()
+        config = customer_config(DataclassRegistered, snapshots=False)
+        expected: dict[str, str] = {}
+        forgotten: set[str] = set()
+        async with Signal(config, store=store) as signal:
+            for n, (step, a, s) in enumerate(steps):
+                if step == "forget":
+                    await signal.forget(f"s{a}")
+                    forgotten.add(f"s{a}")
+                    expected = {
+                        agg: "" if subject == f"s{a}" else email
+                        for agg, email in expected.items()
+                        for subject in [owners[agg]]
+                    }
+                    continue
+                aggregate_id, subject, email = f"c{a}", f"s{s}", f"{n}@example.org"
+                command = Register(subject, email, None)
+                if aggregate_id in expected:
+                    await signal.handle_command(aggregate_id, command)
+                else:
+                    await signal.create(aggregate_id, command)
+                owners[aggregate_id] = subject
+                expected[aggregate_id] = "" if subject in forgotten else email
+        async with Signal(config, store=store) as fresh:
+            for aggregate_id, email in expected.items():
+                assert (await fresh.aggregate(aggregate_id)).state.email == email
+
+    owners: dict[str, str] = {}
+    asyncio.run(run())
