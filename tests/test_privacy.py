@@ -521,3 +521,43 @@ def test_what_survives_is_what_was_never_forgotten(steps: list[tuple[str, int, i
 
     owners: dict[str, str] = {}
     asyncio.run(run())
+
+
+async def test_personal_values_of_old_revisions_pass_through_upcasters() -> None:
+    from eventsignal.domain.evolution import Upcaster
+
+    @dataclass
+    class Registered:  # revision 1, as it was written
+        customer_id: str
+        email: Annotated[str, Personal(subject="customer_id")]
+
+    @dataclass
+    class RegisteredNow:  # revision 2: the e-mail renamed, still personal
+        __revision__ = 2
+        customer_id: str
+        contact: Annotated[str, Personal(subject="customer_id")]
+
+    def old(command: Any, state: str) -> list[Any]:
+        return [Registered(customer_id="alice", email=EMAIL)]
+
+    def upcast(payload: dict[str, Any]) -> dict[str, Any]:
+        return {"customer_id": payload["customer_id"], "contact": payload["email"]}
+
+    store = MemoryStore()
+    then: AggregateConfig[Any, Any] = AggregateConfig(
+        "person", "", old, lambda s, e: e.data.email, events={"Registered": Registered}
+    )
+    now: AggregateConfig[Any, Any] = AggregateConfig(
+        "person",
+        "",
+        old,
+        lambda s, e: e.data.contact,
+        events={"Registered": RegisteredNow},
+        upcasters=[Upcaster("Registered", 1, upcast)],
+    )
+    async with Signal(then, store=store) as signal:
+        await signal.create("p1", object())
+    async with Signal(now, store=store) as signal:
+        assert (await signal.aggregate("p1")).state == EMAIL
+        await signal.forget("alice")
+        assert (await signal.aggregate("p1")).state == ""
