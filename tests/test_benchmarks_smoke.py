@@ -131,3 +131,9 @@ def test_web_benchmark_prints_both_servers_or_says_wrk_is_missing() -> None:
         assert re.search(rf"{label}\s+[\d,]+\s+[\d.]+\s", out), out
     for name in ("cart server c=4", "cart app c=4"):
         assert re.search(rf"ratio {name} to uvicorn: \d+\.\d\dx", out), out
+
+
+def test_privacy_benchmark_prints_personal_against_plain() -> None:
+    out = run_script("bench_privacy.py", "--quick", "--clients", "4")
+    for store in ("memory", "sqlite"):
+        assert re.search(rf"ratio {store} personal / plain: \d+\.\d+x per CPU second", out), out

@@ -28,6 +28,7 @@ from eventsignal.stores.base import EventStore, StoredEvent
 
 PREFIX = "eventsignal.personal."
 NONCE_BYTES = 12
+_REMEMBERED_DIGESTS = 10_000
 _decode_json = msgspec.json.decode
 _encode_json = msgspec.json.encode
 
@@ -46,6 +47,17 @@ class PersonalData:
             if fields:
                 self.plans[cls] = fields
         self._chain: Keychain | None = None
+        self._digests: dict[object, str] = {}  # subject id -> digest, for the busy subjects
+
+    def digest(self, subject: object) -> str:
+        """The subject's digest, remembered: the same few subjects come back command after
+        command."""
+        found = self._digests.get(subject)
+        if found is None:
+            if len(self._digests) >= _REMEMBERED_DIGESTS:
+                self._digests.clear()
+            found = self._digests[subject] = self.privacy.digest(subject)
+        return found
 
     # Writing
 
@@ -54,7 +66,7 @@ class PersonalData:
         new subjects) and that the store knows this aggregate used it."""
         chain = keychain_for(store)
         self._chain = chain
-        digest = self.privacy.digest
+        digest = self.digest
         name = self.aggregate_name
         subjects: set[str] = set()
         for event in events:
@@ -64,10 +76,13 @@ class PersonalData:
                     subjects.add(digest(value))
         if not subjects:
             return
-        uses = {(d, name, aggregate_id) for d in subjects} - chain.recorded
+        recorded = chain.recorded
+        uses = {
+            (d, name, aggregate_id) for d in subjects if (d, name, aggregate_id) not in recorded
+        }
         missing = chain.stale(subjects, self.privacy.key_ttl)
-        missing.update(use[0] for use in uses)
-        if missing:
+        if uses or missing:
+            missing.update(use[0] for use in uses)
             await chain.ensure(missing, uses, self.privacy)
 
     def seal(
@@ -82,7 +97,7 @@ class PersonalData:
             raise PersonalDataLocked(f"{where}: keys not prepared before encoding")
         payload = _decode_json(data)
         groups: dict[str, dict[str, Any]] = {}
-        digest = self.privacy.digest
+        digest = self.digest
         for field in fields:
             subject = payload.get(field.subject)
             if subject is None:
