@@ -135,8 +135,15 @@ def customer_config(event: type[Any], *, snapshots: bool = True) -> AggregateCon
 StoreMaker = Callable[[], Awaitable[EventStore]]
 
 
-async def scenario(make_store: StoreMaker, event: type[Any], privacy: Privacy) -> None:
-    """Write two customers' data, read it back, forget one, read again from scratch."""
+async def scenario(
+    make_store: StoreMaker,
+    event: type[Any],
+    privacy: Privacy,
+    at_rest: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Write two customers' data, read it back, forget one, read again from scratch.
+
+    ``at_rest`` checks the store's bytes while the data is there, snapshots included."""
     config = customer_config(event)
     seen: list[tuple[str, str | None]] = []
 
@@ -157,6 +164,8 @@ async def scenario(make_store: StoreMaker, event: type[Any], privacy: Privacy) -
         snapshots = snapshot_store_for(store)
         assert snapshots is not None
         assert await snapshots.load_snapshot("customer", "c1") is not None
+        if at_rest is not None:
+            await at_rest()
 
         done = await signal.forget("alice")
         assert done.destroyed
@@ -215,7 +224,13 @@ async def test_forgetting_on_sqlite_leaves_no_plaintext(tmp_path: Path, flavour:
     async def make() -> EventStore:
         return SQLiteStore(path, migrate=True)
 
-    await scenario(make, FLAVOURS[flavour], privacy)
+    async def no_plaintext() -> None:
+        raw = _sqlite_bytes(path)
+        assert b"eventsignal_snapshots" in raw
+        for secret in (EMAIL, NAME, OTHER_EMAIL):
+            assert secret.encode() not in raw
+
+    await scenario(make, FLAVOURS[flavour], privacy, no_plaintext)
     raw = _sqlite_bytes(path)
     assert b"eventsignal_subject_keys" in raw
     for secret in (EMAIL, NAME, "again@example.org"):
@@ -232,8 +247,21 @@ async def test_forgetting_on_postgres_leaves_no_plaintext(
         store: EventStore = await postgres_store_factory()
         return store
 
-    await scenario(make, StructRegistered, Privacy(secret=b"k" * 32))
+    async def no_plaintext() -> None:
+        with psycopg.connect(postgres_dsn) as conn:
+            rows = conn.execute(
+                "SELECT encode(data, 'escape'), metadata::text FROM eventsignal_events "
+                "UNION ALL SELECT encode(state, 'escape'), '' FROM eventsignal_snapshots"
+            ).fetchall()
+        assert len(rows) > 3  # the snapshots are there
+        for secret in (EMAIL, NAME, OTHER_EMAIL):
+            assert secret not in repr(rows)
+
+    await scenario(make, StructRegistered, Privacy(secret=b"k" * 32), no_plaintext)
     with psycopg.connect(postgres_dsn) as conn:
+        assert conn.execute(
+            "SELECT version FROM eventsignal_schema WHERE component = 'subject_keys'"
+        ).fetchall() == [(1,)]
         rows = conn.execute(
             "SELECT encode(data, 'escape'), metadata::text FROM eventsignal_events"
         ).fetchall()

@@ -221,6 +221,7 @@ class Signal(Generic[S, C]):
                 type(config.initial_state),
                 transcoder,
                 telemetry,
+                self._snapshot_sealer(privacy),
             )
         # Whether a stored command has anything to inform besides telemetry: when not, the
         # command path skips that step altogether.
@@ -336,6 +337,14 @@ class Signal(Generic[S, C]):
         )
 
     # Personal data
+
+    def _snapshot_sealer(self, privacy: Privacy | None) -> Any:
+        """What seals snapshots of states folded from personal data; ``None`` without any."""
+        if self.serializer.personal is None:
+            return None
+        from eventsignal.privacy.snapshots import SnapshotSealer
+
+        return SnapshotSealer(self.name, self.store, privacy or Privacy())
 
     async def forget(self, subject: object) -> Forgetting:
         """Forget a data subject: destroy its key in the store and record when (by a digest

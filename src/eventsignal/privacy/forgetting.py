@@ -7,6 +7,7 @@ from typing import Any
 
 from eventsignal.privacy.keychain import keychain_for, subject_key_store_for
 from eventsignal.privacy.settings import DEFAULT, Privacy
+from eventsignal.privacy.snapshots import snapshot_digest
 from eventsignal.snapshotting import snapshot_store_for
 from eventsignal.stores.base import EventStore, SnapshotStore
 from eventsignal.stores.subject_keys import Forgetting, ForgottenSubject
@@ -29,8 +30,15 @@ async def forget(
     """
     keys = subject_key_store_for(store)
     digest = privacy.digest(subject)
-    done = await keys.forget_subject_key(digest, datetime.now(UTC))
-    keychain_for(store).forget(digest)
+    now = datetime.now(UTC)
+    done = await keys.forget_subject_key(digest, now)
+    chain = keychain_for(store)
+    chain.forget(digest)
+    for aggregate_name, aggregate_id in done.aggregates:
+        # The snapshots of those aggregates were sealed under keys of their own: gone too.
+        sealed = snapshot_digest(privacy, aggregate_name, aggregate_id)
+        await keys.drop_subject_key(sealed)
+        chain.drop(sealed)
     await drop_snapshots(store, done.aggregates, snapshots)
     return done
 

@@ -94,6 +94,10 @@ class Keychain:
     def forget(self, digest: str) -> None:
         self.entries[digest] = (FORGOTTEN, time.monotonic())
 
+    def drop(self, digest: str) -> None:
+        """Load this digest's key again when next needed (it was deleted, or replaced)."""
+        self.entries.pop(digest, None)
+
     def _keep(self, digest: str, key: bytes | str | None, privacy: Privacy, now: float) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 

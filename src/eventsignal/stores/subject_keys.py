@@ -67,6 +67,11 @@ class SubjectKeyStore(Protocol):
         first moment)."""
         ...
 
+    async def drop_subject_key(self, digest: str) -> None:
+        """Delete a key without recording anything (for keys that are no subject's, like those
+        of sealed snapshots): a later :meth:`add_subject_keys` may store a new one."""
+        ...
+
     async def subject_uses(self, digest: str) -> Sequence[tuple[str, str]]:
         """The aggregates (type, id) whose events named the subject."""
         ...

@@ -52,6 +52,11 @@ class MemorySubjectKeys:
             aggregates=tuple(await self.subject_uses(digest)),
         )
 
+    async def drop_subject_key(self, digest: str) -> None:
+        await self.prepare_subject_keys()
+        if self._subject_keys.get(digest) is not None:  # a forgotten subject's record stays
+            del self._subject_keys[digest]
+
     async def subject_uses(self, digest: str) -> Sequence[tuple[str, str]]:
         await self.prepare_subject_keys()
         return list(self._subject_uses.get(digest, ()))

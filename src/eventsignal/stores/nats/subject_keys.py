@@ -143,6 +143,16 @@ class NatsSubjectKeys:
             aggregates=tuple(await self.subject_uses(digest)),
         )
 
+    async def drop_subject_key(self, digest: str) -> None:
+        kv = await self._subject_bucket("subject_keys")
+        entry = await self._kv_get(kv, f"k.{digest}")
+        if entry is None or entry.value == GONE:
+            return  # a forgotten subject's record stays
+        try:
+            await kv.purge(f"k.{digest}")
+        except Exception as exc:
+            raise _unavailable(kv._name, exc) from exc
+
     async def subject_uses(self, digest: str) -> Sequence[tuple[str, str]]:
         kv = await self._subject_bucket("subject_keys")
         entry = await self._kv_get(kv, f"u.{digest}")

@@ -60,6 +60,7 @@ _FORGET = """UPDATE eventsignal_subject_keys SET key = NULL, forgotten_at = ?
     WHERE digest = ? AND forgotten_at IS NULL"""
 _RECORD = """INSERT INTO eventsignal_subject_keys (digest, key, created_at, forgotten_at)
     VALUES (?, NULL, ?, ?) ON CONFLICT (digest) DO NOTHING"""
+_DROP = "DELETE FROM eventsignal_subject_keys WHERE digest = ? AND forgotten_at IS NULL"
 _WHEN = "SELECT forgotten_at FROM eventsignal_subject_keys WHERE digest = ?"
 _USES = """SELECT aggregate_name, aggregate_id FROM eventsignal_subject_uses WHERE digest = ?
     ORDER BY aggregate_name, aggregate_id"""
@@ -84,6 +85,7 @@ class SQLSubjectKeyStore:
                 "forget": _FORGET,
                 "record": _RECORD,
                 "when": _WHEN,
+                "drop": _DROP,
                 "uses": _USES,
                 "forgotten": _FORGOTTEN,
                 "since": _FORGOTTEN_SINCE,
@@ -145,6 +147,11 @@ class SQLSubjectKeyStore:
             destroyed=destroyed,
             aggregates=tuple((name, aggregate_id) for name, aggregate_id in uses),
         )
+
+    async def drop_subject_key(self, digest: str) -> None:
+        await self.prepare_subject_keys()
+        async with self.store.transaction() as tx:
+            await tx.execute(self._sql["drop"], (digest,))
 
     async def subject_uses(self, digest: str) -> Sequence[tuple[str, str]]:
         await self.prepare_subject_keys()
