@@ -381,9 +381,14 @@ class Signal(Generic[S, C]):
         drop any snapshot this process may have taken of them since."""
         from eventsignal.privacy.forgetting import drop_snapshots
 
+        from eventsignal.privacy.keychain import keychain_for
+        from eventsignal.privacy.snapshots import snapshot_digest
+
         mine = tuple((name, i) for name, i in aggregates if name == self.name)
+        privacy = self.serializer.personal.privacy
         for _, aggregate_id in mine:
             self._pool.discard(aggregate_id)
+            keychain_for(self.store).drop(snapshot_digest(privacy, self.name, aggregate_id))
         if self._snapshotter is not None and mine:
             await self._snapshotter.close()
             await drop_snapshots(self.store, mine, self._snapshotter.store)
