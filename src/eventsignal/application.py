@@ -380,7 +380,6 @@ class Signal(Generic[S, C]):
         """Another process forgot a subject: evict the live copies holding its plaintext, and
         drop any snapshot this process may have taken of them since."""
         from eventsignal.privacy.forgetting import drop_snapshots
-
         from eventsignal.privacy.keychain import keychain_for
         from eventsignal.privacy.snapshots import snapshot_digest
 
