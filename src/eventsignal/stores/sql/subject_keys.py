@@ -108,7 +108,8 @@ class SQLSubjectKeyStore:
     async def load_subject_keys(self, digests: Collection[str]) -> dict[str, bytes | None]:
         await self.prepare_subject_keys()
         found: dict[str, bytes | None] = {}
-        async with self.store.transaction() as tx:
+        # A read path of its own, where the store has one: loads never queue behind writes.
+        async with self.store.read_transaction() as tx:
             for digest in digests:
                 row = await tx.fetchone(self._sql["load"], (digest,))
                 if row is not None:
@@ -155,13 +156,13 @@ class SQLSubjectKeyStore:
 
     async def subject_uses(self, digest: str) -> Sequence[tuple[str, str]]:
         await self.prepare_subject_keys()
-        async with self.store.transaction() as tx:
+        async with self.store.read_transaction() as tx:
             rows = await tx.fetchall(self._sql["uses"], (digest,))
         return [(name, aggregate_id) for name, aggregate_id in rows]
 
     async def forgotten_subjects(self, since: datetime | None = None) -> list[ForgottenSubject]:
         await self.prepare_subject_keys()
-        async with self.store.transaction() as tx:
+        async with self.store.read_transaction() as tx:
             if since is None:
                 rows = await tx.fetchall(self._sql["forgotten"])
             else:
