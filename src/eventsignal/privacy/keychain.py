@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 _ATTRIBUTE = "_eventsignal_keychain"
 UNKNOWN = "unknown"  # a digest the store has no row for
 FORGOTTEN = "forgotten"
+KEPT = 100_000  # entries past which old ones are swept
+SWEEP_AGE = 600.0  # seconds since loading after which a swept entry goes
 
 
 def subject_key_store_for(store: EventStore) -> SubjectKeyStore:
@@ -62,6 +64,18 @@ class Keychain:
         self.keys = keys
         self.entries: dict[str, tuple[Any, float]] = {}
         self.recorded: set[SubjectUse] = set()  # uses this process stored already
+        self._swept = time.monotonic()
+
+    def _sweep(self, now: float) -> None:
+        """Bound the memory held for many subjects: past :data:`KEPT` entries, those loaded
+        long ago go (a read in progress unlocked its keys far more recently than that), and
+        the uses are recorded again when next met (an idempotent write)."""
+        if len(self.recorded) > KEPT:
+            self.recorded.clear()
+        if len(self.entries) > KEPT and now - self._swept > 60:
+            self._swept = now
+            old = now - SWEEP_AGE
+            self.entries = {d: e for d, e in self.entries.items() if e[1] >= old}
 
     def stale(self, digests: Iterable[str], ttl: float) -> set[str]:
         """Those of ``digests`` to load: never loaded, or loaded more than ``ttl`` ago."""
@@ -77,6 +91,7 @@ class Keychain:
     async def load(self, digests: Collection[str], privacy: Privacy) -> None:
         found = await self.keys.load_subject_keys(digests)
         now = time.monotonic()
+        self._sweep(now)
         for digest in digests:
             self._keep(digest, found.get(digest, UNKNOWN), privacy, now)
 
@@ -87,6 +102,7 @@ class Keychain:
         fresh = {digest: _wrap(os.urandom(KEY_BYTES), digest, privacy) for digest in digests}
         stored = await self.keys.add_subject_keys(fresh, uses)
         now = time.monotonic()
+        self._sweep(now)
         for digest, key in stored.items():
             self._keep(digest, key, privacy, now)
         self.recorded.update(uses)
