@@ -607,3 +607,27 @@ async def test_personal_values_of_old_revisions_pass_through_upcasters() -> None
         assert (await signal.aggregate("p1")).state == EMAIL
         await signal.forget("alice")
         assert (await signal.aggregate("p1")).state == ""
+
+
+async def test_a_copied_store_keeps_its_subjects_readable_and_forgotten(tmp_path: Path) -> None:
+    from eventsignal.copying import copy_store
+
+    source = MemoryStore()
+    config = customer_config(DataclassRegistered, snapshots=False)
+    async with Signal(config, store=source) as signal:
+        await signal.create("c1", Register("alice", EMAIL, NAME))
+        await signal.create("c2", Register("bob", OTHER_EMAIL, None))
+        await signal.forget("bob")
+    target = SQLiteStore(tmp_path / "copy.db", migrate=True)
+    async with target:
+        await copy_store(source, target)
+    async with Signal(config, store=SQLiteStore(tmp_path / "copy.db")) as copied:
+        assert (await copied.aggregate("c1")).state == Customer(EMAIL, NAME, "basic")
+        assert (await copied.aggregate("c2")).state == Customer("", None, "basic")
+        assert [f.digest for f in await forgotten_subjects(copied.store)] == [
+            Privacy().digest("bob")
+        ]
+        done = await copied.forget("alice")
+        assert done.aggregates == (("customer", "c1"),)  # the uses came along
+    async with Signal(config, store=SQLiteStore(tmp_path / "copy.db")) as fresh:
+        assert (await fresh.aggregate("c1")).state.email == ""

@@ -29,7 +29,7 @@ from eventsignal.domain.evolution import (
     split_stored_name,
     stored_name,
 )
-from eventsignal.domain.personal import PersonalDataLocked, declares_personal
+from eventsignal.domain.personal import METADATA_PREFIX, PersonalDataLocked, declares_personal
 from eventsignal.stores.base import EventStore, StoredEvent
 
 
@@ -114,7 +114,7 @@ class _Unconfigured:
         return None
 
     def open(self, stored: StoredEvent, data: bytes) -> Any:
-        if any(key.startswith("eventsignal.personal.") for key in stored.metadata):
+        if any(key.startswith(METADATA_PREFIX) for key in stored.metadata):
             raise PersonalDataLocked(self.message)
         return None
 

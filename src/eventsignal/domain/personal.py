@@ -23,6 +23,9 @@ from eventsignal.domain.errors import ConfigurationError, SignalError
 
 _UNSET: Any = object()
 
+METADATA_PREFIX = "eventsignal.personal."
+"""Metadata keys of sealed personal values start with this, followed by the subject digest."""
+
 
 class Personal:
     """Marks a field as personal data of the subject named by the event's field ``subject``.

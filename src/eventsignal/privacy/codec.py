@@ -20,13 +20,18 @@ from typing import Any
 import msgspec
 from cryptography.exceptions import InvalidTag
 
-from eventsignal.domain.personal import PersonalDataLocked, PersonalField, personal_fields
+from eventsignal.domain.personal import (
+    METADATA_PREFIX,
+    PersonalDataLocked,
+    PersonalField,
+    personal_fields,
+)
 from eventsignal.privacy.keychain import FORGOTTEN, UNKNOWN, Keychain, keychain_for
 from eventsignal.privacy.settings import Privacy
 from eventsignal.serialization import row_context
 from eventsignal.stores.base import EventStore, StoredEvent
 
-PREFIX = "eventsignal.personal."
+PREFIX = METADATA_PREFIX
 NONCE_BYTES = 12
 _REMEMBERED_DIGESTS = 10_000
 _decode_json = msgspec.json.decode
