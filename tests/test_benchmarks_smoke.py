@@ -177,3 +177,9 @@ def test_command_options_benchmark_prints_the_cost_of_keys_and_own_writes() -> N
     for backend in ("sqlite", "postgres"):
         for option in ("keyed", "own writes"):
             assert re.search(RATIO.format(f"{backend} {option} to plain c=4"), out), out
+
+
+def test_privacy_benchmark_prints_personal_against_plain() -> None:
+    out = run_script("bench_privacy.py", "--quick", "--clients", "4")
+    for store in ("memory", "sqlite"):
+        assert re.search(rf"ratio {store} personal / plain: \d+\.\d+x per CPU second", out), out

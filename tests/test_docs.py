@@ -37,6 +37,7 @@ PUBLIC = [
     "eventsignal.codecs",
     "eventsignal.publishing",
     "eventsignal.publishing.inbox",
+    "eventsignal.privacy",
 ]
 # Classes whose methods state a contract that implementations share without repeating it.
 CONTRACTS = [
@@ -45,6 +46,7 @@ CONTRACTS = [
     "eventsignal.stores.base.StoreLifecycle",
     "eventsignal.stores.idempotency.IdempotentStore",
     "eventsignal.stores.sql.contract.SharedTransactions",
+    "eventsignal.stores.subject_keys.SubjectKeyStore",
 ]
 
 

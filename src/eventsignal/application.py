@@ -38,6 +38,7 @@ from eventsignal.domain.identity import validate_id
 from eventsignal.idempotency import CommandResult, command_digest
 from eventsignal.instrumentation import Append, Create, Instrumentation
 from eventsignal.pool import LiveAggregate, Pool, PoolStats
+from eventsignal.privacy import Forgetting, Privacy, personal_data
 from eventsignal.recording import Recorder
 from eventsignal.serialization import EventSerializer, Transcoder, envelope
 from eventsignal.snapshotting import Snapshotter, snapshot_store_for
@@ -216,6 +217,8 @@ class Signal(Generic[S, C]):
     append and rebuild; without it the command path does not look for one.
     ``key_retention`` says how many idempotency keys each aggregate keeps, and for how long
     (:class:`~eventsignal.KeyRetention`; by default its newest 100, each for at least a day).
+    ``privacy`` (:class:`eventsignal.privacy.Privacy`) says how the personal fields of events
+    are keyed, when their classes declare any (see :meth:`forget`).
     """
 
     def __init__(
@@ -232,6 +235,7 @@ class Signal(Generic[S, C]):
         on_evict: EvictionHook | None = None,
         key_retention: KeyRetention = DEFAULT_RETENTION,
         instrumentation: Instrumentation | None = None,
+        privacy: Privacy | None = None,
     ) -> None:
         if conflict_retries < 0:
             raise ConfigurationError("conflict_retries must be zero or more")
@@ -239,7 +243,11 @@ class Signal(Generic[S, C]):
         self.name = config.name
         self.store: EventStore = store if store is not None else MemoryStore()
         self.serializer = EventSerializer(
-            config.name, config.event_types, transcoder, config.upcasters
+            config.name,
+            config.event_types,
+            transcoder,
+            config.upcasters,
+            personal=personal_data(config.name, config.event_types, privacy),
         )
         self.conflict_retries = conflict_retries
         self.key_retention = key_retention
@@ -256,7 +264,11 @@ class Signal(Generic[S, C]):
         if instrumentation is not None:
             self._traced_append = instrumentation.wrap_append(self.store, self._append)
             self._traced_create = instrumentation.wrap_create(self.store, self._create_in_store)
-        self._recorder: Recorder[S] = Recorder(config, self.serializer)
+        if self.serializer.personal is not None:
+            from eventsignal.privacy.keychain import subject_key_store_for
+
+            subject_key_store_for(self.store)  # a store that cannot keep keys says so now
+        self._recorder: Recorder[S] = Recorder(config, self.serializer, self.store)
         self._telemetry = telemetry
         self._on_evict = on_evict
         self._pool: Pool[S] = Pool(pool_size, self._evicted)
@@ -277,11 +289,13 @@ class Signal(Generic[S, C]):
                 type(config.initial_state),
                 transcoder,
                 telemetry,
+                self._snapshot_sealer(privacy),
             )
         # Whether a stored command has anything to inform besides telemetry: when not, the
         # command path skips that step altogether.
         self._informs = self._bus.subscriber_count > 0 or self._snapshotter is not None
         self._started = False
+        self._watcher: asyncio.Task[None] | None = None  # forgettings elsewhere, if personal
         if instrumentation is not None:
             instrumentation.attach(self)
 
@@ -296,12 +310,23 @@ class Signal(Generic[S, C]):
             await self._snapshotter.start()
         self._bus.start()
         self._started = True
+        personal = self.serializer.personal
+        if personal is not None and hasattr(personal, "privacy"):
+            from eventsignal.privacy.watching import watch_forgettings
+
+            self._watcher = asyncio.create_task(
+                watch_forgettings(self.store, personal.privacy, self._forgotten_elsewhere)
+            )
 
     async def stop(self) -> None:
         """Deliver queued events, finish snapshots, empty the pool and release the store."""
         if not self._started:
             return
         self._started = False
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
         await self._bus.stop()
         if self._snapshotter is not None:
             await self._snapshotter.close()
@@ -343,6 +368,8 @@ class Signal(Generic[S, C]):
         """The aggregate's stored events, decoded (upcast where needed), in version order."""
         self._check_started()
         stored = await self._read_existing(validate_id(aggregate_id), after_version)
+        if self.serializer.personal is not None:
+            await self.serializer.personal.unlock(self.store, stored)
         decode = self.serializer.decode_all
         return [envelope(record, data) for record in stored for data in decode(record)]
 
@@ -376,6 +403,62 @@ class Signal(Generic[S, C]):
             state=past.state,
             timestamp=stored[-1].timestamp if stored else None,
         )
+
+    # Personal data
+
+    def _snapshot_sealer(self, privacy: Privacy | None) -> Any:
+        """What seals snapshots of states folded from personal data; ``None`` without any."""
+        if self.serializer.personal is None:
+            return None
+        from eventsignal.privacy.snapshots import SnapshotSealer
+
+        return SnapshotSealer(self.name, self.store, privacy or Privacy())
+
+    async def forget(self, subject: object) -> Forgetting:
+        """Forget a data subject: destroy its key in the store and record when (by a digest
+        of ``subject``, never the subject itself).
+
+        The snapshots of the aggregates whose events named the subject are dropped, and those
+        of this type are evicted from this Signal's pool: from now on they, :meth:`events`,
+        :meth:`state_at` and subscriptions read the redacted values of its personal fields.
+        Read models that hold the plaintext are rebuilt with
+        :func:`eventsignal.subscriptions.rebuild` (or ``eventsignal forget --rebuild``). Other
+        processes notice within their ``Privacy.key_ttl``; see the guide for what lies beyond
+        the store.
+        """
+        self._check_started()
+        from eventsignal.privacy.forgetting import drop_snapshots, forget
+
+        personal = self.serializer.personal
+        privacy = getattr(personal, "privacy", None)
+        snapshots = self._snapshotter.store if self._snapshotter is not None else None
+        done = await forget(self.store, subject, privacy=privacy or Privacy(), snapshots=snapshots)
+        mine = [aggregate_id for name, aggregate_id in done.aggregates if name == self.name]
+        for aggregate_id in mine:
+            self._pool.discard(aggregate_id)
+        if self._snapshotter is not None:
+            # A snapshot of the plaintext may have been under way: let it land, then drop it.
+            await self._snapshotter.close()
+            await drop_snapshots(self.store, done.aggregates, snapshots)
+        for aggregate_id in mine:
+            self._pool.discard(aggregate_id)
+        return done
+
+    async def _forgotten_elsewhere(self, aggregates: Sequence[tuple[str, str]]) -> None:
+        """Another process forgot a subject: evict the live copies holding its plaintext, and
+        drop any snapshot this process may have taken of them since."""
+        from eventsignal.privacy.forgetting import drop_snapshots
+        from eventsignal.privacy.keychain import keychain_for
+        from eventsignal.privacy.snapshots import snapshot_digest
+
+        mine = tuple((name, i) for name, i in aggregates if name == self.name)
+        privacy = self.serializer.personal.privacy
+        for _, aggregate_id in mine:
+            self._pool.discard(aggregate_id)
+            keychain_for(self.store).drop(snapshot_digest(privacy, self.name, aggregate_id))
+        if self._snapshotter is not None and mine:
+            await self._snapshotter.close()
+            await drop_snapshots(self.store, mine, self._snapshotter.store)
 
     # Commands
 
@@ -640,6 +723,8 @@ class Signal(Generic[S, C]):
 
         The live aggregate changes only once every event has applied.
         """
+        if self.serializer.personal is not None and stored:
+            await self.serializer.personal.unlock(self.store, stored)
         apply = self.config.event_handler
         decode = self.serializer.decode_all
         state = live.state

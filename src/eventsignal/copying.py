@@ -99,13 +99,16 @@ async def copy_store(
     progress: Progress | None = None,
     batch: int = 1000,
     pipeline: bool = True,
+    personal: bool = True,
 ) -> CopyReport:
     """Copy everything ``source`` holds into ``target`` (both open); continue an interrupted copy.
 
     Refuses, with :class:`CopyRefused`, a target that holds anything but a prefix of the source.
     ``batch`` events are read at a time; with ``pipeline`` the writes for distinct aggregates
     among them are issued together (the target must store them in the order issued, which is
-    checked); without it, one at a time.
+    checked); without it, one at a time. With ``personal`` the keys of the data subjects
+    the events name go along (see :mod:`eventsignal.privacy`), at the cost of one more read of
+    the source's log.
     """
     started = time.monotonic()
     sources = {_key(a): a for a in await source.aggregates()}
@@ -147,6 +150,10 @@ async def copy_store(
     positions.finish()
 
     snapshots = await _copy_snapshots(source, target, sources)
+    if personal:
+        from eventsignal.privacy.copying import copy_subject_keys
+
+        await copy_subject_keys(source, target, batch=batch)
     if state is not None:
         await state.write(target, positions)
         state_outcome = "copied"

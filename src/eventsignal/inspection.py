@@ -15,6 +15,7 @@ import msgspec
 
 from eventsignal.domain.config import AggregateConfig
 from eventsignal.domain.errors import EventSerializationError
+from eventsignal.privacy import Privacy, personal_data
 from eventsignal.serialization import EventSerializer
 from eventsignal.stores.base import EventStore
 
@@ -36,20 +37,32 @@ async def unreadable_events(
     *,
     after_position: int = 0,
     page: int = 1000,
+    privacy: Privacy | None = None,
 ) -> AsyncIterator[UnreadableEvent]:
     """Every stored event after ``after_position`` that cannot be read, in position order.
 
     Without ``configs`` only the envelopes are checked; with them, the data of those aggregate
-    types too.
+    types too (``privacy`` as the application's, for events with personal fields whose keys
+    are wrapped by a master key).
     """
     serializers = {
-        c.name: EventSerializer(c.name, c.event_types, None, c.upcasters) for c in configs
+        c.name: EventSerializer(
+            c.name,
+            c.event_types,
+            None,
+            c.upcasters,
+            personal=personal_data(c.name, c.event_types, privacy),
+        )
+        for c in configs
     }
     position = after_position
     while True:
         batch = await store.read_all(position, page)
         if not batch:
             return
+        for reader in serializers.values():
+            if reader.personal is not None:
+                await reader.personal.unlock(store, batch)
         for record in batch:
             problem = record.defect
             serializer = serializers.get(record.aggregate_name)

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from eventsignal.domain.config import AggregateConfig
-from eventsignal.domain.errors import InvalidHandlerResult
+from eventsignal.domain.errors import ConfigurationError, InvalidHandlerResult
 from eventsignal.domain.events import Event, new_event_id
 from eventsignal.serialization import EventSerializer
-from eventsignal.stores.base import StoredEvent
+from eventsignal.stores.base import EventStore, StoredEvent
 
 S = TypeVar("S")
 
@@ -28,13 +28,21 @@ _now = datetime.now
 class Recorder(Generic[S]):
     """Runs one aggregate type's command handler and records the events it returns."""
 
-    __slots__ = ("_aggregate_name", "_apply", "_encode", "_handle")
+    __slots__ = ("_aggregate_name", "_apply", "_encode", "_handle", "_serializer", "_store")
 
-    def __init__(self, config: AggregateConfig[S, Any], serializer: EventSerializer) -> None:
+    def __init__(
+        self,
+        config: AggregateConfig[S, Any],
+        serializer: EventSerializer,
+        store: EventStore | None = None,
+    ) -> None:
         self._aggregate_name = config.name
         self._handle = config.command_handler
         self._apply = config.event_handler
         self._encode = serializer.encode
+        # Only for event classes with personal fields: the store that keeps their keys.
+        self._serializer = serializer if serializer.personal is not None else None
+        self._store = store
 
     async def decide(
         self,
@@ -53,6 +61,8 @@ class Recorder(Generic[S]):
             produced = await self._events_of(produced, aggregate_id, command)
         if not produced:
             return state, (), ()
+        if self._serializer is not None:
+            return await self._decide_personal(produced, state, aggregate_id, version, metadata)
         name = self._aggregate_name
         apply = self._apply
         encode = self._encode
@@ -87,6 +97,60 @@ class Recorder(Generic[S]):
                 metadata=metadata,
             )
             state = apply(state, event)
+            envelopes.append(event)
+        return state, envelopes, records
+
+    async def _decide_personal(
+        self,
+        produced: list[Any],
+        state: S,
+        aggregate_id: str,
+        version: int,
+        metadata: Mapping[str, str],
+    ) -> Decision[S]:
+        """:meth:`decide` for event classes with personal fields: the subjects' keys are made
+        ready first, and each event's encrypted values join its own copy of the metadata."""
+        serializer = self._serializer
+        assert serializer is not None
+        if self._store is None:
+            raise ConfigurationError(
+                f"{self._aggregate_name}: personal fields need the store that keeps their keys"
+            )
+        await serializer.personal.prepare(self._store, produced, aggregate_id)
+        name = self._aggregate_name
+        now = _now(UTC)
+        envelopes: list[Event[Any]] = []
+        records: list[StoredEvent] = []
+        for data in produced:
+            version += 1
+            event_name, payload, sealed = serializer.encode_sealed(
+                data, aggregate_id=aggregate_id, version=version
+            )
+            event_id = new_event_id()
+            records.append(
+                StoredEvent(
+                    id=event_id,
+                    aggregate_name=name,
+                    aggregate_id=aggregate_id,
+                    version=version,
+                    name=event_name,
+                    timestamp=now,
+                    data=payload,
+                    metadata={**metadata, **sealed} if sealed else metadata,
+                )
+            )
+            event = Event(
+                id=event_id,
+                aggregate_name=name,
+                aggregate_id=aggregate_id,
+                version=version,
+                name=event_name,
+                timestamp=now,
+                position=0,
+                data=data,
+                metadata=metadata,
+            )
+            state = self._apply(state, event)
             envelopes.append(event)
         return state, envelopes, records
 

@@ -15,7 +15,11 @@ from typing import Any, Protocol
 import msgspec
 import msgspec.inspect
 
-from eventsignal.domain.errors import EventSerializationError, UnknownEventType
+from eventsignal.domain.errors import (
+    ConfigurationError,
+    EventSerializationError,
+    UnknownEventType,
+)
 from eventsignal.domain.events import Event
 from eventsignal.domain.evolution import (
     Payload,
@@ -25,7 +29,8 @@ from eventsignal.domain.evolution import (
     split_stored_name,
     stored_name,
 )
-from eventsignal.stores.base import StoredEvent
+from eventsignal.domain.personal import METADATA_PREFIX, PersonalDataLocked, declares_personal
+from eventsignal.stores.base import EventStore, StoredEvent
 
 
 class Transcoder(Protocol):
@@ -92,8 +97,36 @@ def envelope(record: StoredEvent, data: Any) -> Event[Any]:
     )
 
 
+class _Unconfigured:
+    """What a serializer of event classes with personal fields holds when it was built without
+    :mod:`eventsignal.privacy`: it refuses to write them, and to read their personal values."""
+
+    plans: Mapping[type[Any], Any] = {}
+
+    def __init__(self, aggregate_name: str) -> None:
+        self.message = (
+            f"the events of {aggregate_name!r} have personal fields: build the serializer "
+            "with personal=eventsignal.privacy.personal_data(...) (Signal does)"
+        )
+
+    async def prepare(self, store: EventStore, events: Any, aggregate_id: str) -> None:
+        raise ConfigurationError(self.message)
+
+    async def unlock(self, store: EventStore, records: Any) -> None:
+        return None
+
+    def open(self, stored: StoredEvent, data: bytes) -> Any:
+        if any(key.startswith(METADATA_PREFIX) for key in stored.metadata):
+            raise PersonalDataLocked(self.message)
+        return None
+
+
 class EventSerializer:
-    """Encodes and decodes the events of one aggregate type, by their stored names."""
+    """Encodes and decodes the events of one aggregate type, by their stored names.
+
+    ``personal`` (from :func:`eventsignal.privacy.personal_data`) seals the personal fields of
+    events; it is ``None`` when no event class declares any, and then costs nothing.
+    """
 
     def __init__(
         self,
@@ -101,8 +134,13 @@ class EventSerializer:
         event_types: Mapping[str, type[Any]],
         transcoder: Transcoder | None = None,
         upcasters: Sequence[Upcaster] = (),
+        *,
+        personal: Any = None,
     ) -> None:
         self.aggregate_name = aggregate_name
+        if personal is None and declares_personal(event_types):
+            personal = _Unconfigured(aggregate_name)
+        self.personal: Any = personal
         self._names = {cls: name for name, cls in event_types.items()}
         self._decoders = {name: bytes_decoder(cls) for name, cls in event_types.items()}
         # What ``encode`` needs of a class, in one lookup: its stored name and its decoder.
@@ -156,6 +194,40 @@ class EventSerializer:
                 data = transcoder.encode(data)
         return name, data
 
+    def encode_sealed(
+        self, event: object, *, aggregate_id: str, version: int
+    ) -> tuple[str, bytes, dict[str, str] | None]:
+        """:meth:`encode` for an aggregate type with personal fields: also the metadata that
+        holds their values, encrypted (``None`` for an event without personal fields).
+
+        The keys of the event's subjects must be prepared (``await personal.prepare(...)``).
+        """
+        fields = self.personal.plans.get(type(event))
+        if not fields:
+            return (*self.encode(event, aggregate_id=aggregate_id, version=version), None)
+        name, read_back, floats = self._writers[type(event)]
+        try:
+            data = _encoder.encode(event)
+            if floats and _find(data, b"null") >= 0:
+                _refuse_non_finite(event)
+            read_back(data)
+            context = row_context(self.aggregate_name, aggregate_id, version, name)
+            where = f"{self.aggregate_name} {aggregate_id!r} version {version} ({name})"
+            data, sealed = self.personal.seal(fields, data, context, where)
+            read_back(data)  # the redacted payload must read back as well
+        except (TypeError, ValueError, NotImplementedError) as exc:
+            raise EventSerializationError(
+                f"cannot be stored: {_first_line(exc)}",
+                aggregate_name=self.aggregate_name,
+                aggregate_id=aggregate_id,
+                version=version,
+                event_name=name,
+            ) from exc
+        transcoder: Any = self._transcoder
+        if transcoder is not None:
+            data = transcoder.encode(data, context) if self._binds else transcoder.encode(data)
+        return name, data, sealed
+
     def decode(self, stored: StoredEvent) -> Any:
         """The user event held in a stored event (see :meth:`decode_all` for split events)."""
         events = self.decode_all(stored)
@@ -179,10 +251,17 @@ class EventSerializer:
                     data = transcoder.decode(data, context)
                 else:
                     data = transcoder.decode(data)
+            personal = self.personal
+            if personal is not None and stored.metadata:
+                payload = personal.open(stored, data)
+                if payload is not None:
+                    if decode is not None:
+                        return [decode(_encoder.encode(payload))]
+                    return self._upcast(stored, payload)
             if decode is not None:
                 return [decode(data)]
             return self._upcast(stored, msgspec.json.decode(data))
-        except EventSerializationError:
+        except (EventSerializationError, PersonalDataLocked):
             raise
         except Exception as exc:
             raise self._error(stored, f"stored data cannot be decoded: {exc}") from exc

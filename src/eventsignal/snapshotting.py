@@ -42,8 +42,11 @@ class Snapshotter(Generic[S]):
         state_type: type[Any],
         transcoder: Transcoder | None,
         telemetry: TelemetryHook | None,
+        sealer: Any = None,
     ) -> None:
         self.aggregate_name = aggregate_name
+        # Events with personal fields: snapshots are sealed (eventsignal.privacy.snapshots).
+        self._sealer = sealer
         self.policy = policy
         self.store = store
         self._serializer = StateSerializer(state_type, transcoder)
@@ -64,12 +67,18 @@ class Snapshotter(Generic[S]):
 
     async def take(self, aggregate_id: str, state: S, version: int) -> None:
         try:
+            data: bytes | None = self._serializer.encode(state)
+            if self._sealer is not None:
+                data = await self._sealer.seal(aggregate_id, data)
+                if data is None:
+                    return  # its key was destroyed with a forgotten subject: no snapshots
+            assert data is not None
             snapshot = Snapshot(
                 aggregate_name=self.aggregate_name,
                 aggregate_id=aggregate_id,
                 version=version,
                 schema_version=self.policy.schema_version,
-                state=self._serializer.encode(state),
+                state=data,
                 taken_at=datetime.now(UTC),
             )
             await self.store.save_snapshot(snapshot)
@@ -100,7 +109,12 @@ class Snapshotter(Generic[S]):
             )
         else:
             try:
-                return self._serializer.decode(snapshot.state), snapshot.version
+                data: bytes | None = snapshot.state
+                if self._sealer is not None:
+                    data = await self._sealer.open(aggregate_id, snapshot.state)
+                if data is not None:
+                    return self._serializer.decode(data), snapshot.version
+                reason = "its key was destroyed (a subject of it was forgotten)"
             except Exception as exc:
                 reason = f"cannot be decoded: {type(exc).__name__}: {exc}"
         self._report(

@@ -37,6 +37,7 @@ from eventsignal.domain.events import Event
 from eventsignal.idempotency import CommandResult
 from eventsignal.instrumentation import Instrumentation
 from eventsignal.pool import PoolStats
+from eventsignal.privacy import Forgetting, Privacy
 from eventsignal.serialization import EventSerializer, Transcoder
 from eventsignal.stores.base import EventStore, SnapshotStore
 from eventsignal.stores.idempotency import DEFAULT_RETENTION, KeyRetention
@@ -231,6 +232,7 @@ class Signal(Generic[S, C]):
         on_evict: EvictionHook | None = None,
         key_retention: KeyRetention = DEFAULT_RETENTION,
         instrumentation: Instrumentation | None = None,
+        privacy: Privacy | None = None,
     ) -> None:
         self.signal: application.Signal[S, C] = application.Signal(
             config,
@@ -244,6 +246,7 @@ class Signal(Generic[S, C]):
             on_evict=on_evict,
             key_retention=key_retention,
             instrumentation=instrumentation,
+            privacy=privacy,
         )
         self._loop: _LoopThread | None = None
         self._life = threading.Lock()  # start and stop, one thread at a time
@@ -356,6 +359,11 @@ class Signal(Generic[S, C]):
         """The aggregate as it was at ``version``, or at ``timestamp``; see
         :meth:`eventsignal.Signal.state_at`."""
         return self._call(self.signal.state_at(aggregate_id, version=version, timestamp=timestamp))
+
+    def forget(self, subject: object) -> Forgetting:
+        """Forget a data subject (its personal fields read as redacted from now on); see
+        :meth:`eventsignal.Signal.forget`."""
+        return self._call(self.signal.forget(subject))
 
     # Commands
 

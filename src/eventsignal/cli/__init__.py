@@ -14,6 +14,7 @@ from eventsignal import __version__
 from eventsignal.cli.copying import copy
 from eventsignal.cli.events import aggregates, history, migrate
 from eventsignal.cli.integrity import check, event, quarantine
+from eventsignal.cli.privacy import forget
 from eventsignal.cli.projections import rebuild, subscriptions
 from eventsignal.cli.publishing import publish
 from eventsignal.cli.schema import schema
@@ -48,6 +49,7 @@ for command in (
     publish,
     copy,
     schema,
+    forget,
     cart,
 ):
     main.add_command(command)

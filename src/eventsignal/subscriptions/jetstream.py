@@ -441,7 +441,10 @@ class JetStreamRunner(RunnerLifecycle):
 
     async def _call(self, record: StoredEvent) -> None:
         handler: Any = self.subscription.handler
-        for data in self.subscription.serializers[record.aggregate_name].decode_all(record):
+        serializer = self.subscription.serializers[record.aggregate_name]
+        if serializer.personal is not None:
+            await serializer.personal.unlock(self.store, (record,))
+        for data in serializer.decode_all(record):
             event = envelope(record, data)
             result = handler([event] if self.subscription.batched else event)
             if result is not None and isawaitable(result):

@@ -86,6 +86,7 @@ class SubscriptionRunner(RunnerLifecycle):
         self._task: asyncio.Task[None] | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._prefetch: tuple[int, asyncio.Task[Sequence[StoredEvent]]] | None = None
+        self._personal = [s for s in subscription.serializers.values() if s.personal is not None]
 
     # Life cycle
 
@@ -311,8 +312,16 @@ class SubscriptionRunner(RunnerLifecycle):
         decoded = self.subscription.serializers[record.aggregate_name].decode_all(record)
         return [envelope(record, data) for data in decoded]
 
+    async def unlock(self, records: Sequence[StoredEvent]) -> None:
+        """Load the subject keys the personal fields of ``records`` need (see
+        :mod:`eventsignal.privacy`); nothing to do for types without personal fields."""
+        for serializer in self._personal:
+            await serializer.personal.unlock(self.store, records)
+
     async def _call(self, record: StoredEvent, tx: Transaction | None) -> None:
         handler: Any = self.subscription.handler
+        if self._personal:
+            await self.unlock((record,))
         if self.subscription.batched:
             result = handler(self.envelopes(record))
             if result is not None and isawaitable(result):
@@ -404,6 +413,8 @@ class SubscriptionRunner(RunnerLifecycle):
         return len(chosen)
 
     async def _process(self, batch: Sequence[StoredEvent]) -> None:
+        if self._personal:
+            await self.unlock(batch)
         if self.subscription.takes_transaction:
             while batch:
                 batch = batch[await self._process_slice(batch) :]

@@ -19,6 +19,7 @@ from eventsignal.domain.config import AggregateConfig
 from eventsignal.domain.errors import ConfigurationError
 from eventsignal.domain.events import Event
 from eventsignal.domain.identity import validate_name
+from eventsignal.privacy import personal_data
 from eventsignal.serialization import EventSerializer
 
 if TYPE_CHECKING:
@@ -109,7 +110,10 @@ class Subscription:
                 serializers[config.aggregate_name] = config
             else:
                 serializers[config.name] = EventSerializer(
-                    config.name, config.event_types, upcasters=config.upcasters
+                    config.name,
+                    config.event_types,
+                    upcasters=config.upcasters,
+                    personal=personal_data(config.name, config.event_types),
                 )
         names = set(serializers) if self.aggregate_names is None else set(self.aggregate_names)
         missing = names - set(serializers)

@@ -35,15 +35,16 @@ from eventsignal.stores.idempotency import (
     check_key,
     to_drop,
 )
+from eventsignal.stores.memory.subject_keys import MemorySubjectKeys
 from eventsignal.stores.memory.subscriptions import MemorySubscriptions
 
 _Key = tuple[str, str]
 _replace = msgspec.structs.replace
 
 
-class MemoryStore(StoreLifecycle, MemorySubscriptions):
-    """A non-durable :class:`~eventsignal.stores.EventStore` (and snapshot store, and
-    subscription state) in this object.
+class MemoryStore(StoreLifecycle, MemorySubscriptions, MemorySubjectKeys):
+    """A non-durable :class:`~eventsignal.stores.EventStore` (and snapshot store, subscription
+    state and subject key store) in this object.
 
     Every operation on events completes without yielding to the event loop, which makes each one
     atomic with respect to other coroutines.

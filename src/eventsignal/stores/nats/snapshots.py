@@ -84,6 +84,14 @@ class SnapshotBucket:
             raise self._unavailable(exc) from exc
         return _decode(entry.value) if entry.value else None
 
+    async def delete(self, js: JetStreamContext, aggregate_name: str, aggregate_id: str) -> None:
+        """Remove the aggregate's snapshot, history and all."""
+        kv = await self._bucket(js)
+        try:
+            await kv.purge(key_of(aggregate_name, aggregate_id))
+        except Exception as exc:
+            raise self._unavailable(exc) from exc
+
     async def _bucket(self, js: JetStreamContext) -> KeyValue:
         """The bucket on this connection, created (with the stream's replicas) if missing."""
         from nats.js.api import StorageType

@@ -75,6 +75,7 @@ from eventsignal.stores.nats.layout import (
     layout_of,
 )
 from eventsignal.stores.nats.snapshots import SnapshotBucket
+from eventsignal.stores.nats.subject_keys import NatsSubjectKeys
 from eventsignal.stores.nats.subscriptions import MAX_BATCH, NatsSubscriptions
 from eventsignal.stores.nats.wire import (
     COMMANDS,
@@ -145,7 +146,7 @@ class _StreamInfo(msgspec.Struct):
 _decode_info = msgspec.json.Decoder(_StreamInfo).decode
 
 
-class NatsStore(NatsSubscriptions, StoreLifecycle):
+class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
     """A durable :class:`~eventsignal.stores.EventStore` on one JetStream stream.
 
     ``stream`` names the stream and prefixes its subjects (``<stream>.<type>.<id>``); it may hold
@@ -775,6 +776,10 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
 
     async def load_snapshot(self, aggregate_name: str, aggregate_id: str) -> Snapshot | None:
         return await self._snapshots.load(self._jetstream(), aggregate_name, aggregate_id)
+
+    async def delete_snapshot(self, aggregate_name: str, aggregate_id: str) -> None:
+        """Drop the aggregate's snapshot, if any (it may hold personal data now forgotten)."""
+        await self._snapshots.delete(self._jetstream(), aggregate_name, aggregate_id)
 
     # Internals
 

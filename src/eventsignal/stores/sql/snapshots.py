@@ -54,6 +54,8 @@ _SAVE = """INSERT INTO eventsignal_snapshots
         taken_at = excluded.taken_at
     WHERE eventsignal_snapshots.version < excluded.version"""
 
+_DELETE = "DELETE FROM eventsignal_snapshots WHERE aggregate_name = ? AND aggregate_id = ?"
+
 _LOAD = """SELECT version, schema_version, state, taken_at FROM eventsignal_snapshots
     WHERE aggregate_name = ? AND aggregate_id = ?"""
 
@@ -66,6 +68,7 @@ class SQLSnapshotStore:
         self._dialect = store.dialect
         self._save = for_dialect(_SAVE, store.dialect)
         self._load = for_dialect(_LOAD, store.dialect)
+        self._delete = for_dialect(_DELETE, store.dialect)
 
     async def prepare(self) -> None:
         """Create or upgrade the snapshot table (once per store in this process)."""
@@ -88,6 +91,12 @@ class SQLSnapshotStore:
                     taken_at,
                 ),
             )
+
+    async def delete_snapshot(self, aggregate_name: str, aggregate_id: str) -> None:
+        """Drop the aggregate's snapshot, if any (it may hold personal data now forgotten)."""
+        await self.prepare()
+        async with self.store.transaction() as tx:
+            await tx.execute(self._delete, (aggregate_name, aggregate_id))
 
     async def load_snapshot(self, aggregate_name: str, aggregate_id: str) -> Snapshot | None:
         await self.prepare()

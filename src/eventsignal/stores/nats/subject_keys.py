@@ -1,0 +1,183 @@
+"""Subject keys (see :mod:`eventsignal.stores.subject_keys`) in JetStream key-value buckets.
+
+``<stream>_subject_keys`` holds ``k.<digest>`` (the data key, or a marker once the subject is
+forgotten) and ``u.<digest>`` (the aggregates whose events named the subject, a msgpack list
+updated by compare-and-set). ``<stream>_forgotten`` holds one key per forgotten subject, its
+value the moment, so listing the record never walks every subject. Both keep one revision per
+key: the key a forgetting overwrites is no longer in the bucket's history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from eventsignal.domain.errors import StoreUnavailable
+from eventsignal.stores.subject_keys import Forgetting, ForgottenSubject, SubjectUse
+
+if TYPE_CHECKING:
+    from nats.js.client import JetStreamContext
+    from nats.js.kv import KeyValue
+
+GONE = b"forgotten"  # never a key: those are 32 bytes, or wrapped ones starting with 0x01
+_uses_encode = msgspec.msgpack.Encoder().encode
+_uses_decode = msgspec.msgpack.Decoder(list[tuple[str, str]]).decode
+
+
+class NatsSubjectKeys:
+    """The subject key store of a :class:`~eventsignal.stores.nats.NatsStore`."""
+
+    stream: str
+    replicas: int
+    _subject_buckets: dict[str, tuple[Any, Any]]
+
+    def _jetstream(self) -> JetStreamContext:
+        raise NotImplementedError
+
+    async def _subject_bucket(self, suffix: str) -> KeyValue:
+        from nats.js.api import StorageType
+        from nats.js.errors import BucketNotFoundError
+
+        js = self._jetstream()
+        if not hasattr(self, "_subject_buckets"):
+            self._subject_buckets = {}
+        opened = self._subject_buckets.get(suffix)
+        if opened is not None and opened[0] is js:
+            return opened[1]  # type: ignore[no-any-return]
+        name = f"{self.stream}_{suffix}"
+        try:
+            try:
+                kv = await js.key_value(name)
+            except BucketNotFoundError:
+                kv = await js.create_key_value(
+                    bucket=name, history=1, replicas=self.replicas, storage=StorageType.FILE
+                )
+        except Exception as exc:
+            raise _unavailable(name, exc) from exc
+        self._subject_buckets[suffix] = (js, kv)
+        return kv
+
+    async def prepare_subject_keys(self) -> None:
+        await self._subject_bucket("subject_keys")
+        await self._subject_bucket("forgotten")
+
+    async def _kv_get(self, kv: KeyValue, key: str) -> Any:
+        from nats.js.errors import KeyNotFoundError
+
+        try:
+            return await kv.get(key)
+        except KeyNotFoundError:
+            return None
+        except Exception as exc:
+            raise _unavailable(kv._name, exc) from exc
+
+    async def load_subject_keys(self, digests: Collection[str]) -> dict[str, bytes | None]:
+        kv = await self._subject_bucket("subject_keys")
+        found: dict[str, bytes | None] = {}
+        for digest in digests:
+            entry = await self._kv_get(kv, f"k.{digest}")
+            if entry is not None and entry.value:
+                found[digest] = None if entry.value == GONE else bytes(entry.value)
+        return found
+
+    async def add_subject_keys(
+        self, keys: Mapping[str, bytes], uses: Collection[SubjectUse]
+    ) -> dict[str, bytes | None]:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        kv = await self._subject_bucket("subject_keys")
+        for digest, key in keys.items():
+            try:
+                await kv.create(f"k.{digest}", key)
+            except KeyWrongLastSequenceError:
+                pass  # another writer's key, or a forgotten subject: it stays
+            except Exception as exc:
+                raise _unavailable(kv._name, exc) from exc
+        for digest, name, aggregate_id in uses:
+            await self._add_use(kv, digest, (name, aggregate_id))
+        return {d: k for d, k in (await self.load_subject_keys(list(keys))).items()}
+
+    async def _add_use(self, kv: KeyValue, digest: str, use: tuple[str, str]) -> None:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        key = f"u.{digest}"
+        while True:
+            entry = await self._kv_get(kv, key)
+            known = _uses_decode(entry.value) if entry is not None and entry.value else []
+            if use in known:
+                return
+            value = _uses_encode([*known, use])
+            try:
+                if entry is None:
+                    await kv.create(key, value)
+                else:
+                    await kv.update(key, value, last=entry.revision)
+                return
+            except KeyWrongLastSequenceError:
+                continue  # another writer added a use meanwhile: add to theirs
+            except Exception as exc:
+                raise _unavailable(kv._name, exc) from exc
+
+    async def forget_subject_key(self, digest: str, at: datetime) -> Forgetting:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        keys = await self._subject_bucket("subject_keys")
+        record = await self._subject_bucket("forgotten")
+        before = await self._kv_get(keys, f"k.{digest}")
+        destroyed = before is not None and bool(before.value) and before.value != GONE
+        try:
+            await keys.put(f"k.{digest}", GONE)
+            with contextlib.suppress(KeyWrongLastSequenceError):  # the first moment stands
+                await record.create(digest, at.isoformat().encode())
+        except Exception as exc:
+            raise _unavailable(keys._name, exc) from exc
+        entry = await self._kv_get(record, digest)
+        return Forgetting(
+            digest=digest,
+            forgotten_at=datetime.fromisoformat(entry.value.decode()) if entry else at,
+            destroyed=destroyed,
+            aggregates=tuple(await self.subject_uses(digest)),
+        )
+
+    async def drop_subject_key(self, digest: str) -> None:
+        kv = await self._subject_bucket("subject_keys")
+        entry = await self._kv_get(kv, f"k.{digest}")
+        if entry is None or entry.value == GONE:
+            return  # a forgotten subject's record stays
+        try:
+            await kv.purge(f"k.{digest}")
+        except Exception as exc:
+            raise _unavailable(kv._name, exc) from exc
+
+    async def subject_uses(self, digest: str) -> Sequence[tuple[str, str]]:
+        kv = await self._subject_bucket("subject_keys")
+        entry = await self._kv_get(kv, f"u.{digest}")
+        return sorted(_uses_decode(entry.value)) if entry is not None and entry.value else []
+
+    async def forgotten_subjects(self, since: datetime | None = None) -> list[ForgottenSubject]:
+        from nats.js.errors import NoKeysError
+
+        kv = await self._subject_bucket("forgotten")
+        try:
+            digests = await kv.keys()
+        except NoKeysError:
+            return []
+        except Exception as exc:
+            raise _unavailable(kv._name, exc) from exc
+        found = []
+        for digest in digests:
+            entry = await self._kv_get(kv, digest)
+            if entry is None or not entry.value:
+                continue
+            at = datetime.fromisoformat(entry.value.decode())
+            if since is None or at > since:
+                found.append(ForgottenSubject(digest=digest, forgotten_at=at))
+        return sorted(found, key=lambda f: (f.forgotten_at, f.digest))
+
+
+def _unavailable(bucket: str, exc: Any) -> StoreUnavailable:
+    return StoreUnavailable(f"subject key bucket {bucket!r}: {type(exc).__name__}: {exc}")
