@@ -21,9 +21,8 @@ import asyncio
 import base64
 import json
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -55,6 +54,7 @@ from eventsignal.stores.nats.durability import (
     fsyncs_every_write,
     logger,
 )
+from eventsignal.stores.nats.reading import LogReader
 from eventsignal.stores.nats.snapshots import SnapshotBucket
 from eventsignal.stores.nats.subscriptions import NatsSubscriptions
 from eventsignal.stores.nats.wire import (
@@ -89,6 +89,9 @@ _Message = tuple[str, int, dict[str, str], bytes]  # subject, sequence, headers,
 
 _WALK = 8
 """Versions a read may fetch message by message before it opens a consumer instead."""
+
+_READERS = 4
+"""Readers kept between pages (a few subscriptions of one process reading at once)."""
 
 _RETRY = 0.02
 """Seconds between tries while a replica catches up or a cluster learns where to route."""
@@ -184,6 +187,8 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         self._watcher: Any = None
         self._watching = asyncio.Lock()
         self._followers: list[asyncio.Future[None]] = []
+        self._readers: dict[int, LogReader] = {}  # by the position each stands at
+        self._closing: set[asyncio.Task[None]] = set()
         self._init_subscriptions()
 
     def __repr__(self) -> str:
@@ -342,11 +347,16 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
                 return
             nc, self._nc, self._js = self._nc, None, None
             watcher, self._watcher = self._watcher, None
+            readers, self._readers = list(self._readers.values()), {}
             self._tips.clear()
             self._wake()  # followers re-read and learn the store is closed
             if nc is None:
                 return
             try:
+                for reader in readers:
+                    await reader.close()
+                if self._closing:
+                    await asyncio.gather(*self._closing, return_exceptions=True)
                 if watcher is not None:
                     await watcher.unsubscribe()
             finally:
@@ -471,36 +481,92 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         return messages
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
+        """Events after ``after_position``, in stream order.
+
+        A page that follows the previous one (``after_position`` is where it ended) continues
+        on that page's reader: one pull consumer kept between pages, already streaming the next
+        messages (see :mod:`eventsignal.stores.nats.reading`). Any other read of a few messages
+        takes direct gets; a longer one opens a reader for the pages that follow.
+        """
         if limit <= 0:
             return []
+        reader = self._readers.pop(after_position, None)
+        if reader is not None:
+            try:
+                return await self._page(reader, limit, self._last_sequence)
+            except StoreUnavailable:
+                pass  # the consumer is gone (expired while unread, or a server restarted)
         start = first_sequence_after(after_position)
         last = await self._last_sequence()
         if start > last:
             return []
-        out: list[StoredEvent] = []
         if last - start < _WALK:
-            found = await asyncio.gather(*(self._get({"seq": s}) for s in range(start, last + 1)))
+            return await self._get_range(after_position, start, last, limit)
+        reader = LogReader(
+            self._client(), self.stream, after_position, start, self._decode, self.timeout
+        )
+        await reader.start()
+        asked = [last]
+
+        async def known_last() -> int:  # asked just now: once is enough
+            return asked.pop() if asked else await self._last_sequence()
+
+        return await self._page(reader, limit, known_last)
+
+    async def _page(
+        self, reader: LogReader, limit: int, last_sequence: Callable[[], Awaitable[int]]
+    ) -> list[StoredEvent]:
+        """A page from ``reader``, which then waits for the next page under its new position."""
+        try:
+            events = await reader.page(limit, last_sequence)
+        except BaseException:
+            if reader.broken:
+                self._retire(reader)
+            else:
+                self._keep_reader(reader)
+            raise
+        self._keep_reader(reader)
+        return events
+
+    def _keep_reader(self, reader: LogReader) -> None:
+        readers = self._readers
+        if self._nc is None:  # closed meanwhile
+            self._retire(reader)
+            return
+        replaced = readers.pop(reader.position, None)
+        if replaced is not None:
+            self._retire(replaced)
+        if len(readers) >= _READERS:
+            self._retire(readers.pop(next(iter(readers))))
+        readers[reader.position] = reader
+
+    def _retire(self, reader: LogReader) -> None:
+        """Close a reader in the background: its consumer is deleted, or expires on its own."""
+        task = asyncio.get_running_loop().create_task(reader.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _get_range(
+        self, after_position: int, start: int, last: int, limit: int
+    ) -> list[StoredEvent]:
+        """The events of messages ``start`` through ``last``, by direct gets all at once."""
+        found = await asyncio.gather(*(self._get({"seq": s}) for s in range(start, last + 1)))
+        out: list[StoredEvent] = []
+        for message in found:
             # The stream never loses messages (deletes are denied), so a missing one is one a
             # lagging replica does not have yet: stop before it rather than skip it.
-            visible: list[_Message] = []
-            for message in found:
-                if message is None:
-                    break
-                visible.append(message)
-            messages: AsyncGenerator[_Message, None] = _iterate(visible)
-        else:
-            wanted = partial(_remaining, out, limit)
-            messages = self._scan(f"{self.stream}.>", start, last, batch=wanted)
-        async for subject, sequence, headers, body in messages:
-            out.extend(
-                e
-                for e in decode_events(subject, sequence, headers, body)
-                if e.position > after_position
-            )
+            if message is None:
+                break
+            out.extend(e for e in self._decode(*message) if e.position > after_position)
             if len(out) >= limit:
                 break
-        await messages.aclose()
         return out[:limit]
+
+    def _decode(
+        self, subject: str, sequence: int, headers: dict[str, str], body: bytes
+    ) -> Sequence[StoredEvent]:
+        """The events of one stored message: every read decodes through here."""
+        return decode_events(subject, sequence, headers, body)
 
     async def head_position(self) -> int:
         return head_of(await self._last_sequence())
@@ -864,16 +930,6 @@ def _too_large(
     return EventTooLarge(
         aggregate_name, aggregate_id, largest.version, largest.name, size=size, limit=limit
     )
-
-
-def _remaining(collected: list[StoredEvent], limit: int) -> int:
-    """Messages still worth pulling for a page: each holds at least one event."""
-    return min(limit - len(collected), 1000)
-
-
-async def _iterate(messages: list[_Message]) -> AsyncGenerator[_Message, None]:
-    for message in messages:
-        yield message
 
 
 def _parse_headers(raw: bytes) -> dict[str, str]:
