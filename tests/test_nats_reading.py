@@ -99,7 +99,7 @@ async def test_a_page_ending_inside_a_command_goes_on_with_the_rest_of_it(nats_u
             await store.append("thing", "a", version, make_events("a", version, 6))
         first = await store.read_all(0, 16)
         rest = await store.read_all(first[-1].position, 1000)
-    assert [e.version for e in first + rest] == list(range(1, 61))
+    assert [e.version for e in [*first, *rest]] == list(range(1, 61))
 
 
 async def test_a_reader_whose_consumer_vanished_reads_on_from_a_new_one(nats_url: str) -> None:
@@ -119,7 +119,7 @@ async def test_a_reader_whose_consumer_vanished_reads_on_from_a_new_one(nats_url
             await nc.close()
         await store.append("thing", "a", 100, make_events("a", 100, 5))
         rest = await store.read_all(first[-1].position, 1000)
-    assert [e.version for e in first + rest] == list(range(1, 106))
+    assert [e.version for e in [*first, *rest]] == list(range(1, 106))
 
 
 async def test_pages_on_a_replicated_stream_see_acknowledged_writes(
