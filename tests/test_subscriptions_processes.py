@@ -8,6 +8,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from subscription_worker import expected_from_events, open_store, projected, write_carts
@@ -21,10 +22,19 @@ from eventsignal.subscriptions import wait_until_processed
 WORKER = Path(__file__).with_name("subscription_worker.py")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("nats", marks=pytest.mark.nats),
+    ]
+)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     if request.param == "sqlite":
         return "sqlite", str(tmp_path / "events.db")
+    if request.param == "nats":
+        url = request.getfixturevalue("nats_url")
+        return "nats", f"{url}?stream=test_{uuid4().hex}&durability=ignore"
     return "postgres", request.getfixturevalue("postgres_dsn")
 
 
