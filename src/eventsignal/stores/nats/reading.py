@@ -79,6 +79,7 @@ class LogReader:
         self._more = asyncio.Event()
         self._status: str | None = None  # a status that ends this reader
         self._received = False  # anything arrived from the consumer yet
+        self._created = 0.0
         self._api = ""
         self._inbox = ""
         self._sub: Subscription | None = None
@@ -106,6 +107,7 @@ class LogReader:
             await self.close()
             raise StoreUnavailable(f"cannot read stream {self._stream!r}: {exc}") from exc
         self._api = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}"
+        self._created = asyncio.get_running_loop().time()
 
     async def close(self) -> None:
         self.broken = True
@@ -208,7 +210,8 @@ class LogReader:
         """Wait for a message, asking for more; raise if the consumer failed or stalled."""
         status, self._status = self._status, None
         if status is not None:
-            if not status.startswith(_NO_RESPONDERS) or self._received or stalled > self._timeout:
+            young = asyncio.get_running_loop().time() - self._created < self._timeout
+            if not (status.startswith(_NO_RESPONDERS) and young and not self._received):
                 self.broken = True
                 raise StoreUnavailable(f"reading stream {self._stream!r} failed: {status}")
             # On a cluster a new consumer takes a moment to be known everywhere: ask again.

@@ -485,8 +485,9 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
 
         A page that follows the previous one (``after_position`` is where it ended) continues
         on that page's reader: one pull consumer kept between pages, already streaming the next
-        messages (see :mod:`eventsignal.stores.nats.reading`). Any other read of a few messages
-        takes direct gets; a longer one opens a reader for the pages that follow.
+        messages, and holding a long poll for new ones once it has caught up (see
+        :mod:`eventsignal.stores.nats.reading`). A look at a few events takes direct gets; any
+        other read opens a reader for the pages that follow.
         """
         if limit <= 0:
             return []
@@ -500,7 +501,8 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         last = await self._last_sequence()
         if start > last:
             return []
-        if last - start < _WALK:
+        if last - start < _WALK and limit <= _WALK:
+            # A look at a few events (a parked one, say): not worth a consumer.
             return await self._get_range(after_position, start, last, limit)
         reader = LogReader(
             self._client(), self.stream, after_position, start, self._decode, self.timeout
