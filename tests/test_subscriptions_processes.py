@@ -27,14 +27,18 @@ WORKER = Path(__file__).with_name("subscription_worker.py")
         "sqlite",
         pytest.param("postgres", marks=pytest.mark.postgres),
         pytest.param("nats", marks=pytest.mark.nats),
+        pytest.param("nats-cluster", marks=pytest.mark.nats),
     ]
 )
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     if request.param == "sqlite":
         return "sqlite", str(tmp_path / "events.db")
+    stream = f"stream=test_{uuid4().hex}&durability=ignore"
     if request.param == "nats":
-        url = request.getfixturevalue("nats_url")
-        return "nats", f"{url}?stream=test_{uuid4().hex}&durability=ignore"
+        return "nats", f"{request.getfixturevalue('nats_url')}?{stream}"
+    if request.param == "nats-cluster":
+        servers = ",".join(request.getfixturevalue("nats_cluster").urls)
+        return "nats", f"{servers}?{stream}&replicas=3"
     return "postgres", request.getfixturevalue("postgres_dsn")
 
 
