@@ -183,10 +183,12 @@ class NatsSubscriptionState:
             info = await self._kv._js.stream_info(self._stream, subjects_filter=pre + prefix + ">")
         except Exception as exc:
             raise StoreUnavailable(f"cannot list {prefix!r} in {self._kv._name}: {exc}") from exc
-        for subject in (info.state.subjects or {}) if info.state else {}:
-            key = subject[len(pre) :]
-            if key not in self._read:
-                self._read[key] = await self._fetch(key)
+        subjects = (info.state.subjects or {}) if info.state else {}
+        keys = [subject[len(pre) :] for subject in subjects]
+        unread = [key for key in keys if key not in self._read]
+        # All at once: a rebalance lists every checkpoint and member, and waits for the slowest.
+        self._read.update(zip(unread, await asyncio.gather(*map(self._fetch, unread)), strict=True))
+        for key in keys:
             value = self._read[key][1]
             if value is not None:
                 found[key] = value
