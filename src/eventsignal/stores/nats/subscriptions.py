@@ -133,8 +133,19 @@ class NatsSubscriptionState:
 
     idle_limit: float | None = None
 
-    def __init__(self, kv: KeyValue, bucket_stream: str, *, writable: bool) -> None:
+    def __init__(
+        self,
+        kv: KeyValue,
+        bucket_stream: str,
+        *,
+        writable: bool,
+        known: dict[str, tuple[int, bytes | None]] | None = None,
+    ) -> None:
         self._kv = kv
+        # Checkpoints as this store object last committed them (revision, value): a runner's
+        # next advance builds on its own last one without reading it back. Stale when another
+        # member wrote since, which the expected revision then catches at commit.
+        self._known = known
         self._stream = bucket_stream
         self._direct = f"$JS.API.DIRECT.GET.{bucket_stream}.{kv._pre}"
         self._writable = writable
@@ -151,7 +162,8 @@ class NatsSubscriptionState:
         if key in self._writes:
             return self._writes[key]
         if key not in self._read:
-            self._read[key] = await self._fetch(key)
+            known = self._known.get(key) if self._known is not None else None
+            self._read[key] = known if known is not None else await self._fetch(key)
         return self._read[key][1]
 
     async def _fetch(self, key: str) -> tuple[int, bytes | None]:
@@ -188,6 +200,8 @@ class NatsSubscriptionState:
         unread = [key for key in keys if key not in self._read]
         # All at once: a rebalance lists every checkpoint and member, and waits for the slowest.
         self._read.update(zip(unread, await asyncio.gather(*map(self._fetch, unread)), strict=True))
+        if self._known is not None:
+            self._known.update((key, self._read[key]) for key in unread if key.startswith("cp."))
         for key in keys:
             value = self._read[key][1]
             if value is not None:
@@ -209,6 +223,17 @@ class NatsSubscriptionState:
             raise ConfigurationError(
                 "subscription_reads() is a read-only view: write in a transaction"
             )
+
+    def _remember(self, last: int) -> None:
+        """Note the checkpoints just committed: a batch's messages take consecutive sequences
+        (revisions), ending at ``last``."""
+        known = self._known
+        if known is None:
+            return
+        first = last - len(self._writes) + 1
+        for revision, (key, value) in enumerate(self._writes.items(), first):
+            if key.startswith("cp."):
+                known[key] = (revision, value)
 
     async def commit(self) -> None:
         """Store every write as one atomic batch, each expecting the revision read."""
@@ -240,13 +265,18 @@ class NatsSubscriptionState:
                     subject + key, value or b"", timeout=self._kv._js._timeout, headers=headers
                 )
         except Exception as exc:
+            if self._known is not None:
+                self._known.clear()
             raise StoreUnavailable(
                 f"committing subscription state to {self._kv._name} failed; it may or may not "
                 f"have been stored: {exc}"
             ) from exc
         ack = decode_ack(reply.data)
         if ack.error is None:
+            self._remember(ack.seq)
             return
+        if self._known is not None:
+            self._known.clear()  # something changed behind this store's back: read afresh
         if ack.error.err_code == WRONG_LAST_SEQUENCE:
             raise StateConflict(
                 "subscription state changed since this transaction read it (another member "
@@ -436,6 +466,7 @@ class NatsSubscriptions:
     _state_turn: asyncio.Lock
     _state_setup: asyncio.Lock
     _progress: SubscriptionProgress
+    _checkpoints_known: dict[str, tuple[int, bytes | None]]
 
     if TYPE_CHECKING:
         stream: str
@@ -449,6 +480,7 @@ class NatsSubscriptions:
         self._state_turn = asyncio.Lock()
         self._state_setup = asyncio.Lock()
         self._progress = SubscriptionProgress()
+        self._checkpoints_known: dict[str, tuple[int, bytes | None]] = {}
 
     @property
     def state_bucket(self) -> str:
@@ -474,8 +506,13 @@ class NatsSubscriptions:
     async def _state_transaction(self) -> AsyncIterator[NatsSubscriptionState]:
         kv = await self._state_bucket()
         async with self._state_turn:
-            state = NatsSubscriptionState(kv, f"KV_{self.state_bucket}", writable=True)
+            state = NatsSubscriptionState(
+                kv, f"KV_{self.state_bucket}", writable=True, known=self._checkpoints_known
+            )
             yield state
+            # A cancellation asked for while the block ran (a runner stopping) lands here, so
+            # the transaction rolls back whole rather than leave a sent commit's fate unknown.
+            await asyncio.sleep(0)
             await state.commit()
 
     @asynccontextmanager
@@ -496,6 +533,7 @@ class NatsSubscriptions:
             self._refuse_without_atomic_batches(nc)
             kv = await self._create_bucket(nc)
             self._state_kv = (nc, kv)
+            self._checkpoints_known.clear()
             return kv
 
     def _refuse_without_atomic_batches(self, nc: Client) -> None:
