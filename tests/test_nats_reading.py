@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from uuid import uuid4
 
+import msgspec
 import nats
 import pytest
 from nats_servers import NatsCluster
@@ -140,3 +141,20 @@ async def test_pages_on_a_replicated_stream_see_acknowledged_writes(
                 after = page[-1].position
                 page = await reader.read_all(after, 25)
             assert read == version  # nothing acknowledged is missing, even from a replica
+
+
+async def test_large_messages_page_through_a_narrower_window(nats_url: str) -> None:
+    stream = f"test_{uuid4().hex}"
+    async with NatsStore(nats_url, stream=stream) as store:
+        await store.create("thing", "big")
+        for version in range(60):
+            [event] = make_events("big", version, 1)
+            event = msgspec.structs.replace(event, data=bytes([version % 251]) * 300_000)
+            await store.append("thing", "big", version, [event])
+        read: list[StoredEvent] = []
+        page = await store.read_all(0, 7)
+        while page:
+            read.extend(page)
+            page = await store.read_all(page[-1].position, 7)
+    assert [e.version for e in read] == list(range(1, 61))
+    assert all(e.data == bytes([(e.version - 1) % 251]) * 300_000 for e in read)

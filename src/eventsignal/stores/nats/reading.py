@@ -9,8 +9,9 @@ reader that has caught up already has the next message asked for, and it arrives
 stored.
 
 The window bounds the messages in flight and buffered (backpressure: nothing arrives that was
-not asked for). Every message is decoded through the store's own decoder, one message at a time,
-so the reader does not depend on how events are laid out in messages.
+not asked for): 2,000, or fewer when messages are large, about 8 MiB at their average size.
+Every message is decoded through the store's own decoder, one message at a time, so the reader
+does not depend on how events are laid out in messages.
 
 A page is complete as of the moment it is asked for: when the buffer holds fewer events than
 asked, the reader waits until it has received every message up to the stream's last sequence
@@ -37,6 +38,9 @@ Decode = Callable[[str, int, dict[str, str], bytes], Sequence[StoredEvent]]
 
 WINDOW = 2000
 """Messages asked for ahead of the reader, at most (plus the page being read)."""
+
+WINDOW_BYTES = 8 * 1024 * 1024
+"""Bytes asked for ahead of the reader, roughly: large messages shrink the window."""
 
 IDLE = 30.0
 """Seconds an unread consumer lives on the server (and a long poll waits) before it ends."""
@@ -78,7 +82,8 @@ class LogReader:
         self._owed = 0  # messages asked for and not received, nor released by a timeout
         self._more = asyncio.Event()
         self._status: str | None = None  # a status that ends this reader
-        self._received = False  # anything arrived from the consumer yet
+        self._received = 0  # messages arrived from the consumer, and their bytes
+        self._bytes = 0
         self._created = 0.0
         self._api = ""
         self._inbox = ""
@@ -128,7 +133,8 @@ class LogReader:
         if msg.reply:
             self._arrived.append(msg)
             self._owed -= 1
-            self._received = True
+            self._received += 1
+            self._bytes += len(msg.data)
         else:
             headers = msg.headers or {}
             status = headers.get("Status")
@@ -140,8 +146,11 @@ class LogReader:
 
     async def _ask(self) -> None:
         """Keep a window of messages asked for ahead of what has arrived."""
-        wanted = WINDOW - self._owed - len(self._arrived)
-        if wanted < WINDOW // 2:
+        window = WINDOW
+        if self._bytes:  # as many messages as fit the byte budget, at their average size
+            window = max(1, min(WINDOW, WINDOW_BYTES * self._received // self._bytes))
+        wanted = window - self._owed - len(self._arrived)
+        if wanted < max(window // 2, 1):
             return
         request = {"batch": wanted, "expires": int(IDLE / 2 * 1e9)}
         self._owed += wanted
