@@ -4,6 +4,7 @@ and the writes interleave, on one server and on a replicated stream."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from uuid import uuid4
 
@@ -158,3 +159,22 @@ async def test_large_messages_page_through_a_narrower_window(nats_url: str) -> N
             page = await store.read_all(page[-1].position, 7)
     assert [e.version for e in read] == list(range(1, 61))
     assert all(e.data == bytes([(e.version - 1) % 251]) * 300_000 for e in read)
+
+
+@pytest.mark.parametrize("limit", [5, 1000])  # direct gets, and a reader
+async def test_a_follower_past_an_empty_creation_waits_for_the_next_event(
+    nats_url: str, limit: int
+) -> None:
+    stream = f"test_{uuid4().hex}"
+    async with NatsStore(nats_url, stream=stream) as store:
+        await store.create("thing", "a", make_events("a", 0, 2))
+        await store.create("thing", "b")  # the newest message holds no event
+        after = (await store.read_all(0, limit))[-1].position
+        assert await store.read_all(after, limit) == []
+        waiting = asyncio.create_task(store.wait_for_events(after))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # nothing to read: no wake-up, no busy loop of re-reads
+        await store.append("thing", "b", 0, make_events("b", 0, 1))
+        async with asyncio.timeout(5):
+            await waiting
+        assert [e.aggregate_id for e in await store.read_all(after, limit)] == ["b"]

@@ -114,6 +114,11 @@ class LogReader:
         self._api = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}"
         self._created = asyncio.get_running_loop().time()
 
+    @property
+    def read_through(self) -> int:
+        """The stream sequence up to which every message has been read."""
+        return self._next - 1
+
     async def close(self) -> None:
         self.broken = True
         sub, self._sub = self._sub, None

@@ -188,6 +188,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         self._watching = asyncio.Lock()
         self._followers: list[asyncio.Future[None]] = []
         self._readers: dict[int, LogReader] = {}  # by the position each stands at
+        self._quiet: dict[int, int] = {}  # position -> sequence through which nothing follows it
         self._closing: set[asyncio.Task[None]] = set()
         self._init_subscriptions()
 
@@ -500,10 +501,14 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         start = first_sequence_after(after_position)
         last = await self._last_sequence()
         if start > last:
+            self._passed(after_position, last)
             return []
         if last - start < _WALK and limit <= _WALK:
             # A look at a few events (a parked one, say): not worth a consumer.
-            return await self._get_range(after_position, start, last, limit)
+            events = await self._get_range(after_position, start, last, limit)
+            if not events:
+                self._passed(after_position, last)
+            return events
         reader = LogReader(
             self._client(), self.stream, after_position, start, self._decode, self.timeout
         )
@@ -528,7 +533,15 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
                 self._keep_reader(reader)
             raise
         self._keep_reader(reader)
+        if not events:
+            self._passed(reader.position, reader.read_through)
         return events
+
+    def _passed(self, position: int, sequence: int) -> None:
+        """Note that nothing past ``position`` is stored through ``sequence``."""
+        if len(self._quiet) >= _READERS * 4 and position not in self._quiet:
+            self._quiet.clear()  # followers at positions long left: they re-read once
+        self._quiet[position] = sequence
 
     def _keep_reader(self, reader: LogReader) -> None:
         readers = self._readers
@@ -605,14 +618,18 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         return listed
 
     async def wait_for_events(self, after_position: int) -> None:
-        if self._head > after_position:
+        # Messages a read after this position found empty (creation markers) are no news: a
+        # follower waits for a message past them, rather than wake, re-read and wake again.
+        floor = max(after_position, head_of(self._quiet.get(after_position, 0)))
+        if self._head > floor:
             return
-        await self._watch()
-        # Anything stored before the watcher existed shows in the stream's state; anything after
-        # is delivered to the watcher.
-        head = await self.head_position()
-        if head > after_position or self._head > after_position:
-            return
+        if self._watcher is None:
+            await self._watch()
+            # Anything stored before the watcher existed shows in the stream's state; anything
+            # after is delivered to the watcher, which wakes the followers.
+            head = await self.head_position()
+            if head > floor or self._head > floor:
+                return
         follower: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._followers.append(follower)
         try:
