@@ -104,6 +104,22 @@ async def test_a_page_ending_inside_a_command_goes_on_with_the_rest_of_it(nats_u
     assert [e.version for e in [*first, *rest]] == list(range(1, 61))
 
 
+async def test_a_read_starting_inside_a_command_keeps_the_order(nats_url: str) -> None:
+    stream = f"test_{uuid4().hex}"
+    async with NatsStore(nats_url, stream=stream) as store:
+        await store.create("thing", "a")
+        for version in range(0, 60, 6):  # ten commands of six events each
+            await store.append("thing", "a", version, make_events("a", version, 6))
+        everything = await store.read_all(0, 1000)
+        after = everything[1].position  # inside the first command
+        read: list[StoredEvent] = []
+        page = await store.read_all(after, 3)
+        while page:
+            read.extend(page)
+            page = await store.read_all(page[-1].position, 3)
+    assert [e.version for e in read] == list(range(3, 61))
+
+
 async def test_a_reader_whose_consumer_vanished_reads_on_from_a_new_one(nats_url: str) -> None:
     stream = f"test_{uuid4().hex}"
     async with NatsStore(nats_url, stream=stream) as store:

@@ -176,12 +176,12 @@ class LogReader:
             if sequence + pending > self._known_last:
                 self._known_last = sequence + pending
             events = decode(msg.subject, sequence, msg.headers or {}, msg.data)
+            if events and events[0].position <= after:  # a message the last page ended inside
+                events = [e for e in events if e.position > after]
             room = limit - len(page)
-            if len(events) <= room:
-                page.extend(e for e in events if e.position > after)
-            else:
-                page.extend(e for e in events[:room] if e.position > after)
-                left.extend(e for e in events[room:] if e.position > after)
+            page.extend(events[:room])
+            if len(events) > room:
+                left.extend(events[room:])
         if page:
             self.position = page[-1].position
 
