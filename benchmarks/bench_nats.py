@@ -30,12 +30,17 @@ ratio (one message per command over atomic batches, paired within each round) is
 batches cost.
 
 Catch-up stores ``--events`` events (one per message, as a one-event command writes them) on the
-fsync-always server, then times a ``SubscriptionRunner`` with a trivial handler (it counts) from
-position 0 until it has passed them all, its state in the store's KV bucket, and right after it
-two bare nats-py readers of the same stream, nothing decoded: an ephemeral pull consumer without
-acks fetching ``--batch`` messages at a time, and an ordered push consumer. The ratio is the
-median over rounds of the runner's rate over the faster bare reader of the same round. Target:
->= 50%.
+fsync-always server, and again on the cluster with ``replicas=3``; on each it times a
+``SubscriptionRunner`` with a trivial handler (it counts) from position 0 until it has passed them
+all, its state in the store's KV bucket, and right after it two bare nats-py readers of the same
+stream, nothing decoded: an ephemeral pull consumer without acks fetching ``--batch`` messages at
+a time, and an ordered push consumer. The ratio is the median over rounds of the runner's rate
+over the faster bare reader of the same round. Target: >= 50%.
+
+Live latency is the time from an append being sent to the handler of a runner that follows the
+stream being called (the append's own round trip and fsync included), over ``--samples`` appends
+one at a time, on each single node. Target: p99 < 20 ms. ``--no-throughput`` measures the
+subscriptions only.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ from uuid import uuid4
 
 import msgspec
 from bench_stores import Scratch, our_store, ours
-from bench_subscriptions import Counted, fill
+from bench_subscriptions import Counted, fill, live_latency
 from bench_subscriptions import config as METER
 from common import (
     Clock,
@@ -106,6 +111,8 @@ def nats_ours(make: NatsFactory, clients: int, cache: int) -> Measurement:
     return run
 
 
+ONE_NODE = "1 node"
+THREE_NODES = "3 nodes replicas=3"
 SYNC = "NatsStore 1 node, sync_interval: always"
 PERIODIC = "NatsStore 1 node, periodic fsync"
 REPLICATED = "NatsStore 3 nodes, replicas=3"
@@ -332,15 +339,19 @@ async def bare_ordered(url: str, stream: str, messages: int) -> float:
         await nc.close()
 
 
-async def catch_up(server: NatsServer, args: argparse.Namespace) -> None:
-    store = NatsStore(server.url, stream=stream_name(), durability="ignore")
+async def catch_up(
+    label: str, urls: list[str], replicas: int, args: argparse.Namespace
+) -> list[float]:
+    """Runner and bare readers on one freshly filled stream; the runner's share of the faster
+    bare reader, per round."""
+    store = NatsStore(urls, stream=stream_name(), replicas=replicas, durability="ignore")
     await store.open()
     try:
         started = time.perf_counter()
         await fill(store, args.events, per_append=1)  # one event per message
         messages = (await store.head_position()) // 100_000  # the stream's last sequence
         print(
-            f"catch-up: stored {args.events:,} events ({messages:,} messages) in "
+            f"catch-up {label}: stored {args.events:,} events ({messages:,} messages) in "
             f"{time.perf_counter() - started:.1f} s",
             flush=True,
         )
@@ -349,8 +360,8 @@ async def catch_up(server: NatsServer, args: argparse.Namespace) -> None:
         ordered: list[float] = []
         for _ in range(args.repeats):
             runner.append(await runner_rate(store, args.events, args.batch))
-            pull.append(await bare_pull(server.url, store.stream, messages, args.batch))
-            ordered.append(await bare_ordered(server.url, store.stream, messages))
+            pull.append(await bare_pull(urls[0], store.stream, messages, args.batch))
+            ordered.append(await bare_ordered(urls[0], store.stream, messages))
             print(
                 f"  runner {runner[-1]:,.0f} events/s, bare pull {pull[-1]:,.0f} msgs/s, "
                 f"bare ordered {ordered[-1]:,.0f} msgs/s",
@@ -358,25 +369,52 @@ async def catch_up(server: NatsServer, args: argparse.Namespace) -> None:
             )
     finally:
         await store.close()
-    for label, rates, unit in (
+    for name, rates, unit in (
         ("SubscriptionRunner on NatsStore", runner, "events"),
         ("bare nats-py pull consumer", pull, "messages"),
         ("bare nats-py ordered consumer", ordered, "messages"),
     ):
         print(
-            f"catch-up: {label} {statistics.median(rates):,.0f} {unit}/s "
+            f"catch-up {label}: {name} {statistics.median(rates):,.0f} {unit}/s "
             f"(spread {min(rates):,.0f}..{max(rates):,.0f})"
         )
-    print("(one event per message, and a creation marker per 100 events)")
     # Paired within each round, against the faster bare reader of that round.
-    share = statistics.median(r / max(p, o) for r, p, o in zip(runner, pull, ordered, strict=True))
-    print(f"ratio nats catch-up to bare consumer: {share:.0%}  (target >= 50%)")
+    return [r / max(p, o) for r, p, o in zip(runner, pull, ordered, strict=True)]
+
+
+async def live(label: str, server: NatsServer, samples: int) -> None:
+    """Append -> handler latency of a runner following a single node's stream."""
+
+    def make() -> NatsStore:
+        return NatsStore(server.url, stream=stream_name(), durability="ignore")
+
+    median, p99 = await live_latency(make, samples)
+    print(
+        f"nats {label}: live latency append->handler median {median * 1000:.2f} ms, "
+        f"p99 {p99 * 1000:.2f} ms over {samples} events (target p99 < 20 ms)"
+    )
+
+
+def subscriptions(
+    durable: NatsServer, periodic: NatsServer, cluster: NatsCluster, args: argparse.Namespace
+) -> None:
+    single = asyncio.run(catch_up(ONE_NODE, [durable.url], 1, args))
+    replicated = asyncio.run(catch_up(THREE_NODES, cluster.urls, 3, args))
+    print("(one event per message, and a creation marker per 100 events)")
+    for label, shares in ((ONE_NODE, single), (THREE_NODES, replicated)):
+        print(
+            f"ratio nats {label} catch-up to bare consumer: {statistics.median(shares):.0%}  "
+            "(target >= 50%)"
+        )
+    asyncio.run(live("1 node sync always", durable, args.samples))
+    asyncio.run(live("1 node periodic fsync", periodic, args.samples))
     print()
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=50_000, help="events to catch up on")
     parser.add_argument("--batch", type=int, default=1000, help="events per read / fetch")
+    parser.add_argument("--samples", type=int, default=1000, help="live latency samples")
     parser.add_argument("--no-throughput", action="store_true", help="skip the cart workload")
     parser.add_argument(
         "--events-per-command",
@@ -384,13 +422,15 @@ def _options(parser: argparse.ArgumentParser) -> None:
         default=5,
         help="events per command in the batch measurement (0 skips it)",
     )
-    parser.add_argument("--no-catch-up", action="store_true", help="skip the catch-up")
+    parser.add_argument(
+        "--no-catch-up", action="store_true", help="skip the subscription measurements"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__ or "", argv, _options)
     if args.quick:
-        args.events = min(args.events, 2_000)
+        args.events, args.samples = min(args.events, 2_000), 50
     print_header("NatsStore: commands/s and subscription catch-up", args)
     with tempfile.TemporaryDirectory(prefix="eventsignal-bench-nats-") as folder:
         root = Path(folder)
@@ -398,17 +438,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             durable = start_server(root / "sync", sync_always=True)
             servers.append(durable)
-            if not args.no_throughput or args.events_per_command > 0:
-                periodic = start_server(root / "periodic", sync_always=False)
-                servers.append(periodic)
-                cluster = start_cluster(root / "cluster")
-                servers.append(cluster)
-                if not args.no_throughput:
-                    throughput(durable, periodic, cluster, args)
-                if args.events_per_command > 0:
-                    batches(durable, periodic, cluster, args)
+            periodic = start_server(root / "periodic", sync_always=False)
+            servers.append(periodic)
+            cluster = start_cluster(root / "cluster")
+            servers.append(cluster)
+            if not args.no_throughput:
+                throughput(durable, periodic, cluster, args)
+            if args.events_per_command > 0:
+                batches(durable, periodic, cluster, args)
             if not args.no_catch_up:
-                asyncio.run(catch_up(durable, args))
+                subscriptions(durable, periodic, cluster, args)
         finally:
             for server in servers:
                 server.stop()

@@ -39,8 +39,7 @@ from nats_servers import NatsCluster, NatsServer
 
 from eventsignal import Event, Signal, StoreUnavailable
 from eventsignal.stores import NatsStore
-from eventsignal.subscriptions import Subscription
-from eventsignal.subscriptions.jetstream import JetStreamRunner
+from eventsignal.subscriptions import Subscription, SubscriptionRunner
 
 WRITER = Path(__file__).with_name("fault_writer.py")
 WRITERS = 3
@@ -160,7 +159,7 @@ async def run(
         max_retry_delay=0.05,
     )
     writers: list[Process] = []
-    async with store, JetStreamRunner(subscription, store, ack_wait=3.0):
+    async with store, SubscriptionRunner(subscription, store):
         try:
             await _start_writers(cluster, stream, writers)
             for writer in writers:

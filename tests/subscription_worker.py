@@ -5,6 +5,7 @@ is the point of some tests) and prints ``ready`` once it has started::
 
     python tests/subscription_worker.py sqlite /tmp/x.db --partitions 4 --lease-ttl 1
     python tests/subscription_worker.py postgres "host=... options=..." --partitions 4
+    python tests/subscription_worker.py nats "nats://127.0.0.1:4222?stream=S" --partitions 4
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ async def projected(store: EventStore) -> tuple[int, dict[str, int], int]:
 
 
 def open_store(kind: str, where: str) -> EventStore:
+    if kind == "nats":
+        from eventsignal.stores.urls import open_store as open_url
+
+        return open_url(where)
     if kind == "sqlite":
         from eventsignal.stores import SQLiteStore
 
@@ -99,7 +104,7 @@ def open_store(kind: str, where: str) -> EventStore:
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["sqlite", "postgres"])
+    parser.add_argument("kind", choices=["sqlite", "postgres", "nats"])
     parser.add_argument("where")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--lease-ttl", type=float, default=1.0)

@@ -106,7 +106,7 @@ def test_snapshots_benchmark_prints_both_paths() -> None:
 @pytest.mark.postgres
 @pytest.mark.nats
 def test_nats_benchmark_prints_throughput_costs_and_catch_up() -> None:
-    out = run_script("bench_nats.py", "--quick", "--clients", "8")
+    out = run_script("bench_nats.py", "--quick", "--clients", "8", "--events-per-command", "0")
     for label in (
         "NatsStore 1 node, sync_interval: always c=8",
         "NatsStore 1 node, periodic fsync c=8",
@@ -117,9 +117,15 @@ def test_nats_benchmark_prints_throughput_costs_and_catch_up() -> None:
     for clients in (1, 8):
         for name in ("sync always to periodic", "replicas=3 to 1 node", "sync always to postgres"):
             assert re.search(RATIO.format(re.escape(f"nats c={clients} {name}")), out), out
-    assert re.search(r"catch-up: SubscriptionRunner on NatsStore [\d,]+ events/s", out), out
-    assert re.search(r"catch-up: bare nats-py ordered consumer [\d,]+ messages/s", out), out
-    assert re.search(r"ratio nats catch-up to bare consumer: \d+%", out), out
+    for setup in ("1 node", "3 nodes replicas=3"):
+        catch_up = rf"catch-up {setup}: SubscriptionRunner on NatsStore [\d,]+ events/s"
+        assert re.search(catch_up, out), out
+        bare = rf"catch-up {setup}: bare nats-py ordered consumer [\d,]+ messages/s"
+        assert re.search(bare, out), out
+        assert re.search(rf"ratio nats {setup} catch-up to bare consumer: \d+%", out), out
+    for node in ("sync always", "periodic fsync"):
+        latency = rf"nats 1 node {node}: live latency append->handler median [\d.]+ ms, p99"
+        assert re.search(latency, out), out
 
 
 @pytest.mark.postgres

@@ -104,9 +104,6 @@ def test_nothing_outside_a_backend_knows_its_insides() -> None:
                     target == home and module not in BACKEND_USERS
                 ):
                     strays.append(f"{module} -> {target}")
-    # The JetStream runner still reads NATS messages itself; it moves into the NATS adapter
-    # when that adapter keeps subscription state.
-    strays = [s for s in strays if not s.startswith("eventsignal.subscriptions.jetstream ->")]
     assert strays == []
 
 

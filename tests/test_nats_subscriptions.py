@@ -135,3 +135,19 @@ class TestNatsStoreSubscriptionsOnACluster(TestNatsStoreSubscriptions):
         store = NatsStore(self.urls, stream=f"test_{uuid4().hex}", replicas=3)
         await store.open()
         return store
+
+
+async def test_the_retired_jetstream_runner_names_its_replacement() -> None:
+    from eventsignal.subscriptions import JetStreamRunner, jetstream_parked, jetstream_status
+
+    store = NatsStore(DEBIAN_SERVER, stream="never-opened")
+    with raises(ConfigurationError) as refused:
+        JetStreamRunner(revenue_projection(), store, ack_wait=5.0)
+    assert "SubscriptionRunner(subscription, store)" in str(refused.value)
+    assert "start='end'" in str(refused.value)  # how to carry a caught-up consumer over
+    with raises(ConfigurationError) as status:
+        await jetstream_status(store, "revenue")
+    assert "subscription_status(store)" in str(status.value)
+    with raises(ConfigurationError) as parked:
+        await jetstream_parked(store, "revenue")
+    assert "parked_events(store, subscription)" in str(parked.value)

@@ -41,7 +41,6 @@ from eventsignal.serialization import EventSerializer
 from eventsignal.snapshotting import snapshot_store_for
 from eventsignal.stores import EventStore, MemoryStore, SQLiteStore
 from eventsignal.subscriptions import (
-    JetStreamRunner,
     Subscription,
     SubscriptionRunner,
     wait_until_processed,
@@ -496,14 +495,14 @@ async def test_forgetting_on_nats(nats_url: str) -> None:
         assert (await again.aggregate("c2")).state.email == OTHER_EMAIL
         assert (await again.state_at("c1", version=1)).state.email == ""
         assert [r.digest for r in await forgotten_subjects(fresh)] == [done.digest]
-        # A JetStream subscription of a fresh process reads the redacted values too.
+        # A durable subscription of a fresh process reads the redacted values too.
         seen: list[str] = []
         projection = Subscription(
             name="privacy-emails",
             handler=lambda e: seen.append(getattr(e.data, "email", "-")),
             configs=[again.serializer],
         )
-        async with JetStreamRunner(projection, fresh):  # type: ignore[arg-type]
+        async with SubscriptionRunner(projection, fresh):
             for _ in range(100):
                 if len(seen) >= 3:
                     break

@@ -8,6 +8,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from subscription_worker import expected_from_events, open_store, projected, write_carts
@@ -21,10 +22,23 @@ from eventsignal.subscriptions import wait_until_processed
 WORKER = Path(__file__).with_name("subscription_worker.py")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("nats", marks=pytest.mark.nats),
+        pytest.param("nats-cluster", marks=pytest.mark.nats),
+    ]
+)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     if request.param == "sqlite":
         return "sqlite", str(tmp_path / "events.db")
+    stream = f"stream=test_{uuid4().hex}&durability=ignore"
+    if request.param == "nats":
+        return "nats", f"{request.getfixturevalue('nats_url')}?{stream}"
+    if request.param == "nats-cluster":
+        servers = ",".join(request.getfixturevalue("nats_cluster").urls)
+        return "nats", f"{servers}?{stream}&replicas=3"
     return "postgres", request.getfixturevalue("postgres_dsn")
 
 

@@ -49,6 +49,19 @@ def _forget(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
+async def _end(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` until they have ended. Once is not always enough: before Python 3.12,
+    ``asyncio.wait_for`` (drivers use it) swallows a cancellation that lands as its result
+    arrives, and the loop would go on running."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+    for task in tasks:
+        _forget(task)
+
+
 def default_member() -> str:
     """A member name unique to this runner, readable in status output."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
@@ -123,12 +136,10 @@ class SubscriptionRunner(RunnerLifecycle):
         if not tasks:
             return
         self._task = self._keeper = None
-        for task in tasks:
-            task.cancel()
         prefetch = self._cancel_prefetch()
         if prefetch is not None:
             tasks.append(prefetch)
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _end(tasks)
         try:
             async with self._transaction() as tx:
                 await tx.release(self.subscription.name, self.member)

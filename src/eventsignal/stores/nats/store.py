@@ -24,9 +24,8 @@ import asyncio
 import base64
 import json
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -74,6 +73,7 @@ from eventsignal.stores.nats.layout import (
     creation_settings,
     layout_of,
 )
+from eventsignal.stores.nats.reading import LogReader
 from eventsignal.stores.nats.snapshots import SnapshotBucket
 from eventsignal.stores.nats.subject_keys import NatsSubjectKeys
 from eventsignal.stores.nats.subscriptions import MAX_BATCH, NatsSubscriptions
@@ -118,6 +118,9 @@ _Outgoing = list[tuple[dict[str, str], bytes]]  # one command's messages: header
 
 _WALK = 8
 """Versions a read may fetch message by message before it opens a consumer instead."""
+
+_READERS = 4
+"""Readers kept between pages (a few subscriptions of one process reading at once)."""
 
 _RETRY = 0.02
 """Seconds between tries while a replica catches up or a cluster learns where to route."""
@@ -232,6 +235,9 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
         self._watcher: Any = None
         self._watching = asyncio.Lock()
         self._followers: list[asyncio.Future[None]] = []
+        self._readers: dict[int, LogReader] = {}  # by the position each stands at
+        self._quiet: dict[int, int] = {}  # position -> sequence through which nothing follows it
+        self._closing: set[asyncio.Task[None]] = set()
         self._init_subscriptions()
 
     def __repr__(self) -> str:
@@ -434,11 +440,16 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
                 return
             nc, self._nc, self._js = self._nc, None, None
             watcher, self._watcher = self._watcher, None
+            readers, self._readers = list(self._readers.values()), {}
             self._tips.clear()
             self._wake()  # followers re-read and learn the store is closed
             if nc is None:
                 return
             try:
+                for reader in readers:
+                    await reader.close()
+                if self._closing:
+                    await asyncio.gather(*self._closing, return_exceptions=True)
                 if watcher is not None:
                     await watcher.unsubscribe()
             finally:
@@ -681,36 +692,106 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
         return messages
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
+        """Events after ``after_position``, in stream order.
+
+        A page that follows the previous one (``after_position`` is where it ended) continues
+        on that page's reader: one pull consumer kept between pages, already streaming the next
+        messages, and holding a long poll for new ones once it has caught up (see
+        :mod:`eventsignal.stores.nats.reading`). A look at a few events takes direct gets; any
+        other read opens a reader for the pages that follow.
+        """
         if limit <= 0:
             return []
+        reader = self._readers.pop(after_position, None)
+        if reader is not None:
+            try:
+                return await self._page(reader, limit, self._last_sequence)
+            except StoreUnavailable:
+                pass  # the consumer is gone (expired while unread, or a server restarted)
         start = first_sequence_after(after_position)
         last = await self._last_sequence()
         if start > last:
+            self._passed(after_position, last)
             return []
+        if last - start < _WALK and limit <= _WALK:
+            # A look at a few events (a parked one, say): not worth a consumer.
+            events = await self._get_range(after_position, start, last, limit)
+            if not events:
+                self._passed(after_position, last)
+            return events
+        reader = LogReader(
+            self._client(), self.stream, after_position, start, self._decode, self.timeout
+        )
+        await reader.start()
+        asked = [last]
+
+        async def known_last() -> int:  # asked just now: once is enough
+            return asked.pop() if asked else await self._last_sequence()
+
+        return await self._page(reader, limit, known_last)
+
+    async def _page(
+        self, reader: LogReader, limit: int, last_sequence: Callable[[], Awaitable[int]]
+    ) -> list[StoredEvent]:
+        """A page from ``reader``, which then waits for the next page under its new position."""
+        try:
+            events = await reader.page(limit, last_sequence)
+        except BaseException:
+            if reader.broken:
+                self._retire(reader)
+            else:
+                self._keep_reader(reader)
+            raise
+        self._keep_reader(reader)
+        if not events:
+            self._passed(reader.position, reader.read_through)
+        return events
+
+    def _passed(self, position: int, sequence: int) -> None:
+        """Note that nothing past ``position`` is stored through ``sequence``."""
+        if len(self._quiet) >= _READERS * 4 and position not in self._quiet:
+            self._quiet.clear()  # followers at positions long left: they re-read once
+        self._quiet[position] = sequence
+
+    def _keep_reader(self, reader: LogReader) -> None:
+        readers = self._readers
+        if self._nc is None:  # closed meanwhile
+            self._retire(reader)
+            return
+        replaced = readers.pop(reader.position, None)
+        if replaced is not None:
+            self._retire(replaced)
+        if len(readers) >= _READERS:
+            self._retire(readers.pop(next(iter(readers))))
+        readers[reader.position] = reader
+
+    def _retire(self, reader: LogReader) -> None:
+        """Close a reader in the background: its consumer is deleted, or expires on its own."""
+        task = asyncio.get_running_loop().create_task(reader.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _get_range(
+        self, after_position: int, start: int, last: int, limit: int
+    ) -> list[StoredEvent]:
+        """The events of messages ``start`` through ``last``, by direct gets all at once."""
+        found = await asyncio.gather(*(self._get({"seq": s}) for s in range(start, last + 1)))
         out: list[StoredEvent] = []
-        if last - start < _WALK:
-            found = await asyncio.gather(*(self._get({"seq": s}) for s in range(start, last + 1)))
+        for message in found:
             # The stream never loses messages (deletes are denied), so a missing one is one a
             # lagging replica does not have yet: stop before it rather than skip it.
-            visible: list[_Message] = []
-            for message in found:
-                if message is None:
-                    break
-                visible.append(message)
-            messages: AsyncGenerator[_Message, None] = _iterate(visible)
-        else:
-            wanted = partial(_remaining, out, limit)
-            messages = self._scan(f"{self.stream}.>", start, last, batch=wanted)
-        async for subject, sequence, headers, body in messages:
-            out.extend(
-                e
-                for e in decode_events(subject, sequence, headers, body)
-                if e.position > after_position
-            )
+            if message is None:
+                break
+            out.extend(e for e in self._decode(*message) if e.position > after_position)
             if len(out) >= limit:
                 break
-        await messages.aclose()
         return out[:limit]
+
+    def _decode(
+        self, subject: str, sequence: int, headers: dict[str, str], body: bytes
+    ) -> Sequence[StoredEvent]:
+        """The events of one stored message: every read decodes through here."""
+        return decode_events(subject, sequence, headers, body)
 
     async def head_position(self) -> int:
         return head_of(await self._last_sequence())
@@ -752,14 +833,18 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
         return listed
 
     async def wait_for_events(self, after_position: int) -> None:
-        if self._head > after_position:
+        # Messages a read after this position found empty (creation markers) are no news: a
+        # follower waits for a message past them, rather than wake, re-read and wake again.
+        floor = max(after_position, head_of(self._quiet.get(after_position, 0)))
+        if self._head > floor:
             return
-        await self._watch()
-        # Anything stored before the watcher existed shows in the stream's state; anything after
-        # is delivered to the watcher.
-        head = await self.head_position()
-        if head > after_position or self._head > after_position:
-            return
+        if self._watcher is None:
+            await self._watch()
+            # Anything stored before the watcher existed shows in the stream's state; anything
+            # after is delivered to the watcher, which wakes the followers.
+            head = await self.head_position()
+            if head > floor or self._head > floor:
+                return
         follower: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._followers.append(follower)
         try:
@@ -1111,16 +1196,6 @@ def _too_large(
     return EventTooLarge(
         aggregate_name, aggregate_id, largest.version, largest.name, size=size, limit=limit
     )
-
-
-def _remaining(collected: list[StoredEvent], limit: int) -> int:
-    """Messages still worth pulling for a page: each holds at least one event."""
-    return min(limit - len(collected), 1000)
-
-
-async def _iterate(messages: list[_Message]) -> AsyncGenerator[_Message, None]:
-    for message in messages:
-        yield message
 
 
 def _parse_headers(raw: bytes) -> dict[str, str]:
