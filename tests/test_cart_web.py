@@ -20,8 +20,8 @@ from starlette.applications import Starlette
 from eventsignal.cart.app import MAX_BODY, create_app
 from eventsignal.cart.assets import HTMX_ENV
 from eventsignal.cart.domain import MAX_PRICE
-from eventsignal.cart.security import SECURITY_HEADERS
 from eventsignal.stores import EventStore, MemoryStore, SQLiteStore
+from eventsignal.web.security import SECURITY_HEADERS
 
 HX = {"HX-Request": "true"}
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from eventsignal.cart.server import serve
-from eventsignal.cart.timeouts import DEFAULT_REQUEST_TIMEOUT
+from eventsignal.web.timeouts import DEFAULT_REQUEST_TIMEOUT
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,7 @@ Status codes say what went wrong, and the page says why: 400 for input the cart 
 state (a duplicate sku, a second payment), 404 for a cart or version that does not exist, 403
 for a form posted from another site, and 503 with ``Retry-After`` while the store is unreachable.
 
-Every response carries the headers of :mod:`eventsignal.cart.security`; the pages use no inline
+Every response carries the headers of :mod:`eventsignal.web.security`; the pages use no inline
 script or style, so its Content Security Policy admits only the app's own files.
 """
 
@@ -59,12 +59,12 @@ from eventsignal.cart.domain import (
     check_sku,
 )
 from eventsignal.cart.revenue import read_revenue, revenue_subscription
-from eventsignal.cart.security import SameOriginMiddleware, SecurityHeadersMiddleware
 from eventsignal.domain.errors import ConfigurationError
 from eventsignal.stores import EventStore
 from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.stores.urls import open_store
 from eventsignal.subscriptions import SubscriptionRunner
+from eventsignal.web.security import SameOriginMiddleware, SecurityHeadersMiddleware
 
 DEFAULT_DATABASE_URL = "sqlite:///data/cart.db"
 MAX_BODY = 16 * 1024  # bytes; the largest honest form is well under 1 kB
@@ -337,7 +337,7 @@ def create_app(
 
     The store is opened, and migrated if it was named by URL, when the app starts. Forms are
     accepted from the app's own pages only, or from ``trusted_origins`` too (see
-    :class:`~eventsignal.cart.security.SameOriginMiddleware`).
+    :class:`~eventsignal.web.security.SameOriginMiddleware`).
     """
     site = CartSite(store if store is not None else open_store(database_url(url)))
     cart = "/carts/{cart_id}"

@@ -15,7 +15,7 @@ from eventsignal.cli.copying import copy
 from eventsignal.cli.events import aggregates, history, migrate
 from eventsignal.cli.integrity import check, event, quarantine
 from eventsignal.cli.projections import rebuild, subscriptions
-from eventsignal.cli.serve import cart
+from eventsignal.cli.serve import cart, ui
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,6 +45,7 @@ for command in (
     rebuild,
     copy,
     cart,
+    ui,
 ):
     main.add_command(command)
 

@@ -35,6 +35,13 @@ def scrub(text: str, *urls: str) -> str:
 
 
 _SECRET_NAME = r"[\w-]*(?:pass|pwd|token|secret|key|seed|jwt|cred|auth)[\w-]*"
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a field named ``name`` (a metadata key, a setting) may hold a credential."""
+    return re.fullmatch(_SECRET_NAME, name, re.IGNORECASE) is not None
+
+
 # A libpq keyword at the start or after a space; its value quoted (with \' escapes) or bare.
 _KEYWORD = re.compile(
     rf"(?:^|(?<=\s))(?P<key>{_SECRET_NAME}\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'?|(?:[^\s\\]|\\.)+)",
@@ -84,4 +91,4 @@ def _secrets(url: str) -> set[str]:
     return {s for s in found if s}
 
 
-__all__ = ["redact", "scrub"]
+__all__ = ["is_secret_name", "redact", "scrub"]
