@@ -114,3 +114,15 @@ def test_web_benchmark_prints_both_servers_or_says_wrk_is_missing() -> None:
         assert re.search(rf"{label}\s+[\d,]+\s+[\d.]+\s", out), out
     for name in ("cart server c=4", "cart app c=4"):
         assert re.search(rf"ratio {name} to uvicorn: \d+\.\d\dx", out), out
+
+
+@pytest.mark.postgres
+def test_browser_benchmark_prints_the_first_page_time_and_its_ratio() -> None:
+    out = run_script("bench_browser.py", "--quick")
+    for backend in ("sqlite", "postgres"):
+        assert re.search(
+            rf"{backend}: first page of a 2,000-event stream: [\d.]+ ms "
+            r"\(target < 1,000 ms: (met|NOT met)\)",
+            out,
+        ), out
+        assert re.search(RATIO.format(f"{backend} first page to store page read"), out), out
