@@ -260,7 +260,7 @@ class Browser:
         head = await self.store.head_position()
         if "after" in params:
             after = _number(params.get("after"), "after")
-        else:  # the newest page by default
+        else:  # the newest page (fewer events where positions have gaps, as on NATS)
             after = max(head - catalog.PAGE, 0) if not any(filters.values()) else 0
         events, reached, more = await catalog.log_page(
             self.store, after=after, filters=catalog.LogFilter(**filters)
@@ -272,7 +272,8 @@ class Browser:
             "more": more,
             "head": head,
             "filters": filters,
-            "live": "/log/live?" + urlencode({"after": reached, **filters}),
+            # Followed live only from the end: a page in the middle has its Next link.
+            "live": "" if more else "/log/live?" + urlencode({"after": reached, **filters}),
         }
         return self.page(request, "log.html", context)
 

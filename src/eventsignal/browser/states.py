@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,6 +30,8 @@ def load_configs(spec: str) -> list[AggregateConfig[Any, Any]]:
         raise ConfigurationError(
             f"--app takes MODULE:ATTR (say myapp.carts:cart_config), not {spec!r}"
         )
+    if os.getcwd() not in sys.path:  # the user's own modules, as `python -m` would find them
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -5,7 +5,7 @@
 function followLog() {
   const status = document.getElementById("live-status");
   const body = document.querySelector("#log tbody");
-  if (!status || !body || !window.EventSource) return;
+  if (!status || !body || !status.dataset.live || !window.EventSource) return;
   const source = new EventSource(status.dataset.live);
   status.textContent = "Following new events live.";
   source.addEventListener("row", (message) => {
