@@ -207,7 +207,7 @@ def test_aggregates_are_listed_with_their_versions(tmp_path: Path) -> None:
     code, out, _ = cli("aggregates", url, "--type", "cart")
     assert len(out.splitlines()) == 3
     code, out, _ = cli("aggregates", url, "--type", "order")
-    assert (code, out) == (0, f"no aggregates of type 'order' in {url}\n")
+    assert (code, out) == (0, f"no aggregates of type 'order' in {url} (its types: cart)\n")
 
 
 def test_history_as_a_table(tmp_path: Path) -> None:
@@ -245,6 +245,8 @@ def test_history_as_json_lines(tmp_path: Path) -> None:
         (["history", "{dir}/missing.db", "cart", "c1"], "Error: no SQLite database at "),
         (["aggregates", "{dir}/missing.db"], "Error: no SQLite database at "),
         (["ui", "{dir}/missing.db"], "Error: no SQLite database at "),
+        (["aggregates", "{notes}"], "Error: {notes} is not a SQLite database (SQLite says: "),
+        (["history", "{db}", "kart", "c1"], "has no aggregate type 'kart' (its types: cart)\n"),
         (["ui", "{db}", "--app", "nowhere_at_all:x"], "Error: cannot import nowhere_at_all"),
         (["ui", "{db}", "--app", "eventsignal.cart"], "Error: --app takes MODULE:ATTR"),
         (["ui", "{db}", "--app", "eventsignal.cart:Cart"], "expected an AggregateConfig"),
@@ -260,14 +262,41 @@ def test_errors_are_one_line_without_a_traceback(
     fill(str(db))
     empty = tmp_path / "empty.db"
     empty.touch()
-    values = {"db": str(db), "dir": str(tmp_path), "empty": str(empty)}
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\nNot a database at all, but long enough to look like one.\n" * 20)
+    values = {"db": str(db), "dir": str(tmp_path), "empty": str(empty), "notes": str(notes)}
     code, out, err = cli(*(arg.format(**values) for arg in args))
     assert code == 1
     assert out == ""
-    assert message in err
+    assert message.format(**values) in err
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
     assert not (tmp_path / "missing.db").exists()  # reading never creates a database
+
+
+def test_an_unknown_aggregate_type_lists_the_known_ones(tmp_path: Path) -> None:
+    db = tmp_path / "cart.db"
+    fill(str(db))
+    code, out, _ = cli("aggregates", str(db), "--type", "kart")
+    assert code == 0
+    assert out == f"no aggregates of type 'kart' in {db} (its types: cart)\n"
+
+
+async def test_a_dead_nats_address_says_so_within_its_timeout() -> None:
+    import socket
+
+    from eventsignal import StoreUnavailable
+    from eventsignal.stores.nats import NatsStore
+
+    with socket.socket() as unused:  # a port nobody listens on: bound, never listening
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+        store = NatsStore(f"nats://127.0.0.1:{port}", timeout=0.5)
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.open()
+    message = str(caught.value)
+    assert message.startswith(f"cannot reach NATS at nats://127.0.0.1:{port}: ")
+    assert "no server answered within 0.5 seconds: ConnectionRefusedError" in message
 
 
 def test_the_console_script_runs(tmp_path: Path) -> None:

@@ -233,9 +233,13 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
         try:
             self._write_connection = await writer.run(self._connect_writer)
             readers = await writer.run(self._connect_readers)
-        except BaseException:
+        except BaseException as exc:
             writer.post(self._disconnect)
             writer.stop()
+            if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+                raise ConfigurationError(
+                    f"{self.path} is not a SQLite database (SQLite says: {exc})"
+                ) from None
             raise
         for connection in readers:
             self._read_connections.put(connection)
