@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -587,3 +588,29 @@ def test_the_cart_banner_hides_the_password(postgres_dsn: str, tmp_path: Path, f
     assert "Cart app on " in banner
     assert "password=***" in banner
     assert "s3cret" not in banner
+
+
+def test_migrate_creates_a_missing_postgres_database_on_request(postgres_dsn: str) -> None:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    name = f"eventsignal_create_{uuid.uuid4().hex[:12]}"
+    server = {k: v for k, v in conninfo_to_dict(postgres_dsn).items() if k != "options"}
+    url = make_conninfo("", **{**server, "dbname": name})
+    try:
+        code, _, err = cli("migrate", url)
+        assert code == 1
+        assert f'database "{name}" does not exist' in err
+        assert "'eventsignal migrate --create STORE' creates it" in err
+        code, out, err = cli("migrate", "--create", url)
+        assert (code, err) == (0, ""), err
+        assert out.startswith("created the database; ")
+        code, out, _ = cli("migrate", "--create", url)  # there already: only migrated
+        assert code == 0
+        assert out.endswith("is migrated: its schema is up to date\n")
+        assert not out.startswith("created")
+        assert cli("aggregates", url)[0] == 0
+    finally:
+        admin = make_conninfo(postgres_dsn, dbname="postgres")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -8,29 +8,44 @@ from typing import Any
 import click
 import msgspec
 
-from eventsignal import AggregateNotFound
+from eventsignal import AggregateNotFound, StoreUnavailable
 from eventsignal.cli.output import data_text, json_record, table, time_text
-from eventsignal.cli.running import opened, run
+from eventsignal.cli.running import describe, opened, run
 from eventsignal.stores.base import EventStore, StoredEvent
-from eventsignal.stores.urls import open_store, redact
+from eventsignal.stores.urls import create_database, open_store, redact
 
 
 @click.command(short_help="Create or upgrade the schema of a store.")
 @click.argument("store")
-def migrate(store: str) -> None:
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Create the PostgreSQL database STORE names first, if it does not exist.",
+)
+def migrate(store: str, create: bool) -> None:
     """Create or upgrade the schema of STORE.
 
-    Safe to run again, and while applications use the store.
+    Safe to run again, and while applications use the store. A PostgreSQL database must exist
+    (a mistyped name never makes a new one) unless --create is given.
     """
 
     async def job() -> str:
+        created = await create_database(store) if create else False
         target = open_store(store, migrate=False)
         migrate_schema: Callable[[], Coroutine[Any, Any, None]] | None
         migrate_schema = getattr(target, "migrate", None)
         if migrate_schema is None:
             return f"{redact(store)} needs no migration: {type(target).__name__} has no schema"
-        await migrate_schema()
-        return f"{redact(store)} is migrated: its schema is up to date"
+        try:
+            await migrate_schema()
+        except StoreUnavailable as exc:
+            if "does not exist" in str(exc) and not create:
+                raise click.ClickException(
+                    f"{describe(exc, store)}; 'eventsignal migrate --create STORE' creates it"
+                ) from None
+            raise
+        done = f"{redact(store)} is migrated: its schema is up to date"
+        return f"created the database; {done}" if created else done
 
     click.echo(run(job(), store))
 
