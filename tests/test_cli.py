@@ -614,3 +614,22 @@ def test_migrate_creates_a_missing_postgres_database_on_request(postgres_dsn: st
         admin = make_conninfo(postgres_dsn, dbname="postgres")
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_python_m_cart_is_the_cart_command() -> None:
+    def help_text(*module: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", *module, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            env={**os.environ, "COLUMNS": "100"},
+        ).stdout
+
+    via_module = help_text("eventsignal.cart")
+    via_command = help_text("eventsignal.cli", "cart")
+    assert via_module.startswith("Usage: python -m eventsignal.cart [OPTIONS]\n")
+    assert via_command.startswith("Usage: python -m eventsignal.cli cart [OPTIONS]\n")
+    assert via_module.split("\n", 1)[1] == via_command.split("\n", 1)[1]
+    assert "--request-timeout" in via_module
