@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from browser_app import HEALED_FILE, fill
@@ -47,7 +48,7 @@ def prepare(database: Path) -> None:
         finally:
             await store.close()
 
-    asyncio.run(job())
+    in_own_thread(job())
 
 
 def append_event(database: Path, aggregate_id: str) -> None:
@@ -70,9 +71,13 @@ def append_event(database: Path, aggregate_id: str) -> None:
         finally:
             await store.close()
 
-    # Playwright's sync API runs an event loop in this thread: write from another one.
-    with ThreadPoolExecutor(1) as writer:
-        writer.submit(asyncio.run, job()).result()
+    in_own_thread(job())
+
+
+def in_own_thread(job: Coroutine[Any, Any, None]) -> None:
+    """Run ``job`` to its end; Playwright's sync API may be running a loop in this thread."""
+    with ThreadPoolExecutor(1) as runner:
+        runner.submit(asyncio.run, job).result()
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ def serve(
     *,
     out: TextIO = sys.stdout,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    currency: str | None = None,
 ) -> None:
     """Run the app until interrupted.
 
@@ -36,7 +37,9 @@ def serve(
     """
     url = database_url(url)
     store = open_store(url)
-    app = create_app(store=store)  # refuses a store it cannot run on, before anything starts
+    app = create_app(
+        store=store, currency=currency
+    )  # refuses a store it cannot run on, before anything starts
     config = server_config(app, request_timeout)
     listener = listen(host, port)
     try:

@@ -23,7 +23,16 @@ from eventsignal.cli.running import check_database_file, describe
     show_default=True,
     help="Seconds a client may take to send each request (headers and body).",
 )
-def cart(host: str, port: int, database_url: str | None, request_timeout: float) -> None:
+@click.option(
+    "--currency",
+    envvar="CART_CURRENCY",
+    default="EUR",
+    show_default=True,
+    help="Currency shown beside prices (prices are kept in its cents).  [env: CART_CURRENCY]",
+)
+def cart(
+    host: str, port: int, database_url: str | None, request_timeout: float, currency: str
+) -> None:
     """Serve the shopping cart web app and print the address to open."""
     try:
         from eventsignal.cart.server import serve
@@ -32,7 +41,7 @@ def cart(host: str, port: int, database_url: str | None, request_timeout: float)
             f"the cart needs 'pip install eventsignal[web]' ({exc})"
         ) from exc
     try:
-        serve(host, port, database_url, request_timeout=request_timeout)
+        serve(host, port, database_url, request_timeout=request_timeout, currency=currency)
     except KeyboardInterrupt:
         pass
     except Exception as exc:
