@@ -101,6 +101,10 @@ def shop(page: Page, address: str) -> None:
 
     page.goto(cart_url)
     page.get_by_role("link", name="History").click()
+    page.go_back()  # Back shows the cart as it is now
+    expect(page).to_have_url(cart_url)
+    expect(page.locator("#cart .paid")).to_have_text("Paid: 5.95 EUR")
+    page.go_forward()
     rows = page.locator("ol.history > li")
     expect(rows).to_have_count(6)  # created, apple and pear added, apple removed, fig, paid
     expect(rows.nth(1)).to_contain_text("Added 3 \u00d7 apple at 1.20 EUR.")
@@ -136,8 +140,8 @@ def test_shopping_with_htmx(browser: Browser, address: str, tmp_path: Path) -> N
         shop(page, address)
         assert refused == []
         # Adding, removing and paying swapped fragments in place: the cart page loaded only
-        # when opened, reloaded once on purpose, and opened again after the revenue.
-        assert sum(1 for url in loads if re.search(r"/carts/[A-Za-z0-9_-]{22}$", url)) == 3
+        # when opened, reloaded on purpose, opened again after the revenue, and gone back to.
+        assert sum(1 for url in loads if re.search(r"/carts/[A-Za-z0-9_-]{22}$", url)) == 4
     except Exception:
         page.screenshot(path=str(tmp_path / "htmx-failure.png"))
         raise
