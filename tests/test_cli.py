@@ -456,7 +456,7 @@ def _serve(command: list[str], cwd: Path, env: dict[str, str]) -> None:
 
 def _revenue(address: str) -> str:
     page = httpx.get(address + "revenue", timeout=10).text
-    found = re.search(r'<strong id="revenue">([^<]*)</strong>', page)
+    found = re.search(r'<span id="revenue">([^<]*)</span>', page)
     assert found is not None
     return found.group(1)
 
@@ -465,7 +465,7 @@ def test_revenue_is_shared_by_processes_on_one_store(tmp_path: Path) -> None:
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'cart.db'}"}
     command = [sys.executable, "-m", "eventsignal.cart", "--port", "0"]
     with served(command, tmp_path, env) as one, served(command, tmp_path, env) as two:
-        for address, price in ((one, "1000"), (two, "234")):
+        for address, price in ((one, "10.00"), (two, "2.34")):
             cart = address + httpx.post(address + "carts", timeout=10).headers["location"][1:]
             form = {"sku": "apple", "quantity": "1", "price": price}
             assert httpx.post(cart + "/add", data=form, timeout=10).status_code == 303
@@ -509,7 +509,7 @@ def test_cart_on_a_busy_port_fails_in_one_line(tmp_path: Path) -> None:
             timeout=60,
         )
         assert done.returncode == 1
-        assert done.stderr == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+        assert done.stderr == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
 
 
 def test_cart_on_nats_explains_why_not() -> None:

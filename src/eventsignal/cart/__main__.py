@@ -3,7 +3,7 @@ options)."""
 
 from __future__ import annotations
 
-from eventsignal.cli.serve import cart
+from eventsignal.cart.command import cart
 
 
 def main(argv: list[str] | None = None) -> None:

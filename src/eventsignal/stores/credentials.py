@@ -91,4 +91,13 @@ def _secrets(url: str) -> set[str]:
     return {s for s in found if s}
 
 
-__all__ = ["is_secret_name", "redact", "scrub"]
+def describe(exc: BaseException, *urls: str) -> str:
+    """One line for an error, with the credentials of ``urls`` masked; the error's type is named
+    unless it is one of eventsignal's own (whose messages say everything)."""
+    text = scrub(" ".join(str(exc).split()), *urls) or type(exc).__name__
+    if type(exc).__module__.startswith("eventsignal") or isinstance(exc, ValueError):
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
+__all__ = ["describe", "is_secret_name", "redact", "scrub"]
