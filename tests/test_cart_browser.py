@@ -119,6 +119,16 @@ def shop(page: Page, address: str) -> None:
     expect(page.locator("#total")).to_have_text("4.55")
     expect(page.locator("main form")).to_have_count(0)  # the past is read-only
     page.get_by_role("link", name="Version 3").click()
+    expect(page).to_have_url(f"{cart_url}/versions/3")
+    expect(page.locator("h1")).to_contain_text("at version 3 of 5")
+    expect(page.locator("td.sku")).to_have_text(["<b>pear</b>"])
+    page.go_back()  # Back steps back a version...
+    expect(page).to_have_url(f"{cart_url}/versions/2")
+    expect(page.locator("h1")).to_contain_text("at version 2 of 5")
+    expect(page.locator("td.sku")).to_have_text(["apple", "<b>pear</b>"])
+    page.go_forward()
+    page.reload()  # ...and Refresh shows the version whose address is shown
+    expect(page.locator("h1")).to_contain_text("at version 3 of 5")
     expect(page.locator("td.sku")).to_have_text(["<b>pear</b>"])
 
 
@@ -142,6 +152,8 @@ def test_shopping_with_htmx(browser: Browser, address: str, tmp_path: Path) -> N
         # Adding, removing and paying swapped fragments in place: the cart page loaded only
         # when opened, reloaded on purpose, opened again after the revenue, and gone back to.
         assert sum(1 for url in loads if re.search(r"/carts/[A-Za-z0-9_-]{22}$", url)) == 4
+        # Stepping to version 3 swapped it in and pushed its address: only the reload loaded it.
+        assert sum(1 for url in loads if url.endswith("/versions/3")) == 1
     except Exception:
         page.screenshot(path=str(tmp_path / "htmx-failure.png"))
         raise
