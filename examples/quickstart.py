@@ -1,6 +1,9 @@
-"""A shopping cart in thirty lines: declare, create, command, read back.
+"""A shopping cart: declare it, create one, send it commands (one is rejected), see each stored
+event as a subscriber gets it, and rebuild the cart from its events alone. Kept in memory, so
+every run starts afresh.
 
-Run it with ``scripts/run`` (or ``python examples/quickstart.py``).
+Run it with ``.venv/bin/python examples/quickstart.py`` once ``scripts/run`` or ``scripts/setup``
+has made ``.venv``.
 """
 
 from __future__ import annotations

@@ -189,3 +189,15 @@ def test_privacy_benchmark_prints_personal_against_plain() -> None:
     out = run_script("bench_privacy.py", "--quick", "--clients", "4")
     for store in ("memory", "sqlite"):
         assert re.search(rf"ratio {store} personal / plain: \d+\.\d+x per CPU second", out), out
+
+
+@pytest.mark.postgres
+def test_browser_benchmark_prints_the_first_page_time_and_its_ratio() -> None:
+    out = run_script("bench_browser.py", "--quick")
+    for backend in ("sqlite", "postgres"):
+        assert re.search(
+            rf"{backend}: first page of a 2,000-event stream: [\d.]+ ms "
+            r"\(target < 1,000 ms: (met|NOT met)\)",
+            out,
+        ), out
+        assert re.search(RATIO.format(f"{backend} first page to store page read"), out), out

@@ -14,14 +14,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 from starlette.applications import Starlette
 
 from eventsignal.cart.app import MAX_BODY, create_app
 from eventsignal.cart.assets import HTMX_ENV
 from eventsignal.cart.domain import MAX_PRICE
-from eventsignal.cart.security import SECURITY_HEADERS
 from eventsignal.stores import EventStore, MemoryStore, SQLiteStore
+from eventsignal.web.security import SECURITY_HEADERS
 
 HX = {"HX-Request": "true"}
 
@@ -57,7 +58,9 @@ async def new_cart(client: httpx.AsyncClient) -> str:
 async def add(
     client: httpx.AsyncClient, cart: str, sku: str, quantity: object = 1, price: object = 100
 ) -> httpx.Response:
-    data = {"sku": sku, "quantity": str(quantity), "price": str(price)}
+    """Add a product; an int ``price`` is cents, typed into the form as money (120: 1.20)."""
+    typed = f"{price // 100}.{price % 100:02d}" if isinstance(price, int) else str(price)
+    data = {"sku": sku, "quantity": str(quantity), "price": typed}
     return await client.post(f"{cart}/add", data=data)
 
 
@@ -69,7 +72,7 @@ async def test_home_offers_a_new_or_an_existing_cart(client: httpx.AsyncClient) 
     page = await client.get("/")
     assert page.status_code == 200
     assert '<form method="post" action="/carts">' in page.text
-    assert '<form method="get" action="/carts/open">' in page.text
+    assert '<form method="get" action="/carts/open" class="open">' in page.text
 
 
 async def test_a_new_cart_is_empty(client: httpx.AsyncClient) -> None:
@@ -94,7 +97,7 @@ async def test_adding_redirects_back_to_the_cart(client: httpx.AsyncClient) -> N
 async def test_htmx_requests_get_the_cart_fragment(client: httpx.AsyncClient) -> None:
     cart = await new_cart(client)
     response = await client.post(
-        f"{cart}/add", data={"sku": "pear", "quantity": "2", "price": "95"}, headers=HX
+        f"{cart}/add", data={"sku": "pear", "quantity": "2", "price": "0.95"}, headers=HX
     )
     assert response.status_code == 200
     assert response.text.lstrip().startswith('<section id="cart"')
@@ -126,7 +129,7 @@ async def test_a_duplicate_sku_is_refused_inline(
     assert response.status_code == 409
     assert '<p class="error" role="alert">apple is already in the cart</p>' in response.text
     assert "<html" in response.text  # without htmx: the whole page, with the form kept
-    assert 'name="price" type="number" min="0" step="1"\n           value="50"' in response.text
+    assert 'value="0.50" required>' in response.text
     fragment = await client.post(
         f"{cart}/add", data={"sku": "apple", "quantity": "1", "price": "1"}, headers=HX
     )
@@ -139,21 +142,23 @@ async def test_a_duplicate_sku_is_refused_inline(
 @pytest.mark.parametrize(
     ("quantity", "price", "reason"),
     [
-        ("1", "12.50", "the price must be a whole number, not &#39;12.50&#39;"),
-        ("1", "abc", "the price must be a whole number"),
+        ("1", "12.505", "the price must be an amount like 12.50, not &#39;12.505&#39;"),
+        ("1", "abc", "the price must be an amount like 12.50"),
+        ("1", "12.", "the price must be an amount like 12.50"),
+        ("1", ".50", "the price must be an amount like 12.50"),
         ("1", "", "the price is missing"),
         ("one", "100", "the quantity must be a whole number"),
         ("1.5", "100", "the quantity must be a whole number"),
         ("1e3", "100", "the quantity must be a whole number"),
         ("0", "100", "the quantity must be a whole number from 1 to"),
         ("-2", "100", "the quantity must be a whole number from 1 to"),
-        ("1", "-1", "the price must be a whole number of cents from 0 to"),
-        ("1", str(MAX_PRICE + 1), "the price must be a whole number of cents from 0 to"),
+        ("1", "-1", "the price must be an amount like 12.50, not &#39;-1&#39;"),
+        ("1", f"{MAX_PRICE // 100}.01", "the price must be at most 1,000,000.00"),
         ("1", "9" * 5000, "the price 99999999999999999999... is far too large"),
         ("9" * 40, "1", "is far too large"),
         ("\uff11\uff12", "100", "the quantity must be a whole number"),  # fullwidth 12
-        ("1", "\u0661\u0662\u0660", "the price must be a whole number"),  # Arabic-Indic 120
-        ("1", "9" * 5000 + "\u0669", "the price must be a whole number"),
+        ("1", "\u0661\u0662\u0660", "the price must be an amount"),  # Arabic-Indic 120
+        ("1", "9" * 5000 + "\u0669", "the price must be an amount like 12.50"),
     ],
 )
 async def test_bad_numbers_are_refused(
@@ -211,7 +216,7 @@ async def test_markup_in_a_sku_is_shown_as_text(client: httpx.AsyncClient) -> No
 
 async def test_paying_updates_the_revenue(client: httpx.AsyncClient) -> None:
     before = await client.get("/revenue")
-    assert '<strong id="revenue">0.00</strong>' in before.text
+    assert '<span id="revenue">0.00</span>' in before.text
     cart = await new_cart(client)
     await add(client, cart, "apple", 2, 1250)
     response = await client.post(f"{cart}/pay")
@@ -220,7 +225,7 @@ async def test_paying_updates_the_revenue(client: httpx.AsyncClient) -> None:
     assert "Paid: 25.00" in page.text
     assert f'action="{cart}/add"' not in page.text
     after = await client.get("/revenue")
-    assert '<strong id="revenue">25.00</strong>' in after.text
+    assert '<span id="revenue">25.00</span>' in after.text
     assert '<span id="paid-carts">1</span>' in after.text
 
 
@@ -235,7 +240,7 @@ async def test_a_double_clicked_pay_is_charged_once(
     assert "the cart is already paid" in refused.text
     assert await versions(store, cart) == 2
     revenue = await client.get("/revenue")
-    assert '<strong id="revenue">9.99</strong>' in revenue.text
+    assert '<span id="revenue">9.99</span>' in revenue.text
 
 
 async def test_an_empty_cart_cannot_be_paid(client: httpx.AsyncClient, store: MemoryStore) -> None:
@@ -316,9 +321,18 @@ async def test_history_lists_every_event_with_its_data(client: httpx.AsyncClient
     await client.post(f"{cart}/pay")
     page = await client.get(f"{cart}/history")
     assert page.status_code == 200
-    names = re.findall(r"<td>(ProductAdded|ProductRemoved|CartPaid)</td>", page.text)
-    assert names == ["ProductAdded", "ProductAdded", "ProductRemoved", "CartPaid"]
-    assert "{&#34;total&#34;:95}" in page.text
+    said = re.findall(r'<span class="what">([^<]*)</span>', page.text)
+    assert said == [
+        "The cart was opened.",
+        "Added 2 \u00d7 apple at 1.20 EUR.",
+        "Added 1 \u00d7 pear at 0.95 EUR.",
+        "Removed apple.",
+        "Paid 0.95 EUR.",
+    ]
+    # The raw event, one click away.
+    raw = re.findall(r"<summary>raw event</summary><code>(\w+) ", page.text)
+    assert raw == ["ProductAdded", "ProductAdded", "ProductRemoved", "CartPaid"]
+    assert "<code>CartPaid {&#34;total&#34;:95}</code>" in page.text
     for version in range(5):
         assert f'href="{cart}/versions/{version}"' in page.text
 
@@ -335,7 +349,7 @@ async def test_a_cart_as_it_was_at_a_version(client: httpx.AsyncClient) -> None:
     assert '<td class="sku">apple</td>' in at_two.text
     assert '<td class="num" id="total">3.35</td>' in at_two.text
     assert "Paid" not in at_two.text
-    assert "<form" not in at_two.text.split("<main>")[1]  # read-only
+    assert "<form" not in at_two.text.split("<main")[1]  # read-only
     at_zero = await client.get(f"{cart}/versions/0")
     assert "The cart is empty" in at_zero.text
     beyond = await client.get(f"{cart}/versions/5")
@@ -475,12 +489,12 @@ async def test_revenue_is_kept_across_restarts_and_processes(tmp_path: Path) -> 
             await add(second, other, "pear", 1, 45)
             await second.post(f"{other}/pay")
             revenue = await second.get("/revenue")
-            assert '<strong id="revenue">3.45</strong>' in revenue.text
+            assert '<span id="revenue">3.45</span>' in revenue.text
         revenue = await first.get("/revenue")
-        assert '<strong id="revenue">3.45</strong>' in revenue.text
+        assert '<span id="revenue">3.45</span>' in revenue.text
     async with serving(create_app(f"sqlite:///{path}")) as restarted:
         revenue = await restarted.get("/revenue")
-        assert '<strong id="revenue">3.45</strong>' in revenue.text
+        assert '<span id="revenue">3.45</span>' in revenue.text
         assert "Paid: 3.00" in (await restarted.get(cart)).text
 
 
@@ -529,11 +543,11 @@ async def test_the_app_runs_on_postgresql(postgres_dsn: str) -> None:
         assert (await add(client, cart, "apple", 1, 1)).status_code == 409
         assert (await client.post(f"{cart}/pay")).status_code == 303
         revenue = await client.get("/revenue")
-        assert '<strong id="revenue">10.00</strong>' in revenue.text
+        assert '<span id="revenue">10.00</span>' in revenue.text
     async with serving(create_app(postgres_dsn)) as restarted:
         assert "Paid: 10.00" in (await restarted.get(cart)).text
         history = await restarted.get(f"{cart}/history")
-        assert history.text.count("<td>ProductAdded</td>") == 1
+        assert history.text.count("<code>ProductAdded ") == 1
 
 
 @pytest.mark.nats
@@ -548,7 +562,7 @@ async def test_the_cart_runs_on_nats_alone(nats_url: str) -> None:
             await add(client, cart, "tea", 2, 1250)
             assert (await client.post(f"{cart}/pay")).status_code == 303
             revenue = await client.get("/revenue")
-            assert '<strong id="revenue">25.00</strong>' in revenue.text
+            assert '<span id="revenue">25.00</span>' in revenue.text
     finally:
         connection = await nats_client.connect(nats_url)
         try:
@@ -558,3 +572,94 @@ async def test_the_cart_runs_on_nats_alone(nats_url: str) -> None:
             await connection.jetstream().delete_stream(stream)
         finally:
             await connection.close()
+
+
+NAVIGATION = {"Sec-Fetch-Mode": "navigate"}  # what a browser sends with a form it submits
+
+
+@pytest.mark.parametrize(
+    ("typed", "cents"), [("12.50", 1250), ("12,5", 1250), ("3", 300), ("0.05", 5), ("0", 0)]
+)
+async def test_prices_are_typed_as_money_and_stored_in_cents(
+    client: httpx.AsyncClient, store: MemoryStore, typed: str, cents: int
+) -> None:
+    cart = await new_cart(client)
+    response = await add(client, cart, "apple", 2, typed)
+    assert response.status_code == 303
+    [event] = await store.read_aggregate("cart", cart.rsplit("/", 1)[1])
+    assert msgspec.json.decode(event.data)["product"]["price"] == cents
+
+
+async def test_the_currency_is_a_setting(store: MemoryStore) -> None:
+    async with serving(create_app(store=store, currency="CHF")) as client:
+        cart = await new_cart(client)
+        await add(client, cart, "apple", 2, 120)
+        page = await client.get(cart)
+    assert "Unit price (CHF)" in page.text
+    assert "Pay 2.40 CHF" in page.text
+
+
+async def test_pay_is_disabled_until_there_is_something_to_pay(
+    client: httpx.AsyncClient,
+) -> None:
+    cart = await new_cart(client)
+    empty = await client.get(cart)
+    assert '<button type="submit" id="pay" disabled>Pay 0.00 EUR</button>' in empty.text
+    await add(client, cart, "free sample", 1, 0)
+    free = await client.get(cart)
+    assert 'id="pay" disabled>' in free.text
+    await add(client, cart, "apple", 1, 120)
+    ready = await client.get(cart)
+    assert '<button type="submit" id="pay">Pay 1.20 EUR</button>' in ready.text
+
+
+async def test_a_refused_form_without_javascript_comes_back_to_the_cart_with_its_reason(
+    client: httpx.AsyncClient, store: MemoryStore
+) -> None:
+    cart = await new_cart(client)
+    await add(client, cart, "apple")
+    for data, reason in [
+        ({"sku": "apple", "quantity": "2", "price": "0.50"}, "apple is already in the cart"),
+        ({"sku": "pear", "quantity": "2", "price": "cheap"}, "the price must be an amount"),
+    ]:
+        refused = await client.post(f"{cart}/add", data=data, headers=NAVIGATION)
+        assert refused.status_code == 303
+        assert refused.headers["location"] == cart  # Refresh and Back never resend the form
+        page = await client.get(cart)
+        assert page.status_code == 200
+        assert '<p class="error" role="alert">' in page.text
+        assert reason in page.text
+        assert f'value="{data["price"]}" required>' in page.text  # the form as it was sent
+        again = await client.get(cart)
+        assert '<p class="error"' not in again.text  # shown once
+    paid_twice = await client.post(f"{cart}/pay", headers=NAVIGATION)
+    assert paid_twice.status_code == 303
+    await client.post(f"{cart}/pay", headers=NAVIGATION)
+    assert "the cart is already paid" in (await client.get(cart)).text
+    assert await versions(store, cart) == 2
+
+
+async def test_the_home_page_lists_the_carts_changed_last(client: httpx.AsyncClient) -> None:
+    first = await new_cart(client)
+    second = await new_cart(client)
+    await add(client, first, "apple", 2, 120)
+    await add(client, second, "pear", 1, 95)
+    await add(client, first, "fig", 1, 250)
+    await client.post(f"{first}/pay")
+    items: list[str] = []
+    for _ in range(100):  # the projection follows the store within moments
+        home = await client.get("/")
+        items = re.findall(r'<li><a href="/carts/([\w-]+)">.*?</li>', home.text, re.S)
+        if items and "paid" in home.text:
+            break
+        await asyncio.sleep(0.05)
+    assert items == [first.rsplit("/", 1)[1], second.rsplit("/", 1)[1]]
+    assert '2 products, 4.90 EUR, <span class="paid">paid</span>' in home.text
+    assert "1 product, 0.95 EUR" in home.text
+
+
+async def test_the_favicon_is_served(client: httpx.AsyncClient) -> None:
+    icon = await client.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")
+    assert '<link rel="icon" href="/static/favicon.svg"' in (await client.get("/")).text

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -207,7 +208,7 @@ def test_aggregates_are_listed_with_their_versions(tmp_path: Path) -> None:
     code, out, _ = cli("aggregates", url, "--type", "cart")
     assert len(out.splitlines()) == 3
     code, out, _ = cli("aggregates", url, "--type", "order")
-    assert (code, out) == (0, f"no aggregates of type 'order' in {url}\n")
+    assert (code, out) == (0, f"no aggregates of type 'order' in {url} (its types: cart)\n")
 
 
 def test_history_as_a_table(tmp_path: Path) -> None:
@@ -244,6 +245,12 @@ def test_history_as_json_lines(tmp_path: Path) -> None:
         (["history", "{db}", "cart", "nobody"], "Error: cart 'nobody' not found\n"),
         (["history", "{dir}/missing.db", "cart", "c1"], "Error: no SQLite database at "),
         (["aggregates", "{dir}/missing.db"], "Error: no SQLite database at "),
+        (["ui", "{dir}/missing.db"], "Error: no SQLite database at "),
+        (["aggregates", "{notes}"], "Error: {notes} is not a SQLite database (SQLite says: "),
+        (["history", "{db}", "kart", "c1"], "has no aggregate type 'kart' (its types: cart)\n"),
+        (["ui", "{db}", "--app", "nowhere_at_all:x"], "Error: cannot import nowhere_at_all"),
+        (["ui", "{db}", "--app", "eventsignal.cart"], "Error: --app takes MODULE:ATTR"),
+        (["ui", "{db}", "--app", "eventsignal.cart:Cart"], "expected an AggregateConfig"),
         (["aggregates", "ftp://x/y"], "Error: invalid store URL 'ftp://x/y': unknown scheme"),
         (["aggregates", "{empty}"], "holds no eventsignal schema"),
         (["aggregates", "postgresql://127.0.0.1:9/x"], "Error: cannot connect to PostgreSQL"),
@@ -256,14 +263,41 @@ def test_errors_are_one_line_without_a_traceback(
     fill(str(db))
     empty = tmp_path / "empty.db"
     empty.touch()
-    values = {"db": str(db), "dir": str(tmp_path), "empty": str(empty)}
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\nNot a database at all, but long enough to look like one.\n" * 20)
+    values = {"db": str(db), "dir": str(tmp_path), "empty": str(empty), "notes": str(notes)}
     code, out, err = cli(*(arg.format(**values) for arg in args))
     assert code == 1
     assert out == ""
-    assert message in err
+    assert message.format(**values) in err
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
     assert not (tmp_path / "missing.db").exists()  # reading never creates a database
+
+
+def test_an_unknown_aggregate_type_lists_the_known_ones(tmp_path: Path) -> None:
+    db = tmp_path / "cart.db"
+    fill(str(db))
+    code, out, _ = cli("aggregates", str(db), "--type", "kart")
+    assert code == 0
+    assert out == f"no aggregates of type 'kart' in {db} (its types: cart)\n"
+
+
+async def test_a_dead_nats_address_says_so_within_its_timeout() -> None:
+    import socket
+
+    from eventsignal import StoreUnavailable
+    from eventsignal.stores.nats import NatsStore
+
+    with socket.socket() as unused:  # a port nobody listens on: bound, never listening
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+        store = NatsStore(f"nats://127.0.0.1:{port}", timeout=0.5)
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.open()
+    message = str(caught.value)
+    assert message.startswith(f"cannot reach NATS at nats://127.0.0.1:{port}: ")
+    assert "no server answered within 0.5 seconds: ConnectionRefusedError" in message
 
 
 def test_the_console_script_runs(tmp_path: Path) -> None:
@@ -422,7 +456,7 @@ def _serve(command: list[str], cwd: Path, env: dict[str, str]) -> None:
 
 def _revenue(address: str) -> str:
     page = httpx.get(address + "revenue", timeout=10).text
-    found = re.search(r'<strong id="revenue">([^<]*)</strong>', page)
+    found = re.search(r'<span id="revenue">([^<]*)</span>', page)
     assert found is not None
     return found.group(1)
 
@@ -431,7 +465,7 @@ def test_revenue_is_shared_by_processes_on_one_store(tmp_path: Path) -> None:
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'cart.db'}"}
     command = [sys.executable, "-m", "eventsignal.cart", "--port", "0"]
     with served(command, tmp_path, env) as one, served(command, tmp_path, env) as two:
-        for address, price in ((one, "1000"), (two, "234")):
+        for address, price in ((one, "10.00"), (two, "2.34")):
             cart = address + httpx.post(address + "carts", timeout=10).headers["location"][1:]
             form = {"sku": "apple", "quantity": "1", "price": price}
             assert httpx.post(cart + "/add", data=form, timeout=10).status_code == 303
@@ -475,7 +509,7 @@ def test_cart_on_a_busy_port_fails_in_one_line(tmp_path: Path) -> None:
             timeout=60,
         )
         assert done.returncode == 1
-        assert done.stderr == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+        assert done.stderr == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
 
 
 def test_cart_on_nats_explains_why_not() -> None:
@@ -554,3 +588,48 @@ def test_the_cart_banner_hides_the_password(postgres_dsn: str, tmp_path: Path, f
     assert "Cart app on " in banner
     assert "password=***" in banner
     assert "s3cret" not in banner
+
+
+def test_migrate_creates_a_missing_postgres_database_on_request(postgres_dsn: str) -> None:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    name = f"eventsignal_create_{uuid.uuid4().hex[:12]}"
+    server = {k: v for k, v in conninfo_to_dict(postgres_dsn).items() if k != "options"}
+    url = make_conninfo("", **{**server, "dbname": name})
+    try:
+        code, _, err = cli("migrate", url)
+        assert code == 1
+        assert f'database "{name}" does not exist' in err
+        assert "'eventsignal migrate --create STORE' creates it" in err
+        code, out, err = cli("migrate", "--create", url)
+        assert (code, err) == (0, ""), err
+        assert out.startswith("created the database; ")
+        code, out, _ = cli("migrate", "--create", url)  # there already: only migrated
+        assert code == 0
+        assert out.endswith("is migrated: its schema is up to date\n")
+        assert not out.startswith("created")
+        assert cli("aggregates", url)[0] == 0
+    finally:
+        admin = make_conninfo(postgres_dsn, dbname="postgres")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_python_m_cart_is_the_cart_command() -> None:
+    def help_text(*module: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", *module, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            env={**os.environ, "COLUMNS": "100"},
+        ).stdout
+
+    via_module = help_text("eventsignal.cart")
+    via_command = help_text("eventsignal.cli", "cart")
+    assert via_module.startswith("Usage: python -m eventsignal.cart [OPTIONS]\n")
+    assert via_command.startswith("Usage: python -m eventsignal.cli cart [OPTIONS]\n")
+    assert via_module.split("\n", 1)[1] == via_command.split("\n", 1)[1]
+    assert "--request-timeout" in via_module

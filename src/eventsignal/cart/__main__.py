@@ -1,52 +1,14 @@
-"""``python -m eventsignal.cart``: serve the cart app; ``--help`` lists the options."""
+"""``python -m eventsignal.cart``: the same command as ``eventsignal cart`` (``--help`` lists its
+options)."""
 
 from __future__ import annotations
 
-import argparse
-import sys
-
-from eventsignal.cart.server import serve
-from eventsignal.cart.timeouts import DEFAULT_REQUEST_TIMEOUT
+from eventsignal.cart.command import cart
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m eventsignal.cart", description="Serve the eventsignal cart web app."
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free)")
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        help="store URL or SQLite path (default: $DATABASE_URL, else ./data/cart.db)",
-    )
-    parser.add_argument(
-        "--request-timeout",
-        type=float,
-        default=DEFAULT_REQUEST_TIMEOUT,
-        metavar="SECONDS",
-        help=f"how long a client may take to send a request (default: {DEFAULT_REQUEST_TIMEOUT:g})",
-    )
-    parser.add_argument(
-        "--publish-to",
-        default=None,
-        metavar="URL",
-        help="publish each payment as a CloudEvent to this broker (nats://, redis://, amqp://, "
-        "https://; default: $CART_PUBLISH_TO, else nowhere)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        serve(
-            args.host,
-            args.port,
-            args.database_url,
-            request_timeout=args.request_timeout,
-            publish_to=args.publish_to,
-        )
-    except KeyboardInterrupt:
-        pass
-    except Exception as exc:  # one line, not a traceback: the message names the cause
-        sys.exit(f"error: {' '.join(str(exc).split()) or type(exc).__name__}")
+    # The options of the eventsignal command group, -h included, as `eventsignal cart` has them.
+    cart.main(args=argv, prog_name="python -m eventsignal.cart", help_option_names=["-h", "--help"])
 
 
 if __name__ == "__main__":

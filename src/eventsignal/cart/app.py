@@ -4,17 +4,26 @@ Every page works as plain HTML forms (post, then a 303 redirect back to the cart
 loaded it posts the same forms in the background and swaps in the cart fragment the server returns
 for requests carrying ``HX-Request``, so the two paths share one handler and one template.
 
+Prices are typed as money (``12.50``, or ``12,50``) and kept as the integer cents the events
+hold; pages show them with the app's currency (``CART_CURRENCY``, default EUR).
+
+A form refused without JavaScript (a browser navigation, ``Sec-Fetch-Mode: navigate``) is
+answered with a redirect back to the cart, which then shows the reason and the form as it was
+sent (carried once, in a short-lived cookie), so Refresh and Back never resend it. Other
+clients get the refusal itself, with its status code.
+
 Status codes say what went wrong, and the page says why: 400 for input the cart can never accept
 (not a number, an empty or oversized sku), 409 for a command the cart refuses in its current
 state (a duplicate sku, a second payment), 404 for a cart or version that does not exist, 403
 for a form posted from another site, and 503 with ``Retry-After`` while the store is unreachable.
 
-Every response carries the headers of :mod:`eventsignal.cart.security`; the pages use no inline
+Every response carries the headers of :mod:`eventsignal.web.security`; the pages use no inline
 script or style, so its Content Security Policy admits only the app's own files.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
@@ -47,26 +56,31 @@ from eventsignal import (
 )
 from eventsignal.cart.assets import STATIC_DIR, TEMPLATES_DIR, find_htmx
 from eventsignal.cart.domain import (
+    MAX_PRICE,
     MAX_SKU_LENGTH,
     AddToCart,
     Cart,
     CartCommand,
+    CartPaid,
     CompletePurchase,
     Product,
+    ProductAdded,
+    ProductRemoved,
     RemoveFromCart,
     cart_config,
     check_product,
     check_sku,
 )
 from eventsignal.cart.publishing import payments_publisher
+from eventsignal.cart.recent import read_recent, recent_subscription
 from eventsignal.cart.revenue import read_revenue, revenue_subscription
-from eventsignal.cart.security import SameOriginMiddleware, SecurityHeadersMiddleware
 from eventsignal.domain.errors import ConfigurationError
 from eventsignal.publishing import close_sink
 from eventsignal.stores import EventStore
 from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.stores.urls import open_store
 from eventsignal.subscriptions import SubscriptionRunner
+from eventsignal.web.security import SameOriginMiddleware, SecurityHeadersMiddleware
 
 if TYPE_CHECKING:
     from eventsignal.otel import OpenTelemetry
@@ -79,6 +93,11 @@ RETRY_AFTER = 5  # seconds a client is asked to wait while the store is unreacha
 _DIGITS = re.compile(r"[0-9]+")
 _WHOLE_NUMBER = re.compile(r"-?[0-9]{1,15}")
 _VERSION = re.compile(r"[0-9]{1,18}")  # more digits than any cart could ever have versions
+_MONEY = re.compile(r"([0-9]{1,12})(?:[.,]([0-9]{1,2}))?")
+DEFAULT_CURRENCY = "EUR"
+TIMES = "\u00d7"  # the multiplication sign, as in "3 x apple"
+FLASH = "cart_flash"  # the cookie carrying a refused form's reason across the redirect back
+FLASH_SECONDS = 60
 
 CartSignal = Signal[Cart, CartCommand]
 
@@ -92,6 +111,28 @@ def database_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
+def currency_setting(explicit: str | None = None) -> str:
+    """The currency shown beside prices: the explicit one, else ``CART_CURRENCY``, else EUR."""
+    return (explicit or os.environ.get("CART_CURRENCY") or DEFAULT_CURRENCY).strip()[:8]
+
+
+def parse_money(text: str, field: str = "price") -> int:
+    """An amount typed as money (``12.50``, ``12,5``, ``12``) in integer cents."""
+    text = text.strip()
+    if not text:
+        raise BadInput(f"the {field} is missing")
+    match = _MONEY.fullmatch(text)
+    if match is None:
+        if re.fullmatch(r"[0-9]{13,}(?:[.,][0-9]*)?", text):
+            raise BadInput(f"the {field} {text[:20]}... is far too large")
+        raise BadInput(f"the {field} must be an amount like 12.50, not {text[:40]!r}")
+    whole, part = match.group(1), match.group(2) or ""
+    cents = int(whole) * 100 + int(part.ljust(2, "0"))
+    if cents > MAX_PRICE:
+        raise BadInput(f"the {field} must be at most {money(MAX_PRICE)}")
+    return cents
+
+
 def money(cents: int) -> str:
     sign = "-" if cents < 0 else ""
     whole, part = divmod(abs(cents), 100)
@@ -100,6 +141,20 @@ def money(cents: int) -> str:
 
 def json_text(value: object) -> str:
     return msgspec.json.encode(value).decode()
+
+
+def sentence(event: Event[Any], currency: str) -> str:
+    """What an event did, as a person would say it: "Added 3 x apple at 1.20 EUR." (with the
+    multiplication sign)."""
+    match event.data:
+        case ProductAdded(product):
+            price = f"{money(product.price)} {currency}"
+            return f"Added {product.quantity} {TIMES} {product.sku} at {price}."
+        case ProductRemoved(sku):
+            return f"Removed {sku}."
+        case CartPaid(total):
+            return f"Paid {money(total)} {currency}."
+    return f"{event.name}."  # an event type this page does not know yet
 
 
 def _templates() -> Jinja2Templates:
@@ -111,6 +166,7 @@ def _templates() -> Jinja2Templates:
     env.filters["money"] = money
     env.filters["segment"] = lambda value: quote(str(value), safe="")
     env.filters["json"] = json_text
+    env.filters["sentence"] = sentence
     return Jinja2Templates(env=env)
 
 
@@ -118,7 +174,11 @@ class CartSite:
     """The app's handlers and what they share: the Signal, the revenue and the templates."""
 
     def __init__(
-        self, store: EventStore, otel: OpenTelemetry | None = None, publish_to: str | None = None
+        self,
+        store: EventStore,
+        currency: str = DEFAULT_CURRENCY,
+        otel: OpenTelemetry | None = None,
+        publish_to: str | None = None,
     ) -> None:
         if not isinstance(store, SubscriptionStore):
             raise ConfigurationError(
@@ -132,15 +192,21 @@ class CartSite:
         self.payments = payments_publisher(publish_to) if publish_to else None
         self.templates = _templates()
         self.htmx = find_htmx()
+        self.currency = currency
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        async with self.signal, SubscriptionRunner(self.revenue, self.signal.store):
+        store = self.signal.store
+        async with (
+            self.signal,
+            SubscriptionRunner(self.revenue, store),
+            SubscriptionRunner(recent_subscription, store),
+        ):
             if self.payments is None:
                 yield
                 return
             try:
-                async with SubscriptionRunner(self.payments, self.signal.store):
+                async with SubscriptionRunner(self.payments, store):
                     yield
             finally:
                 await close_sink(self.payments)
@@ -155,7 +221,7 @@ class CartSite:
         status: int = 200,
         headers: Mapping[str, str] | None = None,
     ) -> Response:
-        context = {"htmx": self.htmx is not None, **context}
+        context = {"htmx": self.htmx is not None, "currency": self.currency, **context}
         return self.templates.TemplateResponse(
             request, template, context, status_code=status, headers=headers
         )
@@ -178,7 +244,8 @@ class CartSite:
     # Pages
 
     async def home(self, request: Request) -> Response:
-        return self.page(request, "home.html", {"error": None, "cart_id": ""})
+        context = {"error": None, "cart_id": "", "recent": await read_recent(self.signal.store)}
+        return self.page(request, "home.html", context)
 
     async def new_cart(self, request: Request) -> Response:
         for _ in range(3):
@@ -198,14 +265,21 @@ class CartSite:
         elif not await self._exists(cart_id):
             error, status = f"there is no cart with id {cart_id!r}", 404
         if error is not None:
-            context = {"error": error, "cart_id": cart_id[:200]}
+            recent = await read_recent(self.signal.store)
+            context = {"error": error, "cart_id": cart_id[:200], "recent": recent}
             return self.page(request, "home.html", context, status)
         return RedirectResponse(f"/carts/{quote(cart_id, safe='')}", status_code=303)
 
     async def show_cart(self, request: Request) -> Response:
         cart_id = request.path_params["cart_id"]
         handle = await self._aggregate(cart_id)
-        return self.cart_view(request, cart_id, handle.state)
+        flash = _read_flash(request.cookies.get(FLASH))
+        if flash is None:
+            return self.cart_view(request, cart_id, handle.state)
+        error, form = flash
+        response = self.cart_view(request, cart_id, handle.state, error=error, form=form)
+        response.delete_cookie(FLASH, path=_cart_path(cart_id))
+        return response
 
     async def add(self, request: Request) -> Response:
         form = await self._form(request)
@@ -215,7 +289,7 @@ class CartSite:
                 Product(
                     sku=fields["sku"].strip(),
                     quantity=_whole_number(fields["quantity"], "quantity"),
-                    price=_whole_number(fields["price"], "price"),
+                    price=parse_money(fields["price"]),
                 )
             )
         except (BadInput, CommandRejected) as exc:
@@ -270,6 +344,9 @@ class CartSite:
             raise HTTPException(404, "htmx is not installed; the pages work without it")
         return FileResponse(self.htmx, media_type="text/javascript")
 
+    async def favicon(self, request: Request) -> Response:
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
     async def error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         context = {"message": exc.detail}
@@ -317,6 +394,8 @@ class CartSite:
         try:
             cart = await handle.handle_command(command)
         except CommandRejected as exc:
+            if _navigation(request):
+                return _back_with(cart_id, exc.reason, form)
             return self.cart_view(
                 request, cart_id, handle.state, error=exc.reason, status=409, form=form
             )
@@ -329,9 +408,55 @@ class CartSite:
     ) -> Response:
         cart_id = request.path_params["cart_id"]
         handle = await self._aggregate(cart_id)
+        if _navigation(request):
+            return _back_with(cart_id, reason, form)
         return self.cart_view(
             request, cart_id, handle.state, error=reason, status=status, form=form
         )
+
+
+def _cart_path(cart_id: str) -> str:
+    return f"/carts/{quote(cart_id, safe='')}"
+
+
+def _navigation(request: Request) -> bool:
+    """Whether a browser sent this form itself (no JavaScript in between)."""
+    return request.headers.get("sec-fetch-mode") == "navigate" and not request.headers.get(
+        "HX-Request"
+    )
+
+
+def _back_with(cart_id: str, reason: str, form: Mapping[str, str] | None) -> Response:
+    """A 303 back to the cart, carrying the refusal and the form once."""
+    response = RedirectResponse(_cart_path(cart_id), status_code=303)
+    carried = {
+        "error": reason[:500],
+        "form": {k: v[:MAX_SKU_LENGTH] for k, v in (form or {}).items()},
+    }
+    response.set_cookie(
+        FLASH,
+        base64.urlsafe_b64encode(msgspec.json.encode(carried)).decode(),
+        max_age=FLASH_SECONDS,
+        path=_cart_path(cart_id),
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+class _Flash(msgspec.Struct):
+    error: str
+    form: dict[str, str] = {}
+
+
+def _read_flash(cookie: str | None) -> tuple[str, dict[str, str]] | None:
+    if not cookie:
+        return None
+    try:
+        flash = msgspec.json.decode(base64.urlsafe_b64decode(cookie.encode()), type=_Flash)
+    except (ValueError, msgspec.DecodeError):
+        return None  # not ours, or damaged: show the cart without it
+    return flash.error[:500], {k: v[:MAX_SKU_LENGTH] for k, v in flash.form.items()}
 
 
 def _whole_number(text: str, field: str) -> int:
@@ -350,6 +475,7 @@ def create_app(
     *,
     store: EventStore | None = None,
     trusted_origins: Sequence[str] = (),
+    currency: str | None = None,
     otel: OpenTelemetry | None = None,
     publish_to: str | None = None,
 ) -> Starlette:
@@ -357,11 +483,16 @@ def create_app(
 
     The store is opened, and migrated if it was named by URL, when the app starts. Forms are
     accepted from the app's own pages only, or from ``trusted_origins`` too (see
-    :class:`~eventsignal.cart.security.SameOriginMiddleware`). With ``otel``, each request is
+    :class:`~eventsignal.web.security.SameOriginMiddleware`). With ``otel``, each request is
     traced (the ``otel`` extra) into its command and the revenue projection. ``publish_to`` (a
     sink URL, see :mod:`eventsignal.cart.publishing`) publishes each payment as a CloudEvent.
     """
-    site = CartSite(store if store is not None else open_store(database_url(url)), otel, publish_to)
+    site = CartSite(
+        store if store is not None else open_store(database_url(url)),
+        currency_setting(currency),
+        otel,
+        publish_to,
+    )
     cart = "/carts/{cart_id}"
     routes = [
         Route("/", site.home),
@@ -375,6 +506,7 @@ def create_app(
         Route(cart + "/versions/{version}", site.version),
         Route("/revenue", site.revenue_page),
         Route("/htmx.min.js", site.htmx_script),
+        Route("/favicon.ico", site.favicon),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     middleware = [

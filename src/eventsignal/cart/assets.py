@@ -1,29 +1,13 @@
-"""Where the browser's assets come from: the cart's own stylesheet, and htmx from a package.
-
-htmx is never copied into this repository. It is the npm package ``htmx.org``, installed into the
-Python environment's prefix (``npm install --global --prefix "$VIRTUAL_ENV" htmx.org@2``, which
-``scripts/setup`` does), or any file named by ``EVENTSIGNAL_HTMX_JS``. Without it the pages still
-work: every form posts and redirects on its own; htmx only spares the page reloads.
-"""
+"""Where the cart's browser assets come from: its own stylesheet and templates, and htmx from
+its npm package (see :mod:`eventsignal.web.assets`)."""
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
+
+from eventsignal.web.assets import HTMX_ENV, find_htmx
 
 STATIC_DIR = Path(__file__).parent / "static"
 TEMPLATES_DIR = Path(__file__).parent / "templates"
-HTMX_ENV = "EVENTSIGNAL_HTMX_JS"
 
-
-def find_htmx() -> Path | None:
-    """The htmx script to serve, or ``None`` when no installed copy is found."""
-    candidates = [
-        os.environ.get(HTMX_ENV, ""),
-        str(Path(sys.prefix) / "lib" / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"),
-    ]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    return None
+__all__ = ["HTMX_ENV", "STATIC_DIR", "TEMPLATES_DIR", "find_htmx"]

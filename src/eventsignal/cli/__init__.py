@@ -18,7 +18,7 @@ from eventsignal.cli.privacy import forget
 from eventsignal.cli.projections import rebuild, subscriptions
 from eventsignal.cli.publishing import publish
 from eventsignal.cli.schema import schema
-from eventsignal.cli.serve import cart
+from eventsignal.cli.serve import cart, ui
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,6 +51,7 @@ for command in (
     schema,
     forget,
     cart,
+    ui,
 ):
     main.add_command(command)
 

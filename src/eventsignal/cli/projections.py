@@ -17,7 +17,7 @@ from eventsignal.subscriptions import (
 )
 from eventsignal.subscriptions import rebuild as replay
 
-BUILT_IN_PROJECTIONS = ("eventsignal.cart.revenue",)
+BUILT_IN_PROJECTIONS = ("eventsignal.cart.revenue", "eventsignal.cart.recent")
 
 
 @click.command(short_help="Show subscriptions: position, lag, parked events.")

@@ -12,7 +12,8 @@ import click
 
 from eventsignal import AggregateNotFound
 from eventsignal.stores.base import EventStore
-from eventsignal.stores.urls import open_store, redact, scrub, sqlite_path
+from eventsignal.stores.credentials import describe as describe_error
+from eventsignal.stores.urls import open_store, redact, sqlite_path
 
 T = TypeVar("T")
 OPEN_TIMEOUT = 10.0  # seconds; a store's own connect timeout normally answers sooner
@@ -35,10 +36,7 @@ def run(job: Coroutine[Any, Any, T], store: str = "") -> T:
 
 def describe(exc: BaseException, store: str = "") -> str:
     """One line for an error, with the credentials of ``store`` masked."""
-    text = scrub(" ".join(str(exc).split()), store) or type(exc).__name__
-    if type(exc).__module__.startswith("eventsignal") or isinstance(exc, ValueError):
-        return text
-    return f"{type(exc).__name__}: {text}"
+    return describe_error(exc, store)
 
 
 @asynccontextmanager

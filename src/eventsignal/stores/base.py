@@ -212,6 +212,20 @@ class EventStore(Protocol):
         ...
 
 
+@runtime_checkable
+class PagedReads(Protocol):
+    """A store that reads a page of one aggregate's events without reading the rest.
+
+    ``read_aggregate`` hands back every event after a version; a tool showing a long stream one
+    page at a time asks for ``limit`` events after ``after_version`` instead (keyset paging on
+    the version, never an offset). Stores without it are paged by reading and slicing.
+    """
+
+    async def read_aggregate_page(
+        self, aggregate_name: str, aggregate_id: str, after_version: int, limit: int
+    ) -> Sequence[StoredEvent]: ...
+
+
 def check_versions(
     aggregate_name: str, aggregate_id: str, expected_version: int, events: Sequence[StoredEvent]
 ) -> None:

@@ -35,6 +35,13 @@ def scrub(text: str, *urls: str) -> str:
 
 
 _SECRET_NAME = r"[\w-]*(?:pass|pwd|token|secret|key|seed|jwt|cred|auth)[\w-]*"
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a field named ``name`` (a metadata key, a setting) may hold a credential."""
+    return re.fullmatch(_SECRET_NAME, name, re.IGNORECASE) is not None
+
+
 # A libpq keyword at the start or after a space; its value quoted (with \' escapes) or bare.
 _KEYWORD = re.compile(
     rf"(?:^|(?<=\s))(?P<key>{_SECRET_NAME}\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'?|(?:[^\s\\]|\\.)+)",
@@ -84,4 +91,13 @@ def _secrets(url: str) -> set[str]:
     return {s for s in found if s}
 
 
-__all__ = ["redact", "scrub"]
+def describe(exc: BaseException, *urls: str) -> str:
+    """One line for an error, with the credentials of ``urls`` masked; the error's type is named
+    unless it is one of eventsignal's own (whose messages say everything)."""
+    text = scrub(" ".join(str(exc).split()), *urls) or type(exc).__name__
+    if type(exc).__module__.startswith("eventsignal") or isinstance(exc, ValueError):
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
+__all__ = ["describe", "is_secret_name", "redact", "scrub"]

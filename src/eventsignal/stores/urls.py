@@ -70,6 +70,23 @@ def open_store(url: str, *, migrate: bool = True) -> EventStore:
     return _sqlite(url, migrate)
 
 
+async def create_database(url: str) -> bool:
+    """Create the database a PostgreSQL URL names unless it exists (``True``: created). A SQLite
+    file is made when first opened, and other stores have no database to create."""
+    url = url.strip()
+    match = _SCHEME.match(url)
+    scheme = match.group(1).lower() if match else ""
+    if scheme in ("postgresql", "postgres") or (not scheme and _KEYWORD_DSN.match(url)):
+        try:
+            from eventsignal.stores.postgres import create_database as create_postgres
+        except ImportError as exc:
+            raise InvalidStoreURL(
+                url, f"PostgreSQL needs 'pip install eventsignal[postgres]' ({exc})"
+            ) from exc
+        return await create_postgres(url)
+    return False
+
+
 def sqlite_path(url: str) -> str | None:
     """The file a URL names if it is a SQLite store, else ``None``."""
     url = url.strip()
@@ -145,4 +162,4 @@ def _nats(url: str) -> EventStore:
         raise InvalidStoreURL(url, str(exc)) from exc
 
 
-__all__ = ["InvalidStoreURL", "open_store", "redact", "scrub", "sqlite_path"]
+__all__ = ["InvalidStoreURL", "create_database", "open_store", "redact", "scrub", "sqlite_path"]

@@ -31,7 +31,13 @@ from eventsignal.domain.errors import (
     IdempotencyKeyTooLong,
     SignalError,
 )
-from eventsignal.stores.base import EventStore, StoredEvent, StoreLifecycle, StoreStats
+from eventsignal.stores.base import (
+    EventStore,
+    PagedReads,
+    StoredEvent,
+    StoreLifecycle,
+    StoreStats,
+)
 from eventsignal.stores.idempotency import (
     CommandKey,
     IdempotentStore,
@@ -135,6 +141,30 @@ class EventStoreCompliance:
             read = await store.read_aggregate("thing", "a")
             assert {(e.aggregate_name, e.aggregate_id) for e in read} == {("thing", "a")}
             assert len(read) == 2
+
+        self.run_check(check)
+
+    def test_a_page_of_a_stream(self) -> None:
+        """Stores that read a page of a stream (:class:`~eventsignal.stores.base.PagedReads`)
+        hand back the same events as ``read_aggregate``, ``limit`` at a time."""
+
+        async def check(store: EventStore) -> None:
+            if not isinstance(store, PagedReads):
+                return
+            await store.create("thing", "a")
+            await store.create("thing", "b")
+            await store.append("thing", "a", 0, make_events("a", 0, 7))
+            await store.append("thing", "b", 0, make_events("b", 0, 2))
+            whole = await store.read_aggregate("thing", "a")
+            pages, after = [], 0
+            while page := await store.read_aggregate_page("thing", "a", after, 3):
+                assert len(page) <= 3
+                pages.append([e.version for e in page])
+                after = page[-1].version
+            assert pages == [[1, 2, 3], [4, 5, 6], [7]]
+            again = await store.read_aggregate_page("thing", "a", 2, 2)
+            assert [e.id for e in again] == [e.id for e in whole[2:4]]
+            assert await store.read_aggregate_page("thing", "nobody", 0, 5) == []
 
         self.run_check(check)
 

@@ -148,6 +148,13 @@ class MemoryStore(StoreLifecycle, MemorySubscriptions, MemorySubjectKeys):
         stream = self._streams.get((aggregate_name, aggregate_id), ())
         return list(stream[max(after_version, 0) :])
 
+    async def read_aggregate_page(
+        self, aggregate_name: str, aggregate_id: str, after_version: int, limit: int
+    ) -> Sequence[StoredEvent]:
+        stream = self._streams.get((aggregate_name, aggregate_id), ())
+        start = max(after_version, 0)
+        return list(stream[start : start + max(limit, 0)])
+
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
         # Positions are 1..len(log) with no gaps, so the index is the position.
         start = max(after_position, 0)

@@ -281,8 +281,10 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
         from nats.js.api import StorageType, StreamConfig
         from nats.js.errors import BadRequestError
 
-        async def quiet(_: Exception) -> None:
-            return None
+        errors: list[Exception] = []  # the connection attempts' failures, for the message
+
+        async def quiet(error: Exception) -> None:
+            errors[:] = [error]
 
         async def disconnected() -> None:
             # It may come back as another server, or restarted with other settings: learn them
@@ -308,6 +310,12 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
                 )
         except Exception as exc:
             await nc.close()
+            if isinstance(exc, TimeoutError):  # still trying when the time ran out: say why
+                last = f": {self._scrubbed(errors[0])}" if errors else ""
+                raise StoreUnavailable(
+                    f"cannot reach NATS at {self._where}: no server answered within "
+                    f"{self.timeout:g} seconds{last}"
+                ) from exc
             raise StoreUnavailable(
                 f"cannot reach NATS at {self._where}: {self._scrubbed(exc)}"
             ) from exc

@@ -85,6 +85,7 @@ _READ_AGGREGATE = (
     " FROM eventsignal_events"
     " WHERE aggregate_name = %s AND aggregate_id = %s AND version > %s ORDER BY version"
 )
+_READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT %s"
 _READ_ALL = (
     "SELECT position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data,"
     f" {_METADATA} FROM eventsignal_events WHERE position > %s ORDER BY position LIMIT %s"
@@ -663,6 +664,16 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         async with self._connection("reading an aggregate") as conn:
             cursor = conn.cursor(binary=True, row_factory=rows.maker)
             await cursor.execute(_READ_AGGREGATE, (aggregate_name, aggregate_id, after_version))
+            return await cursor.fetchall()
+
+    async def read_aggregate_page(
+        self, aggregate_name: str, aggregate_id: str, after_version: int, limit: int
+    ) -> Sequence[StoredEvent]:
+        rows = _AggregateRows(aggregate_name, aggregate_id)
+        params = (aggregate_name, aggregate_id, after_version, limit)
+        async with self._connection("reading an aggregate") as conn:
+            cursor = conn.cursor(binary=True, row_factory=rows.maker)
+            await cursor.execute(_READ_AGGREGATE_PAGE, params)
             return await cursor.fetchall()
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:

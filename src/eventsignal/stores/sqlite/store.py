@@ -108,6 +108,7 @@ _READ_AGGREGATE = (
 _READ_ALL = (
     f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE position > ? ORDER BY position LIMIT ?"
 )
+_READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT ?"
 _HEAD = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
 _EXISTS = "SELECT 1 FROM eventsignal_aggregates WHERE aggregate_name = ? AND aggregate_id = ?"
 _VERSION = (
@@ -247,9 +248,13 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
         try:
             self._write_connection = await writer.run(self._connect_writer)
             readers = await writer.run(self._connect_readers)
-        except BaseException:
+        except BaseException as exc:
             writer.post(self._disconnect)
             writer.stop()
+            if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+                raise ConfigurationError(
+                    f"{self.path} is not a SQLite database (SQLite says: {exc})"
+                ) from None
             raise
         for connection in readers:
             self._read_connections.put(connection)
@@ -666,6 +671,12 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions):
     ) -> Sequence[StoredEvent]:
         params = (aggregate_name, aggregate_id, after_version)
         return await self._read(partial(_read_events, _READ_AGGREGATE, params))
+
+    async def read_aggregate_page(
+        self, aggregate_name: str, aggregate_id: str, after_version: int, limit: int
+    ) -> Sequence[StoredEvent]:
+        params = (aggregate_name, aggregate_id, after_version, limit)
+        return await self._read(partial(_read_events, _READ_AGGREGATE_PAGE, params))
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
         return await self._read(partial(_read_events, _READ_ALL, (after_position, limit)))
