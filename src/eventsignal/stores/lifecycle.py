@@ -26,6 +26,7 @@ from eventsignal.domain.errors import (
     LifecycleNotSupported,
     NoUsableSnapshot,
     StreamClosed,
+    VersionOutOfRange,
 )
 from eventsignal.stores.base import StoredEvent
 
@@ -144,6 +145,20 @@ def closed_error(aggregate_name: str, aggregate_id: str, marker: int) -> StreamC
     if marker == DELETED_VERSION:
         return AggregateDeleted(aggregate_name, aggregate_id)
     return AggregateArchived(aggregate_name, aggregate_id)
+
+
+def check_truncation(
+    aggregate_name: str,
+    aggregate_id: str,
+    version: int,
+    current: int,
+    snapshot_version: int | None,
+) -> None:
+    """Refuse a truncation no snapshot covers, or past the aggregate's version."""
+    if not 1 <= version <= current + 1:
+        raise VersionOutOfRange(aggregate_name, aggregate_id, version, current + 1)
+    if version > 1:
+        check_snapshot(aggregate_name, aggregate_id, version, current, snapshot_version)
 
 
 def check_snapshot(

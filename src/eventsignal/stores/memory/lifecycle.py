@@ -15,7 +15,6 @@ from eventsignal.domain.errors import (
     AggregateArchived,
     AggregateDeleted,
     AggregateNotFound,
-    VersionOutOfRange,
 )
 from eventsignal.stores.base import StoredEvent
 from eventsignal.stores.lifecycle import (
@@ -24,7 +23,7 @@ from eventsignal.stores.lifecycle import (
     DELETED_VERSION,
     LifecycleResult,
     StreamStatus,
-    check_snapshot,
+    check_truncation,
     deletion_record,
 )
 
@@ -174,9 +173,10 @@ class MemoryLifecycle:
         stream = self._streams[key]
         trimmed = self._trimmed.get(key, 0)
         current = trimmed + len(stream)
-        check_truncation(
-            aggregate_name, aggregate_id, version, current, snapshot_version, self._snapshots
-        )
+        if snapshot_version is None:
+            snapshot = self._snapshots.get(key)
+            snapshot_version = None if snapshot is None else snapshot.version
+        check_truncation(aggregate_name, aggregate_id, version, current, snapshot_version)
         drop = max(version - 1 - trimmed, 0)
         if drop:
             gone = {id(e) for e in stream[:drop]}
@@ -191,24 +191,6 @@ class MemoryLifecycle:
             aggregate_id=aggregate_id,
             events=drop,
         )
-
-
-def check_truncation(
-    aggregate_name: str,
-    aggregate_id: str,
-    version: int,
-    current: int,
-    snapshot_version: int | None,
-    snapshots: dict[_Key, Snapshot],
-) -> None:
-    """Refuse a truncation no snapshot covers, or past the aggregate's version."""
-    if not 1 <= version <= current + 1:
-        raise VersionOutOfRange(aggregate_name, aggregate_id, version, current + 1)
-    if snapshot_version is None:
-        snapshot = snapshots.get((aggregate_name, aggregate_id))
-        snapshot_version = None if snapshot is None else snapshot.version
-    if version > 1:
-        check_snapshot(aggregate_name, aggregate_id, version, current, snapshot_version)
 
 
 def _position(event: StoredEvent) -> int:

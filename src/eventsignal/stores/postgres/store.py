@@ -51,6 +51,7 @@ from eventsignal.domain.errors import (
     StoreUnavailable,
 )
 from eventsignal.stores.base import AggregateInfo, StoredEvent, StoreLifecycle, StoreStats
+from eventsignal.stores.lifecycle import closed_error, is_closed_marker
 from eventsignal.stores.postgres.arrays import batch_arrays, register_dumpers
 from eventsignal.stores.postgres.deadline import Deadline
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
@@ -63,6 +64,8 @@ from eventsignal.stores.postgres.schema import (
 from eventsignal.stores.rows import read_metadata
 from eventsignal.stores.sql import Dialect
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, GroupCommit
+from eventsignal.stores.sql.contract import SQLTransaction
+from eventsignal.stores.sql.lifecycle import SQLStreamLifecycle
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 
 _Connection = AsyncConnection[TupleRow]
@@ -95,7 +98,7 @@ _VERSION_CONSTRAINT = "eventsignal_events_aggregate_name_aggregate_id_version_ke
 _encode_metadata = msgspec.json.Encoder().encode
 
 
-class PostgresStore(StoreLifecycle, SQLSubscriptions):
+class PostgresStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle):
     """A :class:`~eventsignal.stores.sql.SQLStore` on PostgreSQL.
 
     ``dsn`` is a libpq connection string or URL. The schema must be migrated first, explicitly
@@ -464,6 +467,8 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
                 outcomes.append(AggregateExists(name, aggregate_id))
             elif code == _NOT_FOUND:
                 outcomes.append(AggregateNotFound(name, aggregate_id))
+            elif is_closed_marker(code):  # archived or deleted
+                outcomes.append(closed_error(name, aggregate_id, code))
             else:
                 outcomes.append(
                     ConcurrencyError(name, aggregate_id, request.expected_version, code)
@@ -486,6 +491,14 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         if backdated:
             async with conn.cursor() as cursor:
                 await cursor.executemany(_BACKDATE, backdated)
+
+    # Stream lifecycle: the same ordering lock and wake-up as appends
+
+    async def _lifecycle_begin(self, tx: SQLTransaction) -> None:
+        await tx.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+
+    async def _lifecycle_announce(self, tx: SQLTransaction, position: int) -> None:
+        await tx.execute("SELECT pg_notify(%s, %s)", (self._channel, str(position)))
 
     # Reading
 
@@ -523,8 +536,10 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
             "SELECT aggregate_name, aggregate_id, version, created_at FROM eventsignal_aggregates"
         )
         params: tuple[str, ...] = ()
+        # Archived and deleted aggregates (a negative marker for a version) are not listed.
+        query += " WHERE version >= 0"
         if aggregate_name is not None:
-            query += " WHERE aggregate_name = %s"
+            query += " AND aggregate_name = %s"
             params = (aggregate_name,)
         async with self._connection("listing aggregates") as conn:
             rows = await (
