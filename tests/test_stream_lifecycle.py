@@ -255,3 +255,22 @@ async def test_account_config_is_unchanged_by_lifecycle() -> None:
     async with Signal(config(), store=MemoryStore()) as signal:
         assert Account() == signal.config.initial_state
         assert "eventsignal.StreamDeleted" not in signal.config.event_types
+
+
+async def test_the_deletion_record_passes_an_event_name_filter() -> None:
+    store = MemoryStore()
+    seen: list[str] = []
+    subscription = Subscription(
+        name="deposits",
+        handler=lambda e: seen.append(f"{e.aggregate_id}:{e.name}"),
+        configs=[config()],
+        event_names=["Deposited"],
+    )
+    async with Signal(config(), store=store) as signal:
+        async with SubscriptionRunner(subscription, store):
+            await signal.create("a", Deposit(1))
+            await signal.handle_command("a", Withdraw(1))
+            await wait_until_processed(store, "deposits", await store.head_position(), timeout=5)
+            await signal.delete("a")
+            await wait_until_processed(store, "deposits", await store.head_position(), timeout=5)
+    assert seen == ["a:Deposited", "a:eventsignal.StreamDeleted"]

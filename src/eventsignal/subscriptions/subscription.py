@@ -128,8 +128,8 @@ class Subscription:
         object.__setattr__(self, "aggregate_names", frozenset(names))
         if self.event_names is not None:
             # The deletion record passes every filter: read models must learn of a deletion.
-            names = frozenset((*self.event_names, DELETION_EVENT))
-            object.__setattr__(self, "event_names", names)
+            event_names = frozenset((*self.event_names, DELETION_EVENT))
+            object.__setattr__(self, "event_names", event_names)
         object.__setattr__(self, "serializers", {n: serializers[n] for n in names})
         object.__setattr__(self, "read_models", tuple(self.read_models))
         takes = self.transactional

@@ -16,8 +16,7 @@ from eventsignal.domain.errors import (
     AggregateExists,
     NoUsableSnapshot,
 )
-from eventsignal.snapshotting import snapshot_store_for
-from eventsignal.stores.base import EventStore, Snapshot, StoredEvent
+from eventsignal.stores.base import EventStore, Snapshot, SnapshotStore, StoredEvent
 from eventsignal.stores.lifecycle import DELETION_EVENT, LifecycleStore, decode_deletion
 from eventsignal.testing.compliance import EventStoreCompliance, _read_all, make_events
 from eventsignal.testing.expect import raises
@@ -46,11 +45,14 @@ def _lifecycle(store: EventStore) -> LifecycleStore:
 
 
 async def _snapshot(store: EventStore, aggregate_id: str, version: int) -> None:
-    snapshots = snapshot_store_for(store)
-    assert snapshots is not None
-    prepare = getattr(snapshots, "prepare", None)
-    if prepare is not None:
-        await prepare()
+    if isinstance(store, SnapshotStore):
+        snapshots: SnapshotStore = store
+    else:  # a SQL store keeps snapshots in tables of its own
+        from eventsignal.stores.sql import SQLStore
+        from eventsignal.stores.sql.snapshots import SQLSnapshotStore
+
+        assert isinstance(store, SQLStore)
+        snapshots = SQLSnapshotStore(store)
     await snapshots.save_snapshot(
         Snapshot(
             aggregate_name="thing",

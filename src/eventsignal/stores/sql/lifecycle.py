@@ -26,6 +26,7 @@ from eventsignal.stores.lifecycle import (
     ARCHIVED_VERSION,
     DELETED_VERSION,
     LifecycleResult,
+    StreamState,
     StreamStatus,
     check_truncation,
     deletion_record,
@@ -136,9 +137,9 @@ class _Stream:
     ) -> None:
         self.aggregate_name = aggregate_name
         self.aggregate_id = aggregate_id
-        self.state = tombstone[0] if tombstone is not None else "live"
-        if self.state == "truncated":
-            self.state = "live"
+        self.state: StreamState = "live"
+        if tombstone is not None and tombstone[0] in ("archived", "deleted"):
+            self.state = tombstone[0]
         self.version = marker if marker >= 0 else int(tombstone[1]) if tombstone else 0
         self.first_version = int(tombstone[2]) if tombstone is not None else 1
         self.changed_at = (
