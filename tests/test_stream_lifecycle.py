@@ -266,11 +266,10 @@ async def test_the_deletion_record_passes_an_event_name_filter() -> None:
         configs=[config()],
         event_names=["Deposited"],
     )
-    async with Signal(config(), store=store) as signal:
-        async with SubscriptionRunner(subscription, store):
-            await signal.create("a", Deposit(1))
-            await signal.handle_command("a", Withdraw(1))
-            await wait_until_processed(store, "deposits", await store.head_position(), timeout=5)
-            await signal.delete("a")
-            await wait_until_processed(store, "deposits", await store.head_position(), timeout=5)
+    async with Signal(config(), store=store) as signal, SubscriptionRunner(subscription, store):
+        await signal.create("a", Deposit(1))
+        await signal.handle_command("a", Withdraw(1))
+        await wait_until_processed(store, "deposits", await store.head_position(), timeout=5)
+        await signal.delete("a")
+        await wait_until_processed(store, "deposits", await store.head_position(), timeout=5)
     assert seen == ["a:Deposited", "a:eventsignal.StreamDeleted"]
