@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from accounts import Account, Deposit, Withdraw, config
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eventsignal import AggregateExists, Event, Signal
 from eventsignal.domain.errors import (
@@ -273,3 +275,43 @@ async def test_the_deletion_record_passes_an_event_name_filter() -> None:
         await signal.delete("a")
         await wait_until_processed(store, "deposits", await store.head_position(), timeout=5)
     assert seen == ["a:Deposited", "a:eventsignal.StreamDeleted"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    amounts=st.lists(st.integers(min_value=1, max_value=50), min_size=2, max_size=30),
+    every=st.integers(min_value=1, max_value=8),
+    cut=st.integers(min_value=0, max_value=100),
+)
+def test_truncation_never_changes_a_state_it_can_still_give(
+    amounts: list[int], every: int, cut: int
+) -> None:
+    """Derived two ways: every state before the truncation (each version, from the full log)
+    against the same states after it, rebuilt by a fresh Signal from snapshot and tail."""
+
+    every = min(every, len(amounts))  # at least one snapshot
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        async with Signal(snapshotted(every=every), store=store) as signal:
+            await signal.create("a")
+            for amount in amounts:
+                await signal.handle_command("a", Deposit(amount))
+            await signal.drain()
+            states = [
+                (await signal.state_at("a", version=v)).state for v in range(len(amounts) + 1)
+            ]
+            snapshot = await store.load_snapshot("account", "a")
+            assert snapshot is not None
+            version = 1 + cut % min(snapshot.version + 1, len(amounts))  # keeps the last event
+            await signal.truncate_before("a", version)
+        async with Signal(snapshotted(every=every), store=store) as fresh:
+            assert (await fresh.aggregate("a")).state == states[-1]
+            for v, state in enumerate(states):
+                if v >= snapshot.version or version == 1:
+                    assert (await fresh.state_at("a", version=v)).state == state
+                else:
+                    with pytest.raises(HistoryTruncated):
+                        await fresh.state_at("a", version=v)
+
+    asyncio.run(scenario())

@@ -154,9 +154,10 @@ def check_truncation(
     current: int,
     snapshot_version: int | None,
 ) -> None:
-    """Refuse a truncation no snapshot covers, or past the aggregate's version."""
-    if not 1 <= version <= current + 1:
-        raise VersionOutOfRange(aggregate_name, aggregate_id, version, current + 1)
+    """Refuse a truncation no snapshot covers, or one that would leave no event: the last
+    event stays, so that a stream never looks like one just created."""
+    if not 1 <= version <= current:
+        raise VersionOutOfRange(aggregate_name, aggregate_id, version, current)
     if version > 1:
         check_snapshot(aggregate_name, aggregate_id, version, current, snapshot_version)
 
