@@ -14,6 +14,7 @@ from eventsignal import __version__
 from eventsignal.cli.copying import copy
 from eventsignal.cli.events import aggregates, history, migrate
 from eventsignal.cli.integrity import check, event, quarantine
+from eventsignal.cli.lifecycle import archive, delete, restore, truncate
 from eventsignal.cli.projections import rebuild, subscriptions
 from eventsignal.cli.schema import schema
 from eventsignal.cli.serve import cart
@@ -47,6 +48,10 @@ for command in (
     copy,
     schema,
     cart,
+    archive,
+    restore,
+    delete,
+    truncate,
 ):
     main.add_command(command)
 
