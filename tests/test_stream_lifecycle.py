@@ -315,3 +315,20 @@ def test_truncation_never_changes_a_state_it_can_still_give(
                         await fresh.state_at("a", version=v)
 
     asyncio.run(scenario())
+
+
+async def test_copy_refuses_a_store_whose_streams_changed(make_store: MakeStore) -> None:
+    from eventsignal.copying import CopyRefused, copy_store
+
+    source = await make_store()
+    async with Signal(config(), store=source) as signal:
+        await signal.create("a", Deposit(1))
+        await signal.create("b", Deposit(1))
+        await signal.delete("a")
+        target = MemoryStore()
+        await source.open()
+        try:
+            with pytest.raises(CopyRefused, match="archived, deleted or truncated"):
+                await copy_store(source, target)
+        finally:
+            await source.close()

@@ -77,7 +77,9 @@ class LifecycleCompliance(EventStoreCompliance):
             streams = _lifecycle(store)
             await _interleaved(store)
             before = await _read_all(store, 0, limit=2)
+            assert not await streams.any_changed()
             result = await streams.archive("thing", "a")
+            assert await streams.any_changed()
             assert result.events == 4
             log = await _read_all(store, 0, limit=2)
             assert [(e.aggregate_id, e.version) for e in log] == [("b", 1), ("b", 2)]
@@ -102,6 +104,7 @@ class LifecycleCompliance(EventStoreCompliance):
             assert restored.events == 4
             assert _history(list(await _read_all(store, 0, limit=3))) == _history(list(before))
             assert (await streams.stream_status("thing", "a")).state == "live"
+            assert not await streams.any_changed()
             await store.append("thing", "a", 4, make_events("a", 4, 1))
             assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2, 3, 4, 5]
 

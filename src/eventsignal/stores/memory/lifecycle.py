@@ -81,6 +81,9 @@ class MemoryLifecycle:
             changed_at=self._changed.get(key),
         )
 
+    async def any_changed(self) -> bool:
+        return bool(self._closed or self._trimmed)
+
     def _refuse_closed(self, key: _Key) -> None:
         closed = self._closed.get(key)
         if closed == ARCHIVED_VERSION:

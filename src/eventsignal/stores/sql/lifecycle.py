@@ -243,6 +243,17 @@ class SQLStreamLifecycle:
             stream = await self._read_stream(tx, aggregate_name, aggregate_id)
         return stream.status()
 
+    async def any_changed(self) -> bool:
+        # Read without migrating: a database that never used lifecycle has no tables for it.
+        async with self.read_transaction() as tx:
+            row = await tx.fetchone(
+                "SELECT version FROM eventsignal_schema WHERE component = 'lifecycle'"
+            )
+            if row is None:
+                return False
+            found = await tx.fetchone("SELECT 1 FROM eventsignal_tombstones LIMIT 1")
+        return found is not None
+
     async def archive(self, aggregate_name: str, aggregate_id: str) -> LifecycleResult:
         await self._prepare_lifecycle()
         key = (aggregate_name, aggregate_id)
