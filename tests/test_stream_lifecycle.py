@@ -332,3 +332,16 @@ async def test_copy_refuses_a_store_whose_streams_changed(make_store: MakeStore)
                 await copy_store(source, target)
         finally:
             await source.close()
+
+
+def test_the_blocking_facade_archives_and_restores() -> None:
+    from eventsignal import sync
+
+    with sync.Signal(config(), store=MemoryStore()) as signal:
+        signal.create("a", Deposit(2))
+        assert signal.archive("a").events == 1
+        assert signal.stream_status("a").state == "archived"
+        with pytest.raises(AggregateArchived):
+            signal.handle_command("a", Deposit(1))
+        assert signal.restore("a").events == 1
+        assert signal.handle_command("a", Deposit(1)).balance == 3
