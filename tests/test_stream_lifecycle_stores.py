@@ -1,4 +1,5 @@
-"""The lifecycle compliance suite on every store that offers stream lifecycle."""
+"""The lifecycle compliance suite on every store that offers stream lifecycle (the event store
+suite runs in each store's own test module)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 """A compliance suite for stores that archive, restore, delete and truncate streams.
 
-Subclass :class:`LifecycleCompliance` as :class:`~eventsignal.testing.EventStoreCompliance`
-(``make_store`` returns a fresh, empty, opened store that is also a
-:class:`~eventsignal.stores.lifecycle.LifecycleStore`).
+Subclass :class:`LifecycleCompliance` as :class:`~eventsignal.testing.EventStoreCompliance`:
+``make_store`` returns a fresh, empty, opened store that is also a
+:class:`~eventsignal.stores.lifecycle.LifecycleStore`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from eventsignal.domain.errors import (
 )
 from eventsignal.stores.base import EventStore, Snapshot, SnapshotStore, StoredEvent
 from eventsignal.stores.lifecycle import DELETION_EVENT, LifecycleStore, decode_deletion
-from eventsignal.testing.compliance import EventStoreCompliance, _read_all, make_events
+from eventsignal.testing.compliance import Check, _read_all, make_events
 from eventsignal.testing.expect import raises
 
 
@@ -65,12 +66,32 @@ async def _snapshot(store: EventStore, aggregate_id: str, version: int) -> None:
     )
 
 
-class LifecycleCompliance(EventStoreCompliance):
+class LifecycleCompliance:
     """Archive, restore, delete, truncate: what every store that offers them must show.
 
-    It inherits every check of :class:`EventStoreCompliance`; subclass only this one for a store
-    that offers both.
+    Subclass it beside :class:`EventStoreCompliance`, with the same ``make_store`` (and
+    ``dispose_store``, if needed).
     """
+
+    async def make_store(self) -> EventStore:
+        """A fresh, empty, opened store for one check: implement it in the subclass."""
+        raise NotImplementedError("return a fresh, empty, opened store")
+
+    async def dispose_store(self, store: EventStore) -> None:
+        """Release a store after its check (closes it by default)."""
+        await store.close()
+
+    def run_check(self, check: Check) -> None:
+        """Run one check on a fresh store, in an event loop of its own."""
+
+        async def scenario() -> None:
+            store = await self.make_store()
+            try:
+                await check(store)
+            finally:
+                await self.dispose_store(store)
+
+        asyncio.run(scenario())
 
     def test_archive_and_restore_round_trip(self) -> None:
         async def check(store: EventStore) -> None:
