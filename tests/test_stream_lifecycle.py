@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import UTC, datetime, timedelta
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,10 @@ async def test_truncate_keeps_the_state(make_store: MakeStore) -> None:
         assert (truncated.value.version, truncated.value.first_kept) == (5, 9)
         assert "account 'a'" in str(truncated.value)
         assert [e.version for e in await signal.events("a")] == [9, 10]
+        now = datetime.now(UTC)
+        assert (await signal.state_at("a", timestamp=now)).state == before
+        with pytest.raises(HistoryTruncated):
+            await signal.state_at("a", timestamp=now - timedelta(days=1))
         assert (await signal.handle_command("a", Deposit(1))).balance == before.balance + 1
 
 

@@ -543,7 +543,9 @@ class Signal(Generic[S, C]):
             self._pool.stats.snapshot_hits += 1
         if stored and stored[0].version != live.version + 1:
             # The events in between were truncated and no snapshot this code can use covers them.
-            raise HistoryTruncated(self.name, aggregate_id, live.version, stored[0].version)
+            raise HistoryTruncated(
+                self.name, aggregate_id, stored[-1].version, stored[0].version, live.version or None
+            )
         await self._fold(live, stored)
         self._pool.stats.rebuilds += 1
         self._report(

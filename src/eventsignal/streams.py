@@ -116,7 +116,9 @@ async def past_state_truncated(
     latest = stored[-1].version
     if timestamp is not None:
         before = [record for record in stored if record.timestamp <= timestamp]
-        version = before[-1].version if before else first_kept - 1
+        if not before:  # older than every event kept: which of the removed ones is unknown
+            raise HistoryTruncated(signal.name, aggregate_id, None, first_kept)
+        version = before[-1].version
     assert version is not None
     if not 0 <= version <= latest:
         raise VersionOutOfRange(signal.name, aggregate_id, version, latest)

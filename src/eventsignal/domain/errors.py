@@ -294,21 +294,23 @@ class AggregateDeleted(StreamClosed):
 class HistoryTruncated(SignalError, LookupError):
     """A state or rebuild needs events that ``truncate_before`` removed.
 
-    ``first_kept`` is the first version still stored; ``earliest`` the first version whose
-    state can still be computed (that of the snapshot the truncation kept), when known.
+    ``version`` is the version asked for (``None`` for a moment older than every event kept);
+    ``first_kept`` the first version still stored; ``earliest`` the first version whose state
+    can still be computed (that of the snapshot the truncation kept), when known.
     """
 
     def __init__(
         self,
         aggregate_name: str,
         aggregate_id: str,
-        version: int,
+        version: int | None,
         first_kept: int,
         earliest: int | None = None,
     ) -> None:
         since = "" if earliest is None else f" (states from version {earliest} on are known)"
+        which = "at that moment" if version is None else f"at version {version}"
         super().__init__(
-            f"{aggregate_name} {aggregate_id!r}: the state at version {version} is gone, events "
+            f"{aggregate_name} {aggregate_id!r}: the state {which} is gone, events "
             f"before version {first_kept} were truncated{since}"
         )
         self.aggregate_name = aggregate_name
