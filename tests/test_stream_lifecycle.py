@@ -24,7 +24,7 @@ from eventsignal.domain.errors import (
 )
 from eventsignal.domain.snapshots import SnapshotPolicy
 from eventsignal.stores import EventStore, MemoryStore
-from eventsignal.stores.lifecycle import StreamDeleted, lifecycle_of
+from eventsignal.stores.lifecycle import DELETION_EVENT, StreamDeleted, lifecycle_of
 from eventsignal.subscriptions import (
     Subscription,
     SubscriptionRunner,
@@ -264,22 +264,37 @@ async def test_account_config_is_unchanged_by_lifecycle() -> None:
         assert "eventsignal.StreamDeleted" not in signal.config.event_types
 
 
-async def test_the_deletion_record_passes_an_event_name_filter() -> None:
+async def test_a_filtered_subscription_sees_the_deletion_record_when_it_names_it() -> None:
     store = MemoryStore()
-    seen: list[str] = []
-    subscription = Subscription(
-        name="deposits",
-        handler=lambda e: seen.append(f"{e.aggregate_id}:{e.name}"),
-        configs=[config()],
-        event_names=["Deposited"],
+    seen: dict[str, list[str]] = {"plain": [], "named": []}
+
+    def recorder(key: str) -> Callable[[Event[Any]], None]:
+        return lambda e: seen[key].append(f"{e.aggregate_id}:{e.name}")
+
+    plain = Subscription(
+        name="plain", handler=recorder("plain"), configs=[config()], event_names=["Deposited"]
     )
-    async with Signal(config(), store=store) as signal, SubscriptionRunner(subscription, store):
+    named = Subscription(
+        name="named",
+        handler=recorder("named"),
+        configs=[config()],
+        event_names=["Deposited", DELETION_EVENT],
+    )
+    async with (
+        Signal(config(), store=store) as signal,
+        SubscriptionRunner(plain, store),
+        SubscriptionRunner(named, store),
+    ):
         await signal.create("a", Deposit(1))
         await signal.handle_command("a", Withdraw(1))
-        await wait_until_processed(store, "deposits", await store.head_position(), timeout=5)
+        for name in ("plain", "named"):
+            await wait_until_processed(store, name, await store.head_position(), timeout=5)
         await signal.delete("a")
-        await wait_until_processed(store, "deposits", await store.head_position(), timeout=5)
-    assert seen == ["a:Deposited", "a:eventsignal.StreamDeleted"]
+        for name in ("plain", "named"):
+            await wait_until_processed(store, name, await store.head_position(), timeout=5)
+    # A filter keeps its promise: only the names it lists, the deletion record included.
+    assert seen["plain"] == ["a:Deposited"]
+    assert seen["named"] == ["a:Deposited", "a:eventsignal.StreamDeleted"]
 
 
 @settings(max_examples=40, deadline=None)

@@ -18,7 +18,6 @@ from eventsignal.domain.errors import ConfigurationError
 from eventsignal.domain.events import Event
 from eventsignal.domain.identity import validate_name
 from eventsignal.serialization import EventSerializer
-from eventsignal.stores.lifecycle import DELETION_EVENT
 
 if TYPE_CHECKING:
     from eventsignal.subscriptions.readmodel import ReadModel
@@ -127,9 +126,7 @@ class Subscription:
             )
         object.__setattr__(self, "aggregate_names", frozenset(names))
         if self.event_names is not None:
-            # The deletion record passes every filter: read models must learn of a deletion.
-            event_names = frozenset((*self.event_names, DELETION_EVENT))
-            object.__setattr__(self, "event_names", event_names)
+            object.__setattr__(self, "event_names", frozenset(self.event_names))
         object.__setattr__(self, "serializers", {n: serializers[n] for n in names})
         object.__setattr__(self, "read_models", tuple(self.read_models))
         takes = self.transactional
