@@ -64,6 +64,11 @@ def test_archive_and_restore(tmp_path: Path) -> None:
     code, out = cli("archive", url, "cart", "c1", "--yes")
     assert code == 1
     assert "cart 'c1' is archived" in out
+    code, out = cli("history", url, "cart", "c1")
+    assert (code, out.strip()) == (
+        1,
+        "Error: cart 'c1' is archived (2 events in eventsignal_archive)",
+    )
     code, out = cli("restore", url, "cart", "c1", "--dry-run")
     assert "would restore cart 'c1': 2 events (it is archived)" in out
     code, out = cli("restore", url, "cart", "c1", "--yes")
@@ -83,6 +88,7 @@ def test_delete(tmp_path: Path) -> None:
     code, out = cli("delete", url, "cart", "c1", "-y")
     assert code == 1
     assert "cart 'c1' was deleted" in out
+    assert cli("history", url, "cart", "c1") == (1, "Error: cart 'c1' is deleted\n")
     code, out = cli("delete", url, "cart", "nobody", "-y")
     assert (code, out.strip()) == (1, "Error: cart 'nobody' not found")
 
