@@ -365,3 +365,36 @@ def test_the_blocking_facade_archives_and_restores() -> None:
             signal.handle_command("a", Deposit(1))
         assert signal.restore("a").events == 1
         assert signal.handle_command("a", Deposit(1)).balance == 3
+
+
+async def test_an_archive_racing_commands_loses_none_of_them(make_store: MakeStore) -> None:
+    """Commands in flight while the aggregate is archived either landed before it (and come
+    back with the restore) or were refused; none is half stored, none lost."""
+    async with (
+        Signal(config(), store=await make_store()) as ours,
+        Signal(config(), store=await make_store()) as theirs,
+    ):
+        await ours.create("a", Deposit(1))
+        await theirs.aggregate("a")  # in their pool: their commands go straight to the store
+
+        async def deposit(amount: int) -> int | None:
+            try:
+                await theirs.handle_command("a", Deposit(amount))
+            except AggregateArchived:
+                return None
+            return amount
+
+        async def archive() -> None:
+            await ours.archive("a")
+
+        # The archive is sent in the middle of the commands.
+        outcomes = await asyncio.gather(
+            *(deposit(n) for n in range(2, 12)), archive(), *(deposit(n) for n in range(12, 22))
+        )
+        landed = [n for n in outcomes if n is not None]
+        await ours.restore("a")
+        events = await ours.events("a")
+        assert sorted(e.data.amount for e in events[1:]) == sorted(landed)
+        assert [e.version for e in events] == list(range(1, len(landed) + 2))
+        positions = [e.position for e in events]
+        assert positions == sorted(positions)
