@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Literal, Protocol, runtime_checkable
-from uuid import uuid4
 
 import msgspec
 
@@ -28,6 +27,7 @@ from eventsignal.domain.errors import (
     StreamClosed,
     VersionOutOfRange,
 )
+from eventsignal.domain.events import new_event_id
 from eventsignal.stores.base import StoredEvent
 
 #: The stored name of the deletion record.
@@ -203,7 +203,7 @@ def deletion_record(
         deleted_at=now,
     )
     return StoredEvent(
-        id=uuid4(),
+        id=new_event_id(),
         aggregate_name=aggregate_name,
         aggregate_id=aggregate_id,
         version=0,
