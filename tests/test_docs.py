@@ -44,6 +44,7 @@ CONTRACTS = [
     "eventsignal.stores.base.EventStore",
     "eventsignal.stores.base.SnapshotStore",
     "eventsignal.stores.base.StoreLifecycle",
+    "eventsignal.stores.base.PagedReads",
     "eventsignal.stores.idempotency.IdempotentStore",
     "eventsignal.stores.sql.contract.SharedTransactions",
     "eventsignal.stores.subject_keys.SubjectKeyStore",

@@ -19,6 +19,7 @@ from typing import Any, Generic, Self, TypeVar
 
 import msgspec
 
+from eventsignal import streams
 from eventsignal.bus import EventBus, Subscriber
 from eventsignal.domain.config import AggregateConfig
 from eventsignal.domain.errors import (
@@ -28,9 +29,11 @@ from eventsignal.domain.errors import (
     CommandRejected,
     ConcurrencyError,
     ConfigurationError,
+    HistoryTruncated,
     IdempotencyKeyReused,
     NotStarted,
     StoreInconsistent,
+    StreamClosed,
     VersionOutOfRange,
 )
 from eventsignal.domain.events import Event
@@ -51,6 +54,7 @@ from eventsignal.stores.idempotency import (
     RecordedCommand,
     check_key,
 )
+from eventsignal.stores.lifecycle import LifecycleResult, StreamStatus
 from eventsignal.stores.memory import MemoryStore
 from eventsignal.stores.sql.contract import SharedTransactions, SQLTransaction
 from eventsignal.stores.subscription_state import SubscriptionStore, wait_until_processed
@@ -388,6 +392,13 @@ class Signal(Generic[S, C]):
         if timestamp is not None and timestamp.tzinfo is None:
             raise ConfigurationError("state_at needs a timezone-aware timestamp")
         stored = await self._read_existing(validate_id(aggregate_id), 0)
+        if stored and stored[0].version != 1:  # truncated: from the snapshot it kept
+            state, reached, when = await streams.past_state_truncated(
+                self, aggregate_id, list(stored), version, timestamp
+            )
+            return PastState(
+                aggregate_id=aggregate_id, version=reached, state=state, timestamp=when
+            )
         if version is not None:
             if not 0 <= version <= len(stored):
                 raise VersionOutOfRange(self.name, aggregate_id, version, len(stored))
@@ -609,6 +620,35 @@ class Signal(Generic[S, C]):
             live, command, metadata, wait_for, wait_timeout, idempotency_key, own_writes
         )
 
+    # Stream lifecycle (see eventsignal.streams and docs/stores.md)
+
+    async def stream_status(self, aggregate_id: str) -> StreamStatus:
+        """Whether the aggregate's stream is live, archived or deleted, and what it holds."""
+        return await streams.stream_status(self, aggregate_id)
+
+    async def archive(self, aggregate_id: str) -> LifecycleResult:
+        """Move the aggregate's events to cold storage: they leave ``read_all`` and rebuilds,
+        and the aggregate refuses commands (:class:`~eventsignal.domain.errors.AggregateArchived`)
+        until :meth:`restore`."""
+        return await streams.archive(self, aggregate_id)
+
+    async def restore(self, aggregate_id: str) -> LifecycleResult:
+        """Bring an archived aggregate's events back, at their original positions and
+        versions; it takes commands again."""
+        return await streams.restore(self, aggregate_id)
+
+    async def delete(self, aggregate_id: str) -> LifecycleResult:
+        """Delete the aggregate's events and snapshot for good. A deletion record
+        (:class:`~eventsignal.stores.lifecycle.StreamDeleted`) is appended to the log for
+        subscriptions; the id can never be created again."""
+        return await streams.delete(self, aggregate_id)
+
+    async def truncate_before(self, aggregate_id: str, version: int) -> LifecycleResult:
+        """Remove the events before ``version``; refused
+        (:class:`~eventsignal.domain.errors.NoUsableSnapshot`) unless a snapshot this Signal
+        can read stands at ``version - 1`` or later. Rebuilds then start from it."""
+        return await streams.truncate_before(self, aggregate_id, version)
+
     # Internals
 
     def _check_started(self) -> None:
@@ -655,9 +695,11 @@ class Signal(Generic[S, C]):
 
     async def _read_existing(self, aggregate_id: str, after_version: int) -> Sequence[StoredEvent]:
         stored = await self.store.read_aggregate(self.name, aggregate_id, after_version)
-        if not stored and not await self.store.exists(self.name, aggregate_id):
-            self._report(AggregateMissing(aggregate_name=self.name, aggregate_id=aggregate_id))
-            raise AggregateNotFound(self.name, aggregate_id)
+        if not stored:
+            if not await self.store.exists(self.name, aggregate_id):
+                self._report(AggregateMissing(aggregate_name=self.name, aggregate_id=aggregate_id))
+                raise AggregateNotFound(self.name, aggregate_id)
+            await streams.refuse_closed(self, aggregate_id)
         return stored
 
     async def _load(self, aggregate_id: str) -> LiveAggregate[S]:
@@ -705,6 +747,11 @@ class Signal(Generic[S, C]):
             live = LiveAggregate(aggregate_id, restored[0], restored[1])
             stored = await self.store.read_aggregate(self.name, aggregate_id, live.version)
             self._pool.stats.snapshot_hits += 1
+        if stored and stored[0].version != live.version + 1:
+            # The events in between were truncated and no snapshot this code can use covers them.
+            raise HistoryTruncated(
+                self.name, aggregate_id, stored[-1].version, stored[0].version, live.version or None
+            )
         await self._fold(live, stored)
         self._pool.stats.rebuilds += 1
         self._report(
@@ -1131,6 +1178,8 @@ class Signal(Generic[S, C]):
     def _command_failed(self, exc: Exception, aggregate_id: str, command: object) -> None:
         """Report a command that stored nothing: rejected, failed, or out of retries."""
         self._name_rejection(exc, aggregate_id)
+        if isinstance(exc, StreamClosed):  # archived or deleted by another process
+            self._pool.discard(aggregate_id)
         reason = exc.reason if isinstance(exc, CommandRejected) else f"{type(exc).__name__}: {exc}"
         self._report(
             CommandFailed(

@@ -24,6 +24,7 @@ import msgspec
 from eventsignal.domain.errors import ConfigurationError, SignalError, StoreInconsistent
 from eventsignal.snapshotting import snapshot_store_for
 from eventsignal.stores.base import AggregateInfo, EventStore, StoredEvent
+from eventsignal.stores.lifecycle import LifecycleStore
 from eventsignal.stores.subscription_state import (
     Lease,
     ParkedEvent,
@@ -111,6 +112,11 @@ async def copy_store(
     the source's log.
     """
     started = time.monotonic()
+    if isinstance(source, LifecycleStore) and await source.any_changed():
+        raise CopyRefused(
+            "the source holds archived, deleted or truncated streams: copying them is not "
+            "supported yet"
+        )
     sources = {_key(a): a for a in await source.aggregates()}
     held_aggregates = {_key(a): a for a in await target.aggregates()}
     total = sum(a.version for a in sources.values())

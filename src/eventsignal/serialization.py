@@ -31,6 +31,7 @@ from eventsignal.domain.evolution import (
 )
 from eventsignal.domain.personal import METADATA_PREFIX, PersonalDataLocked, declares_personal
 from eventsignal.stores.base import EventStore, StoredEvent
+from eventsignal.stores.lifecycle import DELETION_EVENT, decode_deletion
 
 
 class Transcoder(Protocol):
@@ -143,6 +144,8 @@ class EventSerializer:
         self.personal: Any = personal
         self._names = {cls: name for name, cls in event_types.items()}
         self._decoders = {name: bytes_decoder(cls) for name, cls in event_types.items()}
+        # The deletion record (stream lifecycle) reaches every reader of this aggregate type.
+        self._decoders.setdefault(DELETION_EVENT, decode_deletion)
         # What ``encode`` needs of a class, in one lookup: its stored name and its decoder.
         self._writers = {
             cls: (name, self._decoders[name], _may_hold_floats(cls))
@@ -163,7 +166,7 @@ class EventSerializer:
         if writer is None:
             raise UnknownEventType(
                 f"{type(event).__name__} is not one of the events declared in the aggregate "
-                f"config ({', '.join(self._decoders) or 'none'})",
+                f"config ({', '.join(self._names.values()) or 'none'})",
                 aggregate_name=self.aggregate_name,
                 aggregate_id=aggregate_id,
                 version=version,
@@ -264,6 +267,8 @@ class EventSerializer:
         except (EventSerializationError, PersonalDataLocked):
             raise
         except Exception as exc:
+            if stored.name == DELETION_EVENT:  # written by the store, not by this transcoder
+                return [decode_deletion(stored.data)]
             raise self._error(stored, f"stored data cannot be decoded: {exc}") from exc
 
     def _upcast(self, stored: StoredEvent, payload: Payload) -> list[Any]:

@@ -41,6 +41,7 @@ from eventsignal.privacy import Forgetting, Privacy
 from eventsignal.serialization import EventSerializer, Transcoder
 from eventsignal.stores.base import EventStore, SnapshotStore
 from eventsignal.stores.idempotency import DEFAULT_RETENTION, KeyRetention
+from eventsignal.stores.lifecycle import LifecycleResult, StreamStatus
 from eventsignal.telemetry import TelemetryHook, log_telemetry
 
 S = TypeVar("S")
@@ -444,6 +445,30 @@ class Signal(Generic[S, C]):
                 own_writes=own_writes,
             )
         )
+
+    # Stream lifecycle
+
+    def stream_status(self, aggregate_id: str) -> StreamStatus:
+        """Whether the aggregate's stream is live, archived or deleted; see
+        :meth:`eventsignal.Signal.stream_status`."""
+        return self._call(self.signal.stream_status(aggregate_id))
+
+    def archive(self, aggregate_id: str) -> LifecycleResult:
+        """Move the aggregate's events to cold storage; see :meth:`eventsignal.Signal.archive`."""
+        return self._call(self.signal.archive(aggregate_id))
+
+    def restore(self, aggregate_id: str) -> LifecycleResult:
+        """Bring an archived aggregate back; see :meth:`eventsignal.Signal.restore`."""
+        return self._call(self.signal.restore(aggregate_id))
+
+    def delete(self, aggregate_id: str) -> LifecycleResult:
+        """Delete the aggregate for good; see :meth:`eventsignal.Signal.delete`."""
+        return self._call(self.signal.delete(aggregate_id))
+
+    def truncate_before(self, aggregate_id: str, version: int) -> LifecycleResult:
+        """Remove the events before ``version``; see
+        :meth:`eventsignal.Signal.truncate_before`."""
+        return self._call(self.signal.truncate_before(aggregate_id, version))
 
     # Beyond the async API
 

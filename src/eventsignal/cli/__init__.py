@@ -14,6 +14,7 @@ from eventsignal import __version__
 from eventsignal.cli.copying import copy
 from eventsignal.cli.events import aggregates, history, migrate
 from eventsignal.cli.integrity import check, event, quarantine
+from eventsignal.cli.lifecycle import archive, delete, restore, truncate
 from eventsignal.cli.privacy import forget
 from eventsignal.cli.projections import rebuild, subscriptions
 from eventsignal.cli.publishing import publish
@@ -52,6 +53,10 @@ for command in (
     forget,
     cart,
     ui,
+    archive,
+    restore,
+    delete,
+    truncate,
 ):
     main.add_command(command)
 

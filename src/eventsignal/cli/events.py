@@ -12,6 +12,7 @@ from eventsignal import AggregateNotFound, StoreUnavailable
 from eventsignal.cli.output import data_text, json_record, table, time_text
 from eventsignal.cli.running import describe, opened, run
 from eventsignal.stores.base import EventStore, StoredEvent
+from eventsignal.stores.lifecycle import LifecycleStore
 from eventsignal.stores.urls import create_database, open_store, redact
 
 
@@ -98,6 +99,17 @@ def history(store: str, aggregate_type: str, aggregate_id: str, as_json: bool) -
                         f"{_known_types(known)}"
                     )
                 raise AggregateNotFound(aggregate_type, aggregate_id)
+            if not events and isinstance(target, LifecycleStore):
+                status = await target.stream_status(aggregate_type, aggregate_id)
+                if status.state != "live":
+                    raise click.ClickException(
+                        f"{aggregate_type} {aggregate_id!r} is {status.state}"
+                        + (
+                            f" ({status.archived} events in {status.location})"
+                            if status.archived
+                            else ""
+                        )
+                    )
             return events
 
     events = run(job(), store)

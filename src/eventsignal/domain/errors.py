@@ -313,3 +313,89 @@ class CommandKeyTaken(SignalError):
         self.aggregate_name = aggregate_name
         self.aggregate_id = aggregate_id
         self.key = key
+
+
+class StreamClosed(SignalError):
+    """The aggregate's stream was archived or deleted: it takes no more commands."""
+
+    state = "closed"
+
+    def __init__(self, aggregate_name: str, aggregate_id: str) -> None:
+        super().__init__(self._message(aggregate_name, aggregate_id))
+        self.aggregate_name = aggregate_name
+        self.aggregate_id = aggregate_id
+
+    def _message(self, aggregate_name: str, aggregate_id: str) -> str:
+        return f"{aggregate_name} {aggregate_id!r} is {self.state}: it is read-only"
+
+
+class AggregateArchived(StreamClosed):
+    """The aggregate's events are in cold storage; ``restore`` brings them back."""
+
+    state = "archived"
+
+    def _message(self, aggregate_name: str, aggregate_id: str) -> str:
+        return (
+            f"{aggregate_name} {aggregate_id!r} is archived: it takes no commands until it is "
+            "restored"
+        )
+
+
+class AggregateDeleted(StreamClosed):
+    """The aggregate was deleted for good; its id can never be used again."""
+
+    state = "deleted"
+
+    def _message(self, aggregate_name: str, aggregate_id: str) -> str:
+        return f"{aggregate_name} {aggregate_id!r} was deleted: its id can never be used again"
+
+
+class HistoryTruncated(SignalError, LookupError):
+    """A state or rebuild needs events that ``truncate_before`` removed.
+
+    ``version`` is the version asked for (``None`` for a moment older than every event kept);
+    ``first_kept`` the first version still stored; ``earliest`` the first version whose state
+    can still be computed (that of the snapshot the truncation kept), when known.
+    """
+
+    def __init__(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        version: int | None,
+        first_kept: int,
+        earliest: int | None = None,
+    ) -> None:
+        since = "" if earliest is None else f" (states from version {earliest} on are known)"
+        which = "at that moment" if version is None else f"at version {version}"
+        super().__init__(
+            f"{aggregate_name} {aggregate_id!r}: the state {which} is gone, events "
+            f"before version {first_kept} were truncated{since}"
+        )
+        self.aggregate_name = aggregate_name
+        self.aggregate_id = aggregate_id
+        self.version = version
+        self.first_kept = first_kept
+        self.earliest = earliest
+
+
+class NoUsableSnapshot(SignalError):
+    """``truncate_before`` refused: no snapshot the rebuilds could start from after it."""
+
+    def __init__(self, aggregate_name: str, aggregate_id: str, version: int, reason: str) -> None:
+        super().__init__(
+            f"{aggregate_name} {aggregate_id!r}: cannot truncate before version {version}: "
+            f"{reason}; take a snapshot at version {version - 1} or later first"
+        )
+        self.aggregate_name = aggregate_name
+        self.aggregate_id = aggregate_id
+        self.version = version
+
+
+class LifecycleNotSupported(SignalError, NotImplementedError):
+    """The store cannot archive, restore, delete or truncate streams."""
+
+    def __init__(self, store: str, operation: str) -> None:
+        super().__init__(f"{store} does not support {operation}: its log cannot be rewritten")
+        self.store = store
+        self.operation = operation

@@ -223,7 +223,9 @@ class PagedReads(Protocol):
 
     async def read_aggregate_page(
         self, aggregate_name: str, aggregate_id: str, after_version: int, limit: int
-    ) -> Sequence[StoredEvent]: ...
+    ) -> Sequence[StoredEvent]:
+        """At most ``limit`` events of the aggregate after ``after_version``, in version order."""
+        ...
 
 
 def check_versions(

@@ -7,6 +7,7 @@ decoded fails here too.
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_right
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -35,6 +36,8 @@ from eventsignal.stores.idempotency import (
     check_key,
     to_drop,
 )
+from eventsignal.stores.lifecycle import closed_error
+from eventsignal.stores.memory.lifecycle import MemoryLifecycle
 from eventsignal.stores.memory.subject_keys import MemorySubjectKeys
 from eventsignal.stores.memory.subscriptions import MemorySubscriptions
 
@@ -42,9 +45,13 @@ _Key = tuple[str, str]
 _replace = msgspec.structs.replace
 
 
-class MemoryStore(StoreLifecycle, MemorySubscriptions, MemorySubjectKeys):
+def _position(event: StoredEvent) -> int:
+    return event.position
+
+
+class MemoryStore(StoreLifecycle, MemorySubscriptions, MemorySubjectKeys, MemoryLifecycle):
     """A non-durable :class:`~eventsignal.stores.EventStore` (and snapshot store, subscription
-    state and subject key store) in this object.
+    state, subject key store and stream lifecycle) in this object.
 
     Every operation on events completes without yielding to the event loop, which makes each one
     atomic with respect to other coroutines.
@@ -60,6 +67,7 @@ class MemoryStore(StoreLifecycle, MemorySubscriptions, MemorySubjectKeys):
         self._snapshots: dict[_Key, Snapshot] = {}
         # Idempotency keys per aggregate, oldest first (made on the first keyed command).
         self._keys: dict[_Key, dict[str, RecordedCommand]] = {}
+        self._init_lifecycle()
 
     async def open(self) -> None:
         self._users += 1
@@ -104,16 +112,24 @@ class MemoryStore(StoreLifecycle, MemorySubscriptions, MemorySubjectKeys):
     ) -> Sequence[int]:
         stream = self._streams.get((aggregate_name, aggregate_id))
         if stream is None:
+            closed = self._closed.get((aggregate_name, aggregate_id))
+            if closed is not None:
+                raise closed_error(aggregate_name, aggregate_id, closed)
             raise AggregateNotFound(aggregate_name, aggregate_id)
         if len(stream) != expected_version:
-            raise ConcurrencyError(aggregate_name, aggregate_id, expected_version, len(stream))
+            # After a truncation the list starts past version 1 (rare: looked up only then).
+            trimmed = self._trimmed.get((aggregate_name, aggregate_id), 0) if self._trimmed else 0
+            if len(stream) + trimmed != expected_version:
+                raise ConcurrencyError(
+                    aggregate_name, aggregate_id, expected_version, len(stream) + trimmed
+                )
         check_versions(aggregate_name, aggregate_id, expected_version, events)
         return self._keep(stream, events)
 
     def _keep(self, stream: list[StoredEvent], events: Sequence[StoredEvent]) -> Sequence[int]:
         """Give checked events their positions and add them to their stream and the log."""
         log = self._log
-        first = len(log) + 1
+        first = self._head + 1
         if len(events) == 1:  # the common case, without the general loop
             event = _replace(events[0], position=first)
             stream.append(event)
@@ -124,6 +140,7 @@ class MemoryStore(StoreLifecycle, MemorySubscriptions, MemorySubjectKeys):
             stored = [_replace(e, position=p) for e, p in zip(events, positions, strict=True)]
             stream.extend(stored)
             log.extend(stored)
+        self._head = first + len(events) - 1
         self._appends += 1
         if self._followers:
             self._wake()
@@ -136,7 +153,7 @@ class MemoryStore(StoreLifecycle, MemorySubscriptions, MemorySubjectKeys):
         self._followers.clear()
 
     async def wait_for_events(self, after_position: int) -> None:
-        if len(self._log) > after_position:
+        if self._head > after_position:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._followers.append(waiter)
@@ -145,8 +162,10 @@ class MemoryStore(StoreLifecycle, MemorySubscriptions, MemorySubjectKeys):
     async def read_aggregate(
         self, aggregate_name: str, aggregate_id: str, after_version: int = 0
     ) -> Sequence[StoredEvent]:
-        stream = self._streams.get((aggregate_name, aggregate_id), ())
-        return list(stream[max(after_version, 0) :])
+        key = (aggregate_name, aggregate_id)
+        stream = self._streams.get(key, ())
+        trimmed = self._trimmed.get(key, 0) if self._trimmed else 0
+        return list(stream[max(after_version - trimmed, 0) :])
 
     async def read_aggregate_page(
         self, aggregate_name: str, aggregate_id: str, after_version: int, limit: int
@@ -156,23 +175,28 @@ class MemoryStore(StoreLifecycle, MemorySubscriptions, MemorySubjectKeys):
         return list(stream[start : start + max(limit, 0)])
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
-        # Positions are 1..len(log) with no gaps, so the index is the position.
         start = max(after_position, 0)
+        if self._gaps:  # events were archived or deleted: find the place by position
+            start = bisect_right(self._log, start, key=_position)
+        # Otherwise positions are 1..len(log) with no gaps, so the index is the position.
         return self._log[start : start + limit]
 
     async def head_position(self) -> int:
-        return len(self._log)
+        log = self._log
+        return log[-1].position if log else 0
 
     async def aggregates(self, aggregate_name: str | None = None) -> Sequence[AggregateInfo]:
         return [
             AggregateInfo(
                 aggregate_name=name,
                 aggregate_id=aggregate_id,
-                version=len(self._streams[(name, aggregate_id)]),
+                version=len(self._streams[(name, aggregate_id)])
+                + self._trimmed.get((name, aggregate_id), 0),
                 created_at=created,
             )
             for (name, aggregate_id), created in self._created.items()
-            if aggregate_name is None or name == aggregate_name
+            if (aggregate_name is None or name == aggregate_name)
+            and (name, aggregate_id) not in self._closed
         ]
 
     # Idempotent commands (see eventsignal.stores.idempotency)

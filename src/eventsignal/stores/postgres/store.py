@@ -58,6 +58,7 @@ from eventsignal.stores.idempotency import (
     KeyRetention,
     RecordedCommand,
 )
+from eventsignal.stores.lifecycle import closed_error, is_closed_marker
 from eventsignal.stores.postgres.arrays import batch_arrays, register_dumpers
 from eventsignal.stores.postgres.deadline import Deadline
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
@@ -72,6 +73,7 @@ from eventsignal.stores.rows import read_metadata
 from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component
 from eventsignal.stores.sql import idempotency as keys
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, GroupCommit
+from eventsignal.stores.sql.lifecycle import SQLStreamLifecycle
 from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 
@@ -121,7 +123,7 @@ _NO_CUTOFF = datetime(1, 1, 1, tzinfo=UTC)  # before every key: no age limit
 _encode_metadata = msgspec.json.Encoder().encode
 
 
-class PostgresStore(StoreLifecycle, SQLSubscriptions):
+class PostgresStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle):
     """A :class:`~eventsignal.stores.sql.SQLStore` on PostgreSQL.
 
     ``dsn`` is a libpq connection string or URL. The schema must be migrated first, explicitly
@@ -646,6 +648,14 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
             self._components_migrated = done
         return done
 
+    # Stream lifecycle: the same ordering lock and wake-up as appends
+
+    async def _lifecycle_begin(self, tx: SQLTransaction) -> None:
+        await tx.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+
+    async def _lifecycle_announce(self, tx: SQLTransaction, position: int) -> None:
+        await tx.execute("SELECT pg_notify(%s, %s)", (self._channel, str(position)))
+
     # Reading
 
     async def exists(self, aggregate_name: str, aggregate_id: str) -> bool:
@@ -692,8 +702,10 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
             "SELECT aggregate_name, aggregate_id, version, created_at FROM eventsignal_aggregates"
         )
         params: tuple[str, ...] = ()
+        # Archived and deleted aggregates (a negative marker for a version) are not listed.
+        query += " WHERE version >= 0"
         if aggregate_name is not None:
-            query += " WHERE aggregate_name = %s"
+            query += " AND aggregate_name = %s"
             params = (aggregate_name,)
         async with self._connection("listing aggregates") as conn:
             rows = await (
@@ -879,6 +891,8 @@ def _refused(request: AppendRequest, code: int) -> Exception:
         return AggregateExists(name, aggregate_id)
     if code == _NOT_FOUND:
         return AggregateNotFound(name, aggregate_id)
+    if is_closed_marker(code):  # archived or deleted
+        return closed_error(name, aggregate_id, code)
     return ConcurrencyError(name, aggregate_id, request.expected_version, code)
 
 

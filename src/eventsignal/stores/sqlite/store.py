@@ -61,6 +61,7 @@ from eventsignal.domain.errors import (
     StoreNotMigrated,
     StoreNotOpen,
     StoreUnavailable,
+    StreamClosed,
     TransactionEnded,
 )
 from eventsignal.stores.base import AggregateInfo, StoredEvent, StoreLifecycle, StoreStats
@@ -70,6 +71,7 @@ from eventsignal.stores.idempotency import (
     KeyRetention,
     RecordedCommand,
 )
+from eventsignal.stores.lifecycle import closed_error, is_closed_marker
 from eventsignal.stores.rows import (
     UNREADABLE_ID,
     UNREADABLE_TIME,
@@ -79,6 +81,7 @@ from eventsignal.stores.rows import (
 from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component
 from eventsignal.stores.sql import idempotency as keys
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, settle
+from eventsignal.stores.sql.lifecycle import SQLStreamLifecycle
 from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 from eventsignal.stores.sqlite.followers import followers_of
@@ -127,8 +130,13 @@ _INSERT = (
     "name, timestamp, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _AGGREGATES = "SELECT aggregate_name, aggregate_id, version, created_at FROM eventsignal_aggregates"
-_ALL_AGGREGATES = f"{_AGGREGATES} ORDER BY created_at, aggregate_name, aggregate_id"
-_AGGREGATES_NAMED = f"{_AGGREGATES} WHERE aggregate_name = ? ORDER BY created_at, aggregate_id"
+# Archived and deleted aggregates (a negative marker for a version) are not listed.
+_ALL_AGGREGATES = (
+    f"{_AGGREGATES} WHERE version >= 0 ORDER BY created_at, aggregate_name, aggregate_id"
+)
+_AGGREGATES_NAMED = (
+    f"{_AGGREGATES} WHERE version >= 0 AND aggregate_name = ? ORDER BY created_at, aggregate_id"
+)
 
 # Errors that concern one append request only; anything else fails the whole batch.
 _REQUEST_ERRORS = (
@@ -136,6 +144,7 @@ _REQUEST_ERRORS = (
     AggregateNotFound,
     CommandKeyTaken,
     ConcurrencyError,
+    StreamClosed,
     TypeError,
     ValueError,
     OverflowError,
@@ -150,7 +159,7 @@ _encode_json = msgspec.json.Encoder().encode
 SQLiteStats = StoreStats  # the name it had before every store shared one
 
 
-class SQLiteStore(StoreLifecycle, SQLSubscriptions):
+class SQLiteStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle):
     """An :class:`~eventsignal.stores.EventStore` and :class:`~eventsignal.stores.sql.SQLStore`
     in one SQLite file.
 
@@ -1045,6 +1054,8 @@ def _append_one(connection: sqlite3.Connection, request: AppendRequest) -> range
         rows = execute(_VERSION, (name, aggregate_id)).fetchall()
         if not rows:
             raise AggregateNotFound(name, aggregate_id)
+        if is_closed_marker(rows[0][0]):
+            raise closed_error(name, aggregate_id, rows[0][0])
         raise ConcurrencyError(name, aggregate_id, expected, rows[0][0])
     first, *rest = events
     try:
