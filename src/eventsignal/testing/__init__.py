@@ -1,6 +1,7 @@
 """Tools for testing code built on eventsignal, and stores written for it."""
 
 from eventsignal.testing.compliance import EventStoreCompliance, make_events
+from eventsignal.testing.dcb_compliance import DcbCompliance
 from eventsignal.testing.subscription_compliance import SubscriptionStoreCompliance
 
-__all__ = ["EventStoreCompliance", "SubscriptionStoreCompliance", "make_events"]
+__all__ = ["DcbCompliance", "EventStoreCompliance", "SubscriptionStoreCompliance", "make_events"]

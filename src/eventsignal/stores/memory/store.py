@@ -22,6 +22,7 @@ from eventsignal.stores.base import (
     StoreStats,
     check_versions,
 )
+from eventsignal.stores.memory.dcb import MemoryDcb
 from eventsignal.stores.memory.subscriptions import MemorySubscriptions
 
 _Key = tuple[str, str]
@@ -47,6 +48,11 @@ class MemoryStore(StoreLifecycle, MemorySubscriptions):
 
     async def open(self) -> None:
         self._users += 1
+
+    @property
+    def dcb(self) -> MemoryDcb:
+        """Reads and appends by query (dynamic consistency boundaries) over this store's log."""
+        return MemoryDcb(self)
 
     async def close(self) -> None:
         self._users = max(self._users - 1, 0)
