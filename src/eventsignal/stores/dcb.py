@@ -111,7 +111,12 @@ def tags_of(stored: StoredEvent) -> tuple[str, ...]:
     """Every tag of a stored event: a DCB event's own, or an aggregate event's implicit one."""
     if stored.aggregate_name != DCB_AGGREGATE:
         return (aggregate_tag(stored.aggregate_name, stored.aggregate_id),)
-    text = stored.metadata.get(TAGS_KEY)
+    return tags_of_metadata(stored.metadata)
+
+
+def tags_of_metadata(metadata: Mapping[str, str]) -> tuple[str, ...]:
+    """The tags a DCB event's metadata keeps."""
+    text = metadata.get(TAGS_KEY)
     return tuple(_decode_tags(text)) if text else ()
 
 
