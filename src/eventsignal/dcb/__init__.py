@@ -4,6 +4,7 @@
 on an :class:`AppendCondition`; aggregates and DCB events share the store's one log.
 """
 
+from eventsignal.dcb.decisions import Decision, DecisionEngine, Outcome, Projection, Tagged
 from eventsignal.dcb.view import view
 from eventsignal.domain.dcb import (
     AppendCondition,
@@ -21,9 +22,14 @@ __all__ = [
     "AppendConditionFailed",
     "DcbEvent",
     "DcbStore",
+    "Decision",
+    "DecisionEngine",
+    "Outcome",
+    "Projection",
     "Query",
     "QueryItem",
     "SequencedEvent",
+    "Tagged",
     "aggregate_tag",
     "view",
 ]

@@ -52,6 +52,7 @@ from eventsignal.domain.errors import (
 )
 from eventsignal.stores.base import AggregateInfo, StoredEvent, StoreLifecycle, StoreStats
 from eventsignal.stores.postgres.arrays import batch_arrays, register_dumpers
+from eventsignal.stores.postgres.dcb import PostgresDcb
 from eventsignal.stores.postgres.deadline import Deadline
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
 from eventsignal.stores.postgres.schema import (
@@ -139,6 +140,8 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         self._max_size = max_size
         self._poll_interval = poll_interval
         self._group = GroupCommit(self._commit_batch, max_batch=max_batch)
+        self._max_batch = max_batch
+        self._dcb: PostgresDcb | None = None
         self._pool: AsyncConnectionPool[_Connection] | None = None
         self._watch: HeadWatch | None = None
         self._users = 0
@@ -149,6 +152,13 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         self._draining: asyncio.Task[None] | None = None
 
     # Life cycle
+
+    @property
+    def dcb(self) -> PostgresDcb:
+        """Reads and appends by query (dynamic consistency boundaries) over this store's log."""
+        if self._dcb is None:
+            self._dcb = PostgresDcb(self, self._max_batch)
+        return self._dcb
 
     @property
     def stats(self) -> StoreStats:
@@ -217,6 +227,8 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
 
     async def _stop(self) -> None:
         await self._group.close()
+        if self._dcb is not None:
+            await self._dcb.close()
         if self._draining is not None:
             await self._draining
         if self._watch is not None:

@@ -1,0 +1,326 @@
+"""The DCB view of a :class:`PostgresStore`.
+
+Appends by query go through a group commit of their own: one call of
+``eventsignal_dcb_append`` per batch, which takes the store's one ordering lock (the advisory lock
+every append already takes, so positions become visible in order), checks the conditions of the
+whole batch with one query against everything committed, and writes the events and tags of the
+requests that passed. No lock is added: a batch of requests whose conditions do not touch each
+other commits together, and a writer whose condition selects an event of a request before it in
+the queue waits for the next batch, so that its check sees that request committed or refused.
+Conflicting writers are therefore never both committed, in one process or in several.
+
+A DCB event's position is drawn from the events' identity sequence inside the lock (so it is
+ordered with every other append) and repeated as its version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from eventsignal.domain.dcb import AppendCondition, DcbEvent, Query, SequencedEvent
+from eventsignal.domain.errors import AppendConditionFailed, StoreInconsistent
+from eventsignal.stores.base import StoredEvent
+from eventsignal.stores.dcb import (
+    TAGS_KEY,
+    check_limit,
+    checked_condition,
+    checked_events,
+    matches,
+    to_stored,
+)
+from eventsignal.stores.rows import read_metadata
+from eventsignal.stores.sql.batching import settle
+from eventsignal.stores.sql.contract import ensure_component
+from eventsignal.stores.sql.dcb import COMPONENT, READ_COLUMNS, selection, sequenced_row
+
+if TYPE_CHECKING:
+    from eventsignal.stores.postgres.store import PostgresStore
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE eventsignal_tags (
+            tag TEXT NOT NULL,
+            position BIGINT NOT NULL,
+            PRIMARY KEY (tag, position)
+        )
+        """,
+        "CREATE INDEX eventsignal_events_by_name ON eventsignal_events (name, position)",
+        # One call per batch. check_sql evaluates every request's condition at once, to the
+        # position of an event that fails it (NULL: it passes), with check_params as $1.
+        # failed[i] is that outcome of request i; positions those of the events written.
+        """
+        CREATE FUNCTION eventsignal_dcb_append(
+            lock_key BIGINT,
+            channel TEXT,
+            requests INTEGER,
+            check_sql TEXT,
+            check_params TEXT[],
+            ev_requests INTEGER[],
+            ev_ids UUID[],
+            ev_keys TEXT[],
+            ev_names TEXT[],
+            ev_timestamps TIMESTAMPTZ[],
+            ev_data BYTEA[],
+            ev_metadata TEXT[],
+            tag_events INTEGER[],
+            tag_values TEXT[],
+            OUT failed BIGINT[],
+            OUT positions BIGINT[]
+        ) LANGUAGE plpgsql AS $$
+        DECLARE
+            written INTEGER;
+        BEGIN
+            PERFORM pg_advisory_xact_lock(lock_key);
+            IF check_sql IS NULL THEN
+                failed := array_fill(NULL::BIGINT, ARRAY[requests]);
+            ELSE
+                EXECUTE check_sql INTO failed USING check_params;
+            END IF;
+            SELECT count(*) INTO written FROM unnest(ev_requests) AS r(req)
+             WHERE failed[r.req] IS NULL;
+            positions := ARRAY(
+                SELECT nextval(pg_get_serial_sequence('eventsignal_events', 'position'))
+                  FROM generate_series(1, written) ORDER BY 1);
+            WITH ev AS (
+                SELECT e.*, row_number() OVER (ORDER BY e.ord) AS rn
+                  FROM unnest(ev_requests, ev_ids, ev_keys, ev_names, ev_timestamps, ev_data,
+                              ev_metadata)
+                       WITH ORDINALITY AS e(req, id, key, name, ts, data, metadata, ord)
+                 WHERE failed[e.req] IS NULL
+            ), events AS (
+                INSERT INTO eventsignal_events (position, event_id, aggregate_name,
+                                                aggregate_id, version, name, timestamp, data,
+                                                metadata)
+                OVERRIDING SYSTEM VALUE
+                SELECT positions[ev.rn], ev.id, '', ev.key, positions[ev.rn], ev.name, ev.ts,
+                       ev.data, ev.metadata::jsonb
+                  FROM ev
+            )
+            INSERT INTO eventsignal_tags (tag, position)
+            SELECT t.tag, positions[ev.rn]
+              FROM unnest(tag_events, tag_values) AS t(event, tag)
+              JOIN ev ON ev.ord = t.event;
+            IF written > 0 THEN
+                PERFORM pg_notify(channel, positions[written]::text);
+            END IF;
+        END
+        $$
+        """,
+    ),
+)
+
+_APPEND = (
+    "SELECT failed, positions FROM eventsignal_dcb_append(%s, %s, %s, %s, %s::text[],"
+    " %s::int4[], %s::uuid[], %s::text[], %s::text[], %s::timestamptz[], %s::bytea[],"
+    " %s::text[], %s::int4[], %s::text[])"
+)
+_METADATA = "CASE WHEN e.metadata = '{}' THEN NULL ELSE e.metadata::text END"
+_encode_json = msgspec.json.Encoder().encode
+_decode_tags = msgspec.json.Decoder(list[str]).decode
+
+
+class _Request:
+    __slots__ = ("condition", "events")
+
+    def __init__(self, events: list[StoredEvent], condition: AppendCondition | None) -> None:
+        self.events = events
+        self.condition = condition
+
+    def needs(self, earlier: list[StoredEvent]) -> bool:
+        """Whether this request's condition selects one of ``earlier`` (not yet committed)."""
+        condition = self.condition
+        if condition is None or not earlier:
+            return False
+        query = condition.fail_if_events_match
+        return any(matches(query, event) for event in earlier)
+
+
+_Queued = tuple[_Request, "asyncio.Future[Sequence[int]]"]
+
+
+class PostgresDcb:
+    """Reads and appends by query over the log of one :class:`PostgresStore`."""
+
+    def __init__(self, store: PostgresStore, max_batch: int) -> None:
+        self._store = store
+        self._max_batch = max_batch
+        self._queue: list[_Queued] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def _ready(self) -> None:
+        await ensure_component(self._store, COMPONENT, MIGRATIONS)
+
+    async def read(
+        self, query: Query, *, after: int | None = None, limit: int | None = None
+    ) -> Sequence[SequencedEvent]:
+        check_limit(limit)
+        await self._ready()
+        params: list[Any] = []
+
+        def param(value: Any) -> str:
+            params.append(value)
+            return "%s"
+
+        where = selection(query, after, param)
+        sql = (
+            f"SELECT {READ_COLUMNS}, {_METADATA} FROM eventsignal_events AS e WHERE {where}"
+            " ORDER BY e.position"
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        async with self._store._connection("reading by query") as conn:
+            rows = await (await conn.execute(sql.encode(), params)).fetchall()
+        return [
+            sequenced_row(position, name, key, type_, data, {} if text is None else _meta(text))
+            for position, name, key, type_, data, text in rows
+        ]
+
+    async def append(
+        self, events: Sequence[DcbEvent] | DcbEvent, condition: AppendCondition | None = None
+    ) -> int:
+        batch = checked_events(events)
+        condition = checked_condition(condition)
+        now = datetime.now(UTC)
+        request = _Request([to_stored(event, 0, now) for event in batch], condition)
+        await self._ready()
+        if self._store._pool is None:
+            from eventsignal.stores.postgres.store import _not_open
+
+            raise _not_open()
+        future: asyncio.Future[Sequence[int]] = asyncio.get_running_loop().create_future()
+        self._queue.append((request, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        positions = await future
+        return positions[-1]
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch = self._next_batch()
+                try:
+                    outcomes = await self._commit([request for request, _ in batch])
+                except Exception as exc:
+                    outcomes = [exc] * len(batch)
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    settle(future, outcome)
+        finally:
+            self._flusher = None
+            if self._queue:
+                self._flusher = asyncio.create_task(self._flush())
+
+    def _next_batch(self) -> list[_Queued]:
+        """The requests to commit together, in queue order: those whose condition selects none
+        of the events before them in the batch (the first one always goes)."""
+        batch: list[_Queued] = []
+        later: list[_Queued] = []
+        written: list[StoredEvent] = []
+        for queued in self._queue:
+            request = queued[0]
+            if len(batch) >= self._max_batch or request.needs(written):
+                later.append(queued)
+            else:
+                batch.append(queued)
+                written.extend(request.events)
+        self._queue = later
+        return batch
+
+    async def close(self) -> None:
+        """Wait for queued appends to be committed."""
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
+    async def _commit(self, requests: list[_Request]) -> list[Sequence[int] | BaseException]:
+        store = self._store
+        check_params: list[str] = []
+
+        def param(value: Any) -> str:
+            check_params.append(str(value))
+            index = len(check_params)
+            return f"$1[{index}]::bigint" if type(value) is int else f"$1[{index}]"
+
+        checks = [
+            "NULL::bigint"
+            if request.condition is None
+            else "(SELECT e.position FROM eventsignal_events AS e WHERE "
+            + selection(request.condition.fail_if_events_match, request.condition.after, param)
+            + " LIMIT 1)"
+            for request in requests
+        ]
+        check_sql = (
+            None
+            if all(request.condition is None for request in requests)
+            else f"SELECT ARRAY[{', '.join(checks)}]::bigint[]"
+        )
+        ev_requests: list[int] = []
+        ids: list[Any] = []
+        keys: list[str] = []
+        names: list[str] = []
+        times: list[datetime] = []
+        data: list[bytes] = []
+        metadata: list[str] = []
+        tag_events: list[int] = []
+        tag_values: list[str] = []
+        for number, request in enumerate(requests, start=1):
+            for event in request.events:
+                ev_requests.append(number)
+                ids.append(event.id)
+                keys.append(event.aggregate_id)
+                names.append(event.name)
+                times.append(event.timestamp)
+                data.append(event.data)
+                meta = event.metadata
+                metadata.append(_encode_json(meta).decode() if meta else "{}")
+                if TAGS_KEY in meta:
+                    for tag in _decode_tags(meta[TAGS_KEY]):
+                        tag_events.append(len(ev_requests))
+                        tag_values.append(tag)
+        params = (
+            store._lock_key,
+            store._channel,
+            len(requests),
+            check_sql,
+            check_params,
+            ev_requests,
+            ids,
+            keys,
+            names,
+            times,
+            data,
+            metadata,
+            tag_events,
+            tag_values,
+        )
+        unsure = "the events may or may not be stored, read them back by query"
+        async with store._connection("appending events by query", unsure=unsure) as conn:
+            row = await (await conn.execute(_APPEND, params)).fetchone()
+        if row is None:
+            raise StoreInconsistent("eventsignal_dcb_append returned no row")
+        found: list[int | None] = row[0]
+        positions: list[int] = row[1]
+        store._transactions += 1
+        outcomes: list[Sequence[int] | BaseException] = []
+        offset = 0
+        for request, failed in zip(requests, found, strict=True):
+            if failed is not None:
+                assert request.condition is not None
+                outcomes.append(AppendConditionFailed(request.condition, failed))
+                continue
+            count = len(request.events)
+            outcomes.append(positions[offset : offset + count])
+            offset += count
+            store._appends += 1
+            store._events += count
+        if positions and store._watch is not None:
+            store._watch.advance(positions[-1])
+        return outcomes
+
+
+def _meta(text: str) -> dict[str, str]:
+    return read_metadata(text)[0]
