@@ -33,7 +33,8 @@ from eventsignal.dcb import view
 
 async def main(args: argparse.Namespace) -> None:
     store = open_store(args.store, args.target)
-    async with store:
+    await store.open()
+    try:
         engine = courses.engine(view(store), max_attempts=10_000)
         own = [f"own-{args.worker}-{n}" for n in range(args.own)]
         for course in own:
@@ -58,6 +59,8 @@ async def main(args: argparse.Namespace) -> None:
             *(subscribe(f"w{args.worker}-s{n}", args.hot, "hot") for n in range(args.students)),
             *(subscribe(f"w{args.worker}-o{n}", course, "own") for n, course in enumerate(own)),
         )
+    finally:
+        await store.close()
     print(json.dumps(report), flush=True)
 
 
