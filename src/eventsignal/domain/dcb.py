@@ -89,6 +89,14 @@ class QueryItem:
     def matches(self, event_type: str, tags: Collection[str]) -> bool:
         return (not self.types or event_type in self.types) and all(t in tags for t in self.tags)
 
+    def __str__(self) -> str:
+        parts = []
+        if self.types:
+            parts.append("type " + " or ".join(map(repr, self.types)))
+        if self.tags:
+            parts.append("tags " + ", ".join(map(repr, self.tags)))
+        return " with ".join(parts)
+
 
 @dataclass(frozen=True, slots=True)
 class Query:
@@ -113,6 +121,9 @@ class Query:
 
     def matches(self, event_type: str, tags: Collection[str]) -> bool:
         return self.everything or any(item.matches(event_type, tags) for item in self.items)
+
+    def __str__(self) -> str:
+        return "any event" if self.everything else "; or ".join(map(str, self.items))
 
     def __or__(self, other: Query) -> Query:
         """The union: events matching either query."""
