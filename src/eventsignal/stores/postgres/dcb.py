@@ -31,7 +31,16 @@ from eventsignal.stores.dcb import (
     checked_condition,
     checked_events,
     matches,
+    split_tag,
     to_stored,
+)
+from eventsignal.stores.postgres.arrays import (
+    bytea_array,
+    int4_array,
+    int8_array,
+    text_array,
+    timestamptz_array,
+    uuid_array,
 )
 from eventsignal.stores.rows import read_metadata
 from eventsignal.stores.sql.batching import settle
@@ -51,16 +60,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
         "CREATE INDEX eventsignal_events_by_name ON eventsignal_events (name, position)",
-        # One call per batch. check_sql evaluates every request's condition at once, to the
-        # position of an event that fails it (NULL: it passes), with check_params as $1.
-        # failed[i] is that outcome of request i; positions those of the events written.
+        # One call per batch. Each request's condition comes as query items (it_req names the
+        # request; it_tags/it_types the slices of tg_*/ty_* holding the item's tags and types;
+        # a tag's aggregate, if it names one, in tg_names/tg_ids) and req_after. Every item is
+        # checked by static SQL, planned once per connection, against everything committed.
+        # failed[i]: a position that fails request i (NULL: it passed); positions: those of
+        # the events written.
         """
         CREATE FUNCTION eventsignal_dcb_append(
             lock_key BIGINT,
             channel TEXT,
-            requests INTEGER,
-            check_sql TEXT,
-            check_params TEXT[],
+            req_after BIGINT[],
+            it_req INTEGER[],
+            it_tags_from INTEGER[],
+            it_tags_to INTEGER[],
+            it_types_from INTEGER[],
+            it_types_to INTEGER[],
+            tg_tags TEXT[],
+            tg_names TEXT[],
+            tg_ids TEXT[],
+            ty_types TEXT[],
             ev_requests INTEGER[],
             ev_ids UUID[],
             ev_keys TEXT[],
@@ -74,14 +93,50 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             OUT positions BIGINT[]
         ) LANGUAGE plpgsql AS $$
         DECLARE
+            request INTEGER;
+            since BIGINT;
+            hit BIGINT;
+            tags TEXT[];
+            names TEXT[];
+            ids TEXT[];
+            types TEXT[];
             written INTEGER;
         BEGIN
             PERFORM pg_advisory_xact_lock(lock_key);
-            IF check_sql IS NULL THEN
-                failed := array_fill(NULL::BIGINT, ARRAY[requests]);
-            ELSE
-                EXECUTE check_sql INTO failed USING check_params;
-            END IF;
+            failed := array_fill(NULL::BIGINT, ARRAY[cardinality(req_after)]);
+            FOR item IN 1 .. coalesce(cardinality(it_req), 0) LOOP
+                request := it_req[item];
+                CONTINUE WHEN failed[request] IS NOT NULL;
+                since := req_after[request];
+                tags := tg_tags[it_tags_from[item]:it_tags_to[item]];
+                names := tg_names[it_tags_from[item]:it_tags_to[item]];
+                ids := tg_ids[it_tags_from[item]:it_tags_to[item]];
+                types := ty_types[it_types_from[item]:it_types_to[item]];
+                IF cardinality(tags) = 0 AND cardinality(types) = 0 THEN
+                    SELECT min(e.position) INTO hit FROM eventsignal_events AS e
+                     WHERE e.position > since;
+                ELSIF cardinality(tags) = 0 THEN
+                    SELECT min(e.position) INTO hit FROM eventsignal_events AS e
+                     WHERE e.name = ANY (types) AND e.position > since;
+                ELSE
+                    SELECT min(c.position) INTO hit
+                      FROM (SELECT t.position FROM eventsignal_tags AS t
+                             WHERE t.tag = tags[1] AND t.position > since
+                            UNION ALL
+                            SELECT a.position FROM eventsignal_events AS a
+                             WHERE a.aggregate_name = names[1] AND a.aggregate_id = ids[1]
+                               AND a.position > since) AS c
+                      JOIN eventsignal_events AS x ON x.position = c.position
+                     WHERE (cardinality(types) = 0 OR x.name = ANY (types))
+                       AND NOT EXISTS (
+                           SELECT 1 FROM unnest(tags[2:], names[2:], ids[2:]) AS o(tag, name, id)
+                            WHERE NOT EXISTS (SELECT 1 FROM eventsignal_tags AS t
+                                               WHERE t.tag = o.tag AND t.position = x.position)
+                              AND NOT coalesce(x.aggregate_name = o.name
+                                               AND x.aggregate_id = o.id, FALSE));
+                END IF;
+                failed[request] := hit;
+            END LOOP;
             SELECT count(*) INTO written FROM unnest(ev_requests) AS r(req)
              WHERE failed[r.req] IS NULL;
             positions := ARRAY(
@@ -116,9 +171,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 
 _APPEND = (
-    "SELECT failed, positions FROM eventsignal_dcb_append(%s, %s, %s, %s, %s::text[],"
-    " %s::int4[], %s::uuid[], %s::text[], %s::text[], %s::timestamptz[], %s::bytea[],"
-    " %s::text[], %s::int4[], %s::text[])"
+    "SELECT failed, positions FROM eventsignal_dcb_append(%b, %b, %b::int8[], %b::int4[],"
+    " %b::int4[], %b::int4[], %b::int4[], %b::int4[], %b::text[], %b::text[], %b::text[],"
+    " %b::text[], %b::int4[], %b::uuid[], %b::text[], %b::text[], %b::timestamptz[],"
+    " %b::bytea[], %b::text[], %b::int4[], %b::text[])"
 )
 _METADATA = "CASE WHEN e.metadata = '{}' THEN NULL ELSE e.metadata::text END"
 _encode_json = msgspec.json.Encoder().encode
@@ -238,26 +294,13 @@ class PostgresDcb:
 
     async def _commit(self, requests: list[_Request]) -> list[Sequence[int] | BaseException]:
         store = self._store
-        check_params: list[str] = []
-
-        def param(value: Any) -> str:
-            check_params.append(str(value))
-            index = len(check_params)
-            return f"$1[{index}]::bigint" if type(value) is int else f"$1[{index}]"
-
-        checks = [
-            "NULL::bigint"
-            if request.condition is None
-            else "(SELECT e.position FROM eventsignal_events AS e WHERE "
-            + selection(request.condition.fail_if_events_match, request.condition.after, param)
-            + " LIMIT 1)"
-            for request in requests
-        ]
-        check_sql = (
-            None
-            if all(request.condition is None for request in requests)
-            else f"SELECT ARRAY[{', '.join(checks)}]::bigint[]"
-        )
+        after: list[int] = []
+        conditions = _Conditions()
+        for number, request in enumerate(requests, start=1):
+            condition = request.condition
+            after.append(0 if condition is None or condition.after is None else condition.after)
+            if condition is not None:
+                conditions.add(number, condition.fail_if_events_match)
         ev_requests: list[int] = []
         ids: list[Any] = []
         keys: list[str] = []
@@ -284,22 +327,21 @@ class PostgresDcb:
         params = (
             store._lock_key,
             store._channel,
-            len(requests),
-            check_sql,
-            check_params,
-            ev_requests,
-            ids,
-            keys,
-            names,
-            times,
-            data,
-            metadata,
-            tag_events,
-            tag_values,
+            int8_array(after),
+            *conditions.arrays(),
+            int4_array(ev_requests),
+            uuid_array(ids),
+            text_array(keys),
+            text_array(names),
+            timestamptz_array(times),
+            bytea_array(data),
+            text_array(metadata),
+            int4_array(tag_events),
+            text_array(tag_values),
         )
         unsure = "the events may or may not be stored, read them back by query"
         async with store._connection("appending events by query", unsure=unsure) as conn:
-            row = await (await conn.execute(_APPEND, params)).fetchone()
+            row = await (await conn.execute(_APPEND, params, prepare=True)).fetchone()
         if row is None:
             raise StoreInconsistent("eventsignal_dcb_append returned no row")
         found: list[int | None] = row[0]
@@ -320,6 +362,49 @@ class PostgresDcb:
         if positions and store._watch is not None:
             store._watch.advance(positions[-1])
         return outcomes
+
+
+class _Conditions:
+    """The query items of a batch's conditions, flattened into the arrays the function takes."""
+
+    def __init__(self) -> None:
+        self.requests: list[int] = []
+        self.tags_from: list[int] = []
+        self.tags_to: list[int] = []
+        self.types_from: list[int] = []
+        self.types_to: list[int] = []
+        self.tags: list[str] = []
+        self.names: list[str | None] = []
+        self.ids: list[str | None] = []
+        self.types: list[str] = []
+
+    def add(self, request: int, query: Query) -> None:
+        for item in query.items or (None,):  # Query.all(): one item without tags or types
+            self.requests.append(request)
+            self.tags_from.append(len(self.tags) + 1)
+            self.types_from.append(len(self.types) + 1)
+            if item is not None:
+                for tag in item.tags:
+                    aggregate = split_tag(tag)
+                    self.tags.append(tag)
+                    self.names.append(None if aggregate is None else aggregate[0])
+                    self.ids.append(None if aggregate is None else aggregate[1])
+                self.types.extend(item.types)
+            self.tags_to.append(len(self.tags))
+            self.types_to.append(len(self.types))
+
+    def arrays(self) -> tuple[Any, ...]:
+        return (
+            int4_array(self.requests),
+            int4_array(self.tags_from),
+            int4_array(self.tags_to),
+            int4_array(self.types_from),
+            int4_array(self.types_to),
+            text_array(self.tags),
+            text_array(self.names),
+            text_array(self.ids),
+            text_array(self.types),
+        )
 
 
 def _meta(text: str) -> dict[str, str]:
