@@ -246,6 +246,23 @@ class DcbCompliance:
 
         self.run_check(check)
 
+    def test_concurrent_appends_decide_as_if_one_after_the_other(self) -> None:
+        async def check(store: EventStore, dcb: DcbStore) -> None:
+            await dcb.append(event("Warm"))
+            first, second, third = await asyncio.gather(
+                dcb.append(event("X", "x")),
+                dcb.append(event("Y", "y"), AppendCondition(tagged("x"))),  # fails: x is there
+                dcb.append(event("Z", "z"), AppendCondition(tagged("y"))),  # passes: y is not
+                return_exceptions=True,
+            )
+            assert isinstance(first, int)
+            assert isinstance(second, AppendConditionFailed)
+            assert second.position == first
+            assert isinstance(third, int)
+            assert [e.event.type for e in await dcb.read(Query.all())] == ["Warm", "X", "Z"]
+
+        self.run_check(check)
+
     def test_writers_on_disjoint_boundaries_never_fail_each_other(self) -> None:
         async def check(store: EventStore, dcb: DcbStore) -> None:
             outcomes = await asyncio.gather(

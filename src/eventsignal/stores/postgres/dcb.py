@@ -5,9 +5,10 @@ Appends by query go through a group commit of their own: one call of
 every append already takes, so positions become visible in order), checks the conditions of the
 whole batch with one query against everything committed, and writes the events and tags of the
 requests that passed. No lock is added: a batch of requests whose conditions do not touch each
-other commits together, and a writer whose condition selects an event of a request before it in
-the queue waits for the next batch, so that its check sees that request committed or refused.
-Conflicting writers are therefore never both committed, in one process or in several.
+other commits together. A request whose condition selects the events of an earlier request of
+the same batch is sent with that dependency, and fails if that request is written: the batch
+decides as if its requests ran one after the other. Conflicting writers are therefore never
+both committed, in one process or in several.
 
 A DCB event's position is drawn from the events' identity sequence inside the lock (so it is
 ordered with every other append) and repeated as its version.
@@ -30,7 +31,6 @@ from eventsignal.stores.dcb import (
     check_limit,
     checked_condition,
     checked_events,
-    matches,
     split_tag,
     to_stored,
 )
@@ -63,7 +63,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # One call per batch. Each request's condition comes as query items (it_req names the
         # request; it_tags/it_types the slices of tg_*/ty_* holding the item's tags and types;
         # a tag's aggregate, if it names one, in tg_names/tg_ids) and req_after. Every item is
-        # checked by static SQL, planned once per connection, against everything committed.
+        # checked by static SQL, planned once per connection, against everything committed;
+        # dep_requests[k] fails if dep_on[k] (earlier in the batch, whose events its condition
+        # selects) is written.
         # failed[i]: a position that fails request i (NULL: it passed); positions: those of
         # the events written.
         """
@@ -80,6 +82,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             tg_names TEXT[],
             tg_ids TEXT[],
             ty_types TEXT[],
+            dep_requests INTEGER[],
+            dep_on INTEGER[],
             ev_requests INTEGER[],
             ev_ids UUID[],
             ev_keys TEXT[],
@@ -137,6 +141,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
                 END IF;
                 failed[request] := hit;
             END LOOP;
+            -- A request whose condition selects the events of an earlier one of the batch
+            -- fails if that one is written (-n names it), in order, so chains resolve.
+            FOR dep IN 1 .. coalesce(cardinality(dep_requests), 0) LOOP
+                IF failed[dep_requests[dep]] IS NULL AND failed[dep_on[dep]] IS NULL THEN
+                    failed[dep_requests[dep]] := -dep_on[dep];
+                END IF;
+            END LOOP;
             SELECT count(*) INTO written FROM unnest(ev_requests) AS r(req)
              WHERE failed[r.req] IS NULL;
             positions := ARRAY(
@@ -173,8 +184,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 _APPEND = (
     "SELECT failed, positions FROM eventsignal_dcb_append(%b, %b, %b::int8[], %b::int4[],"
     " %b::int4[], %b::int4[], %b::int4[], %b::int4[], %b::text[], %b::text[], %b::text[],"
-    " %b::text[], %b::int4[], %b::uuid[], %b::text[], %b::text[], %b::timestamptz[],"
-    " %b::bytea[], %b::text[], %b::int4[], %b::text[])"
+    " %b::text[], %b::int4[], %b::int4[], %b::int4[], %b::uuid[], %b::text[], %b::text[],"
+    " %b::timestamptz[], %b::bytea[], %b::text[], %b::int4[], %b::text[])"
 )
 _METADATA = "CASE WHEN e.metadata = '{}' THEN NULL ELSE e.metadata::text END"
 _encode_json = msgspec.json.Encoder().encode
@@ -182,19 +193,53 @@ _decode_tags = msgspec.json.Decoder(list[str]).decode
 
 
 class _Request:
-    __slots__ = ("condition", "events")
+    __slots__ = ("condition", "events", "shapes")
 
-    def __init__(self, events: list[StoredEvent], condition: AppendCondition | None) -> None:
+    def __init__(
+        self, events: list[StoredEvent], batch: list[DcbEvent], condition: AppendCondition | None
+    ) -> None:
         self.events = events
         self.condition = condition
+        self.shapes = [(event.type, event.tags) for event in batch]  # what a condition sees
 
-    def needs(self, earlier: list[StoredEvent]) -> bool:
-        """Whether this request's condition selects one of ``earlier`` (not yet committed)."""
-        condition = self.condition
-        if condition is None or not earlier:
-            return False
+
+class _BatchIndex:
+    """The events of a batch's requests so far, by tag and by type, so that a request finds
+    the batch-mates before it whose events its condition selects without trying them all."""
+
+    def __init__(self) -> None:
+        self.requests: list[_Request] = []
+        self.by_tag: dict[str, list[int]] = {}
+        self.by_type: dict[str, list[int]] = {}
+
+    def selected(self, request: _Request) -> list[int]:
+        """The numbers (1-based) of the earlier requests whose events ``request`` selects."""
+        condition = request.condition
+        if condition is None or not self.requests:
+            return []
         query = condition.fail_if_events_match
-        return any(matches(query, event) for event in earlier)
+        candidates: set[int] = set()
+        if query.everything:
+            candidates.update(range(len(self.requests)))
+        for item in query.items:
+            if item.tags:
+                candidates.update(self.by_tag.get(next(iter(item.tags)), ()))
+            else:
+                for type_ in item.types:
+                    candidates.update(self.by_type.get(type_, ()))
+        return [
+            index + 1
+            for index in sorted(candidates)
+            if any(query.matches(t, tags) for t, tags in self.requests[index].shapes)
+        ]
+
+    def add(self, request: _Request) -> None:
+        index = len(self.requests)
+        self.requests.append(request)
+        for type_, tags in request.shapes:
+            self.by_type.setdefault(type_, []).append(index)
+            for tag in tags:
+                self.by_tag.setdefault(tag, []).append(index)
 
 
 _Queued = tuple[_Request, "asyncio.Future[Sequence[int]]"]
@@ -243,7 +288,7 @@ class PostgresDcb:
         batch = checked_events(events)
         condition = checked_condition(condition)
         now = datetime.now(UTC)
-        request = _Request([to_stored(event, 0, now) for event in batch], condition)
+        request = _Request([to_stored(event, 0, now) for event in batch], batch, condition)
         await self._ready()
         if self._store._pool is None:
             from eventsignal.stores.postgres.store import _not_open
@@ -259,7 +304,8 @@ class PostgresDcb:
     async def _flush(self) -> None:
         try:
             while self._queue:
-                batch = self._next_batch()
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
                 try:
                     outcomes = await self._commit([request for request, _ in batch])
                 except Exception as exc:
@@ -271,22 +317,6 @@ class PostgresDcb:
             if self._queue:
                 self._flusher = asyncio.create_task(self._flush())
 
-    def _next_batch(self) -> list[_Queued]:
-        """The requests to commit together, in queue order: those whose condition selects none
-        of the events before them in the batch (the first one always goes)."""
-        batch: list[_Queued] = []
-        later: list[_Queued] = []
-        written: list[StoredEvent] = []
-        for queued in self._queue:
-            request = queued[0]
-            if len(batch) >= self._max_batch or request.needs(written):
-                later.append(queued)
-            else:
-                batch.append(queued)
-                written.extend(request.events)
-        self._queue = later
-        return batch
-
     async def close(self) -> None:
         """Wait for queued appends to be committed."""
         while self._flusher is not None:
@@ -296,11 +326,18 @@ class PostgresDcb:
         store = self._store
         after: list[int] = []
         conditions = _Conditions()
+        index = _BatchIndex()
+        dependents: list[int] = []
+        dependencies: list[int] = []
         for number, request in enumerate(requests, start=1):
             condition = request.condition
             after.append(0 if condition is None or condition.after is None else condition.after)
             if condition is not None:
                 conditions.add(number, condition.fail_if_events_match)
+                for earlier in index.selected(request):
+                    dependents.append(number)
+                    dependencies.append(earlier)
+            index.add(request)
         ev_requests: list[int] = []
         ids: list[Any] = []
         keys: list[str] = []
@@ -329,6 +366,8 @@ class PostgresDcb:
             store._channel,
             int8_array(after),
             *conditions.arrays(),
+            int4_array(dependents),
+            int4_array(dependencies),
             int4_array(ev_requests),
             uuid_array(ids),
             text_array(keys),
@@ -359,6 +398,13 @@ class PostgresDcb:
             offset += count
             store._appends += 1
             store._events += count
+        for number, failed in enumerate(found):
+            if failed is not None and failed < 0:  # failed by the batch-mate it names
+                condition = requests[number].condition
+                assert condition is not None
+                winner = outcomes[-failed - 1]
+                assert not isinstance(winner, BaseException)
+                outcomes[number] = AppendConditionFailed(condition, winner[0])
         if positions and store._watch is not None:
             store._watch.advance(positions[-1])
         return outcomes
