@@ -114,3 +114,14 @@ def test_web_benchmark_prints_both_servers_or_says_wrk_is_missing() -> None:
         assert re.search(rf"{label}\s+[\d,]+\s+[\d.]+\s", out), out
     for name in ("cart server c=4", "cart app c=4"):
         assert re.search(rf"ratio {name} to uvicorn: \d+\.\d\dx", out), out
+
+
+@pytest.mark.postgres
+def test_dcb_benchmark_prints_its_ratios_and_the_hot_boundary() -> None:
+    out = run_script("bench_dcb.py", "--quick", "--clients", "4")
+    assert re.search(RATIO.format(re.escape("dcb c=1 vs peer")), out), out
+    assert re.search(r"ratio dcb c=4 disjoint to plain aggregate commands c=4: \d+%", out), out
+    for side in ("eventsignal", "eventsourcing"):
+        assert re.search(
+            rf"hot boundary c=4: {side}: [\d,]+ successes/s, conflict rate \d+%", out
+        ), out

@@ -33,6 +33,7 @@ WRITER = Path(__file__).with_name("dcb_writer.py")
     params=[
         "sqlite",
         pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("nats", marks=pytest.mark.nats),
     ]
 )
 async def shared_store(
@@ -46,11 +47,18 @@ async def shared_store(
 
         target = str(tmp_path / "shared.db")
         store = SQLiteStore(target, migrate=True)
-    else:
+    elif kind == "postgres":
         from eventsignal.stores import PostgresStore
 
         target = request.getfixturevalue("postgres_dsn")
         store = PostgresStore(target, migrate=True, max_size=2)
+    else:
+        from eventsignal.stores import NatsStore
+
+        server = request.getfixturevalue("nats_url")
+        stream = f"dcb_race_{uuid4().hex}"
+        target = f"{server}?stream={stream}"
+        store = NatsStore(server, stream=stream)
     await store.open()
     try:
         yield kind, target, store

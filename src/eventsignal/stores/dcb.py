@@ -107,6 +107,15 @@ def to_stored(event: DcbEvent, position: int = 0, timestamp: datetime | None = N
     return stored
 
 
+def dcb_envelope(stored: StoredEvent) -> StoredEvent:
+    """A DCB event read from a store that keeps its envelope partly elsewhere (its version
+    and partition key are derived here from its position and tags)."""
+    tags = tags_of_metadata(stored.metadata)
+    return msgspec.structs.replace(
+        stored, version=stored.position, aggregate_id=tags[0] if tags else ""
+    )
+
+
 def tags_of(stored: StoredEvent) -> tuple[str, ...]:
     """Every tag of a stored event: a DCB event's own, or an aggregate event's implicit one."""
     if stored.aggregate_name != DCB_AGGREGATE:

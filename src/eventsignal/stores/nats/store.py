@@ -47,6 +47,8 @@ from eventsignal.stores.base import (
     check_versions,
 )
 from eventsignal.stores.credentials import redact, scrub
+from eventsignal.stores.dcb import DCB_AGGREGATE
+from eventsignal.stores.nats.dcb import NatsDcb
 from eventsignal.stores.nats.durability import (
     DURABILITIES,
     QUORUM,
@@ -185,6 +187,11 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         self._watching = asyncio.Lock()
         self._followers: list[asyncio.Future[None]] = []
         self._init_subscriptions()
+
+    @property
+    def dcb(self) -> NatsDcb:
+        """Reads and appends by query (dynamic consistency boundaries) over this store's stream."""
+        return NatsDcb(self)
 
     def __repr__(self) -> str:
         return f"<NatsStore {self.stream!r} at {self._where}>"
@@ -526,6 +533,8 @@ class NatsStore(NatsSubscriptions, StoreLifecycle):
         )
         async for subject, _, headers, _ in newest:
             name, aggregate_id = split_subject(subject)
+            if name == DCB_AGGREGATE:
+                continue  # DCB appends belong to no aggregate
             listed.append(
                 AggregateInfo(
                     aggregate_name=name,

@@ -32,6 +32,7 @@ from uuid import UUID
 import msgspec
 
 from eventsignal.stores.base import StoredEvent
+from eventsignal.stores.dcb import DCB_AGGREGATE, dcb_envelope
 from eventsignal.stores.rows import UNREADABLE_ID, UNREADABLE_TIME
 
 SLOTS = 100_000
@@ -42,6 +43,7 @@ COUNT = "Es-Count"
 CREATED = "Es-Created"
 ORIGIN = "Es-Origin"
 EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
+EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
 
 _PLAIN = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -134,7 +136,7 @@ def decode_events(
             )
             for i, position in enumerate(positions_of(sequence, count))
         ]
-    return [
+    events = [
         StoredEvent(
             id=w.id,
             aggregate_name=aggregate_name,
@@ -148,6 +150,9 @@ def decode_events(
         )
         for i, (w, position) in enumerate(zip(wire, positions_of(sequence, count), strict=True))
     ]
+    if aggregate_name == DCB_AGGREGATE:  # a DCB append (see stores/nats/dcb.py)
+        return [dcb_envelope(event) for event in events]
+    return events
 
 
 class Tip(msgspec.Struct, frozen=True):
