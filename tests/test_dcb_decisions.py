@@ -4,6 +4,8 @@ other DCB implementations met, and concurrent writers on every embedded store.""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -243,3 +245,16 @@ async def test_writers_on_disjoint_courses_never_fail_each_other(store: EventSto
         *(engine.handle(Subscribe(f"s{n}", f"c{n}")) for n in range(20))
     )
     assert all(o.attempts == 1 for o in outcomes)
+
+
+@pytest.mark.parametrize("example", ["dcb_courses.py", "dcb_usernames.py"])
+def test_the_examples_run_as_written(example: str) -> None:
+    finished = subprocess.run(
+        [sys.executable, str(Path(__file__).parent.parent / "examples" / example)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip()
