@@ -100,44 +100,53 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             request INTEGER;
             since BIGINT;
             hit BIGINT;
-            tags TEXT[];
-            names TEXT[];
-            ids TEXT[];
             types TEXT[];
             written INTEGER;
         BEGIN
             PERFORM pg_advisory_xact_lock(lock_key);
             failed := array_fill(NULL::BIGINT, ARRAY[cardinality(req_after)]);
+            -- Items with tags (the usual kind), all at once: from the index rows of the first
+            -- tag after the request's position, kept if the event has the item's other tags
+            -- and one of its types.
+            FOR request, hit IN
+                SELECT i.req, min(x.position)
+                  FROM unnest(it_req, it_tags_from, it_tags_to, it_types_from, it_types_to)
+                       AS i(req, tf, tt, yf, yt)
+                 CROSS JOIN LATERAL (
+                       SELECT t.position FROM eventsignal_tags AS t
+                        WHERE i.tt >= i.tf AND t.tag = tg_tags[i.tf]
+                          AND t.position > req_after[i.req]
+                       UNION ALL
+                       SELECT a.position FROM eventsignal_events AS a
+                        WHERE i.tt >= i.tf AND a.aggregate_name = tg_names[i.tf]
+                          AND a.aggregate_id = tg_ids[i.tf] AND a.position > req_after[i.req]
+                       ) AS c
+                  JOIN eventsignal_events AS x ON x.position = c.position
+                 WHERE (i.yt < i.yf OR x.name = ANY (ty_types[i.yf:i.yt]))
+                   AND NOT EXISTS (
+                       SELECT 1 FROM generate_series(i.tf + 1, i.tt) AS o(k)
+                        WHERE NOT EXISTS (SELECT 1 FROM eventsignal_tags AS t
+                                           WHERE t.tag = tg_tags[o.k] AND t.position = x.position)
+                          AND NOT coalesce(x.aggregate_name = tg_names[o.k]
+                                           AND x.aggregate_id = tg_ids[o.k], FALSE))
+                 GROUP BY i.req
+            LOOP
+                failed[request] := hit;
+            END LOOP;
+            -- Items without tags, one by one: each is the first event after a position (of
+            -- one of some types), which an index finds without scanning.
             FOR item IN 1 .. coalesce(cardinality(it_req), 0) LOOP
+                CONTINUE WHEN it_tags_to[item] >= it_tags_from[item];
                 request := it_req[item];
                 CONTINUE WHEN failed[request] IS NOT NULL;
                 since := req_after[request];
-                tags := tg_tags[it_tags_from[item]:it_tags_to[item]];
-                names := tg_names[it_tags_from[item]:it_tags_to[item]];
-                ids := tg_ids[it_tags_from[item]:it_tags_to[item]];
                 types := ty_types[it_types_from[item]:it_types_to[item]];
-                IF cardinality(tags) = 0 AND cardinality(types) = 0 THEN
+                IF cardinality(types) = 0 THEN
                     SELECT min(e.position) INTO hit FROM eventsignal_events AS e
                      WHERE e.position > since;
-                ELSIF cardinality(tags) = 0 THEN
+                ELSE
                     SELECT min(e.position) INTO hit FROM eventsignal_events AS e
                      WHERE e.name = ANY (types) AND e.position > since;
-                ELSE
-                    SELECT min(c.position) INTO hit
-                      FROM (SELECT t.position FROM eventsignal_tags AS t
-                             WHERE t.tag = tags[1] AND t.position > since
-                            UNION ALL
-                            SELECT a.position FROM eventsignal_events AS a
-                             WHERE a.aggregate_name = names[1] AND a.aggregate_id = ids[1]
-                               AND a.position > since) AS c
-                      JOIN eventsignal_events AS x ON x.position = c.position
-                     WHERE (cardinality(types) = 0 OR x.name = ANY (types))
-                       AND NOT EXISTS (
-                           SELECT 1 FROM unnest(tags[2:], names[2:], ids[2:]) AS o(tag, name, id)
-                            WHERE NOT EXISTS (SELECT 1 FROM eventsignal_tags AS t
-                                               WHERE t.tag = o.tag AND t.position = x.position)
-                              AND NOT coalesce(x.aggregate_name = o.name
-                                               AND x.aggregate_id = o.id, FALSE));
                 END IF;
                 failed[request] := hit;
             END LOOP;
