@@ -4,7 +4,14 @@
 on an :class:`AppendCondition`; aggregates and DCB events share the store's one log.
 """
 
-from eventsignal.dcb.decisions import Decision, DecisionEngine, Outcome, Projection, Tagged
+from eventsignal.dcb.decisions import (
+    Decision,
+    DecisionEngine,
+    Outcome,
+    Projection,
+    Tagged,
+    dcb_events,
+)
 from eventsignal.dcb.view import view
 from eventsignal.domain.dcb import (
     AppendCondition,
@@ -31,5 +38,6 @@ __all__ = [
     "SequencedEvent",
     "Tagged",
     "aggregate_tag",
+    "dcb_events",
     "view",
 ]

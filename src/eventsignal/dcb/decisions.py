@@ -28,13 +28,28 @@ from eventsignal.domain.errors import (
     InvalidHandlerResult,
     UnknownEventType,
 )
-from eventsignal.serialization import bytes_decoder
-from eventsignal.stores.dcb import DcbStore
+from eventsignal.serialization import EventSerializer, bytes_decoder
+from eventsignal.stores.dcb import DCB_AGGREGATE, DcbStore
 
 S = TypeVar("S")
 C = TypeVar("C")
 
 _encode = msgspec.json.Encoder().encode
+
+
+def event_classes(events: Iterable[type[Any]] | Mapping[str, type[Any]]) -> dict[str, type[Any]]:
+    """Event classes by the names they are stored under: their class names, or a mapping's."""
+    return dict(events) if isinstance(events, Mapping) else {c.__name__: c for c in events}
+
+
+def dcb_events(events: Iterable[type[Any]] | Mapping[str, type[Any]]) -> EventSerializer:
+    """What a :class:`~eventsignal.subscriptions.Subscription` needs (one of its ``configs``)
+    to receive DCB events of these classes, in the log's global order beside aggregate events.
+
+    A handler sees each as an :class:`~eventsignal.Event` with an empty ``aggregate_name``,
+    its first tag as ``aggregate_id`` (the partition key) and its position as ``version``.
+    """
+    return EventSerializer(DCB_AGGREGATE, event_classes(events))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +112,7 @@ class DecisionEngine:
             raise ConfigurationError("max_attempts must be at least 1")
         self.dcb = dcb
         self.max_attempts = max_attempts
-        named = dict(events) if isinstance(events, Mapping) else {c.__name__: c for c in events}
+        named = event_classes(events)
         self._names = {cls: name for name, cls in named.items()}
         self._decoders = {name: bytes_decoder(cls) for name, cls in named.items()}
         self._decisions: dict[type[Any], Decision[Any]] = {}
