@@ -258,3 +258,37 @@ def test_the_examples_run_as_written(example: str) -> None:
     )
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.strip()
+
+
+class Counting(ReadThenInterfere):
+    """The real view, remembering the ``after`` of every read."""
+
+    def __init__(self, dcb: DcbStore) -> None:
+        super().__init__(dcb, DcbEvent("Unused", b"{}"))
+        self.interference = None
+        self.afters: list[int | None] = []
+
+    async def read(
+        self, query: Query, *, after: int | None = None, limit: int | None = None
+    ) -> Sequence[SequencedEvent]:
+        self.afters.append(after)
+        return await self.dcb.read(query, after=after, limit=limit)
+
+
+async def test_a_known_boundary_is_caught_up_not_read_again(store: EventStore) -> None:
+    counting = Counting(view(store))
+    engine = courses.engine(counting)
+    await engine.handle(DefineCourse("c1", 2))
+    await engine.handle(Subscribe("s1", "c1"))
+    read_whole = counting.afters[-1]
+    await courses.engine(view(store)).handle(Subscribe("s2", "c1"))  # another engine's write
+    again = await engine.handle(Subscribe("s1", "c1"))  # the same boundary as before
+    assert read_whole is None
+    assert counting.afters[-1] is not None  # only what came after the cached position
+    assert again.position is None  # caught up: s1 is subscribed already
+    head = await store.head_position()
+    with raises(CommandRejected):  # and the course is full, as s2's event says
+        await engine.handle(Subscribe("s3", "c1"))
+    uncached = courses.DecisionEngine(view(store), courses.DECISIONS, courses.EVENTS, cache_size=0)
+    assert (await uncached.handle(Subscribe("s1", "c1"))).position is None
+    assert await store.head_position() == head

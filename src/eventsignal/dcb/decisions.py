@@ -14,6 +14,7 @@ nothing never makes another fail.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
@@ -35,6 +36,7 @@ S = TypeVar("S")
 C = TypeVar("C")
 
 _encode = msgspec.json.Encoder().encode
+_UNDECODED = object()
 
 
 def event_classes(events: Iterable[type[Any]] | Mapping[str, type[Any]]) -> dict[str, type[Any]]:
@@ -97,7 +99,10 @@ class DecisionEngine:
     ``events`` are the user event classes the decisions read and write (stored under their class
     names, or the names of a mapping); ``max_attempts`` bounds how often a command is decided
     again after losing its condition to another writer, after which
-    :class:`~eventsignal.AppendConditionFailed` is raised.
+    :class:`~eventsignal.AppendConditionFailed` is raised. ``cache_size`` boundaries keep their
+    projections' states between commands (like the pool keeps aggregates), so a decision on a
+    known boundary reads only the events since; 0 reads every boundary whole each time.
+    Projection states must therefore be immutable: handlers return new ones.
     """
 
     def __init__(
@@ -107,11 +112,19 @@ class DecisionEngine:
         events: Iterable[type[Any]] | Mapping[str, type[Any]],
         *,
         max_attempts: int = 10,
+        cache_size: int = 1000,
     ) -> None:
         if max_attempts < 1:
             raise ConfigurationError("max_attempts must be at least 1")
+        if cache_size < 0:
+            raise ConfigurationError("cache_size must be 0 (no cache) or more")
         self.dcb = dcb
         self.max_attempts = max_attempts
+        self.cache_size = cache_size
+        # The projections' states of recent boundaries, as of the last position read: the next
+        # decision on the same boundary reads only what came after (the log is append-only and
+        # positions become visible in order, so nothing can appear before that position).
+        self._cache: OrderedDict[tuple[Any, ...], tuple[dict[str, Any], int | None]] = OrderedDict()
         named = event_classes(events)
         self._names = {cls: name for name, cls in named.items()}
         self._decoders = {name: bytes_decoder(cls) for name, cls in named.items()}
@@ -134,22 +147,13 @@ class DecisionEngine:
         for attempt in range(1, self.max_attempts + 1):
             queries = {name: p.query(command) for name, p in decision.projections.items()}
             boundary = reduce(Query.__or__, queries.values())
-            read = await self.dcb.read(boundary)
-            states = {}
-            for name, projection in decision.projections.items():
-                query = queries[name]
-                state = projection.initial_state
-                for sequenced in read:
-                    event = sequenced.event
-                    if query.matches(event.type, event.tags):
-                        state = projection.event_handler(state, self._decode(event))
-                states[name] = state
+            states, last = await self._states(decision, queries, boundary)
             decided = decision.handler(command, states)
             if not isinstance(decided, Sequence) or isinstance(decided, str | bytes):
                 raise InvalidHandlerResult("dcb", "", type(command).__name__, decided)
             if not decided:
                 return Outcome(None, attempt)
-            condition = AppendCondition(boundary, after=read[-1].position if read else None)
+            condition = AppendCondition(boundary, after=last)
             try:
                 position = await self.dcb.append([self._encode(t) for t in decided], condition)
             except AppendConditionFailed as exc:
@@ -158,6 +162,36 @@ class DecisionEngine:
             return Outcome(position, attempt, tuple(decided))
         assert failed is not None
         raise failed
+
+    async def _states(
+        self, decision: Decision[Any], queries: dict[str, Query], boundary: Query
+    ) -> tuple[dict[str, Any], int | None]:
+        """The projections' states and the last position read, in one read of the boundary
+        (only what came after the cached states, when there are some)."""
+        key = (decision.command, *queries.values())
+        cached = self._cache.get(key) if self.cache_size else None
+        if cached is None:
+            states = {name: p.initial_state for name, p in decision.projections.items()}
+            last = None
+        else:
+            states, last = dict(cached[0]), cached[1]
+        read = await self.dcb.read(boundary, after=last)
+        for sequenced in read:
+            event = sequenced.event
+            decoded: Any = _UNDECODED
+            for name, projection in decision.projections.items():
+                if queries[name].matches(event.type, event.tags):
+                    if decoded is _UNDECODED:
+                        decoded = self._decode(event)
+                    states[name] = projection.event_handler(states[name], decoded)
+        if read:
+            last = read[-1].position
+        if self.cache_size:
+            self._cache[key] = (states, last)
+            self._cache.move_to_end(key)
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return dict(states), last
 
     def _encode(self, tagged: object) -> DcbEvent:
         if not isinstance(tagged, Tagged):
