@@ -53,6 +53,10 @@ def test_events_and_conditions_are_checked() -> None:
         DcbEvent("A", "not bytes")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         AppendCondition(Query.all(), after=-1)
+    with pytest.raises(ConfigurationError):
+        DcbEvent("A", b"{}", ["\ud800"])  # a lone surrogate no store can keep
+    with pytest.raises(ConfigurationError):
+        QueryItem(types=["A\x00"])
     assert DcbEvent("A", b"{}", ["x", "x", "y"]).tags == ("x", "y")
 
 

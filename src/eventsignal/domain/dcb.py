@@ -35,9 +35,19 @@ def _texts(values: Iterable[str], what: str) -> tuple[str, ...]:
     for text in texts:
         if type(text) is not str or not text:
             raise ConfigurationError(f"each of {what} must be a non-empty string, not {text!r}")
-        if "\x00" in text:
-            raise ConfigurationError(f"{what} {text!r} holds a NUL character")
+        _check_storable(text, what)
     return texts
+
+
+def _check_storable(text: str, what: str) -> None:
+    """Refuse what some store could not keep: a NUL character, or a lone surrogate."""
+    if "\x00" in text:
+        raise ConfigurationError(f"{what} {text!r} holds a NUL character")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise ConfigurationError(f"{what} {text!r} is not valid Unicode") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,7 @@ class DcbEvent:
     def __post_init__(self) -> None:
         if type(self.type) is not str or not self.type:
             raise ConfigurationError(f"an event type must be a non-empty string, not {self.type!r}")
+        _check_storable(self.type, "the event type")
         if not isinstance(self.data, bytes):
             raise ConfigurationError(
                 f"event {self.type!r}: data must be bytes (encoded), not {type(self.data).__name__}"
