@@ -178,8 +178,12 @@ class PostgresDcb:
                 del self._queue[: self._max_batch]
                 try:
                     outcomes = await self._commit([request for request, _ in batch])
-                except Exception as exc:
-                    outcomes = [exc] * len(batch)
+                except BaseException as exc:  # none of the batch was acknowledged
+                    for _, future in batch:
+                        settle(future, exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
                     settle(future, outcome)
         finally:
