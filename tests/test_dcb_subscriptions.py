@@ -59,3 +59,15 @@ async def test_a_subscription_sees_dcb_and_aggregate_events_in_global_order() ->
     assert subscribed.aggregate_name == ""
     assert subscribed.aggregate_id == "course:c1"  # its first tag: the partition key
     assert subscribed.version == subscribed.position
+
+
+async def test_copying_a_store_with_dcb_events_says_it_cannot_yet() -> None:
+    from eventsignal import ConfigurationError
+    from eventsignal.copying import copy_store
+    from eventsignal.testing.expect import raises
+
+    async with MemoryStore() as source, MemoryStore() as target:
+        await courses.engine(view(source)).handle(courses.DefineCourse("c1", 2))
+        with raises(ConfigurationError) as refused:
+            await copy_store(source, target)
+        assert "appended by query" in str(refused.value)
