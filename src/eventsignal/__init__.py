@@ -9,6 +9,7 @@ from eventsignal.application import Aggregate, Signal
 from eventsignal.domain import (
     AggregateConfig,
     AggregateExists,
+    AppendConditionFailed,
     AggregateNotFound,
     CommandRejected,
     ConcurrencyError,
@@ -35,6 +36,7 @@ __all__ = [
     "Aggregate",
     "AggregateConfig",
     "AggregateExists",
+    "AppendConditionFailed",
     "AggregateNotFound",
     "CommandRejected",
     "ConcurrencyError",

@@ -3,6 +3,7 @@
 from eventsignal.domain.config import AggregateConfig
 from eventsignal.domain.errors import (
     AggregateExists,
+    AppendConditionFailed,
     AggregateNotFound,
     CommandRejected,
     ConcurrencyError,
@@ -28,6 +29,7 @@ from eventsignal.domain.events import Event
 __all__ = [
     "AggregateConfig",
     "AggregateExists",
+    "AppendConditionFailed",
     "AggregateNotFound",
     "CommandRejected",
     "ConcurrencyError",
