@@ -3,8 +3,8 @@
 from eventsignal.domain.config import AggregateConfig
 from eventsignal.domain.errors import (
     AggregateExists,
-    AppendConditionFailed,
     AggregateNotFound,
+    AppendConditionFailed,
     CommandRejected,
     ConcurrencyError,
     ConfigurationError,
@@ -29,8 +29,8 @@ from eventsignal.domain.events import Event
 __all__ = [
     "AggregateConfig",
     "AggregateExists",
-    "AppendConditionFailed",
     "AggregateNotFound",
+    "AppendConditionFailed",
     "CommandRejected",
     "ConcurrencyError",
     "ConfigurationError",
