@@ -1,10 +1,8 @@
 """Waking followers of a PostgreSQL store: LISTEN/NOTIFY, local commits, and a slow poll.
 
 Every append batch sends ``pg_notify(channel, head position)`` in its transaction, so followers in
-any process learn about it when it commits. One dedicated connection per store LISTENs, from the
-first wait on: a store that only writes is not woken by every commit (its own included), which
-on a busy machine costs an append a good part of its latency. Local commits wake waiters
-directly, without the round trip through the server. Notifications can be
+any process learn about it when it commits. One dedicated connection per store LISTENs. Local
+commits wake waiters directly, without the round trip through the server. Notifications can be
 lost while the listening connection is down, so the listener also polls the head position while
 anyone is waiting, and after every reconnect.
 """
@@ -43,9 +41,7 @@ class HeadWatch:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, *, within: float) -> None:
-        """Start listening, once; wait (up to ``within`` seconds) until LISTEN is in place."""
-        if self._task is not None:
-            return  # started before (and reconnecting by itself if the connection dropped)
+        """Start listening; wait (up to ``within`` seconds) until LISTEN is in place."""
         self._task = asyncio.create_task(self._listen(), name="eventsignal-postgres-listen")
         try:
             async with asyncio.timeout(within):

@@ -103,8 +103,7 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
     (``await store.migrate()`` or ``eventsignal migrate <url>``) or by passing ``migrate=True``.
     ``schema`` puts every table in that PostgreSQL schema (created by the migration) instead of
     the connection's default. ``min_size``/``max_size`` bound the connection pool (plus one
-    connection that listens for appends, from the first ``wait_for_events``); ``max_batch``
-    bounds the appends committed together.
+    connection that listens for appends); ``max_batch`` bounds the appends committed together.
 
     ``timeout`` (seconds) bounds every database command twice: waiting for a pooled connection,
     then waiting for the server's answer (each statement, and the commit, inside
@@ -224,7 +223,7 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
             timeout=self.timeout,
         )
         self._watch.advance(int(head[0]) if head else 0)
-        # LISTEN starts with the first wait_for_events: a store that only writes never listens.
+        await self._watch.start(within=self.timeout)
 
     async def _stop(self) -> None:
         await self._group.close()
@@ -552,7 +551,6 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions):
         watch = self._watch
         if watch is None:
             raise _not_open()
-        await watch.start(within=self.timeout)
         await watch.wait(after_position, self.head_position)
 
     def __repr__(self) -> str:
