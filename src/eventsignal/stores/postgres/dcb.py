@@ -123,6 +123,7 @@ class PostgresDcb:
         self._max_batch = max_batch
         self._queue: list[_Queued] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._direct: asyncio.Future[None] | None = None  # an append committing on its own
 
     async def _ready(self) -> None:
         await ensure_component(self._store, COMPONENT, MIGRATIONS)
@@ -164,12 +165,30 @@ class PostgresDcb:
             from eventsignal.stores.postgres.store import _not_open
 
             raise _not_open()
+        if self._flusher is None and self._direct is None:
+            return await self._alone(request)
         future: asyncio.Future[Sequence[int]] = asyncio.get_running_loop().create_future()
         self._queue.append((request, future))
-        if self._flusher is None:
+        if self._flusher is None and self._direct is None:
             self._flusher = asyncio.create_task(self._flush())
         positions = await future
         return positions[-1]
+
+    async def _alone(self, request: _Request) -> int:
+        """Commit ``request`` in the caller's task: with nothing in flight there is no batch to
+        join, and the hop to a flusher task and back is a good part of one client's latency.
+        Appends arriving meanwhile queue up and go together once this one is done."""
+        self._direct = done = asyncio.get_running_loop().create_future()
+        try:
+            (outcome,) = await self._commit([request])
+        finally:
+            self._direct = None
+            done.set_result(None)
+            if self._queue and self._flusher is None:
+                self._flusher = asyncio.create_task(self._flush())
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome[-1]
 
     async def _flush(self) -> None:
         try:
@@ -193,8 +212,11 @@ class PostgresDcb:
 
     async def close(self) -> None:
         """Wait for queued appends to be committed."""
-        while self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        while self._flusher is not None or self._direct is not None:
+            if self._direct is not None:
+                await asyncio.shield(self._direct)
+            if self._flusher is not None:
+                await asyncio.shield(self._flusher)
 
     async def _commit(self, requests: list[_Request]) -> list[Sequence[int] | BaseException]:
         store = self._store
