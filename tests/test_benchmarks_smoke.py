@@ -201,3 +201,14 @@ def test_browser_benchmark_prints_the_first_page_time_and_its_ratio() -> None:
             out,
         ), out
         assert re.search(RATIO.format(f"{backend} first page to store page read"), out), out
+
+
+@pytest.mark.postgres
+def test_dcb_benchmark_prints_its_ratios_and_the_hot_boundary() -> None:
+    out = run_script("bench_dcb.py", "--quick", "--clients", "4")
+    assert re.search(RATIO.format(re.escape("dcb c=1 vs peer")), out), out
+    assert re.search(r"ratio dcb c=4 disjoint to plain aggregate commands c=4: \d+%", out), out
+    for side in ("eventsignal", "eventsourcing"):
+        assert re.search(
+            rf"hot boundary c=4: {side}: [\d,]+ successes/s, conflict rate \d+%", out
+        ), out

@@ -35,6 +35,7 @@ PUBLIC = [
     "eventsignal.otel",
     "eventsignal.instrumentation",
     "eventsignal.codecs",
+    "eventsignal.dcb",
     "eventsignal.publishing",
     "eventsignal.publishing.inbox",
     "eventsignal.privacy",

@@ -298,6 +298,12 @@ def _runs(events: Sequence[StoredEvent]) -> list[list[StoredEvent]]:
                 f"the source's event at position {event.position} cannot be read "
                 f"({event.defect}): mend or quarantine it before copying"
             )
+        if not event.aggregate_name:
+            raise ConfigurationError(
+                f"the source's event at position {event.position} ({event.name!r}) was appended "
+                "by query (DCB) and belongs to no aggregate: copying such events is not "
+                "supported yet"
+            )
         if runs and _key(runs[-1][0]) == _key(event):
             runs[-1].append(event)
         else:

@@ -4,6 +4,7 @@ from eventsignal.domain.config import AggregateConfig
 from eventsignal.domain.errors import (
     AggregateExists,
     AggregateNotFound,
+    AppendConditionFailed,
     BrokerUnavailable,
     CommandKeyTaken,
     CommandRejected,
@@ -34,6 +35,7 @@ __all__ = [
     "AggregateConfig",
     "AggregateExists",
     "AggregateNotFound",
+    "AppendConditionFailed",
     "BrokerUnavailable",
     "CommandKeyTaken",
     "CommandRejected",

@@ -6,6 +6,11 @@ Every error derives from :class:`SignalError` and carries the facts a caller nee
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eventsignal.domain.dcb import AppendCondition
+
 
 class SignalError(Exception):
     """Base class of every error raised by eventsignal."""
@@ -131,6 +136,32 @@ class ConcurrencyError(SignalError):
         self.aggregate_id = aggregate_id
         self.expected_version = expected_version
         self.actual_version = actual_version
+
+
+class AppendConditionFailed(ConcurrencyError):
+    """An append's condition failed: an event its query selects was stored after the position
+    the decision read (``after``; ``None``: any such event). Nothing was stored.
+
+    DCB events belong to no aggregate: ``aggregate_name`` and ``aggregate_id`` are empty and
+    ``expected_version`` is ``after`` (0 for none). ``condition`` is the condition that failed.
+    """
+
+    def __init__(self, condition: AppendCondition, position: int | None = None) -> None:
+        after = condition.after
+        since = "at all" if after is None else f"after position {after}"
+        found = "" if position is None else f" (position {position})"
+        SignalError.__init__(
+            self,
+            f"append condition failed: an event matching {condition.fail_if_events_match} is "
+            f"stored {since}{found}; nothing was stored",
+        )
+        self.aggregate_name = ""
+        self.aggregate_id = ""
+        self.expected_version = after or 0
+        self.actual_version = None
+        self.condition = condition
+        self.after = after
+        self.position = position
 
 
 class EventSerializationError(SignalError):

@@ -37,6 +37,7 @@ from eventsignal.stores.idempotency import (
     to_drop,
 )
 from eventsignal.stores.lifecycle import closed_error
+from eventsignal.stores.memory.dcb import MemoryDcb
 from eventsignal.stores.memory.lifecycle import MemoryLifecycle
 from eventsignal.stores.memory.subject_keys import MemorySubjectKeys
 from eventsignal.stores.memory.subscriptions import MemorySubscriptions
@@ -71,6 +72,11 @@ class MemoryStore(StoreLifecycle, MemorySubscriptions, MemorySubjectKeys, Memory
 
     async def open(self) -> None:
         self._users += 1
+
+    @property
+    def dcb(self) -> MemoryDcb:
+        """Reads and appends by query (dynamic consistency boundaries) over this store's log."""
+        return MemoryDcb(self)
 
     async def close(self) -> None:
         self._users = max(self._users - 1, 0)
@@ -175,11 +181,16 @@ class MemoryStore(StoreLifecycle, MemorySubscriptions, MemorySubjectKeys, Memory
         return list(stream[start : start + max(limit, 0)])
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
-        start = max(after_position, 0)
-        if self._gaps:  # events were archived or deleted: find the place by position
-            start = bisect_right(self._log, start, key=_position)
-        # Otherwise positions are 1..len(log) with no gaps, so the index is the position.
+        start = self._index_after(after_position)
         return self._log[start : start + limit]
+
+    def _index_after(self, position: int) -> int:
+        """The index in the log of the first event after ``position``."""
+        start = max(position, 0)
+        if self._gaps:  # events were archived or deleted: find the place by position
+            return bisect_right(self._log, start, key=_position)
+        # Otherwise positions are 1..len(log) with no gaps, so the index is the position.
+        return start
 
     async def head_position(self) -> int:
         log = self._log

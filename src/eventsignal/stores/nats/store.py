@@ -50,6 +50,7 @@ from eventsignal.stores.base import (
     check_versions,
 )
 from eventsignal.stores.credentials import redact, scrub
+from eventsignal.stores.dcb import DCB_AGGREGATE
 from eventsignal.stores.idempotency import (
     DEFAULT_RETENTION,
     CommandKey,
@@ -57,6 +58,7 @@ from eventsignal.stores.idempotency import (
     RecordedCommand,
     check_key,
 )
+from eventsignal.stores.nats.dcb import NatsDcb
 from eventsignal.stores.nats.durability import (
     DURABILITIES,
     QUORUM,
@@ -239,6 +241,11 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
         self._quiet: dict[int, int] = {}  # position -> sequence through which nothing follows it
         self._closing: set[asyncio.Task[None]] = set()
         self._init_subscriptions()
+
+    @property
+    def dcb(self) -> NatsDcb:
+        """Reads and appends by query (dynamic consistency boundaries) over this store's stream."""
+        return NatsDcb(self)
 
     def __repr__(self) -> str:
         return f"<NatsStore {self.stream!r} at {self._where}>"
@@ -830,6 +837,8 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
             newest_of[subject] = headers
         for subject, headers in newest_of.items():
             name, aggregate_id = split_subject(subject)
+            if name == DCB_AGGREGATE:
+                continue  # DCB appends belong to no aggregate
             listed.append(
                 AggregateInfo(
                     aggregate_name=name,

@@ -49,6 +49,7 @@ from uuid import UUID, uuid4
 import msgspec
 
 from eventsignal.stores.base import StoredEvent
+from eventsignal.stores.dcb import DCB_AGGREGATE, dcb_envelope
 from eventsignal.stores.rows import UNREADABLE_ID, UNREADABLE_TIME, decode_metadata
 
 SLOTS = 100_000
@@ -84,6 +85,7 @@ EVENT_VERSION = "ce-aggregateversion"
 
 _SAFE = re.compile(r"[!#$&-~]*")  # printable ASCII but for '"' and '%': a header value as it is
 _SAFE_PUNCTUATION = punctuation.replace('"', "").replace("%", "")
+EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
 
 _PLAIN = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -311,7 +313,7 @@ def decode_events(
             )
             for i, position in enumerate(positions_of(sequence, count))
         ]
-    return [
+    events = [
         StoredEvent(
             id=w.id,
             aggregate_name=aggregate_name,
@@ -325,6 +327,9 @@ def decode_events(
         )
         for i, (w, position) in enumerate(zip(wire, positions_of(sequence, count), strict=True))
     ]
+    if aggregate_name == DCB_AGGREGATE:  # a DCB append (see stores/nats/dcb.py)
+        return [dcb_envelope(event) for event in events]
+    return events
 
 
 def decode_event(

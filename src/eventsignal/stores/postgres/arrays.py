@@ -14,7 +14,7 @@ fails only its own request, like any value the database refuses.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import chain, repeat
 from typing import Any, cast
@@ -36,7 +36,8 @@ _NAIVE_EPOCH = _POSTGRES_EPOCH.replace(tzinfo=None)
 _MICROSECOND = timedelta(microseconds=1)
 
 # Element and array type OIDs, fixed by PostgreSQL.
-_INT4, _BOOL, _TEXT, _BYTEA, _UUID, _TIMESTAMPTZ = 23, 16, 25, 17, 2950, 1184
+_INT4, _INT8, _BOOL, _TEXT, _BYTEA, _UUID, _TIMESTAMPTZ = 23, 20, 16, 25, 17, 2950, 1184
+_NULL = struct.Struct("!i").pack(-1)
 
 
 class _Array(bytes):
@@ -46,6 +47,10 @@ class _Array(bytes):
 
 
 class _Int4Array(_Array):
+    __slots__ = ()
+
+
+class _Int8Array(_Array):
     __slots__ = ()
 
 
@@ -82,6 +87,7 @@ def _dumper(array_oid: int) -> type[Dumper]:
 
 _DUMPERS: tuple[tuple[type[_Array], type[Dumper]], ...] = (
     (_Int4Array, _dumper(1007)),
+    (_Int8Array, _dumper(1016)),
     (_BoolArray, _dumper(1000)),
     (_TextArray, _dumper(1009)),
     (_ByteaArray, _dumper(1001)),
@@ -104,6 +110,10 @@ def _int4s(values: list[int]) -> _Int4Array:
     return _Int4Array(_start(_INT4, len(values)) + b"".join(map(_int4, repeat(4), values)))
 
 
+def _int8s(values: list[int]) -> _Int8Array:
+    return _Int8Array(_start(_INT8, len(values)) + b"".join(map(_int8, repeat(8), values)))
+
+
 def _bools(values: list[bool]) -> _BoolArray:
     return _BoolArray(
         _start(_BOOL, len(values)) + b"".join([_TRUE if value else _FALSE for value in values])
@@ -117,6 +127,17 @@ def _items(encoded: list[bytes]) -> Iterable[bytes]:
 def _texts(values: list[str]) -> _TextArray:
     encoded = [value.encode("utf-8", "surrogatepass") for value in values]
     return _TextArray(_start(_TEXT, len(encoded)) + b"".join(_items(encoded)))
+
+
+def _optional_texts(values: Sequence[str | None]) -> _TextArray:
+    """A text array whose ``None`` elements are NULL."""
+    if None not in values:
+        return _texts(cast(list[str], list(values)))
+    items = [
+        _NULL if value is None else _length(len(encoded := value.encode())) + encoded
+        for value in values
+    ]
+    return _TextArray(_header(1, 1, _TEXT, len(values), 1) + b"".join(items))
 
 
 def _byteas(values: list[bytes]) -> _ByteaArray:
@@ -139,6 +160,30 @@ def _timestamps(values: list[datetime]) -> _TimestamptzArray:
     return _TimestamptzArray(
         _start(_TIMESTAMPTZ, len(values)) + b"".join(map(_int8, repeat(8), map(_micros, values)))
     )
+
+
+def int4_array(values: list[int]) -> _Array:
+    return _int4s(values)
+
+
+def int8_array(values: list[int]) -> _Array:
+    return _int8s(values)
+
+
+def text_array(values: Sequence[str | None]) -> _Array:
+    return _optional_texts(values)
+
+
+def bytea_array(values: list[bytes]) -> _Array:
+    return _byteas(values)
+
+
+def uuid_array(values: list[Any]) -> _Array:
+    return _uuids(values)
+
+
+def timestamptz_array(values: list[datetime]) -> _Array:
+    return _timestamps(values)
 
 
 def batch_arrays(

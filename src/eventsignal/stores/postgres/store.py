@@ -60,6 +60,7 @@ from eventsignal.stores.idempotency import (
 )
 from eventsignal.stores.lifecycle import closed_error, is_closed_marker
 from eventsignal.stores.postgres.arrays import batch_arrays, register_dumpers
+from eventsignal.stores.postgres.dcb import PostgresDcb
 from eventsignal.stores.postgres.deadline import Deadline
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
 from eventsignal.stores.postgres.schema import (
@@ -170,6 +171,8 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle):
         self._lookups: GroupLookup[tuple[str, str, str], RecordedCommand | None] = GroupLookup(
             self._find_commands, max_batch=max_batch
         )
+        self._max_batch = max_batch
+        self._dcb: PostgresDcb | None = None
         self._pool: AsyncConnectionPool[_Connection] | None = None
         self._watch: HeadWatch | None = None
         self._users = 0
@@ -180,6 +183,13 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle):
         self._draining: asyncio.Task[None] | None = None
 
     # Life cycle
+
+    @property
+    def dcb(self) -> PostgresDcb:
+        """Reads and appends by query (dynamic consistency boundaries) over this store's log."""
+        if self._dcb is None:
+            self._dcb = PostgresDcb(self, self._max_batch)
+        return self._dcb
 
     @property
     def stats(self) -> StoreStats:
@@ -249,6 +259,8 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle):
 
     async def _stop(self) -> None:
         await self._group.close()
+        if self._dcb is not None:
+            await self._dcb.close()
         if self._draining is not None:
             await self._draining
         if self._watch is not None:

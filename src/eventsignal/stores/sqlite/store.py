@@ -84,6 +84,7 @@ from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, settle
 from eventsignal.stores.sql.lifecycle import SQLStreamLifecycle
 from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
+from eventsignal.stores.sqlite.dcb import DcbWrite, SQLiteDcb
 from eventsignal.stores.sqlite.followers import followers_of
 from eventsignal.stores.sqlite.schema import (
     EVENTS,
@@ -155,6 +156,9 @@ _REQUEST_ERRORS = (
 
 _encode_json = msgspec.json.Encoder().encode
 
+# What the writer thread commits in groups: aggregate appends and DCB appends, in one order.
+_Request = AppendRequest | DcbWrite
+
 
 SQLiteStats = StoreStats  # the name it had before every store shared one
 
@@ -219,6 +223,11 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle):
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
+
+    @property
+    def dcb(self) -> SQLiteDcb:
+        """Reads and appends by query (dynamic consistency boundaries) over this store's log."""
+        return SQLiteDcb(self)
 
     @property
     def stats(self) -> StoreStats:
@@ -523,7 +532,7 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle):
         """The components this store object knows to be migrated (see ``ensure_component``)."""
         return self._components_migrated
 
-    def _commit_appends(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
+    def _commit_appends(self, requests: list[_Request]) -> list[AppendOutcome]:
         """Commit a batch of appends; runs on the writer thread, which forms the batches."""
         connection = self._write_connection
         if connection is None:  # closed with appends still queued
@@ -538,7 +547,7 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle):
         return connection is not None and connection.in_transaction
 
     def _append_batch(
-        self, requests: list[AppendRequest], connection: sqlite3.Connection
+        self, requests: list[_Request], connection: sqlite3.Connection
     ) -> list[AppendOutcome]:
         """One transaction for the whole batch; a savepoint per request isolates its failure.
 
@@ -556,7 +565,10 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle):
                     if not alone:
                         execute("SAVEPOINT append")
                     try:
-                        positions = _append_one(connection, request)
+                        if isinstance(request, DcbWrite):  # its condition, events and tags
+                            positions = request.write(connection)
+                        else:
+                            positions = _append_one(connection, request)
                     except _REQUEST_ERRORS as exc:
                         execute("ROLLBACK" if alone else "ROLLBACK TO append")
                         outcomes.append(exc)
@@ -767,7 +779,7 @@ class _ReadTransaction(_Transaction):
 # A queued job: what to run, and the future for its outcome (none for a posted job).
 _Job = tuple[Callable[[], Any], asyncio.Future[Any] | None]
 # Appends sent together from an event loop: each request with the future its caller awaits.
-_Appends = list[tuple[AppendRequest, asyncio.Future[Sequence[int]]]]
+_Appends = list[tuple[_Request, asyncio.Future[Sequence[int]]]]
 
 
 class _WriterThread:
@@ -796,7 +808,7 @@ class _WriterThread:
 
     def __init__(
         self,
-        commit: Callable[[list[AppendRequest]], list[AppendOutcome]],
+        commit: Callable[[list[_Request]], list[AppendOutcome]],
         busy: Callable[[], bool],
         max_batch: int,
     ) -> None:
@@ -807,7 +819,7 @@ class _WriterThread:
         self._jobs: queue.SimpleQueue[_Job | _Appends | None] = queue.SimpleQueue()
         threading.Thread(target=self._serve, name="eventsignal-sqlite-writer", daemon=True).start()
 
-    def append(self, request: AppendRequest) -> asyncio.Future[Sequence[int]]:
+    def append(self, request: _Request) -> asyncio.Future[Sequence[int]]:
         """Queue ``request`` for the next group commit; the future settles with its positions."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Sequence[int]] = loop.create_future()

@@ -1,0 +1,113 @@
+"""The DCB view of PostgresStore: the compliance suite, a database made before DCB existed,
+group commit of disjoint conditions, and writers in several processes racing on one boundary."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import PostgresStoreFactory
+
+from eventsignal.dcb import (
+    AppendCondition,
+    AppendConditionFailed,
+    DcbEvent,
+    Query,
+    QueryItem,
+    view,
+)
+from eventsignal.stores import EventStore, PostgresStore
+from eventsignal.testing import DcbCompliance, make_events
+
+pytestmark = pytest.mark.postgres
+
+
+class TestPostgresDcb(DcbCompliance):
+    @pytest.fixture(autouse=True)
+    def _database(self, postgres_dsn: str) -> None:
+        self.dsn = postgres_dsn  # a fresh schema for every check
+
+    async def make_store(self) -> EventStore:
+        store = PostgresStore(self.dsn, migrate=True, max_size=4)
+        await store.open()
+        return store
+
+
+async def test_disjoint_conditions_share_one_commit(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    async with await postgres_store_factory() as store:
+        dcb = view(store)
+        await dcb.append(DcbEvent("Warmed", b"{}"))  # the schema component is in place
+        before = store.stats
+        positions = await asyncio.gather(
+            *(
+                dcb.append(DcbEvent("Taken", b"{}", [f"seat-{n}"]), when_new(f"seat-{n}"))
+                for n in range(50)
+            )
+        )
+        after = store.stats
+        assert len(set(positions)) == 50
+        assert after.appends - before.appends == 50
+        assert after.transactions - before.transactions < 10  # batches, not one commit each
+
+
+async def test_conflicting_requests_in_one_queue_are_never_both_committed(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    async with await postgres_store_factory() as store:
+        dcb = view(store)
+        await dcb.append(DcbEvent("Warmed", b"{}"))
+        before = store.stats.transactions
+        outcomes = await asyncio.gather(
+            *(
+                dcb.append(DcbEvent("Taken", b"{}", ["seat", f"by-{n}"]), when_new("seat"))
+                for n in range(20)
+            ),
+            return_exceptions=True,
+        )
+        assert sum(isinstance(o, int) for o in outcomes) == 1
+        assert sum(isinstance(o, AppendConditionFailed) for o in outcomes) == 19
+        # The losers are told in the winner's batch, not one commit each.
+        assert store.stats.transactions - before < 5
+
+
+async def test_two_stores_racing_on_one_boundary_commit_once(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    first, second = await postgres_store_factory(), await postgres_store_factory()
+    async with first, second:
+        for n in range(10):
+            condition = when_new(f"seat-{n}")
+            outcomes = await asyncio.gather(
+                view(first).append(DcbEvent("Taken", b"{}", [f"seat-{n}"]), condition),
+                view(second).append(DcbEvent("Taken", b"{}", [f"seat-{n}"]), condition),
+                return_exceptions=True,
+            )
+            assert sum(isinstance(o, int) for o in outcomes) == 1
+            assert sum(isinstance(o, AppendConditionFailed) for o in outcomes) == 1
+
+
+async def test_a_database_made_before_dcb_reads_its_aggregates_by_tag(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    async with await postgres_store_factory() as old:
+        await old.create("course", "c1", make_events("c1", 0, 2, aggregate_name="course"))
+        async with old.transaction() as tx:
+            assert await tx.fetchone("SELECT to_regclass('eventsignal_tags')") == (None,)
+    async with await postgres_store_factory(migrate=False) as store:
+        dcb = view(store)
+        read = await dcb.read(Query([QueryItem(tags=["course:c1"])]))
+        assert [e.event.type for e in read] == ["Happened", "Happened"]
+        position = await dcb.append(
+            DcbEvent("Noted", b"{}", ["course:c1"]),
+            AppendCondition(Query([QueryItem(tags=["course:c1"])]), after=read[-1].position),
+        )
+        await store.append("course", "c1", 2, make_events("c1", 2, 1, aggregate_name="course"))
+        every = await store.read_all()
+        assert [e.position for e in every][-2] == position
+        assert [e.name for e in every] == ["Happened", "Happened", "Noted", "Happened"]
+
+
+def when_new(tag: str) -> AppendCondition:
+    return AppendCondition(Query([QueryItem(tags=[tag])]))
