@@ -30,7 +30,7 @@ async def serving(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 
 async def pay_a_cart(client: httpx.AsyncClient) -> str:
     cart = (await client.post("/carts")).headers["location"]
-    data = {"sku": "apple", "quantity": "2", "price": "1250"}
+    data = {"sku": "apple", "quantity": "2", "price": "12.50"}
     await client.post(f"{cart}/add", data=data)
     assert (await client.post(f"{cart}/pay")).status_code == 303
     return cart.rsplit("/", 1)[1]
@@ -51,7 +51,7 @@ async def test_payments_are_published_when_a_sink_is_set() -> None:
         assert paid.get_subject() == cart_id
         assert paid.get_data() == {"total": 2500}
         names = {s.name for s in await subscription_status(store)}
-        assert names == {"cart-revenue", "cart-paid-events"}
+        assert names == {"cart-revenue", "cart-recent", "cart-paid-events"}
     finally:
         await broker.cleanup()
 
@@ -64,4 +64,4 @@ async def test_nothing_is_published_by_default(monkeypatch: pytest.MonkeyPatch) 
     store = MemoryStore()
     async with serving(create_app(store=store)) as client:
         await pay_a_cart(client)
-    assert {s.name for s in await subscription_status(store)} == {"cart-revenue"}
+    assert {s.name for s in await subscription_status(store)} == {"cart-revenue", "cart-recent"}
