@@ -1,0 +1,293 @@
+"""Re-encryption under a rotated key, on memory, SQLite and PostgreSQL, with commands running."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventsignal import AggregateConfig, Event, EventSerializationError, Signal
+from eventsignal.codecs import AesGcm, KeyRing, Zstd, chain, generate_key
+from eventsignal.codecs.rotation import PLAINTEXT, key_census, reencrypt
+from eventsignal.domain.errors import RewriteNotSupported
+from eventsignal.stores import MemoryStore, PostgresStore, SQLiteStore
+from eventsignal.stores.base import EventStore, Snapshot
+
+
+@dataclass(frozen=True)
+class Note:
+    text: str
+
+
+@dataclass(frozen=True)
+class Noted:
+    text: str
+
+
+@dataclass(frozen=True)
+class Notebook:
+    texts: tuple[str, ...] = ()
+
+
+def handle(command: Note, state: Notebook) -> list[Noted]:
+    return [Noted(command.text)]
+
+
+def apply(state: Notebook, event: Event[Noted]) -> Notebook:
+    return replace(state, texts=(*state.texts, event.data.text))
+
+
+notebooks = AggregateConfig(
+    name="notebook",
+    initial_state=Notebook(),
+    command_handler=handle,
+    event_handler=apply,
+    events=[Noted],
+)
+
+# A store factory: each call gives another store object on the same data (as another process
+# would see it), except for memory, where there is only one.
+Stores = Callable[[], Awaitable[EventStore]]
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
+    if request.param == "memory":
+        memory = MemoryStore()
+
+        async def same() -> EventStore:
+            return memory
+
+        return same
+    if request.param == "sqlite":
+
+        async def sqlite() -> EventStore:
+            return SQLiteStore(tmp_path / "rotation.db", migrate=True)
+
+        return sqlite
+    dsn = request.getfixturevalue("postgres_dsn")
+
+    async def postgres() -> EventStore:
+        return PostgresStore(dsn, migrate=True, max_size=4)
+
+    return postgres
+
+
+def ring(*ids: str) -> KeyRing:
+    return KeyRing({key_id: generate_key() for key_id in ids}, current=ids[-1])
+
+
+def only(keys: KeyRing, key_id: str) -> KeyRing:
+    return KeyRing({key_id: keys.key(key_id) or b""}, current=key_id)
+
+
+async def texts_of(signal: Signal[Any], ids: list[str]) -> dict[str, tuple[str, ...]]:
+    return {i: (await signal.aggregate(i)).state.texts for i in ids}
+
+
+async def test_rotation_under_load_fails_no_command_and_leaves_every_payload_readable(
+    stores: Stores,
+) -> None:
+    keys = ring("k1")
+    store = await stores()
+    ids = [f"n-{n}" for n in range(6)]
+    async with Signal(notebooks, store=store, transcoder=AesGcm(keys)) as signal:
+        for aggregate_id in ids:
+            await signal.create(aggregate_id)
+            for n in range(3):
+                await signal.handle_command(aggregate_id, Note(f"{aggregate_id} old {n}"))
+        assert await key_census(store) == {"k1": 18}
+
+        keys.add("k2", generate_key())  # the application writes with k2 from now on
+        reports = []
+
+        async def writer(aggregate_id: str) -> None:
+            for n in range(15):
+                await signal.handle_command(aggregate_id, Note(f"{aggregate_id} new {n}"))
+
+        async def rotator() -> None:
+            # Once commands under k2 are being written; a small page makes many write
+            # transactions, interleaved with the commands.
+            while await store.head_position() < 18 + 6:
+                await asyncio.sleep(0.001)
+            reports.append(await reencrypt(store, AesGcm(keys), page=4))
+
+        await asyncio.gather(rotator(), *(writer(i) for i in ids))
+        (report,) = reports
+        assert report.rewritten == 18
+        assert report.by_key["k1"] == 18
+        assert report.current >= 6  # it read events the writers had just written
+        assert (report.unreadable, report.changed) == (0, 0)
+        assert report.done
+        assert await key_census(store) == {"k2": 18 + 6 * 15}
+        expected = {
+            i: tuple(f"{i} old {n}" for n in range(3)) + tuple(f"{i} new {n}" for n in range(15))
+            for i in ids
+        }
+
+    # Without k1 in the ring, another store object (another process) reads everything.
+    async with Signal(
+        notebooks, store=await stores(), transcoder=AesGcm(only(keys, "k2"))
+    ) as fresh:
+        assert await texts_of(fresh, ids) == expected
+        for aggregate_id in ids:
+            events = await fresh.events(aggregate_id)
+            assert [e.data.text for e in events] == list(expected[aggregate_id])
+
+
+async def test_reencryption_keeps_each_payload_bound_to_its_row(stores: Stores) -> None:
+    keys = ring("k1")
+    store = await stores()
+    async with Signal(notebooks, store=store, transcoder=AesGcm(keys)) as signal:
+        await signal.create("a", Note("alpha"))
+        await signal.create("b", Note("beta"))
+        keys.add("k2", generate_key())
+        await reencrypt(store, AesGcm(keys))
+        first, second = await store.read_all()
+    # Authentic k2 ciphertext of row "a" is not row "b"'s: the codec refuses it.
+    codec = AesGcm(only(keys, "k2"))
+    moved = Signal(notebooks, store=MemoryStore(), transcoder=codec)
+    async with moved:
+        target = moved.store
+        await target.create("notebook", "b", [replace_data(second, first.data)])
+        with pytest.raises(EventSerializationError, match="authentication failed under key 'k2'"):
+            await moved.aggregate("b")
+
+
+def replace_data(event: Any, data: bytes) -> Any:
+    import msgspec
+
+    return msgspec.structs.replace(event, data=data, position=0)
+
+
+async def test_a_second_run_changes_nothing_and_a_run_resumes(stores: Stores) -> None:
+    keys = ring("k1")
+    store = await stores()
+    async with Signal(notebooks, store=store, transcoder=AesGcm(keys)) as signal:
+        for n in range(5):
+            await signal.create(f"n-{n}", Note(f"text {n}"))
+        keys.add("k2", generate_key())
+        codec = AesGcm(keys)
+        positions = [e.position for e in await store.read_all()]
+        part = await reencrypt(store, codec, after_position=positions[2])
+        assert (part.rewritten, part.last_position) == (2, positions[-1])
+        assert await key_census(store) == {"k1": 3, "k2": 2}
+        rest = await reencrypt(store, codec)
+        assert (rest.rewritten, rest.current) == (3, 2)
+        again = await reencrypt(store, codec)
+        assert (again.rewritten, again.current, again.events) == (0, 5, 5)
+        assert await texts_of(signal, [f"n-{n}" for n in range(5)]) == {
+            f"n-{n}": (f"text {n}",) for n in range(5)
+        }
+
+
+async def test_a_dry_run_counts_and_writes_nothing(stores: Stores) -> None:
+    keys = ring("k1")
+    store = await stores()
+    async with Signal(notebooks, store=store, transcoder=AesGcm(keys)) as signal:
+        await signal.create("a", Note("one"))
+        await signal.handle_command("a", Note("two"))
+        keys.add("k2", generate_key())
+        await signal.handle_command("a", Note("three"))
+        before = [e.data for e in await store.read_all()]
+        report = await reencrypt(store, AesGcm(keys), dry_run=True)
+        assert (report.rewritten, report.current, report.by_key) == (2, 1, {"k1": 2, "k2": 1})
+        assert [e.data for e in await store.read_all()] == before
+
+
+async def test_payloads_under_a_missing_key_are_reported_not_fatal() -> None:
+    store = MemoryStore()
+    lost = ring("lost")
+    async with Signal(notebooks, store=store, transcoder=AesGcm(lost)) as signal:
+        await signal.create("a", Note("gone"))
+    keys = ring("k1", "k2")
+    async with Signal(notebooks, store=store, transcoder=AesGcm(keys)) as signal:
+        await signal.create("b", Note("kept"))
+    report = await reencrypt(store, AesGcm(keys))
+    assert (report.unreadable, report.unreadable_positions, report.current) == (1, [1], 1)
+    assert not report.done
+    assert await key_census(store) == {"lost": 1, "k2": 1}
+
+
+async def test_plaintext_rows_are_encrypted_when_the_codec_reads_plaintext() -> None:
+    store = MemoryStore()
+    async with Signal(notebooks, store=store) as plain:
+        await plain.create("a", Note("written before encryption"))
+    assert await key_census(store) == {PLAINTEXT: 1}
+    keys = ring("k1")
+    report = await reencrypt(store, AesGcm(keys, read_plaintext=True))
+    assert report.rewritten == 1
+    assert await key_census(store) == {"k1": 1}
+    async with Signal(notebooks, store=store, transcoder=AesGcm(keys)) as strict:
+        assert (await strict.aggregate("a")).state.texts == ("written before encryption",)
+
+
+async def test_compressed_payloads_stay_compressed() -> None:
+    store = MemoryStore()
+    keys = ring("k1")
+    text = "compressible " * 40
+    async with Signal(notebooks, store=store, transcoder=chain(Zstd(), AesGcm(keys))) as signal:
+        await signal.create("a", Note(text))
+        size = len((await store.read_all())[0].data)
+        keys.add("k2", generate_key())
+        assert (await reencrypt(store, chain(Zstd(), AesGcm(keys)))).rewritten == 1
+        (event,) = await store.read_all()
+        assert len(event.data) == size < len(text)
+        assert AesGcm.key_id_of(event.data) == "k2"
+    async with Signal(
+        notebooks, store=store, transcoder=chain(Zstd(), AesGcm(only(keys, "k2")))
+    ) as again:
+        assert (await again.aggregate("a")).state.texts == (text,)
+
+
+async def test_snapshots_under_an_old_key_are_dropped() -> None:
+    store = MemoryStore()
+    keys = ring("k1")
+    old = AesGcm(keys)
+    async with Signal(notebooks, store=store, transcoder=old) as signal:
+        await signal.create("a", Note("x"))
+        await signal.create("b", Note("y"))
+    stamp = (await store.aggregates())[0].created_at
+    await store.save_snapshot(
+        Snapshot(
+            aggregate_name="notebook",
+            aggregate_id="a",
+            version=1,
+            schema_version=1,
+            state=old.encode(b'{"texts":["x"]}'),
+            taken_at=stamp,
+        )
+    )
+    keys.add("k2", generate_key())
+    await store.save_snapshot(
+        Snapshot(
+            aggregate_name="notebook",
+            aggregate_id="b",
+            version=1,
+            schema_version=1,
+            state=AesGcm(keys).encode(b'{"texts":["y"]}'),
+            taken_at=stamp,
+        )
+    )
+    dry = await reencrypt(store, AesGcm(keys), dry_run=True)
+    assert dry.snapshots_dropped == 1
+    assert await store.load_snapshot("notebook", "a") is not None
+    report = await reencrypt(store, AesGcm(keys))
+    assert report.snapshots_dropped == 1
+    assert await store.load_snapshot("notebook", "a") is None
+    assert await store.load_snapshot("notebook", "b") is not None
+
+
+def test_a_nats_store_is_refused_with_what_to_do_instead() -> None:
+    from eventsignal.stores.nats import NatsStore
+
+    store = NatsStore("nats://127.0.0.1:1", stream="rotation_refused")
+    with pytest.raises(RewriteNotSupported) as refused:
+        asyncio.run(reencrypt(store, AesGcm(ring("k1"))))
+    message = str(refused.value)
+    assert "NatsStore does not support re-encryption" in message
+    assert "eventsignal copy" in message
