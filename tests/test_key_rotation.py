@@ -85,7 +85,7 @@ def only(keys: KeyRing, key_id: str) -> KeyRing:
     return KeyRing({key_id: keys.key(key_id) or b""}, current=key_id)
 
 
-async def texts_of(signal: Signal[Any], ids: list[str]) -> dict[str, tuple[str, ...]]:
+async def texts_of(signal: Signal[Any, Any], ids: list[str]) -> dict[str, tuple[str, ...]]:
     return {i: (await signal.aggregate(i)).state.texts for i in ids}
 
 
@@ -112,8 +112,8 @@ async def test_rotation_under_load_fails_no_command_and_leaves_every_payload_rea
         async def rotator() -> None:
             # Once commands under k2 are being written; a small page makes many write
             # transactions, interleaved with the commands.
-            while await store.head_position() < 18 + 6:
-                await asyncio.sleep(0.001)
+            while (head := await store.head_position()) < 18 + 6:
+                await store.wait_for_events(head)
             reports.append(await reencrypt(store, AesGcm(keys), page=4))
 
         await asyncio.gather(rotator(), *(writer(i) for i in ids))

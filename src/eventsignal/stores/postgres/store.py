@@ -74,8 +74,8 @@ from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component
 from eventsignal.stores.sql import idempotency as keys
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, GroupCommit
 from eventsignal.stores.sql.lifecycle import SQLStreamLifecycle
-from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
 from eventsignal.stores.sql.lookups import GroupLookup
+from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 
 _Connection = AsyncConnection[TupleRow]
