@@ -37,7 +37,10 @@ class PayloadRewrite(Protocol):
     * It never blocks appends for longer than its own short write takes.
     """
 
-    async def rewrite_payloads(self, changes: Sequence[PayloadChange]) -> int: ...
+    async def rewrite_payloads(self, changes: Sequence[PayloadChange]) -> int:
+        """Apply ``changes`` atomically, skipping those whose payload moved on; return how
+        many were applied."""
+        ...
 
 
 def rewriter_of(store: object, operation: str = "re-encryption") -> PayloadRewrite:
