@@ -16,6 +16,7 @@ from eventsignal.codecs.rotation import PLAINTEXT, key_census, reencrypt
 from eventsignal.domain.errors import RewriteNotSupported
 from eventsignal.stores import MemoryStore, PostgresStore, SQLiteStore
 from eventsignal.stores.base import EventStore, Snapshot
+from eventsignal.stores.rewriting import PayloadChange, rewriter_of
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,55 @@ async def test_rotation_under_load_fails_no_command_and_leaves_every_payload_rea
         for aggregate_id in ids:
             events = await fresh.events(aggregate_id)
             assert [e.data.text for e in events] == list(expected[aggregate_id])
+
+
+async def test_two_runs_at_once_rewrite_each_payload_once(stores: Stores) -> None:
+    keys = ring("k1")
+    store = await stores()
+    async with Signal(notebooks, store=store, transcoder=AesGcm(keys)) as signal:
+        for n in range(12):
+            await signal.create(f"n-{n}", Note(f"text {n}"))
+        keys.add("k2", generate_key())
+        first, second = await asyncio.gather(
+            reencrypt(store, AesGcm(keys), page=3), reencrypt(store, AesGcm(keys), page=3)
+        )
+        # Each payload is replaced once: a run that lost the race skips it, never encrypting
+        # the other's ciphertext again.
+        assert first.rewritten + second.rewritten == 12
+        for run in (first, second):
+            assert run.current + run.rewritten + run.changed == 12
+            assert run.unreadable == 0
+        assert await key_census(store) == {"k2": 12}
+    async with Signal(
+        notebooks, store=await stores(), transcoder=AesGcm(only(keys, "k2"))
+    ) as fresh:
+        assert await texts_of(fresh, [f"n-{n}" for n in range(12)]) == {
+            f"n-{n}": (f"text {n}",) for n in range(12)
+        }
+
+
+async def test_a_rewrite_changes_only_payloads_still_as_read(stores: Stores) -> None:
+    store = await stores()
+    async with Signal(notebooks, store=store) as signal:
+        await signal.create("a", Note("one"))
+        await signal.handle_command("a", Note("two"))
+        before = list(await store.read_all())
+        rewriter = rewriter_of(store)
+        applied = await rewriter.rewrite_payloads(
+            [
+                PayloadChange(before[0].position, before[0].data, b'{"text":"uno"}'),
+                PayloadChange(before[1].position, b"not what is stored", b'{"text":"dos"}'),
+                PayloadChange(before[1].position + 100, b"", b'{"text":"nowhere"}'),
+            ]
+        )
+        assert applied == 1
+        after = list(await store.read_all())
+        assert [e.data for e in after] == [b'{"text":"uno"}', before[1].data]
+        assert [replace_data(e, b"") for e in after] == [replace_data(e, b"") for e in before]
+        assert [e.position for e in after] == [e.position for e in before]
+        assert [e.data for e in await store.read_aggregate("notebook", "a")] == [
+            e.data for e in after
+        ]
 
 
 async def test_reencryption_keeps_each_payload_bound_to_its_row(stores: Stores) -> None:
