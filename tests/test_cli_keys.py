@@ -152,3 +152,17 @@ def test_the_ring_is_never_taken_from_the_command_line_nor_printed(
         1,
         "Error: environment variable CART_KEYS: key 'k1' is not valid base64\n",
     )
+
+
+def test_on_nats_status_counts_and_rotation_is_refused_with_what_to_do(nats_url: str) -> None:
+    url = f"{nats_url}?stream=keys_cli_refused"
+    keys = KeyRing({"k1": generate_key()}, current="k1")
+    fill(url, keys, carts=1)
+    assert cli("keys", "status", url) == (0, f"{url}: 1 payload\n  k1: 1\n")
+    keys.add("k2", generate_key())
+    env = {"CART_KEYS": keys.to_json().decode()}
+    for extra in ("--dry-run", "--yes"):
+        code, out = cli("keys", "rotate", url, "--keys-env", "CART_KEYS", extra, env=env)
+        assert code == 1
+        assert "NatsStore does not support re-encryption" in out
+        assert "eventsignal copy" in out

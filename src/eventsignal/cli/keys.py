@@ -109,6 +109,7 @@ def rotate(
     """
     from eventsignal.codecs.aes import AesGcm
     from eventsignal.codecs.rotation import PLAINTEXT, key_census, reencrypt
+    from eventsignal.stores.rewriting import rewriter_of
 
     ring = _ring(keys_file, keys_env)
     codec = AesGcm(ring, read_plaintext=read_plaintext)
@@ -131,6 +132,7 @@ def rotate(
 
     async def survey() -> dict[str, int]:
         async with opened(store) as target:
+            rewriter_of(target)  # refuse before reading the whole log
             return await key_census(target)
 
     counts = run(survey(), store)

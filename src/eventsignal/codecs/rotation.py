@@ -136,7 +136,7 @@ async def reencrypt(
     if page < 1:
         raise ConfigurationError(f"page must be at least 1, not {page}")
     layers = _Layers(codec)
-    rewriter = None if dry_run else rewriter_of(store)
+    rewriter = rewriter_of(store)  # a dry run on a store that cannot would promise nothing
     report = Reencryption(key=layers.current, dry_run=dry_run, last_position=after_position)
     by_key: Counter[str] = Counter()
     position = after_position
@@ -150,7 +150,7 @@ async def reencrypt(
             if (change := _upgrade(layers, event, report, by_key)) is not None
         ]
         if changes:
-            if rewriter is None:
+            if dry_run:
                 report.rewritten += len(changes)
             else:
                 applied = await rewriter.rewrite_payloads(changes)
