@@ -16,6 +16,7 @@ from eventsignal.codecs.rotation import PLAINTEXT, key_census, reencrypt
 from eventsignal.domain.errors import RewriteNotSupported
 from eventsignal.stores import MemoryStore, PostgresStore, SQLiteStore
 from eventsignal.stores.base import EventStore, Snapshot
+from eventsignal.stores.lifecycle import lifecycle_of
 from eventsignal.stores.rewriting import PayloadChange, rewriter_of
 
 
@@ -187,6 +188,30 @@ async def test_a_rewrite_changes_only_payloads_still_as_read(stores: Stores) -> 
         assert [e.data for e in await store.read_aggregate("notebook", "a")] == [
             e.data for e in after
         ]
+
+
+async def test_archived_streams_are_re_encrypted_in_cold_storage(stores: Stores) -> None:
+    keys = ring("k1")
+    store = await stores()
+    async with Signal(notebooks, store=store, transcoder=AesGcm(keys)) as signal:
+        await signal.create("cold", Note("archived before the rotation"))
+        await signal.handle_command("cold", Note("and its second event"))
+        await signal.create("warm", Note("live"))
+        lifecycle = lifecycle_of(store, "archive")
+        await lifecycle.archive("notebook", "cold")
+        keys.add("k2", generate_key())
+        assert await key_census(store) == {"k1": 3}
+        report = await reencrypt(store, AesGcm(keys))
+        assert (report.rewritten, report.archived, report.events) == (3, 2, 3)
+        assert await key_census(store) == {"k2": 3}
+        await lifecycle.restore("notebook", "cold")
+    async with Signal(
+        notebooks, store=await stores(), transcoder=AesGcm(only(keys, "k2"))
+    ) as fresh:
+        assert await texts_of(fresh, ["cold", "warm"]) == {
+            "cold": ("archived before the rotation", "and its second event"),
+            "warm": ("live",),
+        }
 
 
 async def test_reencryption_keeps_each_payload_bound_to_its_row(stores: Stores) -> None:

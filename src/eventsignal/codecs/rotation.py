@@ -5,7 +5,8 @@ key they name, readable while that key stays in the ring. :func:`reencrypt` upgr
 the old key can then leave the ring: it walks the log in position order, one page at a time,
 decodes each payload under whichever key it names and encodes it again under the current key,
 bound to the same row (the context the serializer gives), and writes each page back in one
-compare-and-set step (:class:`~eventsignal.stores.rewriting.PayloadRewrite`).
+compare-and-set step (:class:`~eventsignal.stores.rewriting.PayloadRewrite`); then the same
+for archived streams in cold storage.
 
 It is safe while commands run: they write new events under the current key already, and a
 rewrite only replaces the payload of events that exist, never racing an append. It skips
@@ -19,7 +20,7 @@ another key is dropped, not rewritten, and the next load rebuilds it from the ev
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -30,7 +31,7 @@ from eventsignal.serialization import row_context
 from eventsignal.snapshotting import snapshot_store_for
 from eventsignal.stores.base import EventStore, StoredEvent
 from eventsignal.stores.lifecycle import DELETION_EVENT
-from eventsignal.stores.rewriting import PayloadChange, rewriter_of
+from eventsignal.stores.rewriting import PayloadChange, PayloadRewrite, StoredPayload, rewriter_of
 
 #: How many events one page reads and rewrites (one short write transaction per page).
 DEFAULT_PAGE = 500
@@ -44,17 +45,20 @@ _FORMAT = 1  # the first byte of an AES-GCM payload (eventsignal.codecs.aes.FORM
 class Reencryption(msgspec.Struct, kw_only=True):
     """What a :func:`reencrypt` run found and did.
 
-    ``by_key`` counts the payloads it read per key id (:data:`PLAINTEXT` for none);
+    ``events`` is how many payloads it read; ``by_key`` counts them per key id (:data:`PLAINTEXT` for none);
     ``rewritten`` were re-encrypted (with ``dry_run``: would be); ``current`` were under the
     current key already; ``changed`` were rewritten by someone else between the read and the
     write (another run); ``unreadable`` could not be decoded (their positions, the first 100, in
     ``unreadable_positions``); ``snapshots_dropped`` snapshots under another key were dropped.
-    ``last_position`` is where a new run may resume (``after_position``).
+    ``archived`` is how many of the events read were in cold storage (archived streams; they
+    are read after the log, every run). ``last_position`` is where a new run may resume
+    (``after_position``) in the log.
     """
 
     key: str
     dry_run: bool = False
     events: int = 0
+    archived: int = 0
     by_key: dict[str, int] = msgspec.field(default_factory=dict)
     rewritten: int = 0
     current: int = 0
@@ -112,7 +116,7 @@ def key_id_of(data: bytes) -> str | None:
     return data[2 : 2 + data[1]].decode("ascii", "replace")
 
 
-def _context(event: StoredEvent) -> bytes:
+def _context(event: StoredEvent | StoredPayload) -> bytes:
     return row_context(event.aggregate_name, event.aggregate_id, event.version, event.name)
 
 
@@ -144,21 +148,21 @@ async def reencrypt(
         events = await store.read_all(position, page)
         if not events:
             break
-        changes = [
-            change
-            for event in events
-            if (change := _upgrade(layers, event, report, by_key)) is not None
-        ]
-        if changes:
-            if dry_run:
-                report.rewritten += len(changes)
-            else:
-                applied = await rewriter.rewrite_payloads(changes)
-                report.rewritten += applied
-                report.changed += len(changes) - applied
+        await _rewrite_page(rewriter, layers, events, report, by_key, dry_run=dry_run)
         position = events[-1].position
         report.last_position = position
-        report.by_key = dict(by_key)
+        if progress is not None:
+            progress(report)
+    position = 0
+    while True:
+        archived = await rewriter.archived_payloads(position, page)
+        if not archived:
+            break
+        report.archived += len(archived)
+        await _rewrite_page(
+            rewriter, layers, archived, report, by_key, dry_run=dry_run, archived=True
+        )
+        position = archived[-1].position
         if progress is not None:
             progress(report)
     if snapshots:
@@ -166,8 +170,37 @@ async def reencrypt(
     return report
 
 
+async def _rewrite_page(
+    rewriter: PayloadRewrite,
+    layers: _Layers,
+    events: Sequence[StoredEvent | StoredPayload],
+    report: Reencryption,
+    by_key: Counter[str],
+    *,
+    dry_run: bool,
+    archived: bool = False,
+) -> None:
+    changes = [
+        change
+        for event in events
+        if (change := _upgrade(layers, event, report, by_key)) is not None
+    ]
+    report.by_key = dict(by_key)
+    if not changes:
+        return
+    if dry_run:
+        report.rewritten += len(changes)
+        return
+    applied = await rewriter.rewrite_payloads(changes, archived=archived)
+    report.rewritten += applied
+    report.changed += len(changes) - applied
+
+
 def _upgrade(
-    layers: _Layers, event: StoredEvent, report: Reencryption, by_key: Counter[str]
+    layers: _Layers,
+    event: StoredEvent | StoredPayload,
+    report: Reencryption,
+    by_key: Counter[str],
 ) -> PayloadChange | None:
     report.events += 1
     if event.name == DELETION_EVENT and event.version == 0:
@@ -214,17 +247,15 @@ async def _drop_stale_snapshots(store: EventStore, layers: _Layers, *, dry_run: 
 
 
 async def key_census(store: EventStore, *, page: int = 1000, outer: Any = None) -> dict[str, int]:
-    """How many payloads of ``store`` each key id encrypts (:data:`PLAINTEXT`: none).
+    """How many payloads of ``store`` (archived ones included) each key id encrypts
+    (:data:`PLAINTEXT`: none).
 
     No key is needed: each payload names its key. ``outer`` is the part of the codec stored
     outside the encryption, if any (it is undone first).
     """
     counts: Counter[str] = Counter()
-    position = 0
-    while True:
-        events = await store.read_all(position, page)
-        if not events:
-            break
+
+    def count(events: Sequence[StoredEvent | StoredPayload]) -> None:
         for event in events:
             if event.name == DELETION_EVENT and event.version == 0:
                 continue
@@ -232,5 +263,14 @@ async def key_census(store: EventStore, *, page: int = 1000, outer: Any = None) 
             if outer is not None:
                 data = outer.decode(data, _context(event)) if _binds(outer) else outer.decode(data)
             counts[key_id_of(data) or PLAINTEXT] += 1
+
+    position = 0
+    while events := await store.read_all(position, page):
+        count(events)
         position = events[-1].position
+    if isinstance(store, PayloadRewrite):  # archived streams too, where a store keeps them
+        position = 0
+        while archived := await store.archived_payloads(position, page):
+            count(archived)
+            position = archived[-1].position
     return dict(counts)

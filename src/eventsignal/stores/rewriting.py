@@ -25,6 +25,17 @@ class PayloadChange(msgspec.Struct, frozen=True):
     new: bytes
 
 
+class StoredPayload(msgspec.Struct, frozen=True, kw_only=True):
+    """What a rewrite needs of an event kept outside the log (archived): its row and payload."""
+
+    position: int
+    aggregate_name: str
+    aggregate_id: str
+    version: int
+    name: str
+    data: bytes
+
+
 @runtime_checkable
 class PayloadRewrite(Protocol):
     """A store whose events' payloads can be rewritten in place.
@@ -33,13 +44,21 @@ class PayloadRewrite(Protocol):
 
     * ``rewrite_payloads`` applies all its changes in one atomic step; a change whose event
       is gone or whose payload is no longer ``old`` is skipped; it returns how many it applied.
+      With ``archived=True`` it rewrites events in cold storage (archived streams) instead of
+      the log; ``archived_payloads`` pages through those, in position order.
     * Nothing but ``data`` changes: positions, versions, metadata and the order of the log stay.
     * It never blocks appends for longer than its own short write takes.
     """
 
-    async def rewrite_payloads(self, changes: Sequence[PayloadChange]) -> int:
+    async def rewrite_payloads(
+        self, changes: Sequence[PayloadChange], *, archived: bool = False
+    ) -> int:
         """Apply ``changes`` atomically, skipping those whose payload moved on; return how
         many were applied."""
+        ...
+
+    async def archived_payloads(self, after_position: int, limit: int) -> Sequence[StoredPayload]:
+        """At most ``limit`` archived events after ``after_position``, in position order."""
         ...
 
 

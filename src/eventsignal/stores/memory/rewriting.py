@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import msgspec
 
 from eventsignal.stores.base import StoredEvent
-from eventsignal.stores.rewriting import PayloadChange
+from eventsignal.stores.rewriting import PayloadChange, StoredPayload
 
 _Key = tuple[str, str]
 
@@ -28,8 +28,13 @@ class MemoryPayloadRewrite:
     _streams: dict[_Key, list[StoredEvent]]
     _log: list[StoredEvent]
     _trimmed: dict[_Key, int]
+    _archive: dict[_Key, list[StoredEvent]]
 
-    async def rewrite_payloads(self, changes: Sequence[PayloadChange]) -> int:
+    async def rewrite_payloads(
+        self, changes: Sequence[PayloadChange], *, archived: bool = False
+    ) -> int:
+        if archived:
+            return self._rewrite_archived(changes)
         log = self._log
         done = 0
         for change in changes:
@@ -48,3 +53,31 @@ class MemoryPayloadRewrite:
                 stream[at] = new
             done += 1
         return done
+
+    def _rewrite_archived(self, changes: Sequence[PayloadChange]) -> int:
+        wanted = {change.position: change for change in changes}
+        done = 0
+        for events in self._archive.values():
+            for at, event in enumerate(events):
+                change = wanted.get(event.position)
+                if change is not None and event.data == change.old:
+                    events[at] = msgspec.structs.replace(event, data=change.new)
+                    done += 1
+        return done
+
+    async def archived_payloads(self, after_position: int, limit: int) -> Sequence[StoredPayload]:
+        kept = sorted(
+            (e for events in self._archive.values() for e in events if e.position > after_position),
+            key=_position,
+        )
+        return [
+            StoredPayload(
+                position=e.position,
+                aggregate_name=e.aggregate_name,
+                aggregate_id=e.aggregate_id,
+                version=e.version,
+                name=e.name,
+                data=e.data,
+            )
+            for e in kept[:limit]
+        ]

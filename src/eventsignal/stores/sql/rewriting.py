@@ -12,10 +12,17 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
-from eventsignal.stores.rewriting import PayloadChange
+from eventsignal.stores.lifecycle import ARCHIVE_TABLE
+from eventsignal.stores.rewriting import PayloadChange, StoredPayload
 from eventsignal.stores.sql.contract import Dialect, SQLTransaction, for_dialect
 
-_REWRITE = "UPDATE eventsignal_events SET data = ? WHERE position = ? AND data = ?"
+_REWRITE = "UPDATE {table} SET data = ? WHERE position = ? AND data = ?"
+_ARCHIVED = (
+    f"SELECT position, aggregate_name, aggregate_id, version, name, data FROM {ARCHIVE_TABLE}"
+    " WHERE position > ? ORDER BY position LIMIT ?"
+)
+# Cold storage exists once the lifecycle component was migrated.
+_HAS_ARCHIVE = "SELECT version FROM eventsignal_schema WHERE component = 'lifecycle'"
 
 
 class SQLPayloadRewrite:
@@ -26,15 +33,37 @@ class SQLPayloadRewrite:
 
         def transaction(self) -> AbstractAsyncContextManager[SQLTransaction]: ...
 
-    async def rewrite_payloads(self, changes: Sequence[PayloadChange]) -> int:
+        def read_transaction(self) -> AbstractAsyncContextManager[SQLTransaction]: ...
+
+    async def rewrite_payloads(
+        self, changes: Sequence[PayloadChange], *, archived: bool = False
+    ) -> int:
         if not changes:
             return 0
-        statement = for_dialect(_REWRITE, self.dialect)
+        table = ARCHIVE_TABLE if archived else "eventsignal_events"
+        statement = for_dialect(_REWRITE.format(table=table), self.dialect)
         done = 0
         async with self.transaction() as tx:
             for change in sorted(changes, key=_position):
                 done += await tx.execute(statement, (change.new, change.position, change.old))
         return done
+
+    async def archived_payloads(self, after_position: int, limit: int) -> Sequence[StoredPayload]:
+        async with self.read_transaction() as tx:
+            if await tx.fetchone(_HAS_ARCHIVE) is None:
+                return []
+            rows = await tx.fetchall(for_dialect(_ARCHIVED, self.dialect), (after_position, limit))
+        return [
+            StoredPayload(
+                position=int(position),
+                aggregate_name=name,
+                aggregate_id=aggregate_id,
+                version=int(version),
+                name=event_name,
+                data=bytes(data),
+            )
+            for position, name, aggregate_id, version, event_name, data in rows
+        ]
 
 
 def _position(change: PayloadChange) -> int:
