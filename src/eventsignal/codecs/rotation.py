@@ -29,7 +29,7 @@ from eventsignal.codecs.chain import Chain
 from eventsignal.domain.errors import ConfigurationError
 from eventsignal.serialization import row_context
 from eventsignal.snapshotting import snapshot_store_for
-from eventsignal.stores.base import EventStore, StoredEvent
+from eventsignal.stores.base import EventStore, SnapshotStore, StoredEvent
 from eventsignal.stores.lifecycle import DELETION_EVENT
 from eventsignal.stores.rewriting import PayloadChange, PayloadRewrite, StoredPayload, rewriter_of
 
@@ -45,10 +45,11 @@ _FORMAT = 1  # the first byte of an AES-GCM payload (eventsignal.codecs.aes.FORM
 class Reencryption(msgspec.Struct, kw_only=True):
     """What a :func:`reencrypt` run found and did.
 
-    ``events`` is how many payloads it read; ``by_key`` counts them per key id (:data:`PLAINTEXT` for none);
-    ``rewritten`` were re-encrypted (with ``dry_run``: would be); ``current`` were under the
-    current key already; ``changed`` were rewritten by someone else between the read and the
-    write (another run); ``unreadable`` could not be decoded (their positions, the first 100, in
+    ``events`` is how many payloads it read; ``by_key`` counts them per key id
+    (:data:`PLAINTEXT` for none); ``rewritten`` were re-encrypted (with ``dry_run``: would be);
+    ``current`` were under the current key already; ``changed`` were rewritten, moved or
+    removed by someone else between the read and the write (another run, an archive: run
+    again); ``unreadable`` could not be decoded (their positions, the first 100, in
     ``unreadable_positions``); ``snapshots_dropped`` snapshots under another key were dropped.
     ``archived`` is how many of the events read were in cold storage (archived streams; they
     are read after the log, every run). ``last_position`` is where a new run may resume
@@ -128,6 +129,7 @@ async def reencrypt(
     after_position: int = 0,
     dry_run: bool = False,
     snapshots: bool = True,
+    snapshot_store: SnapshotStore | None = None,
     progress: Callable[[Reencryption], None] | None = None,
 ) -> Reencryption:
     """Re-encrypt every payload of ``store`` not under ``codec``'s current key; see the module.
@@ -135,7 +137,8 @@ async def reencrypt(
     ``codec`` is the application's transcoder (an :class:`~eventsignal.codecs.AesGcm`, or a
     chain that holds one), its ring holding the old keys and the new current one. Layers inside
     the encryption (compression) are kept as they are. ``dry_run`` reads and decodes everything
-    and writes nothing. ``progress`` is called after each page.
+    and writes nothing. ``snapshot_store`` is where the application keeps snapshots, when not
+    in ``store`` (``snapshots=False`` leaves them alone). ``progress`` is called after each page.
     """
     if page < 1:
         raise ConfigurationError(f"page must be at least 1, not {page}")
@@ -166,7 +169,9 @@ async def reencrypt(
         if progress is not None:
             progress(report)
     if snapshots:
-        report.snapshots_dropped = await _drop_stale_snapshots(store, layers, dry_run=dry_run)
+        report.snapshots_dropped = await _drop_stale_snapshots(
+            store, snapshot_store or snapshot_store_for(store), layers, dry_run=dry_run
+        )
     return report
 
 
@@ -223,9 +228,10 @@ def _upgrade(
     return PayloadChange(event.position, event.data, new)
 
 
-async def _drop_stale_snapshots(store: EventStore, layers: _Layers, *, dry_run: bool) -> int:
+async def _drop_stale_snapshots(
+    store: EventStore, snapshots: SnapshotStore | None, layers: _Layers, *, dry_run: bool
+) -> int:
     """Drop the snapshots encrypted under a key other than the current one; return how many."""
-    snapshots: Any = snapshot_store_for(store)
     delete = getattr(snapshots, "delete_snapshot", None)
     if snapshots is None or delete is None:
         return 0
