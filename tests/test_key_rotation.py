@@ -14,8 +14,10 @@ from eventsignal import AggregateConfig, Event, EventSerializationError, Signal
 from eventsignal.codecs import AesGcm, KeyRing, Zstd, chain, generate_key
 from eventsignal.codecs.rotation import PLAINTEXT, key_census, reencrypt
 from eventsignal.domain.errors import RewriteNotSupported
+from eventsignal.domain.snapshots import SnapshotPolicy
+from eventsignal.snapshotting import snapshot_store_for
 from eventsignal.stores import MemoryStore, PostgresStore, SQLiteStore
-from eventsignal.stores.base import EventStore, Snapshot
+from eventsignal.stores.base import EventStore
 from eventsignal.stores.lifecycle import lifecycle_of
 from eventsignal.stores.rewriting import PayloadChange, rewriter_of
 
@@ -319,42 +321,35 @@ async def test_compressed_payloads_stay_compressed() -> None:
         assert (await again.aggregate("a")).state.texts == (text,)
 
 
-async def test_snapshots_under_an_old_key_are_dropped() -> None:
-    store = MemoryStore()
+async def test_snapshots_under_an_old_key_are_dropped_and_rebuilt(stores: Stores) -> None:
+    snapshotted = replace(notebooks, snapshots=SnapshotPolicy(every=2))
     keys = ring("k1")
-    old = AesGcm(keys)
-    async with Signal(notebooks, store=store, transcoder=old) as signal:
-        await signal.create("a", Note("x"))
-        await signal.create("b", Note("y"))
-    stamp = (await store.aggregates())[0].created_at
-    await store.save_snapshot(
-        Snapshot(
-            aggregate_name="notebook",
-            aggregate_id="a",
-            version=1,
-            schema_version=1,
-            state=old.encode(b'{"texts":["x"]}'),
-            taken_at=stamp,
-        )
-    )
-    keys.add("k2", generate_key())
-    await store.save_snapshot(
-        Snapshot(
-            aggregate_name="notebook",
-            aggregate_id="b",
-            version=1,
-            schema_version=1,
-            state=AesGcm(keys).encode(b'{"texts":["y"]}'),
-            taken_at=stamp,
-        )
-    )
-    dry = await reencrypt(store, AesGcm(keys), dry_run=True)
-    assert dry.snapshots_dropped == 1
-    assert await store.load_snapshot("notebook", "a") is not None
-    report = await reencrypt(store, AesGcm(keys))
-    assert report.snapshots_dropped == 1
-    assert await store.load_snapshot("notebook", "a") is None
-    assert await store.load_snapshot("notebook", "b") is not None
+    store = await stores()
+    snapshots = snapshot_store_for(store)
+    assert snapshots is not None
+    async with Signal(snapshotted, store=store, transcoder=AesGcm(keys)) as signal:
+        await signal.create("a", Note("a1"))
+        await signal.handle_command("a", Note("a2"))
+        await signal.drain()  # the snapshot of "a" is stored, under k1
+        keys.add("k2", generate_key())
+        await signal.create("b", Note("b1"))
+        await signal.handle_command("b", Note("b2"))
+        await signal.drain()
+        old = await snapshots.load_snapshot("notebook", "a")
+        new = await snapshots.load_snapshot("notebook", "b")
+        assert old is not None and AesGcm.key_id_of(old.state) == "k1"
+        assert new is not None and AesGcm.key_id_of(new.state) == "k2"
+        dry = await reencrypt(store, AesGcm(keys), dry_run=True)
+        assert dry.snapshots_dropped == 1
+        assert await snapshots.load_snapshot("notebook", "a") == old
+        report = await reencrypt(store, AesGcm(keys))
+        assert report.snapshots_dropped == 1
+        assert await snapshots.load_snapshot("notebook", "a") is None
+        assert await snapshots.load_snapshot("notebook", "b") == new
+    async with Signal(
+        snapshotted, store=await stores(), transcoder=AesGcm(only(keys, "k2"))
+    ) as fresh:
+        assert await texts_of(fresh, ["a", "b"]) == {"a": ("a1", "a2"), "b": ("b1", "b2")}
 
 
 def test_a_nats_store_is_refused_with_what_to_do_instead() -> None:
