@@ -337,8 +337,10 @@ async def test_snapshots_under_an_old_key_are_dropped_and_rebuilt(stores: Stores
         await signal.drain()
         old = await snapshots.load_snapshot("notebook", "a")
         new = await snapshots.load_snapshot("notebook", "b")
-        assert old is not None and AesGcm.key_id_of(old.state) == "k1"
-        assert new is not None and AesGcm.key_id_of(new.state) == "k2"
+        assert old is not None
+        assert AesGcm.key_id_of(old.state) == "k1"
+        assert new is not None
+        assert AesGcm.key_id_of(new.state) == "k2"
         dry = await reencrypt(store, AesGcm(keys), dry_run=True)
         assert dry.snapshots_dropped == 1
         assert await snapshots.load_snapshot("notebook", "a") == old
