@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eventsignal import AggregateConfig, Event, EventSerializationError, Signal
 from eventsignal.codecs import AesGcm, KeyRing, Zstd, chain, generate_key
@@ -363,3 +365,61 @@ def test_a_nats_store_is_refused_with_what_to_do_instead() -> None:
     message = str(refused.value)
     assert "NatsStore does not support re-encryption" in message
     assert "eventsignal copy" in message
+
+
+Step = tuple[str, int, int]  # what, which aggregate (or page size), which text
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["command", "rotate", "reencrypt", "archive", "restore"]),
+            st.integers(min_value=0, max_value=2),
+            st.integers(min_value=1, max_value=5),
+        ),
+        max_size=30,
+    )
+)
+def test_any_mix_of_commands_rotations_and_runs_ends_under_one_key(steps: list[Step]) -> None:
+    """Derived two ways: the notebooks as the commands wrote them (a model), and as a fresh
+    Signal holding only the last key reads them after a final run."""
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        keys = ring("k0")
+        ids = ["a", "b", "c"]
+        model: dict[str, list[str]] = {i: [] for i in ids}
+        archived: set[str] = set()
+        async with Signal(notebooks, store=store, transcoder=AesGcm(keys)) as signal:
+            for aggregate_id in ids:
+                await signal.create(aggregate_id)
+            for what, which, number in steps:
+                aggregate_id = ids[which]
+                if what == "command" and aggregate_id not in archived:
+                    text = f"{aggregate_id} {len(model[aggregate_id])} {number}"
+                    await signal.handle_command(aggregate_id, Note(text))
+                    model[aggregate_id].append(text)
+                elif what == "rotate":
+                    keys.add(f"k{len(keys.ids())}", generate_key())
+                elif what == "reencrypt":
+                    report = await reencrypt(store, AesGcm(keys), page=number)
+                    assert report.unreadable == 0
+                elif what == "archive" and aggregate_id not in archived and model[aggregate_id]:
+                    await signal.archive(aggregate_id)
+                    archived.add(aggregate_id)
+                elif what == "restore" and aggregate_id in archived:
+                    await signal.restore(aggregate_id)
+                    archived.discard(aggregate_id)
+            final = await reencrypt(store, AesGcm(keys))
+            assert final.done
+            for aggregate_id in archived:
+                await signal.restore(aggregate_id)
+        total = sum(len(texts) for texts in model.values())
+        assert await key_census(store) == ({keys.current: total} if total else {})
+        async with Signal(
+            notebooks, store=store, transcoder=AesGcm(only(keys, keys.current))
+        ) as fresh:
+            assert await texts_of(fresh, ids) == {i: tuple(t) for i, t in model.items()}
+
+    asyncio.run(scenario())
