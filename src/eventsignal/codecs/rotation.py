@@ -19,6 +19,7 @@ another key is dropped, not rewritten, and the next load rebuilds it from the ev
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -156,6 +157,7 @@ async def reencrypt(
         report.last_position = position
         if progress is not None:
             progress(report)
+        await asyncio.sleep(0)  # a turn for commands, even on a store that never waits
     position = 0
     while True:
         archived = await rewriter.archived_payloads(position, page)
@@ -168,6 +170,7 @@ async def reencrypt(
         position = archived[-1].position
         if progress is not None:
             progress(report)
+        await asyncio.sleep(0)
     if snapshots:
         report.snapshots_dropped = await _drop_stale_snapshots(
             store, snapshot_store or snapshot_store_for(store), layers, dry_run=dry_run

@@ -1,9 +1,9 @@
 """Payload rewrites (:class:`~eventsignal.stores.rewriting.PayloadRewrite`) in a SQL store.
 
-One short transaction per call: an ``UPDATE`` of ``data`` per change, matched on the position
-and the payload expected, in position order (two runs at once lock rows in the same order and
-cannot deadlock). No lock that appends take is needed: appends only insert rows, and nothing
-but the payload of existing rows changes.
+One short transaction per call: ``UPDATE ... FROM`` a list of changes, each matched on the
+position and the payload expected, in position order (two runs at once lock rows in the same
+order and cannot deadlock). No lock that appends take is needed: appends only insert rows,
+and nothing but the payload of existing rows changes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,16 @@ from eventsignal.stores.lifecycle import ARCHIVE_TABLE
 from eventsignal.stores.rewriting import PayloadChange, StoredPayload
 from eventsignal.stores.sql.contract import Dialect, SQLTransaction, for_dialect
 
-_REWRITE = "UPDATE {table} SET data = ? WHERE position = ? AND data = ?"
+# One statement per chunk of changes: a page costs the writer a few statements, not hundreds.
+# (A VALUES list names its columns column1, column2, ... in both databases; a statement that
+# starts with UPDATE, not WITH, is one whose changed rows sqlite3 counts.)
+_REWRITE = (
+    "UPDATE {table} SET data = changes.column3 FROM (VALUES {rows}) AS changes "
+    "WHERE {table}.position = changes.column1 AND {table}.data = changes.column2"
+)
+# PostgreSQL types the VALUES list from its parameters: say what they are.
+_ROW = {"sqlite": "(?, ?, ?)", "postgres": "(?::bigint, ?::bytea, ?::bytea)"}
+_CHUNK = 250  # rows per statement, well under either database's limit on parameters
 _ARCHIVED = (
     f"SELECT position, aggregate_name, aggregate_id, version, name, data FROM {ARCHIVE_TABLE}"
     " WHERE position > ? ORDER BY position LIMIT ?"
@@ -41,11 +50,15 @@ class SQLPayloadRewrite:
         if not changes:
             return 0
         table = ARCHIVE_TABLE if archived else "eventsignal_events"
-        statement = for_dialect(_REWRITE.format(table=table), self.dialect)
+        ordered = sorted(changes, key=_position)
         done = 0
         async with self.transaction() as tx:
-            for change in sorted(changes, key=_position):
-                done += await tx.execute(statement, (change.new, change.position, change.old))
+            for start in range(0, len(ordered), _CHUNK):
+                chunk = ordered[start : start + _CHUNK]
+                rows = ", ".join([_ROW[self.dialect]] * len(chunk))
+                statement = for_dialect(_REWRITE.format(rows=rows, table=table), self.dialect)
+                params = [p for c in chunk for p in (c.position, c.old, c.new)]
+                done += await tx.execute(statement, params)
         return done
 
     async def archived_payloads(self, after_position: int, limit: int) -> Sequence[StoredPayload]:
