@@ -6,9 +6,10 @@ Per store (memory, SQLite), two configurations measured round robin in the same 
 
 ``steady``: commands under ``AesGcm``, nothing else. ``rotating``: the same commands while the
 key is rotated and the whole log re-encrypted (``reencrypt``, pages of 500) over and over, so
-the timed window is re-encryption all along: the worst case. The ratio is the rotating
-commands/s over the steady ones, wall-clock (the re-encryption runs in this process, so a CPU
-second is shared by both); the rate of re-encryption beside it is printed too.
+the timed window is re-encryption all along: the worst case. ``paced``: the same with
+``pause=0.01`` after each page (``eventsignal keys rotate --pause``). Each ratio is commands/s
+over the steady ones, wall-clock (the re-encryption runs in this process, so a CPU second is
+shared by both); the rate of re-encryption beside them is printed too.
 """
 
 from __future__ import annotations
@@ -40,8 +41,12 @@ _runs = itertools.count()
 _rewritten: dict[str, list[float]] = {}
 
 
-def measure(store_kind: str, clients: int, cache: int, *, rotating: bool) -> Measurement:
-    label = f"{store_kind} rotating"
+MODES = {"steady": None, "rotating": 0.0, "paced": 0.01}
+
+
+def measure(store_kind: str, clients: int, cache: int, mode: str) -> Measurement:
+    label = f"{store_kind} {mode}"
+    pause = MODES[mode]
 
     def run(warmup: float, seconds: float) -> Sample:
         async def main(folder: Path) -> Sample:
@@ -63,9 +68,11 @@ def measure(store_kind: str, clients: int, cache: int, *, rotating: bool) -> Mea
                     nonlocal rewritten
                     while not stop.is_set():
                         keys.add(f"k{len(keys.ids())}", generate_key())
-                        rewritten += (await reencrypt(store, codec, snapshots=False)).rewritten
+                        assert pause is not None
+                        report = await reencrypt(store, codec, snapshots=False, pause=pause)
+                        rewritten += report.rewritten
 
-                rotation = asyncio.create_task(rotate()) if rotating else None
+                rotation = asyncio.create_task(rotate()) if pause is not None else None
                 loop = asyncio.get_running_loop()
                 started = loop.time()
                 sample = await drive_signal(signal, clients=clients, seconds=seconds, tag=tag)
@@ -89,16 +96,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         configurations = [
             (
                 f"{store_kind} c={args.clients} {mode}",
-                measure(store_kind, args.clients, args.cache, rotating=mode == "rotating"),
+                measure(store_kind, args.clients, args.cache, mode),
             )
-            for mode in ("steady", "rotating")
+            for mode in MODES
         ]
-        steady, rotating = table = run_interleaved(configurations, args)
+        steady, *others = table = run_interleaved(configurations, args)
         print_table(table)
-        rates = sorted(_rewritten.get(f"{store_kind} rotating", [0.0]))
-        print(f"re-encrypted beside them ({store_kind}): {rates[len(rates) // 2]:,.0f} payloads/s")
-        wall = paired_ratio(rotating, [steady])
-        print(f"ratio {store_kind} rotating / steady: {wall:.3f}x wall-clock")
+        for mode, series in zip(list(MODES)[1:], others, strict=True):
+            rates = sorted(_rewritten.get(f"{store_kind} {mode}", [0.0]))
+            wall = paired_ratio(series, [steady])
+            print(
+                f"ratio {store_kind} {mode} / steady: {wall:.3f}x wall-clock, "
+                f"re-encrypting {rates[len(rates) // 2]:,.0f} payloads/s beside them"
+            )
         print()
 
 

@@ -88,6 +88,13 @@ def status(store: str) -> None:
 @click.option(
     "--page", type=click.IntRange(min=1), default=500, show_default=True, help="Events per write."
 )
+@click.option(
+    "--pause",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    metavar="SECONDS",
+    help="Wait this long after each page, to leave the database to the application.",
+)
 @click.option("--dry-run", is_flag=True, help="Read and decode everything; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def rotate(
@@ -96,6 +103,7 @@ def rotate(
     keys_env: str | None,
     read_plaintext: bool,
     page: int,
+    pause: float,
     dry_run: bool,
     yes: bool,
 ) -> None:
@@ -148,7 +156,7 @@ def rotate(
 
     async def job() -> str:
         async with opened(store) as target:
-            report = await reencrypt(target, codec, page=page)
+            report = await reencrypt(target, codec, page=page, pause=pause)
         line = (
             f"re-encrypted {_payloads(report.rewritten)} under key {report.key}, "
             f"{report.current} already under it, {report.snapshots_dropped} snapshot(s) dropped"

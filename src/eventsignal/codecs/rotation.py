@@ -131,6 +131,7 @@ async def reencrypt(
     dry_run: bool = False,
     snapshots: bool = True,
     snapshot_store: SnapshotStore | None = None,
+    pause: float = 0.0,
     progress: Callable[[Reencryption], None] | None = None,
 ) -> Reencryption:
     """Re-encrypt every payload of ``store`` not under ``codec``'s current key; see the module.
@@ -139,10 +140,14 @@ async def reencrypt(
     chain that holds one), its ring holding the old keys and the new current one. Layers inside
     the encryption (compression) are kept as they are. ``dry_run`` reads and decodes everything
     and writes nothing. ``snapshot_store`` is where the application keeps snapshots, when not
-    in ``store`` (``snapshots=False`` leaves them alone). ``progress`` is called after each page.
+    in ``store`` (``snapshots=False`` leaves them alone). ``pause`` is how many seconds to wait
+    after each page, to leave the database (and this process's event loop) to the commands.
+    ``progress`` is called after each page.
     """
     if page < 1:
         raise ConfigurationError(f"page must be at least 1, not {page}")
+    if pause < 0:
+        raise ConfigurationError(f"pause must not be negative, not {pause}")
     layers = _Layers(codec)
     rewriter = rewriter_of(store)  # a dry run on a store that cannot would promise nothing
     report = Reencryption(key=layers.current, dry_run=dry_run, last_position=after_position)
@@ -157,7 +162,7 @@ async def reencrypt(
         report.last_position = position
         if progress is not None:
             progress(report)
-        await asyncio.sleep(0)  # a turn for commands, even on a store that never waits
+        await asyncio.sleep(pause)  # a turn for commands, even on a store that never waits
     position = 0
     while True:
         archived = await rewriter.archived_payloads(position, page)
@@ -170,7 +175,7 @@ async def reencrypt(
         position = archived[-1].position
         if progress is not None:
             progress(report)
-        await asyncio.sleep(0)
+        await asyncio.sleep(pause)
     if snapshots:
         report.snapshots_dropped = await _drop_stale_snapshots(
             store, snapshot_store or snapshot_store_for(store), layers, dry_run=dry_run
