@@ -57,6 +57,14 @@ def test_codecs_benchmark_prints_each_codec_against_none() -> None:
             assert re.search(pattern, out), out
 
 
+def test_rotation_benchmark_prints_commands_while_re_encrypting() -> None:
+    out = run_script("bench_rotation.py", "--quick", "--clients", "4")
+    for store in ("memory", "sqlite"):
+        for mode in ("rotating", "paced"):
+            pattern = rf"ratio {store} {mode} / steady: \d+\.\d+x wall-clock, re-encrypting"
+            assert re.search(pattern, out), out
+
+
 def test_pool_benchmark_prints_the_overhead_per_live_aggregate() -> None:
     out = run_script("bench_pool.py", "--quick")
     assert re.search(r"state per aggregate \(a cart of three products\): [\d,]+ B", out), out

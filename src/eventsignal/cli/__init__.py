@@ -14,6 +14,7 @@ from eventsignal import __version__
 from eventsignal.cli.copying import copy
 from eventsignal.cli.events import aggregates, history, migrate
 from eventsignal.cli.integrity import check, event, quarantine
+from eventsignal.cli.keys import keys
 from eventsignal.cli.lifecycle import archive, delete, restore, truncate
 from eventsignal.cli.privacy import forget
 from eventsignal.cli.projections import rebuild, subscriptions
@@ -57,6 +58,7 @@ for command in (
     restore,
     delete,
     truncate,
+    keys,
 ):
     main.add_command(command)
 

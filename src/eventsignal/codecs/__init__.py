@@ -14,9 +14,20 @@ from eventsignal.codecs.keys import KeyRing, generate_key
 
 if TYPE_CHECKING:
     from eventsignal.codecs.aes import AesGcm
+    from eventsignal.codecs.rotation import Reencryption, key_census, reencrypt
     from eventsignal.codecs.zstd import Zstd
 
-__all__ = ["AesGcm", "Chain", "KeyRing", "Zstd", "chain", "generate_key"]
+__all__ = [
+    "AesGcm",
+    "Chain",
+    "KeyRing",
+    "Reencryption",
+    "Zstd",
+    "chain",
+    "generate_key",
+    "key_census",
+    "reencrypt",
+]
 
 
 def __getattr__(name: str) -> object:
@@ -30,4 +41,9 @@ def __getattr__(name: str) -> object:
         from eventsignal.codecs.zstd import Zstd
 
         return Zstd
+    if name in ("Reencryption", "key_census", "reencrypt"):
+        # Key rotation reads stores: imported when asked for, keeping this package light.
+        from eventsignal.codecs import rotation
+
+        return getattr(rotation, name)
     raise AttributeError(name)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Mapping
+
+import msgspec
 
 from eventsignal.domain.errors import ConfigurationError
 
@@ -15,6 +19,11 @@ _KEY_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 def generate_key() -> bytes:
     """A fresh random 256-bit key (keep it in a secret store, never beside the data)."""
     return os.urandom(KEY_BYTES)
+
+
+class _RingSpec(msgspec.Struct, forbid_unknown_fields=True):
+    current: str
+    keys: dict[str, str]
 
 
 class KeyRing:
@@ -32,6 +41,34 @@ class KeyRing:
         if current not in self._keys:
             raise ConfigurationError(f"the current key {current!r} is not in the key ring")
         self._current = current
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, source: str = "the key ring") -> KeyRing:
+        """A ring from JSON: ``{"current": ID, "keys": {ID: base64 key, ...}}``.
+
+        This is how tools take a ring without a key on their command line (a file or an
+        environment variable holds it); errors name ``source`` and key ids, never a key.
+        """
+        try:
+            spec = msgspec.json.decode(text, type=_RingSpec)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ConfigurationError(
+                f"{source} must be JSON like "
+                '{"current": "key-2", "keys": {"key-1": "<base64>", "key-2": "<base64>"}}: '
+                f"{exc}"
+            ) from None
+        keys: dict[str, bytes] = {}
+        for key_id, encoded in spec.keys.items():
+            try:
+                keys[key_id] = base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                raise ConfigurationError(f"{source}: key {key_id!r} is not valid base64") from None
+        return cls(keys, spec.current)
+
+    def to_json(self) -> bytes:
+        """The ring as :meth:`from_json` reads it (keys included: keep it secret)."""
+        keys = {k: base64.b64encode(v).decode() for k, v in self._keys.items()}
+        return msgspec.json.encode({"current": self._current, "keys": keys})
 
     @property
     def current(self) -> str:

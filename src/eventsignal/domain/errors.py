@@ -430,3 +430,13 @@ class LifecycleNotSupported(SignalError, NotImplementedError):
         super().__init__(f"{store} does not support {operation}: its log cannot be rewritten")
         self.store = store
         self.operation = operation
+
+
+class RewriteNotSupported(SignalError, NotImplementedError):
+    """The store cannot rewrite stored payloads in place (re-encryption needs it)."""
+
+    def __init__(self, store: str, operation: str, advice: str = "") -> None:
+        message = f"{store} does not support {operation}: its stored payloads cannot be rewritten"
+        super().__init__(f"{message}; {advice}" if advice else message)
+        self.store = store
+        self.operation = operation

@@ -39,6 +39,7 @@ from eventsignal.stores.idempotency import (
 from eventsignal.stores.lifecycle import closed_error
 from eventsignal.stores.memory.dcb import MemoryDcb
 from eventsignal.stores.memory.lifecycle import MemoryLifecycle
+from eventsignal.stores.memory.rewriting import MemoryPayloadRewrite
 from eventsignal.stores.memory.subject_keys import MemorySubjectKeys
 from eventsignal.stores.memory.subscriptions import MemorySubscriptions
 
@@ -50,7 +51,9 @@ def _position(event: StoredEvent) -> int:
     return event.position
 
 
-class MemoryStore(StoreLifecycle, MemorySubscriptions, MemorySubjectKeys, MemoryLifecycle):
+class MemoryStore(
+    StoreLifecycle, MemorySubscriptions, MemorySubjectKeys, MemoryLifecycle, MemoryPayloadRewrite
+):
     """A non-durable :class:`~eventsignal.stores.EventStore` (and snapshot store, subscription
     state, subject key store and stream lifecycle) in this object.
 

@@ -189,6 +189,13 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
     :mod:`eventsignal.stores.nats.wire`).
     """
 
+    #: Why payloads cannot be re-encrypted in place, and what to do instead.
+    rewrite_refusal = (
+        "JetStream messages are immutable. Keep the old key in the ring (its payloads stay "
+        "readable), or copy the store (`eventsignal copy`, which carries payloads as they are) "
+        "to one that can rewrite them, re-encrypt it there, and copy it back to a new stream"
+    )
+
     def __init__(
         self,
         servers: str | Sequence[str] = "nats://127.0.0.1:4222",

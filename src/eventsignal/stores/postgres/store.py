@@ -76,6 +76,7 @@ from eventsignal.stores.sql import idempotency as keys
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, GroupCommit
 from eventsignal.stores.sql.lifecycle import SQLStreamLifecycle
 from eventsignal.stores.sql.lookups import GroupLookup
+from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 
 _Connection = AsyncConnection[TupleRow]
@@ -124,7 +125,7 @@ _NO_CUTOFF = datetime(1, 1, 1, tzinfo=UTC)  # before every key: no age limit
 _encode_metadata = msgspec.json.Encoder().encode
 
 
-class PostgresStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle):
+class PostgresStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle, SQLPayloadRewrite):
     """A :class:`~eventsignal.stores.sql.SQLStore` on PostgreSQL.
 
     ``dsn`` is a libpq connection string or URL. The schema must be migrated first, explicitly

@@ -83,6 +83,7 @@ from eventsignal.stores.sql import idempotency as keys
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, settle
 from eventsignal.stores.sql.lifecycle import SQLStreamLifecycle
 from eventsignal.stores.sql.lookups import GroupLookup
+from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 from eventsignal.stores.sqlite.dcb import DcbWrite, SQLiteDcb
 from eventsignal.stores.sqlite.followers import followers_of
@@ -163,7 +164,7 @@ _Request = AppendRequest | DcbWrite
 SQLiteStats = StoreStats  # the name it had before every store shared one
 
 
-class SQLiteStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle):
+class SQLiteStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle, SQLPayloadRewrite):
     """An :class:`~eventsignal.stores.EventStore` and :class:`~eventsignal.stores.sql.SQLStore`
     in one SQLite file.
 
