@@ -99,6 +99,9 @@ class SubscriptionRunner(RunnerLifecycle):
         self._task: asyncio.Task[None] | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._prefetch: tuple[int, asyncio.Task[Sequence[StoredEvent]]] | None = None
+        # A batched handler's last checkpoint commit, left running while the next batch goes out.
+        self._committing: asyncio.Task[None] | None = None
+        self._committed_to = 0  # where that commit moves the checkpoints
         self._personal = [s for s in subscription.serializers.values() if s.personal is not None]
 
     # Life cycle
@@ -140,6 +143,10 @@ class SubscriptionRunner(RunnerLifecycle):
         if prefetch is not None:
             tasks.append(prefetch)
         await _end(tasks)
+        committing, self._committing = self._committing, None
+        if committing is not None:  # let a checkpoint commit in flight land, briefly
+            await asyncio.wait({committing}, timeout=self.subscription.lease_ttl / 3)
+            await _end([committing])
         try:
             async with self._transaction() as tx:
                 await tx.release(self.subscription.name, self.member)
@@ -188,14 +195,18 @@ class SubscriptionRunner(RunnerLifecycle):
         while True:
             try:
                 if time.monotonic() >= rebalance_at:
+                    await self._settle()  # the leases table must hold this runner's checkpoints
                     await self._rebalance()
                     rebalance_at = time.monotonic() + sub.lease_ttl / 3
                 if not self._owned:
                     await asyncio.sleep(nap)
                     continue
                 after = min(self._owned.values())
+                if self._committing is not None:  # read on from the batch being checkpointed
+                    after = max(after, self._committed_to)
                 batch = await self._read(after)
                 if not batch:
+                    await self._settle()
                     try:
                         async with asyncio.timeout(nap):
                             await store.wait_for_events(after)
@@ -414,6 +425,7 @@ class SubscriptionRunner(RunnerLifecycle):
                 len(chosen),
                 exc,
             )
+        await self._settle()  # parking advances checkpoints too: never two commits at once
         for part, record in chosen:
             try:
                 await self._call(record, None)
@@ -432,14 +444,31 @@ class SubscriptionRunner(RunnerLifecycle):
             return
         if self.subscription.batched:
             delivered = await self._deliver_batch(batch)
-        else:
-            delivered = await self._deliver(batch, None)
+            # Pipelined checkpoints: batch k's commit runs while batch k+1 is delivered. They
+            # still land in order (k+1's starts once k's ended) and only after the handler
+            # returned, so a crash never skips an event. A failed commit surfaces at the next
+            # settle (before the next commit, a rebalance, an idle wait or a park).
+            await self._settle()
+            self._committed_to = batch[-1].position
+            self._committing = asyncio.create_task(self._checkpoint(batch, delivered))
+            return
+        delivered = await self._deliver(batch, None)
+        await self._checkpoint(batch, delivered)
+
+    async def _checkpoint(self, batch: Sequence[StoredEvent], delivered: int) -> None:
+        """Move the checkpoints past ``batch``, whose ``delivered`` events were handled."""
         async with self._transaction() as raw:
             if self._blocked:
                 await self._unblock(raw, batch)
             await self._advance(raw, batch[-1].position)
         self.delivered += delivered
         self.state.subscription_progress.notify(self.subscription.name)
+
+    async def _settle(self) -> None:
+        """Wait for the checkpoint commit in flight, if any; raise what made it fail."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            await committing
 
     async def _process_slice(self, batch: Sequence[StoredEvent]) -> int:
         """Deliver in one transaction the leading events of ``batch`` that fit its time budget;
