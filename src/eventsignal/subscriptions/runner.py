@@ -99,9 +99,10 @@ class SubscriptionRunner(RunnerLifecycle):
         self._task: asyncio.Task[None] | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._prefetch: tuple[int, asyncio.Task[Sequence[StoredEvent]]] | None = None
-        # A batched handler's last checkpoint commit, left running while the next batch goes out.
+        # A batched handler's checkpoint commits, running behind its deliveries (see _queue).
         self._committing: asyncio.Task[None] | None = None
-        self._committed_to = 0  # where that commit moves the checkpoints
+        self._to_commit: tuple[int, list[StoredEvent], int] | None = None
+        self._committed_to = 0  # the last position handed to the commits
         self._personal = [s for s in subscription.serializers.values() if s.personal is not None]
 
     # Life cycle
@@ -444,13 +445,7 @@ class SubscriptionRunner(RunnerLifecycle):
             return
         if self.subscription.batched:
             delivered = await self._deliver_batch(batch)
-            # Pipelined checkpoints: batch k's commit runs while batch k+1 is delivered. They
-            # still land in order (k+1's starts once k's ended) and only after the handler
-            # returned, so a crash never skips an event. A failed commit surfaces at the next
-            # settle (before the next commit, a rebalance, an idle wait or a park).
-            await self._settle()
-            self._committed_to = batch[-1].position
-            self._committing = asyncio.create_task(self._checkpoint(batch, delivered))
+            self._queue(batch, delivered)
             return
         delivered = await self._deliver(batch, None)
         await self._checkpoint(batch, delivered)
@@ -464,8 +459,47 @@ class SubscriptionRunner(RunnerLifecycle):
         self.delivered += delivered
         self.state.subscription_progress.notify(self.subscription.name)
 
+    def _queue(self, batch: Sequence[StoredEvent], delivered: int) -> None:
+        """Checkpoint a delivered batch behind the next deliveries.
+
+        One commit at a time runs in the background, to the last batch the handler returned
+        from; batches delivered meanwhile are merged into the next one. So the checkpoints move
+        in order, only past events the handler was done with (a crash never skips one), and the
+        database's round trips no longer hold the handler back. A failed commit raises here or at
+        the next settle (before a rebalance, an idle wait, a park or the end).
+        """
+        committing = self._committing
+        if committing is not None and committing.done():
+            self._committing = None
+            committing.result()
+        records = list(batch) if self._blocked else []  # for _unblock
+        queued = self._to_commit
+        if queued is not None:
+            records = queued[1] + records
+            delivered += queued[2]
+        self._to_commit = (batch[-1].position, records, delivered)
+        self._committed_to = batch[-1].position
+        if self._committing is None:
+            self._committing = asyncio.create_task(self._commit_queued())
+
+    async def _commit_queued(self) -> None:
+        try:
+            while self._to_commit is not None:
+                position, records, delivered = self._to_commit
+                self._to_commit = None
+                async with self._transaction() as raw:
+                    if records:
+                        await self._unblock(raw, records)
+                    await self._advance(raw, position)
+                self.delivered += delivered
+                self.state.subscription_progress.notify(self.subscription.name)
+        except BaseException:
+            # Ownership may change before the next commit: what was queued is delivered again.
+            self._to_commit = None
+            raise
+
     async def _settle(self) -> None:
-        """Wait for the checkpoint commit in flight, if any; raise what made it fail."""
+        """Wait until every queued checkpoint committed; raise what made a commit fail."""
         committing, self._committing = self._committing, None
         if committing is not None:
             await committing
