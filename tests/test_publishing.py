@@ -21,6 +21,7 @@ from eventsignal.subscriptions import (
     Subscription,
     SubscriptionRunner,
     parked_events,
+    processed_position,
     wait_until_processed,
 )
 
@@ -261,3 +262,37 @@ def test_batched_delivery_misses_nothing_and_parks_only_the_bad(
         )
 
     asyncio.run(scenario())
+
+
+async def test_a_batched_checkpoint_never_passes_a_batch_still_being_delivered() -> None:
+    """The checkpoint of batch k commits while batch k+1 is delivered: each event still goes out
+    once, and the checkpoint never moves past an event whose batch has not returned."""
+    store = MemoryStore()
+    delivered: list[int] = []
+    checkpoints: list[tuple[int, int]] = []  # (first position of a batch, checkpoint then)
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def handler(events: list[Event[Any]]) -> None:
+        reached = await processed_position(store, "pipelined") or 0
+        checkpoints.append((events[0].position, reached))
+        if events[0].position == 9:  # the third batch waits until the test has looked
+            held.set()
+            await release.wait()
+        delivered.extend(e.position for e in events)
+
+    subscription = Subscription(
+        name="pipelined", handler=handler, configs=[config()], batched=True, batch_size=4
+    )
+    async with Signal(config(), store=store) as signal:
+        for n in range(14):
+            await signal.create(f"a{n}", Deposit(1))
+        async with SubscriptionRunner(subscription, store):
+            await asyncio.wait_for(held.wait(), 10)
+            await asyncio.sleep(0.1)  # time enough for any commit to land
+            assert await processed_position(store, "pipelined") == 8
+            release.set()
+            await wait_until_processed(store, "pipelined", 14)
+        assert await processed_position(store, "pipelined") == 14
+    assert delivered == list(range(1, 15))  # nothing read twice
+    assert all(checkpoint < first for first, checkpoint in checkpoints)

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 from accounts import config
@@ -218,3 +219,36 @@ def test_webhook_signatures_verify_and_refuse_tampering_and_replays() -> None:
     assert not verify("another secret", body, headers, now=now)
     assert not verify(SECRET, body, headers, now=now + 301)
     assert not verify(SECRET, body, {TIMESTAMP: stamp}, now=now)
+
+
+async def test_redis_trims_by_maxlen_and_an_error_reply_is_the_events_own() -> None:
+    """``maxlen`` trims the stream as it grows; a command Redis refuses (the key is not a stream)
+    fails the batch as the events' own error, and the sink's next batch goes through."""
+    import redis.asyncio as aioredis
+    import redis.exceptions
+
+    from eventsignal.publishing.sinks.redis import RedisStreamSink
+
+    stream = f"pub:{uuid4().hex[:10]}"
+    events = [
+        CloudEvent(specversion="1.0", id=f"e{n}", source="/t", type="t.Happened")
+        for n in range(300)
+    ]
+    client = aioredis.Redis(host="127.0.0.1", port=6379)
+    sink = RedisStreamSink("redis://127.0.0.1:6379/0", stream=stream, maxlen=10)
+    try:
+        async with sink:
+            await sink.publish(events)
+            entries = await client.xrange(stream)
+            assert 10 <= len(entries) < 300  # trimmed, approximately (whole nodes)
+            assert [e[b"id"] for _, e in entries][-1] == b"e299"  # the newest kept
+            await client.delete(stream)
+            await client.set(stream, "not a stream")
+            with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+                await sink.publish(events[:3])
+            await client.delete(stream)
+            await sink.publish(events[:3])
+            assert [e[b"id"] for _, e in await client.xrange(stream)] == [b"e0", b"e1", b"e2"]
+    finally:
+        await client.delete(stream)
+        await client.aclose()

@@ -99,6 +99,10 @@ class SubscriptionRunner(RunnerLifecycle):
         self._task: asyncio.Task[None] | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._prefetch: tuple[int, asyncio.Task[Sequence[StoredEvent]]] | None = None
+        # A batched handler's checkpoint commits, running behind its deliveries (see _queue).
+        self._committing: asyncio.Task[None] | None = None
+        self._to_commit: tuple[int, list[StoredEvent], int] | None = None
+        self._committed_to = 0  # the last position handed to the commits
         self._personal = [s for s in subscription.serializers.values() if s.personal is not None]
 
     # Life cycle
@@ -140,6 +144,10 @@ class SubscriptionRunner(RunnerLifecycle):
         if prefetch is not None:
             tasks.append(prefetch)
         await _end(tasks)
+        committing, self._committing = self._committing, None
+        if committing is not None:  # let a checkpoint commit in flight land, briefly
+            await asyncio.wait({committing}, timeout=self.subscription.lease_ttl / 3)
+            await _end([committing])
         try:
             async with self._transaction() as tx:
                 await tx.release(self.subscription.name, self.member)
@@ -188,14 +196,18 @@ class SubscriptionRunner(RunnerLifecycle):
         while True:
             try:
                 if time.monotonic() >= rebalance_at:
+                    await self._settle()  # the leases table must hold this runner's checkpoints
                     await self._rebalance()
                     rebalance_at = time.monotonic() + sub.lease_ttl / 3
                 if not self._owned:
                     await asyncio.sleep(nap)
                     continue
                 after = min(self._owned.values())
+                if self._committing is not None:  # read on from the batch being checkpointed
+                    after = max(after, self._committed_to)
                 batch = await self._read(after)
                 if not batch:
+                    await self._settle()
                     try:
                         async with asyncio.timeout(nap):
                             await store.wait_for_events(after)
@@ -414,6 +426,7 @@ class SubscriptionRunner(RunnerLifecycle):
                 len(chosen),
                 exc,
             )
+        await self._settle()  # parking advances checkpoints too: never two commits at once
         for part, record in chosen:
             try:
                 await self._call(record, None)
@@ -432,14 +445,64 @@ class SubscriptionRunner(RunnerLifecycle):
             return
         if self.subscription.batched:
             delivered = await self._deliver_batch(batch)
-        else:
-            delivered = await self._deliver(batch, None)
+            self._queue(batch, delivered)
+            return
+        delivered = await self._deliver(batch, None)
+        await self._checkpoint(batch, delivered)
+
+    async def _checkpoint(self, batch: Sequence[StoredEvent], delivered: int) -> None:
+        """Move the checkpoints past ``batch``, whose ``delivered`` events were handled."""
         async with self._transaction() as raw:
             if self._blocked:
                 await self._unblock(raw, batch)
             await self._advance(raw, batch[-1].position)
         self.delivered += delivered
         self.state.subscription_progress.notify(self.subscription.name)
+
+    def _queue(self, batch: Sequence[StoredEvent], delivered: int) -> None:
+        """Checkpoint a delivered batch behind the next deliveries.
+
+        One commit at a time runs in the background, to the last batch the handler returned
+        from; batches delivered meanwhile are merged into the next one. So the checkpoints move
+        in order, only past events the handler was done with (a crash never skips one), and the
+        database's round trips no longer hold the handler back. A failed commit raises here or at
+        the next settle (before a rebalance, an idle wait, a park or the end).
+        """
+        committing = self._committing
+        if committing is not None and committing.done():
+            self._committing = None
+            committing.result()
+        records = list(batch) if self._blocked else []  # for _unblock
+        queued = self._to_commit
+        if queued is not None:
+            records = queued[1] + records
+            delivered += queued[2]
+        self._to_commit = (batch[-1].position, records, delivered)
+        self._committed_to = batch[-1].position
+        if self._committing is None:
+            self._committing = asyncio.create_task(self._commit_queued())
+
+    async def _commit_queued(self) -> None:
+        try:
+            while self._to_commit is not None:
+                position, records, delivered = self._to_commit
+                self._to_commit = None
+                async with self._transaction() as raw:
+                    if records:
+                        await self._unblock(raw, records)
+                    await self._advance(raw, position)
+                self.delivered += delivered
+                self.state.subscription_progress.notify(self.subscription.name)
+        except BaseException:
+            # Ownership may change before the next commit: what was queued is delivered again.
+            self._to_commit = None
+            raise
+
+    async def _settle(self) -> None:
+        """Wait until every queued checkpoint committed; raise what made a commit fail."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            await committing
 
     async def _process_slice(self, batch: Sequence[StoredEvent]) -> int:
         """Deliver in one transaction the leading events of ``batch`` that fit its time budget;
