@@ -54,7 +54,6 @@ from eventsignal.domain.errors import (
 from eventsignal.stores.base import AggregateInfo, StoredEvent, StoreLifecycle, StoreStats
 from eventsignal.stores.idempotency import (
     DEFAULT_RETENTION,
-    CommandKey,
     KeyRetention,
     RecordedCommand,
 )
@@ -74,6 +73,7 @@ from eventsignal.stores.rows import read_metadata
 from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component
 from eventsignal.stores.sql import idempotency as keys
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, GroupCommit
+from eventsignal.stores.sql.keyed import SQLKeyedAppends
 from eventsignal.stores.sql.lifecycle import SQLStreamLifecycle
 from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
@@ -125,7 +125,9 @@ _NO_CUTOFF = datetime(1, 1, 1, tzinfo=UTC)  # before every key: no age limit
 _encode_metadata = msgspec.json.Encoder().encode
 
 
-class PostgresStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle, SQLPayloadRewrite):
+class PostgresStore(
+    StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle, SQLPayloadRewrite, SQLKeyedAppends
+):
     """A :class:`~eventsignal.stores.sql.SQLStore` on PostgreSQL.
 
     ``dsn`` is a libpq connection string or URL. The schema must be migrated first, explicitly
@@ -529,29 +531,6 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle, SQLPay
     # commit like any other; its batch then runs in an explicit transaction that also records
     # the keys of the requests accepted.
 
-    async def append_keyed(
-        self,
-        aggregate_name: str,
-        aggregate_id: str,
-        expected_version: int,
-        events: Sequence[StoredEvent],
-        key: CommandKey,
-        retention: KeyRetention = DEFAULT_RETENTION,
-    ) -> Sequence[int]:
-        request = AppendRequest.checked(aggregate_name, aggregate_id, expected_version, events)
-        return await self._append_keyed(request.keyed(key, retention))
-
-    async def create_keyed(
-        self,
-        aggregate_name: str,
-        aggregate_id: str,
-        events: Sequence[StoredEvent],
-        key: CommandKey,
-        retention: KeyRetention = DEFAULT_RETENTION,
-    ) -> Sequence[int]:
-        request = AppendRequest.creation(aggregate_name, aggregate_id, events)
-        return await self._append_keyed(request.keyed(key, retention))
-
     async def _append_keyed(self, request: AppendRequest) -> Sequence[int]:
         if self._pool is None:
             raise _not_open()
@@ -587,33 +566,6 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle, SQLPay
         return [found.get(question) for question in wanted]
 
     # Appends in the caller's transaction (SharedTransactions)
-
-    async def append_in(
-        self,
-        tx: SQLTransaction,
-        aggregate_name: str,
-        aggregate_id: str,
-        expected_version: int,
-        events: Sequence[StoredEvent],
-        *,
-        key: CommandKey | None = None,
-        retention: KeyRetention = DEFAULT_RETENTION,
-    ) -> Sequence[int]:
-        request = AppendRequest.checked(aggregate_name, aggregate_id, expected_version, events)
-        return await self._append_in(tx, request.keyed(key, retention))
-
-    async def create_in(
-        self,
-        tx: SQLTransaction,
-        aggregate_name: str,
-        aggregate_id: str,
-        events: Sequence[StoredEvent],
-        *,
-        key: CommandKey | None = None,
-        retention: KeyRetention = DEFAULT_RETENTION,
-    ) -> Sequence[int]:
-        request = AppendRequest.creation(aggregate_name, aggregate_id, events)
-        return await self._append_in(tx, request.keyed(key, retention))
 
     async def _append_in(self, tx: SQLTransaction, request: AppendRequest) -> Sequence[int]:
         """The group commit's call for one request, on the caller's transaction: its advisory

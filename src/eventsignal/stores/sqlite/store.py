@@ -67,7 +67,6 @@ from eventsignal.domain.errors import (
 from eventsignal.stores.base import AggregateInfo, StoredEvent, StoreLifecycle, StoreStats
 from eventsignal.stores.idempotency import (
     DEFAULT_RETENTION,
-    CommandKey,
     KeyRetention,
     RecordedCommand,
 )
@@ -81,6 +80,7 @@ from eventsignal.stores.rows import (
 from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component
 from eventsignal.stores.sql import idempotency as keys
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, settle
+from eventsignal.stores.sql.keyed import SQLKeyedAppends
 from eventsignal.stores.sql.lifecycle import SQLStreamLifecycle
 from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
@@ -164,7 +164,9 @@ _Request = AppendRequest | DcbWrite
 SQLiteStats = StoreStats  # the name it had before every store shared one
 
 
-class SQLiteStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle, SQLPayloadRewrite):
+class SQLiteStore(
+    StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle, SQLPayloadRewrite, SQLKeyedAppends
+):
     """An :class:`~eventsignal.stores.EventStore` and :class:`~eventsignal.stores.sql.SQLStore`
     in one SQLite file.
 
@@ -440,29 +442,6 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle, SQLPaylo
     # Idempotent commands (see eventsignal.stores.idempotency): the key joins the append's
     # request, so it commits in the same transaction, group commit included.
 
-    async def append_keyed(
-        self,
-        aggregate_name: str,
-        aggregate_id: str,
-        expected_version: int,
-        events: Sequence[StoredEvent],
-        key: CommandKey,
-        retention: KeyRetention = DEFAULT_RETENTION,
-    ) -> Sequence[int]:
-        request = AppendRequest.checked(aggregate_name, aggregate_id, expected_version, events)
-        return await self._append_keyed(request.keyed(key, retention))
-
-    async def create_keyed(
-        self,
-        aggregate_name: str,
-        aggregate_id: str,
-        events: Sequence[StoredEvent],
-        key: CommandKey,
-        retention: KeyRetention = DEFAULT_RETENTION,
-    ) -> Sequence[int]:
-        request = AppendRequest.creation(aggregate_name, aggregate_id, events)
-        return await self._append_keyed(request.keyed(key, retention))
-
     async def _append_keyed(self, request: AppendRequest) -> Sequence[int]:
         self._check_open()
         await ensure_component(self, keys.COMPONENT, keys.MIGRATIONS["sqlite"])
@@ -490,33 +469,6 @@ class SQLiteStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle, SQLPaylo
         return await self._read(partial(_find_keys, wanted))
 
     # Appends in the caller's transaction (SharedTransactions)
-
-    async def append_in(
-        self,
-        tx: SQLTransaction,
-        aggregate_name: str,
-        aggregate_id: str,
-        expected_version: int,
-        events: Sequence[StoredEvent],
-        *,
-        key: CommandKey | None = None,
-        retention: KeyRetention = DEFAULT_RETENTION,
-    ) -> Sequence[int]:
-        request = AppendRequest.checked(aggregate_name, aggregate_id, expected_version, events)
-        return await self._append_in(tx, request.keyed(key, retention))
-
-    async def create_in(
-        self,
-        tx: SQLTransaction,
-        aggregate_name: str,
-        aggregate_id: str,
-        events: Sequence[StoredEvent],
-        *,
-        key: CommandKey | None = None,
-        retention: KeyRetention = DEFAULT_RETENTION,
-    ) -> Sequence[int]:
-        request = AppendRequest.creation(aggregate_name, aggregate_id, events)
-        return await self._append_in(tx, request.keyed(key, retention))
 
     async def _append_in(self, tx: SQLTransaction, request: AppendRequest) -> Sequence[int]:
         if not isinstance(tx, _Transaction) or isinstance(tx, _ReadTransaction):
