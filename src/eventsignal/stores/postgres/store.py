@@ -670,11 +670,11 @@ class PostgresStore(StoreLifecycle, SQLSubscriptions, SQLStreamLifecycle):
     async def read_aggregate(
         self, aggregate_name: str, aggregate_id: str, after_version: int = 0
     ) -> Sequence[StoredEvent]:
+        rows = _AggregateRows(aggregate_name, aggregate_id)
         async with self._connection("reading an aggregate") as conn:
-            cursor = conn.cursor(binary=True)
+            cursor = conn.cursor(binary=True, row_factory=rows.maker)
             await cursor.execute(_READ_AGGREGATE, (aggregate_name, aggregate_id, after_version))
-            rows = await cursor.fetchall()
-        return _aggregate_events(aggregate_name, aggregate_id, rows)
+            return await cursor.fetchall()
 
     async def read_aggregate_page(
         self, aggregate_name: str, aggregate_id: str, after_version: int, limit: int
@@ -834,6 +834,18 @@ class _AggregateRows:
 
         def make(values: Sequence[Any]) -> StoredEvent:
             position, event_id, version, name, timestamp, data, text = values
+            if text is None:  # nearly every row: no metadata to read
+                return StoredEvent(
+                    id=event_id,
+                    aggregate_name=aggregate_name,
+                    aggregate_id=aggregate_id,
+                    version=version,
+                    name=name,
+                    timestamp=timestamp,
+                    data=data,
+                    metadata={},
+                    position=position,
+                )
             return _event(
                 position,
                 event_id,
@@ -847,31 +859,6 @@ class _AggregateRows:
             )
 
         return make
-
-
-def _aggregate_events(
-    aggregate_name: str, aggregate_id: str, rows: list[TupleRow]
-) -> list[StoredEvent]:
-    """One aggregate's rows as events, its name and id given, in one pass over plain tuples
-    (no call per row): rows without metadata, nearly all, skip its decoding altogether."""
-    return [
-        StoredEvent(
-            id=event_id,
-            aggregate_name=aggregate_name,
-            aggregate_id=aggregate_id,
-            version=version,
-            name=name,
-            timestamp=timestamp,
-            data=data,
-            metadata={},
-            position=position,
-        )
-        if text is None
-        else _event(
-            position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data, text
-        )
-        for position, event_id, version, name, timestamp, data, text in rows
-    ]
 
 
 def _any_rows(cursor: object) -> Callable[[Sequence[Any]], StoredEvent]:
