@@ -799,6 +799,18 @@ class _AggregateRows:
 
         def make(values: Sequence[Any]) -> StoredEvent:
             position, event_id, version, name, timestamp, data, text = values
+            if text is None:  # nearly every row: no metadata to read
+                return StoredEvent(
+                    id=event_id,
+                    aggregate_name=aggregate_name,
+                    aggregate_id=aggregate_id,
+                    version=version,
+                    name=name,
+                    timestamp=timestamp,
+                    data=data,
+                    metadata={},
+                    position=position,
+                )
             return _event(
                 position,
                 event_id,

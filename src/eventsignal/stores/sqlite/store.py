@@ -64,6 +64,7 @@ from eventsignal.domain.errors import (
     StreamClosed,
     TransactionEnded,
 )
+from eventsignal.domain.events import uuid_from_bytes
 from eventsignal.stores.base import AggregateInfo, StoredEvent, StoreLifecycle, StoreStats
 from eventsignal.stores.idempotency import (
     DEFAULT_RETENTION,
@@ -943,7 +944,7 @@ def _read_events(
     try:
         return [
             StoredEvent(
-                id=UUID(bytes=event_id) if type(event_id) is bytes else UUID(event_id),
+                id=uuid_from_bytes(event_id) if type(event_id) is bytes else UUID(event_id),
                 aggregate_name=aggregate_name,
                 aggregate_id=aggregate_id,
                 version=version,
@@ -975,7 +976,7 @@ def _checked_event(row: tuple[Any, ...]) -> StoredEvent:
     position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data, meta = row
     metadata, defect = read_metadata(meta)
     try:
-        uuid = UUID(bytes=event_id) if type(event_id) is bytes else UUID(event_id)
+        uuid = uuid_from_bytes(event_id) if type(event_id) is bytes else UUID(event_id)
         when = _EPOCH + timedelta(microseconds=timestamp)
     except (ValueError, TypeError, OverflowError) as exc:
         uuid, when = UNREADABLE_ID, UNREADABLE_TIME
