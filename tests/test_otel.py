@@ -182,6 +182,36 @@ async def test_a_subscription_continues_the_trace_of_the_command(sdk: Sdk, tmp_p
     assert process.parent.span_id == command.context.span_id
 
 
+async def test_a_batched_subscription_links_each_event_to_its_command(
+    sdk: Sdk, tmp_path: Any
+) -> None:
+    batches: list[int] = []
+
+    async def publish(events: list[Event[Deposited]]) -> None:
+        batches.append(len(events))
+
+    subscription = sdk.otel.subscription(
+        Subscription(name="outbox", handler=publish, configs=[account], batched=True)
+    )
+    store = SQLiteStore(tmp_path / "batched.db", migrate=True)
+    async with Signal(account, store=store, instrumentation=sdk.otel) as signal:
+        await signal.create("a-1")
+        await signal.handle_command("a-1", Deposit(1))
+        await signal.handle_command("a-1", Deposit(2))
+    async with store, SubscriptionRunner(subscription, store):
+        for _ in range(100):
+            if sum(batches) >= 2:
+                break
+            await asyncio.sleep(0.02)
+    assert sum(batches) == 2
+    commands = {s.context.span_id for s in sdk.finished("command Deposit")}
+    (batch, *_) = sdk.finished("process outbox")
+    assert batch.kind is SpanKind.CONSUMER
+    assert batch.attributes is not None
+    assert batch.attributes["messaging.batch.message_count"] == 2
+    assert {link.context.span_id for link in batch.links} == commands
+
+
 async def test_an_in_process_subscriber_continues_the_trace(sdk: Sdk) -> None:
     seen: list[int] = []
 

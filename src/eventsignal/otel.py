@@ -309,10 +309,20 @@ class OpenTelemetry:
 
     def subscription(self, subscription: Subscription) -> Subscription:
         """The same subscription, its handler run in a span per event, continuing the trace of
-        the command that stored the event."""
+        the command that stored the event; a batched handler (a publisher) runs in a span per
+        batch, linked to the trace of each of its events."""
         handler: Any = subscription.handler
         name = subscription.name
-        if subscription.takes_transaction:
+        if subscription.batched:
+
+            async def traced_batch(events: list[Event[Any]]) -> None:
+                with self._processing_batch(name, events):
+                    result = handler(events)
+                    if inspect.isawaitable(result):
+                        await result
+
+            wrapped: Any = functools.wraps(handler)(traced_batch)
+        elif subscription.takes_transaction:
 
             async def traced_in_transaction(event: Event[Any], tx: Any) -> None:
                 with self._processing(name, event):
@@ -320,7 +330,7 @@ class OpenTelemetry:
                     if inspect.isawaitable(result):
                         await result
 
-            wrapped: Any = functools.wraps(handler)(traced_in_transaction)
+            wrapped = functools.wraps(handler)(traced_in_transaction)
         else:
 
             async def traced(event: Event[Any]) -> None:
@@ -373,6 +383,29 @@ class OpenTelemetry:
                 "eventsignal.aggregate.version": event.version,
                 "eventsignal.position": event.position,
                 "eventsignal.event": event.name,
+            },
+        )
+
+    def _processing_batch(self, reader: str, events: Sequence[Event[Any]]) -> Any:
+        if not self.tracing():
+            return self._no_span
+        links = []
+        for event in events:
+            if "traceparent" in event.metadata:
+                context = trace.get_current_span(
+                    propagate.extract(event.metadata)
+                ).get_span_context()
+                if context.is_valid:
+                    links.append(trace.Link(context, {"messaging.message.id": str(event.id)}))
+        return self._tracer.start_as_current_span(
+            f"process {reader}",
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes={
+                "messaging.system": "eventsignal",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": reader,
+                "messaging.batch.message_count": len(events),
             },
         )
 
