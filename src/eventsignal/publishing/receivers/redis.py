@@ -35,7 +35,7 @@ class RedisStreamReceiver(Receiver):
         self.batch = batch
 
     async def run(self) -> None:
-        client = aioredis.from_url(self.url)  # type: ignore[no-untyped-call]
+        client = aioredis.from_url(self.url)
         group = self.inbox.name
         try:
             try:

@@ -56,9 +56,7 @@ class RedisStreamSink(SinkLifecycle):
     async def open(self) -> None:
         if self._client is None:
             # No per-read socket timeout (it costs a timer per reply): a batch has one, below.
-            self._client = aioredis.from_url(  # type: ignore[no-untyped-call]
-                self.url, socket_connect_timeout=self.timeout
-            )
+            self._client = aioredis.from_url(self.url, socket_connect_timeout=self.timeout)
 
     async def close(self) -> None:
         client, self._client = self._client, None
