@@ -8,9 +8,7 @@ lose its condition to another process (disjoint boundaries never fail each other
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from uuid import uuid4
 
 import pytest
 from dcb_examples import courses
+from racing_writers import race
 
 from eventsignal.dcb import Query, QueryItem, view
 from eventsignal.stores import EventStore
@@ -67,34 +66,16 @@ async def shared_store(
 
 
 async def run_writers(kind: str, target: str, hot: str) -> list[dict[str, Any]]:
-    writers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(WRITER),
-            *("--store", kind, "--target", target, "--worker", str(worker), "--hot", hot),
-            *("--students", str(STUDENTS), "--own", str(OWN)),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for worker in range(WORKERS)
-    ]
-    try:
-        async with asyncio.timeout(120):
-            for writer in writers:
-                assert writer.stdout is not None
-                assert (await writer.stdout.readline()).strip() == b"ready"
-            for writer in writers:
-                assert writer.stdin is not None
-                writer.stdin.write(b"go\n")
-                await writer.stdin.drain()
-            outputs = [await writer.communicate() for writer in writers]
-    finally:
-        for writer in writers:
-            if writer.returncode is None:
-                writer.kill()
-                await writer.wait()
-    assert [writer.returncode for writer in writers] == [0] * WORKERS
-    return [json.loads(stdout) for stdout, _ in outputs]
+    return await race(
+        WRITER,
+        [
+            [
+                *("--store", kind, "--target", target, "--worker", str(worker), "--hot", hot),
+                *("--students", str(STUDENTS), "--own", str(OWN)),
+            ]
+            for worker in range(WORKERS)
+        ],
+    )
 
 
 async def test_processes_racing_for_the_last_seats_fill_the_course_exactly(

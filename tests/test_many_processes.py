@@ -8,9 +8,6 @@ live copy in every process must equal the state rebuilt from the store at that c
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +16,7 @@ from uuid import uuid4
 
 import pytest
 from many_writer import Tally, config
+from racing_writers import race
 
 from eventsignal import Signal
 from eventsignal.stores import EventStore
@@ -76,34 +74,16 @@ async def shared_store(
 
 async def run_writers(kind: str, target: str) -> list[dict[str, Any]]:
     """Start the writers, release them together once all are ready, collect their reports."""
-    writers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(WRITER),
-            *("--store", kind, "--target", target, "--worker", str(worker)),
-            *("--commands", str(COMMANDS), "--shared", str(AGGREGATES)),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for worker in range(WORKERS)
-    ]
-    try:
-        async with asyncio.timeout(120):
-            for writer in writers:
-                assert writer.stdout is not None
-                assert (await writer.stdout.readline()).strip() == b"ready"
-            for writer in writers:
-                assert writer.stdin is not None
-                writer.stdin.write(b"go\n")
-                await writer.stdin.drain()
-            outputs = [await writer.communicate() for writer in writers]
-    finally:
-        for writer in writers:
-            if writer.returncode is None:
-                writer.kill()
-                await writer.wait()
-    assert [writer.returncode for writer in writers] == [0] * WORKERS
-    return [json.loads(stdout) for stdout, _ in outputs]
+    return await race(
+        WRITER,
+        [
+            [
+                *("--store", kind, "--target", target, "--worker", str(worker)),
+                *("--commands", str(COMMANDS), "--shared", str(AGGREGATES)),
+            ]
+            for worker in range(WORKERS)
+        ],
+    )
 
 
 async def test_processes_sharing_aggregates_agree_with_the_store(
