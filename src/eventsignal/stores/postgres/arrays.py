@@ -186,6 +186,23 @@ def timestamptz_array(values: list[datetime]) -> _Array:
     return _timestamps(values)
 
 
+_dimension = struct.Struct("!ii").unpack_from  # length, lower bound
+_element_type = struct.Struct("!iii").unpack_from  # dimensions, has nulls, element type
+_ELEMENT_FORMATS = {_INT4: "ii", _INT8: "iq"}  # each element: its length, then its value
+
+
+def read_int_array(data: Buffer | None) -> list[int]:
+    """An ``int4[]`` or ``int8[]`` without NULLs, from PostgreSQL's binary format."""
+    if data is None:
+        raise ValueError("an array was expected, not NULL")
+    dimensions, _, element = _element_type(data)
+    if dimensions == 0:
+        return []
+    (count, _) = _dimension(data, 12)
+    values = struct.unpack_from("!" + _ELEMENT_FORMATS[element] * count, data, 20)
+    return list(values[1::2])
+
+
 def batch_arrays(
     requests: list[AppendRequest], encode_metadata: Callable[[Mapping[str, str]], bytes]
 ) -> list[_Array]:

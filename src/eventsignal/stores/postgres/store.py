@@ -58,9 +58,10 @@ from eventsignal.stores.idempotency import (
     RecordedCommand,
 )
 from eventsignal.stores.lifecycle import closed_error, is_closed_marker
-from eventsignal.stores.postgres.arrays import batch_arrays, register_dumpers
+from eventsignal.stores.postgres.arrays import batch_arrays, read_int_array, register_dumpers
 from eventsignal.stores.postgres.dcb import PostgresDcb
 from eventsignal.stores.postgres.deadline import Deadline
+from eventsignal.stores.postgres.link import AppendLink
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
 from eventsignal.stores.postgres.schema import (
     EVENTS_COMPONENT,
@@ -99,6 +100,14 @@ _APPEND = (
     " %b::int4[], %b::int4[], %b::bool[], %b::int4[], %b::uuid[], %b::int4[], %b::text[],"
     " %b::timestamptz[], %b::bytea[], %b::text[])"
 )
+# The same call, prepared on the append link's connection (see link.py).
+_LINK_APPEND = b"eventsignal_append_batch"
+_PREPARE_APPEND = (
+    "PREPARE eventsignal_append_batch (bigint, text, text[], text[], int4[], int4[], bool[],"
+    " int4[], uuid[], int4[], text[], timestamptz[], bytea[], text[]) AS"
+    " SELECT outcomes, positions FROM eventsignal_append($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+    " $10, $11, $12, $13, $14)"
+)
 _ACCEPTED, _NOT_FOUND, _EXISTS = -1, -2, -3
 # Backdating a creation record (a copy keeps the original moment) in the append's transaction.
 _BACKDATE = (
@@ -121,6 +130,7 @@ _FIND_KEYS = (
     " ON k.aggregate_name = w.n AND k.aggregate_id = w.i AND k.key = w.key"
 )
 _NO_CUTOFF = datetime(1, 1, 1, tzinfo=UTC)  # before every key: no age limit
+_LOCK_KEY = struct.Struct("!q").pack  # the advisory lock key as a binary bigint
 
 _encode_metadata = msgspec.json.Encoder().encode
 
@@ -171,6 +181,9 @@ class PostgresStore(
         self._max_size = max_size
         self._poll_interval = poll_interval
         self._group = GroupCommit(self._commit_batch, max_batch=max_batch)
+        self._link = AppendLink(
+            self._listen_connection, {_LINK_APPEND: _PREPARE_APPEND}, timeout, self._replace_idle
+        )
         self._lookups: GroupLookup[tuple[str, str, str], RecordedCommand | None] = GroupLookup(
             self._find_commands, max_batch=max_batch
         )
@@ -262,6 +275,7 @@ class PostgresStore(
 
     async def _stop(self) -> None:
         await self._group.close()
+        await self._link.close()
         if self._dcb is not None:
             await self._dcb.close()
         if self._draining is not None:
@@ -479,23 +493,15 @@ class PostgresStore(
             arrays = batch_arrays(requests, _encode_metadata)
         except struct.error as exc:  # what the server would refuse too: fails only its request
             raise psycopg.DataError(f"a version out of range for INTEGER: {exc}") from exc
-        params: tuple[Any, ...] = (self._lock_key, self._channel, *arrays)
-        append = _APPEND
-        if any(request.key for request in requests):
-            append, params = _APPEND_KEYED, (*params, *_key_arrays(requests))
         # The call commits on its own: once it is sent, a lost answer is a lost outcome.
         unsure = "the events may or may not be stored, re-read the aggregate"
-        async with self._connection("appending events", unsure=unsure) as conn:
-            if any(request.created_at for request in requests):
-                async with conn.transaction():
-                    row = await (await conn.execute(append, params, prepare=True)).fetchone()
-                    await self._backdate(conn, requests, row)
-            else:
-                row = await (await conn.execute(append, params, prepare=True)).fetchone()
-        if row is None:
-            raise StoreInconsistent("eventsignal_append returned no row")
-        codes: list[int] = row[0]
-        positions: list[int] = row[1]
+        if any(request.key or request.created_at for request in requests):
+            codes, positions = await self._commit_special(requests, arrays, unsure)
+        else:
+            params = [_LOCK_KEY(self._lock_key), self._channel.encode(), *arrays]
+            result = await self._link.call(_LINK_APPEND, params, "appending events", unsure)
+            codes = read_int_array(result.get_value(0, 0))
+            positions = read_int_array(result.get_value(0, 1))
         self._transactions += 1
         outcomes: list[AppendOutcome] = []
         offset = 0
@@ -511,6 +517,27 @@ class PostgresStore(
         if positions and self._watch is not None:
             self._watch.advance(positions[-1])
         return outcomes
+
+    async def _commit_special(
+        self, requests: list[AppendRequest], arrays: list[Any], unsure: str
+    ) -> tuple[list[int], list[int]]:
+        """A batch with idempotency keys or backdated creations, on a pooled connection: keys
+        take the keyed function, and a backdated creation needs a second statement in the
+        append's transaction."""
+        params: tuple[Any, ...] = (self._lock_key, self._channel, *arrays)
+        append = _APPEND
+        if any(request.key for request in requests):
+            append, params = _APPEND_KEYED, (*params, *_key_arrays(requests))
+        async with self._connection("appending events", unsure=unsure) as conn:
+            if any(request.created_at for request in requests):
+                async with conn.transaction():
+                    row = await (await conn.execute(append, params, prepare=True)).fetchone()
+                    await self._backdate(conn, requests, row)
+            else:
+                row = await (await conn.execute(append, params, prepare=True)).fetchone()
+        if row is None:
+            raise StoreInconsistent("eventsignal_append returned no row")
+        return row[0], row[1]
 
     @staticmethod
     async def _backdate(
