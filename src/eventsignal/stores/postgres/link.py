@@ -37,6 +37,8 @@ _BINARY = pq.Format.BINARY
 class AppendLink:
     """Runs prepared statements, one at a time, on a connection of its own.
 
+    ``connect`` opens and configures a connection, failing with
+    :class:`~eventsignal.StoreUnavailable` or psycopg's ``OperationalError`` when it cannot;
     ``statements`` maps each statement's name to its ``PREPARE`` text, run on every new
     connection. ``on_stall`` runs when a statement misses its deadline (the store replaces its
     pooled connections then, as they likely share the broken path).
@@ -47,6 +49,7 @@ class AppendLink:
         "_connect",
         "_expired",
         "_failure",
+        "_fd",
         "_loop",
         "_on_stall",
         "_result",
@@ -67,6 +70,7 @@ class AppendLink:
         self._timeout = timeout
         self._on_stall = on_stall
         self._conn: AsyncConnection[TupleRow] | None = None
+        self._fd = -1  # the connection's socket, as registered with the event loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: asyncio.Future[None] | None = None
         self._result: pq.abc.PGresult | None = None
@@ -94,7 +98,7 @@ class AppendLink:
                     name, params, param_formats=[_BINARY] * len(params), result_format=_BINARY
                 )
                 if pgconn.flush():
-                    loop.add_writer(pgconn.socket, self._writable)
+                    loop.add_writer(self._fd, self._writable)
             except psycopg.OperationalError as exc:
                 self._lost(exc)
             await waiting
@@ -134,8 +138,7 @@ class AppendLink:
             conn = None
         if conn is None:
             try:
-                async with asyncio.timeout(self._timeout):
-                    conn = await self._open()
+                conn = await self._open()
             except (psycopg.OperationalError, TimeoutError) as exc:
                 reason = exc if str(exc) else f"no connection within {self._timeout:g}s"
                 raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {reason}") from exc
@@ -144,13 +147,15 @@ class AppendLink:
     async def _open(self) -> AsyncConnection[TupleRow]:
         conn = await self._connect()
         try:
-            for statement in self._statements.values():
-                await conn.execute(statement.encode())
+            async with asyncio.timeout(self._timeout):
+                for statement in self._statements.values():
+                    await conn.execute(statement.encode())
         except BaseException:
             await conn.close()
             raise
         loop = asyncio.get_running_loop()
-        loop.add_reader(conn.pgconn.socket, self._readable)
+        self._fd = conn.pgconn.socket
+        loop.add_reader(self._fd, self._readable)
         self._conn, self._loop = conn, loop
         return conn
 
@@ -196,7 +201,7 @@ class AppendLink:
         try:
             if not conn.pgconn.flush():
                 assert self._loop is not None
-                self._loop.remove_writer(conn.pgconn.socket)
+                self._loop.remove_writer(self._fd)
         except psycopg.OperationalError as exc:
             self._lost(exc)
 
@@ -219,11 +224,10 @@ class AppendLink:
             return
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            try:
-                loop.remove_reader(conn.pgconn.socket)
-                loop.remove_writer(conn.pgconn.socket)
-            except (OSError, ValueError, psycopg.OperationalError):
-                pass  # the socket is already gone
+            # By the number it was registered with: a broken connection no longer tells it, and
+            # a new connection may get the same number once this one is closed.
+            loop.remove_reader(self._fd)
+            loop.remove_writer(self._fd)
         cut(conn)  # whatever the server still sends is not read
         conn.pgconn.finish()
 

@@ -182,7 +182,7 @@ class PostgresStore(
         self._poll_interval = poll_interval
         self._group = GroupCommit(self._commit_batch, max_batch=max_batch)
         self._link = AppendLink(
-            self._listen_connection, {_LINK_APPEND: _PREPARE_APPEND}, timeout, self._replace_idle
+            self._link_connection, {_LINK_APPEND: _PREPARE_APPEND}, timeout, self._replace_idle
         )
         self._lookups: GroupLookup[tuple[str, str, str], RecordedCommand | None] = GroupLookup(
             self._find_commands, max_batch=max_batch
@@ -325,6 +325,14 @@ class PostgresStore(
             await conn.execute("SET TIME ZONE 'UTC'")
             if self.schema is not None:
                 await conn.execute(SQL("SET search_path TO {}").format(Identifier(self.schema)))
+
+    async def _link_connection(self) -> _Connection:
+        """A connection of the append link's own, opened once the pool serves again: after an
+        outage, appends come back no sooner than reads, whose connections the pool replaces at
+        its own pace."""
+        async with self._connection("appending events"):
+            pass
+        return await self._listen_connection()
 
     async def _listen_connection(self) -> _Connection:
         conn = await AsyncConnection.connect(self.dsn, **self._connect_options())
