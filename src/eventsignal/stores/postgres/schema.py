@@ -18,6 +18,114 @@ from eventsignal.domain.errors import StoreNotMigrated
 
 EVENTS_COMPONENT = "events"
 
+_APPEND_V2 = """
+        CREATE OR REPLACE FUNCTION eventsignal_append(
+            lock_key BIGINT,
+            channel TEXT,
+            req_names TEXT[],
+            req_ids TEXT[],
+            req_expected INTEGER[],
+            req_counts INTEGER[],
+            req_creates BOOLEAN[],
+            ev_requests INTEGER[],
+            ev_ids UUID[],
+            ev_versions INTEGER[],
+            ev_names TEXT[],
+            ev_timestamps TIMESTAMPTZ[],
+            ev_data BYTEA[],
+            ev_metadata TEXT[],
+            OUT outcomes INTEGER[],
+            OUT positions BIGINT[]
+        ) LANGUAGE plpgsql AS $$
+        #variable_conflict use_column
+        DECLARE
+            found_version INTEGER;
+        BEGIN
+            PERFORM pg_advisory_xact_lock(lock_key);
+            IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names, req_ids) AS u(n, i))
+               = cardinality(req_names) THEN
+                WITH req AS (
+                    SELECT * FROM unnest(req_names, req_ids, req_expected, req_counts,
+                                         req_creates)
+                             WITH ORDINALITY AS r(name, id, expected, count, creates, ord)
+                ), created AS (
+                    INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
+                    SELECT name, id, count FROM req WHERE creates
+                    ON CONFLICT DO NOTHING
+                    RETURNING aggregate_name, aggregate_id
+                ), updated AS (
+                    UPDATE eventsignal_aggregates AS a SET version = a.version + req.count
+                      FROM req
+                     WHERE NOT req.creates AND a.aggregate_name = req.name
+                       AND a.aggregate_id = req.id AND a.version = req.expected
+                    RETURNING a.aggregate_name, a.aggregate_id
+                ), done AS (
+                    SELECT aggregate_name, aggregate_id FROM created
+                    UNION ALL
+                    SELECT aggregate_name, aggregate_id FROM updated
+                )
+                -- A refused request reports the version found; both modifying CTEs see the
+                -- table as it was, which is what a refused request saw too.
+                SELECT coalesce(array_agg(
+                           CASE WHEN d.aggregate_id IS NOT NULL THEN -1
+                                WHEN r.creates THEN -3
+                                ELSE coalesce((SELECT a.version FROM eventsignal_aggregates AS a
+                                                WHERE a.aggregate_name = r.name
+                                                  AND a.aggregate_id = r.id), -2)
+                           END ORDER BY r.ord), '{}')
+                  INTO outcomes
+                  FROM req AS r
+                  LEFT JOIN done AS d ON d.aggregate_name = r.name AND d.aggregate_id = r.id;
+            ELSE
+                outcomes := '{}';
+                FOR i IN 1 .. coalesce(array_length(req_names, 1), 0) LOOP
+                    IF req_creates[i] THEN
+                        INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
+                        VALUES (req_names[i], req_ids[i], req_counts[i])
+                        ON CONFLICT DO NOTHING;
+                        outcomes := outcomes || CASE WHEN FOUND THEN -1 ELSE -3 END;
+                        CONTINUE;
+                    END IF;
+                    UPDATE eventsignal_aggregates SET version = version + req_counts[i]
+                     WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i]
+                       AND version = req_expected[i];
+                    IF FOUND THEN
+                        outcomes := outcomes || -1;
+                    ELSE
+                        SELECT version INTO found_version FROM eventsignal_aggregates
+                         WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i];
+                        outcomes := outcomes || coalesce(found_version, -2);
+                    END IF;
+                END LOOP;
+            END IF;
+            WITH inserted AS (
+                INSERT INTO eventsignal_events (event_id, aggregate_name, aggregate_id, version,
+                                                name, timestamp, data, metadata)
+                SELECT e.id, req_names[e.req], req_ids[e.req], e.version, e.name, e.ts, e.data,
+                       e.metadata::jsonb
+                  FROM unnest(ev_requests, ev_ids, ev_versions, ev_names, ev_timestamps, ev_data,
+                              ev_metadata)
+                       WITH ORDINALITY AS e(req, id, version, name, ts, data, metadata, ord)
+                 WHERE outcomes[e.req] = -1
+                 ORDER BY e.ord
+                RETURNING position
+            )
+            SELECT coalesce(array_agg(position ORDER BY position), '{}') INTO positions
+              FROM inserted;
+            IF cardinality(positions) > 0 THEN
+                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
+            END IF;
+        END
+        $$
+        """
+
+_DISTINCT_V2 = """IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names, req_ids) AS u(n, i))
+               = cardinality(req_names) THEN"""
+_DISTINCT_V3 = """IF NOT EXISTS (SELECT FROM unnest(req_names, req_ids) AS u(n, i)
+                           GROUP BY n, i HAVING count(*) > 1) THEN"""
+assert _DISTINCT_V2 in _APPEND_V2
+_APPEND_V3 = _APPEND_V2.replace(_DISTINCT_V2, _DISTINCT_V3)
+
 EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """
@@ -120,106 +228,13 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # UPDATE over all its requests instead of one or two statements per request. A batch
         # naming an aggregate twice keeps the per-request loop, so each request sees the ones
         # before it.
-        """
-        CREATE OR REPLACE FUNCTION eventsignal_append(
-            lock_key BIGINT,
-            channel TEXT,
-            req_names TEXT[],
-            req_ids TEXT[],
-            req_expected INTEGER[],
-            req_counts INTEGER[],
-            req_creates BOOLEAN[],
-            ev_requests INTEGER[],
-            ev_ids UUID[],
-            ev_versions INTEGER[],
-            ev_names TEXT[],
-            ev_timestamps TIMESTAMPTZ[],
-            ev_data BYTEA[],
-            ev_metadata TEXT[],
-            OUT outcomes INTEGER[],
-            OUT positions BIGINT[]
-        ) LANGUAGE plpgsql AS $$
-        #variable_conflict use_column
-        DECLARE
-            found_version INTEGER;
-        BEGIN
-            PERFORM pg_advisory_xact_lock(lock_key);
-            IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names, req_ids) AS u(n, i))
-               = cardinality(req_names) THEN
-                WITH req AS (
-                    SELECT * FROM unnest(req_names, req_ids, req_expected, req_counts,
-                                         req_creates)
-                             WITH ORDINALITY AS r(name, id, expected, count, creates, ord)
-                ), created AS (
-                    INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
-                    SELECT name, id, count FROM req WHERE creates
-                    ON CONFLICT DO NOTHING
-                    RETURNING aggregate_name, aggregate_id
-                ), updated AS (
-                    UPDATE eventsignal_aggregates AS a SET version = a.version + req.count
-                      FROM req
-                     WHERE NOT req.creates AND a.aggregate_name = req.name
-                       AND a.aggregate_id = req.id AND a.version = req.expected
-                    RETURNING a.aggregate_name, a.aggregate_id
-                ), done AS (
-                    SELECT aggregate_name, aggregate_id FROM created
-                    UNION ALL
-                    SELECT aggregate_name, aggregate_id FROM updated
-                )
-                -- A refused request reports the version found; both modifying CTEs see the
-                -- table as it was, which is what a refused request saw too.
-                SELECT coalesce(array_agg(
-                           CASE WHEN d.aggregate_id IS NOT NULL THEN -1
-                                WHEN r.creates THEN -3
-                                ELSE coalesce((SELECT a.version FROM eventsignal_aggregates AS a
-                                                WHERE a.aggregate_name = r.name
-                                                  AND a.aggregate_id = r.id), -2)
-                           END ORDER BY r.ord), '{}')
-                  INTO outcomes
-                  FROM req AS r
-                  LEFT JOIN done AS d ON d.aggregate_name = r.name AND d.aggregate_id = r.id;
-            ELSE
-                outcomes := '{}';
-                FOR i IN 1 .. coalesce(array_length(req_names, 1), 0) LOOP
-                    IF req_creates[i] THEN
-                        INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
-                        VALUES (req_names[i], req_ids[i], req_counts[i])
-                        ON CONFLICT DO NOTHING;
-                        outcomes := outcomes || CASE WHEN FOUND THEN -1 ELSE -3 END;
-                        CONTINUE;
-                    END IF;
-                    UPDATE eventsignal_aggregates SET version = version + req_counts[i]
-                     WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i]
-                       AND version = req_expected[i];
-                    IF FOUND THEN
-                        outcomes := outcomes || -1;
-                    ELSE
-                        SELECT version INTO found_version FROM eventsignal_aggregates
-                         WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i];
-                        outcomes := outcomes || coalesce(found_version, -2);
-                    END IF;
-                END LOOP;
-            END IF;
-            WITH inserted AS (
-                INSERT INTO eventsignal_events (event_id, aggregate_name, aggregate_id, version,
-                                                name, timestamp, data, metadata)
-                SELECT e.id, req_names[e.req], req_ids[e.req], e.version, e.name, e.ts, e.data,
-                       e.metadata::jsonb
-                  FROM unnest(ev_requests, ev_ids, ev_versions, ev_names, ev_timestamps, ev_data,
-                              ev_metadata)
-                       WITH ORDINALITY AS e(req, id, version, name, ts, data, metadata, ord)
-                 WHERE outcomes[e.req] = -1
-                 ORDER BY e.ord
-                RETURNING position
-            )
-            SELECT coalesce(array_agg(position ORDER BY position), '{}') INTO positions
-              FROM inserted;
-            IF cardinality(positions) > 0 THEN
-                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
-            END IF;
-        END
-        $$
-        """,
+        _APPEND_V2,
+    ),
+    (
+        # Version 3: the same call, its check for an aggregate named twice in a batch a hash
+        # aggregate instead of a count of distinct row values, which compared records
+        # generically: about a tenth of the call's server time for 64 requests.
+        _APPEND_V3,
     ),
 )
 
