@@ -87,6 +87,8 @@ class AppendLink:
         server answers with is raised as psycopg's exception for it, unless it says the server
         cannot serve now (a lock timeout, a full disk), which is unavailability too.
         """
+        if self._waiting is not None:
+            raise RuntimeError("AppendLink.call runs one statement at a time")
         pgconn = await self._ready(action)
         loop = asyncio.get_running_loop()
         waiting: asyncio.Future[None] = loop.create_future()

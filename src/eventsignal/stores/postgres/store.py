@@ -7,7 +7,8 @@ processes may share one database:
   expected version, and ``UNIQUE(aggregate_name, aggregate_id, version)`` on the events backs it.
 * Group commit: concurrent appends are committed together, by one call of the
   ``eventsignal_append`` function (one round trip, one transaction, one flush); each request still
-  gets its own outcome.
+  gets its own outcome. The calls go through a connection of their own, outside the pool, in
+  binary both ways (see ``link.py``).
 * Global order: every append transaction holds one advisory lock, so positions become visible in
   increasing order and ``read_all`` never skips an event that commits late with a lower position.
 * Faults: a lost connection fails the command with :class:`~eventsignal.StoreUnavailable`, never
@@ -143,8 +144,8 @@ class PostgresStore(
     ``dsn`` is a libpq connection string or URL. The schema must be migrated first, explicitly
     (``await store.migrate()`` or ``eventsignal migrate <url>``) or by passing ``migrate=True``.
     ``schema`` puts every table in that PostgreSQL schema (created by the migration) instead of
-    the connection's default. ``min_size``/``max_size`` bound the connection pool (plus one
-    connection that listens for appends); ``max_batch`` bounds the appends committed together.
+    the connection's default. ``min_size``/``max_size`` bound the connection pool (plus two
+    connections of the store's own: one listens for appends, one sends the group commits); ``max_batch`` bounds the appends committed together.
 
     ``timeout`` (seconds) bounds every database command twice: waiting for a pooled connection,
     then waiting for the server's answer (each statement, and the commit, inside

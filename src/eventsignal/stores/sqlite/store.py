@@ -506,7 +506,8 @@ class SQLiteStore(
     ) -> list[AppendOutcome]:
         """One transaction for the whole batch, written a statement per table when every
         request succeeds (see :func:`_append_together`); else request by request, with a
-        savepoint per request to isolate its failure.
+        savepoint per request to isolate its failure. (Alone, a request takes the second way,
+        one statement fewer.)
 
         A batch of one request needs no savepoint: the transaction is then the request's unit of
         failure, rolled back instead of committed.
@@ -516,7 +517,7 @@ class SQLiteStore(
         outcomes: list[AppendOutcome] = []
         appends = events = 0
         try:
-            together = _append_together(connection, requests)
+            together = None if alone else _append_together(connection, requests)
             if together is not None:
                 self._transactions += 1
                 self._appends += len(together)
