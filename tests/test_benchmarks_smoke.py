@@ -90,6 +90,14 @@ def test_stores_benchmark_prints_throughput_ceiling_and_rebuild_ratios() -> None
     assert re.search(RATIO.format("rebuild postgres to bare read"), out), out
 
 
+@pytest.mark.postgres
+def test_append_server_benchmark_prints_both_backend_costs() -> None:
+    out = run_script("bench_append_server.py", "--quick")
+    assert re.search(r"eventsignal_append, 64 requests: [\d.]+ ms of backend CPU", out), out
+    assert re.search(r"raw INSERT, 64 rows: [\d.]+ ms of backend CPU", out), out
+    assert re.search(r"ratio append to INSERT, backend CPU: \d+\.\dx", out), out
+
+
 def test_profiler_prints_the_costliest_functions_of_the_command_path() -> None:
     out = run_script("profile_commands.py", "--seconds", "0.2", "--top", "5")
     assert re.search(r"memory c=1: [\d,]+ commands", out), out

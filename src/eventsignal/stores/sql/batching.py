@@ -94,12 +94,14 @@ class GroupCommit:
         self._queue: list[tuple[AppendRequest, asyncio.Future[Sequence[int]]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def append(self, request: AppendRequest) -> Sequence[int]:
+    def append(self, request: AppendRequest) -> asyncio.Future[Sequence[int]]:
+        """Queue ``request``; the future settles with its positions or its error. (A future,
+        not a coroutine: one frame less to resume on every command's way back.)"""
         future: asyncio.Future[Sequence[int]] = asyncio.get_running_loop().create_future()
         self._queue.append((request, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
-        return await future
+        return future
 
     async def _flush(self) -> None:
         try:
