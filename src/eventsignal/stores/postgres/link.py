@@ -32,6 +32,8 @@ Connect = Callable[[], Awaitable[AsyncConnection[TupleRow]]]
 _OK = pq.ConnStatus.OK
 _TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _BINARY = pq.Format.BINARY
+_SEVERITY = pq.DiagnosticField.SEVERITY_NONLOCALIZED
+_SESSION_ENDS = (b"FATAL", b"PANIC")
 
 
 class AppendLink:
@@ -47,6 +49,7 @@ class AppendLink:
     __slots__ = (
         "_conn",
         "_connect",
+        "_ending",
         "_expired",
         "_failure",
         "_fd",
@@ -76,6 +79,7 @@ class AppendLink:
         self._result: pq.abc.PGresult | None = None
         self._failure: Exception | None = None
         self._expired = False
+        self._ending = False  # the server said, while the connection was idle, that it ends it
 
     async def call(
         self, name: bytes, params: Sequence[bytes], action: str, unsure: str
@@ -117,6 +121,10 @@ class AppendLink:
             raise self._unavailable(action, unsure)
         if result.status != _TUPLES_OK:
             exc = psycopg.errors.error_from_result(result)
+            if result.error_field(_SEVERITY) in _SESSION_ENDS:  # the connection goes too
+                self._failure = exc
+                self._drop()
+                raise self._unavailable(action, unsure) from exc
             if isinstance(exc, psycopg.OperationalError):
                 raise StoreUnavailable(
                     f"PostgreSQL could not complete {action} (rolled back: nothing was stored):"
@@ -135,7 +143,7 @@ class AppendLink:
     async def _ready(self, action: str) -> pq.abc.PGconn:
         """The open connection, checked; a new one if it is gone."""
         conn = self._conn
-        if conn is not None and not self._alive(conn.pgconn):
+        if conn is not None and (self._ending or not self._alive(conn.pgconn)):
             self._drop()
             conn = None
         if conn is None:
@@ -155,11 +163,20 @@ class AppendLink:
         except BaseException:
             await conn.close()
             raise
+        # A server ending an idle session (a terminated backend, a shutdown) says so in a
+        # notice, then closes the socket: the notice alone must already retire the connection.
+        conn.add_notice_handler(self._noticed)
+        self._ending = False
         loop = asyncio.get_running_loop()
         self._fd = conn.pgconn.socket
         loop.add_reader(self._fd, self._readable)
         self._conn, self._loop = conn, loop
         return conn
+
+    def _noticed(self, diagnostic: psycopg.errors.Diagnostic) -> None:
+        # Called from inside libpq's reading: only noted here, acted on before the next call.
+        if diagnostic.severity_nonlocalized in ("FATAL", "PANIC"):
+            self._ending = True
 
     @staticmethod
     def _alive(pgconn: pq.abc.PGconn) -> bool:

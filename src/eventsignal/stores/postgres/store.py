@@ -145,7 +145,8 @@ class PostgresStore(
     (``await store.migrate()`` or ``eventsignal migrate <url>``) or by passing ``migrate=True``.
     ``schema`` puts every table in that PostgreSQL schema (created by the migration) instead of
     the connection's default. ``min_size``/``max_size`` bound the connection pool (plus two
-    connections of the store's own: one listens for appends, one sends the group commits); ``max_batch`` bounds the appends committed together.
+    connections of the store's own: one listens for appends, one sends the group commits);
+    ``max_batch`` bounds the appends committed together.
 
     ``timeout`` (seconds) bounds every database command twice: waiting for a pooled connection,
     then waiting for the server's answer (each statement, and the commit, inside
