@@ -355,6 +355,30 @@ async def test_a_bad_request_fails_only_itself(store: SQLiteStore) -> None:
     assert await store.head_position() == 5
 
 
+async def test_a_refused_request_among_distinct_aggregates_fails_only_itself(
+    store: SQLiteStore,
+) -> None:
+    """A batch naming each aggregate once is written a statement per table; one refusal in it
+    (a stale version, a taken id) still fails that request alone, in the same one commit."""
+    for aggregate_id in ("a", "b", "taken"):
+        await store.create("thing", aggregate_id)
+    await store.append("thing", "b", 0, make_events("b", 0, 1))
+    before = store.stats.transactions
+    results = await asyncio.gather(
+        store.append("thing", "a", 0, make_events("a", 0, 2)),
+        store.append("thing", "b", 0, make_events("b", 0, 1)),  # stale: b is at version 1
+        store.create("thing", "taken", make_events("taken", 0, 1)),
+        store.create("thing", "new", make_events("new", 0, 1)),
+        return_exceptions=True,
+    )
+    assert store.stats.transactions - before == 1
+    assert isinstance(results[1], ConcurrencyError)
+    assert isinstance(results[2], AggregateExists)
+    assert [list(r) for r in results if not isinstance(r, BaseException)] == [[2, 3], [4]]
+    assert [e.version for e in await store.read_aggregate("thing", "taken")] == []
+    assert await store.head_position() == 4
+
+
 async def test_a_failed_transaction_fails_every_request(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
     store = SQLiteStore(path, migrate=True, busy_timeout=0.2)
