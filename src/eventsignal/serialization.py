@@ -95,6 +95,7 @@ def envelope(record: StoredEvent, data: Any) -> Event[Any]:
         position=record.position,
         data=data,
         metadata=record.metadata,
+        tenant=record.tenant,
     )
 
 
