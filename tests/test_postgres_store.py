@@ -27,7 +27,12 @@ from eventsignal.stores import EventStore, PostgresStore, StoredEvent
 from eventsignal.stores.postgres.schema import EVENTS_MIGRATIONS, migrate_component
 from eventsignal.stores.sql import SQLStore
 from eventsignal.stores.subscription_state import SubscriptionStore
-from eventsignal.testing import EventStoreCompliance, SubscriptionStoreCompliance, make_events
+from eventsignal.testing import (
+    EventStoreCompliance,
+    SubscriptionStoreCompliance,
+    TenantCompliance,
+    make_events,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -49,6 +54,17 @@ class TestPostgresStoreSubscriptions(SubscriptionStoreCompliance):
         self.dsn = postgres_dsn  # a fresh schema for every check
 
     async def make_store(self) -> SubscriptionStore:
+        store = PostgresStore(self.dsn, migrate=True, max_size=4)
+        await store.open()
+        return store
+
+
+class TestPostgresTenants(TenantCompliance):
+    @pytest.fixture(autouse=True)
+    def _database(self, postgres_dsn: str) -> None:
+        self.dsn = postgres_dsn  # a fresh schema for every check
+
+    async def make_store(self) -> EventStore:
         store = PostgresStore(self.dsn, migrate=True, max_size=4)
         await store.open()
         return store

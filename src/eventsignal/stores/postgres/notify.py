@@ -22,7 +22,8 @@ logger = logging.getLogger("eventsignal.stores.postgres")
 
 Connect = Callable[[], Awaitable[AsyncConnection[TupleRow]]]
 
-HEAD_POSITION = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
+# The head of the whole log, every tenant's (a function: see the events schema, version 3).
+HEAD_POSITION = "SELECT eventsignal_head_position()"
 
 
 class HeadWatch:

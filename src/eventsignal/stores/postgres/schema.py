@@ -15,6 +15,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import TupleRow
 
 from eventsignal.domain.errors import StoreNotMigrated
+from eventsignal.stores.sql.tenants import row_security
 
 EVENTS_COMPONENT = "events"
 
@@ -217,6 +218,229 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             IF cardinality(positions) > 0 THEN
                 PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
             END IF;
+        END
+        $$
+        """,
+    ),
+    (
+        # Version 3: tenants. A tenant beside every stream and event, first in their keys; ''
+        # is the default tenant, all the rows written before. Another tenant's log is read
+        # through an index of its own; the default tenant's by position, as before, so its
+        # appends cost what they did (no index entry more per event).
+        "ALTER TABLE eventsignal_aggregates ADD COLUMN tenant TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE eventsignal_aggregates DROP CONSTRAINT eventsignal_aggregates_pkey",
+        "ALTER TABLE eventsignal_aggregates ADD CONSTRAINT eventsignal_aggregates_pkey"
+        " PRIMARY KEY (tenant, aggregate_name, aggregate_id)",
+        "ALTER TABLE eventsignal_events ADD COLUMN tenant TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE eventsignal_events"
+        " DROP CONSTRAINT eventsignal_events_aggregate_name_aggregate_id_version_key",
+        "ALTER TABLE eventsignal_events ADD CONSTRAINT eventsignal_events_stream_version_key"
+        " UNIQUE (tenant, aggregate_name, aggregate_id, version)",
+        "CREATE INDEX eventsignal_events_of_tenant ON eventsignal_events (tenant, position)"
+        " WHERE tenant <> ''",
+        *row_security("eventsignal_aggregates"),
+        *row_security("eventsignal_events"),
+        # The head of the whole log, whatever tenant the session reads: a reader of every
+        # tenant for one statement, then back to the session's own.
+        """
+        CREATE FUNCTION eventsignal_head_position() RETURNS BIGINT LANGUAGE plpgsql AS $$
+        DECLARE
+            prior TEXT := current_setting('eventsignal.tenant', true);
+            head BIGINT;
+        BEGIN
+            PERFORM set_config('eventsignal.tenant', '*', true);
+            SELECT coalesce(max(position), 0) INTO head FROM eventsignal_events;
+            PERFORM set_config('eventsignal.tenant', coalesce(prior, ''), true);
+            RETURN head;
+        END
+        $$
+        """,
+        # The requests lo..hi of a batch, all of one tenant, checked and written as version 2
+        # did a whole batch, in a transaction whose setting names that tenant (row-level
+        # security then lets it write that tenant's rows alone). The caller holds the lock.
+        # outcomes[k] is that of request lo + k - 1; positions are those of its events.
+        """
+        CREATE FUNCTION eventsignal_append_group(
+            tenant_name TEXT,
+            lo INTEGER,
+            hi INTEGER,
+            req_names TEXT[],
+            req_ids TEXT[],
+            req_expected INTEGER[],
+            req_counts INTEGER[],
+            req_creates BOOLEAN[],
+            ev_requests INTEGER[],
+            ev_ids UUID[],
+            ev_versions INTEGER[],
+            ev_names TEXT[],
+            ev_timestamps TIMESTAMPTZ[],
+            ev_data BYTEA[],
+            ev_metadata TEXT[],
+            OUT outcomes INTEGER[],
+            OUT positions BIGINT[]
+        ) LANGUAGE plpgsql AS $$
+        #variable_conflict use_column
+        DECLARE
+            found_version INTEGER;
+        BEGIN
+            PERFORM set_config('eventsignal.tenant', tenant_name, true);
+            IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names[lo:hi], req_ids[lo:hi])
+                       AS u(n, i)) = hi - lo + 1 THEN
+                WITH req AS (
+                    SELECT * FROM unnest(req_names[lo:hi], req_ids[lo:hi], req_expected[lo:hi],
+                                         req_counts[lo:hi], req_creates[lo:hi])
+                             WITH ORDINALITY AS r(name, id, expected, count, creates, ord)
+                ), created AS (
+                    INSERT INTO eventsignal_aggregates (tenant, aggregate_name, aggregate_id,
+                                                       version)
+                    SELECT tenant_name, name, id, count FROM req WHERE creates
+                    ON CONFLICT DO NOTHING
+                    RETURNING aggregate_name, aggregate_id
+                ), updated AS (
+                    UPDATE eventsignal_aggregates AS a SET version = a.version + req.count
+                      FROM req
+                     WHERE NOT req.creates AND a.tenant = tenant_name
+                       AND a.aggregate_name = req.name AND a.aggregate_id = req.id
+                       AND a.version = req.expected
+                    RETURNING a.aggregate_name, a.aggregate_id
+                ), done AS (
+                    SELECT aggregate_name, aggregate_id FROM created
+                    UNION ALL
+                    SELECT aggregate_name, aggregate_id FROM updated
+                )
+                SELECT coalesce(array_agg(
+                           CASE WHEN d.aggregate_id IS NOT NULL THEN -1
+                                WHEN r.creates THEN -3
+                                ELSE coalesce((SELECT a.version FROM eventsignal_aggregates AS a
+                                                WHERE a.tenant = tenant_name
+                                                  AND a.aggregate_name = r.name
+                                                  AND a.aggregate_id = r.id), -2)
+                           END ORDER BY r.ord), '{}')
+                  INTO outcomes
+                  FROM req AS r
+                  LEFT JOIN done AS d ON d.aggregate_name = r.name AND d.aggregate_id = r.id;
+            ELSE
+                outcomes := '{}';
+                FOR i IN lo .. hi LOOP
+                    IF req_creates[i] THEN
+                        INSERT INTO eventsignal_aggregates (tenant, aggregate_name, aggregate_id,
+                                                           version)
+                        VALUES (tenant_name, req_names[i], req_ids[i], req_counts[i])
+                        ON CONFLICT DO NOTHING;
+                        outcomes := outcomes || CASE WHEN FOUND THEN -1 ELSE -3 END;
+                        CONTINUE;
+                    END IF;
+                    UPDATE eventsignal_aggregates SET version = version + req_counts[i]
+                     WHERE tenant = tenant_name AND aggregate_name = req_names[i]
+                       AND aggregate_id = req_ids[i] AND version = req_expected[i];
+                    IF FOUND THEN
+                        outcomes := outcomes || -1;
+                    ELSE
+                        SELECT version INTO found_version FROM eventsignal_aggregates
+                         WHERE tenant = tenant_name AND aggregate_name = req_names[i]
+                           AND aggregate_id = req_ids[i];
+                        outcomes := outcomes || coalesce(found_version, -2);
+                    END IF;
+                END LOOP;
+            END IF;
+            WITH inserted AS (
+                INSERT INTO eventsignal_events (tenant, event_id, aggregate_name, aggregate_id,
+                                                version, name, timestamp, data, metadata)
+                SELECT tenant_name, e.id, req_names[e.req], req_ids[e.req], e.version, e.name,
+                       e.ts, e.data, e.metadata::jsonb
+                  FROM unnest(ev_requests, ev_ids, ev_versions, ev_names, ev_timestamps, ev_data,
+                              ev_metadata)
+                       WITH ORDINALITY AS e(req, id, version, name, ts, data, metadata, ord)
+                 WHERE e.req BETWEEN lo AND hi AND outcomes[e.req - lo + 1] = -1
+                 ORDER BY e.ord
+                RETURNING position
+            )
+            SELECT coalesce(array_agg(position ORDER BY position), '{}') INTO positions
+              FROM inserted;
+        END
+        $$
+        """,
+        # The call of versions 1 and 2, kept: a batch of the default tenant.
+        """
+        CREATE OR REPLACE FUNCTION eventsignal_append(
+            lock_key BIGINT,
+            channel TEXT,
+            req_names TEXT[],
+            req_ids TEXT[],
+            req_expected INTEGER[],
+            req_counts INTEGER[],
+            req_creates BOOLEAN[],
+            ev_requests INTEGER[],
+            ev_ids UUID[],
+            ev_versions INTEGER[],
+            ev_names TEXT[],
+            ev_timestamps TIMESTAMPTZ[],
+            ev_data BYTEA[],
+            ev_metadata TEXT[],
+            OUT outcomes INTEGER[],
+            OUT positions BIGINT[]
+        ) LANGUAGE plpgsql AS $$
+        DECLARE
+            prior TEXT := current_setting('eventsignal.tenant', true);
+        BEGIN
+            PERFORM pg_advisory_xact_lock(lock_key);
+            SELECT g.outcomes, g.positions INTO outcomes, positions
+              FROM eventsignal_append_group('', 1, coalesce(cardinality(req_names), 0),
+                                            req_names, req_ids, req_expected, req_counts,
+                                            req_creates, ev_requests, ev_ids, ev_versions,
+                                            ev_names, ev_timestamps, ev_data, ev_metadata) AS g;
+            IF cardinality(positions) > 0 THEN
+                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
+            END IF;
+            PERFORM set_config('eventsignal.tenant', coalesce(prior, ''), true);
+        END
+        $$
+        """,
+        # A batch of several tenants, its requests grouped by tenant: group g is the requests
+        # up to grp_ends[g] (after those of group g - 1), all of tenant grp_tenants[g].
+        """
+        CREATE FUNCTION eventsignal_append_tenants(
+            lock_key BIGINT,
+            channel TEXT,
+            grp_tenants TEXT[],
+            grp_ends INTEGER[],
+            req_names TEXT[],
+            req_ids TEXT[],
+            req_expected INTEGER[],
+            req_counts INTEGER[],
+            req_creates BOOLEAN[],
+            ev_requests INTEGER[],
+            ev_ids UUID[],
+            ev_versions INTEGER[],
+            ev_names TEXT[],
+            ev_timestamps TIMESTAMPTZ[],
+            ev_data BYTEA[],
+            ev_metadata TEXT[],
+            OUT outcomes INTEGER[],
+            OUT positions BIGINT[]
+        ) LANGUAGE plpgsql AS $$
+        DECLARE
+            prior TEXT := current_setting('eventsignal.tenant', true);
+            lo INTEGER := 1;
+            part RECORD;
+        BEGIN
+            PERFORM pg_advisory_xact_lock(lock_key);
+            outcomes := '{}';
+            positions := '{}';
+            FOR g IN 1 .. coalesce(cardinality(grp_tenants), 0) LOOP
+                SELECT * INTO part
+                  FROM eventsignal_append_group(grp_tenants[g], lo, grp_ends[g], req_names,
+                                                req_ids, req_expected, req_counts, req_creates,
+                                                ev_requests, ev_ids, ev_versions, ev_names,
+                                                ev_timestamps, ev_data, ev_metadata);
+                outcomes := outcomes || part.outcomes;
+                positions := positions || part.positions;
+                lo := grp_ends[g] + 1;
+            END LOOP;
+            IF cardinality(positions) > 0 THEN
+                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
+            END IF;
+            PERFORM set_config('eventsignal.tenant', coalesce(prior, ''), true);
         END
         $$
         """,

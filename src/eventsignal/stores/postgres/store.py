@@ -10,6 +10,10 @@ processes may share one database:
   gets its own outcome.
 * Global order: every append transaction holds one advisory lock, so positions become visible in
   increasing order and ``read_all`` never skips an event that commits late with a lower position.
+* Tenants: each stream belongs to a tenant (see :mod:`eventsignal.stores.tenancy`). Every
+  statement names the tenant it reads or writes, and row-level security keeps a session to the
+  tenant its setting ``eventsignal.tenant`` names, which the store sets for each use of a
+  connection (only when it changes) and the append function for each tenant of a batch.
 * Faults: a lost connection fails the command with :class:`~eventsignal.StoreUnavailable`, never
   with a success that was not committed; the pool reconnects by itself once the server is back.
   A stalled connection (open, silent) fails its command once the command's deadline passes, and
@@ -19,9 +23,12 @@ processes may share one database:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import itertools
 import select
 import struct
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -58,7 +65,12 @@ from eventsignal.stores.idempotency import (
     RecordedCommand,
 )
 from eventsignal.stores.lifecycle import closed_error, is_closed_marker
-from eventsignal.stores.postgres.arrays import batch_arrays, register_dumpers
+from eventsignal.stores.postgres.arrays import (
+    batch_arrays,
+    int4_array,
+    register_dumpers,
+    text_array,
+)
 from eventsignal.stores.postgres.dcb import PostgresDcb
 from eventsignal.stores.postgres.deadline import Deadline
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
@@ -70,7 +82,7 @@ from eventsignal.stores.postgres.schema import (
     schema_version,
 )
 from eventsignal.stores.rows import read_metadata
-from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component
+from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component, for_dialect
 from eventsignal.stores.sql import idempotency as keys
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, GroupCommit
 from eventsignal.stores.sql.keyed import SQLKeyedAppends
@@ -78,34 +90,67 @@ from eventsignal.stores.sql.lifecycle import SQLStreamLifecycle
 from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
+from eventsignal.stores.sql.tenants import (
+    EVERY_TENANT,
+    SET_TENANT_LOCAL,
+    TENANT_SETTING,
+    TENANTS,
+    listing,
+)
+from eventsignal.stores.tenancy import DEFAULT_TENANT, TenantStore, tenant_store
 
 _Connection = AsyncConnection[TupleRow]
 
 # Metadata is mostly '{}': the server says so with a NULL, so that no row decodes JSON for it.
 _METADATA = "CASE WHEN metadata = '{}' THEN NULL ELSE metadata::text END"
-# One aggregate's rows leave out its name and id: the caller knows them.
+# One aggregate's rows leave out its name and id: the caller knows them. The default tenant's
+# statements name it as a constant, so they take the parameters they always took; another
+# tenant's take its name last (see _of_tenant).
 _READ_AGGREGATE = (
     f"SELECT position, event_id, version, name, timestamp, data, {_METADATA}"
     " FROM eventsignal_events"
-    " WHERE aggregate_name = %s AND aggregate_id = %s AND version > %s ORDER BY version"
+    " WHERE aggregate_name = %s AND aggregate_id = %s AND version > %s AND tenant = ''"
+    " ORDER BY version"
 )
 _READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT %s"
+_EVENT_COLUMNS = "position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data"
 _READ_ALL = (
-    "SELECT position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data,"
-    f" {_METADATA} FROM eventsignal_events WHERE position > %s ORDER BY position LIMIT %s"
+    f"SELECT {_EVENT_COLUMNS}, {_METADATA} FROM eventsignal_events"
+    " WHERE tenant = '' AND position > %s ORDER BY position LIMIT %s"
 )
+# Another tenant's log, through its own index (whose condition the statement repeats).
+_READ_ALL_OF = (
+    f"SELECT {_EVENT_COLUMNS}, {_METADATA} FROM eventsignal_events"
+    " WHERE tenant = %s AND tenant <> '' AND position > %s ORDER BY position LIMIT %s"
+)
+_READ_EVERY = (
+    f"SELECT {_EVENT_COLUMNS}, {_METADATA}, tenant FROM eventsignal_events"
+    " WHERE position > %s ORDER BY position LIMIT %s"
+)
+_EXISTS = (
+    "SELECT 1 FROM eventsignal_aggregates"
+    " WHERE aggregate_name = %s AND aggregate_id = %s AND tenant = ''"
+)
+_SET_TENANT = f"SELECT set_config('{TENANT_SETTING}', %s, false)"
 _APPEND = (
     "SELECT outcomes, positions FROM eventsignal_append(%b, %b, %b::text[], %b::text[],"
     " %b::int4[], %b::int4[], %b::bool[], %b::int4[], %b::uuid[], %b::int4[], %b::text[],"
     " %b::timestamptz[], %b::bytea[], %b::text[])"
 )
-_ACCEPTED, _NOT_FOUND, _EXISTS = -1, -2, -3
+# A batch holding another tenant's requests, grouped by tenant (see the events schema).
+_APPEND_TENANTS = (
+    "SELECT outcomes, positions FROM eventsignal_append_tenants(%b, %b, %b::text[], %b::int4[],"
+    " %b::text[], %b::text[], %b::int4[], %b::int4[], %b::bool[], %b::int4[], %b::uuid[],"
+    " %b::int4[], %b::text[], %b::timestamptz[], %b::bytea[], %b::text[])"
+)
+_ACCEPTED, _NOT_FOUND, _TAKEN = -1, -2, -3
 # Backdating a creation record (a copy keeps the original moment) in the append's transaction.
 _BACKDATE = (
     "UPDATE eventsignal_aggregates SET created_at = %s"
-    " WHERE aggregate_name = %s AND aggregate_id = %s"
+    " WHERE aggregate_name = %s AND aggregate_id = %s AND tenant = %s"
 )
-_VERSION_CONSTRAINT = "eventsignal_events_aggregate_name_aggregate_id_version_key"
+_SET_TENANT_LOCAL = for_dialect(SET_TENANT_LOCAL, "postgres")
+_VERSION_CONSTRAINT = "eventsignal_events_stream_version_key"
 _KEY_CONSTRAINT = f"{keys.TABLE}_pkey"
 _KEY_MIGRATIONS = [[*keys.MIGRATIONS["postgres"][0], KEYED_APPEND_FUNCTION]]
 _APPEND_KEYED = (
@@ -184,6 +229,9 @@ class PostgresStore(
         self._channel = ""
         self._appends = self._events = self._transactions = 0
         self._draining: asyncio.Task[None] | None = None
+        # The tenant each pooled session's setting names (see _connection); a session missing
+        # here is in an unknown state, and gets the setting before its next use.
+        self._tenant_of: weakref.WeakKeyDictionary[_Connection, str] = weakref.WeakKeyDictionary()
 
     # Life cycle
 
@@ -311,6 +359,7 @@ class PostgresStore(
             await conn.execute("SET TIME ZONE 'UTC'")
             if self.schema is not None:
                 await conn.execute(SQL("SET search_path TO {}").format(Identifier(self.schema)))
+        self._tenant_of[conn] = DEFAULT_TENANT  # a new session reads the default tenant's rows
 
     async def _listen_connection(self) -> _Connection:
         conn = await AsyncConnection.connect(self.dsn, **self._connect_options())
@@ -370,12 +419,20 @@ class PostgresStore(
 
     @asynccontextmanager
     async def _connection(
-        self, action: str, *, bounded: bool = True, unsure: str = ""
+        self,
+        action: str,
+        *,
+        bounded: bool = True,
+        unsure: str = "",
+        tenant: str | None = DEFAULT_TENANT,
     ) -> AsyncIterator[_Connection]:
         """A pooled connection; when ``bounded``, its block must end within the store's timeout.
 
-        A lost or late connection raises :class:`~eventsignal.StoreUnavailable`, with ``unsure``
-        added once the block ran, since a command may then have reached the server.
+        The session's setting names ``tenant`` (``"*"``: a reader of every tenant), whose rows
+        alone row-level security then shows it; ``None`` leaves it as it is (the append
+        functions set it themselves). A lost or late connection raises
+        :class:`~eventsignal.StoreUnavailable`, with ``unsure`` added once the block ran, since
+        a command may then have reached the server.
         """
         pool = self._pool
         if pool is None:
@@ -385,6 +442,8 @@ class PostgresStore(
             async with pool.connection() as conn:
                 with Deadline(conn, seconds, self._replace_idle) as guard:
                     try:
+                        if tenant is not None and self._tenant_of.get(conn) != tenant:
+                            await self._enter(conn, tenant)
                         yield conn
                     except psycopg.Error as exc:
                         if not _unavailable_now(conn, exc):
@@ -392,6 +451,13 @@ class PostgresStore(
                         raise _unavailable(action, exc, guard, conn, unsure) from exc
         except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
             raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
+
+    async def _enter(self, conn: _Connection, tenant: str) -> None:
+        """Set the session's tenant (outside any transaction, so it lasts until changed)."""
+        tenants = self._tenant_of
+        tenants.pop(conn, None)  # unknown until the server says it is done
+        await conn.execute(_SET_TENANT, (tenant,), prepare=True)
+        tenants[conn] = tenant
 
     def _replace_idle(self) -> None:
         """A connection stalled: its idle siblings likely share its broken path, replace them."""
@@ -433,8 +499,9 @@ class PostgresStore(
         events: Sequence[StoredEvent] = (),
         *,
         created_at: datetime | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> Sequence[int]:
-        request = AppendRequest.creation(aggregate_name, aggregate_id, events, created_at)
+        request = AppendRequest.creation(aggregate_name, aggregate_id, events, created_at, tenant)
         if self._pool is None:
             raise _not_open()
         # Through group commit: concurrent creations share a transaction with appends.
@@ -446,8 +513,12 @@ class PostgresStore(
         aggregate_id: str,
         expected_version: int,
         events: Sequence[StoredEvent],
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> Sequence[int]:
-        request = AppendRequest.checked(aggregate_name, aggregate_id, expected_version, events)
+        request = AppendRequest.checked(
+            aggregate_name, aggregate_id, expected_version, events, tenant
+        )
         if self._pool is None:
             raise _not_open()
         return await self._group.append(request)
@@ -475,6 +546,8 @@ class PostgresStore(
         return outcome
 
     async def _commit(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
+        if any(request.tenant for request in requests):
+            return await self._commit_tenants(requests)
         try:
             arrays = batch_arrays(requests, _encode_metadata)
         except struct.error as exc:  # what the server would refuse too: fails only its request
@@ -483,9 +556,45 @@ class PostgresStore(
         append = _APPEND
         if any(request.key for request in requests):
             append, params = _APPEND_KEYED, (*params, *_key_arrays(requests))
-        # The call commits on its own: once it is sent, a lost answer is a lost outcome.
+        return await self._call(append, params, requests)
+
+    async def _commit_tenants(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
+        """A batch holding other tenants' requests: one call, the requests grouped by tenant.
+
+        Idempotency keys are the default tenant's alone, and their function takes one tenant:
+        keyed requests, if any, are committed first, by a call of their own.
+        """
+        keyed = [request for request in requests if request.key is not None]
+        if keyed:
+            rest = [request for request in requests if request.key is None]
+            done = dict(zip(map(id, keyed), await self._commit(keyed), strict=True))
+            done.update(zip(map(id, rest), await self._commit(rest), strict=True))
+            return [done[id(request)] for request in requests]
+        if not requests:
+            return []
+        groups: dict[str, list[AppendRequest]] = {}
+        for request in requests:
+            groups.setdefault(request.tenant, []).append(request)
+        ordered = [request for group in groups.values() for request in group]
+        ends = list(itertools.accumulate(map(len, groups.values())))
+        try:
+            arrays = batch_arrays(ordered, _encode_metadata)
+        except struct.error as exc:
+            raise psycopg.DataError(f"a version out of range for INTEGER: {exc}") from exc
+        tenants = text_array(list(groups))
+        params = (self._lock_key, self._channel, tenants, int4_array(ends), *arrays)
+        outcomes = await self._call(_APPEND_TENANTS, params, ordered)
+        found = dict(zip(map(id, ordered), outcomes, strict=True))
+        return [found[id(request)] for request in requests]
+
+    async def _call(
+        self, append: str, params: tuple[Any, ...], requests: list[AppendRequest]
+    ) -> list[AppendOutcome]:
+        """Commit a batch by one call of an append function; each request's outcome."""
+        # The call commits on its own: once it is sent, a lost answer is a lost outcome. It
+        # sets the session's tenant for each tenant it writes, and back when done.
         unsure = "the events may or may not be stored, re-read the aggregate"
-        async with self._connection("appending events", unsure=unsure) as conn:
+        async with self._connection("appending events", unsure=unsure, tenant=None) as conn:
             if any(request.created_at for request in requests):
                 async with conn.transaction():
                     row = await (await conn.execute(append, params, prepare=True)).fetchone()
@@ -516,16 +625,24 @@ class PostgresStore(
     async def _backdate(
         conn: _Connection, requests: list[AppendRequest], row: tuple[Any, ...] | None
     ) -> None:
-        """Give the aggregates these requests created the moments they ask for."""
+        """Give the aggregates these requests created the moments they ask for, each under its
+        tenant's setting (the transaction's, until it ends)."""
         codes: list[int] = [] if row is None else row[0]
-        backdated = [
-            (request.created_at, request.aggregate_name, request.aggregate_id)
-            for request, code in zip(requests, codes, strict=True)
-            if request.created_at is not None and code == _ACCEPTED
-        ]
-        if backdated:
+        backdated: dict[str, list[tuple[Any, ...]]] = {}
+        for request, code in zip(requests, codes, strict=True):
+            if request.created_at is not None and code == _ACCEPTED:
+                backdated.setdefault(request.tenant, []).append(
+                    (
+                        request.created_at,
+                        request.aggregate_name,
+                        request.aggregate_id,
+                        request.tenant,
+                    )
+                )
+        for tenant, rows in backdated.items():
+            await conn.execute(_SET_TENANT_LOCAL, (tenant,))
             async with conn.cursor() as cursor:
-                await cursor.executemany(_BACKDATE, backdated)
+                await cursor.executemany(_BACKDATE, rows)
 
     # Idempotent commands (see eventsignal.stores.idempotency): a keyed request joins the group
     # commit like any other; its batch then runs in an explicit transaction that also records
@@ -621,40 +738,83 @@ class PostgresStore(
     async def _lifecycle_announce(self, tx: SQLTransaction, position: int) -> None:
         await tx.execute("SELECT pg_notify(%s, %s)", (self._channel, str(position)))
 
+    # Tenants
+
+    def for_tenant(self, tenant: str | None) -> TenantStore:
+        """This store as one tenant sees it (``None``: every tenant, read-only)."""
+        return tenant_store(self, tenant)
+
+    async def tenants(self) -> Sequence[str]:
+        """The tenants holding at least one stream, sorted (``""`` is the default one)."""
+        async with self._connection("listing tenants", tenant=EVERY_TENANT) as conn:
+            rows = await (await conn.execute(for_dialect(TENANTS, "postgres"))).fetchall()
+        return [row[0] for row in rows]
+
     # Reading
 
-    async def exists(self, aggregate_name: str, aggregate_id: str) -> bool:
-        async with self._connection("reading") as conn:
-            cursor = await conn.execute(
-                "SELECT 1 FROM eventsignal_aggregates"
-                " WHERE aggregate_name = %s AND aggregate_id = %s",
-                (aggregate_name, aggregate_id),
-            )
+    async def exists(
+        self, aggregate_name: str, aggregate_id: str, *, tenant: str = DEFAULT_TENANT
+    ) -> bool:
+        statement: str = _EXISTS
+        params: tuple[Any, ...] = (aggregate_name, aggregate_id)
+        if tenant:
+            statement, params = _of_tenant(_EXISTS), (*params, tenant)
+        async with self._connection("reading", tenant=tenant) as conn:
+            cursor = await conn.execute(statement, params)
             return await cursor.fetchone() is not None
 
     async def read_aggregate(
-        self, aggregate_name: str, aggregate_id: str, after_version: int = 0
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        after_version: int = 0,
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> Sequence[StoredEvent]:
-        rows = _AggregateRows(aggregate_name, aggregate_id)
-        async with self._connection("reading an aggregate") as conn:
+        rows = _AggregateRows(aggregate_name, aggregate_id, tenant)
+        statement: str = _READ_AGGREGATE
+        params: tuple[Any, ...] = (aggregate_name, aggregate_id, after_version)
+        if tenant:
+            statement, params = _of_tenant(_READ_AGGREGATE), (*params, tenant)
+        async with self._connection("reading an aggregate", tenant=tenant) as conn:
             cursor = conn.cursor(binary=True, row_factory=rows.maker)
-            await cursor.execute(_READ_AGGREGATE, (aggregate_name, aggregate_id, after_version))
+            await cursor.execute(statement, params)
             return await cursor.fetchall()
 
     async def read_aggregate_page(
-        self, aggregate_name: str, aggregate_id: str, after_version: int, limit: int
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        after_version: int,
+        limit: int,
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> Sequence[StoredEvent]:
-        rows = _AggregateRows(aggregate_name, aggregate_id)
-        params = (aggregate_name, aggregate_id, after_version, limit)
-        async with self._connection("reading an aggregate") as conn:
+        rows = _AggregateRows(aggregate_name, aggregate_id, tenant)
+        statement: str = _READ_AGGREGATE_PAGE
+        params: tuple[Any, ...] = (aggregate_name, aggregate_id, after_version, limit)
+        if tenant:
+            statement = _of_tenant(_READ_AGGREGATE_PAGE)
+            params = (aggregate_name, aggregate_id, after_version, tenant, limit)
+        async with self._connection("reading an aggregate", tenant=tenant) as conn:
             cursor = conn.cursor(binary=True, row_factory=rows.maker)
-            await cursor.execute(_READ_AGGREGATE_PAGE, params)
+            await cursor.execute(statement, params)
             return await cursor.fetchall()
 
-    async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
-        async with self._connection("reading all events") as conn:
-            cursor = conn.cursor(binary=True, row_factory=_any_rows)
-            await cursor.execute(_READ_ALL, (after_position, limit))
+    async def read_all(
+        self, after_position: int = 0, limit: int = 1000, *, tenant: str | None = DEFAULT_TENANT
+    ) -> Sequence[StoredEvent]:
+        statement: str = _READ_ALL
+        params: tuple[Any, ...] = (after_position, limit)
+        rows: Callable[[object], Callable[[Sequence[Any]], StoredEvent]] = _any_rows
+        if tenant is None:
+            statement, rows, tenant = _READ_EVERY, _every_tenants_rows, EVERY_TENANT
+        elif tenant:
+            statement, params = _READ_ALL_OF, (tenant, after_position, limit)
+            rows = _TenantRows(tenant).maker
+        async with self._connection("reading all events", tenant=tenant) as conn:
+            cursor = conn.cursor(binary=True, row_factory=rows)
+            await cursor.execute(statement, params)
             return await cursor.fetchall()
 
     async def head_position(self) -> int:
@@ -662,25 +822,22 @@ class PostgresStore(
             row = await (await conn.execute(HEAD_POSITION)).fetchone()
         return int(row[0]) if row else 0
 
-    async def aggregates(self, aggregate_name: str | None = None) -> Sequence[AggregateInfo]:
-        query = (
-            "SELECT aggregate_name, aggregate_id, version, created_at FROM eventsignal_aggregates"
-        )
-        params: tuple[str, ...] = ()
-        # Archived and deleted aggregates (a negative marker for a version) are not listed.
-        query += " WHERE version >= 0"
-        if aggregate_name is not None:
-            query += " AND aggregate_name = %s"
-            params = (aggregate_name,)
-        async with self._connection("listing aggregates") as conn:
-            rows = await (
-                await conn.execute(query + " ORDER BY created_at, aggregate_id", params)
-            ).fetchall()
+    async def aggregates(
+        self, aggregate_name: str | None = None, *, tenant: str | None = DEFAULT_TENANT
+    ) -> Sequence[AggregateInfo]:
+        statement, params = listing(aggregate_name, tenant)
+        setting = EVERY_TENANT if tenant is None else tenant
+        async with self._connection("listing aggregates", tenant=setting) as conn:
+            rows = await (await conn.execute(for_dialect(statement, "postgres"), params)).fetchall()
         return [
             AggregateInfo(
-                aggregate_name=name, aggregate_id=id_, version=version, created_at=created
+                aggregate_name=name,
+                aggregate_id=id_,
+                version=version,
+                created_at=created,
+                tenant=owner,
             )
-            for name, id_, version, created in rows
+            for name, id_, version, created, owner in rows
         ]
 
     async def wait_for_events(self, after_position: int) -> None:
@@ -786,16 +943,18 @@ def _unavailable(
 
 
 class _AggregateRows:
-    """Builds one aggregate's events straight from the loaded columns, with its name and id."""
+    """Builds one aggregate's events straight from the loaded columns, with its name, id and
+    tenant."""
 
-    __slots__ = ("aggregate_id", "aggregate_name")
+    __slots__ = ("aggregate_id", "aggregate_name", "tenant")
 
-    def __init__(self, aggregate_name: str, aggregate_id: str) -> None:
+    def __init__(self, aggregate_name: str, aggregate_id: str, tenant: str) -> None:
         self.aggregate_name = aggregate_name
         self.aggregate_id = aggregate_id
+        self.tenant = tenant
 
     def maker(self, cursor: object) -> Callable[[Sequence[Any]], StoredEvent]:
-        aggregate_name, aggregate_id = self.aggregate_name, self.aggregate_id
+        aggregate_name, aggregate_id, tenant = self.aggregate_name, self.aggregate_id, self.tenant
 
         def make(values: Sequence[Any]) -> StoredEvent:
             position, event_id, version, name, timestamp, data, text = values
@@ -810,6 +969,7 @@ class _AggregateRows:
                     data=data,
                     metadata={},
                     position=position,
+                    tenant=tenant,
                 )
             return _event(
                 position,
@@ -821,6 +981,38 @@ class _AggregateRows:
                 timestamp,
                 data,
                 text,
+                tenant,
+            )
+
+        return make
+
+
+class _TenantRows:
+    """Builds events of the log of one tenant other than the default one."""
+
+    __slots__ = ("tenant",)
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+
+    def maker(self, cursor: object) -> Callable[[Sequence[Any]], StoredEvent]:
+        tenant = self.tenant
+
+        def make(values: Sequence[Any]) -> StoredEvent:
+            position, event_id, aggregate_name, aggregate_id, version, name, time, data, text = (
+                values
+            )
+            return _event(
+                position,
+                event_id,
+                aggregate_name,
+                aggregate_id,
+                version,
+                name,
+                time,
+                data,
+                text,
+                tenant,
             )
 
         return make
@@ -834,6 +1026,10 @@ def _stored_event(values: Sequence[Any]) -> StoredEvent:
     return _event(*values)
 
 
+def _every_tenants_rows(cursor: object) -> Callable[[Sequence[Any]], StoredEvent]:
+    return _stored_event  # each row ends with its tenant
+
+
 def _event(
     position: int,
     event_id: Any,
@@ -844,6 +1040,7 @@ def _event(
     timestamp: Any,
     data: bytes,
     text: str | None,
+    tenant: str = DEFAULT_TENANT,
 ) -> StoredEvent:
     """A row as a :class:`StoredEvent`; metadata that cannot be read flags the row."""
     metadata, defect = ({}, None) if text is None else read_metadata(text)
@@ -858,13 +1055,14 @@ def _event(
         metadata=metadata,
         position=position,
         defect=defect,
+        tenant=tenant,
     )
 
 
 def _refused(request: AppendRequest, code: int) -> Exception:
     """The error of a request ``eventsignal_append`` did not accept, from its outcome code."""
     name, aggregate_id = request.aggregate_name, request.aggregate_id
-    if code == _EXISTS:
+    if code == _TAKEN:
         return AggregateExists(name, aggregate_id)
     if code == _NOT_FOUND:
         return AggregateNotFound(name, aggregate_id)
@@ -883,6 +1081,12 @@ def _refusal(request: AppendRequest, exc: psycopg.Error) -> Exception:
     if constraint == _KEY_CONSTRAINT and request.key is not None:
         return CommandKeyTaken(request.aggregate_name, request.aggregate_id, request.key.key)
     return exc
+
+
+@functools.cache
+def _of_tenant(statement: str) -> str:
+    """The statement for a tenant other than the default one: its name is a parameter."""
+    return statement.replace("tenant = ''", "tenant = %s")
 
 
 def _key_arrays(requests: Sequence[AppendRequest]) -> tuple[list[Any], ...]:

@@ -27,7 +27,8 @@ class AppendRequest(msgspec.Struct, frozen=True):
     events, if any, in one step: it fails with :class:`~eventsignal.AggregateExists` if the id
     is taken, and then stores nothing. ``created_at`` backdates that record (else: now).
     With ``key`` the request records that idempotency key with its events, and drops the
-    aggregate's keys that ``retention`` no longer keeps.
+    aggregate's keys that ``retention`` no longer keeps. ``tenant`` names the tenant whose
+    aggregate it is (``""``: the default one); one batch may mix tenants.
     """
 
     aggregate_name: str
@@ -38,6 +39,7 @@ class AppendRequest(msgspec.Struct, frozen=True):
     created_at: datetime | None = None
     key: CommandKey | None = None
     retention: KeyRetention | None = None
+    tenant: str = ""
 
     def keyed(self, key: CommandKey | None, retention: KeyRetention) -> AppendRequest:
         """This request, recording ``key`` (checked) with its events."""
@@ -53,12 +55,21 @@ class AppendRequest(msgspec.Struct, frozen=True):
         aggregate_id: str,
         events: Sequence[StoredEvent],
         created_at: datetime | None = None,
+        tenant: str = "",
     ) -> AppendRequest:
         """A checked request to record a new aggregate with its first events, if any."""
         validate_name(aggregate_name)
         validate_id(aggregate_id)
         check_versions(aggregate_name, aggregate_id, 0, events)
-        return cls(aggregate_name, aggregate_id, 0, events, create=True, created_at=created_at)
+        return cls(
+            aggregate_name,
+            aggregate_id,
+            0,
+            events,
+            create=True,
+            created_at=created_at,
+            tenant=tenant,
+        )
 
     @classmethod
     def checked(
@@ -67,10 +78,11 @@ class AppendRequest(msgspec.Struct, frozen=True):
         aggregate_id: str,
         expected_version: int,
         events: Sequence[StoredEvent],
+        tenant: str = "",
     ) -> AppendRequest:
         """A request whose events follow ``expected_version`` one by one, or ``ValueError``."""
         check_versions(aggregate_name, aggregate_id, expected_version, events)
-        return cls(aggregate_name, aggregate_id, expected_version, events)
+        return cls(aggregate_name, aggregate_id, expected_version, events, tenant=tenant)
 
 
 AppendOutcome = Sequence[int] | BaseException

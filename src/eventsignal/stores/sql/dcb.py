@@ -9,6 +9,9 @@ A query becomes ``e.position IN (<positions of item 1> UNION <positions of item 
 item starts from the index rows of one tag (or of its types) after the position asked for, and
 filters them by its other tags and types, so a condition check touches only the events of its
 boundary, never the whole log.
+
+DCB reads and writes the default tenant's log alone (see :mod:`eventsignal.stores.tenancy`): the
+condition ``own`` keeps the selection to it.
 """
 
 from __future__ import annotations
@@ -23,18 +26,22 @@ COMPONENT = "dcb"
 
 Param = Callable[[Any], str]  # records a value, returns its placeholder
 
+# The default tenant's rows of ``e``, in each dialect: SQLite is told (by the unary plus) not to
+# look them up by the stream key, whose first column is the tenant, but to go by position.
+OWN = {"sqlite": "+e.tenant = ''", "postgres": "e.tenant = ''"}
 
-def selection(query: Query, after: int | None, param: Param) -> str:
+
+def selection(query: Query, after: int | None, param: Param, own: str) -> str:
     """A condition on ``e`` (an ``eventsignal_events`` row) selecting what ``query`` does,
-    after position ``after``."""
+    after position ``after``, among the rows ``own`` selects (see :data:`OWN`)."""
     position = after or 0
 
     def since() -> str:  # each placeholder is its own parameter
         return param(position)
 
+    head = f"{own} AND e.position > {since()}"
     if query.everything:
-        return f"e.position > {since()}"
-    head = f"e.position > {since()}"
+        return head
     items = " UNION ".join(_item(item, since, param) for item in query.items)
     return f"{head} AND e.position IN ({items})"
 
@@ -68,8 +75,8 @@ def _tag_positions(tag: str, since: Callable[[], str], param: Param) -> str:
         name, aggregate_id = aggregate
         found += (
             " UNION ALL SELECT position FROM eventsignal_events"
-            f" WHERE aggregate_name = {param(name)} AND aggregate_id = {param(aggregate_id)}"
-            f" AND position > {since()}"
+            f" WHERE tenant = '' AND aggregate_name = {param(name)}"
+            f" AND aggregate_id = {param(aggregate_id)} AND position > {since()}"
         )
     return found
 
