@@ -46,7 +46,7 @@ from eventsignal.stores.postgres.dcb_schema import MIGRATIONS
 from eventsignal.stores.rows import read_metadata
 from eventsignal.stores.sql.batching import settle
 from eventsignal.stores.sql.contract import ensure_component
-from eventsignal.stores.sql.dcb import COMPONENT, OWN, READ_COLUMNS, selection, sequenced_row
+from eventsignal.stores.sql.dcb import COMPONENT, READ_COLUMNS, selection, sequenced_row
 
 if TYPE_CHECKING:
     from eventsignal.stores.postgres.store import PostgresStore
@@ -139,7 +139,7 @@ class PostgresDcb:
             params.append(value)
             return "%s"
 
-        where = selection(query, after, param, OWN["postgres"])
+        where = selection(query, after, param)
         sql = (
             f"SELECT {READ_COLUMNS}, {_METADATA} FROM eventsignal_events AS e WHERE {where}"
             " ORDER BY e.position"

@@ -145,7 +145,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         # Version 2: tenants (events component, version 3). DCB reads and writes the default
         # tenant's events alone; it finds an aggregate's events by the stream key, which now
-        # starts with the tenant.
+        # starts with the tenant, and the others by position or type, never by that key
+        # (see DEFAULT_ROWS in eventsignal.stores.sql.tenants).
         """
         CREATE OR REPLACE FUNCTION eventsignal_dcb_append(
             lock_key BIGINT,
@@ -200,7 +201,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
                           AND a.aggregate_id = tg_ids[i.tf] AND a.position > req_after[i.req]
                        ) AS c
                   JOIN eventsignal_events AS x ON x.position = c.position
-                 WHERE x.tenant = '' AND (i.yt < i.yf OR x.name = ANY (ty_types[i.yf:i.yt]))
+                 WHERE (x.tenant = '') IS TRUE
+                   AND (i.yt < i.yf OR x.name = ANY (ty_types[i.yf:i.yt]))
                    AND NOT EXISTS (
                        SELECT 1 FROM generate_series(i.tf + 1, i.tt) AS o(k)
                         WHERE NOT EXISTS (SELECT 1 FROM eventsignal_tags AS t
@@ -221,10 +223,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
                 types := ty_types[it_types_from[item]:it_types_to[item]];
                 IF cardinality(types) = 0 THEN
                     SELECT min(e.position) INTO hit FROM eventsignal_events AS e
-                     WHERE e.tenant = '' AND e.position > since;
+                     WHERE (e.tenant = '') IS TRUE AND e.position > since;
                 ELSE
                     SELECT min(e.position) INTO hit FROM eventsignal_events AS e
-                     WHERE e.tenant = '' AND e.name = ANY (types) AND e.position > since;
+                     WHERE (e.tenant = '') IS TRUE AND e.name = ANY (types)
+                       AND e.position > since;
                 END IF;
                 failed[request] := hit;
             END LOOP;

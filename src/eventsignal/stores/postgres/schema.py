@@ -460,8 +460,13 @@ async def migrate_component(
 ) -> int:
     """Run the migrations of ``component`` that have not run yet; return the version reached.
 
-    ``conn`` must be in autocommit mode; the work happens in a transaction of its own.
+    ``conn`` must be in autocommit mode; the work happens in a transaction of its own. A
+    component already up to date is left alone without a statement that needs more than reading
+    ``eventsignal_schema``: an application may connect as a role that cannot create tables (see
+    the store's tenants), once the tables' owner migrated them.
     """
+    if await schema_version(conn, component) == len(migrations):
+        return len(migrations)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         if schema is not None:

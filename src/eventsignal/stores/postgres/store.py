@@ -91,6 +91,7 @@ from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 from eventsignal.stores.sql.tenants import (
+    DEFAULT_ROWS,
     EVERY_TENANT,
     SET_TENANT_LOCAL,
     TENANT_SETTING,
@@ -116,7 +117,7 @@ _READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT %s"
 _EVENT_COLUMNS = "position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data"
 _READ_ALL = (
     f"SELECT {_EVENT_COLUMNS}, {_METADATA} FROM eventsignal_events"
-    " WHERE tenant = '' AND position > %s ORDER BY position LIMIT %s"
+    f" WHERE {DEFAULT_ROWS} AND position > %s ORDER BY position LIMIT %s"
 )
 # Another tenant's log, through its own index (whose condition the statement repeats).
 _READ_ALL_OF = (

@@ -10,8 +10,7 @@ item starts from the index rows of one tag (or of its types) after the position 
 filters them by its other tags and types, so a condition check touches only the events of its
 boundary, never the whole log.
 
-DCB reads and writes the default tenant's log alone (see :mod:`eventsignal.stores.tenancy`): the
-condition ``own`` keeps the selection to it.
+DCB reads and writes the default tenant's log alone (see :mod:`eventsignal.stores.tenancy`).
 """
 
 from __future__ import annotations
@@ -26,20 +25,18 @@ COMPONENT = "dcb"
 
 Param = Callable[[Any], str]  # records a value, returns its placeholder
 
-# The default tenant's rows of ``e``, in each dialect: SQLite is told (by the unary plus) not to
-# look them up by the stream key, whose first column is the tenant, but to go by position.
-OWN = {"sqlite": "+e.tenant = ''", "postgres": "e.tenant = ''"}
+_OWN = "(e.tenant = '') IS TRUE"  # the default tenant's rows, by position (see DEFAULT_ROWS)
 
 
-def selection(query: Query, after: int | None, param: Param, own: str) -> str:
-    """A condition on ``e`` (an ``eventsignal_events`` row) selecting what ``query`` does,
-    after position ``after``, among the rows ``own`` selects (see :data:`OWN`)."""
+def selection(query: Query, after: int | None, param: Param) -> str:
+    """A condition on ``e`` (an ``eventsignal_events`` row of the default tenant) selecting what
+    ``query`` does, after position ``after``."""
     position = after or 0
 
     def since() -> str:  # each placeholder is its own parameter
         return param(position)
 
-    head = f"{own} AND e.position > {since()}"
+    head = f"{_OWN} AND e.position > {since()}"
     if query.everything:
         return head
     items = " UNION ".join(_item(item, since, param) for item in query.items)

@@ -25,7 +25,7 @@ _REWRITE = (
 )
 # Rewrites reach the default tenant's events alone, as the reads that find them do (other
 # tenants' events are not rewritten yet); cold storage holds the default tenant's only.
-_OWN = {"eventsignal_events": " AND eventsignal_events.tenant = ''", ARCHIVE_TABLE: ""}
+_OWN = {"eventsignal_events": " AND (eventsignal_events.tenant = '') IS TRUE", ARCHIVE_TABLE: ""}
 # PostgreSQL types the VALUES list from its parameters: say what they are.
 _ROW = {"sqlite": "(?, ?, ?)", "postgres": "(?::bigint, ?::bytea, ?::bytea)"}
 _CHUNK = 250  # rows per statement, well under either database's limit on parameters

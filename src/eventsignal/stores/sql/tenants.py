@@ -19,6 +19,12 @@ TENANTS = """
     SELECT tenant FROM found WHERE tenant IS NOT NULL
 """
 
+# The default tenant's rows of a log read by position: a condition that the stream key, whose
+# first column is the tenant, cannot serve. A plain "tenant = ''" lets SQLite, and PostgreSQL
+# while the column has no statistics (say just after the migration that added it), start from
+# every row of the default tenant and sort them all, instead of going by position.
+DEFAULT_ROWS = "(tenant = '') IS TRUE"
+
 AGGREGATES = (
     "SELECT aggregate_name, aggregate_id, version, created_at, tenant FROM eventsignal_aggregates"
 )

@@ -32,7 +32,7 @@ from eventsignal.stores.dcb import (
 )
 from eventsignal.stores.rows import read_metadata
 from eventsignal.stores.sql.contract import ensure_component
-from eventsignal.stores.sql.dcb import COMPONENT, OWN, READ_COLUMNS, selection, sequenced_row
+from eventsignal.stores.sql.dcb import COMPONENT, READ_COLUMNS, selection, sequenced_row
 
 if TYPE_CHECKING:
     from eventsignal.stores.sqlite.store import SQLiteStore
@@ -76,9 +76,7 @@ class DcbWrite:
         execute = connection.execute
         if condition is not None:
             params: list[Any] = []
-            where = selection(
-                condition.fail_if_events_match, condition.after, _recorder(params), OWN["sqlite"]
-            )
+            where = selection(condition.fail_if_events_match, condition.after, _recorder(params))
             row = execute(
                 f"SELECT e.position FROM eventsignal_events AS e WHERE {where} LIMIT 1", params
             ).fetchone()
@@ -128,7 +126,7 @@ class SQLiteDcb:
         check_limit(limit)
         await self._ready()
         params: list[Any] = []
-        where = selection(query, after, _recorder(params), OWN["sqlite"])
+        where = selection(query, after, _recorder(params))
         sql = f"SELECT {READ_COLUMNS}, e.metadata FROM eventsignal_events AS e WHERE {where}"
         sql += " ORDER BY e.position"
         if limit is not None:

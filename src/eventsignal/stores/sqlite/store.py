@@ -86,7 +86,7 @@ from eventsignal.stores.sql.lifecycle import SQLStreamLifecycle
 from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
-from eventsignal.stores.sql.tenants import TENANTS, listing
+from eventsignal.stores.sql.tenants import DEFAULT_ROWS, TENANTS, listing
 from eventsignal.stores.sqlite.dcb import DcbWrite, SQLiteDcb
 from eventsignal.stores.sqlite.followers import followers_of
 from eventsignal.stores.sqlite.schema import (
@@ -112,15 +112,14 @@ _EVENT_COLUMNS = (
 )
 # The default tenant's statements name it as a constant and leave its column to its default,
 # so they take the parameters they always took; another tenant's take it as the last parameter
-# (see _of_tenant). Reading the default tenant's log by position filters with "+tenant": the
-# unary plus keeps SQLite from reading it through the stream key, which starts with the tenant.
+# (see _of_tenant).
 _READ_AGGREGATE = (
     f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events "
     "WHERE aggregate_name = ? AND aggregate_id = ? AND version > ? AND tenant = '' "
     "ORDER BY version"
 )
 _READ_ALL = (
-    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE +tenant = '' AND position > ? "
+    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE {DEFAULT_ROWS} AND position > ? "
     "ORDER BY position LIMIT ?"
 )
 # Another tenant's log, through its own index (whose condition the statement repeats).
