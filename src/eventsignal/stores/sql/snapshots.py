@@ -15,7 +15,7 @@ from eventsignal.stores.sql.tenants import SET_TENANT_LOCAL, row_security
 
 COMPONENT = "snapshots"
 
-_MIGRATIONS = {
+MIGRATIONS = {
     "sqlite": [
         [
             """CREATE TABLE IF NOT EXISTS eventsignal_snapshots (
@@ -104,7 +104,7 @@ class SQLSnapshotStore:
 
     async def prepare(self) -> None:
         """Create or upgrade the snapshot table (once per store in this process)."""
-        await ensure_component(self.store, COMPONENT, _MIGRATIONS[self._dialect])
+        await ensure_component(self.store, COMPONENT, MIGRATIONS[self._dialect])
 
     async def _enter(self, tx: SQLTransaction, tenant: str) -> None:
         """Give a PostgreSQL transaction the tenant's rows (row-level security); the store's
