@@ -14,6 +14,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from eventsignal import InvalidAggregateId
 from eventsignal.stores import EventStore, PostgresStore
 from eventsignal.stores.sql import ensure_component
 from eventsignal.stores.sql.snapshots import SQLSnapshotStore
@@ -172,3 +173,10 @@ def test_the_application_role_binds_row_security(app_role: str, postgres_databas
             "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", (app_role,)
         ).fetchone()
     assert row == (False, False)
+
+
+async def test_no_write_names_the_reader_of_every_tenant(app_store: PostgresStore) -> None:
+    for name in ("*", "not a tenant"):
+        with pytest.raises(InvalidAggregateId):
+            await app_store.create("cart", "c-1", tenant=name)
+    assert list(await app_store.tenants()) == []

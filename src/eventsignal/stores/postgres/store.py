@@ -568,11 +568,11 @@ class PostgresStore(
         keyed = [request for request in requests if request.key is not None]
         if keyed:
             rest = [request for request in requests if request.key is None]
-            done = dict(zip(map(id, keyed), await self._commit(keyed), strict=True))
-            done.update(zip(map(id, rest), await self._commit(rest), strict=True))
+            done: dict[int, AppendOutcome] = {}
+            for part in (keyed, rest):
+                if part:
+                    done.update(zip(map(id, part), await self._commit(part), strict=True))
             return [done[id(request)] for request in requests]
-        if not requests:
-            return []
         groups: dict[str, list[AppendRequest]] = {}
         for request in requests:
             groups.setdefault(request.tenant, []).append(request)

@@ -18,6 +18,7 @@ from eventsignal.domain.errors import ConfigurationError
 from eventsignal.domain.identity import validate_id, validate_name
 from eventsignal.stores.base import StoredEvent, check_versions
 from eventsignal.stores.idempotency import CommandKey, KeyRetention, check_key
+from eventsignal.stores.tenancy import validate_tenant
 
 
 class AppendRequest(msgspec.Struct, frozen=True):
@@ -60,6 +61,8 @@ class AppendRequest(msgspec.Struct, frozen=True):
         """A checked request to record a new aggregate with its first events, if any."""
         validate_name(aggregate_name)
         validate_id(aggregate_id)
+        if tenant:
+            validate_tenant(tenant)
         check_versions(aggregate_name, aggregate_id, 0, events)
         return cls(
             aggregate_name,
@@ -81,6 +84,8 @@ class AppendRequest(msgspec.Struct, frozen=True):
         tenant: str = "",
     ) -> AppendRequest:
         """A request whose events follow ``expected_version`` one by one, or ``ValueError``."""
+        if tenant:
+            validate_tenant(tenant)
         check_versions(aggregate_name, aggregate_id, expected_version, events)
         return cls(aggregate_name, aggregate_id, expected_version, events, tenant=tenant)
 

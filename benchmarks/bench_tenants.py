@@ -1,0 +1,129 @@
+"""The cost of tenants on PostgreSQL: commands through tenant views of one ``PostgresStore``
+against the same commands on the default tenant, in the same run.
+
+Run it with::
+
+    .venv/bin/python benchmarks/bench_tenants.py [--seconds 3] [--repeats 5] [--clients 64] \\
+        [--tenants 16]
+
+Both configurations run the cart workload of ``bench_stores.py`` on one ``PostgresStore`` (its
+default pool of 10 connections) over fresh tables, a new schema in the scratch database
+``eventsignal_bench_<pid>`` per measurement, dropped at the end:
+
+* **default tenant**: one ``Signal`` on the store, ``--clients`` clients: what every
+  application without tenants runs.
+* **tenants**: ``--tenants`` Signals, each on ``store.for_tenant(name)``, the clients spread
+  evenly over them (64 clients over 16 tenants: 4 each). They share the store's pool and group
+  commit, so a batch mixes tenants, and connections change tenant from one use to the next.
+
+The ratio is taken round by round (the two runs of a round are back to back) and its median
+printed; the target is tenants within 25% of the default tenant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import statistics
+from typing import Any
+
+from bench_stores import Scratch
+from common import (
+    Clock,
+    Measurement,
+    Sample,
+    drive_signal,
+    parse_args,
+    print_header,
+    print_ratio,
+    print_table,
+    run_interleaved,
+)
+from workload import CART
+
+from eventsignal import Signal
+from eventsignal.stores import PostgresStore
+
+_runs = itertools.count()
+
+
+def default_tenant(scratch: Scratch, clients: int, cache: int) -> Measurement:
+    def run(warmup: float, seconds: float) -> Sample:
+        async def main() -> Sample:
+            store = PostgresStore(scratch.dsn(scratch.schema()), migrate=True)
+            async with Signal(CART, store=store, pool_size=cache) as signal:
+                tag = f"run{next(_runs)}"
+                await drive_signal(signal, clients=clients, seconds=warmup, tag=f"{tag}w")
+                return await drive_signal(signal, clients=clients, seconds=seconds, tag=tag)
+
+        return asyncio.run(main())
+
+    return run
+
+
+def tenants(scratch: Scratch, clients: int, count: int, cache: int) -> Measurement:
+    shares = [clients // count + (k < clients % count) for k in range(count)]
+
+    def run(warmup: float, seconds: float) -> Sample:
+        async def drive(signals: list[Signal[Any, Any]], limit: float, tag: str) -> Sample:
+            clock = Clock()
+            samples = await asyncio.gather(
+                *(
+                    drive_signal(signal, clients=share, seconds=limit, tag=f"{tag}t{k}")
+                    for k, (signal, share) in enumerate(zip(signals, shares, strict=True))
+                    if share
+                )
+            )
+            return clock.sample(sum(s.commands for s in samples), sum(s.events for s in samples))
+
+        async def main() -> Sample:
+            store = PostgresStore(scratch.dsn(scratch.schema()), migrate=True)
+            async with store, contextlib.AsyncExitStack() as stack:
+                signals: list[Signal[Any, Any]] = [
+                    await stack.enter_async_context(
+                        Signal(CART, store=store.for_tenant(f"tenant-{k}"), pool_size=cache)
+                    )
+                    for k in range(count)
+                ]
+                tag = f"run{next(_runs)}"
+                await drive(signals, warmup, f"{tag}w")
+                return await drive(signals, seconds, tag)
+
+        return asyncio.run(main())
+
+    return run
+
+
+def main() -> None:
+    args = parse_args(
+        __doc__.splitlines()[0],
+        extra=lambda parser: parser.add_argument(
+            "--tenants", type=int, default=16, help="tenants the clients are spread over"
+        ),
+    )
+    print_header("tenants on PostgreSQL: tenant views against the default tenant", args)
+    with Scratch() as scratch:
+        if not scratch.postgres:
+            print_ratio("tenants", None)
+            return
+        plain = f"default tenant c={args.clients}"
+        spread = f"{args.tenants} tenants c={args.clients}"
+        table = run_interleaved(
+            [
+                (plain, default_tenant(scratch, args.clients, args.cache)),
+                (spread, tenants(scratch, args.clients, args.tenants, args.cache)),
+            ],
+            args,
+        )
+    print_table(table)
+    base, views = table
+    ratio = statistics.median(
+        view.commands_per_second / own.commands_per_second
+        for own, view in zip(base.samples, views.samples, strict=True)
+    )
+    print(f"ratio {spread} to {plain}: {ratio:.2f}x (target >= 0.75x)")
+
+
+if __name__ == "__main__":
+    main()
