@@ -28,15 +28,25 @@ _now = datetime.now
 class Recorder(Generic[S]):
     """Runs one aggregate type's command handler and records the events it returns."""
 
-    __slots__ = ("_aggregate_name", "_apply", "_encode", "_handle", "_serializer", "_store")
+    __slots__ = (
+        "_aggregate_name",
+        "_apply",
+        "_encode",
+        "_handle",
+        "_serializer",
+        "_store",
+        "_tenant",
+    )
 
     def __init__(
         self,
         config: AggregateConfig[S, Any],
         serializer: EventSerializer,
         store: EventStore | None = None,
+        tenant: str = "",
     ) -> None:
         self._aggregate_name = config.name
+        self._tenant = tenant
         self._handle = config.command_handler
         self._apply = config.event_handler
         self._encode = serializer.encode
@@ -64,6 +74,7 @@ class Recorder(Generic[S]):
         if self._serializer is not None:
             return await self._decide_personal(produced, state, aggregate_id, version, metadata)
         name = self._aggregate_name
+        tenant = self._tenant
         apply = self._apply
         encode = self._encode
         now = _now(UTC)  # one timestamp for all the events of a command
@@ -83,6 +94,7 @@ class Recorder(Generic[S]):
                     timestamp=now,
                     data=payload,
                     metadata=metadata,
+                    tenant=tenant,
                 )
             )
             event = Event(
@@ -95,6 +107,7 @@ class Recorder(Generic[S]):
                 position=0,
                 data=data,
                 metadata=metadata,
+                tenant=tenant,
             )
             state = apply(state, event)
             envelopes.append(event)
@@ -118,6 +131,7 @@ class Recorder(Generic[S]):
             )
         await serializer.personal.prepare(self._store, produced, aggregate_id)
         name = self._aggregate_name
+        tenant = self._tenant
         now = _now(UTC)
         envelopes: list[Event[Any]] = []
         records: list[StoredEvent] = []
@@ -137,6 +151,7 @@ class Recorder(Generic[S]):
                     timestamp=now,
                     data=payload,
                     metadata={**metadata, **sealed} if sealed else metadata,
+                    tenant=tenant,
                 )
             )
             event = Event(
@@ -149,6 +164,7 @@ class Recorder(Generic[S]):
                 position=0,
                 data=data,
                 metadata=metadata,
+                tenant=tenant,
             )
             state = self._apply(state, event)
             envelopes.append(event)

@@ -11,8 +11,8 @@ tenant (``store.for_tenant(None)``) reads the whole log, each event carrying its
 refuses writes: a write always belongs to one tenant.
 
 Subscription state (checkpoints, parked events, read-model documents) stays in the store's own
-tables, under names qualified by the tenant (``revenue@acme``), so one subscription name serves
-every tenant separately.
+tables, under names qualified by the tenant (``revenue@acme``; ``revenue@*`` for a subscription
+over every tenant), so one subscription name serves every tenant separately.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from eventsignal.stores.subscription_state import (
 )
 
 DEFAULT_TENANT = ""
+EVERY_TENANT = "*"  # the qualifier of subscriptions over every tenant; no tenant is named so
 MAX_TENANT_LENGTH = 100
 _QUALIFIER = "@"
 
@@ -150,8 +151,9 @@ class TenantAware(Protocol):
         """Count one user less."""
         ...
 
-    async def head_position(self) -> int:
-        """The position of the last event of any tenant."""
+    async def head_position(self, *, tenant: str | None = DEFAULT_TENANT) -> int:
+        """The position of the last event of ``tenant`` (``None``: of any tenant), so a
+        subscription within one tenant is caught up once it passed that tenant's last event."""
         ...
 
     async def wait_for_events(self, after_position: int) -> None:
@@ -162,6 +164,25 @@ class TenantAware(Protocol):
     def stats(self) -> StoreStats:
         """The counters of the whole store."""
         ...
+
+
+async def wait_within(store: Any, tenant: str | None, after_position: int) -> None:
+    """``wait_for_events`` for a reader of one tenant's events (``None``: of every tenant).
+
+    Other tenants' events must not wake such a reader over and over (it would find nothing new
+    and wait again at once): it waits past the whole log's head, read before its own tenant's
+    head so that an event of its own landing in between is not missed. A store without
+    tenants, or a log holding nothing past ``after_position``, is waited on as it is.
+    """
+    if tenant is None or isinstance(store, TenantStore) or not isinstance(store, TenantAware):
+        await store.wait_for_events(after_position)  # a view knows its own tenant
+        return
+    everyone = await store.head_position(tenant=None)
+    if everyone > after_position:
+        if await store.head_position(tenant=tenant) > after_position:
+            return
+        after_position = everyone
+    await store.wait_for_events(after_position)
 
 
 def tenant_store(store: object, tenant: str | None) -> TenantStore:
@@ -275,18 +296,18 @@ class TenantStore:
         return await self.store.read_all(after_position, limit, tenant=self.tenant)
 
     async def head_position(self) -> int:
-        return await self.store.head_position()
+        return await self.store.head_position(tenant=self.tenant)
 
     async def aggregates(self, aggregate_name: str | None = None) -> Sequence[AggregateInfo]:
         return await self.store.aggregates(aggregate_name, tenant=self.tenant)
 
     async def wait_for_events(self, after_position: int) -> None:
-        await self.store.wait_for_events(after_position)
+        await wait_within(self.store, self.tenant, after_position)
 
     # Snapshots
 
     def _snapshots(self) -> Any:
-        from eventsignal.snapshotting import snapshot_store_for
+        from eventsignal.stores.snapshots import snapshot_store_for
 
         snapshots = snapshot_store_for(self.store)
         if snapshots is None:
@@ -324,7 +345,8 @@ class TenantStore:
         self, state: AbstractAsyncContextManager[SubscriptionState]
     ) -> AsyncIterator[SubscriptionState]:
         async with state as inner:
-            yield _TenantState(inner, self._scope)
+            # The view of every tenant keeps its subscriptions apart from the default tenant's.
+            yield _TenantState(inner, EVERY_TENANT if self.tenant is None else self.tenant)
 
     def subscription_transaction(
         self, *, idle_limit: float | None = None

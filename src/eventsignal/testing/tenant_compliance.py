@@ -125,7 +125,23 @@ class TenantCompliance:
             after = everything[1].position
             assert _identity(await acme.read_all(after, 10)) == [("acme", "a", 2)]
             assert _identity(await globex.read_all(0, 1)) == [("globex", "a", 1)]
+            assert await every.head_position() == everything[-1].position
             assert await acme.head_position() == everything[-1].position
+            assert await globex.head_position() == everything[2].position
+            assert await store.head_position() == everything[3].position
+
+        self.run_check(check)
+
+    def test_a_tenant_without_streams_reads_nothing(self) -> None:
+        async def check(store: EventStore) -> None:
+            acme, _, every = _views(store)
+            await store.create("thing", "a", make_events("a", 0, 2))
+            assert await acme.read_all() == []
+            assert await acme.aggregates() == []
+            assert await acme.head_position() == 0
+            assert not await acme.exists("thing", "a")
+            assert await acme.read_aggregate("thing", "a") == []
+            assert len(await every.read_all()) == 2
 
         self.run_check(check)
 

@@ -253,8 +253,8 @@ class MemoryStore(
         self, after_position: int = 0, limit: int = 1000, *, tenant: str | None = DEFAULT_TENANT
     ) -> Sequence[StoredEvent]:
         start = self._index_after(after_position)
-        if tenant is None or not self._tenanted:
-            return self._log[start : start + limit]
+        if tenant is None or not self._tenanted:  # the whole log, or one tenant's: all of it
+            return self._log[start : start + limit] if tenant is None or not tenant else []
         found: list[StoredEvent] = []
         for event in itertools.islice(self._log, start, None):
             if event.tenant == tenant:
@@ -271,9 +271,11 @@ class MemoryStore(
         # Otherwise positions are 1..len(log) with no gaps, so the index is the position.
         return start
 
-    async def head_position(self) -> int:
+    async def head_position(self, *, tenant: str | None = DEFAULT_TENANT) -> int:
         log = self._log
-        return log[-1].position if log else 0
+        if tenant is None or not self._tenanted:
+            return log[-1].position if log and not tenant else 0
+        return next((e.position for e in reversed(log) if e.tenant == tenant), 0)
 
     async def aggregates(
         self, aggregate_name: str | None = None, *, tenant: str | None = DEFAULT_TENANT
