@@ -145,8 +145,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         # Version 2: tenants (events component, version 3). DCB reads and writes the default
         # tenant's events alone; it finds an aggregate's events by the stream key, which now
-        # starts with the tenant, and the others by position or type, never by that key
-        # (see DEFAULT_ROWS in eventsignal.stores.sql.tenants).
+        # starts with the tenant, and the others by position or type as before (a condition
+        # on the tenant that no index serves keeps the planner off the tenant's own index).
         """
         CREATE OR REPLACE FUNCTION eventsignal_dcb_append(
             lock_key BIGINT,

@@ -224,9 +224,9 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     (
         # Version 3: tenants. A tenant beside every stream and event, first in their keys; ''
-        # is the default tenant, all the rows written before. Another tenant's log is read
-        # through an index of its own; the default tenant's by position, as before, so its
-        # appends cost what they did (no index entry more per event).
+        # is the default tenant, all the rows written before. Each tenant's log, and its head,
+        # is read through the index (tenant, position), the default tenant's too: however few
+        # of the events are its own, reading them never scans the others'.
         "ALTER TABLE eventsignal_aggregates ADD COLUMN tenant TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE eventsignal_aggregates DROP CONSTRAINT eventsignal_aggregates_pkey",
         "ALTER TABLE eventsignal_aggregates ADD CONSTRAINT eventsignal_aggregates_pkey"
@@ -236,8 +236,7 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " DROP CONSTRAINT eventsignal_events_aggregate_name_aggregate_id_version_key",
         "ALTER TABLE eventsignal_events ADD CONSTRAINT eventsignal_events_stream_version_key"
         " UNIQUE (tenant, aggregate_name, aggregate_id, version)",
-        "CREATE INDEX eventsignal_events_of_tenant ON eventsignal_events (tenant, position)"
-        " WHERE tenant <> ''",
+        "CREATE INDEX eventsignal_events_of_tenant ON eventsignal_events (tenant, position)",
         *row_security("eventsignal_aggregates"),
         *row_security("eventsignal_events"),
         # The head of the whole log, whatever tenant the session reads: a reader of every
@@ -255,15 +254,15 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         END
         $$
         """,
-        # The requests lo..hi of a batch, all of one tenant, checked and written as version 2
-        # did a whole batch, in a transaction whose setting names that tenant (row-level
-        # security then lets it write that tenant's rows alone). The caller holds the lock.
-        # outcomes[k] is that of request lo + k - 1; positions are those of its events.
+        # Version 2's call with the tenant of each request: one pass over the whole batch,
+        # whatever tenants it mixes. Its transaction names the batch's tenants in the setting
+        # eventsignal.batch, so row-level security lets it read and write their rows, and no
+        # other tenant's; the setting is put back when it is done.
         """
-        CREATE FUNCTION eventsignal_append_group(
-            tenant_name TEXT,
-            lo INTEGER,
-            hi INTEGER,
+        CREATE FUNCTION eventsignal_append_tenants(
+            lock_key BIGINT,
+            channel TEXT,
+            req_tenants TEXT[],
             req_names TEXT[],
             req_ids TEXT[],
             req_expected INTEGER[],
@@ -282,62 +281,68 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         #variable_conflict use_column
         DECLARE
             found_version INTEGER;
+            prior TEXT := current_setting('eventsignal.batch', true);
         BEGIN
-            PERFORM set_config('eventsignal.tenant', tenant_name, true);
-            IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names[lo:hi], req_ids[lo:hi])
-                       AS u(n, i)) = hi - lo + 1 THEN
+            PERFORM pg_advisory_xact_lock(lock_key);
+            PERFORM set_config('eventsignal.batch',
+                               (SELECT array_agg(DISTINCT t) FROM unnest(req_tenants) AS t)::text,
+                               true);
+            IF (SELECT count(DISTINCT (t, n, i))
+                  FROM unnest(req_tenants, req_names, req_ids) AS u(t, n, i))
+               = cardinality(req_names) THEN
                 WITH req AS (
-                    SELECT * FROM unnest(req_names[lo:hi], req_ids[lo:hi], req_expected[lo:hi],
-                                         req_counts[lo:hi], req_creates[lo:hi])
-                             WITH ORDINALITY AS r(name, id, expected, count, creates, ord)
+                    SELECT * FROM unnest(req_tenants, req_names, req_ids, req_expected,
+                                         req_counts, req_creates)
+                             WITH ORDINALITY AS r(tenant, name, id, expected, count, creates, ord)
                 ), created AS (
                     INSERT INTO eventsignal_aggregates (tenant, aggregate_name, aggregate_id,
                                                        version)
-                    SELECT tenant_name, name, id, count FROM req WHERE creates
+                    SELECT tenant, name, id, count FROM req WHERE creates
                     ON CONFLICT DO NOTHING
-                    RETURNING aggregate_name, aggregate_id
+                    RETURNING tenant, aggregate_name, aggregate_id
                 ), updated AS (
                     UPDATE eventsignal_aggregates AS a SET version = a.version + req.count
                       FROM req
-                     WHERE NOT req.creates AND a.tenant = tenant_name
+                     WHERE NOT req.creates AND a.tenant = req.tenant
                        AND a.aggregate_name = req.name AND a.aggregate_id = req.id
                        AND a.version = req.expected
-                    RETURNING a.aggregate_name, a.aggregate_id
+                    RETURNING a.tenant, a.aggregate_name, a.aggregate_id
                 ), done AS (
-                    SELECT aggregate_name, aggregate_id FROM created
+                    SELECT tenant, aggregate_name, aggregate_id FROM created
                     UNION ALL
-                    SELECT aggregate_name, aggregate_id FROM updated
+                    SELECT tenant, aggregate_name, aggregate_id FROM updated
                 )
                 SELECT coalesce(array_agg(
                            CASE WHEN d.aggregate_id IS NOT NULL THEN -1
                                 WHEN r.creates THEN -3
                                 ELSE coalesce((SELECT a.version FROM eventsignal_aggregates AS a
-                                                WHERE a.tenant = tenant_name
+                                                WHERE a.tenant = r.tenant
                                                   AND a.aggregate_name = r.name
                                                   AND a.aggregate_id = r.id), -2)
                            END ORDER BY r.ord), '{}')
                   INTO outcomes
                   FROM req AS r
-                  LEFT JOIN done AS d ON d.aggregate_name = r.name AND d.aggregate_id = r.id;
+                  LEFT JOIN done AS d ON d.tenant = r.tenant AND d.aggregate_name = r.name
+                                     AND d.aggregate_id = r.id;
             ELSE
                 outcomes := '{}';
-                FOR i IN lo .. hi LOOP
+                FOR i IN 1 .. coalesce(array_length(req_names, 1), 0) LOOP
                     IF req_creates[i] THEN
                         INSERT INTO eventsignal_aggregates (tenant, aggregate_name, aggregate_id,
                                                            version)
-                        VALUES (tenant_name, req_names[i], req_ids[i], req_counts[i])
+                        VALUES (req_tenants[i], req_names[i], req_ids[i], req_counts[i])
                         ON CONFLICT DO NOTHING;
                         outcomes := outcomes || CASE WHEN FOUND THEN -1 ELSE -3 END;
                         CONTINUE;
                     END IF;
                     UPDATE eventsignal_aggregates SET version = version + req_counts[i]
-                     WHERE tenant = tenant_name AND aggregate_name = req_names[i]
+                     WHERE tenant = req_tenants[i] AND aggregate_name = req_names[i]
                        AND aggregate_id = req_ids[i] AND version = req_expected[i];
                     IF FOUND THEN
                         outcomes := outcomes || -1;
                     ELSE
                         SELECT version INTO found_version FROM eventsignal_aggregates
-                         WHERE tenant = tenant_name AND aggregate_name = req_names[i]
+                         WHERE tenant = req_tenants[i] AND aggregate_name = req_names[i]
                            AND aggregate_id = req_ids[i];
                         outcomes := outcomes || coalesce(found_version, -2);
                     END IF;
@@ -346,21 +351,26 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             WITH inserted AS (
                 INSERT INTO eventsignal_events (tenant, event_id, aggregate_name, aggregate_id,
                                                 version, name, timestamp, data, metadata)
-                SELECT tenant_name, e.id, req_names[e.req], req_ids[e.req], e.version, e.name,
-                       e.ts, e.data, e.metadata::jsonb
+                SELECT req_tenants[e.req], e.id, req_names[e.req], req_ids[e.req], e.version,
+                       e.name, e.ts, e.data, e.metadata::jsonb
                   FROM unnest(ev_requests, ev_ids, ev_versions, ev_names, ev_timestamps, ev_data,
                               ev_metadata)
                        WITH ORDINALITY AS e(req, id, version, name, ts, data, metadata, ord)
-                 WHERE e.req BETWEEN lo AND hi AND outcomes[e.req - lo + 1] = -1
+                 WHERE outcomes[e.req] = -1
                  ORDER BY e.ord
                 RETURNING position
             )
             SELECT coalesce(array_agg(position ORDER BY position), '{}') INTO positions
               FROM inserted;
+            IF cardinality(positions) > 0 THEN
+                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
+            END IF;
+            PERFORM set_config('eventsignal.batch', coalesce(prior, ''), true);
         END
         $$
         """,
-        # The call of versions 1 and 2, kept: a batch of the default tenant.
+        # The call of versions 1 and 2, kept for the default tenant's batches (and the callers
+        # of that signature: eventsignal_append_keyed, applications of earlier releases).
         """
         CREATE OR REPLACE FUNCTION eventsignal_append(
             lock_key BIGINT,
@@ -379,69 +389,12 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             ev_metadata TEXT[],
             OUT outcomes INTEGER[],
             OUT positions BIGINT[]
-        ) LANGUAGE plpgsql AS $$
-        DECLARE
-            prior TEXT := current_setting('eventsignal.tenant', true);
-        BEGIN
-            PERFORM pg_advisory_xact_lock(lock_key);
-            SELECT g.outcomes, g.positions INTO outcomes, positions
-              FROM eventsignal_append_group('', 1, coalesce(cardinality(req_names), 0),
-                                            req_names, req_ids, req_expected, req_counts,
-                                            req_creates, ev_requests, ev_ids, ev_versions,
-                                            ev_names, ev_timestamps, ev_data, ev_metadata) AS g;
-            IF cardinality(positions) > 0 THEN
-                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
-            END IF;
-            PERFORM set_config('eventsignal.tenant', coalesce(prior, ''), true);
-        END
-        $$
-        """,
-        # A batch of several tenants, its requests grouped by tenant: group g is the requests
-        # up to grp_ends[g] (after those of group g - 1), all of tenant grp_tenants[g].
-        """
-        CREATE FUNCTION eventsignal_append_tenants(
-            lock_key BIGINT,
-            channel TEXT,
-            grp_tenants TEXT[],
-            grp_ends INTEGER[],
-            req_names TEXT[],
-            req_ids TEXT[],
-            req_expected INTEGER[],
-            req_counts INTEGER[],
-            req_creates BOOLEAN[],
-            ev_requests INTEGER[],
-            ev_ids UUID[],
-            ev_versions INTEGER[],
-            ev_names TEXT[],
-            ev_timestamps TIMESTAMPTZ[],
-            ev_data BYTEA[],
-            ev_metadata TEXT[],
-            OUT outcomes INTEGER[],
-            OUT positions BIGINT[]
-        ) LANGUAGE plpgsql AS $$
-        DECLARE
-            prior TEXT := current_setting('eventsignal.tenant', true);
-            lo INTEGER := 1;
-            part RECORD;
-        BEGIN
-            PERFORM pg_advisory_xact_lock(lock_key);
-            outcomes := '{}';
-            positions := '{}';
-            FOR g IN 1 .. coalesce(cardinality(grp_tenants), 0) LOOP
-                SELECT * INTO part
-                  FROM eventsignal_append_group(grp_tenants[g], lo, grp_ends[g], req_names,
-                                                req_ids, req_expected, req_counts, req_creates,
-                                                ev_requests, ev_ids, ev_versions, ev_names,
-                                                ev_timestamps, ev_data, ev_metadata);
-                outcomes := outcomes || part.outcomes;
-                positions := positions || part.positions;
-                lo := grp_ends[g] + 1;
-            END LOOP;
-            IF cardinality(positions) > 0 THEN
-                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
-            END IF;
-            PERFORM set_config('eventsignal.tenant', coalesce(prior, ''), true);
-        END
+        ) LANGUAGE sql AS $$
+            SELECT a.outcomes, a.positions
+              FROM eventsignal_append_tenants(
+                       lock_key, channel, array_fill(''::text, ARRAY[cardinality(req_names)]),
+                       req_names, req_ids, req_expected, req_counts, req_creates, ev_requests,
+                       ev_ids, ev_versions, ev_names, ev_timestamps, ev_data, ev_metadata) AS a
         $$
         """,
     ),

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import itertools
 import select
 import struct
 import weakref
@@ -65,12 +64,7 @@ from eventsignal.stores.idempotency import (
     RecordedCommand,
 )
 from eventsignal.stores.lifecycle import closed_error, is_closed_marker
-from eventsignal.stores.postgres.arrays import (
-    batch_arrays,
-    int4_array,
-    register_dumpers,
-    text_array,
-)
+from eventsignal.stores.postgres.arrays import batch_arrays, register_dumpers, text_array
 from eventsignal.stores.postgres.dcb import PostgresDcb
 from eventsignal.stores.postgres.deadline import Deadline
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
@@ -91,14 +85,12 @@ from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 from eventsignal.stores.sql.tenants import (
-    DEFAULT_ROWS,
-    EVERY_TENANT,
     SET_TENANT_LOCAL,
     TENANT_SETTING,
     TENANTS,
     listing,
 )
-from eventsignal.stores.tenancy import DEFAULT_TENANT, TenantStore, tenant_store
+from eventsignal.stores.tenancy import DEFAULT_TENANT, EVERY_TENANT, TenantStore, tenant_store
 
 _Connection = AsyncConnection[TupleRow]
 
@@ -117,12 +109,11 @@ _READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT %s"
 _EVENT_COLUMNS = "position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data"
 _READ_ALL = (
     f"SELECT {_EVENT_COLUMNS}, {_METADATA} FROM eventsignal_events"
-    f" WHERE {DEFAULT_ROWS} AND position > %s ORDER BY position LIMIT %s"
+    " WHERE tenant = '' AND position > %s ORDER BY position LIMIT %s"
 )
-# Another tenant's log, through its own index (whose condition the statement repeats).
 _READ_ALL_OF = (
     f"SELECT {_EVENT_COLUMNS}, {_METADATA} FROM eventsignal_events"
-    " WHERE tenant = %s AND tenant <> '' AND position > %s ORDER BY position LIMIT %s"
+    " WHERE tenant = %s AND position > %s ORDER BY position LIMIT %s"
 )
 _READ_EVERY = (
     f"SELECT {_EVENT_COLUMNS}, {_METADATA}, tenant FROM eventsignal_events"
@@ -132,17 +123,18 @@ _EXISTS = (
     "SELECT 1 FROM eventsignal_aggregates"
     " WHERE aggregate_name = %s AND aggregate_id = %s AND tenant = ''"
 )
+_HEAD = "SELECT position FROM eventsignal_events WHERE tenant = '' ORDER BY position DESC LIMIT 1"
 _SET_TENANT = f"SELECT set_config('{TENANT_SETTING}', %s, false)"
 _APPEND = (
     "SELECT outcomes, positions FROM eventsignal_append(%b, %b, %b::text[], %b::text[],"
     " %b::int4[], %b::int4[], %b::bool[], %b::int4[], %b::uuid[], %b::int4[], %b::text[],"
     " %b::timestamptz[], %b::bytea[], %b::text[])"
 )
-# A batch holding another tenant's requests, grouped by tenant (see the events schema).
+# A batch holding other tenants' requests, each request's tenant first (see the events schema).
 _APPEND_TENANTS = (
-    "SELECT outcomes, positions FROM eventsignal_append_tenants(%b, %b, %b::text[], %b::int4[],"
-    " %b::text[], %b::text[], %b::int4[], %b::int4[], %b::bool[], %b::int4[], %b::uuid[],"
-    " %b::int4[], %b::text[], %b::timestamptz[], %b::bytea[], %b::text[])"
+    "SELECT outcomes, positions FROM eventsignal_append_tenants(%b, %b, %b::text[], %b::text[],"
+    " %b::text[], %b::int4[], %b::int4[], %b::bool[], %b::int4[], %b::uuid[], %b::int4[],"
+    " %b::text[], %b::timestamptz[], %b::bytea[], %b::text[])"
 )
 _ACCEPTED, _NOT_FOUND, _TAKEN = -1, -2, -3
 # Backdating a creation record (a copy keeps the original moment) in the append's transaction.
@@ -560,9 +552,9 @@ class PostgresStore(
         return await self._call(append, params, requests)
 
     async def _commit_tenants(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
-        """A batch holding other tenants' requests: one call, the requests grouped by tenant.
+        """A batch holding other tenants' requests: one call, each request with its tenant.
 
-        Idempotency keys are the default tenant's alone, and their function takes one tenant:
+        Idempotency keys are the default tenant's alone, and their function takes no tenants:
         keyed requests, if any, are committed first, by a call of their own.
         """
         keyed = [request for request in requests if request.key is not None]
@@ -573,27 +565,20 @@ class PostgresStore(
                 if part:
                     done.update(zip(map(id, part), await self._commit(part), strict=True))
             return [done[id(request)] for request in requests]
-        groups: dict[str, list[AppendRequest]] = {}
-        for request in requests:
-            groups.setdefault(request.tenant, []).append(request)
-        ordered = [request for group in groups.values() for request in group]
-        ends = list(itertools.accumulate(map(len, groups.values())))
         try:
-            arrays = batch_arrays(ordered, _encode_metadata)
+            arrays = batch_arrays(requests, _encode_metadata)
         except struct.error as exc:
             raise psycopg.DataError(f"a version out of range for INTEGER: {exc}") from exc
-        tenants = text_array(list(groups))
-        params = (self._lock_key, self._channel, tenants, int4_array(ends), *arrays)
-        outcomes = await self._call(_APPEND_TENANTS, params, ordered)
-        found = dict(zip(map(id, ordered), outcomes, strict=True))
-        return [found[id(request)] for request in requests]
+        tenants = text_array([request.tenant for request in requests])
+        params = (self._lock_key, self._channel, tenants, *arrays)
+        return await self._call(_APPEND_TENANTS, params, requests)
 
     async def _call(
         self, append: str, params: tuple[Any, ...], requests: list[AppendRequest]
     ) -> list[AppendOutcome]:
         """Commit a batch by one call of an append function; each request's outcome."""
         # The call commits on its own: once it is sent, a lost answer is a lost outcome. It
-        # sets the session's tenant for each tenant it writes, and back when done.
+        # names the tenants it writes for row-level security itself.
         unsure = "the events may or may not be stored, re-read the aggregate"
         async with self._connection("appending events", unsure=unsure, tenant=None) as conn:
             if any(request.created_at for request in requests):
@@ -818,10 +803,20 @@ class PostgresStore(
             await cursor.execute(statement, params)
             return await cursor.fetchall()
 
-    async def head_position(self) -> int:
-        async with self._connection("reading the head position") as conn:
-            row = await (await conn.execute(HEAD_POSITION)).fetchone()
+    async def head_position(self, *, tenant: str | None = DEFAULT_TENANT) -> int:
+        """The position of the last event of ``tenant`` (``None``: of the whole log)."""
+        statement: str = HEAD_POSITION  # a function that reads every tenant's events
+        params: tuple[str, ...] = ()
+        if tenant is not None:
+            statement = _HEAD
+            if tenant:
+                statement, params = _of_tenant(_HEAD), (tenant,)
+        async with self._connection("reading the head position", tenant=tenant) as conn:
+            row = await (await conn.execute(statement, params)).fetchone()
         return int(row[0]) if row else 0
+
+    async def _log_head(self) -> int:
+        return await self.head_position(tenant=None)
 
     async def aggregates(
         self, aggregate_name: str | None = None, *, tenant: str | None = DEFAULT_TENANT
@@ -845,7 +840,7 @@ class PostgresStore(
         watch = self._watch
         if watch is None:
             raise _not_open()
-        await watch.wait(after_position, self.head_position)
+        await watch.wait(after_position, self._log_head)
 
     def __repr__(self) -> str:
         schema = f" schema={self.schema!r}" if self.schema else ""

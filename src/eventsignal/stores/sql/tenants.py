@@ -7,6 +7,8 @@ placeholders (:func:`~eventsignal.stores.sql.for_dialect` turns them into Postgr
 
 from __future__ import annotations
 
+from eventsignal.stores.tenancy import EVERY_TENANT
+
 # Every tenant holding a stream, sorted: one probe of the key per tenant (a loose index scan),
 # not a pass over every stream.
 TENANTS = """
@@ -18,12 +20,6 @@ TENANTS = """
     )
     SELECT tenant FROM found WHERE tenant IS NOT NULL
 """
-
-# The default tenant's rows of a log read by position: a condition that the stream key, whose
-# first column is the tenant, cannot serve. A plain "tenant = ''" lets SQLite, and PostgreSQL
-# while the column has no statistics (say just after the migration that added it), start from
-# every row of the default tenant and sort them all, instead of going by position.
-DEFAULT_ROWS = "(tenant = '') IS TRUE"
 
 AGGREGATES = (
     "SELECT aggregate_name, aggregate_id, version, created_at, tenant FROM eventsignal_aggregates"
@@ -49,22 +45,29 @@ def listing(aggregate_name: str | None, tenant: str | None) -> tuple[str, tuple[
 
 
 # PostgreSQL row-level security: a session sees and writes the rows of the tenant its setting
-# names (unset or empty: the default tenant), or, with "*", reads every tenant's and writes none.
-# The stores filter by tenant in every statement too; these policies make a statement that
-# forgot to harmless for the roles they bind (any but superusers and the tables' owner).
+# names (unset or empty: the default tenant), or, with "*", reads every tenant's and writes none;
+# the append function's transaction, those of the tenants of its batch. The stores filter by
+# tenant in every statement too; these policies make a statement that forgot to harmless for the
+# roles they bind (any but superusers, roles with BYPASSRLS and the tables' owner).
 TENANT_SETTING = "eventsignal.tenant"
-EVERY_TENANT = "*"
 _CURRENT = f"coalesce(current_setting('{TENANT_SETTING}', true), '')"
 
 
+# The tenants of a group-commit batch, for the transaction of the append function alone.
+_BATCH = "nullif(current_setting('eventsignal.batch', true), '')::text[]"
+
+
 def row_security(table: str) -> tuple[str, ...]:
-    """The PostgreSQL statements that keep the rows of ``table`` to the session's tenant."""
+    """The PostgreSQL statements that keep the rows of ``table`` to the session's tenant (or, in
+    the append function's transaction, to the tenants of its batch)."""
     return (
         f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
         f"CREATE POLICY eventsignal_own_tenant ON {table}"
         f" USING (tenant = {_CURRENT}) WITH CHECK (tenant = {_CURRENT})",
         f"CREATE POLICY eventsignal_every_tenant ON {table} FOR SELECT"
         f" USING ({_CURRENT} = '{EVERY_TENANT}')",
+        f"CREATE POLICY eventsignal_batch_tenants ON {table}"
+        f" USING (tenant = ANY ({_BATCH})) WITH CHECK (tenant = ANY ({_BATCH}))",
     )
 
 

@@ -86,7 +86,7 @@ from eventsignal.stores.sql.lifecycle import SQLStreamLifecycle
 from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
-from eventsignal.stores.sql.tenants import DEFAULT_ROWS, TENANTS, listing
+from eventsignal.stores.sql.tenants import TENANTS, listing
 from eventsignal.stores.sqlite.dcb import DcbWrite, SQLiteDcb
 from eventsignal.stores.sqlite.followers import followers_of
 from eventsignal.stores.sqlite.schema import (
@@ -119,13 +119,12 @@ _READ_AGGREGATE = (
     "ORDER BY version"
 )
 _READ_ALL = (
-    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE {DEFAULT_ROWS} AND position > ? "
+    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE tenant = '' AND position > ? "
     "ORDER BY position LIMIT ?"
 )
-# Another tenant's log, through its own index (whose condition the statement repeats).
 _READ_ALL_OF = (
-    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE tenant = ? AND tenant <> '' "
-    "AND position > ? ORDER BY position LIMIT ?"
+    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE tenant = ? AND position > ? "
+    "ORDER BY position LIMIT ?"
 )
 _READ_EVERY = (
     f"SELECT {_EVENT_COLUMNS}, tenant FROM eventsignal_events WHERE position > ? "
@@ -133,6 +132,9 @@ _READ_EVERY = (
 )
 _READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT ?"
 _HEAD = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
+_DEFAULT_HEAD = (
+    "SELECT position FROM eventsignal_events WHERE tenant = '' ORDER BY position DESC LIMIT 1"
+)
 _EXISTS = (
     "SELECT 1 FROM eventsignal_aggregates "
     "WHERE aggregate_name = ? AND aggregate_id = ? AND tenant = ''"
@@ -174,6 +176,7 @@ class _Writes(NamedTuple):
 _DEFAULT_WRITES = _Writes(_CREATE, _ADVANCE, _VERSION, _INSERT)
 _TENANT_WRITES = _Writes(*map(_of_tenant, _DEFAULT_WRITES))
 _EXISTS_OF = _of_tenant(_EXISTS)
+_HEAD_OF = _of_tenant(_DEFAULT_HEAD)
 _READ_AGGREGATE_OF = _of_tenant(_READ_AGGREGATE)
 _READ_AGGREGATE_PAGE_OF = _of_tenant(_READ_AGGREGATE_PAGE)
 
@@ -743,9 +746,15 @@ class SQLiteStore(
             )
         return await self._read(query)
 
-    async def head_position(self) -> int:
-        rows = await self._read(partial(_fetchall, _HEAD, ()))
-        return int(rows[0][0])
+    async def head_position(self, *, tenant: str | None = DEFAULT_TENANT) -> int:
+        """The position of the last event of ``tenant`` (``None``: of the whole log)."""
+        if tenant is None:
+            rows = await self._read(partial(_fetchall, _HEAD, ()))
+        elif tenant:
+            rows = await self._read(partial(_fetchall, _HEAD_OF, (tenant,)))
+        else:
+            rows = await self._read(partial(_fetchall, _DEFAULT_HEAD, ()))
+        return int(rows[0][0]) if rows else 0
 
     async def aggregates(
         self, aggregate_name: str | None = None, *, tenant: str | None = DEFAULT_TENANT
@@ -769,7 +778,7 @@ class SQLiteStore(
         # Added before reading the head, so that no commit slips between.
         self._followers.add(waiter, after_position)
         try:
-            if await self.head_position() > after_position:
+            if await self.head_position(tenant=None) > after_position:
                 return
             await waiter
         finally:
