@@ -211,3 +211,28 @@ async def _run_plan(store: EventStore, plan: list[Step]) -> None:
         for (tenant, aggregate_id), amounts in model.items():
             rebuilt = await fresh.for_tenant(tenant).aggregate(aggregate_id)
             assert rebuilt.state.balance == sum(amounts)
+
+
+@pytest.mark.parametrize("target_kind", [k for k in KINDS if k != "postgres"])
+async def test_a_copy_takes_every_tenant_along(
+    store: EventStore, target_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from eventsignal.copying import copy_store, verify_copy
+
+    async with Signal(account_config, store=store, telemetry=None) as signal:
+        for tenant in (*TENANTS, ""):
+            view = signal.for_tenant(tenant)
+            await view.create("a", Deposit(1))
+            await view.create("empty")
+            await view.handle_command("a", Deposit(len(tenant) + 1))
+    (tmp_path / "target").mkdir()
+    target = make_store(target_kind, tmp_path / "target", request)
+    async with store, target:
+        report = await copy_store(store, target, batch=2)
+        assert report.events == 6
+        assert report.aggregates == 6
+        assert (await verify_copy(store, target)).ok
+    async with Signal(account_config, store=target, telemetry=None) as copied:
+        for tenant in (*TENANTS, ""):
+            assert (await copied.for_tenant(tenant).aggregate("a")).state.balance == len(tenant) + 2
+            assert (await copied.for_tenant(tenant).aggregate("empty")).version == 0
