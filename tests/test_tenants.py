@@ -227,11 +227,16 @@ async def test_a_copy_takes_every_tenant_along(
             await view.handle_command("a", Deposit(len(tenant) + 1))
     (tmp_path / "target").mkdir()
     target = make_store(target_kind, tmp_path / "target", request)
-    async with store, target:
+    await store.open()
+    await target.open()
+    try:
         report = await copy_store(store, target, batch=2)
         assert report.events == 6
         assert report.aggregates == 6
         assert (await verify_copy(store, target)).ok
+    finally:
+        await store.close()
+        await target.close()
     async with Signal(account_config, store=target, telemetry=None) as copied:
         for tenant in (*TENANTS, ""):
             assert (await copied.for_tenant(tenant).aggregate("a")).state.balance == len(tenant) + 2
