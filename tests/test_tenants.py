@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +242,30 @@ async def test_a_copy_takes_every_tenant_along(
         for tenant in (*TENANTS, ""):
             assert (await copied.for_tenant(tenant).aggregate("a")).state.balance == len(tenant) + 2
             assert (await copied.for_tenant(tenant).aggregate("empty")).version == 0
+
+
+async def test_the_stream_browser_shows_one_tenant(store: EventStore) -> None:
+    import httpx
+
+    from eventsignal.browser.app import create_app
+
+    async with Signal(account_config, store=store, telemetry=None) as signal:
+        for tenant in TENANTS:
+            view = signal.for_tenant(tenant)
+            await view.create(f"{tenant}-only", Deposit(1))
+            await view.create("shared", Deposit(11 if tenant == "acme" else 22))
+    app = create_app(tenant_store(store, "acme"), configs=[account_config], live_seconds=0.3)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://browser") as client,
+    ):
+        found = await client.get("/aggregates", params={"q": ""})
+        assert "acme-only" in found.text
+        assert "globex-only" not in found.text
+        stream = await client.get("/streams/account/shared")
+        assert stream.status_code == 200
+        assert re.search(r"amount\W+11\b", stream.text)
+        assert not re.search(r"amount\W+22\b", stream.text)
+        log = await client.get("/log")
+        assert "globex" not in log.text
