@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +212,60 @@ async def _run_plan(store: EventStore, plan: list[Step]) -> None:
         for (tenant, aggregate_id), amounts in model.items():
             rebuilt = await fresh.for_tenant(tenant).aggregate(aggregate_id)
             assert rebuilt.state.balance == sum(amounts)
+
+
+@pytest.mark.parametrize("target_kind", [k for k in KINDS if k != "postgres"])
+async def test_a_copy_takes_every_tenant_along(
+    store: EventStore, target_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from eventsignal.copying import copy_store, verify_copy
+
+    async with Signal(account_config, store=store, telemetry=None) as signal:
+        for tenant in (*TENANTS, ""):
+            view = signal.for_tenant(tenant)
+            await view.create("a", Deposit(1))
+            await view.create("empty")
+            await view.handle_command("a", Deposit(len(tenant) + 1))
+    (tmp_path / "target").mkdir()
+    target = make_store(target_kind, tmp_path / "target", request)
+    await store.open()
+    await target.open()
+    try:
+        report = await copy_store(store, target, batch=2)
+        assert report.events == 6
+        assert report.aggregates == 6
+        assert (await verify_copy(store, target)).ok
+    finally:
+        await store.close()
+        await target.close()
+    async with Signal(account_config, store=target, telemetry=None) as copied:
+        for tenant in (*TENANTS, ""):
+            assert (await copied.for_tenant(tenant).aggregate("a")).state.balance == len(tenant) + 2
+            assert (await copied.for_tenant(tenant).aggregate("empty")).version == 0
+
+
+async def test_the_stream_browser_shows_one_tenant(store: EventStore) -> None:
+    import httpx
+
+    from eventsignal.browser.app import create_app
+
+    async with Signal(account_config, store=store, telemetry=None) as signal:
+        for tenant in TENANTS:
+            view = signal.for_tenant(tenant)
+            await view.create(f"{tenant}-only", Deposit(1))
+            await view.create("shared", Deposit(11 if tenant == "acme" else 22))
+    app = create_app(tenant_store(store, "acme"), configs=[account_config], live_seconds=0.3)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://browser") as client,
+    ):
+        found = await client.get("/aggregates", params={"q": ""})
+        assert "acme-only" in found.text
+        assert "globex-only" not in found.text
+        stream = await client.get("/streams/account/shared")
+        assert stream.status_code == 200
+        assert re.search(r"amount\S*: 11\b", stream.text)
+        assert not re.search(r"amount\S*: 22\b", stream.text)
+        log = await client.get("/log")
+        assert "globex" not in log.text

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from eventsignal.domain.config import AggregateConfig
@@ -49,7 +50,8 @@ class Recorder(Generic[S]):
         self._tenant = tenant
         self._handle = config.command_handler
         self._apply = config.event_handler
-        self._encode = serializer.encode
+        # A tenant's rows are encoded as that tenant's (bound to it, under its keys).
+        self._encode = partial(serializer.encode, tenant=tenant) if tenant else serializer.encode
         # Only for event classes with personal fields: the store that keeps their keys.
         self._serializer = serializer if serializer.personal is not None else None
         self._store = store
@@ -138,7 +140,7 @@ class Recorder(Generic[S]):
         for data in produced:
             version += 1
             event_name, payload, sealed = serializer.encode_sealed(
-                data, aggregate_id=aggregate_id, version=version
+                data, aggregate_id=aggregate_id, version=version, tenant=tenant
             )
             event_id = new_event_id()
             records.append(

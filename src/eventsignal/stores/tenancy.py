@@ -210,6 +210,11 @@ class TenantStore:
 
     __slots__ = ("_scope", "store", "tenant")
 
+    @property
+    def tenant_root(self) -> TenantAware:
+        """The store this is a view of (where, say, subject keys of every tenant are kept)."""
+        return self.store
+
     def __init__(self, store: TenantAware, tenant: str | None) -> None:
         self.store = store
         self.tenant = tenant
