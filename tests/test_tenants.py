@@ -35,10 +35,12 @@ def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Eve
     return PostgresStore(request.getfixturevalue("postgres_dsn"), migrate=True, max_size=4)
 
 
-KINDS = ["memory"]
+KINDS = ["memory", "sqlite", "postgres"]
+# The PostgreSQL runs get the marker that ``-m "not postgres"`` deselects.
+STORES = [pytest.param(k, marks=pytest.mark.postgres) if k == "postgres" else k for k in KINDS]
 
 
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> EventStore:
     return make_store(request.param, tmp_path, request)
 
