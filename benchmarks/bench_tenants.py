@@ -16,6 +16,10 @@ default pool of 10 connections) over fresh tables, a new schema in the scratch d
   tenants, the clients spread evenly over them (64 clients over 16 tenants: 4 each). They share
   the Signal's pool and the store's connections and group commit, so a batch mixes tenants, and
   connections change tenant from one use to the next.
+* **tenants, application role**: the same, connected as a role that owns nothing (made for the
+  run, dropped at the end), so PostgreSQL applies row-level security to every statement, as it
+  does for an application deployed as docs/stores.md says. The two above connect as the tables'
+  owner, which row-level security does not bind.
 
 The ratio is taken round by round (the two runs of a round are back to back) and its median
 printed; the target is tenants within 25% of the default tenant.
@@ -25,9 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import statistics
 from typing import Any
 
+import psycopg
 from bench_stores import Scratch
 from common import (
     Clock,
@@ -40,6 +46,7 @@ from common import (
     print_table,
     run_interleaved,
 )
+from psycopg import sql
 from workload import CART
 
 from eventsignal import Signal
@@ -62,7 +69,45 @@ def default_tenant(scratch: Scratch, clients: int, cache: int) -> Measurement:
     return run
 
 
-def tenants(scratch: Scratch, clients: int, count: int, cache: int) -> Measurement:
+class AppRole:
+    """A login role of the run's own, granted what an application needs on each new schema."""
+
+    def __init__(self, scratch: Scratch) -> None:
+        self.scratch = scratch
+        self.name = f"eventsignal_bench_app_{os.getpid()}"
+
+    def __enter__(self) -> AppRole:
+        self._run("CREATE ROLE {role} LOGIN")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._run("DROP OWNED BY {role}")
+        self._run("DROP ROLE {role}")
+
+    def _run(self, statement: str, schema: str | None = None) -> None:
+        names = {"role": sql.Identifier(self.name)}
+        if schema is not None:
+            names["schema"] = sql.Identifier(schema)
+        with psycopg.connect(self.scratch.dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL(statement).format(**names))
+
+    async def location(self) -> str:
+        """A new migrated schema, granted to the role; the role's DSN of it."""
+        schema = self.scratch.schema()
+        await PostgresStore(self.scratch.dsn(schema)).migrate()
+        for grant in (
+            "GRANT USAGE ON SCHEMA {schema} TO {role}",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+            "GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
+            "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} TO {role}",
+        ):
+            self._run(grant, schema)
+        return f"{self.scratch.dsn(schema)} user={self.name}"
+
+
+def tenants(
+    scratch: Scratch, clients: int, count: int, cache: int, role: AppRole | None = None
+) -> Measurement:
     shares = [clients // count + (k < clients % count) for k in range(count)]
 
     def run(warmup: float, seconds: float) -> Sample:
@@ -78,7 +123,10 @@ def tenants(scratch: Scratch, clients: int, count: int, cache: int) -> Measureme
             return clock.sample(sum(s.commands for s in samples), sum(s.events for s in samples))
 
         async def main() -> Sample:
-            store = PostgresStore(scratch.dsn(scratch.schema()), migrate=True)
+            if role is None:
+                store = PostgresStore(scratch.dsn(scratch.schema()), migrate=True)
+            else:
+                store = PostgresStore(await role.location())
             async with Signal(CART, store=store, pool_size=cache) as signal:
                 views = [signal.for_tenant(f"tenant-{k}") for k in range(count)]
                 tag = f"run{next(_runs)}"
@@ -104,20 +152,24 @@ def main() -> None:
             return
         plain = f"default tenant c={args.clients}"
         spread = f"{args.tenants} tenants c={args.clients}"
-        table = run_interleaved(
-            [
-                (plain, default_tenant(scratch, args.clients, args.cache)),
-                (spread, tenants(scratch, args.clients, args.tenants, args.cache)),
-            ],
-            args,
-        )
+        secured = f"{spread} as application role"
+        with AppRole(scratch) as role:
+            table = run_interleaved(
+                [
+                    (plain, default_tenant(scratch, args.clients, args.cache)),
+                    (spread, tenants(scratch, args.clients, args.tenants, args.cache)),
+                    (secured, tenants(scratch, args.clients, args.tenants, args.cache, role)),
+                ],
+                args,
+            )
     print_table(table)
-    base, views = table
-    ratio = statistics.median(
-        view.commands_per_second / own.commands_per_second
-        for own, view in zip(base.samples, views.samples, strict=True)
-    )
-    print(f"ratio {spread} to {plain}: {ratio:.2f}x (target >= 0.75x)")
+    base, *others = table
+    for series in others:
+        ratio = statistics.median(
+            view.commands_per_second / own.commands_per_second
+            for own, view in zip(base.samples, series.samples, strict=True)
+        )
+        print(f"ratio {series.label} to {plain}: {ratio:.2f}x (target >= 0.75x)")
 
 
 if __name__ == "__main__":
