@@ -34,7 +34,7 @@ import statistics
 from typing import Any
 
 import psycopg
-from bench_stores import Scratch
+from bench_stores import Scratch, ours
 from common import (
     Clock,
     Measurement,
@@ -50,23 +50,13 @@ from psycopg import sql
 from workload import CART
 
 from eventsignal import Signal
-from eventsignal.stores import PostgresStore
+from eventsignal.stores import EventStore, PostgresStore
 
 _runs = itertools.count()
 
 
-def default_tenant(scratch: Scratch, clients: int, cache: int) -> Measurement:
-    def run(warmup: float, seconds: float) -> Sample:
-        async def main() -> Sample:
-            store = PostgresStore(scratch.dsn(scratch.schema()), migrate=True)
-            async with Signal(CART, store=store, pool_size=cache) as signal:
-                tag = f"run{next(_runs)}"
-                await drive_signal(signal, clients=clients, seconds=warmup, tag=f"{tag}w")
-                return await drive_signal(signal, clients=clients, seconds=seconds, tag=tag)
-
-        return asyncio.run(main())
-
-    return run
+def _migrated(dsn: str) -> EventStore:
+    return PostgresStore(dsn, migrate=True)
 
 
 class AppRole:
@@ -156,7 +146,7 @@ def main() -> None:
         with AppRole(scratch) as role:
             table = run_interleaved(
                 [
-                    (plain, default_tenant(scratch, args.clients, args.cache)),
+                    (plain, ours(scratch, "postgres", _migrated, args.clients, args.cache)),
                     (spread, tenants(scratch, args.clients, args.tenants, args.cache)),
                     (secured, tenants(scratch, args.clients, args.tenants, args.cache, role)),
                 ],

@@ -977,7 +977,7 @@ class _AggregateRows:
                 timestamp,
                 data,
                 text,
-                tenant,
+                tenant=tenant,
             )
 
         return make
@@ -995,21 +995,7 @@ class _TenantRows:
         tenant = self.tenant
 
         def make(values: Sequence[Any]) -> StoredEvent:
-            position, event_id, aggregate_name, aggregate_id, version, name, time, data, text = (
-                values
-            )
-            return _event(
-                position,
-                event_id,
-                aggregate_name,
-                aggregate_id,
-                version,
-                name,
-                time,
-                data,
-                text,
-                tenant,
-            )
+            return _event(*values, tenant=tenant)
 
         return make
 
@@ -1023,7 +1009,12 @@ def _stored_event(values: Sequence[Any]) -> StoredEvent:
 
 
 def _every_tenants_rows(cursor: object) -> Callable[[Sequence[Any]], StoredEvent]:
-    return _stored_event  # each row ends with its tenant
+    return _owned_event
+
+
+def _owned_event(values: Sequence[Any]) -> StoredEvent:
+    """A row that ends with its tenant."""
+    return _event(*values[:-1], tenant=values[-1])
 
 
 def _event(
@@ -1036,6 +1027,7 @@ def _event(
     timestamp: Any,
     data: bytes,
     text: str | None,
+    *,
     tenant: str = DEFAULT_TENANT,
 ) -> StoredEvent:
     """A row as a :class:`StoredEvent`; metadata that cannot be read flags the row."""
