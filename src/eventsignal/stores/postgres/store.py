@@ -4,7 +4,8 @@ Durability and concurrency live in the database, never in this process, so any n
 processes may share one database:
 
 * Optimistic concurrency: an append advances ``eventsignal_aggregates.version`` only from the
-  expected version, and ``UNIQUE(aggregate_name, aggregate_id, version)`` on the events backs it.
+  expected version, and ``UNIQUE(tenant, aggregate_name, aggregate_id, version)`` on the events
+  backs it.
 * Group commit: concurrent appends are committed together, by one call of the
   ``eventsignal_append`` function (one round trip, one transaction, one flush); each request still
   gets its own outcome.

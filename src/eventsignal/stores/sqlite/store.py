@@ -22,16 +22,19 @@ the write transaction: a transaction that commits later always holds higher posi
 one committed before it. So :meth:`SQLiteStore.read_all` never skips an event.
 
 Concurrency control is the database's: an append advances ``eventsignal_aggregates.version`` only
-where it still equals the expected version, and ``UNIQUE(aggregate_name, aggregate_id, version)``
-backs that up. Two stores, or two processes, on one file therefore cannot both win a version.
+where it still equals the expected version, and ``UNIQUE(tenant, aggregate_name, aggregate_id,
+version)`` backs that up. Two stores, or two processes, on one file therefore cannot both win a
+version.
 
 Followers in this process are woken after every commit, across all stores on the same file;
 commits from other processes are noticed within about 40 ms by a watcher that polls the file only
 while someone waits (:mod:`eventsignal.stores.sqlite_followers`).
 
 Storage. Times are integers (microseconds since the Unix epoch, UTC), so they round-trip exactly
-and sort; event ids are their 16 bytes; metadata is a JSON object. The tables come from versioned
-migrations (:mod:`eventsignal.stores.sqlite.schema`), never from ``open()`` unless asked.
+and sort; event ids are their 16 bytes; metadata is a JSON object; each stream and event holds its
+tenant (``''``: the default one; see :mod:`eventsignal.stores.tenancy`). The tables come from
+versioned migrations (:mod:`eventsignal.stores.sqlite.schema`), never from ``open()`` unless
+asked.
 """
 
 from __future__ import annotations
