@@ -285,7 +285,8 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         BEGIN
             PERFORM pg_advisory_xact_lock(lock_key);
             PERFORM set_config('eventsignal.batch',
-                               (SELECT array_agg(DISTINCT t) FROM unnest(req_tenants) AS t)::text,
+                               ',' || (SELECT string_agg(DISTINCT t, ',')
+                                         FROM unnest(req_tenants) AS t) || ',',
                                true);
             IF (SELECT count(DISTINCT (t, n, i))
                   FROM unnest(req_tenants, req_names, req_ids) AS u(t, n, i))

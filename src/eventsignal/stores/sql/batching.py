@@ -9,6 +9,7 @@ Each caller still gets its own result, so one conflicting aggregate fails only i
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
@@ -62,7 +63,7 @@ class AppendRequest(msgspec.Struct, frozen=True):
         validate_name(aggregate_name)
         validate_id(aggregate_id)
         if tenant:
-            validate_tenant(tenant)
+            _checked_tenant(tenant)
         check_versions(aggregate_name, aggregate_id, 0, events)
         return cls(
             aggregate_name,
@@ -85,9 +86,20 @@ class AppendRequest(msgspec.Struct, frozen=True):
     ) -> AppendRequest:
         """A request whose events follow ``expected_version`` one by one, or ``ValueError``."""
         if tenant:
-            validate_tenant(tenant)
+            _checked_tenant(tenant)
         check_versions(aggregate_name, aggregate_id, expected_version, events)
         return cls(aggregate_name, aggregate_id, expected_version, events, tenant=tenant)
+
+
+# Every append of a tenant names it again, and a process serves few: each name is checked once.
+_valid_tenant = functools.lru_cache(maxsize=4096)(validate_tenant)
+
+
+def _checked_tenant(tenant: object) -> None:
+    """Refuse what cannot name a tenant (checked before the cache, which hashes it)."""
+    if type(tenant) is not str:
+        validate_tenant(tenant)
+    _valid_tenant(tenant)
 
 
 AppendOutcome = Sequence[int] | BaseException
