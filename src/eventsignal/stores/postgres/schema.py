@@ -371,7 +371,9 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         $$
         """,
         # The call of versions 1 and 2, kept for the default tenant's batches (and the callers
-        # of that signature: eventsignal_append_keyed, applications of earlier releases).
+        # of that signature: eventsignal_append_keyed, applications of earlier releases), with
+        # version 2's body, as lean: its statements name the default tenant, whose rows the
+        # batch setting lets it write whatever tenant the session reads.
         """
         CREATE OR REPLACE FUNCTION eventsignal_append(
             lock_key BIGINT,
@@ -390,12 +392,89 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             ev_metadata TEXT[],
             OUT outcomes INTEGER[],
             OUT positions BIGINT[]
-        ) LANGUAGE sql AS $$
-            SELECT a.outcomes, a.positions
-              FROM eventsignal_append_tenants(
-                       lock_key, channel, array_fill(''::text, ARRAY[cardinality(req_names)]),
-                       req_names, req_ids, req_expected, req_counts, req_creates, ev_requests,
-                       ev_ids, ev_versions, ev_names, ev_timestamps, ev_data, ev_metadata) AS a
+        ) LANGUAGE plpgsql AS $$
+        #variable_conflict use_column
+        DECLARE
+            found_version INTEGER;
+            prior TEXT := current_setting('eventsignal.batch', true);
+        BEGIN
+            PERFORM pg_advisory_xact_lock(lock_key);
+            PERFORM set_config('eventsignal.batch', ',,', true);
+            IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names, req_ids) AS u(n, i))
+               = cardinality(req_names) THEN
+                WITH req AS (
+                    SELECT * FROM unnest(req_names, req_ids, req_expected, req_counts,
+                                         req_creates)
+                             WITH ORDINALITY AS r(name, id, expected, count, creates, ord)
+                ), created AS (
+                    INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
+                    SELECT name, id, count FROM req WHERE creates
+                    ON CONFLICT DO NOTHING
+                    RETURNING aggregate_name, aggregate_id
+                ), updated AS (
+                    UPDATE eventsignal_aggregates AS a SET version = a.version + req.count
+                      FROM req
+                     WHERE NOT req.creates AND a.tenant = '' AND a.aggregate_name = req.name
+                       AND a.aggregate_id = req.id AND a.version = req.expected
+                    RETURNING a.aggregate_name, a.aggregate_id
+                ), done AS (
+                    SELECT aggregate_name, aggregate_id FROM created
+                    UNION ALL
+                    SELECT aggregate_name, aggregate_id FROM updated
+                )
+                SELECT coalesce(array_agg(
+                           CASE WHEN d.aggregate_id IS NOT NULL THEN -1
+                                WHEN r.creates THEN -3
+                                ELSE coalesce((SELECT a.version FROM eventsignal_aggregates AS a
+                                                WHERE a.tenant = ''
+                                                  AND a.aggregate_name = r.name
+                                                  AND a.aggregate_id = r.id), -2)
+                           END ORDER BY r.ord), '{}')
+                  INTO outcomes
+                  FROM req AS r
+                  LEFT JOIN done AS d ON d.aggregate_name = r.name AND d.aggregate_id = r.id;
+            ELSE
+                outcomes := '{}';
+                FOR i IN 1 .. coalesce(array_length(req_names, 1), 0) LOOP
+                    IF req_creates[i] THEN
+                        INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
+                        VALUES (req_names[i], req_ids[i], req_counts[i])
+                        ON CONFLICT DO NOTHING;
+                        outcomes := outcomes || CASE WHEN FOUND THEN -1 ELSE -3 END;
+                        CONTINUE;
+                    END IF;
+                    UPDATE eventsignal_aggregates SET version = version + req_counts[i]
+                     WHERE tenant = '' AND aggregate_name = req_names[i]
+                       AND aggregate_id = req_ids[i] AND version = req_expected[i];
+                    IF FOUND THEN
+                        outcomes := outcomes || -1;
+                    ELSE
+                        SELECT version INTO found_version FROM eventsignal_aggregates
+                         WHERE tenant = '' AND aggregate_name = req_names[i]
+                           AND aggregate_id = req_ids[i];
+                        outcomes := outcomes || coalesce(found_version, -2);
+                    END IF;
+                END LOOP;
+            END IF;
+            WITH inserted AS (
+                INSERT INTO eventsignal_events (event_id, aggregate_name, aggregate_id, version,
+                                                name, timestamp, data, metadata)
+                SELECT e.id, req_names[e.req], req_ids[e.req], e.version, e.name, e.ts, e.data,
+                       e.metadata::jsonb
+                  FROM unnest(ev_requests, ev_ids, ev_versions, ev_names, ev_timestamps, ev_data,
+                              ev_metadata)
+                       WITH ORDINALITY AS e(req, id, version, name, ts, data, metadata, ord)
+                 WHERE outcomes[e.req] = -1
+                 ORDER BY e.ord
+                RETURNING position
+            )
+            SELECT coalesce(array_agg(position ORDER BY position), '{}') INTO positions
+              FROM inserted;
+            IF cardinality(positions) > 0 THEN
+                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
+            END IF;
+            PERFORM set_config('eventsignal.batch', coalesce(prior, ''), true);
+        END
         $$
         """,
     ),
