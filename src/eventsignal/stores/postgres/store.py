@@ -134,7 +134,8 @@ class PostgresStore(
     (``await store.migrate()`` or ``eventsignal migrate <url>``) or by passing ``migrate=True``.
     ``schema`` puts every table in that PostgreSQL schema (created by the migration) instead of
     the connection's default. ``min_size``/``max_size`` bound the connection pool (plus one
-    connection that listens for appends); ``max_batch`` bounds the appends committed together.
+    connection that listens for appends, opened when a follower first waits); ``max_batch``
+    bounds the appends committed together.
 
     ``timeout`` (seconds) bounds every database command twice: waiting for a pooled connection,
     then waiting for the server's answer (each statement, and the commit, inside
@@ -257,8 +258,7 @@ class PostgresStore(
             poll_interval=self._poll_interval,
             timeout=self.timeout,
         )
-        self._watch.advance(int(head[0]) if head else 0)
-        await self._watch.start(within=self.timeout)
+        self._watch.advance(int(head[0]) if head else 0)  # it listens once a follower waits
 
     async def _stop(self) -> None:
         await self._group.close()
