@@ -109,5 +109,27 @@ async def test_a_database_made_before_dcb_reads_its_aggregates_by_tag(
         assert [e.name for e in every] == ["Happened", "Happened", "Noted", "Happened"]
 
 
+async def test_appends_go_on_after_the_server_forgets_prepared_statements(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    """A transaction of the store may drop the statements prepared on its connection; the next
+    append on that connection prepares its own again."""
+    async with await postgres_store_factory(max_size=1) as store:  # one connection for all
+        dcb = view(store)
+        first = await dcb.append(DcbEvent("Taken", b"{}", ["seat"]), when_new("seat"))
+        async with store.transaction() as tx:
+            await tx.execute("DEALLOCATE ALL")
+        second = await dcb.append(
+            DcbEvent("Taken", b"{}", ["seat"]),
+            AppendCondition(Query([QueryItem(tags=["seat"])]), after=first),
+        )
+        with pytest.raises(AppendConditionFailed):
+            await dcb.append(DcbEvent("Taken", b"{}", ["seat"]), when_new("seat"))
+        assert [e.position for e in await dcb.read(Query([QueryItem(tags=["seat"])]))] == [
+            first,
+            second,
+        ]
+
+
 def when_new(tag: str) -> AppendCondition:
     return AppendCondition(Query([QueryItem(tags=[tag])]))

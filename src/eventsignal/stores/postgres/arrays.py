@@ -38,6 +38,10 @@ _MICROSECOND = timedelta(microseconds=1)
 # Element and array type OIDs, fixed by PostgreSQL.
 _INT4, _INT8, _BOOL, _TEXT, _BYTEA, _UUID, _TIMESTAMPTZ = 23, 20, 16, 25, 17, 2950, 1184
 _NULL = struct.Struct("!i").pack(-1)
+_array_head = struct.Struct("!iii").unpack_from  # dimensions, has nulls, element type
+_count = struct.Struct("!i").unpack_from
+_int8_value = struct.Struct("!q").unpack_from
+_int8_only = struct.Struct("!q").pack
 
 
 class _Array(bytes):
@@ -160,6 +164,33 @@ def _timestamps(values: list[datetime]) -> _TimestamptzArray:
     return _TimestamptzArray(
         _start(_TIMESTAMPTZ, len(values)) + b"".join(map(_int8, repeat(8), map(_micros, values)))
     )
+
+
+def int8_values(data: Buffer | None) -> list[int | None]:
+    """The elements of a one-dimensional ``BIGINT[]`` in binary (``None`` for NULL)."""
+    if data is None:
+        return []
+    view = memoryview(data)
+    dimensions, _, _ = _array_head(view, 0)
+    if dimensions == 0:
+        return []
+    (count,) = _count(view, 12)
+    values: list[int | None] = []
+    offset = 20  # past the header and the one dimension's length and lower bound
+    for _ in range(count):
+        (length,) = _count(view, offset)
+        if length < 0:
+            values.append(None)
+            offset += 4
+        else:
+            values.append(_int8_value(view, offset + 4)[0])
+            offset += 12
+    return values
+
+
+def int8_scalar(value: int) -> bytes:
+    """A ``BIGINT`` parameter in binary."""
+    return _int8_only(value)
 
 
 def int4_array(values: list[int]) -> _Array:

@@ -19,12 +19,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
 from eventsignal.domain.dcb import AppendCondition, DcbEvent, Query, SequencedEvent
-from eventsignal.domain.errors import AppendConditionFailed, StoreInconsistent
+from eventsignal.domain.errors import AppendConditionFailed
 from eventsignal.stores.base import StoredEvent
 from eventsignal.stores.dcb import (
     TAGS_KEY,
@@ -38,11 +38,14 @@ from eventsignal.stores.postgres.arrays import (
     bytea_array,
     int4_array,
     int8_array,
+    int8_scalar,
+    int8_values,
     text_array,
     timestamptz_array,
     uuid_array,
 )
 from eventsignal.stores.postgres.dcb_schema import MIGRATIONS
+from eventsignal.stores.postgres.prepared import PreparedCall
 from eventsignal.stores.rows import read_metadata
 from eventsignal.stores.sql.batching import settle
 from eventsignal.stores.sql.contract import ensure_component
@@ -51,11 +54,12 @@ from eventsignal.stores.sql.dcb import COMPONENT, READ_COLUMNS, selection, seque
 if TYPE_CHECKING:
     from eventsignal.stores.postgres.store import PostgresStore
 
-_APPEND = (
-    "SELECT failed, positions FROM eventsignal_dcb_append(%b, %b, %b::int8[], %b::int4[],"
-    " %b::int4[], %b::int4[], %b::int4[], %b::int4[], %b::text[], %b::text[], %b::text[],"
-    " %b::text[], %b::int4[], %b::int4[], %b::int4[], %b::uuid[], %b::text[], %b::text[],"
-    " %b::timestamptz[], %b::bytea[], %b::text[], %b::int4[], %b::text[])"
+_APPEND = PreparedCall(
+    "eventsignal_dcb_append",
+    "SELECT failed, positions FROM eventsignal_dcb_append($1::int8, $2::text, $3::int8[],"
+    " $4::int4[], $5::int4[], $6::int4[], $7::int4[], $8::int4[], $9::text[], $10::text[],"
+    " $11::text[], $12::text[], $13::int4[], $14::int4[], $15::int4[], $16::uuid[], $17::text[],"
+    " $18::text[], $19::timestamptz[], $20::bytea[], $21::text[], $22::int4[], $23::text[])",
 )
 _METADATA = "CASE WHEN e.metadata = '{}' THEN NULL ELSE e.metadata::text END"
 _encode_json = msgspec.json.Encoder().encode
@@ -258,8 +262,8 @@ class PostgresDcb:
                         tag_events.append(len(ev_requests))
                         tag_values.append(tag)
         params = (
-            store._lock_key,
-            store._channel,
+            int8_scalar(store._lock_key),
+            store._channel.encode(),
             int8_array(after),
             *conditions.arrays(),
             int4_array(dependents),
@@ -276,11 +280,9 @@ class PostgresDcb:
         )
         unsure = "the events may or may not be stored, read them back by query"
         async with store._connection("appending events by query", unsure=unsure) as conn:
-            row = await (await conn.execute(_APPEND, params, prepare=True)).fetchone()
-        if row is None:
-            raise StoreInconsistent("eventsignal_dcb_append returned no row")
-        found: list[int | None] = row[0]
-        positions: list[int] = row[1]
+            failures, written = await _APPEND.run(conn, params)
+        found = int8_values(failures)
+        positions = cast(list[int], int8_values(written))
         store._transactions += 1
         outcomes: list[Sequence[int] | BaseException] = []
         offset = 0
