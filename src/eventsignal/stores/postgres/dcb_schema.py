@@ -1,29 +1,19 @@
 """The PostgreSQL schema of the ``dcb`` component: the tags of DCB events, an index of events by
 type, and ``eventsignal_dcb_append``, which checks and writes one group-commit batch of DCB
-appends (see :mod:`eventsignal.stores.postgres.dcb`)."""
+appends (see :mod:`eventsignal.stores.postgres.dcb`).
+
+The function's plans are made once per connection (``plan_cache_mode``): planning its condition
+check for each call's arguments cost more than the rest of an append. A plan made once must
+suit the tables at any size, also when first made on nearly empty ones, so the function plans
+only nested loops over index lookups (no sequential scans, hash or merge joins), which every
+statement in it has, and which is what a batch needs however large the log grows; its writes
+place events by array index, joining nothing.
+"""
 
 from __future__ import annotations
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE eventsignal_tags (
-            tag TEXT NOT NULL,
-            position BIGINT NOT NULL,
-            PRIMARY KEY (tag, position)
-        )
-        """,
-        "CREATE INDEX eventsignal_events_by_name ON eventsignal_events (name, position)",
-        # One call per batch. Each request's condition comes as query items (it_req names the
-        # request; it_tags/it_types the slices of tg_*/ty_* holding the item's tags and types;
-        # a tag's aggregate, if it names one, in tg_names/tg_ids) and req_after. Every item is
-        # checked by static SQL, planned once per connection, against everything committed;
-        # dep_requests[k] fails if dep_on[k] (earlier in the batch, whose events its condition
-        # selects) is written.
-        # failed[i]: a position that fails request i (NULL: it passed); positions: those of
-        # the events written.
-        """
-        CREATE FUNCTION eventsignal_dcb_append(
+# The arguments of eventsignal_dcb_append, in every version of it.
+_SIGNATURE = """
             lock_key BIGINT,
             channel TEXT,
             req_after BIGINT[],
@@ -49,16 +39,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             tag_values TEXT[],
             OUT failed BIGINT[],
             OUT positions BIGINT[]
-        ) LANGUAGE plpgsql AS $$
-        DECLARE
-            request INTEGER;
-            since BIGINT;
-            hit BIGINT;
-            types TEXT[];
-            written INTEGER;
-        BEGIN
-            PERFORM pg_advisory_xact_lock(lock_key);
-            failed := array_fill(NULL::BIGINT, ARRAY[cardinality(req_after)]);
+        """
+
+# How a batch's conditions are checked (sets failed[request]), in every version.
+_CHECKS = """\
             -- Items with tags (the usual kind), all at once: from the index rows of the first
             -- tag after the request's position, kept if the event has the item's other tags
             -- and one of its types.
@@ -111,6 +95,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
                     failed[dep_requests[dep]] := -dep_on[dep];
                 END IF;
             END LOOP;
+"""
+
+_WRITE_V1 = """\
             SELECT count(*) INTO written FROM unnest(ev_requests) AS r(req)
              WHERE failed[r.req] IS NULL;
             positions := ARRAY(
@@ -140,6 +127,98 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             END IF;
         END
         $$
+        """
+
+# Version 2 places each event by its index in the batch (NULL: not written), so both inserts
+# read the arrays as they are: no window function, no join.
+_WRITE = """\
+            IF cardinality(array_remove(failed, NULL)) = 0 THEN  -- all passed, as usual
+                positions := ARRAY(
+                    SELECT nextval(pg_get_serial_sequence('eventsignal_events', 'position'))
+                      FROM generate_series(1, cardinality(ev_requests)) ORDER BY 1);
+                placed := positions;
+            ELSE
+                SELECT count(*) INTO written FROM unnest(ev_requests) AS r(req)
+                 WHERE failed[r.req] IS NULL;
+                positions := ARRAY(
+                    SELECT nextval(pg_get_serial_sequence('eventsignal_events', 'position'))
+                      FROM generate_series(1, written) ORDER BY 1);
+                placed := ARRAY(
+                    SELECT CASE WHEN failed[r.req] IS NULL THEN positions[
+                               count(*) FILTER (WHERE failed[r.req] IS NULL) OVER (ORDER BY r.ord)]
+                           END
+                      FROM unnest(ev_requests) WITH ORDINALITY AS r(req, ord) ORDER BY r.ord);
+            END IF;
+            INSERT INTO eventsignal_events (position, event_id, aggregate_name, aggregate_id,
+                                            version, name, timestamp, data, metadata)
+            OVERRIDING SYSTEM VALUE
+            SELECT placed[e.ord], e.id, '', e.key, placed[e.ord], e.name, e.ts, e.data,
+                   e.metadata::jsonb
+              FROM unnest(ev_ids, ev_keys, ev_names, ev_timestamps, ev_data, ev_metadata)
+                   WITH ORDINALITY AS e(id, key, name, ts, data, metadata, ord)
+             WHERE placed[e.ord] IS NOT NULL;
+            INSERT INTO eventsignal_tags (tag, position)
+            SELECT t.tag, placed[t.event] FROM unnest(tag_events, tag_values) AS t(event, tag)
+             WHERE placed[t.event] IS NOT NULL;
+            IF cardinality(positions) > 0 THEN
+                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
+            END IF;
+        END
+        $$
+        """
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE eventsignal_tags (
+            tag TEXT NOT NULL,
+            position BIGINT NOT NULL,
+            PRIMARY KEY (tag, position)
+        )
         """,
+        "CREATE INDEX eventsignal_events_by_name ON eventsignal_events (name, position)",
+        # One call per batch. Each request's condition comes as query items (it_req names the
+        # request; it_tags/it_types the slices of tg_*/ty_* holding the item's tags and types;
+        # a tag's aggregate, if it names one, in tg_names/tg_ids) and req_after. Every item is
+        # checked by static SQL, planned once per connection, against everything committed;
+        # dep_requests[k] fails if dep_on[k] (earlier in the batch, whose events its condition
+        # selects) is written.
+        # failed[i]: a position that fails request i (NULL: it passed); positions: those of
+        # the events written.
+        f"""
+        CREATE FUNCTION eventsignal_dcb_append({_SIGNATURE}) LANGUAGE plpgsql AS $$
+        DECLARE
+            request INTEGER;
+            since BIGINT;
+            hit BIGINT;
+            types TEXT[];
+            written INTEGER;
+        BEGIN
+            PERFORM pg_advisory_xact_lock(lock_key);
+            failed := array_fill(NULL::BIGINT, ARRAY[cardinality(req_after)]);
+{_CHECKS}{_WRITE_V1}""",
+    ),
+    # Plans made once per connection, of nested loops over index lookups (see the module's
+    # docstring); the same checks, and writes that join nothing.
+    (
+        f"""
+        CREATE OR REPLACE FUNCTION eventsignal_dcb_append({_SIGNATURE}) LANGUAGE plpgsql
+        SET plan_cache_mode = force_generic_plan
+        SET enable_seqscan = off
+        SET enable_hashjoin = off
+        SET enable_mergejoin = off
+        SET jit = off
+        AS $$
+        DECLARE
+            request INTEGER;
+            since BIGINT;
+            hit BIGINT;
+            types TEXT[];
+            written INTEGER;
+            placed BIGINT[];  -- the position of each event of the batch (NULL: not written)
+        BEGIN
+            PERFORM pg_advisory_xact_lock(lock_key);
+            failed := array_fill(NULL::BIGINT, ARRAY[cardinality(req_after)]);
+{_CHECKS}{_WRITE}""",
     ),
 )
