@@ -107,7 +107,7 @@ def register_dumpers(adapters: AdaptersMap) -> None:
 
 
 def _start(element_oid: int, count: int) -> bytes:
-    return _header(1, 0, element_oid, count, 1) if count else _empty(0, 0, element_oid)
+    return _header(1, 0, element_oid, count, 1) if count else _EMPTY[element_oid]
 
 
 def _int4s(values: list[int]) -> _Int4Array:
@@ -135,13 +135,20 @@ def _texts(values: list[str]) -> _TextArray:
 
 def _optional_texts(values: Sequence[str | None]) -> _TextArray:
     """A text array whose ``None`` elements are NULL."""
+    if not values:
+        return _NO_TEXTS
     if None not in values:
-        return _texts(cast(list[str], list(values)))
+        return _texts(cast(list[str], values))
     items = [
         _NULL if value is None else _length(len(encoded := value.encode())) + encoded
         for value in values
     ]
     return _TextArray(_header(1, 1, _TEXT, len(values), 1) + b"".join(items))
+
+
+_EMPTY = {oid: _empty(0, 0, oid) for oid in (_INT4, _INT8, _BOOL, _TEXT, _BYTEA, _UUID, _TIMESTAMPTZ)}
+_NO_TEXTS = _TextArray(_EMPTY[_TEXT])
+_NO_INT4S = _Int4Array(_EMPTY[_INT4])
 
 
 def _byteas(values: list[bytes]) -> _ByteaArray:
@@ -194,7 +201,7 @@ def int8_scalar(value: int) -> bytes:
 
 
 def int4_array(values: list[int]) -> _Array:
-    return _int4s(values)
+    return _int4s(values) if values else _NO_INT4S
 
 
 def int8_array(values: list[int]) -> _Array:
