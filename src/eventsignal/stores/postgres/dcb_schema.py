@@ -41,8 +41,8 @@ _SIGNATURE = """
             OUT positions BIGINT[]
         """
 
-# How a batch's conditions are checked (sets failed[request]), in every version.
-_CHECKS = """\
+# How a batch's conditions are checked (sets failed[request]): items with tags, in every version.
+_TAGGED = """\
             -- Items with tags (the usual kind), all at once: from the index rows of the first
             -- tag after the request's position, kept if the event has the item's other tags
             -- and one of its types.
@@ -71,6 +71,10 @@ _CHECKS = """\
             LOOP
                 failed[request] := hit;
             END LOOP;
+"""
+
+# Items without tags, and requests whose condition selects a batch-mate's events: in every version.
+_UNTAGGED_AND_DEPENDENCIES = """\
             -- Items without tags, one by one: each is the first event after a position (of
             -- one of some types), which an index finds without scanning.
             FOR item IN 1 .. coalesce(cardinality(it_req), 0) LOOP
@@ -129,20 +133,41 @@ _WRITE_V1 = """\
         $$
         """
 
-# Version 2 places each event by its index in the batch (NULL: not written), so both inserts
-# read the arrays as they are: no window function, no join.
+# Version 2 checks conditions of one plain tag per item (no types, no aggregate: the usual
+# kind) with a statement of a few plan nodes, which starts faster than the general one.
+_ONE_TAG_EACH = """\
+            IF it_tags_from = it_tags_to AND cardinality(ty_types) = 0
+               AND cardinality(array_remove(tg_names, NULL)) = 0 THEN
+                FOR request, hit IN
+                    SELECT i.req, min(t.position)
+                      FROM unnest(it_req, it_tags_from) AS i(req, tf)
+                      JOIN eventsignal_tags AS t
+                        ON t.tag = tg_tags[i.tf] AND t.position > req_after[i.req]
+                     WHERE EXISTS (SELECT 1 FROM eventsignal_events AS x
+                                    WHERE x.position = t.position)
+                     GROUP BY i.req
+                LOOP
+                    failed[request] := hit;
+                END LOOP;
+            ELSE
+"""
+
+# Version 2 draws positions one by one (in order: the lock is held) and places each event by
+# its index in the batch (NULL: not written), so both inserts read the arrays as they are: no
+# window function, no join.
 _WRITE = """\
+            sequence := pg_get_serial_sequence('eventsignal_events', 'position');
             IF cardinality(array_remove(failed, NULL)) = 0 THEN  -- all passed, as usual
-                positions := ARRAY(
-                    SELECT nextval(pg_get_serial_sequence('eventsignal_events', 'position'))
-                      FROM generate_series(1, cardinality(ev_requests)) ORDER BY 1);
+                FOR k IN 1 .. coalesce(cardinality(ev_requests), 0) LOOP
+                    positions[k] := nextval(sequence);
+                END LOOP;
                 placed := positions;
             ELSE
                 SELECT count(*) INTO written FROM unnest(ev_requests) AS r(req)
                  WHERE failed[r.req] IS NULL;
-                positions := ARRAY(
-                    SELECT nextval(pg_get_serial_sequence('eventsignal_events', 'position'))
-                      FROM generate_series(1, written) ORDER BY 1);
+                FOR k IN 1 .. written LOOP
+                    positions[k] := nextval(sequence);
+                END LOOP;
                 placed := ARRAY(
                     SELECT CASE WHEN failed[r.req] IS NULL THEN positions[
                                count(*) FILTER (WHERE failed[r.req] IS NULL) OVER (ORDER BY r.ord)]
@@ -196,7 +221,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         BEGIN
             PERFORM pg_advisory_xact_lock(lock_key);
             failed := array_fill(NULL::BIGINT, ARRAY[cardinality(req_after)]);
-{_CHECKS}{_WRITE_V1}""",
+{_TAGGED}{_UNTAGGED_AND_DEPENDENCIES}{_WRITE_V1}""",
     ),
     # Plans made once per connection, of nested loops over index lookups (see the module's
     # docstring); the same checks, and writes that join nothing.
@@ -216,9 +241,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             types TEXT[];
             written INTEGER;
             placed BIGINT[];  -- the position of each event of the batch (NULL: not written)
+            sequence REGCLASS;
         BEGIN
+            positions := ARRAY[]::BIGINT[];
             PERFORM pg_advisory_xact_lock(lock_key);
             failed := array_fill(NULL::BIGINT, ARRAY[cardinality(req_after)]);
-{_CHECKS}{_WRITE}""",
+{_ONE_TAG_EACH}{_TAGGED}            END IF;
+{_UNTAGGED_AND_DEPENDENCIES}{_WRITE}""",
     ),
 )
