@@ -4,9 +4,12 @@ group commit of disjoint conditions, and writers in several processes racing on 
 from __future__ import annotations
 
 import asyncio
+from uuid import uuid4
 
+import psycopg
 import pytest
 from conftest import PostgresStoreFactory
+from psycopg.conninfo import make_conninfo
 
 from eventsignal.dcb import (
     AppendCondition,
@@ -129,6 +132,42 @@ async def test_appends_go_on_after_the_server_forgets_prepared_statements(
             first,
             second,
         ]
+
+
+async def test_appends_go_on_after_the_server_ends_the_writers_connection(
+    postgres_dsn: str,
+) -> None:
+    """The connection kept between batches may be ended by the server while idle: the next
+    append takes another, and closing the store leaves no connection open."""
+    name = f"dcb-writer-{uuid4().hex[:8]}"
+    dsn = make_conninfo(postgres_dsn, application_name=name)
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as admin:
+
+        async def connections(*, end: bool = False) -> int:
+            query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+            if end:
+                query = (
+                    "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
+                    " WHERE application_name = %s"
+                )
+            row = await (await admin.execute(query, (name,))).fetchone()
+            assert row is not None
+            return int(row[0])
+
+        async with PostgresStore(dsn, migrate=True, max_size=2) as store:
+            dcb = view(store)
+            first = await dcb.append(DcbEvent("Taken", b"{}", ["seat"]), when_new("seat"))
+            assert await connections(end=True) >= 1
+            second = await dcb.append(
+                DcbEvent("Taken", b"{}", ["seat"]),
+                AppendCondition(Query([QueryItem(tags=["seat"])]), after=first),
+            )
+            assert second > first
+        for _ in range(100):  # a backend ends a moment after its client closed the connection
+            if await connections() == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert await connections() == 0
 
 
 def when_new(tag: str) -> AppendCondition:

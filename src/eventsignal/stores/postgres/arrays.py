@@ -146,7 +146,9 @@ def _optional_texts(values: Sequence[str | None]) -> _TextArray:
     return _TextArray(_header(1, 1, _TEXT, len(values), 1) + b"".join(items))
 
 
-_EMPTY = {oid: _empty(0, 0, oid) for oid in (_INT4, _INT8, _BOOL, _TEXT, _BYTEA, _UUID, _TIMESTAMPTZ)}
+_EMPTY = {
+    oid: _empty(0, 0, oid) for oid in (_INT4, _INT8, _BOOL, _TEXT, _BYTEA, _UUID, _TIMESTAMPTZ)
+}
 _NO_TEXTS = _TextArray(_EMPTY[_TEXT])
 _NO_INT4S = _Int4Array(_EMPTY[_INT4])
 

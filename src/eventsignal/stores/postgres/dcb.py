@@ -45,6 +45,7 @@ from eventsignal.stores.postgres.arrays import (
     uuid_array,
 )
 from eventsignal.stores.postgres.dcb_schema import MIGRATIONS
+from eventsignal.stores.postgres.held import HeldConnection
 from eventsignal.stores.postgres.prepared import PreparedCall
 from eventsignal.stores.rows import read_metadata
 from eventsignal.stores.sql.batching import settle
@@ -128,6 +129,7 @@ class PostgresDcb:
         self._queue: list[_Queued] = []
         self._flusher: asyncio.Task[None] | None = None
         self._direct: asyncio.Future[None] | None = None  # an append committing on its own
+        self._held: HeldConnection[Any] = HeldConnection()  # batches go one at a time
 
     async def _ready(self) -> None:
         await ensure_component(self._store, COMPONENT, MIGRATIONS)
@@ -214,13 +216,19 @@ class PostgresDcb:
             if self._queue:
                 self._flusher = asyncio.create_task(self._flush())
 
+    def let_go(self) -> None:
+        """Give back the connection kept between batches, if idle (the store's connections
+        are being replaced)."""
+        self._held.let_go()
+
     async def close(self) -> None:
-        """Wait for queued appends to be committed."""
+        """Wait for queued appends to be committed; give the writer's connection back."""
         while self._flusher is not None or self._direct is not None:
             if self._direct is not None:
                 await asyncio.shield(self._direct)
             if self._flusher is not None:
                 await asyncio.shield(self._flusher)
+        await self._held.close()
 
     async def _commit(self, requests: list[_Request]) -> list[Sequence[int] | BaseException]:
         store = self._store
@@ -279,7 +287,8 @@ class PostgresDcb:
             text_array(tag_values),
         )
         unsure = "the events may or may not be stored, read them back by query"
-        async with store._connection("appending events by query", unsure=unsure) as conn:
+        held = self._held
+        async with store._held_connection(held, "appending events by query", unsure=unsure) as conn:
             failures, written = await _APPEND.run(conn, params)
         found = int8_values(failures)
         positions = cast(list[int], int8_values(written))

@@ -22,8 +22,8 @@ import asyncio
 import hashlib
 import select
 import struct
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +61,7 @@ from eventsignal.stores.lifecycle import closed_error, is_closed_marker
 from eventsignal.stores.postgres.arrays import batch_arrays, register_dumpers
 from eventsignal.stores.postgres.dcb import PostgresDcb
 from eventsignal.stores.postgres.deadline import Deadline
+from eventsignal.stores.postgres.held import HeldConnection
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
 from eventsignal.stores.postgres.schema import (
     EVENTS_COMPONENT,
@@ -380,24 +381,56 @@ class PostgresStore(
         pool = self._pool
         if pool is None:
             raise _not_open()
-        seconds = self.timeout if bounded else None
         try:
             async with pool.connection() as conn:
-                with Deadline(conn, seconds, self._replace_idle) as guard:
-                    try:
-                        yield conn
-                    except psycopg.Error as exc:
-                        if not _unavailable_now(conn, exc):
-                            raise  # the server's answer to this command, for the caller
-                        raise _unavailable(action, exc, guard, conn, unsure) from exc
+                with self._guarded(conn, action, bounded=bounded, unsure=unsure):
+                    yield conn
         except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
             raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
+
+    @asynccontextmanager
+    async def _held_connection(
+        self, held: HeldConnection[_Connection], action: str, *, unsure: str = ""
+    ) -> AsyncIterator[_Connection]:
+        """Like :meth:`_connection`, on the connection ``held`` keeps between one serial
+        writer's commands; one whose block fails goes back to the pool."""
+        pool = self._pool
+        if pool is None:
+            raise _not_open()
+        try:
+            conn = await held.take(pool)
+        except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
+            raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
+        try:
+            with self._guarded(conn, action, unsure=unsure):
+                yield conn
+        except BaseException:
+            await held.give_back(conn)
+            raise
+        held.keep(conn)
+
+    @contextmanager
+    def _guarded(
+        self, conn: _Connection, action: str, *, bounded: bool = True, unsure: str = ""
+    ) -> Iterator[None]:
+        """Cut ``conn`` unless the block ends within the timeout (when ``bounded``); a lost or
+        late connection, or a server that cannot serve now, raises
+        :class:`~eventsignal.StoreUnavailable`."""
+        with Deadline(conn, self.timeout if bounded else None, self._replace_idle) as guard:
+            try:
+                yield
+            except psycopg.Error as exc:
+                if not _unavailable_now(conn, exc):
+                    raise  # the server's answer to this command, for the caller
+                raise _unavailable(action, exc, guard, conn, unsure) from exc
 
     def _replace_idle(self) -> None:
         """A connection stalled: its idle siblings likely share its broken path, replace them."""
         pool = self._pool
         if pool is not None and self._draining is None:
             self._draining = asyncio.create_task(self._drain(pool))
+            if self._dcb is not None:
+                self._dcb.let_go()
 
     async def _drain(self, pool: AsyncConnectionPool[_Connection]) -> None:
         try:
