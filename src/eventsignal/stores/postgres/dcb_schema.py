@@ -41,6 +41,16 @@ _SIGNATURE = """
             OUT positions BIGINT[]
         """
 
+# The variables of eventsignal_dcb_append, in every version.
+_VARIABLES = """\
+        DECLARE
+            request INTEGER;
+            since BIGINT;
+            hit BIGINT;
+            types TEXT[];
+            written INTEGER;
+"""
+
 # How a batch's conditions are checked (sets failed[request]): items with tags, in every version.
 _TAGGED = """\
             -- Items with tags (the usual kind), all at once: from the index rows of the first
@@ -212,13 +222,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # the events written.
         f"""
         CREATE FUNCTION eventsignal_dcb_append({_SIGNATURE}) LANGUAGE plpgsql AS $$
-        DECLARE
-            request INTEGER;
-            since BIGINT;
-            hit BIGINT;
-            types TEXT[];
-            written INTEGER;
-        BEGIN
+{_VARIABLES}        BEGIN
             PERFORM pg_advisory_xact_lock(lock_key);
             failed := array_fill(NULL::BIGINT, ARRAY[cardinality(req_after)]);
 {_TAGGED}{_UNTAGGED_AND_DEPENDENCIES}{_WRITE_V1}""",
@@ -234,13 +238,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         SET enable_mergejoin = off
         SET jit = off
         AS $$
-        DECLARE
-            request INTEGER;
-            since BIGINT;
-            hit BIGINT;
-            types TEXT[];
-            written INTEGER;
-            placed BIGINT[];  -- the position of each event of the batch (NULL: not written)
+{_VARIABLES}            placed BIGINT[];  -- each event's position (NULL: not written)
             sequence REGCLASS;
         BEGIN
             positions := ARRAY[]::BIGINT[];
