@@ -1,9 +1,9 @@
 """A pooled connection kept by a writer that commits one batch after another.
 
 The DCB group commit sends its batches one at a time. Taking a connection from the pool and
-giving it back for each batch costs, at one client, about a fifth of what the client spends on
-an append (the pool's lock, its checks, a task switch or two). So the writer keeps the
-connection while batches keep coming, and gives it back once it has been idle for ``idle``
+giving it back for each batch costs, at one client, a sixth or more of what the client spends
+on an append (the pool's lock, its checks, the connection's own context). So the writer keeps
+the connection while batches keep coming, and gives it back once it has been idle for ``idle``
 seconds, or at its next batch once it has been kept for ``longest`` seconds, so that the pool
 still sees it now and then (to replace it when it is too old, for one). A connection that has
 something to read while idle (the server closed it, or terminated its backend) is given back at
