@@ -150,6 +150,8 @@ _EMPTY = {
     oid: _empty(0, 0, oid) for oid in (_INT4, _INT8, _BOOL, _TEXT, _BYTEA, _UUID, _TIMESTAMPTZ)
 }
 _NO_TEXTS = _TextArray(_EMPTY[_TEXT])
+_ONE_TEXT = _header(1, 0, _TEXT, 1, 1)
+_ONE_INT4 = _header(1, 0, _INT4, 1, 1)
 _NO_INT4S = _Int4Array(_EMPTY[_INT4])
 
 
@@ -202,7 +204,12 @@ def int8_scalar(value: int) -> bytes:
     return _int8_only(value)
 
 
+# The arrays of one-request batches have mostly one element or none: those skip the loops.
+
+
 def int4_array(values: list[int]) -> _Array:
+    if len(values) == 1:
+        return _Int4Array(_ONE_INT4 + _int4(4, values[0]))
     return _int4s(values) if values else _NO_INT4S
 
 
@@ -211,6 +218,9 @@ def int8_array(values: list[int]) -> _Array:
 
 
 def text_array(values: Sequence[str | None]) -> _Array:
+    if len(values) == 1 and (value := values[0]) is not None:
+        encoded = value.encode("utf-8", "surrogatepass")
+        return _TextArray(_ONE_TEXT + _length(len(encoded)) + encoded)
     return _optional_texts(values)
 
 
