@@ -123,7 +123,7 @@ class Scratch:
 
     @property
     def port(self) -> int:
-        return int(conninfo_to_dict(PG_SERVER).get("port", 5432))
+        return int(str(conninfo_to_dict(PG_SERVER).get("port", 5432)))
 
     def sqlite_file(self) -> str:
         return os.path.join(self.directory.name, f"events-{next(self._names)}.sqlite")
