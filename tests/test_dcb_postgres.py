@@ -55,6 +55,28 @@ async def test_disjoint_conditions_share_one_commit(
         assert after.transactions - before.transactions < 10  # batches, not one commit each
 
 
+async def test_clients_appending_again_and_again_keep_sharing_commits(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    """Clients woken by one batch append again together: none of them goes alone, which would
+    leave the others a batch of their own and double the commits."""
+    async with await postgres_store_factory() as store:
+        dcb = view(store)
+        await dcb.append(DcbEvent("Warmed", b"{}"))
+
+        async def client(n: int) -> None:
+            last: int | None = None
+            for _ in range(6):
+                condition = AppendCondition(Query([QueryItem(tags=[f"seat-{n}"])]), after=last)
+                last = await dcb.append(DcbEvent("Taken", b"{}", [f"seat-{n}"]), condition)
+
+        before = store.stats
+        await asyncio.gather(*(client(n) for n in range(32)))
+        after = store.stats
+        assert after.appends - before.appends == 32 * 6
+        assert after.transactions - before.transactions <= 9  # 6 rounds, and a few splits
+
+
 async def test_conflicting_requests_in_one_queue_are_never_both_committed(
     postgres_store_factory: PostgresStoreFactory,
 ) -> None:

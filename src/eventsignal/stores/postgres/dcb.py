@@ -130,6 +130,7 @@ class PostgresDcb:
         self._flusher: asyncio.Task[None] | None = None
         self._direct: asyncio.Future[None] | None = None  # an append committing on its own
         self._held: HeldConnection[Any] = HeldConnection()  # batches go one at a time
+        self._alone_last = True  # the last batch had one request (see _alone)
 
     async def _ready(self) -> None:
         await ensure_component(self._store, COMPONENT, MIGRATIONS)
@@ -171,7 +172,7 @@ class PostgresDcb:
             from eventsignal.stores.postgres.store import _not_open
 
             raise _not_open()
-        if self._flusher is None and self._direct is None:
+        if self._flusher is None and self._direct is None and self._alone_last:
             return await self._alone(request)
         future: asyncio.Future[Sequence[int]] = asyncio.get_running_loop().create_future()
         self._queue.append((request, future))
@@ -183,7 +184,11 @@ class PostgresDcb:
     async def _alone(self, request: _Request) -> int:
         """Commit ``request`` in the caller's task: with nothing in flight there is no batch to
         join, and the hop to a flusher task and back is a good part of one client's latency.
-        Appends arriving meanwhile queue up and go together once this one is done."""
+        Appends arriving meanwhile queue up and go together once this one is done.
+
+        Only while the last batch was alone, too: callers woken by a batch append again in one
+        turn of the event loop, and the first of them going alone would split the rest into a
+        batch of their own, halving the batches of many clients."""
         self._direct = done = asyncio.get_running_loop().create_future()
         try:
             (outcome,) = await self._commit([request])
@@ -232,6 +237,7 @@ class PostgresDcb:
 
     async def _commit(self, requests: list[_Request]) -> list[Sequence[int] | BaseException]:
         store = self._store
+        self._alone_last = len(requests) == 1
         after: list[int] = []
         conditions = _Conditions()
         index = _BatchIndex()
