@@ -374,6 +374,38 @@ async def test_other_stores_wake_followers_through_notify(
             await waiting
 
 
+async def test_a_store_listens_from_its_first_follower_on(postgres_dsn: str) -> None:
+    """A store that only writes holds no listening connection (its own commits would come back
+    to it as notifications to read); the first follower opens it, and is woken through it."""
+    name = f"writer-{uuid4().hex[:8]}"
+
+    async def connections() -> int:
+        async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
+            cursor = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
+            )
+            row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    dsn = psycopg.conninfo.make_conninfo(postgres_dsn, application_name=name)
+    async with PostgresStore(dsn, migrate=True, min_size=1, max_size=1) as store:
+        await store.create("thing", "a", make_events("a", 0, 2))
+        assert await connections() == 1  # the pool's one
+
+        head = await store.head_position()
+        waiting = asyncio.create_task(store.wait_for_events(head))
+        for _ in range(250):  # the listening connection opens in the background
+            if await connections() == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert await connections() == 2
+        async with PostgresStore(postgres_dsn) as other:
+            await other.append("thing", "a", 2, make_events("a", 2, 1))
+        async with asyncio.timeout(0.5):  # well before the one-second safety poll
+            await waiting
+
+
 async def test_followers_wake_without_a_notification(
     postgres_store_factory: PostgresStoreFactory,
 ) -> None:

@@ -1,29 +1,19 @@
 """The PostgreSQL schema of the ``dcb`` component: the tags of DCB events, an index of events by
 type, and ``eventsignal_dcb_append``, which checks and writes one group-commit batch of DCB
-appends (see :mod:`eventsignal.stores.postgres.dcb`), of the default tenant's log."""
+appends (see :mod:`eventsignal.stores.postgres.dcb`), of the default tenant's log.
+
+The function's plans are made once per connection (``plan_cache_mode``): planning its condition
+check for each call's arguments cost more than the rest of an append. A plan made once must
+suit the tables at any size, also when first made on nearly empty ones, so the function plans
+only nested loops over index lookups (no sequential scans, hash or merge joins), which every
+statement in it has, and which is what a batch needs however large the log grows; its writes
+place events by array index, joining nothing.
+"""
 
 from __future__ import annotations
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE eventsignal_tags (
-            tag TEXT NOT NULL,
-            position BIGINT NOT NULL,
-            PRIMARY KEY (tag, position)
-        )
-        """,
-        "CREATE INDEX eventsignal_events_by_name ON eventsignal_events (name, position)",
-        # One call per batch. Each request's condition comes as query items (it_req names the
-        # request; it_tags/it_types the slices of tg_*/ty_* holding the item's tags and types;
-        # a tag's aggregate, if it names one, in tg_names/tg_ids) and req_after. Every item is
-        # checked by static SQL, planned once per connection, against everything committed;
-        # dep_requests[k] fails if dep_on[k] (earlier in the batch, whose events its condition
-        # selects) is written.
-        # failed[i]: a position that fails request i (NULL: it passed); positions: those of
-        # the events written.
-        """
-        CREATE FUNCTION eventsignal_dcb_append(
+# The arguments of eventsignal_dcb_append, in every version of it.
+_SIGNATURE = """
             lock_key BIGINT,
             channel TEXT,
             req_after BIGINT[],
@@ -49,16 +39,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             tag_values TEXT[],
             OUT failed BIGINT[],
             OUT positions BIGINT[]
-        ) LANGUAGE plpgsql AS $$
+        """
+
+# The variables of eventsignal_dcb_append, in every version.
+_VARIABLES = """\
         DECLARE
             request INTEGER;
             since BIGINT;
             hit BIGINT;
             types TEXT[];
             written INTEGER;
-        BEGIN
-            PERFORM pg_advisory_xact_lock(lock_key);
-            failed := array_fill(NULL::BIGINT, ARRAY[cardinality(req_after)]);
+"""
+
+# How a batch's conditions are checked (sets failed[request]): items with tags, in every version.
+_TAGGED = """\
             -- Items with tags (the usual kind), all at once: from the index rows of the first
             -- tag after the request's position, kept if the event has the item's other tags
             -- and one of its types.
@@ -87,6 +81,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             LOOP
                 failed[request] := hit;
             END LOOP;
+"""
+
+# Items without tags, and requests whose condition selects a batch-mate's events: in every version.
+_UNTAGGED_AND_DEPENDENCIES = """\
             -- Items without tags, one by one: each is the first event after a position (of
             -- one of some types), which an index finds without scanning.
             FOR item IN 1 .. coalesce(cardinality(it_req), 0) LOOP
@@ -111,6 +109,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
                     failed[dep_requests[dep]] := -dep_on[dep];
                 END IF;
             END LOOP;
+"""
+
+_WRITE_V1 = """\
             SELECT count(*) INTO written FROM unnest(ev_requests) AS r(req)
              WHERE failed[r.req] IS NULL;
             positions := ARRAY(
@@ -140,7 +141,145 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             END IF;
         END
         $$
+        """
+
+# Version 2 checks conditions of one plain tag per item (no types, no aggregate: the usual
+# kind) with a statement of a few plan nodes, which starts faster than the general one.
+_ONE_TAG_EACH = """\
+            IF it_tags_from = it_tags_to AND cardinality(ty_types) = 0
+               AND cardinality(array_remove(tg_names, NULL)) = 0 THEN
+                FOR request, hit IN
+                    SELECT i.req, min(t.position)
+                      FROM unnest(it_req, it_tags_from) AS i(req, tf)
+                      JOIN eventsignal_tags AS t
+                        ON t.tag = tg_tags[i.tf] AND t.position > req_after[i.req]
+                     WHERE EXISTS (SELECT 1 FROM eventsignal_events AS x
+                                    WHERE x.position = t.position)
+                     GROUP BY i.req
+                LOOP
+                    failed[request] := hit;
+                END LOOP;
+            ELSE
+"""
+
+# Version 2 draws positions one by one (in order: the lock is held) and places each event by
+# its index in the batch (NULL: not written), so both inserts read the arrays as they are: no
+# window function, no join.
+_WRITE = """\
+            sequence := pg_get_serial_sequence('eventsignal_events', 'position');
+            IF cardinality(array_remove(failed, NULL)) = 0 THEN  -- all passed, as usual
+                FOR k IN 1 .. coalesce(cardinality(ev_requests), 0) LOOP
+                    positions[k] := nextval(sequence);
+                END LOOP;
+                placed := positions;
+            ELSE
+                SELECT count(*) INTO written FROM unnest(ev_requests) AS r(req)
+                 WHERE failed[r.req] IS NULL;
+                FOR k IN 1 .. written LOOP
+                    positions[k] := nextval(sequence);
+                END LOOP;
+                placed := ARRAY(
+                    SELECT CASE WHEN failed[r.req] IS NULL THEN positions[
+                               count(*) FILTER (WHERE failed[r.req] IS NULL) OVER (ORDER BY r.ord)]
+                           END
+                      FROM unnest(ev_requests) WITH ORDINALITY AS r(req, ord) ORDER BY r.ord);
+            END IF;
+            INSERT INTO eventsignal_events (position, event_id, aggregate_name, aggregate_id,
+                                            version, name, timestamp, data, metadata)
+            OVERRIDING SYSTEM VALUE
+            SELECT placed[e.ord], e.id, '', e.key, placed[e.ord], e.name, e.ts, e.data,
+                   e.metadata::jsonb
+              FROM unnest(ev_ids, ev_keys, ev_names, ev_timestamps, ev_data, ev_metadata)
+                   WITH ORDINALITY AS e(id, key, name, ts, data, metadata, ord)
+             WHERE placed[e.ord] IS NOT NULL;
+            INSERT INTO eventsignal_tags (tag, position)
+            SELECT t.tag, placed[t.event] FROM unnest(tag_events, tag_values) AS t(event, tag)
+             WHERE placed[t.event] IS NOT NULL;
+            IF cardinality(positions) > 0 THEN
+                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
+            END IF;
+        END
+        $$
+        """
+
+
+def _of_default_tenant(body: str, *changes: tuple[str, str]) -> str:
+    """A check of version 1 or 2 restricted to the default tenant's events (version 3 on)."""
+    for before, after in changes:
+        assert before in body, before
+        body = body.replace(before, after)
+    return body
+
+
+_TAGGED_OF_DEFAULT = _of_default_tenant(
+    _TAGGED,
+    (
+        "WHERE i.tt >= i.tf AND a.aggregate_name = tg_names[i.tf]",
+        "WHERE i.tt >= i.tf AND a.tenant = '' AND a.aggregate_name = tg_names[i.tf]",
+    ),
+    # a condition no index serves, so the planner keeps to the ones it has
+    (
+        "WHERE (i.yt < i.yf OR",
+        "WHERE (x.tenant = '') IS TRUE\n                   AND (i.yt < i.yf OR",
+    ),
+)
+_ONE_TAG_EACH_OF_DEFAULT = _of_default_tenant(
+    _ONE_TAG_EACH,
+    (
+        "WHERE x.position = t.position)",
+        "WHERE x.position = t.position\n                                      AND x.tenant = '')",
+    ),
+)
+_UNTAGGED_AND_DEPENDENCIES_OF_DEFAULT = _of_default_tenant(
+    _UNTAGGED_AND_DEPENDENCIES,
+    ("WHERE e.position > since;", "WHERE e.tenant = '' AND e.position > since;"),
+    ("WHERE e.name = ANY (types)", "WHERE (e.tenant = '') IS TRUE AND e.name = ANY (types)"),
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE eventsignal_tags (
+            tag TEXT NOT NULL,
+            position BIGINT NOT NULL,
+            PRIMARY KEY (tag, position)
+        )
         """,
+        "CREATE INDEX eventsignal_events_by_name ON eventsignal_events (name, position)",
+        # One call per batch. Each request's condition comes as query items (it_req names the
+        # request; it_tags/it_types the slices of tg_*/ty_* holding the item's tags and types;
+        # a tag's aggregate, if it names one, in tg_names/tg_ids) and req_after. Every item is
+        # checked by static SQL, planned once per connection, against everything committed;
+        # dep_requests[k] fails if dep_on[k] (earlier in the batch, whose events its condition
+        # selects) is written.
+        # failed[i]: a position that fails request i (NULL: it passed); positions: those of
+        # the events written.
+        f"""
+        CREATE FUNCTION eventsignal_dcb_append({_SIGNATURE}) LANGUAGE plpgsql AS $$
+{_VARIABLES}        BEGIN
+            PERFORM pg_advisory_xact_lock(lock_key);
+            failed := array_fill(NULL::BIGINT, ARRAY[cardinality(req_after)]);
+{_TAGGED}{_UNTAGGED_AND_DEPENDENCIES}{_WRITE_V1}""",
+    ),
+    # Plans made once per connection, of nested loops over index lookups (see the module's
+    # docstring); the same checks, and writes that join nothing.
+    (
+        f"""
+        CREATE OR REPLACE FUNCTION eventsignal_dcb_append({_SIGNATURE}) LANGUAGE plpgsql
+        SET plan_cache_mode = force_generic_plan
+        SET enable_seqscan = off
+        SET enable_hashjoin = off
+        SET enable_mergejoin = off
+        SET jit = off
+        AS $$
+{_VARIABLES}            placed BIGINT[];  -- each event's position (NULL: not written)
+            sequence REGCLASS;
+        BEGIN
+            positions := ARRAY[]::BIGINT[];
+            PERFORM pg_advisory_xact_lock(lock_key);
+            failed := array_fill(NULL::BIGINT, ARRAY[cardinality(req_after)]);
+{_ONE_TAG_EACH}{_TAGGED}            END IF;
+{_UNTAGGED_AND_DEPENDENCIES}{_WRITE}""",
     ),
     (
         # Version 2: tenants (events component, version 3). DCB reads and writes the default
@@ -269,5 +408,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         END
         $$
         """,
+    ),
+    # Version 3: plans made once per connection, of nested loops over index lookups (see the
+    # module's docstring); the same checks on the default tenant's log, and writes that join
+    # nothing.
+    (
+        f"""
+        CREATE OR REPLACE FUNCTION eventsignal_dcb_append({_SIGNATURE}) LANGUAGE plpgsql
+        SET plan_cache_mode = force_generic_plan
+        SET enable_seqscan = off
+        SET enable_hashjoin = off
+        SET enable_mergejoin = off
+        SET jit = off
+        AS $$
+{_VARIABLES}            placed BIGINT[];  -- each event's position (NULL: not written)
+            sequence REGCLASS;
+        BEGIN
+            positions := ARRAY[]::BIGINT[];
+            PERFORM pg_advisory_xact_lock(lock_key);
+            failed := array_fill(NULL::BIGINT, ARRAY[cardinality(req_after)]);
+{_ONE_TAG_EACH_OF_DEFAULT}{_TAGGED_OF_DEFAULT}            END IF;
+{_UNTAGGED_AND_DEPENDENCIES_OF_DEFAULT}{_WRITE}""",
     ),
 )

@@ -29,8 +29,8 @@ import hashlib
 import select
 import struct
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,6 +68,7 @@ from eventsignal.stores.lifecycle import closed_error, is_closed_marker
 from eventsignal.stores.postgres.arrays import batch_arrays, register_dumpers, text_array
 from eventsignal.stores.postgres.dcb import PostgresDcb
 from eventsignal.stores.postgres.deadline import Deadline
+from eventsignal.stores.postgres.held import HeldConnection
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
 from eventsignal.stores.postgres.schema import (
     EVENTS_COMPONENT,
@@ -173,7 +174,8 @@ class PostgresStore(
     (``await store.migrate()`` or ``eventsignal migrate <url>``) or by passing ``migrate=True``.
     ``schema`` puts every table in that PostgreSQL schema (created by the migration) instead of
     the connection's default. ``min_size``/``max_size`` bound the connection pool (plus one
-    connection that listens for appends); ``max_batch`` bounds the appends committed together.
+    connection that listens for appends, opened when a follower first waits); ``max_batch``
+    bounds the appends committed together.
 
     ``timeout`` (seconds) bounds every database command twice: waiting for a pooled connection,
     then waiting for the server's answer (each statement, and the commit, inside
@@ -299,8 +301,7 @@ class PostgresStore(
             poll_interval=self._poll_interval,
             timeout=self.timeout,
         )
-        self._watch.advance(int(head[0]) if head else 0)
-        await self._watch.start(within=self.timeout)
+        self._watch.advance(int(head[0]) if head else 0)  # it listens once a follower waits
 
     async def _stop(self) -> None:
         await self._group.close()
@@ -431,18 +432,12 @@ class PostgresStore(
         pool = self._pool
         if pool is None:
             raise _not_open()
-        seconds = self.timeout if bounded else None
         try:
             async with pool.connection() as conn:
-                with Deadline(conn, seconds, self._replace_idle) as guard:
-                    try:
-                        if tenant is not None and self._tenant_of.get(conn) != tenant:
-                            await self._enter(conn, tenant)
-                        yield conn
-                    except psycopg.Error as exc:
-                        if not _unavailable_now(conn, exc):
-                            raise  # the server's answer to this command, for the caller
-                        raise _unavailable(action, exc, guard, conn, unsure) from exc
+                with self._guarded(conn, action, bounded=bounded, unsure=unsure):
+                    if tenant is not None and self._tenant_of.get(conn) != tenant:
+                        await self._enter(conn, tenant)
+                    yield conn
         except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
             raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
 
@@ -453,11 +448,52 @@ class PostgresStore(
         await conn.execute(_SET_TENANT, (tenant,), prepare=True)
         tenants[conn] = tenant
 
+    @asynccontextmanager
+    async def _held_connection(
+        self, held: HeldConnection[_Connection], action: str, *, unsure: str = ""
+    ) -> AsyncIterator[_Connection]:
+        """Like :meth:`_connection`, on the connection ``held`` keeps between one serial
+        writer's commands; one whose block fails goes back to the pool."""
+        pool = self._pool
+        if pool is None:
+            raise _not_open()
+        try:
+            conn = await held.take(pool)
+        except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
+            raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
+        try:
+            with self._guarded(conn, action, unsure=unsure):
+                # DCB writes the default tenant's log: the session must read it.
+                if self._tenant_of.get(conn) != DEFAULT_TENANT:
+                    await self._enter(conn, DEFAULT_TENANT)
+                yield conn
+        except BaseException:
+            await held.give_back(conn)
+            raise
+        held.keep(conn)
+
+    @contextmanager
+    def _guarded(
+        self, conn: _Connection, action: str, *, bounded: bool = True, unsure: str = ""
+    ) -> Iterator[None]:
+        """Cut ``conn`` unless the block ends within the timeout (when ``bounded``); a lost or
+        late connection, or a server that cannot serve now, raises
+        :class:`~eventsignal.StoreUnavailable`."""
+        with Deadline(conn, self.timeout if bounded else None, self._replace_idle) as guard:
+            try:
+                yield
+            except psycopg.Error as exc:
+                if not _unavailable_now(conn, exc):
+                    raise  # the server's answer to this command, for the caller
+                raise _unavailable(action, exc, guard, conn, unsure) from exc
+
     def _replace_idle(self) -> None:
         """A connection stalled: its idle siblings likely share its broken path, replace them."""
         pool = self._pool
         if pool is not None and self._draining is None:
             self._draining = asyncio.create_task(self._drain(pool))
+            if self._dcb is not None:
+                self._dcb.let_go()
 
     async def _drain(self, pool: AsyncConnectionPool[_Connection]) -> None:
         try:
