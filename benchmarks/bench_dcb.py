@@ -139,8 +139,8 @@ def peer_dcb(scratch: Scratch, clients: int, hot: bool) -> Measurement:
 
         datastore = PostgresDatastore(
             dbname=scratch.database,
-            host="127.0.0.1",
-            port=5432,
+            host=scratch.host,
+            port=scratch.port,
             user=PG_USER,
             password="",
             pool_size=min(clients, 16),

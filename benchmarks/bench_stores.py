@@ -54,6 +54,7 @@ from common import (
     run_interleaved,
 )
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from workload import CART, ItemAdded, ItemRemoved, PeerCart, PeerShop, peer_env
 
 import eventsignal.stores
@@ -115,6 +116,15 @@ class Scratch:
     def _admin(self) -> psycopg.Connection[Any]:
         return psycopg.connect(f"{PG_SERVER} user={PG_USER} dbname=postgres", autocommit=True)
 
+    @property
+    def host(self) -> str:
+        """The host of ``EVENTSIGNAL_BENCH_POSTGRES``: the peer connects there too."""
+        return str(conninfo_to_dict(PG_SERVER).get("host", "127.0.0.1"))
+
+    @property
+    def port(self) -> int:
+        return int(str(conninfo_to_dict(PG_SERVER).get("port", 5432)))
+
     def sqlite_file(self) -> str:
         return os.path.join(self.directory.name, f"events-{next(self._names)}.sqlite")
 
@@ -139,8 +149,8 @@ class Scratch:
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "POSTGRES_DBNAME": self.database,
-            "POSTGRES_HOST": "127.0.0.1",
-            "POSTGRES_PORT": "5432",
+            "POSTGRES_HOST": self.host,
+            "POSTGRES_PORT": str(self.port),
             "POSTGRES_USER": PG_USER,
             "POSTGRES_PASSWORD": "",
             "POSTGRES_SCHEMA": self.schema(),

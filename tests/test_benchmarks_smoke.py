@@ -220,6 +220,13 @@ def test_browser_benchmark_prints_the_first_page_time_and_its_ratio() -> None:
 
 
 @pytest.mark.postgres
+def test_tenants_benchmark_prints_the_ratio_to_the_default_tenant() -> None:
+    out = run_script("bench_tenants.py", "--quick", "--clients", "8", "--tenants", "4")
+    for label in ("4 tenants c=8", "4 tenants c=8 as application role"):
+        assert re.search(rf"ratio {label} to default tenant c=8: \d+\.\d+x", out), out
+
+
+@pytest.mark.postgres
 def test_dcb_benchmark_prints_its_ratios_and_the_hot_boundary() -> None:
     out = run_script("bench_dcb.py", "--quick", "--clients", "4")
     assert re.search(RATIO.format(re.escape("dcb c=1 vs peer")), out), out

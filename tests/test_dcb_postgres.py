@@ -4,9 +4,12 @@ group commit of disjoint conditions, and writers in several processes racing on 
 from __future__ import annotations
 
 import asyncio
+from uuid import uuid4
 
+import psycopg
 import pytest
 from conftest import PostgresStoreFactory
+from psycopg.conninfo import make_conninfo
 
 from eventsignal.dcb import (
     AppendCondition,
@@ -50,6 +53,28 @@ async def test_disjoint_conditions_share_one_commit(
         assert len(set(positions)) == 50
         assert after.appends - before.appends == 50
         assert after.transactions - before.transactions < 10  # batches, not one commit each
+
+
+async def test_clients_appending_again_and_again_keep_sharing_commits(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    """Clients woken by one batch append again together: none of them goes alone, which would
+    leave the others a batch of their own and double the commits."""
+    async with await postgres_store_factory() as store:
+        dcb = view(store)
+        await dcb.append(DcbEvent("Warmed", b"{}"))
+
+        async def client(n: int) -> None:
+            last: int | None = None
+            for _ in range(6):
+                condition = AppendCondition(Query([QueryItem(tags=[f"seat-{n}"])]), after=last)
+                last = await dcb.append(DcbEvent("Taken", b"{}", [f"seat-{n}"]), condition)
+
+        before = store.stats
+        await asyncio.gather(*(client(n) for n in range(32)))
+        after = store.stats
+        assert after.appends - before.appends == 32 * 6
+        assert after.transactions - before.transactions <= 9  # 6 rounds, and a few splits
 
 
 async def test_conflicting_requests_in_one_queue_are_never_both_committed(
@@ -107,6 +132,64 @@ async def test_a_database_made_before_dcb_reads_its_aggregates_by_tag(
         every = await store.read_all()
         assert [e.position for e in every][-2] == position
         assert [e.name for e in every] == ["Happened", "Happened", "Noted", "Happened"]
+
+
+async def test_appends_go_on_after_the_server_forgets_prepared_statements(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    """A transaction of the store may drop the statements prepared on its connection; the next
+    append on that connection prepares its own again."""
+    async with await postgres_store_factory(max_size=1) as store:  # one connection for all
+        dcb = view(store)
+        first = await dcb.append(DcbEvent("Taken", b"{}", ["seat"]), when_new("seat"))
+        async with store.transaction() as tx:
+            await tx.execute("DEALLOCATE ALL")
+        second = await dcb.append(
+            DcbEvent("Taken", b"{}", ["seat"]),
+            AppendCondition(Query([QueryItem(tags=["seat"])]), after=first),
+        )
+        with pytest.raises(AppendConditionFailed):
+            await dcb.append(DcbEvent("Taken", b"{}", ["seat"]), when_new("seat"))
+        assert [e.position for e in await dcb.read(Query([QueryItem(tags=["seat"])]))] == [
+            first,
+            second,
+        ]
+
+
+async def test_appends_go_on_after_the_server_ends_the_writers_connection(
+    postgres_dsn: str,
+) -> None:
+    """The connection kept between batches may be ended by the server while idle: the next
+    append takes another, and closing the store leaves no connection open."""
+    name = f"dcb-writer-{uuid4().hex[:8]}"
+    dsn = make_conninfo(postgres_dsn, application_name=name)
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as admin:
+
+        async def connections(*, end: bool = False) -> int:
+            query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+            if end:
+                query = (
+                    "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
+                    " WHERE application_name = %s"
+                )
+            row = await (await admin.execute(query, (name,))).fetchone()
+            assert row is not None
+            return int(row[0])
+
+        async with PostgresStore(dsn, migrate=True, max_size=2) as store:
+            dcb = view(store)
+            first = await dcb.append(DcbEvent("Taken", b"{}", ["seat"]), when_new("seat"))
+            assert await connections(end=True) >= 1
+            second = await dcb.append(
+                DcbEvent("Taken", b"{}", ["seat"]),
+                AppendCondition(Query([QueryItem(tags=["seat"])]), after=first),
+            )
+            assert second > first
+        for _ in range(100):  # a backend ends a moment after its client closed the connection
+            if await connections() == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert await connections() == 0
 
 
 def when_new(tag: str) -> AppendCondition:

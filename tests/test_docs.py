@@ -26,6 +26,7 @@ PUBLIC = [
     "eventsignal.domain.snapshots",
     "eventsignal.stores",
     "eventsignal.stores.urls",
+    "eventsignal.stores.tenancy",
     "eventsignal.subscriptions",
     "eventsignal.testing",
     "eventsignal.scenarios",
@@ -49,6 +50,7 @@ CONTRACTS = [
     "eventsignal.stores.idempotency.IdempotentStore",
     "eventsignal.stores.sql.contract.SharedTransactions",
     "eventsignal.stores.subject_keys.SubjectKeyStore",
+    "eventsignal.stores.tenancy.TenantAware",
 ]
 
 

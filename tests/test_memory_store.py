@@ -1,6 +1,10 @@
 from eventsignal.stores import EventStore, MemoryStore
 from eventsignal.stores.subscription_state import SubscriptionStore
-from eventsignal.testing import EventStoreCompliance, SubscriptionStoreCompliance
+from eventsignal.testing import (
+    EventStoreCompliance,
+    SubscriptionStoreCompliance,
+    TenantCompliance,
+)
 
 
 class TestMemoryStore(EventStoreCompliance):
@@ -13,3 +17,10 @@ class TestMemoryStore(EventStoreCompliance):
 class TestMemoryStoreSubscriptions(SubscriptionStoreCompliance):
     async def make_store(self) -> SubscriptionStore:
         return MemoryStore()
+
+
+class TestMemoryStoreTenants(TenantCompliance):
+    async def make_store(self) -> EventStore:
+        store = MemoryStore()
+        await store.open()
+        return store

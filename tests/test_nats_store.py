@@ -16,6 +16,7 @@ from nats_servers import NatsCluster, NatsServer
 from eventsignal import (
     AggregateExists,
     ConcurrencyError,
+    ConfigurationError,
     EventTooLarge,
     SignalError,
     StoreUnavailable,
@@ -31,6 +32,7 @@ from eventsignal.stores.nats.wire import (
     head_of,
     positions_of,
 )
+from eventsignal.stores.tenancy import tenant_store
 from eventsignal.stores.urls import open_store
 from eventsignal.testing import EventStoreCompliance
 from eventsignal.testing.compliance import make_events
@@ -272,6 +274,14 @@ async def test_unreachable_server_is_store_unavailable() -> None:
 def test_stream_names_are_checked() -> None:
     with pytest.raises(ValueError, match="stream name"):
         NatsStore("nats://h:4222", stream="a.b")
+
+
+def test_a_tenants_view_is_refused_saying_nats_keeps_no_tenants() -> None:
+    store = NatsStore("nats://h:4222", stream="shop")
+    with pytest.raises(ConfigurationError, match="NatsStore keeps no tenants yet"):
+        store.for_tenant("acme")
+    with pytest.raises(ConfigurationError, match="NatsStore keeps no tenants"):
+        tenant_store(store, "acme")
 
 
 def test_the_repr_shows_no_credentials() -> None:

@@ -26,6 +26,7 @@ from conftest import PostgresStoreFactory
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from eventsignal import Event, Signal, StoreUnavailable
+from eventsignal.dcb import AppendCondition, AppendConditionFailed, DcbEvent, Query, QueryItem, view
 from eventsignal.stores import PostgresStore
 from eventsignal.subscriptions import (
     ReadModel,
@@ -246,6 +247,39 @@ async def test_stalled_connection_fails_its_command_within_the_timeout(
         async with PostgresStore(postgres_dsn) as other:
             await other.append("thing", "a", stored, make_events("a", stored, 1))
         await waiting
+
+
+async def test_appends_by_query_fail_clearly_and_never_report_an_unknown_outcome(
+    postgres_dsn: str, proxy: Proxy
+) -> None:
+    store = PostgresStore(through(proxy, postgres_dsn), migrate=True, max_size=2, timeout=1)
+    async with store, asyncio.timeout(30):
+        dcb = view(store)
+        seat = Query([QueryItem(tags=["seat"])])
+        await dcb.append(DcbEvent("Opened", b"{}"))  # the dcb schema component is in place
+
+        proxy.cut_reply_after_marker = True
+        with pytest.raises(StoreUnavailable, match="may or may not be stored"):
+            await dcb.append(DcbEvent("Taken", _MARKER, ["seat"]), AppendCondition(seat))
+        proxy.cut_reply_after_marker = False
+        # The server did commit: reading shows it once, and its condition now fails.
+        taken = await eventually(lambda: dcb.read(seat), 15)
+        assert [e.event.data for e in taken] == [_MARKER]
+        with pytest.raises(AppendConditionFailed):
+            await dcb.append(DcbEvent("Taken", b"{}", ["seat"]), AppendCondition(seat))
+
+        proxy.stall()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=r"did not answer within 1s"):
+            await dcb.append(DcbEvent("Taken", b"{}", ["table"]))
+        assert time.monotonic() - started < 3
+
+        await proxy.stop()
+        with pytest.raises(StoreUnavailable, match="PostgreSQL"):
+            await dcb.append(DcbEvent("Taken", b"{}", ["table"]))
+        await proxy.start()
+        await eventually(lambda: dcb.append(DcbEvent("Taken", b"{}", ["table"])), 15)
+        assert len(await dcb.read(Query([QueryItem(tags=["table"])]))) in (1, 2)
 
 
 async def test_stalled_commit_of_a_transaction_is_unsure(postgres_dsn: str, proxy: Proxy) -> None:

@@ -27,7 +27,12 @@ from eventsignal.stores import EventStore, PostgresStore, StoredEvent
 from eventsignal.stores.postgres.schema import EVENTS_MIGRATIONS, migrate_component
 from eventsignal.stores.sql import SQLStore
 from eventsignal.stores.subscription_state import SubscriptionStore
-from eventsignal.testing import EventStoreCompliance, SubscriptionStoreCompliance, make_events
+from eventsignal.testing import (
+    EventStoreCompliance,
+    SubscriptionStoreCompliance,
+    TenantCompliance,
+    make_events,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -49,6 +54,17 @@ class TestPostgresStoreSubscriptions(SubscriptionStoreCompliance):
         self.dsn = postgres_dsn  # a fresh schema for every check
 
     async def make_store(self) -> SubscriptionStore:
+        store = PostgresStore(self.dsn, migrate=True, max_size=4)
+        await store.open()
+        return store
+
+
+class TestPostgresTenants(TenantCompliance):
+    @pytest.fixture(autouse=True)
+    def _database(self, postgres_dsn: str) -> None:
+        self.dsn = postgres_dsn  # a fresh schema for every check
+
+    async def make_store(self) -> EventStore:
         store = PostgresStore(self.dsn, migrate=True, max_size=4)
         await store.open()
         return store
@@ -354,6 +370,39 @@ async def test_other_stores_wake_followers_through_notify(
         await asyncio.sleep(0.1)
         assert not waiting.done()
         await writer.append("thing", "a", 0, make_events("a", 0, 1))
+        async with asyncio.timeout(0.5):  # well before the one-second safety poll
+            await waiting
+
+
+async def test_a_store_listens_from_its_first_follower_on(postgres_dsn: str) -> None:
+    """A store that only writes holds no listening connection (its own commits would come back
+    to it as notifications to read), only the pool's and the one its group commits go through;
+    the first follower opens it, and is woken through it."""
+    name = f"writer-{uuid4().hex[:8]}"
+
+    async def connections() -> int:
+        async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
+            cursor = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
+            )
+            row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    dsn = psycopg.conninfo.make_conninfo(postgres_dsn, application_name=name)
+    async with PostgresStore(dsn, migrate=True, min_size=1, max_size=1) as store:
+        await store.create("thing", "a", make_events("a", 0, 2))
+        assert await connections() == 2  # the pool's one and the append link's
+
+        head = await store.head_position()
+        waiting = asyncio.create_task(store.wait_for_events(head))
+        for _ in range(250):  # the listening connection opens in the background
+            if await connections() == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert await connections() == 3
+        async with PostgresStore(postgres_dsn) as other:
+            await other.append("thing", "a", 2, make_events("a", 2, 1))
         async with asyncio.timeout(0.5):  # well before the one-second safety poll
             await waiting
 

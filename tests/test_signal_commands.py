@@ -184,6 +184,8 @@ class GatedStore(MemoryStore):
         aggregate_id: str,
         expected_version: int,
         events: Sequence[StoredEvent],
+        *,
+        tenant: str = "",
     ) -> Sequence[int]:
         await self.gate.wait()
         if self.fail_with is not None:
@@ -248,6 +250,8 @@ class AlwaysConflicting(MemoryStore):
         aggregate_id: str,
         expected_version: int,
         events: Sequence[StoredEvent],
+        *,
+        tenant: str = "",
     ) -> Sequence[int]:
         self.attempts = getattr(self, "attempts", 0) + 1
         raise ConcurrencyError(aggregate_name, aggregate_id, expected_version)
@@ -302,10 +306,17 @@ async def test_cancelled_loader_does_not_cancel_others_waiting_for_the_same_rebu
             self.release = asyncio.Event()
 
         async def read_aggregate(
-            self, aggregate_name: str, aggregate_id: str, after_version: int = 0
+            self,
+            aggregate_name: str,
+            aggregate_id: str,
+            after_version: int = 0,
+            *,
+            tenant: str = "",
         ) -> Sequence[StoredEvent]:
             await self.release.wait()
-            return await super().read_aggregate(aggregate_name, aggregate_id, after_version)
+            return await super().read_aggregate(
+                aggregate_name, aggregate_id, after_version, tenant=tenant
+            )
 
     store = SlowReads()
     store.release.set()

@@ -50,9 +50,9 @@ async def test_snapshot_does_not_delay_the_reply() -> None:
             super().__init__()
             self.release = asyncio.Event()
 
-        async def save_snapshot(self, snapshot: Any) -> None:
+        async def save_snapshot(self, snapshot: Any, *, tenant: str = "") -> None:
             await self.release.wait()
-            await super().save_snapshot(snapshot)
+            await super().save_snapshot(snapshot, tenant=tenant)
 
     store = SlowSnapshots()
     async with Signal(snapshotted(every=1), store=store) as signal:

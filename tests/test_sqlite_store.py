@@ -41,7 +41,12 @@ from eventsignal.subscriptions import (
     processed_position,
     subscription_status,
 )
-from eventsignal.testing import EventStoreCompliance, SubscriptionStoreCompliance, make_events
+from eventsignal.testing import (
+    EventStoreCompliance,
+    SubscriptionStoreCompliance,
+    TenantCompliance,
+    make_events,
+)
 
 
 async def _fresh_store() -> SQLiteStore:
@@ -71,6 +76,14 @@ class TestSQLiteStoreSubscriptions(SubscriptionStoreCompliance):
         return await _fresh_store()
 
     async def dispose_store(self, store: SubscriptionStore) -> None:
+        await _remove_store(store)
+
+
+class TestSQLiteTenants(TenantCompliance):
+    async def make_store(self) -> EventStore:
+        return await _fresh_store()
+
+    async def dispose_store(self, store: EventStore) -> None:
         await _remove_store(store)
 
 

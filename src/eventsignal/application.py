@@ -58,6 +58,7 @@ from eventsignal.stores.lifecycle import LifecycleResult, StreamStatus
 from eventsignal.stores.memory import MemoryStore
 from eventsignal.stores.sql.contract import SharedTransactions, SQLTransaction
 from eventsignal.stores.subscription_state import SubscriptionStore, wait_until_processed
+from eventsignal.stores.tenancy import DEFAULT_TENANT
 from eventsignal.telemetry import (
     AggregateCreated,
     AggregateEvicted,
@@ -76,6 +77,7 @@ from eventsignal.telemetry import (
     log_telemetry,
     logger,
 )
+from eventsignal.tenants import TenantViews
 
 S = TypeVar("S")
 C = TypeVar("C")
@@ -300,6 +302,10 @@ class Signal(Generic[S, C]):
         self._informs = self._bus.subscriber_count > 0 or self._snapshotter is not None
         self._started = False
         self._watcher: asyncio.Task[None] | None = None  # forgettings elsewhere, if personal
+        # Tenants: this Signal serves the default one; views of others share its pool.
+        self.tenant = DEFAULT_TENANT
+        self._root: Signal[S, C] = self
+        self._tenant_views = TenantViews()
         if instrumentation is not None:
             instrumentation.attach(self)
 
@@ -307,6 +313,8 @@ class Signal(Generic[S, C]):
 
     async def start(self) -> None:
         """Open the store and start delivering to subscribers; a second call does nothing."""
+        if self._root is not self:
+            raise ConfigurationError(self._view_message("start"))
         if self._started:
             return
         await self.store.open()
@@ -324,6 +332,8 @@ class Signal(Generic[S, C]):
 
     async def stop(self) -> None:
         """Deliver queued events, finish snapshots, empty the pool and release the store."""
+        if self._root is not self:
+            raise ConfigurationError(self._view_message("stop"))
         if not self._started:
             return
         self._started = False
@@ -348,6 +358,27 @@ class Signal(Generic[S, C]):
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+    def _view_message(self, action: str) -> str:
+        return (
+            f"the view of tenant {self.tenant!r} runs while its Signal does: {action} the Signal "
+            "it came from"
+        )
+
+    # Tenants
+
+    def for_tenant(self, tenant: str) -> Signal[S, C]:
+        """This aggregate type inside one tenant (see :mod:`eventsignal.tenants`).
+
+        The answer is a Signal whose commands, reads and rebuilds stay within ``tenant``: the
+        same aggregate id in another tenant is another aggregate. It shares this Signal's pool,
+        store connections, subscribers and life cycle (start and stop this one). Needs a store
+        that keeps tenants (memory, SQLite, PostgreSQL). The default tenant is this Signal.
+        """
+        root = self._root
+        if tenant == DEFAULT_TENANT:
+            return root
+        return root._tenant_views.view(root, tenant)
 
     # Queries
 
@@ -652,7 +683,7 @@ class Signal(Generic[S, C]):
     # Internals
 
     def _check_started(self) -> None:
-        if not self._started:
+        if not self._root._started:
             raise NotStarted(
                 f"Signal {self.name!r} is not started: use 'async with signal:' "
                 "or 'await signal.start()'"
@@ -1036,6 +1067,12 @@ class Signal(Generic[S, C]):
     ) -> str:
         """Refuse a key no store could keep, or a store that cannot do what is asked; return
         the command's digest when there is a key."""
+        if (own_writes is not None or key is not None) and self._root is not self:
+            what = "own_writes" if own_writes is not None else "idempotency keys"
+            raise ConfigurationError(
+                f"{what} are not offered within a tenant yet (tenant {self.tenant!r}); "
+                "use them on the default tenant's Signal"
+            )
         if own_writes is not None and self._shares is None:
             raise ConfigurationError(
                 f"own_writes needs a SQL store (SQLite or PostgreSQL), whose transaction the "

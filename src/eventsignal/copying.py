@@ -32,11 +32,12 @@ from eventsignal.stores.subscription_state import (
     SubscriptionState,
     SubscriptionStore,
 )
+from eventsignal.stores.tenancy import TenantAware, TenantStore, tenant_store
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(events_on_target, events_in_source)`` after each write."""
 
-_Key = tuple[str, str]
+_Key = tuple[str, str, str]  # tenant, aggregate type, aggregate id
 _COPIER = "eventsignal-copy"  # the member that sets checkpoints; it holds no lease afterwards
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -117,8 +118,14 @@ async def copy_store(
             "the source holds archived, deleted or truncated streams: copying them is not "
             "supported yet"
         )
-    sources = {_key(a): a for a in await source.aggregates()}
-    held_aggregates = {_key(a): a for a in await target.aggregates()}
+    # Every tenant's streams go along, each into its own tenant of the target.
+    source_log, target_log = _whole(source), _whole(target)
+    sources = {_key(a): a for a in await source_log.aggregates()}
+    if not isinstance(target, TenantAware) and any(key[0] for key in sources):
+        raise CopyRefused(
+            f"the source holds tenants' streams, which {type(target).__name__} cannot keep"
+        )
+    held_aggregates = {_key(a): a for a in await target_log.aggregates()}
     total = sum(a.version for a in sources.values())
     held = _check_prefix(sources, held_aggregates)
 
@@ -146,13 +153,13 @@ async def copy_store(
         if progress is not None:
             progress(done, total)
 
-    copier = _Copier(source, target, sources, held_aggregates, positions, batch, pipeline)
+    copier = _Copier(source_log, target, sources, held_aggregates, positions, batch, pipeline)
     await copier.match_prefix(held)
     report(held)
     await copier.copy_rest(report)
     for key, info in sources.items():
         if info.version == 0 and key not in copier.versions:
-            await target.create(*key, created_at=info.created_at)
+            await _within(target, key[0]).create(key[1], key[2], created_at=info.created_at)
     positions.finish()
 
     snapshots = await _copy_snapshots(source, target, sources)
@@ -216,13 +223,14 @@ class _Copier:
         self.done = 0  # events on the target
         self.last_position = 0  # the target's, after the events matched or copied
         self.pipeline = pipeline
+        self.target_log = _whole(target)
 
     async def match_prefix(self, held: int) -> None:
         """Read the events the target holds beside the source's, refusing any that differ."""
         target_after = 0
         while self.done < held:
             originals = await self.source.read_all(self.after, min(self.batch, held - self.done))
-            copies = await self.target.read_all(target_after, len(originals))
+            copies = await self.target_log.read_all(target_after, len(originals))
             if not originals:
                 break
             for original, copy in zip(originals, copies, strict=False):
@@ -240,7 +248,7 @@ class _Copier:
                 )
             self.after = originals[-1].position
             target_after = self.last_position = copies[-1].position
-        extra = await self.target.read_all(target_after, 1)
+        extra = await self.target_log.read_all(target_after, 1)
         if self.done < held or extra:
             unmatched = _describe(extra[0]) if extra else f"{held - self.done} more events"
             raise CopyRefused(f"the target holds {unmatched} beyond the source's events")
@@ -281,12 +289,13 @@ class _Copier:
 
     async def _store(self, run: list[StoredEvent]) -> Sequence[int]:
         key = _key(run[0])
+        target = _within(self.target, key[0])
         version = self.versions.get(key)
         if version is not None:
-            return await self.target.append(*key, version, run)
+            return await target.append(key[1], key[2], version, run)
         info = self.sources.get(key)
         created_at = info.created_at if info is not None else None
-        return await self.target.create(*key, run, created_at=created_at)
+        return await target.create(key[1], key[2], run, created_at=created_at)
 
 
 def _runs(events: Sequence[StoredEvent]) -> list[list[StoredEvent]]:
@@ -431,7 +440,7 @@ async def _set_checkpoint(
 
 async def _event_at(store: EventStore, position: int, parked: ParkedEvent) -> StoredEvent:
     """The target's copy of a parked event, which parking records with its new position."""
-    found = await store.read_all(position - 1, 1)
+    found = await _whole(store).read_all(position - 1, 1)
     if not found or found[0].id != parked.event_id:
         raise StoreInconsistent(
             f"subscription {parked.subscription!r} parked event {parked.event_id}, which is not "
@@ -444,12 +453,15 @@ async def _copy_snapshots(
     source: EventStore, target: EventStore, aggregates: Iterable[_Key]
 ) -> int:
     """Copy each aggregate's latest snapshot, when both stores keep snapshots."""
-    loads, saves = snapshot_store_for(source), snapshot_store_for(target)
-    if loads is None or saves is None:
+    if snapshot_store_for(source) is None or snapshot_store_for(target) is None:
         return 0
     copied = 0
-    for key in aggregates:
-        snapshot = await loads.load_snapshot(*key)
+    for tenant, name, aggregate_id in aggregates:
+        loads = snapshot_store_for(_within(source, tenant))
+        saves = snapshot_store_for(_within(target, tenant))
+        assert loads is not None
+        assert saves is not None
+        snapshot = await loads.load_snapshot(name, aggregate_id)
         if snapshot is not None:
             await saves.save_snapshot(snapshot)
             copied += 1
@@ -495,6 +507,7 @@ class _Fingerprint:
     @classmethod
     async def of(cls, store: EventStore, batch: int) -> _Fingerprint:
         found = cls()
+        store = _whole(store)
         found.aggregates = {_key(a): a for a in await store.aggregates()}
         after = 0
         while events := await store.read_all(after, batch):
@@ -533,16 +546,38 @@ def _canonical(event: StoredEvent) -> bytes:
     when = (event.timestamp - _EPOCH) // _MICROSECOND
     metadata = sorted(event.metadata.items())
     return msgspec.msgpack.encode(
-        (event.id.bytes, event.version, event.name, when, event.data, metadata, event.defect)
+        (
+            event.id.bytes,
+            event.version,
+            event.name,
+            when,
+            event.data,
+            metadata,
+            event.defect,
+            event.tenant,
+        )
     )
 
 
 def _key(item: StoredEvent | AggregateInfo) -> _Key:
-    return (item.aggregate_name, item.aggregate_id)
+    return (item.tenant, item.aggregate_name, item.aggregate_id)
 
 
 def _name(key: _Key) -> str:
-    return f"{key[0]} {key[1]!r}"
+    where = f" of tenant {key[0]!r}" if key[0] else ""
+    return f"{key[1]} {key[2]!r}{where}"
+
+
+def _whole(store: EventStore) -> EventStore:
+    """The store's log of every tenant (the store itself when it keeps no tenants)."""
+    if isinstance(store, TenantAware) and not isinstance(store, TenantStore):
+        return tenant_store(store, None)
+    return store
+
+
+def _within(store: EventStore, tenant: str) -> EventStore:
+    """The store as ``tenant`` sees it (the store itself for the default tenant)."""
+    return tenant_store(store, tenant) if tenant else store
 
 
 def _describe(event: StoredEvent) -> str:

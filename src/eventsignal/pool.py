@@ -133,19 +133,23 @@ class Pool(Generic[S]):
         The newcomer itself is never evicted here: it is about to be used. If every other
         aggregate is busy the pool overflows until one of them finishes its command.
         """
-        self._live[live.id] = live
-        self._live.move_to_end(live.id)
-        self.trim(keep=live.id)
+        self.put_as(live.id, live)
+
+    def put_as(self, key: str, live: LiveAggregate[S]) -> None:
+        """:meth:`put` under a key of the caller's (a tenant's aggregates share the pool)."""
+        self._live[key] = live
+        self._live.move_to_end(key)
+        self.trim(keep=key)
 
     def revive(self, aggregate_id: str) -> LiveAggregate[S] | None:
         """Take back an evicted aggregate that a handle still holds, if there is one."""
         ref = self._detached.pop(aggregate_id, None)
         return None if ref is None else ref()
 
-    def _detach(self, live: LiveAggregate[S]) -> None:
+    def _detach(self, key: str, live: LiveAggregate[S]) -> None:
         ref = _Detached(live, self._forget)
-        ref.key = live.id
-        self._detached[live.id] = ref
+        ref.key = key
+        self._detached[key] = ref
 
     def _forget(self, ref: weakref.ref[LiveAggregate[Any]]) -> None:
         """Drop the entry of an evicted aggregate no handle refers to any more."""
@@ -174,7 +178,7 @@ class Pool(Generic[S]):
         self.overflowing = len(idle) < excess
         for key in idle:
             evicted = live.pop(key)
-            self._detach(evicted)
+            self._detach(key, evicted)
             self.stats.evictions += 1
             if self._on_evict is not None:
                 self._on_evict(evicted)
@@ -182,3 +186,58 @@ class Pool(Generic[S]):
     def clear(self) -> None:
         self._live.clear()
         self._detached.clear()
+
+
+class TenantPool(Generic[S]):
+    """One tenant's share of a :class:`Pool`: one LRU and one capacity for every tenant.
+
+    A tenant's aggregate ids are kept under keys of their own (the tenant, a NUL, the id: no id
+    or tenant holds a NUL), so the same id in two tenants is two live aggregates, and ten
+    thousand tenants still mean one pool.
+    """
+
+    __slots__ = ("_prefix", "pool")
+
+    def __init__(self, pool: Pool[S], tenant: str) -> None:
+        self.pool = pool
+        self._prefix = tenant + "\0"
+
+    @property
+    def stats(self) -> PoolStats:
+        """The shared pool's counters."""
+        return self.pool.stats
+
+    @property
+    def overflowing(self) -> bool:
+        """Whether the shared pool holds more than its capacity."""
+        return self.pool.overflowing
+
+    def __len__(self) -> int:
+        return len(self.pool)
+
+    def get(self, aggregate_id: str) -> LiveAggregate[S] | None:
+        """As :meth:`Pool.get`, for this tenant's aggregate."""
+        return self.pool.get(self._prefix + aggregate_id)
+
+    def peek(self, aggregate_id: str) -> LiveAggregate[S] | None:
+        """As :meth:`Pool.peek`, for this tenant's aggregate."""
+        return self.pool.peek(self._prefix + aggregate_id)
+
+    def put(self, live: LiveAggregate[S]) -> None:
+        """As :meth:`Pool.put`, for this tenant's aggregate."""
+        self.pool.put_as(self._prefix + live.id, live)
+
+    def revive(self, aggregate_id: str) -> LiveAggregate[S] | None:
+        """As :meth:`Pool.revive`, for this tenant's aggregate."""
+        return self.pool.revive(self._prefix + aggregate_id)
+
+    def discard(self, aggregate_id: str) -> None:
+        """As :meth:`Pool.discard`, for this tenant's aggregate."""
+        self.pool.discard(self._prefix + aggregate_id)
+
+    def trim(self, keep: str | None = None) -> None:
+        """Trim the shared pool."""
+        self.pool.trim(None if keep is None else self._prefix + keep)
+
+    def clear(self) -> None:
+        """Only the Signal that owns the pool empties it."""

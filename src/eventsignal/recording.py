@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from eventsignal.domain.config import AggregateConfig
@@ -28,18 +29,29 @@ _now = datetime.now
 class Recorder(Generic[S]):
     """Runs one aggregate type's command handler and records the events it returns."""
 
-    __slots__ = ("_aggregate_name", "_apply", "_encode", "_handle", "_serializer", "_store")
+    __slots__ = (
+        "_aggregate_name",
+        "_apply",
+        "_encode",
+        "_handle",
+        "_serializer",
+        "_store",
+        "_tenant",
+    )
 
     def __init__(
         self,
         config: AggregateConfig[S, Any],
         serializer: EventSerializer,
         store: EventStore | None = None,
+        tenant: str = "",
     ) -> None:
         self._aggregate_name = config.name
+        self._tenant = tenant
         self._handle = config.command_handler
         self._apply = config.event_handler
-        self._encode = serializer.encode
+        # A tenant's rows are encoded as that tenant's (bound to it, under its keys).
+        self._encode = partial(serializer.encode, tenant=tenant) if tenant else serializer.encode
         # Only for event classes with personal fields: the store that keeps their keys.
         self._serializer = serializer if serializer.personal is not None else None
         self._store = store
@@ -64,6 +76,7 @@ class Recorder(Generic[S]):
         if self._serializer is not None:
             return await self._decide_personal(produced, state, aggregate_id, version, metadata)
         name = self._aggregate_name
+        tenant = self._tenant
         apply = self._apply
         encode = self._encode
         now = _now(UTC)  # one timestamp for all the events of a command
@@ -83,6 +96,7 @@ class Recorder(Generic[S]):
                     timestamp=now,
                     data=payload,
                     metadata=metadata,
+                    tenant=tenant,
                 )
             )
             event = Event(
@@ -95,6 +109,7 @@ class Recorder(Generic[S]):
                 position=0,
                 data=data,
                 metadata=metadata,
+                tenant=tenant,
             )
             state = apply(state, event)
             envelopes.append(event)
@@ -118,13 +133,14 @@ class Recorder(Generic[S]):
             )
         await serializer.personal.prepare(self._store, produced, aggregate_id)
         name = self._aggregate_name
+        tenant = self._tenant
         now = _now(UTC)
         envelopes: list[Event[Any]] = []
         records: list[StoredEvent] = []
         for data in produced:
             version += 1
             event_name, payload, sealed = serializer.encode_sealed(
-                data, aggregate_id=aggregate_id, version=version
+                data, aggregate_id=aggregate_id, version=version, tenant=tenant
             )
             event_id = new_event_id()
             records.append(
@@ -137,6 +153,7 @@ class Recorder(Generic[S]):
                     timestamp=now,
                     data=payload,
                     metadata={**metadata, **sealed} if sealed else metadata,
+                    tenant=tenant,
                 )
             )
             event = Event(
@@ -149,6 +166,7 @@ class Recorder(Generic[S]):
                 position=0,
                 data=data,
                 metadata=metadata,
+                tenant=tenant,
             )
             state = self._apply(state, event)
             envelopes.append(event)

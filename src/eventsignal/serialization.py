@@ -47,9 +47,14 @@ class Transcoder(Protocol):
     def decode(self, data: bytes) -> bytes: ...
 
 
-def row_context(aggregate_name: str, aggregate_id: str, version: int, event_name: str) -> bytes:
-    """The identity of an event row, as a binding transcoder is given it."""
-    return f"{aggregate_name}\0{aggregate_id}\0{version}\0{event_name}".encode()
+def row_context(
+    aggregate_name: str, aggregate_id: str, version: int, event_name: str, tenant: str = ""
+) -> bytes:
+    """The identity of an event row, as a binding transcoder is given it; a tenant's rows name
+    their tenant too (the default tenant's stay as they always were), so a payload copied into
+    another tenant's stream of the same id fails to decode."""
+    row = f"{aggregate_name}\0{aggregate_id}\0{version}\0{event_name}"
+    return (f"{row}\0{tenant}" if tenant else row).encode()
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -95,6 +100,7 @@ def envelope(record: StoredEvent, data: Any) -> Event[Any]:
         position=record.position,
         data=data,
         metadata=record.metadata,
+        tenant=record.tenant,
     )
 
 
@@ -155,13 +161,19 @@ class EventSerializer:
         self._upcasters: dict[tuple[str, int], Upcast] = index_upcasters(upcasters)
         self._transcoder = transcoder
         self._binds = bool(getattr(transcoder, "binds_context", False))
+        # A transcoder of one codec per tenant (eventsignal.codecs.PerTenant) is asked for the
+        # tenant's codec row by row.
+        self._routes = hasattr(transcoder, "for_tenant")
 
     def name_of(self, event: object) -> str | None:
         """The stored name of an event instance, or ``None`` if its class is not registered."""
         return self._names.get(type(event))
 
-    def encode(self, event: object, *, aggregate_id: str, version: int) -> tuple[str, bytes]:
-        """Return the stored name and the encoded bytes of a user event."""
+    def encode(
+        self, event: object, *, aggregate_id: str, version: int, tenant: str = ""
+    ) -> tuple[str, bytes]:
+        """Return the stored name and the encoded bytes of a user event (of ``tenant``'s
+        stream)."""
         writer = self._writers.get(type(event))
         if writer is None:
             raise UnknownEventType(
@@ -190,15 +202,17 @@ class EventSerializer:
             ) from exc
         transcoder: Any = self._transcoder
         if transcoder is not None:
+            if self._routes:
+                transcoder = transcoder.for_tenant(tenant)
             if self._binds:
-                context = row_context(self.aggregate_name, aggregate_id, version, name)
+                context = row_context(self.aggregate_name, aggregate_id, version, name, tenant)
                 data = transcoder.encode(data, context)
             else:
                 data = transcoder.encode(data)
         return name, data
 
     def encode_sealed(
-        self, event: object, *, aggregate_id: str, version: int
+        self, event: object, *, aggregate_id: str, version: int, tenant: str = ""
     ) -> tuple[str, bytes, dict[str, str] | None]:
         """:meth:`encode` for an aggregate type with personal fields: also the metadata that
         holds their values, encrypted (``None`` for an event without personal fields).
@@ -207,16 +221,17 @@ class EventSerializer:
         """
         fields = self.personal.plans.get(type(event))
         if not fields:
-            return (*self.encode(event, aggregate_id=aggregate_id, version=version), None)
+            encoded = self.encode(event, aggregate_id=aggregate_id, version=version, tenant=tenant)
+            return (*encoded, None)
         name, read_back, floats = self._writers[type(event)]
         try:
             data = _encoder.encode(event)
             if floats and _find(data, b"null") >= 0:
                 _refuse_non_finite(event)
             read_back(data)
-            context = row_context(self.aggregate_name, aggregate_id, version, name)
+            context = row_context(self.aggregate_name, aggregate_id, version, name, tenant)
             where = f"{self.aggregate_name} {aggregate_id!r} version {version} ({name})"
-            data, sealed = self.personal.seal(fields, data, context, where)
+            data, sealed = self.personal.seal(fields, data, context, where, tenant)
             read_back(data)  # the redacted payload must read back as well
         except (TypeError, ValueError, NotImplementedError) as exc:
             raise EventSerializationError(
@@ -228,6 +243,8 @@ class EventSerializer:
             ) from exc
         transcoder: Any = self._transcoder
         if transcoder is not None:
+            if self._routes:
+                transcoder = transcoder.for_tenant(tenant)
             data = transcoder.encode(data, context) if self._binds else transcoder.encode(data)
         return name, data, sealed
 
@@ -259,9 +276,15 @@ class EventSerializer:
             data = stored.data
             transcoder: Any = self._transcoder
             if transcoder is not None:
+                if self._routes:
+                    transcoder = transcoder.for_tenant(stored.tenant)
                 if self._binds:
                     context = row_context(
-                        stored.aggregate_name, stored.aggregate_id, stored.version, stored.name
+                        stored.aggregate_name,
+                        stored.aggregate_id,
+                        stored.version,
+                        stored.name,
+                        stored.tenant,
                     )
                     data = transcoder.decode(data, context)
                 else:

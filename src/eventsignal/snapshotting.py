@@ -8,27 +8,19 @@ favour of the events.
 from __future__ import annotations
 
 import asyncio
+import copy
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from eventsignal.domain.snapshots import SnapshotPolicy
 from eventsignal.serialization import StateSerializer, Transcoder
-from eventsignal.stores.base import EventStore, Snapshot, SnapshotStore
-from eventsignal.stores.sql import SQLStore
+from eventsignal.stores.base import Snapshot, SnapshotStore
+from eventsignal.stores.snapshots import snapshot_store_for
 from eventsignal.telemetry import SnapshotFailed, SnapshotIgnored, SnapshotTaken, TelemetryHook
 
 S = TypeVar("S")
 
-
-def snapshot_store_for(store: EventStore) -> SnapshotStore | None:
-    """The snapshot store that goes with an event store, if it has one."""
-    if isinstance(store, SnapshotStore):
-        return store
-    if isinstance(store, SQLStore):
-        from eventsignal.stores.sql.snapshots import SQLSnapshotStore
-
-        return SQLSnapshotStore(store)
-    return None
+__all__ = ["Snapshotter", "snapshot_store_for"]
 
 
 class Snapshotter(Generic[S]):
@@ -52,6 +44,13 @@ class Snapshotter(Generic[S]):
         self._serializer = StateSerializer(state_type, transcoder)
         self._telemetry = telemetry
         self._pending: set[asyncio.Task[None]] = set()
+
+    def scoped(self, store: SnapshotStore) -> Snapshotter[S]:
+        """This snapshotter writing to another snapshot store (a tenant's view), sharing the
+        snapshots under way, so closing either waits for both."""
+        twin = copy.copy(self)
+        twin.store = store
+        return twin
 
     async def start(self) -> None:
         """Let the snapshot store create its tables before the first rebuild needs them."""

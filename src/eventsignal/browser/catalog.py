@@ -19,20 +19,22 @@ from eventsignal.stores.sql import SQLStore, for_dialect
 PAGE = 50  # rows a page shows
 LOG_SCAN = 5_000  # events a filtered log page reads at most before it stops looking
 
+# The browser shows the default tenant's streams, as the store's own reads do.
 _TYPES = (
-    "SELECT aggregate_name, count(*) FROM eventsignal_aggregates "
+    "SELECT aggregate_name, count(*) FROM eventsignal_aggregates WHERE tenant = '' "
     "GROUP BY aggregate_name ORDER BY aggregate_name"
 )
 _FIND = (
     "SELECT aggregate_name, aggregate_id, version FROM eventsignal_aggregates "
-    "WHERE (aggregate_name, aggregate_id) > (?, ?) "
+    "WHERE tenant = '' AND (aggregate_name, aggregate_id) > (?, ?) "
     "AND substr(aggregate_id, 1, CAST(? AS INTEGER)) = ? "
 )
 _FIND_ORDER = "ORDER BY aggregate_name, aggregate_id LIMIT ?"
 _VERSION = (
-    "SELECT version FROM eventsignal_aggregates WHERE aggregate_name = ? AND aggregate_id = ?"
+    "SELECT version FROM eventsignal_aggregates "
+    "WHERE tenant = '' AND aggregate_name = ? AND aggregate_id = ?"
 )
-_BY_ID = "SELECT position FROM eventsignal_events WHERE event_id = ?"
+_BY_ID = "SELECT position FROM eventsignal_events WHERE event_id = ? AND tenant = ''"
 
 
 class TypeCount(msgspec.Struct, frozen=True):

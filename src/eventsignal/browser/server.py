@@ -9,7 +9,9 @@ from typing import Any, TextIO
 
 from eventsignal.browser.app import create_app
 from eventsignal.domain.config import AggregateConfig
+from eventsignal.domain.errors import ConfigurationError
 from eventsignal.stores.subscription_state import SubscriptionStore
+from eventsignal.stores.tenancy import DEFAULT_TENANT, tenant_store
 from eventsignal.stores.urls import open_store, redact
 from eventsignal.web.serving import listen, serve_until_stopped, server_config
 from eventsignal.web.timeouts import DEFAULT_REQUEST_TIMEOUT
@@ -26,13 +28,18 @@ def serve(
     admin_secret: str | None = None,
     out: TextIO = sys.stdout,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    tenant: str | None = DEFAULT_TENANT,
 ) -> None:
     """Run the browser on the store ``url`` names until interrupted.
 
     The store is opened (never migrated: a browser only looks) and the port bound before the
-    server starts, so a wrong URL or a busy port fails here, in one line.
+    server starts, so a wrong URL or a busy port fails here, in one line. ``tenant`` is the
+    tenant whose streams it shows (``None``: every tenant's, read-only).
     """
-    store = open_store(url, migrate=False)
+    if tenant is None and admin_secret:
+        raise ConfigurationError("admin actions need one tenant: the view of every tenant reads")
+    root = open_store(url, migrate=False)
+    store = root if tenant == DEFAULT_TENANT else tenant_store(root, tenant)
     app = create_app(store, url=url, configs=configs, admin_secret=admin_secret)
     config = server_config(app, request_timeout)
     config.timeout_graceful_shutdown = SHUTDOWN_GRACE
@@ -44,7 +51,8 @@ def serve(
             if isinstance(store, SubscriptionStore):
                 await store.setup_subscriptions()
             mode = "admin actions allowed" if admin_secret else "read-only"
-            banner = f"Stream browser on {redact(url)} ({mode})"
+            where = {DEFAULT_TENANT: "", None: ", every tenant"}.get(tenant, f", tenant {tenant}")
+            banner = f"Stream browser on {redact(url)} ({mode}{where})"
             await serve_until_stopped(config, listener, banner, out)
         finally:
             await store.close()

@@ -19,6 +19,7 @@ from eventsignal.cli.lifecycle import archive, delete, restore, truncate
 from eventsignal.cli.privacy import forget
 from eventsignal.cli.projections import rebuild, subscriptions
 from eventsignal.cli.publishing import publish
+from eventsignal.cli.running import Scope
 from eventsignal.cli.schema import schema
 from eventsignal.cli.serve import cart, ui
 
@@ -26,12 +27,25 @@ from eventsignal.cli.serve import cart, ui
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="eventsignal")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the store and its drivers do.")
-def main(verbose: bool) -> None:
+@click.option(
+    "--tenant",
+    metavar="NAME",
+    envvar="EVENTSIGNAL_TENANT",
+    help="Work within one tenant's streams (default: the default tenant's).",
+)
+@click.option(
+    "--all-tenants", is_flag=True, help="Read the streams of every tenant (reading commands only)."
+)
+@click.pass_context
+def main(ctx: click.Context, verbose: bool, tenant: str | None, all_tenants: bool) -> None:
     """Event sourcing for Python: inspect, maintain and move eventsignal stores.
 
     STORE is a SQLite path (data/cart.db, sqlite:///data/cart.db), a PostgreSQL URL
     (postgresql://user@host/db), nats://host:4222 or memory:.
     """
+    if tenant is not None and all_tenants:
+        raise click.UsageError("--tenant and --all-tenants exclude each other")
+    ctx.obj = Scope(tenant=tenant, every=all_tenants)
     # Drivers log each failed connection attempt; the command reports the outcome once.
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")

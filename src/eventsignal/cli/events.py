@@ -62,8 +62,10 @@ def aggregates(store: str, aggregate_type: str | None) -> None:
             found = await target.aggregates(aggregate_type)
             known = await _types(target) if aggregate_type and not found else []
         rows: list[list[object]] = [
-            [a.aggregate_name, a.aggregate_id, a.version, time_text(a.created_at)]
-            for a in sorted(found, key=lambda a: (a.aggregate_name, a.created_at, a.aggregate_id))
+            [a.tenant, a.aggregate_name, a.aggregate_id, a.version, time_text(a.created_at)]
+            for a in sorted(
+                found, key=lambda a: (a.tenant, a.aggregate_name, a.created_at, a.aggregate_id)
+            )
         ]
         return rows, known
 
@@ -73,7 +75,10 @@ def aggregates(store: str, aggregate_type: str | None) -> None:
         known_types = _known_types(known) if aggregate_type else ""
         click.echo(f"no aggregates {what}in {redact(store)}{known_types}")
         return
-    click.echo(table(["TYPE", "ID", "VERSION", "CREATED (UTC)"], rows))
+    headers = ["TENANT", "TYPE", "ID", "VERSION", "CREATED (UTC)"]
+    if not any(row[0] for row in rows):  # a store without tenants shows no tenant column
+        headers, rows = headers[1:], [row[1:] for row in rows]
+    click.echo(table(headers, rows))
 
 
 @click.command(short_help="Show the events of one aggregate.")

@@ -11,7 +11,7 @@ from eventsignal.cli.running import opened, run
 from eventsignal.privacy import Privacy
 from eventsignal.privacy.forgetting import forget as forget_subject
 from eventsignal.privacy.forgetting import subject_aggregates
-from eventsignal.privacy.keychain import subject_key_store_for
+from eventsignal.privacy.keychain import subject_key_store_for, tenant_of
 from eventsignal.stores.urls import redact
 from eventsignal.subscriptions import rebuild as replay
 from eventsignal.subscriptions import registered
@@ -73,16 +73,16 @@ def forget(
         targets = [registered(name) for name in projections]
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
-    digest = privacy.digest(subject)
 
-    async def survey() -> tuple[bool | None, list[tuple[str, str]]]:
+    async def survey() -> tuple[str, bool | None, list[tuple[str, str]]]:
         async with opened(store) as target:
+            digest = privacy.digest(subject, tenant_of(target))  # --tenant: its own subject
             keys = subject_key_store_for(target)
             found = await keys.load_subject_keys([digest])
             state = None if digest not in found else found[digest] is not None
-            return state, await subject_aggregates(target, subject, privacy=privacy)
+            return digest, state, await subject_aggregates(target, subject, privacy=privacy)
 
-    has_key, aggregates = run(survey(), store)
+    digest, has_key, aggregates = run(survey(), store)
     what = {True: "has a data key", False: "was forgotten already", None: "has no data key"}
     click.echo(f"subject digest {digest} {what[has_key]} in {redact(store)}")
     for name, aggregate_id in aggregates:

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import msgspec
 
-from eventsignal import AggregateNotFound
+from eventsignal import AggregateNotFound, SignalError
 from eventsignal.stores.base import EventStore
 from eventsignal.stores.credentials import describe as describe_error
+from eventsignal.stores.tenancy import tenant_store
 from eventsignal.stores.urls import open_store, redact, sqlite_path
 
 T = TypeVar("T")
@@ -39,13 +41,33 @@ def describe(exc: BaseException, store: str = "") -> str:
     return describe_error(exc, store)
 
 
+class Scope(msgspec.Struct, frozen=True):
+    """The tenants a command works in: one (``tenant``), every one (``every``), or the default."""
+
+    tenant: str | None = None
+    every: bool = False
+
+
+def _scoped(store: EventStore) -> EventStore:
+    """``store`` as the command line's ``--tenant`` or ``--all-tenants`` asked to see it."""
+    context = click.get_current_context(silent=True)
+    scope = context.find_object(Scope) if context is not None else None
+    if scope is None or (scope.tenant is None and not scope.every):
+        return store
+    try:
+        return tenant_store(store, None if scope.every else scope.tenant)
+    except SignalError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @asynccontextmanager
 async def opened(url: str, *, writable: bool = False) -> AsyncIterator[EventStore]:
-    """An open store. For reading (the default) it never creates a database nor migrates its
-    event tables; a ``writable`` one is created or upgraded as needed."""
+    """An open store, seen within the tenant the command line names. For reading (the default)
+    it never creates a database nor migrates its event tables; a ``writable`` one is created or
+    upgraded as needed."""
     if not writable:
         check_database_file(url)
-    store = open_store(url, migrate=writable)
+    store = _scoped(open_store(url, migrate=writable))
     try:
         async with asyncio.timeout(OPEN_TIMEOUT):
             await store.open()

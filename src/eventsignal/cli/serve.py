@@ -6,7 +6,8 @@ from __future__ import annotations
 import click
 
 from eventsignal.cart.command import cart
-from eventsignal.cli.running import check_database_file, describe
+from eventsignal.cli.running import Scope, check_database_file, describe
+from eventsignal.stores.tenancy import DEFAULT_TENANT
 
 
 @click.command(short_help="Browse a store's streams, log and subscriptions in a web browser.")
@@ -28,9 +29,20 @@ from eventsignal.cli.running import check_database_file, describe
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, help="Port to listen on (0: any free).")
-def ui(store: str, app_spec: str | None, admin_secret: str | None, host: str, port: int) -> None:
+@click.pass_context
+def ui(
+    ctx: click.Context,
+    store: str,
+    app_spec: str | None,
+    admin_secret: str | None,
+    host: str,
+    port: int,
+) -> None:
     """Serve a web browser over STORE: aggregate types, streams, the live log, subscriptions
-    with their parked events, and read models. Prints the address to open."""
+    with their parked events, and read models. Prints the address to open.
+
+    With --tenant it shows that tenant's streams; with --all-tenants every tenant's, read-only.
+    """
     try:
         from eventsignal.browser.server import serve
         from eventsignal.browser.states import load_configs
@@ -41,7 +53,9 @@ def ui(store: str, app_spec: str | None, admin_secret: str | None, host: str, po
     check_database_file(store)
     try:
         configs = load_configs(app_spec) if app_spec else []
-        serve(store, host, port, configs=configs, admin_secret=admin_secret)
+        scope = ctx.find_object(Scope) or Scope()
+        tenant = None if scope.every else (scope.tenant or DEFAULT_TENANT)
+        serve(store, host, port, configs=configs, admin_secret=admin_secret, tenant=tenant)
     except KeyboardInterrupt:
         pass
     except Exception as exc:

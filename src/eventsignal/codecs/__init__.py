@@ -2,7 +2,8 @@
 
 Each is a transcoder (``Signal(transcoder=...)``): :class:`AesGcm` encrypts with AES-256-GCM
 under a :class:`KeyRing` (the ``crypto`` extra), :class:`Zstd` compresses (the ``zstd`` extra),
-and :func:`chain` composes them, e.g. ``chain(Zstd(), AesGcm(ring))`` compresses, then encrypts.
+and :func:`chain` composes them, e.g. ``chain(Zstd(), AesGcm(ring))`` compresses, then encrypts;
+:class:`PerTenant` gives each tenant codecs (and keys) of its own.
 A codec that binds (AES-GCM does) is given the row's identity, so a payload moved to another
 aggregate, version or event name fails to decode instead of reading as that row.
 """
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from eventsignal.codecs.chain import Chain, chain
 from eventsignal.codecs.keys import KeyRing, generate_key
+from eventsignal.codecs.tenants import PerTenant
 
 if TYPE_CHECKING:
     from eventsignal.codecs.aes import AesGcm
@@ -21,6 +23,7 @@ __all__ = [
     "AesGcm",
     "Chain",
     "KeyRing",
+    "PerTenant",
     "Reencryption",
     "Zstd",
     "chain",

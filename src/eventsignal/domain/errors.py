@@ -426,8 +426,10 @@ class NoUsableSnapshot(SignalError):
 class LifecycleNotSupported(SignalError, NotImplementedError):
     """The store cannot archive, restore, delete or truncate streams."""
 
-    def __init__(self, store: str, operation: str) -> None:
-        super().__init__(f"{store} does not support {operation}: its log cannot be rewritten")
+    def __init__(
+        self, store: str, operation: str, reason: str = "its log cannot be rewritten"
+    ) -> None:
+        super().__init__(f"{store} does not support {operation}: {reason}")
         self.store = store
         self.operation = operation
 

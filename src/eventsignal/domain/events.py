@@ -21,7 +21,8 @@ class Event(msgspec.Struct, Generic[E], frozen=True, kw_only=True):
     ``position`` is the event's place in the store's global order, assigned when it is appended:
     subscribers and rebuilds see it, but an event handler applying a command's new events sees 0,
     since the events are applied before they are stored (so a failing handler stores nothing).
-    State should therefore not depend on positions.
+    State should therefore not depend on positions. ``tenant`` names the tenant whose stream
+    holds the event (``""``: the default tenant, all an application without tenants has).
     """
 
     id: UUID
@@ -33,6 +34,7 @@ class Event(msgspec.Struct, Generic[E], frozen=True, kw_only=True):
     position: int
     data: E
     metadata: Mapping[str, str] = msgspec.field(default_factory=dict)
+    tenant: str = ""
 
 
 _UUID_NEW = UUID.__new__

@@ -26,7 +26,7 @@ from eventsignal.domain.personal import (
     PersonalField,
     personal_fields,
 )
-from eventsignal.privacy.keychain import FORGOTTEN, UNKNOWN, Keychain, keychain_for
+from eventsignal.privacy.keychain import FORGOTTEN, UNKNOWN, Keychain, keychain_for, tenant_of
 from eventsignal.privacy.settings import Privacy
 from eventsignal.serialization import row_context
 from eventsignal.stores.base import EventStore, StoredEvent
@@ -52,16 +52,17 @@ class PersonalData:
             if fields:
                 self.plans[cls] = fields
         self._chain: Keychain | None = None
-        self._digests: dict[object, str] = {}  # subject id -> digest, for the busy subjects
+        # (tenant, subject id) -> digest, for the busy subjects
+        self._digests: dict[tuple[str, object], str] = {}
 
-    def digest(self, subject: object) -> str:
+    def digest(self, subject: object, tenant: str = "") -> str:
         """The subject's digest, remembered: the same few subjects come back command after
         command."""
-        found = self._digests.get(subject)
+        found = self._digests.get((tenant, subject))
         if found is None:
             if len(self._digests) >= _REMEMBERED_DIGESTS:
                 self._digests.clear()
-            found = self._digests[subject] = self.privacy.digest(subject)
+            found = self._digests[tenant, subject] = self.privacy.digest(subject, tenant)
         return found
 
     # Writing
@@ -72,13 +73,14 @@ class PersonalData:
         chain = keychain_for(store)
         self._chain = chain
         digest = self.digest
+        tenant = tenant_of(store)
         name = self.aggregate_name
         subjects: set[str] = set()
         for event in events:
             for field in self.plans.get(type(event), ()):
                 value = getattr(event, field.subject_attribute, None)
                 if value is not None:
-                    subjects.add(digest(value))
+                    subjects.add(digest(value, tenant))
         if not subjects:
             return
         recorded = chain.recorded
@@ -91,7 +93,12 @@ class PersonalData:
             await chain.ensure(missing, uses, self.privacy)
 
     def seal(
-        self, fields: Sequence[PersonalField], data: bytes, context: bytes, where: str
+        self,
+        fields: Sequence[PersonalField],
+        data: bytes,
+        context: bytes,
+        where: str,
+        tenant: str = "",
     ) -> tuple[bytes, dict[str, str]]:
         """The payload with redacted personal values, and the metadata holding the real ones.
 
@@ -110,7 +117,7 @@ class PersonalData:
                     f"personal field {field.name!r} names subject field {field.subject!r}, "
                     "which is empty"
                 )
-            groups.setdefault(digest(subject), {})[field.name] = payload.get(field.name)
+            groups.setdefault(digest(subject, tenant), {})[field.name] = payload.get(field.name)
             payload[field.name] = field.redacted
         sealed: dict[str, str] = {}
         for subject_digest, values in groups.items():
@@ -158,7 +165,7 @@ class PersonalData:
         chain = self._chain
         payload: dict[str, Any] = _decode_json(data)
         context = row_context(
-            stored.aggregate_name, stored.aggregate_id, stored.version, stored.name
+            stored.aggregate_name, stored.aggregate_id, stored.version, stored.name, stored.tenant
         )
         for digest, box in boxes:
             cipher = None if chain is None else chain.cipher(digest)

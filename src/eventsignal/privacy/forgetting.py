@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from eventsignal.privacy.keychain import keychain_for, subject_key_store_for
+from eventsignal.privacy.keychain import keychain_for, subject_key_store_for, tenant_of
 from eventsignal.privacy.settings import DEFAULT, Privacy
 from eventsignal.privacy.snapshots import snapshot_digest
 from eventsignal.snapshotting import snapshot_store_for
@@ -29,7 +29,7 @@ async def forget(
     ``key_ttl``.
     """
     keys = subject_key_store_for(store)
-    digest = privacy.digest(subject)
+    digest = privacy.digest(subject, tenant_of(store))
     now = datetime.now(UTC)
     done = await keys.forget_subject_key(digest, now)
     chain = keychain_for(store)
@@ -61,7 +61,8 @@ async def subject_aggregates(
     store: EventStore, subject: object, *, privacy: Privacy = DEFAULT
 ) -> list[tuple[str, str]]:
     """The aggregates (type, id) whose events named ``subject``: what forgetting would touch."""
-    return list(await subject_key_store_for(store).subject_uses(privacy.digest(subject)))
+    digest = privacy.digest(subject, tenant_of(store))
+    return list(await subject_key_store_for(store).subject_uses(digest))
 
 
 async def forgotten_subjects(

@@ -27,7 +27,12 @@ SWEEP_AGE = 600.0  # seconds since loading after which a swept entry goes
 
 
 def subject_key_store_for(store: EventStore) -> SubjectKeyStore:
-    """The subject key store that lives in ``store``; an error for a store that has none."""
+    """The subject key store that lives in ``store``; an error for a store that has none.
+
+    A tenant's view keeps its subjects' keys in the store's one key table: their digests
+    already name the tenant (:func:`tenant_of`).
+    """
+    store = getattr(store, "tenant_root", store)
     if isinstance(store, SubjectKeyStore):
         return store
     if isinstance(store, SQLStore):
@@ -40,8 +45,22 @@ def subject_key_store_for(store: EventStore) -> SubjectKeyStore:
     )
 
 
+def tenant_of(store: object) -> str:
+    """The tenant whose subjects a store (or a tenant's view of one) names; writing or
+    forgetting through the view of every tenant is refused, as it would name none."""
+    if getattr(store, "tenant_root", None) is None:
+        return ""
+    tenant: str | None = getattr(store, "tenant", None)
+    if tenant is None:
+        raise ConfigurationError(
+            "the view of every tenant names no tenant's subjects: use store.for_tenant(name)"
+        )
+    return tenant
+
+
 def keychain_for(store: EventStore) -> Keychain:
     """The keychain of ``store`` in this process, shared by every Signal and runner using it."""
+    store = getattr(store, "tenant_root", store)
     chain: Keychain | None = getattr(store, _ATTRIBUTE, None)
     if chain is None:
         chain = Keychain(subject_key_store_for(store))

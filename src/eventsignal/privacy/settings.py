@@ -44,9 +44,12 @@ class Privacy:
         self.master = master
         self.key_ttl = key_ttl
 
-    def digest(self, subject: object) -> str:
-        """The one-way digest the store knows ``subject`` by (hex)."""
+    def digest(self, subject: object, tenant: str = "") -> str:
+        """The one-way digest the store knows ``subject`` by (hex); a tenant's subject is
+        another subject than the same id in another tenant, with a key of its own."""
         text = str(subject).encode()
+        if tenant:  # 0xFF never occurs in UTF-8: no default-tenant subject reads like this
+            text = b"\xfftenant\xff" + tenant.encode() + b"\xff" + text
         if self.secret is not None:
             return hmac.new(self.secret, text, hashlib.sha256).hexdigest()
         return hashlib.sha256(_DOMAIN + text).hexdigest()

@@ -24,6 +24,8 @@ class StoredEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     is left out of the garbage collector: a rebuild reads thousands at once, and each tracked one
     would bring the next full collection closer.
 
+    ``tenant`` is the tenant whose stream holds the event (``""``: the default one; see
+    :mod:`eventsignal.stores.tenancy`).
     ``position`` is 0 until the store assigns the event its place in the global order.
     ``defect`` is set, by the store that read it, on a row whose envelope cannot be read (say
     metadata written by hand that is not a string-to-string object): the row is handed back as
@@ -45,15 +47,18 @@ class StoredEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     metadata: Mapping[str, str] = msgspec.field(default_factory=dict)
     position: int = 0
     defect: str | None = None
+    tenant: str = ""
 
 
 class AggregateInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """One aggregate known to a store, with the version its latest event reached."""
+    """One aggregate known to a store, with the version its latest event reached (and the tenant
+    whose stream it is: ``""`` for the default one)."""
 
     aggregate_name: str
     aggregate_id: str
     version: int
     created_at: datetime
+    tenant: str = ""
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):

@@ -142,6 +142,10 @@ def lifecycle_of(store: object, operation: str) -> LifecycleStore:
     """``store`` as a :class:`LifecycleStore`, or an error naming it and ``operation``."""
     if isinstance(store, LifecycleStore):
         return store
+    tenant = getattr(store, "tenant", None)
+    if tenant is not None:  # a tenant's view of a store (eventsignal.stores.tenancy)
+        reason = f"stream lifecycle is not offered within a tenant ({tenant!r}) yet"
+        raise LifecycleNotSupported(type(store).__name__, operation, reason)
     raise LifecycleNotSupported(type(store).__name__, operation)
 
 

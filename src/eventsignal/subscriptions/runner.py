@@ -29,6 +29,7 @@ from eventsignal.stores.subscription_state import (
     SubscriptionState,
     SubscriptionStore,
 )
+from eventsignal.stores.tenancy import DEFAULT_TENANT, wait_within
 from eventsignal.subscriptions.errors import SubscriptionStopped
 from eventsignal.subscriptions.lifecycle import RunnerLifecycle
 from eventsignal.subscriptions.pacing import Slice, handler_transaction
@@ -210,7 +211,7 @@ class SubscriptionRunner(RunnerLifecycle):
                     await self._settle()
                     try:
                         async with asyncio.timeout(nap):
-                            await store.wait_for_events(after)
+                            await wait_within(store, DEFAULT_TENANT, after)
                     except TimeoutError:
                         pass
                     continue

@@ -7,6 +7,7 @@ decoded fails here too.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from bisect import bisect_right
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -42,9 +43,22 @@ from eventsignal.stores.memory.lifecycle import MemoryLifecycle
 from eventsignal.stores.memory.rewriting import MemoryPayloadRewrite
 from eventsignal.stores.memory.subject_keys import MemorySubjectKeys
 from eventsignal.stores.memory.subscriptions import MemorySubscriptions
+from eventsignal.stores.tenancy import DEFAULT_TENANT, TenantStore, tenant_store
 
 _Key = tuple[str, str]
 _replace = msgspec.structs.replace
+
+
+def _key(aggregate_name: str, aggregate_id: str, tenant: str) -> _Key:
+    # Another tenant's stream rides on the id with a NUL, which no id or tenant holds: the
+    # default tenant's keys stay as they were for the modules sharing these dictionaries.
+    return (aggregate_name, f"{aggregate_id}\0{tenant}" if tenant else aggregate_id)
+
+
+def _unkey(key: _Key) -> tuple[str, str, str]:
+    """``(tenant, aggregate_name, aggregate_id)`` of a dictionary key."""
+    aggregate_id, _, tenant = key[1].partition("\0")
+    return tenant, key[0], aggregate_id
 
 
 def _position(event: StoredEvent) -> int:
@@ -71,10 +85,19 @@ class MemoryStore(
         self._snapshots: dict[_Key, Snapshot] = {}
         # Idempotency keys per aggregate, oldest first (made on the first keyed command).
         self._keys: dict[_Key, dict[str, RecordedCommand]] = {}
+        self._tenanted = False  # whether any stream belongs to a tenant other than the default
         self._init_lifecycle()
 
     async def open(self) -> None:
         self._users += 1
+
+    def for_tenant(self, tenant: str | None) -> TenantStore:
+        """This store as one tenant sees it (``None``: every tenant, read-only)."""
+        return tenant_store(self, tenant)
+
+    async def tenants(self) -> Sequence[str]:
+        """The tenants holding at least one stream, sorted (``""`` is the default one)."""
+        return sorted({_unkey(key)[0] for key in self._created})
 
     @property
     def dcb(self) -> MemoryDcb:
@@ -96,21 +119,26 @@ class MemoryStore(
         events: Sequence[StoredEvent] = (),
         *,
         created_at: datetime | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> Sequence[int]:
-        key = (validate_name(aggregate_name), validate_id(aggregate_id))
+        key = _key(validate_name(aggregate_name), validate_id(aggregate_id), tenant)
         if key in self._created:
             raise AggregateExists(aggregate_name, aggregate_id)
         check_versions(aggregate_name, aggregate_id, 0, events)
+        if tenant:
+            self._tenanted = True
         self._created[key] = created_at or datetime.now(UTC)
         stream: list[StoredEvent] = []
         self._streams[key] = stream
         if not events:
             self._appends += 1
             return ()
-        return self._keep(stream, events)
+        return self._keep(stream, events, tenant)
 
-    async def exists(self, aggregate_name: str, aggregate_id: str) -> bool:
-        return (aggregate_name, aggregate_id) in self._created
+    async def exists(
+        self, aggregate_name: str, aggregate_id: str, *, tenant: str = DEFAULT_TENANT
+    ) -> bool:
+        return _key(aggregate_name, aggregate_id, tenant) in self._created
 
     async def append(
         self,
@@ -118,7 +146,11 @@ class MemoryStore(
         aggregate_id: str,
         expected_version: int,
         events: Sequence[StoredEvent],
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> Sequence[int]:
+        if tenant:
+            return self._append_of(tenant, aggregate_name, aggregate_id, expected_version, events)
         stream = self._streams.get((aggregate_name, aggregate_id))
         if stream is None:
             closed = self._closed.get((aggregate_name, aggregate_id))
@@ -135,10 +167,33 @@ class MemoryStore(
         check_versions(aggregate_name, aggregate_id, expected_version, events)
         return self._keep(stream, events)
 
-    def _keep(self, stream: list[StoredEvent], events: Sequence[StoredEvent]) -> Sequence[int]:
+    def _append_of(
+        self,
+        tenant: str,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+    ) -> Sequence[int]:
+        """An append to another tenant's stream (kept apart from the default tenant's path,
+        which stays as lean as before). Stream lifecycle is not offered to tenants yet, so no
+        stream here is closed or truncated."""
+        stream = self._streams.get(_key(aggregate_name, aggregate_id, tenant))
+        if stream is None:
+            raise AggregateNotFound(aggregate_name, aggregate_id)
+        if len(stream) != expected_version:
+            raise ConcurrencyError(aggregate_name, aggregate_id, expected_version, len(stream))
+        check_versions(aggregate_name, aggregate_id, expected_version, events)
+        return self._keep(stream, events, tenant)
+
+    def _keep(
+        self, stream: list[StoredEvent], events: Sequence[StoredEvent], tenant: str = ""
+    ) -> Sequence[int]:
         """Give checked events their positions and add them to their stream and the log."""
         log = self._log
         first = self._head + 1
+        if tenant:
+            events = [_replace(e, tenant=tenant) for e in events]
         if len(events) == 1:  # the common case, without the general loop
             event = _replace(events[0], position=first)
             stream.append(event)
@@ -169,23 +224,44 @@ class MemoryStore(
         await waiter
 
     async def read_aggregate(
-        self, aggregate_name: str, aggregate_id: str, after_version: int = 0
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        after_version: int = 0,
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> Sequence[StoredEvent]:
-        key = (aggregate_name, aggregate_id)
+        key = _key(aggregate_name, aggregate_id, tenant)
         stream = self._streams.get(key, ())
         trimmed = self._trimmed.get(key, 0) if self._trimmed else 0
         return list(stream[max(after_version - trimmed, 0) :])
 
     async def read_aggregate_page(
-        self, aggregate_name: str, aggregate_id: str, after_version: int, limit: int
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        after_version: int,
+        limit: int,
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> Sequence[StoredEvent]:
-        stream = self._streams.get((aggregate_name, aggregate_id), ())
+        stream = self._streams.get(_key(aggregate_name, aggregate_id, tenant), ())
         start = max(after_version, 0)
         return list(stream[start : start + max(limit, 0)])
 
-    async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
+    async def read_all(
+        self, after_position: int = 0, limit: int = 1000, *, tenant: str | None = DEFAULT_TENANT
+    ) -> Sequence[StoredEvent]:
         start = self._index_after(after_position)
-        return self._log[start : start + limit]
+        if tenant is None or not self._tenanted:  # the whole log, or one tenant's: all of it
+            return self._log[start : start + limit] if tenant is None or not tenant else []
+        found: list[StoredEvent] = []
+        for event in itertools.islice(self._log, start, None):
+            if event.tenant == tenant:
+                found.append(event)
+                if len(found) >= limit:
+                    break
+        return found
 
     def _index_after(self, position: int) -> int:
         """The index in the log of the first event after ``position``."""
@@ -195,23 +271,31 @@ class MemoryStore(
         # Otherwise positions are 1..len(log) with no gaps, so the index is the position.
         return start
 
-    async def head_position(self) -> int:
+    async def head_position(self, *, tenant: str | None = DEFAULT_TENANT) -> int:
         log = self._log
-        return log[-1].position if log else 0
+        if tenant is None or not self._tenanted:
+            return log[-1].position if log and not tenant else 0
+        return next((e.position for e in reversed(log) if e.tenant == tenant), 0)
 
-    async def aggregates(self, aggregate_name: str | None = None) -> Sequence[AggregateInfo]:
-        return [
-            AggregateInfo(
-                aggregate_name=name,
-                aggregate_id=aggregate_id,
-                version=len(self._streams[(name, aggregate_id)])
-                + self._trimmed.get((name, aggregate_id), 0),
-                created_at=created,
-            )
-            for (name, aggregate_id), created in self._created.items()
-            if (aggregate_name is None or name == aggregate_name)
-            and (name, aggregate_id) not in self._closed
-        ]
+    async def aggregates(
+        self, aggregate_name: str | None = None, *, tenant: str | None = DEFAULT_TENANT
+    ) -> Sequence[AggregateInfo]:
+        found = []
+        for key, created in self._created.items():
+            owner, name, aggregate_id = _unkey(key)
+            if (tenant is not None and owner != tenant) or key in self._closed:
+                continue
+            if aggregate_name is None or name == aggregate_name:
+                version = len(self._streams[key]) + self._trimmed.get(key, 0)
+                info = AggregateInfo(
+                    aggregate_name=name,
+                    aggregate_id=aggregate_id,
+                    version=version,
+                    created_at=created,
+                    tenant=owner,
+                )
+                found.append(info)
+        return found
 
     # Idempotent commands (see eventsignal.stores.idempotency)
 
@@ -275,11 +359,13 @@ class MemoryStore(
         for dropped in oldest_first[: to_drop(oldest_first, retention, key.recorded_at)]:
             del recorded[dropped.key]
 
-    async def save_snapshot(self, snapshot: Snapshot) -> None:
-        key = (snapshot.aggregate_name, snapshot.aggregate_id)
+    async def save_snapshot(self, snapshot: Snapshot, *, tenant: str = DEFAULT_TENANT) -> None:
+        key = _key(snapshot.aggregate_name, snapshot.aggregate_id, tenant)
         current = self._snapshots.get(key)
         if current is None or current.version < snapshot.version:
             self._snapshots[key] = snapshot
 
-    async def load_snapshot(self, aggregate_name: str, aggregate_id: str) -> Snapshot | None:
-        return self._snapshots.get((aggregate_name, aggregate_id))
+    async def load_snapshot(
+        self, aggregate_name: str, aggregate_id: str, *, tenant: str = DEFAULT_TENANT
+    ) -> Snapshot | None:
+        return self._snapshots.get(_key(aggregate_name, aggregate_id, tenant))

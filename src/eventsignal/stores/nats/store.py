@@ -26,7 +26,7 @@ import json
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgspec
 
@@ -253,6 +253,14 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
     def dcb(self) -> NatsDcb:
         """Reads and appends by query (dynamic consistency boundaries) over this store's stream."""
         return NatsDcb(self)
+
+    def for_tenant(self, tenant: str | None) -> NoReturn:
+        """Refused: a NATS stream keeps no tenants yet (see :mod:`eventsignal.stores.tenancy`)."""
+        raise ConfigurationError(
+            f"NatsStore keeps no tenants yet, so it has no view of tenant {tenant!r}: its "
+            "subjects and keys hold no tenant; use PostgresStore, SQLiteStore or MemoryStore "
+            "for a multi-tenant application"
+        )
 
     def __repr__(self) -> str:
         return f"<NatsStore {self.stream!r} at {self._where}>"

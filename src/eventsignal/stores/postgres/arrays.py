@@ -41,6 +41,10 @@ _MICROSECOND = timedelta(microseconds=1)
 _INT4, _INT8, _BOOL, _TEXT, _BYTEA, _UUID, _TIMESTAMPTZ = 23, 20, 16, 25, 17, 2950, 1184
 _NULL = struct.Struct("!i").pack(-1)
 _LITTLE_ENDIAN = sys.byteorder == "little"
+_array_head = struct.Struct("!iii").unpack_from  # dimensions, has nulls, element type
+_count = struct.Struct("!i").unpack_from
+_int8_value = struct.Struct("!q").unpack_from
+_int8_only = struct.Struct("!q").pack
 
 
 class _Array(bytes):
@@ -106,7 +110,7 @@ def register_dumpers(adapters: AdaptersMap) -> None:
 
 
 def _start(element_oid: int, count: int) -> bytes:
-    return _header(1, 0, element_oid, count, 1) if count else _empty(0, 0, element_oid)
+    return _header(1, 0, element_oid, count, 1) if count else _EMPTY[element_oid]
 
 
 def _int4_cells(values: list[int]) -> bytes:
@@ -149,13 +153,24 @@ def _texts(values: list[str]) -> _TextArray:
 
 def _optional_texts(values: Sequence[str | None]) -> _TextArray:
     """A text array whose ``None`` elements are NULL."""
+    if not values:
+        return _NO_TEXTS
     if None not in values:
-        return _texts(cast(list[str], list(values)))
+        return _texts(cast(list[str], values))
     items = [
         _NULL if value is None else _length(len(encoded := value.encode())) + encoded
         for value in values
     ]
     return _TextArray(_header(1, 1, _TEXT, len(values), 1) + b"".join(items))
+
+
+_EMPTY = {
+    oid: _empty(0, 0, oid) for oid in (_INT4, _INT8, _BOOL, _TEXT, _BYTEA, _UUID, _TIMESTAMPTZ)
+}
+_NO_TEXTS = _TextArray(_EMPTY[_TEXT])
+_ONE_TEXT = _header(1, 0, _TEXT, 1, 1)
+_ONE_INT4 = _header(1, 0, _INT4, 1, 1)
+_NO_INT4S = _Int4Array(_EMPTY[_INT4])
 
 
 def _byteas(values: list[bytes]) -> _ByteaArray:
@@ -180,8 +195,40 @@ def _timestamps(values: list[datetime]) -> _TimestamptzArray:
     )
 
 
+def int8_values(data: Buffer | None) -> list[int | None]:
+    """The elements of a one-dimensional ``BIGINT[]`` in binary (``None`` for NULL)."""
+    if data is None:
+        return []
+    view = memoryview(data)
+    dimensions, _, _ = _array_head(view, 0)
+    if dimensions == 0:
+        return []
+    (count,) = _count(view, 12)
+    values: list[int | None] = []
+    offset = 20  # past the header and the one dimension's length and lower bound
+    for _ in range(count):
+        (length,) = _count(view, offset)
+        if length < 0:
+            values.append(None)
+            offset += 4
+        else:
+            values.append(_int8_value(view, offset + 4)[0])
+            offset += 12
+    return values
+
+
+def int8_scalar(value: int) -> bytes:
+    """A ``BIGINT`` parameter in binary."""
+    return _int8_only(value)
+
+
+# The arrays of one-request batches have mostly one element or none: those skip the loops.
+
+
 def int4_array(values: list[int]) -> _Array:
-    return _int4s(values)
+    if len(values) == 1:
+        return _Int4Array(_ONE_INT4 + _int4(4, values[0]))
+    return _int4s(values) if values else _NO_INT4S
 
 
 def int8_array(values: list[int]) -> _Array:
@@ -189,6 +236,9 @@ def int8_array(values: list[int]) -> _Array:
 
 
 def text_array(values: Sequence[str | None]) -> _Array:
+    if len(values) == 1 and (value := values[0]) is not None:
+        encoded = value.encode("utf-8", "surrogatepass")
+        return _TextArray(_ONE_TEXT + _length(len(encoded)) + encoded)
     return _optional_texts(values)
 
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
 from eventsignal.domain.dcb import AppendCondition, DcbEvent, Query, SequencedEvent
-from eventsignal.domain.errors import AppendConditionFailed, StoreInconsistent
+from eventsignal.domain.errors import AppendConditionFailed
 from eventsignal.stores.base import StoredEvent
 from eventsignal.stores.dcb import (
     TAGS_KEY,
@@ -38,11 +38,15 @@ from eventsignal.stores.postgres.arrays import (
     bytea_array,
     int4_array,
     int8_array,
+    int8_scalar,
+    int8_values,
     text_array,
     timestamptz_array,
     uuid_array,
 )
 from eventsignal.stores.postgres.dcb_schema import MIGRATIONS
+from eventsignal.stores.postgres.held import HeldConnection
+from eventsignal.stores.postgres.prepared import PreparedCall
 from eventsignal.stores.rows import read_metadata
 from eventsignal.stores.sql.batching import settle
 from eventsignal.stores.sql.contract import ensure_component
@@ -51,11 +55,12 @@ from eventsignal.stores.sql.dcb import COMPONENT, READ_COLUMNS, selection, seque
 if TYPE_CHECKING:
     from eventsignal.stores.postgres.store import PostgresStore
 
-_APPEND = (
-    "SELECT failed, positions FROM eventsignal_dcb_append(%b, %b, %b::int8[], %b::int4[],"
-    " %b::int4[], %b::int4[], %b::int4[], %b::int4[], %b::text[], %b::text[], %b::text[],"
-    " %b::text[], %b::int4[], %b::int4[], %b::int4[], %b::uuid[], %b::text[], %b::text[],"
-    " %b::timestamptz[], %b::bytea[], %b::text[], %b::int4[], %b::text[])"
+_APPEND = PreparedCall(
+    "eventsignal_dcb_append",
+    "SELECT failed, positions FROM eventsignal_dcb_append($1::int8, $2::text, $3::int8[],"
+    " $4::int4[], $5::int4[], $6::int4[], $7::int4[], $8::int4[], $9::text[], $10::text[],"
+    " $11::text[], $12::text[], $13::int4[], $14::int4[], $15::int4[], $16::uuid[], $17::text[],"
+    " $18::text[], $19::timestamptz[], $20::bytea[], $21::text[], $22::int4[], $23::text[])",
 )
 _METADATA = "CASE WHEN e.metadata = '{}' THEN NULL ELSE e.metadata::text END"
 _encode_json = msgspec.json.Encoder().encode
@@ -124,6 +129,8 @@ class PostgresDcb:
         self._queue: list[_Queued] = []
         self._flusher: asyncio.Task[None] | None = None
         self._direct: asyncio.Future[None] | None = None  # an append committing on its own
+        self._held: HeldConnection[Any] = HeldConnection()  # batches go one at a time
+        self._alone_last = True  # the last batch had one request (see _alone)
 
     async def _ready(self) -> None:
         await ensure_component(self._store, COMPONENT, MIGRATIONS)
@@ -165,7 +172,7 @@ class PostgresDcb:
             from eventsignal.stores.postgres.store import _not_open
 
             raise _not_open()
-        if self._flusher is None and self._direct is None:
+        if self._flusher is None and self._direct is None and self._alone_last:
             return await self._alone(request)
         future: asyncio.Future[Sequence[int]] = asyncio.get_running_loop().create_future()
         self._queue.append((request, future))
@@ -177,7 +184,11 @@ class PostgresDcb:
     async def _alone(self, request: _Request) -> int:
         """Commit ``request`` in the caller's task: with nothing in flight there is no batch to
         join, and the hop to a flusher task and back is a good part of one client's latency.
-        Appends arriving meanwhile queue up and go together once this one is done."""
+        Appends arriving meanwhile queue up and go together once this one is done.
+
+        Only while the last batch was alone, too: callers woken by a batch append again in one
+        turn of the event loop, and the first of them going alone would split the rest into a
+        batch of their own, halving the batches of many clients."""
         self._direct = done = asyncio.get_running_loop().create_future()
         try:
             (outcome,) = await self._commit([request])
@@ -210,16 +221,23 @@ class PostgresDcb:
             if self._queue:
                 self._flusher = asyncio.create_task(self._flush())
 
+    def let_go(self) -> None:
+        """Give back the connection kept between batches, if idle (the store's connections
+        are being replaced)."""
+        self._held.let_go()
+
     async def close(self) -> None:
-        """Wait for queued appends to be committed."""
+        """Wait for queued appends to be committed; give the writer's connection back."""
         while self._flusher is not None or self._direct is not None:
             if self._direct is not None:
                 await asyncio.shield(self._direct)
             if self._flusher is not None:
                 await asyncio.shield(self._flusher)
+        await self._held.close()
 
     async def _commit(self, requests: list[_Request]) -> list[Sequence[int] | BaseException]:
         store = self._store
+        self._alone_last = len(requests) == 1
         after: list[int] = []
         conditions = _Conditions()
         index = _BatchIndex()
@@ -258,8 +276,8 @@ class PostgresDcb:
                         tag_events.append(len(ev_requests))
                         tag_values.append(tag)
         params = (
-            store._lock_key,
-            store._channel,
+            int8_scalar(store._lock_key),
+            store._channel.encode(),
             int8_array(after),
             *conditions.arrays(),
             int4_array(dependents),
@@ -275,12 +293,11 @@ class PostgresDcb:
             text_array(tag_values),
         )
         unsure = "the events may or may not be stored, read them back by query"
-        async with store._connection("appending events by query", unsure=unsure) as conn:
-            row = await (await conn.execute(_APPEND, params, prepare=True)).fetchone()
-        if row is None:
-            raise StoreInconsistent("eventsignal_dcb_append returned no row")
-        found: list[int | None] = row[0]
-        positions: list[int] = row[1]
+        held = self._held
+        async with store._held_connection(held, "appending events by query", unsure=unsure) as conn:
+            failures, written = await _APPEND.run(conn, params)
+        found = int8_values(failures)
+        positions = cast(list[int], int8_values(written))
         store._transactions += 1
         outcomes: list[Sequence[int] | BaseException] = []
         offset = 0

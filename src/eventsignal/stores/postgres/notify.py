@@ -1,10 +1,12 @@
 """Waking followers of a PostgreSQL store: LISTEN/NOTIFY, local commits, and a slow poll.
 
 Every append batch sends ``pg_notify(channel, head position)`` in its transaction, so followers in
-any process learn about it when it commits. One dedicated connection per store LISTENs. Local
-commits wake waiters directly, without the round trip through the server. Notifications can be
-lost while the listening connection is down, so the listener also polls the head position while
-anyone is waiting, and after every reconnect.
+any process learn about it when it commits. One dedicated connection per store LISTENs, from the
+first time anyone waits: a store that only writes never opens it, so its own commits do not come
+back to it as notifications to read (at one writer that reading costs about as much as the append
+itself). Local commits wake waiters directly, without the round trip through the server.
+Notifications can be lost while the listening connection is down, so the listener also polls the
+head position while anyone is waiting, and after every reconnect.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ logger = logging.getLogger("eventsignal.stores.postgres")
 
 Connect = Callable[[], Awaitable[AsyncConnection[TupleRow]]]
 
-HEAD_POSITION = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
+# The head of the whole log, every tenant's (a function: see the events schema, version 3).
+HEAD_POSITION = "SELECT eventsignal_head_position()"
 
 
 class HeadWatch:
@@ -38,17 +41,13 @@ class HeadWatch:
         self._poll_interval = poll_interval
         self._timeout = timeout
         self._waiters: list[asyncio.Future[None]] = []
-        self._listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, *, within: float) -> None:
-        """Start listening; wait (up to ``within`` seconds) until LISTEN is in place."""
-        self._task = asyncio.create_task(self._listen(), name="eventsignal-postgres-listen")
-        try:
-            async with asyncio.timeout(within):
-                await self._listening.wait()
-        except TimeoutError:
-            logger.warning("LISTEN %s not in place yet; followers poll meanwhile", self._channel)
+    def listen(self) -> None:
+        """Start listening, unless started already. Nobody waits for LISTEN to be in place: the
+        listener reads the head once it is, which finds what committed before."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._listen(), name="eventsignal-postgres-listen")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -75,6 +74,7 @@ class HeadWatch:
         self._waiters.append(waiter)
         try:
             # Registered first, then asked: an append committing in between still wakes us.
+            self.listen()
             self.advance(await read_head())
             if self.head > after_position:
                 return
@@ -99,7 +99,6 @@ class HeadWatch:
                     # Notifications that arrive while psycopg runs a poll reach us through this.
                     conn.add_notify_handler(self._handle)
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
-                    self._listening.set()
                     backoff = 0.1
                     await self._poll(conn)  # catch up on what was missed while not listening
                     while True:
@@ -109,7 +108,6 @@ class HeadWatch:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._listening.clear()
                 logger.warning("LISTEN %s lost (%s); reconnecting", self._channel, exc)
                 self._wake()  # followers re-read, and see for themselves whether the store is back
                 await asyncio.sleep(backoff)

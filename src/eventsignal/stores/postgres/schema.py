@@ -15,116 +15,9 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import TupleRow
 
 from eventsignal.domain.errors import StoreNotMigrated
+from eventsignal.stores.sql.tenants import row_security
 
 EVENTS_COMPONENT = "events"
-
-_APPEND_V2 = """
-        CREATE OR REPLACE FUNCTION eventsignal_append(
-            lock_key BIGINT,
-            channel TEXT,
-            req_names TEXT[],
-            req_ids TEXT[],
-            req_expected INTEGER[],
-            req_counts INTEGER[],
-            req_creates BOOLEAN[],
-            ev_requests INTEGER[],
-            ev_ids UUID[],
-            ev_versions INTEGER[],
-            ev_names TEXT[],
-            ev_timestamps TIMESTAMPTZ[],
-            ev_data BYTEA[],
-            ev_metadata TEXT[],
-            OUT outcomes INTEGER[],
-            OUT positions BIGINT[]
-        ) LANGUAGE plpgsql AS $$
-        #variable_conflict use_column
-        DECLARE
-            found_version INTEGER;
-        BEGIN
-            PERFORM pg_advisory_xact_lock(lock_key);
-            IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names, req_ids) AS u(n, i))
-               = cardinality(req_names) THEN
-                WITH req AS (
-                    SELECT * FROM unnest(req_names, req_ids, req_expected, req_counts,
-                                         req_creates)
-                             WITH ORDINALITY AS r(name, id, expected, count, creates, ord)
-                ), created AS (
-                    INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
-                    SELECT name, id, count FROM req WHERE creates
-                    ON CONFLICT DO NOTHING
-                    RETURNING aggregate_name, aggregate_id
-                ), updated AS (
-                    UPDATE eventsignal_aggregates AS a SET version = a.version + req.count
-                      FROM req
-                     WHERE NOT req.creates AND a.aggregate_name = req.name
-                       AND a.aggregate_id = req.id AND a.version = req.expected
-                    RETURNING a.aggregate_name, a.aggregate_id
-                ), done AS (
-                    SELECT aggregate_name, aggregate_id FROM created
-                    UNION ALL
-                    SELECT aggregate_name, aggregate_id FROM updated
-                )
-                -- A refused request reports the version found; both modifying CTEs see the
-                -- table as it was, which is what a refused request saw too.
-                SELECT coalesce(array_agg(
-                           CASE WHEN d.aggregate_id IS NOT NULL THEN -1
-                                WHEN r.creates THEN -3
-                                ELSE coalesce((SELECT a.version FROM eventsignal_aggregates AS a
-                                                WHERE a.aggregate_name = r.name
-                                                  AND a.aggregate_id = r.id), -2)
-                           END ORDER BY r.ord), '{}')
-                  INTO outcomes
-                  FROM req AS r
-                  LEFT JOIN done AS d ON d.aggregate_name = r.name AND d.aggregate_id = r.id;
-            ELSE
-                outcomes := '{}';
-                FOR i IN 1 .. coalesce(array_length(req_names, 1), 0) LOOP
-                    IF req_creates[i] THEN
-                        INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
-                        VALUES (req_names[i], req_ids[i], req_counts[i])
-                        ON CONFLICT DO NOTHING;
-                        outcomes := outcomes || CASE WHEN FOUND THEN -1 ELSE -3 END;
-                        CONTINUE;
-                    END IF;
-                    UPDATE eventsignal_aggregates SET version = version + req_counts[i]
-                     WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i]
-                       AND version = req_expected[i];
-                    IF FOUND THEN
-                        outcomes := outcomes || -1;
-                    ELSE
-                        SELECT version INTO found_version FROM eventsignal_aggregates
-                         WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i];
-                        outcomes := outcomes || coalesce(found_version, -2);
-                    END IF;
-                END LOOP;
-            END IF;
-            WITH inserted AS (
-                INSERT INTO eventsignal_events (event_id, aggregate_name, aggregate_id, version,
-                                                name, timestamp, data, metadata)
-                SELECT e.id, req_names[e.req], req_ids[e.req], e.version, e.name, e.ts, e.data,
-                       e.metadata::jsonb
-                  FROM unnest(ev_requests, ev_ids, ev_versions, ev_names, ev_timestamps, ev_data,
-                              ev_metadata)
-                       WITH ORDINALITY AS e(req, id, version, name, ts, data, metadata, ord)
-                 WHERE outcomes[e.req] = -1
-                 ORDER BY e.ord
-                RETURNING position
-            )
-            SELECT coalesce(array_agg(position ORDER BY position), '{}') INTO positions
-              FROM inserted;
-            IF cardinality(positions) > 0 THEN
-                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
-            END IF;
-        END
-        $$
-        """
-
-_DISTINCT_V2 = """IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names, req_ids) AS u(n, i))
-               = cardinality(req_names) THEN"""
-_DISTINCT_V3 = """IF NOT EXISTS (SELECT FROM unnest(req_names, req_ids) AS u(n, i)
-                           GROUP BY n, i HAVING count(*) > 1) THEN"""
-assert _DISTINCT_V2 in _APPEND_V2
-_APPEND_V3 = _APPEND_V2.replace(_DISTINCT_V2, _DISTINCT_V3)
 
 EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -228,14 +121,379 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # UPDATE over all its requests instead of one or two statements per request. A batch
         # naming an aggregate twice keeps the per-request loop, so each request sees the ones
         # before it.
-        _APPEND_V2,
+        """
+        CREATE OR REPLACE FUNCTION eventsignal_append(
+            lock_key BIGINT,
+            channel TEXT,
+            req_names TEXT[],
+            req_ids TEXT[],
+            req_expected INTEGER[],
+            req_counts INTEGER[],
+            req_creates BOOLEAN[],
+            ev_requests INTEGER[],
+            ev_ids UUID[],
+            ev_versions INTEGER[],
+            ev_names TEXT[],
+            ev_timestamps TIMESTAMPTZ[],
+            ev_data BYTEA[],
+            ev_metadata TEXT[],
+            OUT outcomes INTEGER[],
+            OUT positions BIGINT[]
+        ) LANGUAGE plpgsql AS $$
+        #variable_conflict use_column
+        DECLARE
+            found_version INTEGER;
+        BEGIN
+            PERFORM pg_advisory_xact_lock(lock_key);
+            IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names, req_ids) AS u(n, i))
+               = cardinality(req_names) THEN
+                WITH req AS (
+                    SELECT * FROM unnest(req_names, req_ids, req_expected, req_counts,
+                                         req_creates)
+                             WITH ORDINALITY AS r(name, id, expected, count, creates, ord)
+                ), created AS (
+                    INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
+                    SELECT name, id, count FROM req WHERE creates
+                    ON CONFLICT DO NOTHING
+                    RETURNING aggregate_name, aggregate_id
+                ), updated AS (
+                    UPDATE eventsignal_aggregates AS a SET version = a.version + req.count
+                      FROM req
+                     WHERE NOT req.creates AND a.aggregate_name = req.name
+                       AND a.aggregate_id = req.id AND a.version = req.expected
+                    RETURNING a.aggregate_name, a.aggregate_id
+                ), done AS (
+                    SELECT aggregate_name, aggregate_id FROM created
+                    UNION ALL
+                    SELECT aggregate_name, aggregate_id FROM updated
+                )
+                -- A refused request reports the version found; both modifying CTEs see the
+                -- table as it was, which is what a refused request saw too.
+                SELECT coalesce(array_agg(
+                           CASE WHEN d.aggregate_id IS NOT NULL THEN -1
+                                WHEN r.creates THEN -3
+                                ELSE coalesce((SELECT a.version FROM eventsignal_aggregates AS a
+                                                WHERE a.aggregate_name = r.name
+                                                  AND a.aggregate_id = r.id), -2)
+                           END ORDER BY r.ord), '{}')
+                  INTO outcomes
+                  FROM req AS r
+                  LEFT JOIN done AS d ON d.aggregate_name = r.name AND d.aggregate_id = r.id;
+            ELSE
+                outcomes := '{}';
+                FOR i IN 1 .. coalesce(array_length(req_names, 1), 0) LOOP
+                    IF req_creates[i] THEN
+                        INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
+                        VALUES (req_names[i], req_ids[i], req_counts[i])
+                        ON CONFLICT DO NOTHING;
+                        outcomes := outcomes || CASE WHEN FOUND THEN -1 ELSE -3 END;
+                        CONTINUE;
+                    END IF;
+                    UPDATE eventsignal_aggregates SET version = version + req_counts[i]
+                     WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i]
+                       AND version = req_expected[i];
+                    IF FOUND THEN
+                        outcomes := outcomes || -1;
+                    ELSE
+                        SELECT version INTO found_version FROM eventsignal_aggregates
+                         WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i];
+                        outcomes := outcomes || coalesce(found_version, -2);
+                    END IF;
+                END LOOP;
+            END IF;
+            WITH inserted AS (
+                INSERT INTO eventsignal_events (event_id, aggregate_name, aggregate_id, version,
+                                                name, timestamp, data, metadata)
+                SELECT e.id, req_names[e.req], req_ids[e.req], e.version, e.name, e.ts, e.data,
+                       e.metadata::jsonb
+                  FROM unnest(ev_requests, ev_ids, ev_versions, ev_names, ev_timestamps, ev_data,
+                              ev_metadata)
+                       WITH ORDINALITY AS e(req, id, version, name, ts, data, metadata, ord)
+                 WHERE outcomes[e.req] = -1
+                 ORDER BY e.ord
+                RETURNING position
+            )
+            SELECT coalesce(array_agg(position ORDER BY position), '{}') INTO positions
+              FROM inserted;
+            IF cardinality(positions) > 0 THEN
+                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
+            END IF;
+        END
+        $$
+        """,
     ),
     (
-        # Version 3: the same call, its check for an aggregate named twice in a batch a hash
-        # aggregate instead of a count of distinct row values, which compared records
-        # generically: about a tenth of the call's server time for 64 requests.
-        _APPEND_V3,
+        # Version 3: tenants. A tenant beside every stream and event, first in their keys; ''
+        # is the default tenant, all the rows written before. Another tenant's log is read
+        # through an index of its own; the default tenant's by position, as before, so that its
+        # appends cost what they did (no index entry more per event).
+        "ALTER TABLE eventsignal_aggregates ADD COLUMN tenant TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE eventsignal_aggregates DROP CONSTRAINT eventsignal_aggregates_pkey",
+        "ALTER TABLE eventsignal_aggregates ADD CONSTRAINT eventsignal_aggregates_pkey"
+        " PRIMARY KEY (tenant, aggregate_name, aggregate_id)",
+        "ALTER TABLE eventsignal_events ADD COLUMN tenant TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE eventsignal_events"
+        " DROP CONSTRAINT eventsignal_events_aggregate_name_aggregate_id_version_key",
+        "ALTER TABLE eventsignal_events ADD CONSTRAINT eventsignal_events_stream_version_key"
+        " UNIQUE (tenant, aggregate_name, aggregate_id, version)",
+        "CREATE INDEX eventsignal_events_of_tenant ON eventsignal_events (tenant, position)"
+        " WHERE tenant <> ''",
+        *row_security("eventsignal_aggregates"),
+        *row_security("eventsignal_events"),
+        # The head of the whole log, whatever tenant the session reads: a reader of every
+        # tenant for one statement, then back to the session's own.
+        """
+        CREATE FUNCTION eventsignal_head_position() RETURNS BIGINT LANGUAGE plpgsql AS $$
+        DECLARE
+            prior TEXT := current_setting('eventsignal.tenant', true);
+            head BIGINT;
+        BEGIN
+            PERFORM set_config('eventsignal.tenant', '*', true);
+            SELECT coalesce(max(position), 0) INTO head FROM eventsignal_events;
+            PERFORM set_config('eventsignal.tenant', coalesce(prior, ''), true);
+            RETURN head;
+        END
+        $$
+        """,
+        # Version 2's call with the tenant of each request: one pass over the whole batch,
+        # whatever tenants it mixes. Its transaction names the batch's tenants in the setting
+        # eventsignal.batch, so row-level security lets it read and write their rows, and no
+        # other tenant's; the setting is put back when it is done.
+        """
+        CREATE FUNCTION eventsignal_append_tenants(
+            lock_key BIGINT,
+            channel TEXT,
+            req_tenants TEXT[],
+            req_names TEXT[],
+            req_ids TEXT[],
+            req_expected INTEGER[],
+            req_counts INTEGER[],
+            req_creates BOOLEAN[],
+            ev_requests INTEGER[],
+            ev_ids UUID[],
+            ev_versions INTEGER[],
+            ev_names TEXT[],
+            ev_timestamps TIMESTAMPTZ[],
+            ev_data BYTEA[],
+            ev_metadata TEXT[],
+            OUT outcomes INTEGER[],
+            OUT positions BIGINT[]
+        ) LANGUAGE plpgsql AS $$
+        #variable_conflict use_column
+        DECLARE
+            found_version INTEGER;
+            prior TEXT := current_setting('eventsignal.batch', true);
+        BEGIN
+            PERFORM pg_advisory_xact_lock(lock_key);
+            PERFORM set_config('eventsignal.batch',
+                               ',' || (SELECT string_agg(DISTINCT t, ',')
+                                         FROM unnest(req_tenants) AS t) || ',',
+                               true);
+            IF (SELECT count(DISTINCT (t, n, i))
+                  FROM unnest(req_tenants, req_names, req_ids) AS u(t, n, i))
+               = cardinality(req_names) THEN
+                WITH req AS (
+                    SELECT * FROM unnest(req_tenants, req_names, req_ids, req_expected,
+                                         req_counts, req_creates)
+                             WITH ORDINALITY AS r(tenant, name, id, expected, count, creates, ord)
+                ), created AS (
+                    INSERT INTO eventsignal_aggregates (tenant, aggregate_name, aggregate_id,
+                                                       version)
+                    SELECT tenant, name, id, count FROM req WHERE creates
+                    ON CONFLICT DO NOTHING
+                    RETURNING tenant, aggregate_name, aggregate_id
+                ), updated AS (
+                    UPDATE eventsignal_aggregates AS a SET version = a.version + req.count
+                      FROM req
+                     WHERE NOT req.creates AND a.tenant = req.tenant
+                       AND a.aggregate_name = req.name AND a.aggregate_id = req.id
+                       AND a.version = req.expected
+                    RETURNING a.tenant, a.aggregate_name, a.aggregate_id
+                ), done AS (
+                    SELECT tenant, aggregate_name, aggregate_id FROM created
+                    UNION ALL
+                    SELECT tenant, aggregate_name, aggregate_id FROM updated
+                )
+                SELECT coalesce(array_agg(
+                           CASE WHEN d.aggregate_id IS NOT NULL THEN -1
+                                WHEN r.creates THEN -3
+                                ELSE coalesce((SELECT a.version FROM eventsignal_aggregates AS a
+                                                WHERE a.tenant = r.tenant
+                                                  AND a.aggregate_name = r.name
+                                                  AND a.aggregate_id = r.id), -2)
+                           END ORDER BY r.ord), '{}')
+                  INTO outcomes
+                  FROM req AS r
+                  LEFT JOIN done AS d ON d.tenant = r.tenant AND d.aggregate_name = r.name
+                                     AND d.aggregate_id = r.id;
+            ELSE
+                outcomes := '{}';
+                FOR i IN 1 .. coalesce(array_length(req_names, 1), 0) LOOP
+                    IF req_creates[i] THEN
+                        INSERT INTO eventsignal_aggregates (tenant, aggregate_name, aggregate_id,
+                                                           version)
+                        VALUES (req_tenants[i], req_names[i], req_ids[i], req_counts[i])
+                        ON CONFLICT DO NOTHING;
+                        outcomes := outcomes || CASE WHEN FOUND THEN -1 ELSE -3 END;
+                        CONTINUE;
+                    END IF;
+                    UPDATE eventsignal_aggregates SET version = version + req_counts[i]
+                     WHERE tenant = req_tenants[i] AND aggregate_name = req_names[i]
+                       AND aggregate_id = req_ids[i] AND version = req_expected[i];
+                    IF FOUND THEN
+                        outcomes := outcomes || -1;
+                    ELSE
+                        SELECT version INTO found_version FROM eventsignal_aggregates
+                         WHERE tenant = req_tenants[i] AND aggregate_name = req_names[i]
+                           AND aggregate_id = req_ids[i];
+                        outcomes := outcomes || coalesce(found_version, -2);
+                    END IF;
+                END LOOP;
+            END IF;
+            WITH inserted AS (
+                INSERT INTO eventsignal_events (tenant, event_id, aggregate_name, aggregate_id,
+                                                version, name, timestamp, data, metadata)
+                SELECT req_tenants[e.req], e.id, req_names[e.req], req_ids[e.req], e.version,
+                       e.name, e.ts, e.data, e.metadata::jsonb
+                  FROM unnest(ev_requests, ev_ids, ev_versions, ev_names, ev_timestamps, ev_data,
+                              ev_metadata)
+                       WITH ORDINALITY AS e(req, id, version, name, ts, data, metadata, ord)
+                 WHERE outcomes[e.req] = -1
+                 ORDER BY e.ord
+                RETURNING position
+            )
+            SELECT coalesce(array_agg(position ORDER BY position), '{}') INTO positions
+              FROM inserted;
+            IF cardinality(positions) > 0 THEN
+                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
+            END IF;
+            PERFORM set_config('eventsignal.batch', coalesce(prior, ''), true);
+        END
+        $$
+        """,
+        # The call of versions 1 and 2, kept for the default tenant's batches (and the callers
+        # of that signature, eventsignal_append_keyed among them), with version 2's body, as
+        # lean: its statements name the default tenant, the tenant its session reads (the store
+        # sees to that), so row-level security lets it write.
+        """
+        CREATE OR REPLACE FUNCTION eventsignal_append(
+            lock_key BIGINT,
+            channel TEXT,
+            req_names TEXT[],
+            req_ids TEXT[],
+            req_expected INTEGER[],
+            req_counts INTEGER[],
+            req_creates BOOLEAN[],
+            ev_requests INTEGER[],
+            ev_ids UUID[],
+            ev_versions INTEGER[],
+            ev_names TEXT[],
+            ev_timestamps TIMESTAMPTZ[],
+            ev_data BYTEA[],
+            ev_metadata TEXT[],
+            OUT outcomes INTEGER[],
+            OUT positions BIGINT[]
+        ) LANGUAGE plpgsql AS $$
+        #variable_conflict use_column
+        DECLARE
+            found_version INTEGER;
+        BEGIN
+            PERFORM pg_advisory_xact_lock(lock_key);
+            IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names, req_ids) AS u(n, i))
+               = cardinality(req_names) THEN
+                -- The tenant comes with each request, not as a constant: a constant would let
+                -- the planner read every stream of the default tenant, then join.
+                WITH req AS (
+                    SELECT *, ''::text AS tenant
+                      FROM unnest(req_names, req_ids, req_expected, req_counts, req_creates)
+                           WITH ORDINALITY AS r(name, id, expected, count, creates, ord)
+                ), created AS (
+                    INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
+                    SELECT name, id, count FROM req WHERE creates
+                    ON CONFLICT DO NOTHING
+                    RETURNING aggregate_name, aggregate_id
+                ), updated AS (
+                    UPDATE eventsignal_aggregates AS a SET version = a.version + req.count
+                      FROM req
+                     WHERE NOT req.creates AND a.tenant = req.tenant
+                       AND a.aggregate_name = req.name AND a.aggregate_id = req.id
+                       AND a.version = req.expected
+                    RETURNING a.aggregate_name, a.aggregate_id
+                ), done AS (
+                    SELECT aggregate_name, aggregate_id FROM created
+                    UNION ALL
+                    SELECT aggregate_name, aggregate_id FROM updated
+                )
+                SELECT coalesce(array_agg(
+                           CASE WHEN d.aggregate_id IS NOT NULL THEN -1
+                                WHEN r.creates THEN -3
+                                ELSE coalesce((SELECT a.version FROM eventsignal_aggregates AS a
+                                                WHERE a.tenant = ''
+                                                  AND a.aggregate_name = r.name
+                                                  AND a.aggregate_id = r.id), -2)
+                           END ORDER BY r.ord), '{}')
+                  INTO outcomes
+                  FROM req AS r
+                  LEFT JOIN done AS d ON d.aggregate_name = r.name AND d.aggregate_id = r.id;
+            ELSE
+                outcomes := '{}';
+                FOR i IN 1 .. coalesce(array_length(req_names, 1), 0) LOOP
+                    IF req_creates[i] THEN
+                        INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
+                        VALUES (req_names[i], req_ids[i], req_counts[i])
+                        ON CONFLICT DO NOTHING;
+                        outcomes := outcomes || CASE WHEN FOUND THEN -1 ELSE -3 END;
+                        CONTINUE;
+                    END IF;
+                    UPDATE eventsignal_aggregates SET version = version + req_counts[i]
+                     WHERE tenant = '' AND aggregate_name = req_names[i]
+                       AND aggregate_id = req_ids[i] AND version = req_expected[i];
+                    IF FOUND THEN
+                        outcomes := outcomes || -1;
+                    ELSE
+                        SELECT version INTO found_version FROM eventsignal_aggregates
+                         WHERE tenant = '' AND aggregate_name = req_names[i]
+                           AND aggregate_id = req_ids[i];
+                        outcomes := outcomes || coalesce(found_version, -2);
+                    END IF;
+                END LOOP;
+            END IF;
+            WITH inserted AS (
+                INSERT INTO eventsignal_events (event_id, aggregate_name, aggregate_id, version,
+                                                name, timestamp, data, metadata)
+                SELECT e.id, req_names[e.req], req_ids[e.req], e.version, e.name, e.ts, e.data,
+                       e.metadata::jsonb
+                  FROM unnest(ev_requests, ev_ids, ev_versions, ev_names, ev_timestamps, ev_data,
+                              ev_metadata)
+                       WITH ORDINALITY AS e(req, id, version, name, ts, data, metadata, ord)
+                 WHERE outcomes[e.req] = -1
+                 ORDER BY e.ord
+                RETURNING position
+            )
+            SELECT coalesce(array_agg(position ORDER BY position), '{}') INTO positions
+              FROM inserted;
+            IF cardinality(positions) > 0 THEN
+                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
+            END IF;
+        END
+        $$
+        """,
     ),
+)
+
+# Version 4: version 3's call for the default tenant, its check for an aggregate named twice in
+# a batch a hash aggregate instead of a count of distinct row values, which sorted and compared
+# records generically: 3-9% of the call's server time for 64 requests. Same signature, so
+# processes still on version 3 keep working.
+_DISTINCT_ROWS = """IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names, req_ids) AS u(n, i))
+               = cardinality(req_names) THEN"""
+_NO_REPEATS = """IF NOT EXISTS (SELECT FROM unnest(req_names, req_ids) AS u(n, i)
+                           GROUP BY n, i HAVING count(*) > 1) THEN"""
+_DEFAULT_TENANT_APPEND = EVENTS_MIGRATIONS[2][-1]
+assert _DISTINCT_ROWS in _DEFAULT_TENANT_APPEND
+EVENTS_MIGRATIONS = (
+    *EVENTS_MIGRATIONS,
+    (_DEFAULT_TENANT_APPEND.replace(_DISTINCT_ROWS, _NO_REPEATS),),
 )
 
 # One key for the whole database: migrations are rare, and advisory locks are per database.
@@ -251,8 +509,13 @@ async def migrate_component(
 ) -> int:
     """Run the migrations of ``component`` that have not run yet; return the version reached.
 
-    ``conn`` must be in autocommit mode; the work happens in a transaction of its own.
+    ``conn`` must be in autocommit mode; the work happens in a transaction of its own. A
+    component already up to date is left alone without a statement that needs more than reading
+    ``eventsignal_schema``: an application may connect as a role that cannot create tables (see
+    the store's tenants), once the tables' owner migrated them.
     """
+    if await schema_version(conn, component) == len(migrations):
+        return len(migrations)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         if schema is not None:

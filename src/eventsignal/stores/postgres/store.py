@@ -4,13 +4,18 @@ Durability and concurrency live in the database, never in this process, so any n
 processes may share one database:
 
 * Optimistic concurrency: an append advances ``eventsignal_aggregates.version`` only from the
-  expected version, and ``UNIQUE(aggregate_name, aggregate_id, version)`` on the events backs it.
+  expected version, and ``UNIQUE(tenant, aggregate_name, aggregate_id, version)`` on the events
+  backs it.
 * Group commit: concurrent appends are committed together, by one call of the
   ``eventsignal_append`` function (one round trip, one transaction, one flush); each request still
   gets its own outcome. The calls go through a connection of their own, outside the pool, in
   binary both ways (see ``link.py``).
 * Global order: every append transaction holds one advisory lock, so positions become visible in
   increasing order and ``read_all`` never skips an event that commits late with a lower position.
+* Tenants: each stream belongs to a tenant (see :mod:`eventsignal.stores.tenancy`). Every
+  statement names the tenant it reads or writes, and row-level security keeps a session to the
+  tenant its setting ``eventsignal.tenant`` names, which the store sets for each use of a
+  connection (only when it changes) and the append function for each tenant of a batch.
 * Faults: a lost connection fails the command with :class:`~eventsignal.StoreUnavailable`, never
   with a success that was not committed; the pool reconnects by itself once the server is back.
   A stalled connection (open, silent) fails its command once the command's deadline passes, and
@@ -20,11 +25,13 @@ processes may share one database:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import select
 import struct
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,9 +66,15 @@ from eventsignal.stores.idempotency import (
     RecordedCommand,
 )
 from eventsignal.stores.lifecycle import closed_error, is_closed_marker
-from eventsignal.stores.postgres.arrays import batch_arrays, read_int_array, register_dumpers
+from eventsignal.stores.postgres.arrays import (
+    batch_arrays,
+    read_int_array,
+    register_dumpers,
+    text_array,
+)
 from eventsignal.stores.postgres.dcb import PostgresDcb
 from eventsignal.stores.postgres.deadline import Deadline
+from eventsignal.stores.postgres.held import HeldConnection
 from eventsignal.stores.postgres.link import AppendLink
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
 from eventsignal.stores.postgres.schema import (
@@ -72,7 +85,7 @@ from eventsignal.stores.postgres.schema import (
     schema_version,
 )
 from eventsignal.stores.rows import read_metadata
-from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component
+from eventsignal.stores.sql import Dialect, SQLTransaction, ensure_component, for_dialect
 from eventsignal.stores.sql import idempotency as keys
 from eventsignal.stores.sql.batching import AppendOutcome, AppendRequest, GroupCommit
 from eventsignal.stores.sql.keyed import SQLKeyedAppends
@@ -80,22 +93,47 @@ from eventsignal.stores.sql.lifecycle import SQLStreamLifecycle
 from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
+from eventsignal.stores.sql.tenants import (
+    SET_TENANT_LOCAL,
+    TENANT_SETTING,
+    TENANTS,
+    listing,
+)
+from eventsignal.stores.tenancy import DEFAULT_TENANT, EVERY_TENANT, TenantStore, tenant_store
 
 _Connection = AsyncConnection[TupleRow]
 
 # Metadata is mostly '{}': the server says so with a NULL, so that no row decodes JSON for it.
 _METADATA = "CASE WHEN metadata = '{}' THEN NULL ELSE metadata::text END"
-# One aggregate's rows leave out its name and id: the caller knows them.
+# One aggregate's rows leave out its name and id: the caller knows them. The default tenant's
+# statements name it as a constant, so they take the parameters they always took; another
+# tenant's take its name last (see _of_tenant).
 _READ_AGGREGATE = (
     f"SELECT position, event_id, version, name, timestamp, data, {_METADATA}"
     " FROM eventsignal_events"
-    " WHERE aggregate_name = %s AND aggregate_id = %s AND version > %s ORDER BY version"
+    " WHERE aggregate_name = %s AND aggregate_id = %s AND version > %s AND tenant = ''"
+    " ORDER BY version"
 )
 _READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT %s"
+_EVENT_COLUMNS = "position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data"
 _READ_ALL = (
-    "SELECT position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data,"
-    f" {_METADATA} FROM eventsignal_events WHERE position > %s ORDER BY position LIMIT %s"
+    f"SELECT {_EVENT_COLUMNS}, {_METADATA} FROM eventsignal_events"
+    " WHERE tenant = '' AND position > %s ORDER BY position LIMIT %s"
 )
+_READ_ALL_OF = (
+    f"SELECT {_EVENT_COLUMNS}, {_METADATA} FROM eventsignal_events"
+    " WHERE tenant = %s AND position > %s ORDER BY position LIMIT %s"
+)
+_READ_EVERY = (
+    f"SELECT {_EVENT_COLUMNS}, {_METADATA}, tenant FROM eventsignal_events"
+    " WHERE position > %s ORDER BY position LIMIT %s"
+)
+_EXISTS = (
+    "SELECT 1 FROM eventsignal_aggregates"
+    " WHERE aggregate_name = %s AND aggregate_id = %s AND tenant = ''"
+)
+_HEAD = "SELECT position FROM eventsignal_events WHERE tenant = '' ORDER BY position DESC LIMIT 1"
+_SET_TENANT = f"SELECT set_config('{TENANT_SETTING}', %s, false)"
 _APPEND = (
     "SELECT outcomes, positions FROM eventsignal_append(%b, %b, %b::text[], %b::text[],"
     " %b::int4[], %b::int4[], %b::bool[], %b::int4[], %b::uuid[], %b::int4[], %b::text[],"
@@ -109,13 +147,20 @@ _PREPARE_APPEND = (
     " SELECT outcomes, positions FROM eventsignal_append($1, $2, $3, $4, $5, $6, $7, $8, $9,"
     " $10, $11, $12, $13, $14)"
 )
-_ACCEPTED, _NOT_FOUND, _EXISTS = -1, -2, -3
+# A batch holding other tenants' requests, each request's tenant first (see the events schema).
+_APPEND_TENANTS = (
+    "SELECT outcomes, positions FROM eventsignal_append_tenants(%b, %b, %b::text[], %b::text[],"
+    " %b::text[], %b::int4[], %b::int4[], %b::bool[], %b::int4[], %b::uuid[], %b::int4[],"
+    " %b::text[], %b::timestamptz[], %b::bytea[], %b::text[])"
+)
+_ACCEPTED, _NOT_FOUND, _TAKEN = -1, -2, -3
 # Backdating a creation record (a copy keeps the original moment) in the append's transaction.
 _BACKDATE = (
     "UPDATE eventsignal_aggregates SET created_at = %s"
-    " WHERE aggregate_name = %s AND aggregate_id = %s"
+    " WHERE aggregate_name = %s AND aggregate_id = %s AND tenant = %s"
 )
-_VERSION_CONSTRAINT = "eventsignal_events_aggregate_name_aggregate_id_version_key"
+_SET_TENANT_LOCAL = for_dialect(SET_TENANT_LOCAL, "postgres")
+_VERSION_CONSTRAINT = "eventsignal_events_stream_version_key"
 _KEY_CONSTRAINT = f"{keys.TABLE}_pkey"
 _KEY_MIGRATIONS = [[*keys.MIGRATIONS["postgres"][0], KEYED_APPEND_FUNCTION]]
 _APPEND_KEYED = (
@@ -145,8 +190,8 @@ class PostgresStore(
     (``await store.migrate()`` or ``eventsignal migrate <url>``) or by passing ``migrate=True``.
     ``schema`` puts every table in that PostgreSQL schema (created by the migration) instead of
     the connection's default. ``min_size``/``max_size`` bound the connection pool (plus two
-    connections of the store's own: one listens for appends, one sends the group commits);
-    ``max_batch`` bounds the appends committed together.
+    connections of the store's own: one sends the group commits, one listens for appends,
+    opened when a follower first waits); ``max_batch`` bounds the appends committed together.
 
     ``timeout`` (seconds) bounds every database command twice: waiting for a pooled connection,
     then waiting for the server's answer (each statement, and the commit, inside
@@ -199,6 +244,9 @@ class PostgresStore(
         self._channel = ""
         self._appends = self._events = self._transactions = 0
         self._draining: asyncio.Task[None] | None = None
+        # The tenant each pooled session's setting names (see _connection); a session missing
+        # here is in an unknown state, and gets the setting before its next use.
+        self._tenant_of: weakref.WeakKeyDictionary[_Connection, str] = weakref.WeakKeyDictionary()
 
     # Life cycle
 
@@ -272,8 +320,7 @@ class PostgresStore(
             poll_interval=self._poll_interval,
             timeout=self.timeout,
         )
-        self._watch.advance(int(head[0]) if head else 0)
-        await self._watch.start(within=self.timeout)
+        self._watch.advance(int(head[0]) if head else 0)  # it listens once a follower waits
 
     async def _stop(self) -> None:
         await self._group.close()
@@ -327,6 +374,7 @@ class PostgresStore(
             await conn.execute("SET TIME ZONE 'UTC'")
             if self.schema is not None:
                 await conn.execute(SQL("SET search_path TO {}").format(Identifier(self.schema)))
+        self._tenant_of[conn] = DEFAULT_TENANT  # a new session reads the default tenant's rows
 
     async def _link_connection(self) -> _Connection:
         """A connection of the append link's own, opened once the pool serves again: after an
@@ -394,34 +442,86 @@ class PostgresStore(
 
     @asynccontextmanager
     async def _connection(
-        self, action: str, *, bounded: bool = True, unsure: str = ""
+        self,
+        action: str,
+        *,
+        bounded: bool = True,
+        unsure: str = "",
+        tenant: str | None = DEFAULT_TENANT,
     ) -> AsyncIterator[_Connection]:
         """A pooled connection; when ``bounded``, its block must end within the store's timeout.
 
-        A lost or late connection raises :class:`~eventsignal.StoreUnavailable`, with ``unsure``
-        added once the block ran, since a command may then have reached the server.
+        The session's setting names ``tenant`` (``"*"``: a reader of every tenant), whose rows
+        alone row-level security then shows it; ``None`` leaves it as it is (the append
+        functions set it themselves). A lost or late connection raises
+        :class:`~eventsignal.StoreUnavailable`, with ``unsure`` added once the block ran, since
+        a command may then have reached the server.
         """
         pool = self._pool
         if pool is None:
             raise _not_open()
-        seconds = self.timeout if bounded else None
         try:
             async with pool.connection() as conn:
-                with Deadline(conn, seconds, self._replace_idle) as guard:
-                    try:
-                        yield conn
-                    except psycopg.Error as exc:
-                        if not _unavailable_now(conn, exc):
-                            raise  # the server's answer to this command, for the caller
-                        raise _unavailable(action, exc, guard, conn, unsure) from exc
+                with self._guarded(conn, action, bounded=bounded, unsure=unsure):
+                    if tenant is not None and self._tenant_of.get(conn) != tenant:
+                        await self._enter(conn, tenant)
+                    yield conn
         except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
             raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
+
+    async def _enter(self, conn: _Connection, tenant: str) -> None:
+        """Set the session's tenant (outside any transaction, so it lasts until changed)."""
+        tenants = self._tenant_of
+        tenants.pop(conn, None)  # unknown until the server says it is done
+        await conn.execute(_SET_TENANT, (tenant,), prepare=True)
+        tenants[conn] = tenant
+
+    @asynccontextmanager
+    async def _held_connection(
+        self, held: HeldConnection[_Connection], action: str, *, unsure: str = ""
+    ) -> AsyncIterator[_Connection]:
+        """Like :meth:`_connection`, on the connection ``held`` keeps between one serial
+        writer's commands; one whose block fails goes back to the pool."""
+        pool = self._pool
+        if pool is None:
+            raise _not_open()
+        try:
+            conn = await held.take(pool)
+        except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
+            raise StoreUnavailable(f"PostgreSQL unavailable while {action}: {exc}") from exc
+        try:
+            with self._guarded(conn, action, unsure=unsure):
+                # DCB writes the default tenant's log: the session must read it.
+                if self._tenant_of.get(conn) != DEFAULT_TENANT:
+                    await self._enter(conn, DEFAULT_TENANT)
+                yield conn
+        except BaseException:
+            await held.give_back(conn)
+            raise
+        held.keep(conn)
+
+    @contextmanager
+    def _guarded(
+        self, conn: _Connection, action: str, *, bounded: bool = True, unsure: str = ""
+    ) -> Iterator[None]:
+        """Cut ``conn`` unless the block ends within the timeout (when ``bounded``); a lost or
+        late connection, or a server that cannot serve now, raises
+        :class:`~eventsignal.StoreUnavailable`."""
+        with Deadline(conn, self.timeout if bounded else None, self._replace_idle) as guard:
+            try:
+                yield
+            except psycopg.Error as exc:
+                if not _unavailable_now(conn, exc):
+                    raise  # the server's answer to this command, for the caller
+                raise _unavailable(action, exc, guard, conn, unsure) from exc
 
     def _replace_idle(self) -> None:
         """A connection stalled: its idle siblings likely share its broken path, replace them."""
         pool = self._pool
         if pool is not None and self._draining is None:
             self._draining = asyncio.create_task(self._drain(pool))
+            if self._dcb is not None:
+                self._dcb.let_go()
 
     async def _drain(self, pool: AsyncConnectionPool[_Connection]) -> None:
         try:
@@ -457,8 +557,9 @@ class PostgresStore(
         events: Sequence[StoredEvent] = (),
         *,
         created_at: datetime | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> Sequence[int]:
-        request = AppendRequest.creation(aggregate_name, aggregate_id, events, created_at)
+        request = AppendRequest.creation(aggregate_name, aggregate_id, events, created_at, tenant)
         if self._pool is None:
             raise _not_open()
         # Through group commit: concurrent creations share a transaction with appends.
@@ -470,8 +571,12 @@ class PostgresStore(
         aggregate_id: str,
         expected_version: int,
         events: Sequence[StoredEvent],
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> Sequence[int]:
-        request = AppendRequest.checked(aggregate_name, aggregate_id, expected_version, events)
+        request = AppendRequest.checked(
+            aggregate_name, aggregate_id, expected_version, events, tenant
+        )
         if self._pool is None:
             raise _not_open()
         return await self._group.append(request)
@@ -499,19 +604,71 @@ class PostgresStore(
         return outcome
 
     async def _commit(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
+        if any(request.tenant for request in requests):
+            return await self._commit_tenants(requests)
         try:
             arrays = batch_arrays(requests, _encode_metadata)
         except struct.error as exc:  # what the server would refuse too: fails only its request
             raise psycopg.DataError(f"a version out of range for INTEGER: {exc}") from exc
-        # The call commits on its own: once it is sent, a lost answer is a lost outcome.
-        unsure = "the events may or may not be stored, re-read the aggregate"
         if any(request.key or request.created_at for request in requests):
-            codes, positions = await self._commit_special(requests, arrays, unsure)
-        else:
-            params = [_LOCK_KEY(self._lock_key), self._channel.encode(), *arrays]
-            result = await self._link.call(_LINK_APPEND, params, "appending events", unsure)
-            codes = read_int_array(result.get_value(0, 0))
-            positions = read_int_array(result.get_value(0, 1))
+            params: tuple[Any, ...] = (self._lock_key, self._channel, *arrays)
+            append = _APPEND
+            if any(request.key for request in requests):
+                append, params = _APPEND_KEYED, (*params, *_key_arrays(requests))
+            return await self._call(append, params, requests)
+        # The common batch: through the append link (see link.py). The call commits on its own:
+        # once it is sent, a lost answer is a lost outcome.
+        unsure = "the events may or may not be stored, re-read the aggregate"
+        sent = [_LOCK_KEY(self._lock_key), self._channel.encode(), *arrays]
+        result = await self._link.call(_LINK_APPEND, sent, "appending events", unsure)
+        codes = read_int_array(result.get_value(0, 0))
+        return self._outcomes(requests, codes, read_int_array(result.get_value(0, 1)))
+
+    async def _commit_tenants(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
+        """A batch holding other tenants' requests: one call, each request with its tenant.
+
+        Idempotency keys are the default tenant's alone, and their function takes no tenants:
+        keyed requests, if any, are committed first, by a call of their own.
+        """
+        keyed = [request for request in requests if request.key is not None]
+        if keyed:
+            rest = [request for request in requests if request.key is None]
+            done: dict[int, AppendOutcome] = {}
+            for part in (keyed, rest):
+                if part:
+                    done.update(zip(map(id, part), await self._commit(part), strict=True))
+            return [done[id(request)] for request in requests]
+        try:
+            arrays = batch_arrays(requests, _encode_metadata)
+        except struct.error as exc:
+            raise psycopg.DataError(f"a version out of range for INTEGER: {exc}") from exc
+        tenants = text_array([request.tenant for request in requests])
+        params = (self._lock_key, self._channel, tenants, *arrays)
+        return await self._call(_APPEND_TENANTS, params, requests)
+
+    async def _call(
+        self, append: str, params: tuple[Any, ...], requests: list[AppendRequest]
+    ) -> list[AppendOutcome]:
+        """Commit a batch by one call of an append function on a pooled connection; each
+        request's outcome."""
+        # The call commits on its own: once it is sent, a lost answer is a lost outcome. It
+        # names the tenants it writes for row-level security itself.
+        unsure = "the events may or may not be stored, re-read the aggregate"
+        async with self._connection("appending events", unsure=unsure, tenant=None) as conn:
+            if any(request.created_at for request in requests):
+                async with conn.transaction():
+                    row = await (await conn.execute(append, params, prepare=True)).fetchone()
+                    await self._backdate(conn, requests, row)
+            else:
+                row = await (await conn.execute(append, params, prepare=True)).fetchone()
+        if row is None:
+            raise StoreInconsistent("eventsignal_append returned no row")
+        return self._outcomes(requests, row[0], row[1])
+
+    def _outcomes(
+        self, requests: list[AppendRequest], codes: list[int], positions: list[int]
+    ) -> list[AppendOutcome]:
+        """Each request's positions or error, from the append function's answer."""
         self._transactions += 1
         outcomes: list[AppendOutcome] = []
         offset = 0
@@ -528,41 +685,28 @@ class PostgresStore(
             self._watch.advance(positions[-1])
         return outcomes
 
-    async def _commit_special(
-        self, requests: list[AppendRequest], arrays: list[Any], unsure: str
-    ) -> tuple[list[int], list[int]]:
-        """A batch with idempotency keys or backdated creations, on a pooled connection: keys
-        take the keyed function, and a backdated creation needs a second statement in the
-        append's transaction."""
-        params: tuple[Any, ...] = (self._lock_key, self._channel, *arrays)
-        append = _APPEND
-        if any(request.key for request in requests):
-            append, params = _APPEND_KEYED, (*params, *_key_arrays(requests))
-        async with self._connection("appending events", unsure=unsure) as conn:
-            if any(request.created_at for request in requests):
-                async with conn.transaction():
-                    row = await (await conn.execute(append, params, prepare=True)).fetchone()
-                    await self._backdate(conn, requests, row)
-            else:
-                row = await (await conn.execute(append, params, prepare=True)).fetchone()
-        if row is None:
-            raise StoreInconsistent("eventsignal_append returned no row")
-        return row[0], row[1]
-
     @staticmethod
     async def _backdate(
         conn: _Connection, requests: list[AppendRequest], row: tuple[Any, ...] | None
     ) -> None:
-        """Give the aggregates these requests created the moments they ask for."""
+        """Give the aggregates these requests created the moments they ask for, each under its
+        tenant's setting (the transaction's, until it ends)."""
         codes: list[int] = [] if row is None else row[0]
-        backdated = [
-            (request.created_at, request.aggregate_name, request.aggregate_id)
-            for request, code in zip(requests, codes, strict=True)
-            if request.created_at is not None and code == _ACCEPTED
-        ]
-        if backdated:
+        backdated: dict[str, list[tuple[Any, ...]]] = {}
+        for request, code in zip(requests, codes, strict=True):
+            if request.created_at is not None and code == _ACCEPTED:
+                backdated.setdefault(request.tenant, []).append(
+                    (
+                        request.created_at,
+                        request.aggregate_name,
+                        request.aggregate_id,
+                        request.tenant,
+                    )
+                )
+        for tenant, rows in backdated.items():
+            await conn.execute(_SET_TENANT_LOCAL, (tenant,))
             async with conn.cursor() as cursor:
-                await cursor.executemany(_BACKDATE, backdated)
+                await cursor.executemany(_BACKDATE, rows)
 
     # Idempotent commands (see eventsignal.stores.idempotency): a keyed request joins the group
     # commit like any other; its batch then runs in an explicit transaction that also records
@@ -658,73 +802,123 @@ class PostgresStore(
     async def _lifecycle_announce(self, tx: SQLTransaction, position: int) -> None:
         await tx.execute("SELECT pg_notify(%s, %s)", (self._channel, str(position)))
 
+    # Tenants
+
+    def for_tenant(self, tenant: str | None) -> TenantStore:
+        """This store as one tenant sees it (``None``: every tenant, read-only)."""
+        return tenant_store(self, tenant)
+
+    async def tenants(self) -> Sequence[str]:
+        """The tenants holding at least one stream, sorted (``""`` is the default one)."""
+        async with self._connection("listing tenants", tenant=EVERY_TENANT) as conn:
+            rows = await (await conn.execute(for_dialect(TENANTS, "postgres"))).fetchall()
+        return [row[0] for row in rows]
+
     # Reading
 
-    async def exists(self, aggregate_name: str, aggregate_id: str) -> bool:
-        async with self._connection("reading") as conn:
-            cursor = await conn.execute(
-                "SELECT 1 FROM eventsignal_aggregates"
-                " WHERE aggregate_name = %s AND aggregate_id = %s",
-                (aggregate_name, aggregate_id),
-            )
+    async def exists(
+        self, aggregate_name: str, aggregate_id: str, *, tenant: str = DEFAULT_TENANT
+    ) -> bool:
+        statement: str = _EXISTS
+        params: tuple[Any, ...] = (aggregate_name, aggregate_id)
+        if tenant:
+            statement, params = _of_tenant(_EXISTS), (*params, tenant)
+        async with self._connection("reading", tenant=tenant) as conn:
+            cursor = await conn.execute(statement, params)
             return await cursor.fetchone() is not None
 
     async def read_aggregate(
-        self, aggregate_name: str, aggregate_id: str, after_version: int = 0
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        after_version: int = 0,
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> Sequence[StoredEvent]:
-        rows = _AggregateRows(aggregate_name, aggregate_id)
-        async with self._connection("reading an aggregate") as conn:
+        rows = _AggregateRows(aggregate_name, aggregate_id, tenant)
+        statement: str = _READ_AGGREGATE
+        params: tuple[Any, ...] = (aggregate_name, aggregate_id, after_version)
+        if tenant:
+            statement, params = _of_tenant(_READ_AGGREGATE), (*params, tenant)
+        async with self._connection("reading an aggregate", tenant=tenant) as conn:
             cursor = conn.cursor(binary=True, row_factory=rows.maker)
-            await cursor.execute(_READ_AGGREGATE, (aggregate_name, aggregate_id, after_version))
+            await cursor.execute(statement, params)
             return await cursor.fetchall()
 
     async def read_aggregate_page(
-        self, aggregate_name: str, aggregate_id: str, after_version: int, limit: int
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        after_version: int,
+        limit: int,
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> Sequence[StoredEvent]:
-        rows = _AggregateRows(aggregate_name, aggregate_id)
-        params = (aggregate_name, aggregate_id, after_version, limit)
-        async with self._connection("reading an aggregate") as conn:
+        rows = _AggregateRows(aggregate_name, aggregate_id, tenant)
+        statement: str = _READ_AGGREGATE_PAGE
+        params: tuple[Any, ...] = (aggregate_name, aggregate_id, after_version, limit)
+        if tenant:
+            statement = _of_tenant(_READ_AGGREGATE_PAGE)
+            params = (aggregate_name, aggregate_id, after_version, tenant, limit)
+        async with self._connection("reading an aggregate", tenant=tenant) as conn:
             cursor = conn.cursor(binary=True, row_factory=rows.maker)
-            await cursor.execute(_READ_AGGREGATE_PAGE, params)
+            await cursor.execute(statement, params)
             return await cursor.fetchall()
 
-    async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
-        async with self._connection("reading all events") as conn:
-            cursor = conn.cursor(binary=True, row_factory=_any_rows)
-            await cursor.execute(_READ_ALL, (after_position, limit))
+    async def read_all(
+        self, after_position: int = 0, limit: int = 1000, *, tenant: str | None = DEFAULT_TENANT
+    ) -> Sequence[StoredEvent]:
+        statement: str = _READ_ALL
+        params: tuple[Any, ...] = (after_position, limit)
+        rows: Callable[[object], Callable[[Sequence[Any]], StoredEvent]] = _any_rows
+        if tenant is None:
+            statement, rows, tenant = _READ_EVERY, _every_tenants_rows, EVERY_TENANT
+        elif tenant:
+            statement, params = _READ_ALL_OF, (tenant, after_position, limit)
+            rows = _TenantRows(tenant).maker
+        async with self._connection("reading all events", tenant=tenant) as conn:
+            cursor = conn.cursor(binary=True, row_factory=rows)
+            await cursor.execute(statement, params)
             return await cursor.fetchall()
 
-    async def head_position(self) -> int:
-        async with self._connection("reading the head position") as conn:
-            row = await (await conn.execute(HEAD_POSITION)).fetchone()
+    async def head_position(self, *, tenant: str | None = DEFAULT_TENANT) -> int:
+        """The position of the last event of ``tenant`` (``None``: of the whole log)."""
+        statement: str = HEAD_POSITION  # a function that reads every tenant's events
+        params: tuple[str, ...] = ()
+        if tenant is not None:
+            statement = _HEAD
+            if tenant:
+                statement, params = _of_tenant(_HEAD), (tenant,)
+        async with self._connection("reading the head position", tenant=tenant) as conn:
+            row = await (await conn.execute(statement, params)).fetchone()
         return int(row[0]) if row else 0
 
-    async def aggregates(self, aggregate_name: str | None = None) -> Sequence[AggregateInfo]:
-        query = (
-            "SELECT aggregate_name, aggregate_id, version, created_at FROM eventsignal_aggregates"
-        )
-        params: tuple[str, ...] = ()
-        # Archived and deleted aggregates (a negative marker for a version) are not listed.
-        query += " WHERE version >= 0"
-        if aggregate_name is not None:
-            query += " AND aggregate_name = %s"
-            params = (aggregate_name,)
-        async with self._connection("listing aggregates") as conn:
-            rows = await (
-                await conn.execute(query + " ORDER BY created_at, aggregate_id", params)
-            ).fetchall()
+    async def _log_head(self) -> int:
+        return await self.head_position(tenant=None)
+
+    async def aggregates(
+        self, aggregate_name: str | None = None, *, tenant: str | None = DEFAULT_TENANT
+    ) -> Sequence[AggregateInfo]:
+        statement, params = listing(aggregate_name, tenant)
+        setting = EVERY_TENANT if tenant is None else tenant
+        async with self._connection("listing aggregates", tenant=setting) as conn:
+            rows = await (await conn.execute(for_dialect(statement, "postgres"), params)).fetchall()
         return [
             AggregateInfo(
-                aggregate_name=name, aggregate_id=id_, version=version, created_at=created
+                aggregate_name=name,
+                aggregate_id=id_,
+                version=version,
+                created_at=created,
+                tenant=owner,
             )
-            for name, id_, version, created in rows
+            for name, id_, version, created, owner in rows
         ]
 
     async def wait_for_events(self, after_position: int) -> None:
         watch = self._watch
         if watch is None:
             raise _not_open()
-        await watch.wait(after_position, self.head_position)
+        await watch.wait(after_position, self._log_head)
 
     def __repr__(self) -> str:
         schema = f" schema={self.schema!r}" if self.schema else ""
@@ -823,16 +1017,18 @@ def _unavailable(
 
 
 class _AggregateRows:
-    """Builds one aggregate's events straight from the loaded columns, with its name and id."""
+    """Builds one aggregate's events straight from the loaded columns, with its name, id and
+    tenant."""
 
-    __slots__ = ("aggregate_id", "aggregate_name")
+    __slots__ = ("aggregate_id", "aggregate_name", "tenant")
 
-    def __init__(self, aggregate_name: str, aggregate_id: str) -> None:
+    def __init__(self, aggregate_name: str, aggregate_id: str, tenant: str) -> None:
         self.aggregate_name = aggregate_name
         self.aggregate_id = aggregate_id
+        self.tenant = tenant
 
     def maker(self, cursor: object) -> Callable[[Sequence[Any]], StoredEvent]:
-        aggregate_name, aggregate_id = self.aggregate_name, self.aggregate_id
+        aggregate_name, aggregate_id, tenant = self.aggregate_name, self.aggregate_id, self.tenant
 
         def make(values: Sequence[Any]) -> StoredEvent:
             position, event_id, version, name, timestamp, data, text = values
@@ -847,6 +1043,7 @@ class _AggregateRows:
                     data=data,
                     metadata={},
                     position=position,
+                    tenant=tenant,
                 )
             return _event(
                 position,
@@ -858,7 +1055,25 @@ class _AggregateRows:
                 timestamp,
                 data,
                 text,
+                tenant=tenant,
             )
+
+        return make
+
+
+class _TenantRows:
+    """Builds events of the log of one tenant other than the default one."""
+
+    __slots__ = ("tenant",)
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+
+    def maker(self, cursor: object) -> Callable[[Sequence[Any]], StoredEvent]:
+        tenant = self.tenant
+
+        def make(values: Sequence[Any]) -> StoredEvent:
+            return _event(*values, tenant=tenant)
 
         return make
 
@@ -871,6 +1086,15 @@ def _stored_event(values: Sequence[Any]) -> StoredEvent:
     return _event(*values)
 
 
+def _every_tenants_rows(cursor: object) -> Callable[[Sequence[Any]], StoredEvent]:
+    return _owned_event
+
+
+def _owned_event(values: Sequence[Any]) -> StoredEvent:
+    """A row that ends with its tenant."""
+    return _event(*values[:-1], tenant=values[-1])
+
+
 def _event(
     position: int,
     event_id: Any,
@@ -881,6 +1105,8 @@ def _event(
     timestamp: Any,
     data: bytes,
     text: str | None,
+    *,
+    tenant: str = DEFAULT_TENANT,
 ) -> StoredEvent:
     """A row as a :class:`StoredEvent`; metadata that cannot be read flags the row."""
     metadata, defect = ({}, None) if text is None else read_metadata(text)
@@ -895,13 +1121,14 @@ def _event(
         metadata=metadata,
         position=position,
         defect=defect,
+        tenant=tenant,
     )
 
 
 def _refused(request: AppendRequest, code: int) -> Exception:
     """The error of a request ``eventsignal_append`` did not accept, from its outcome code."""
     name, aggregate_id = request.aggregate_name, request.aggregate_id
-    if code == _EXISTS:
+    if code == _TAKEN:
         return AggregateExists(name, aggregate_id)
     if code == _NOT_FOUND:
         return AggregateNotFound(name, aggregate_id)
@@ -920,6 +1147,12 @@ def _refusal(request: AppendRequest, exc: psycopg.Error) -> Exception:
     if constraint == _KEY_CONSTRAINT and request.key is not None:
         return CommandKeyTaken(request.aggregate_name, request.aggregate_id, request.key.key)
     return exc
+
+
+@functools.cache
+def _of_tenant(statement: str) -> str:
+    """The statement for a tenant other than the default one: its name is a parameter."""
+    return statement.replace("tenant = ''", "tenant = %s")
 
 
 def _key_arrays(requests: Sequence[AppendRequest]) -> tuple[list[Any], ...]:

@@ -9,6 +9,7 @@ Each caller still gets its own result, so one conflicting aggregate fails only i
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
@@ -18,6 +19,7 @@ from eventsignal.domain.errors import ConfigurationError
 from eventsignal.domain.identity import validate_id, validate_name
 from eventsignal.stores.base import StoredEvent, check_versions
 from eventsignal.stores.idempotency import CommandKey, KeyRetention, check_key
+from eventsignal.stores.tenancy import validate_tenant
 
 
 class AppendRequest(msgspec.Struct, frozen=True):
@@ -27,7 +29,8 @@ class AppendRequest(msgspec.Struct, frozen=True):
     events, if any, in one step: it fails with :class:`~eventsignal.AggregateExists` if the id
     is taken, and then stores nothing. ``created_at`` backdates that record (else: now).
     With ``key`` the request records that idempotency key with its events, and drops the
-    aggregate's keys that ``retention`` no longer keeps.
+    aggregate's keys that ``retention`` no longer keeps. ``tenant`` names the tenant whose
+    aggregate it is (``""``: the default one); one batch may mix tenants.
     """
 
     aggregate_name: str
@@ -38,6 +41,7 @@ class AppendRequest(msgspec.Struct, frozen=True):
     created_at: datetime | None = None
     key: CommandKey | None = None
     retention: KeyRetention | None = None
+    tenant: str = ""
 
     def keyed(self, key: CommandKey | None, retention: KeyRetention) -> AppendRequest:
         """This request, recording ``key`` (checked) with its events."""
@@ -53,12 +57,23 @@ class AppendRequest(msgspec.Struct, frozen=True):
         aggregate_id: str,
         events: Sequence[StoredEvent],
         created_at: datetime | None = None,
+        tenant: str = "",
     ) -> AppendRequest:
         """A checked request to record a new aggregate with its first events, if any."""
         validate_name(aggregate_name)
         validate_id(aggregate_id)
+        if tenant:
+            _checked_tenant(tenant)
         check_versions(aggregate_name, aggregate_id, 0, events)
-        return cls(aggregate_name, aggregate_id, 0, events, create=True, created_at=created_at)
+        return cls(
+            aggregate_name,
+            aggregate_id,
+            0,
+            events,
+            create=True,
+            created_at=created_at,
+            tenant=tenant,
+        )
 
     @classmethod
     def checked(
@@ -67,10 +82,24 @@ class AppendRequest(msgspec.Struct, frozen=True):
         aggregate_id: str,
         expected_version: int,
         events: Sequence[StoredEvent],
+        tenant: str = "",
     ) -> AppendRequest:
         """A request whose events follow ``expected_version`` one by one, or ``ValueError``."""
+        if tenant:
+            _checked_tenant(tenant)
         check_versions(aggregate_name, aggregate_id, expected_version, events)
-        return cls(aggregate_name, aggregate_id, expected_version, events)
+        return cls(aggregate_name, aggregate_id, expected_version, events, tenant=tenant)
+
+
+# Every append of a tenant names it again, and a process serves few: each name is checked once.
+_valid_tenant = functools.lru_cache(maxsize=4096)(validate_tenant)
+
+
+def _checked_tenant(tenant: object) -> None:
+    """Refuse what cannot name a tenant (checked before the cache, which hashes it)."""
+    if type(tenant) is not str:
+        validate_tenant(tenant)
+    _valid_tenant(tenant)
 
 
 AppendOutcome = Sequence[int] | BaseException

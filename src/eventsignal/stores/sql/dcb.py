@@ -9,6 +9,8 @@ A query becomes ``e.position IN (<positions of item 1> UNION <positions of item 
 item starts from the index rows of one tag (or of its types) after the position asked for, and
 filters them by its other tags and types, so a condition check touches only the events of its
 boundary, never the whole log.
+
+DCB reads and writes the default tenant's log alone (see :mod:`eventsignal.stores.tenancy`).
 """
 
 from __future__ import annotations
@@ -23,18 +25,23 @@ COMPONENT = "dcb"
 
 Param = Callable[[Any], str]  # records a value, returns its placeholder
 
+# The default tenant's rows of ``e``, as a condition no index serves: a database planner then
+# starts from the tags' and types' indexes, as before tenants, never from every event of the
+# default tenant after a position (its index, (tenant, position), would offer that).
+_OWN = "(e.tenant = '') IS TRUE"
+
 
 def selection(query: Query, after: int | None, param: Param) -> str:
-    """A condition on ``e`` (an ``eventsignal_events`` row) selecting what ``query`` does,
-    after position ``after``."""
+    """A condition on ``e`` (an ``eventsignal_events`` row of the default tenant) selecting what
+    ``query`` does, after position ``after``."""
     position = after or 0
 
     def since() -> str:  # each placeholder is its own parameter
         return param(position)
 
+    head = f"{_OWN} AND e.position > {since()}"
     if query.everything:
-        return f"e.position > {since()}"
-    head = f"e.position > {since()}"
+        return head
     items = " UNION ".join(_item(item, since, param) for item in query.items)
     return f"{head} AND e.position IN ({items})"
 
@@ -68,8 +75,8 @@ def _tag_positions(tag: str, since: Callable[[], str], param: Param) -> str:
         name, aggregate_id = aggregate
         found += (
             " UNION ALL SELECT position FROM eventsignal_events"
-            f" WHERE aggregate_name = {param(name)} AND aggregate_id = {param(aggregate_id)}"
-            f" AND position > {since()}"
+            f" WHERE tenant = '' AND aggregate_name = {param(name)}"
+            f" AND aggregate_id = {param(aggregate_id)} AND position > {since()}"
         )
     return found
 

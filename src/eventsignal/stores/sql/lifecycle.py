@@ -87,14 +87,17 @@ MIGRATIONS: dict[Dialect, list[list[str]]] = {
 }
 
 _WHERE = "WHERE aggregate_name = ? AND aggregate_id = ?"
-_AGGREGATE_VERSION = f"SELECT version FROM eventsignal_aggregates {_WHERE}"
+# Streams of tenants other than the default one have no lifecycle yet: the tables that hold every
+# tenant's rows are read and changed for the default tenant's alone.
+_OWN = f"{_WHERE} AND tenant = ''"
+_AGGREGATE_VERSION = f"SELECT version FROM eventsignal_aggregates {_OWN}"
 _TOMBSTONE = (
     "SELECT state, version, first_version, location, changed_at FROM eventsignal_tombstones "
     + _WHERE
 )
-_LIVE = f"SELECT count(*), min(version) FROM eventsignal_events {_WHERE} AND version > 0"
+_LIVE = f"SELECT count(*), min(version) FROM eventsignal_events {_OWN} AND version > 0"
 _ARCHIVED = f"SELECT count(*), min(version) FROM {ARCHIVE_TABLE} {_WHERE}"
-_SET_VERSION = f"UPDATE eventsignal_aggregates SET version = ? {_WHERE}"
+_SET_VERSION = f"UPDATE eventsignal_aggregates SET version = ? {_OWN}"
 _MARK = """INSERT INTO eventsignal_tombstones
     (aggregate_name, aggregate_id, state, version, first_version, location, changed_at)
     VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -105,13 +108,13 @@ _MARK = """INSERT INTO eventsignal_tombstones
 _UNMARK = f"DELETE FROM eventsignal_tombstones {_WHERE}"
 _TO_ARCHIVE = (
     f"INSERT INTO {ARCHIVE_TABLE} ({_COLUMNS}) SELECT {_COLUMNS} FROM eventsignal_events "
-    f"{_WHERE} AND version > 0"
+    f"{_OWN} AND version > 0"
 )
-_DROP_LIVE = f"DELETE FROM eventsignal_events {_WHERE} AND version > 0"
+_DROP_LIVE = f"DELETE FROM eventsignal_events {_OWN} AND version > 0"
 _DROP_ARCHIVED = f"DELETE FROM {ARCHIVE_TABLE} {_WHERE}"
-_DROP_BEFORE = f"DELETE FROM eventsignal_events {_WHERE} AND version > 0 AND version < ?"
-_DROP_SNAPSHOT = f"DELETE FROM eventsignal_snapshots {_WHERE}"
-_SNAPSHOT_VERSION = f"SELECT version FROM eventsignal_snapshots {_WHERE}"
+_DROP_BEFORE = f"DELETE FROM eventsignal_events {_OWN} AND version > 0 AND version < ?"
+_DROP_SNAPSHOT = f"DELETE FROM eventsignal_snapshots {_OWN}"
+_SNAPSHOT_VERSION = f"SELECT version FROM eventsignal_snapshots {_OWN}"
 
 
 def _restore_statement(dialect: Dialect) -> str:

@@ -21,8 +21,11 @@ from eventsignal.stores.sql.contract import Dialect, SQLTransaction, for_dialect
 # starts with UPDATE, not WITH, is one whose changed rows sqlite3 counts.)
 _REWRITE = (
     "UPDATE {table} SET data = changes.column3 FROM (VALUES {rows}) AS changes "
-    "WHERE {table}.position = changes.column1 AND {table}.data = changes.column2"
+    "WHERE {table}.position = changes.column1 AND {table}.data = changes.column2{own}"
 )
+# Rewrites reach the default tenant's events alone, as the reads that find them do (other
+# tenants' events are not rewritten yet); cold storage holds the default tenant's only.
+_OWN = {"eventsignal_events": " AND (eventsignal_events.tenant = '') IS TRUE", ARCHIVE_TABLE: ""}
 # PostgreSQL types the VALUES list from its parameters: say what they are.
 _ROW = {"sqlite": "(?, ?, ?)", "postgres": "(?::bigint, ?::bytea, ?::bytea)"}
 _CHUNK = 250  # rows per statement, well under either database's limit on parameters
@@ -56,7 +59,9 @@ class SQLPayloadRewrite:
             for start in range(0, len(ordered), _CHUNK):
                 chunk = ordered[start : start + _CHUNK]
                 rows = ", ".join([_ROW[self.dialect]] * len(chunk))
-                statement = for_dialect(_REWRITE.format(rows=rows, table=table), self.dialect)
+                statement = for_dialect(
+                    _REWRITE.format(rows=rows, table=table, own=_OWN[table]), self.dialect
+                )
                 params = [p for c in chunk for p in (c.position, c.old, c.new)]
                 done += await tx.execute(statement, params)
         return done

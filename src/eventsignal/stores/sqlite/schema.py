@@ -2,21 +2,87 @@
 
 Each component (``"events"`` here; subscriptions, snapshots and read models bring their own) keeps
 its version in ``eventsignal_schema``. A migration is a list of statements taking a component from
-version ``i`` to ``i + 1``. Applying runs under ``BEGIN IMMEDIATE``, so two processes migrating at
-once serialize on SQLite's write lock and the second finds nothing left to do.
+version ``i`` to ``i + 1``; a step may also be a function of the connection, for work SQL alone
+cannot say (rebuilding a table while keeping the indexes other components made on it). Applying
+runs under ``BEGIN IMMEDIATE``, so two processes migrating at once serialize on SQLite's write
+lock and the second finds nothing left to do.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from eventsignal.domain.errors import StoreNotMigrated
 
 EVENTS = "events"
 
+# A migration step: a statement, or a function of the connection.
+Step = str | Callable[[sqlite3.Connection], object]
+
+_AGGREGATES_V2 = """
+    CREATE TABLE eventsignal_aggregates_rebuilt (
+        aggregate_name TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        tenant TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (tenant, aggregate_name, aggregate_id)
+    ) WITHOUT ROWID
+"""
+_EVENTS_V2 = """
+    CREATE TABLE eventsignal_events_rebuilt (
+        position INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id BLOB NOT NULL UNIQUE,
+        aggregate_name TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        timestamp INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        tenant TEXT NOT NULL DEFAULT '',
+        UNIQUE (tenant, aggregate_name, aggregate_id, version)
+    )
+"""
+
+
+def rebuild_table(connection: sqlite3.Connection, table: str, create: str) -> None:
+    """Replace ``table`` by the one ``create`` makes as ``<table>_rebuilt``, rows, positions and
+    the indexes other components made on it included.
+
+    SQLite cannot change a table's keys in place: the rows move to a new table, which then takes
+    the old one's name. ``AUTOINCREMENT`` remembers the highest position ever given, even of rows
+    deleted since; that memory moves along, so no position is ever given twice.
+    """
+    rebuilt = f"{table}_rebuilt"
+    indexes = [
+        row[0]
+        for row in connection.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+            "AND sql IS NOT NULL",
+            (table,),
+        )
+    ]
+    connection.execute(create)
+    columns = ", ".join(
+        row[1] for row in connection.execute(f"PRAGMA table_info({table})").fetchall()
+    )
+    connection.execute(f"INSERT INTO {rebuilt} ({columns}) SELECT {columns} FROM {table}")
+    has_sequence = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'"
+    ).fetchone()
+    if has_sequence:
+        connection.execute("DELETE FROM sqlite_sequence WHERE name = ?", (rebuilt,))
+        connection.execute("UPDATE sqlite_sequence SET name = ? WHERE name = ?", (rebuilt, table))
+    connection.execute(f"DROP TABLE {table}")
+    connection.execute(f"ALTER TABLE {rebuilt} RENAME TO {table}")
+    for index in indexes:
+        connection.execute(index)
+
+
 # Times are integers: microseconds since the Unix epoch, UTC. Exact, compact and ordered.
-EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+EVENTS_MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     (
         """
         CREATE TABLE eventsignal_aggregates (
@@ -42,6 +108,15 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # Version 2: tenants. A tenant beside every stream and event, first in their keys; ``""`` is
+    # the default tenant, all the rows written before. Each tenant's log, and its head, is read
+    # through the index (tenant, position), the default tenant's too: however few of the events
+    # are its own, reading them never scans the others'.
+    (
+        lambda connection: rebuild_table(connection, "eventsignal_aggregates", _AGGREGATES_V2),
+        lambda connection: rebuild_table(connection, "eventsignal_events", _EVENTS_V2),
+        "CREATE INDEX eventsignal_events_of_tenant ON eventsignal_events (tenant, position)",
+    ),
 )
 
 _CREATE_SCHEMA_TABLE = """
@@ -66,7 +141,7 @@ def schema_version(connection: sqlite3.Connection, component: str) -> int:
 
 
 def apply_migrations(
-    connection: sqlite3.Connection, component: str, migrations: Sequence[Sequence[str]]
+    connection: sqlite3.Connection, component: str, migrations: Sequence[Sequence[Step]]
 ) -> int:
     """Bring ``component`` up to ``len(migrations)`` in one transaction; return the old version.
 
@@ -83,7 +158,7 @@ def apply_migrations(
 
 
 def migrate_in_transaction(
-    connection: sqlite3.Connection, component: str, migrations: Sequence[Sequence[str]]
+    connection: sqlite3.Connection, component: str, migrations: Sequence[Sequence[Step]]
 ) -> int:
     """:func:`apply_migrations` inside the write transaction ``connection`` holds already (which
     serializes it with every other writer); return the old version."""
@@ -99,7 +174,10 @@ def migrate_in_transaction(
         )
     for statements in migrations[current:]:
         for statement in statements:
-            connection.execute(statement)
+            if isinstance(statement, str):
+                connection.execute(statement)
+            else:
+                statement(connection)
     if current < len(migrations):
         connection.execute(
             "INSERT INTO eventsignal_schema (component, version) VALUES (?, ?) "

@@ -22,16 +22,19 @@ the write transaction: a transaction that commits later always holds higher posi
 one committed before it. So :meth:`SQLiteStore.read_all` never skips an event.
 
 Concurrency control is the database's: an append advances ``eventsignal_aggregates.version`` only
-where it still equals the expected version, and ``UNIQUE(aggregate_name, aggregate_id, version)``
-backs that up. Two stores, or two processes, on one file therefore cannot both win a version.
+where it still equals the expected version, and ``UNIQUE(tenant, aggregate_name, aggregate_id,
+version)`` backs that up. Two stores, or two processes, on one file therefore cannot both win a
+version.
 
 Followers in this process are woken after every commit, across all stores on the same file;
 commits from other processes are noticed within about 40 ms by a watcher that polls the file only
 while someone waits (:mod:`eventsignal.stores.sqlite_followers`).
 
 Storage. Times are integers (microseconds since the Unix epoch, UTC), so they round-trip exactly
-and sort; event ids are their 16 bytes; metadata is a JSON object. The tables come from versioned
-migrations (:mod:`eventsignal.stores.sqlite.schema`), never from ``open()`` unless asked.
+and sort; event ids are their 16 bytes; metadata is a JSON object; each stream and event holds its
+tenant (``''``: the default one; see :mod:`eventsignal.stores.tenancy`). The tables come from
+versioned migrations (:mod:`eventsignal.stores.sqlite.schema`), never from ``open()`` unless
+asked.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -86,15 +89,18 @@ from eventsignal.stores.sql.lifecycle import SQLStreamLifecycle
 from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
+from eventsignal.stores.sql.tenants import TENANTS, listing
 from eventsignal.stores.sqlite.dcb import DcbWrite, SQLiteDcb
 from eventsignal.stores.sqlite.followers import followers_of
 from eventsignal.stores.sqlite.schema import (
     EVENTS,
     EVENTS_MIGRATIONS,
+    Step,
     apply_migrations,
     migrate_in_transaction,
     schema_version,
 )
+from eventsignal.stores.tenancy import DEFAULT_TENANT, TenantStore, tenant_store
 
 T = TypeVar("T")
 
@@ -107,18 +113,38 @@ _MICROSECOND = timedelta(microseconds=1)
 _EVENT_COLUMNS = (
     "position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data, metadata"
 )
+# The default tenant's statements name it as a constant and leave its column to its default,
+# so they take the parameters they always took; another tenant's take it as the last parameter
+# (see _of_tenant).
 _READ_AGGREGATE = (
     f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events "
-    "WHERE aggregate_name = ? AND aggregate_id = ? AND version > ? ORDER BY version"
+    "WHERE aggregate_name = ? AND aggregate_id = ? AND version > ? AND tenant = '' "
+    "ORDER BY version"
 )
 _READ_ALL = (
-    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE position > ? ORDER BY position LIMIT ?"
+    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE tenant = '' AND position > ? "
+    "ORDER BY position LIMIT ?"
+)
+_READ_ALL_OF = (
+    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE tenant = ? AND position > ? "
+    "ORDER BY position LIMIT ?"
+)
+_READ_EVERY = (
+    f"SELECT {_EVENT_COLUMNS}, tenant FROM eventsignal_events WHERE position > ? "
+    "ORDER BY position LIMIT ?"
 )
 _READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT ?"
 _HEAD = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
-_EXISTS = "SELECT 1 FROM eventsignal_aggregates WHERE aggregate_name = ? AND aggregate_id = ?"
+_DEFAULT_HEAD = (
+    "SELECT position FROM eventsignal_events WHERE tenant = '' ORDER BY position DESC LIMIT 1"
+)
+_EXISTS = (
+    "SELECT 1 FROM eventsignal_aggregates "
+    "WHERE aggregate_name = ? AND aggregate_id = ? AND tenant = ''"
+)
 _VERSION = (
-    "SELECT version FROM eventsignal_aggregates WHERE aggregate_name = ? AND aggregate_id = ?"
+    "SELECT version FROM eventsignal_aggregates "
+    "WHERE aggregate_name = ? AND aggregate_id = ? AND tenant = ''"
 )
 _CREATE = (
     "INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version, created_at) "
@@ -126,21 +152,37 @@ _CREATE = (
 )
 _ADVANCE = (
     "UPDATE eventsignal_aggregates SET version = ? "
-    "WHERE aggregate_name = ? AND aggregate_id = ? AND version = ?"
+    "WHERE aggregate_name = ? AND aggregate_id = ? AND version = ? AND tenant = ''"
 )
 _INSERT = (
     "INSERT INTO eventsignal_events (position, event_id, aggregate_name, aggregate_id, version, "
     "name, timestamp, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _LAST_POSITION = "SELECT seq FROM sqlite_sequence WHERE name = 'eventsignal_events'"
-_AGGREGATES = "SELECT aggregate_name, aggregate_id, version, created_at FROM eventsignal_aggregates"
-# Archived and deleted aggregates (a negative marker for a version) are not listed.
-_ALL_AGGREGATES = (
-    f"{_AGGREGATES} WHERE version >= 0 ORDER BY created_at, aggregate_name, aggregate_id"
-)
-_AGGREGATES_NAMED = (
-    f"{_AGGREGATES} WHERE version >= 0 AND aggregate_name = ? ORDER BY created_at, aggregate_id"
-)
+
+
+def _of_tenant(statement: str) -> str:
+    """The statement for a tenant other than the default one: its name is the last parameter."""
+    if "tenant = ''" in statement:
+        return statement.replace("tenant = ''", "tenant = ?")
+    return statement.replace(") VALUES (?", ", tenant) VALUES (?, ?", 1)
+
+
+class _Writes(NamedTuple):
+    """The statements of an append, for the default tenant or for another one."""
+
+    create: str
+    advance: str
+    version: str
+    insert: str
+
+
+_DEFAULT_WRITES = _Writes(_CREATE, _ADVANCE, _VERSION, _INSERT)
+_TENANT_WRITES = _Writes(*map(_of_tenant, _DEFAULT_WRITES))
+_EXISTS_OF = _of_tenant(_EXISTS)
+_HEAD_OF = _of_tenant(_DEFAULT_HEAD)
+_READ_AGGREGATE_OF = _of_tenant(_READ_AGGREGATE)
+_READ_AGGREGATE_PAGE_OF = _of_tenant(_READ_AGGREGATE_PAGE)
 
 # Errors that concern one append request only; anything else fails the whole batch.
 _REQUEST_ERRORS = (
@@ -420,8 +462,9 @@ class SQLiteStore(
         events: Sequence[StoredEvent] = (),
         *,
         created_at: datetime | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> Sequence[int]:
-        request = AppendRequest.creation(aggregate_name, aggregate_id, events, created_at)
+        request = AppendRequest.creation(aggregate_name, aggregate_id, events, created_at, tenant)
         writer = self._writer
         if writer is None:
             raise self._not_open()
@@ -434,8 +477,12 @@ class SQLiteStore(
         aggregate_id: str,
         expected_version: int,
         events: Sequence[StoredEvent],
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> Sequence[int]:
-        request = AppendRequest.checked(aggregate_name, aggregate_id, expected_version, events)
+        request = AppendRequest.checked(
+            aggregate_name, aggregate_id, expected_version, events, tenant
+        )
         writer = self._writer
         if writer is None:
             raise self._not_open()
@@ -625,7 +672,7 @@ class SQLiteStore(
         """Create or upgrade the store's own tables (component ``"events"``)."""
         await self.migrate_component(EVENTS, EVENTS_MIGRATIONS)
 
-    async def migrate_component(self, component: str, migrations: Sequence[Sequence[str]]) -> None:
+    async def migrate_component(self, component: str, migrations: Sequence[Sequence[Step]]) -> None:
         """Apply the ``migrations`` of one schema component not applied yet, in order."""
         if self._writer is None:
             await asyncio.to_thread(self._migrate_detached, component, migrations)
@@ -636,7 +683,7 @@ class SQLiteStore(
             ) < len(migrations):
                 self._transactions += 1
 
-    def _migrate_detached(self, component: str, migrations: Sequence[Sequence[str]]) -> None:
+    def _migrate_detached(self, component: str, migrations: Sequence[Sequence[Step]]) -> None:
         connection = self._connect(check_same_thread=True)
         try:
             connection.execute("PRAGMA journal_mode = WAL")
@@ -645,44 +692,98 @@ class SQLiteStore(
         finally:
             connection.close()
 
+    # Tenants
+
+    def for_tenant(self, tenant: str | None) -> TenantStore:
+        """This store as one tenant sees it (``None``: every tenant, read-only)."""
+        return tenant_store(self, tenant)
+
+    async def tenants(self) -> Sequence[str]:
+        """The tenants holding at least one stream, sorted (``""`` is the default one)."""
+        return [row[0] for row in await self._read(partial(_fetchall, TENANTS, ()))]
+
     # Reads
 
-    async def exists(self, aggregate_name: str, aggregate_id: str) -> bool:
-        rows = await self._read(partial(_fetchall, _EXISTS, (aggregate_name, aggregate_id)))
-        return bool(rows)
+    async def exists(
+        self, aggregate_name: str, aggregate_id: str, *, tenant: str = DEFAULT_TENANT
+    ) -> bool:
+        if tenant:
+            query = partial(_fetchall, _EXISTS_OF, (aggregate_name, aggregate_id, tenant))
+        else:
+            query = partial(_fetchall, _EXISTS, (aggregate_name, aggregate_id))
+        return bool(await self._read(query))
 
     async def read_aggregate(
-        self, aggregate_name: str, aggregate_id: str, after_version: int = 0
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        after_version: int = 0,
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> Sequence[StoredEvent]:
+        if tenant:
+            params_of = (aggregate_name, aggregate_id, after_version, tenant)
+            return await self._read(
+                partial(_read_events, _READ_AGGREGATE_OF, params_of, tenant=tenant)
+            )
         params = (aggregate_name, aggregate_id, after_version)
         return await self._read(partial(_read_events, _READ_AGGREGATE, params))
 
     async def read_aggregate_page(
-        self, aggregate_name: str, aggregate_id: str, after_version: int, limit: int
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        after_version: int,
+        limit: int,
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> Sequence[StoredEvent]:
+        if tenant:
+            params_of = (aggregate_name, aggregate_id, after_version, tenant, limit)
+            return await self._read(
+                partial(_read_events, _READ_AGGREGATE_PAGE_OF, params_of, tenant=tenant)
+            )
         params = (aggregate_name, aggregate_id, after_version, limit)
         return await self._read(partial(_read_events, _READ_AGGREGATE_PAGE, params))
 
-    async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
-        return await self._read(partial(_read_events, _READ_ALL, (after_position, limit)))
-
-    async def head_position(self) -> int:
-        rows = await self._read(partial(_fetchall, _HEAD, ()))
-        return int(rows[0][0])
-
-    async def aggregates(self, aggregate_name: str | None = None) -> Sequence[AggregateInfo]:
-        if aggregate_name is None:
-            query = partial(_fetchall, _ALL_AGGREGATES, ())
+    async def read_all(
+        self, after_position: int = 0, limit: int = 1000, *, tenant: str | None = DEFAULT_TENANT
+    ) -> Sequence[StoredEvent]:
+        if tenant == DEFAULT_TENANT:
+            return await self._read(partial(_read_events, _READ_ALL, (after_position, limit)))
+        if tenant is None:
+            query = partial(_read_events, _READ_EVERY, (after_position, limit), tenant=None)
         else:
-            query = partial(_fetchall, _AGGREGATES_NAMED, (aggregate_name,))
+            query = partial(
+                _read_events, _READ_ALL_OF, (tenant, after_position, limit), tenant=tenant
+            )
+        return await self._read(query)
+
+    async def head_position(self, *, tenant: str | None = DEFAULT_TENANT) -> int:
+        """The position of the last event of ``tenant`` (``None``: of the whole log)."""
+        if tenant is None:
+            rows = await self._read(partial(_fetchall, _HEAD, ()))
+        elif tenant:
+            rows = await self._read(partial(_fetchall, _HEAD_OF, (tenant,)))
+        else:
+            rows = await self._read(partial(_fetchall, _DEFAULT_HEAD, ()))
+        return int(rows[0][0]) if rows else 0
+
+    async def aggregates(
+        self, aggregate_name: str | None = None, *, tenant: str | None = DEFAULT_TENANT
+    ) -> Sequence[AggregateInfo]:
+        statement, params = listing(aggregate_name, tenant)
         return [
             AggregateInfo(
                 aggregate_name=name,
                 aggregate_id=aggregate_id,
                 version=version,
                 created_at=_EPOCH + timedelta(microseconds=created_at),
+                tenant=owner,
             )
-            for name, aggregate_id, version, created_at in await self._read(query)
+            for name, aggregate_id, version, created_at, owner in await self._read(
+                partial(_fetchall, statement, params)
+            )
         ]
 
     async def wait_for_events(self, after_position: int) -> None:
@@ -690,7 +791,7 @@ class SQLiteStore(
         # Added before reading the head, so that no commit slips between.
         self._followers.add(waiter, after_position)
         try:
-            if await self.head_position() > after_position:
+            if await self.head_position(tenant=None) > after_position:
                 return
             await waiter
         finally:
@@ -948,9 +1049,15 @@ def _fetchall(
 
 
 def _read_events(
-    sql: str, params: Sequence[Any], connection: sqlite3.Connection
+    sql: str,
+    params: Sequence[Any],
+    connection: sqlite3.Connection,
+    tenant: str | None = DEFAULT_TENANT,
 ) -> list[StoredEvent]:
+    """The events ``sql`` selects, all of ``tenant``; with ``None``, each row ends with its own."""
     rows = connection.execute(sql, params).fetchall()
+    if tenant is None:
+        return [_checked_event(row[:-1], row[-1]) for row in rows]
     try:
         return [
             StoredEvent(
@@ -963,6 +1070,7 @@ def _read_events(
                 data=data,
                 metadata=decode_metadata(metadata),
                 position=position,
+                tenant=tenant,
             )
             for (
                 position,
@@ -979,10 +1087,11 @@ def _read_events(
     except (ValueError, TypeError, OverflowError):
         # Some row was written by hand or by older code: hand every row back, the bad ones
         # flagged, rather than fail the whole read.
-        return [_checked_event(row) for row in rows]
+        return [_checked_event(row, tenant) for row in rows]
 
 
-def _checked_event(row: tuple[Any, ...]) -> StoredEvent:
+def _checked_event(row: tuple[Any, ...], tenant: str) -> StoredEvent:
+    """A row as an event of ``tenant``; one that cannot be read is flagged, not refused."""
     position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data, meta = row
     metadata, defect = read_metadata(meta)
     try:
@@ -1002,6 +1111,7 @@ def _checked_event(row: tuple[Any, ...]) -> StoredEvent:
         metadata=metadata,
         position=position,
         defect=defect,
+        tenant=tenant,
     )
 
 
@@ -1016,18 +1126,23 @@ def _append_one(connection: sqlite3.Connection, request: AppendRequest) -> range
     expected = request.expected_version
     events = request.events
     execute = connection.execute
+    tenant = request.tenant
+    # Another tenant's statements take its name last.
+    sql, owner = (_TENANT_WRITES, (tenant,)) if tenant else (_DEFAULT_WRITES, ())
     if request.create:
         created = request.created_at or datetime.now(UTC)
         try:
-            execute(_CREATE, (name, aggregate_id, len(events), _micros(created)))
+            execute(sql.create, (name, aggregate_id, len(events), _micros(created), *owner))
         except sqlite3.IntegrityError:
             raise AggregateExists(name, aggregate_id) from None
         if not events:
             if request.key is not None:
                 _record_key(connection, request)
             return range(0)
-    elif execute(_ADVANCE, (expected + len(events), name, aggregate_id, expected)).rowcount != 1:
-        rows = execute(_VERSION, (name, aggregate_id)).fetchall()
+    elif (
+        execute(sql.advance, (expected + len(events), name, aggregate_id, expected, *owner))
+    ).rowcount != 1:
+        rows = execute(sql.version, (name, aggregate_id, *owner)).fetchall()
         if not rows:
             raise AggregateNotFound(name, aggregate_id)
         if is_closed_marker(rows[0][0]):
@@ -1035,13 +1150,19 @@ def _append_one(connection: sqlite3.Connection, request: AppendRequest) -> range
         raise ConcurrencyError(name, aggregate_id, expected, rows[0][0])
     first, *rest = events
     try:
-        position = execute(_INSERT, _event_row(None, name, aggregate_id, first)).lastrowid
+        row = _event_row(None, name, aggregate_id, first)
+        position = execute(sql.insert, (*row, *owner) if tenant else row).lastrowid
         assert position is not None
         if rest:
             connection.executemany(
-                _INSERT,
+                sql.insert,
                 [
                     _event_row(following, name, aggregate_id, event)
+                    for following, event in enumerate(rest, start=position + 1)
+                ]
+                if not tenant
+                else [
+                    (*_event_row(following, name, aggregate_id, event), tenant)
                     for following, event in enumerate(rest, start=position + 1)
                 ],
             )
@@ -1066,8 +1187,11 @@ def _append_together(
     appends, a creation whose id is taken fails its insert, and positions follow the highest
     one ever used (``sqlite_sequence``, read under the write lock).
     """
-    if not all(type(request) is AppendRequest and request.key is None for request in requests):
-        return None
+    if not all(
+        type(request) is AppendRequest and request.key is None and not request.tenant
+        for request in requests
+    ):
+        return None  # the default tenant's plain appends only
     plain: list[AppendRequest] = requests  # type: ignore[assignment]  # checked just above
     if len({(r.aggregate_name, r.aggregate_id) for r in plain}) != len(plain):
         return None  # the second request for an aggregate must see the first
