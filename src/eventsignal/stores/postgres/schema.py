@@ -402,10 +402,12 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PERFORM set_config('eventsignal.batch', ',,', true);
             IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names, req_ids) AS u(n, i))
                = cardinality(req_names) THEN
+                -- The tenant comes with each request, not as a constant: a constant would let
+                -- the planner read every stream of the default tenant, then join.
                 WITH req AS (
-                    SELECT * FROM unnest(req_names, req_ids, req_expected, req_counts,
-                                         req_creates)
-                             WITH ORDINALITY AS r(name, id, expected, count, creates, ord)
+                    SELECT *, ''::text AS tenant
+                      FROM unnest(req_names, req_ids, req_expected, req_counts, req_creates)
+                           WITH ORDINALITY AS r(name, id, expected, count, creates, ord)
                 ), created AS (
                     INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
                     SELECT name, id, count FROM req WHERE creates
@@ -414,8 +416,9 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
                 ), updated AS (
                     UPDATE eventsignal_aggregates AS a SET version = a.version + req.count
                       FROM req
-                     WHERE NOT req.creates AND a.tenant = '' AND a.aggregate_name = req.name
-                       AND a.aggregate_id = req.id AND a.version = req.expected
+                     WHERE NOT req.creates AND a.tenant = req.tenant
+                       AND a.aggregate_name = req.name AND a.aggregate_id = req.id
+                       AND a.version = req.expected
                     RETURNING a.aggregate_name, a.aggregate_id
                 ), done AS (
                     SELECT aggregate_name, aggregate_id FROM created
