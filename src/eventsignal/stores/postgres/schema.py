@@ -371,9 +371,9 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         $$
         """,
         # The call of versions 1 and 2, kept for the default tenant's batches (and the callers
-        # of that signature: eventsignal_append_keyed, applications of earlier releases), with
-        # version 2's body, as lean: its statements name the default tenant, whose rows the
-        # batch setting lets it write whatever tenant the session reads.
+        # of that signature, eventsignal_append_keyed among them), with version 2's body, as
+        # lean: its statements name the default tenant, the tenant its session reads (the store
+        # sees to that), so row-level security lets it write.
         """
         CREATE OR REPLACE FUNCTION eventsignal_append(
             lock_key BIGINT,
@@ -396,10 +396,8 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         #variable_conflict use_column
         DECLARE
             found_version INTEGER;
-            prior TEXT := current_setting('eventsignal.batch', true);
         BEGIN
             PERFORM pg_advisory_xact_lock(lock_key);
-            PERFORM set_config('eventsignal.batch', ',,', true);
             IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names, req_ids) AS u(n, i))
                = cardinality(req_names) THEN
                 -- The tenant comes with each request, not as a constant: a constant would let
@@ -476,7 +474,6 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             IF cardinality(positions) > 0 THEN
                 PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
             END IF;
-            PERFORM set_config('eventsignal.batch', coalesce(prior, ''), true);
         END
         $$
         """,

@@ -550,7 +550,8 @@ class PostgresStore(
         append = _APPEND
         if any(request.key for request in requests):
             append, params = _APPEND_KEYED, (*params, *_key_arrays(requests))
-        return await self._call(append, params, requests)
+        # The default tenant's function writes as its session reads: the default tenant's.
+        return await self._call(append, params, requests, DEFAULT_TENANT)
 
     async def _commit_tenants(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
         """A batch holding other tenants' requests: one call, each request with its tenant.
@@ -572,16 +573,21 @@ class PostgresStore(
             raise psycopg.DataError(f"a version out of range for INTEGER: {exc}") from exc
         tenants = text_array([request.tenant for request in requests])
         params = (self._lock_key, self._channel, tenants, *arrays)
-        return await self._call(_APPEND_TENANTS, params, requests)
+        # The tenants' function names the tenants it writes for row-level security itself.
+        return await self._call(_APPEND_TENANTS, params, requests, None)
 
     async def _call(
-        self, append: str, params: tuple[Any, ...], requests: list[AppendRequest]
+        self,
+        append: str,
+        params: tuple[Any, ...],
+        requests: list[AppendRequest],
+        tenant: str | None,
     ) -> list[AppendOutcome]:
-        """Commit a batch by one call of an append function; each request's outcome."""
-        # The call commits on its own: once it is sent, a lost answer is a lost outcome. It
-        # names the tenants it writes for row-level security itself.
+        """Commit a batch by one call of an append function, on a session of ``tenant`` (see
+        :meth:`_connection`); each request's outcome."""
+        # The call commits on its own: once it is sent, a lost answer is a lost outcome.
         unsure = "the events may or may not be stored, re-read the aggregate"
-        async with self._connection("appending events", unsure=unsure, tenant=None) as conn:
+        async with self._connection("appending events", unsure=unsure, tenant=tenant) as conn:
             if any(request.created_at for request in requests):
                 async with conn.transaction():
                     row = await (await conn.execute(append, params, prepare=True)).fetchone()
