@@ -86,6 +86,8 @@ from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 from eventsignal.stores.sql.tenants import (
+    DEFAULT_ROWS,
+    OTHER_TENANT,
     SET_TENANT_LOCAL,
     TENANT_SETTING,
     TENANTS,
@@ -107,14 +109,15 @@ _READ_AGGREGATE = (
     " ORDER BY version"
 )
 _READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT %s"
+_OTHER_TENANT = for_dialect(OTHER_TENANT, "postgres")
 _EVENT_COLUMNS = "position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data"
 _READ_ALL = (
     f"SELECT {_EVENT_COLUMNS}, {_METADATA} FROM eventsignal_events"
-    " WHERE tenant = '' AND position > %s ORDER BY position LIMIT %s"
+    f" WHERE {DEFAULT_ROWS} AND position > %s ORDER BY position LIMIT %s"
 )
 _READ_ALL_OF = (
     f"SELECT {_EVENT_COLUMNS}, {_METADATA} FROM eventsignal_events"
-    " WHERE tenant = %s AND position > %s ORDER BY position LIMIT %s"
+    f" WHERE {_OTHER_TENANT} AND position > %s ORDER BY position LIMIT %s"
 )
 _READ_EVERY = (
     f"SELECT {_EVENT_COLUMNS}, {_METADATA}, tenant FROM eventsignal_events"
@@ -124,7 +127,12 @@ _EXISTS = (
     "SELECT 1 FROM eventsignal_aggregates"
     " WHERE aggregate_name = %s AND aggregate_id = %s AND tenant = ''"
 )
-_HEAD = "SELECT position FROM eventsignal_events WHERE tenant = '' ORDER BY position DESC LIMIT 1"
+_HEAD = (
+    f"SELECT position FROM eventsignal_events WHERE {DEFAULT_ROWS} ORDER BY position DESC LIMIT 1"
+)
+_HEAD_OF = (
+    f"SELECT position FROM eventsignal_events WHERE {_OTHER_TENANT} ORDER BY position DESC LIMIT 1"
+)
 _SET_TENANT = f"SELECT set_config('{TENANT_SETTING}', %s, false)"
 _APPEND = (
     "SELECT outcomes, positions FROM eventsignal_append(%b, %b, %b::text[], %b::text[],"
@@ -817,7 +825,7 @@ class PostgresStore(
         if tenant is not None:
             statement = _HEAD
             if tenant:
-                statement, params = _of_tenant(_HEAD), (tenant,)
+                statement, params = _HEAD_OF, (tenant,)
         async with self._connection("reading the head position", tenant=tenant) as conn:
             row = await (await conn.execute(statement, params)).fetchone()
         return int(row[0]) if row else 0
