@@ -232,7 +232,7 @@ _ONE_TAG_EACH_OF_DEFAULT = _of_default_tenant(
 )
 _UNTAGGED_AND_DEPENDENCIES_OF_DEFAULT = _of_default_tenant(
     _UNTAGGED_AND_DEPENDENCIES,
-    ("WHERE e.position > since;", "WHERE e.tenant = '' AND e.position > since;"),
+    ("WHERE e.position > since;", "WHERE (e.tenant = '') IS TRUE AND e.position > since;"),
     ("WHERE e.name = ANY (types)", "WHERE (e.tenant = '') IS TRUE AND e.name = ANY (types)"),
 )
 
