@@ -32,7 +32,15 @@ from eventsignal.stores import MemoryStore, SQLiteStore
 _RENAMED = {"__aenter__": "__enter__", "__aexit__": "__exit__"}
 _ONLY_SYNC = {"Signal": {"run", "signal"}, "Aggregate": set()}
 # Instance attributes of the async Signal, properties of the facade.
-_READ_THROUGH = {"config", "name", "store", "serializer", "conflict_retries", "key_retention"}
+_READ_THROUGH = {
+    "tenant",
+    "config",
+    "name",
+    "store",
+    "serializer",
+    "conflict_retries",
+    "key_retention",
+}
 
 
 def _public(cls: type) -> dict[str, Any]:
@@ -242,3 +250,18 @@ def test_the_same_answers_as_the_async_api(script: list[tuple[str, Any]]) -> Non
             return found, events
 
     assert (answers, history) == asyncio.run(asynchronous())
+
+
+def test_a_tenants_view_runs_on_the_facades_loop() -> None:
+    with sync.Signal(config(), telemetry=None) as signal:
+        acme = signal.for_tenant("acme")
+        acme.create("a", Deposit(5))
+        signal.create("a", Deposit(1))
+        assert acme.aggregate("a").state.balance == 5
+        assert signal.aggregate("a").state.balance == 1
+        assert [e.tenant for e in acme.events("a")] == ["acme"]
+        assert acme.tenant == "acme"
+        with pytest.raises(ConfigurationError, match="start the Signal"):
+            acme.start()
+    with pytest.raises(NotStarted):
+        acme.aggregate("a")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,15 @@ steps = st.lists(
 @given(plan=steps)
 def test_no_read_path_of_one_tenant_returns_anothers_event(plan: list[Step]) -> None:
     asyncio.run(_run_plan(MemoryStore(), plan))
+
+
+@settings(max_examples=8, deadline=None)
+@given(plan=steps)
+def test_no_read_path_of_one_tenant_returns_anothers_event_on_sqlite(plan: list[Step]) -> None:
+    from eventsignal.stores import SQLiteStore
+
+    with tempfile.TemporaryDirectory() as folder:
+        asyncio.run(_run_plan(SQLiteStore(Path(folder) / "tenants.db", migrate=True), plan))
 
 
 async def _run_plan(store: EventStore, plan: list[Step]) -> None:

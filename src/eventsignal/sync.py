@@ -251,6 +251,7 @@ class Signal(Generic[S, C]):
         )
         self._loop: _LoopThread | None = None
         self._life = threading.Lock()  # start and stop, one thread at a time
+        self._owner = self  # the facade whose loop runs this one (a tenant's view: another)
 
     # Plain attributes of the async Signal, read through.
 
@@ -280,6 +281,11 @@ class Signal(Generic[S, C]):
         return self.signal.conflict_retries
 
     @property
+    def tenant(self) -> str:
+        """The tenant this Signal works in (``""``: the default tenant)."""
+        return self.signal.tenant
+
+    @property
     def key_retention(self) -> KeyRetention:
         """How many idempotency keys each aggregate keeps, and for how long."""
         return self.signal.key_retention
@@ -288,6 +294,7 @@ class Signal(Generic[S, C]):
 
     def start(self) -> None:
         """Start the loop thread, then the Signal on it (opening the store)."""
+        self._refuse_view("start")
         with self._life:
             if self._loop is not None:
                 return
@@ -305,6 +312,7 @@ class Signal(Generic[S, C]):
         Calls still running finish first; calls made afterwards raise
         :class:`~eventsignal.NotStarted`. The facade may be started again.
         """
+        self._refuse_view("stop")
         with self._life:
             loop = self._loop
             if loop is None:
@@ -482,11 +490,31 @@ class Signal(Generic[S, C]):
 
         return self._call(call())
 
+    # Tenants
+
+    def for_tenant(self, tenant: str) -> Signal[S, C]:
+        """This aggregate type inside one tenant; see :meth:`eventsignal.Signal.for_tenant`.
+        The answer runs on this facade's loop thread, while this facade is started."""
+        owner = self._owner
+        view: Signal[S, C] = object.__new__(type(self))
+        view.signal = owner.signal.for_tenant(tenant)
+        view._loop = None
+        view._life = owner._life
+        view._owner = owner
+        return view
+
     # Internals
+
+    def _refuse_view(self, action: str) -> None:
+        if self._owner is not self:
+            raise ConfigurationError(
+                f"the view of tenant {self.signal.tenant!r} runs while its Signal does: "
+                f"{action} the Signal it came from"
+            )
 
     def _call(self, job: Coroutine[Any, Any, T]) -> T:
         refused = f"Signal {self.name!r} is not started: use 'with signal:' or 'signal.start()'"
-        loop = self._loop
+        loop = self._owner._loop
         if loop is None:
             job.close()
             raise NotStarted(refused)

@@ -232,7 +232,7 @@ _ONE_TAG_EACH_OF_DEFAULT = _of_default_tenant(
 )
 _UNTAGGED_AND_DEPENDENCIES_OF_DEFAULT = _of_default_tenant(
     _UNTAGGED_AND_DEPENDENCIES,
-    ("WHERE e.position > since;", "WHERE e.tenant = '' AND e.position > since;"),
+    ("WHERE e.position > since;", "WHERE (e.tenant = '') IS TRUE AND e.position > since;"),
     ("WHERE e.name = ANY (types)", "WHERE (e.tenant = '') IS TRUE AND e.name = ANY (types)"),
 )
 
@@ -283,10 +283,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     (
         # Version 2: tenants (events component, version 3). DCB reads and writes the default
-        # tenant's events alone: an aggregate's events through the stream key, the first event
-        # after a position through the tenant's index (both start with the tenant now), and
-        # events of some types through their own index, as before (there the condition on the
-        # tenant is one no index serves, so that the planner keeps to it).
+        # tenant's events alone: an aggregate's events through the stream key, which starts
+        # with the tenant now, the others by position or through the index of their types, as
+        # before (there the condition on the tenant is one no index serves, so that the
+        # planner keeps to them).
         """
         CREATE OR REPLACE FUNCTION eventsignal_dcb_append(
             lock_key BIGINT,
@@ -363,7 +363,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
                 types := ty_types[it_types_from[item]:it_types_to[item]];
                 IF cardinality(types) = 0 THEN
                     SELECT min(e.position) INTO hit FROM eventsignal_events AS e
-                     WHERE e.tenant = '' AND e.position > since;
+                     WHERE (e.tenant = '') IS TRUE AND e.position > since;
                 ELSE
                     SELECT min(e.position) INTO hit FROM eventsignal_events AS e
                      WHERE (e.tenant = '') IS TRUE AND e.name = ANY (types)

@@ -94,6 +94,8 @@ from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 from eventsignal.stores.sql.tenants import (
+    DEFAULT_ROWS,
+    OTHER_TENANT,
     SET_TENANT_LOCAL,
     TENANT_SETTING,
     TENANTS,
@@ -115,14 +117,15 @@ _READ_AGGREGATE = (
     " ORDER BY version"
 )
 _READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT %s"
+_OTHER_TENANT = for_dialect(OTHER_TENANT, "postgres")
 _EVENT_COLUMNS = "position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data"
 _READ_ALL = (
     f"SELECT {_EVENT_COLUMNS}, {_METADATA} FROM eventsignal_events"
-    " WHERE tenant = '' AND position > %s ORDER BY position LIMIT %s"
+    f" WHERE {DEFAULT_ROWS} AND position > %s ORDER BY position LIMIT %s"
 )
 _READ_ALL_OF = (
     f"SELECT {_EVENT_COLUMNS}, {_METADATA} FROM eventsignal_events"
-    " WHERE tenant = %s AND position > %s ORDER BY position LIMIT %s"
+    f" WHERE {_OTHER_TENANT} AND position > %s ORDER BY position LIMIT %s"
 )
 _READ_EVERY = (
     f"SELECT {_EVENT_COLUMNS}, {_METADATA}, tenant FROM eventsignal_events"
@@ -132,7 +135,12 @@ _EXISTS = (
     "SELECT 1 FROM eventsignal_aggregates"
     " WHERE aggregate_name = %s AND aggregate_id = %s AND tenant = ''"
 )
-_HEAD = "SELECT position FROM eventsignal_events WHERE tenant = '' ORDER BY position DESC LIMIT 1"
+_HEAD = (
+    f"SELECT position FROM eventsignal_events WHERE {DEFAULT_ROWS} ORDER BY position DESC LIMIT 1"
+)
+_HEAD_OF = (
+    f"SELECT position FROM eventsignal_events WHERE {_OTHER_TENANT} ORDER BY position DESC LIMIT 1"
+)
 _SET_TENANT = f"SELECT set_config('{TENANT_SETTING}', %s, false)"
 _APPEND = (
     "SELECT outcomes, positions FROM eventsignal_append(%b, %b, %b::text[], %b::text[],"
@@ -615,8 +623,10 @@ class PostgresStore(
             append = _APPEND
             if any(request.key for request in requests):
                 append, params = _APPEND_KEYED, (*params, *_key_arrays(requests))
-            return await self._call(append, params, requests)
-        # The common batch: through the append link (see link.py). The call commits on its own:
+            # The default tenant's function writes as its session reads: the default tenant's.
+            return await self._call(append, params, requests, DEFAULT_TENANT)
+        # The common batch: through the append link (see link.py), whose session is the default
+        # tenant's, as a new session is and as nothing changes it. The call commits on its own:
         # once it is sent, a lost answer is a lost outcome.
         unsure = "the events may or may not be stored, re-read the aggregate"
         sent = [_LOCK_KEY(self._lock_key), self._channel.encode(), *arrays]
@@ -644,17 +654,21 @@ class PostgresStore(
             raise psycopg.DataError(f"a version out of range for INTEGER: {exc}") from exc
         tenants = text_array([request.tenant for request in requests])
         params = (self._lock_key, self._channel, tenants, *arrays)
-        return await self._call(_APPEND_TENANTS, params, requests)
+        # The tenants' function names the tenants it writes for row-level security itself.
+        return await self._call(_APPEND_TENANTS, params, requests, None)
 
     async def _call(
-        self, append: str, params: tuple[Any, ...], requests: list[AppendRequest]
+        self,
+        append: str,
+        params: tuple[Any, ...],
+        requests: list[AppendRequest],
+        tenant: str | None,
     ) -> list[AppendOutcome]:
-        """Commit a batch by one call of an append function on a pooled connection; each
-        request's outcome."""
-        # The call commits on its own: once it is sent, a lost answer is a lost outcome. It
-        # names the tenants it writes for row-level security itself.
+        """Commit a batch by one call of an append function, on a pooled session of ``tenant``
+        (see :meth:`_connection`); each request's outcome."""
+        # The call commits on its own: once it is sent, a lost answer is a lost outcome.
         unsure = "the events may or may not be stored, re-read the aggregate"
-        async with self._connection("appending events", unsure=unsure, tenant=None) as conn:
+        async with self._connection("appending events", unsure=unsure, tenant=tenant) as conn:
             if any(request.created_at for request in requests):
                 async with conn.transaction():
                     row = await (await conn.execute(append, params, prepare=True)).fetchone()
@@ -888,7 +902,7 @@ class PostgresStore(
         if tenant is not None:
             statement = _HEAD
             if tenant:
-                statement, params = _of_tenant(_HEAD), (tenant,)
+                statement, params = _HEAD_OF, (tenant,)
         async with self._connection("reading the head position", tenant=tenant) as conn:
             row = await (await conn.execute(statement, params)).fetchone()
         return int(row[0]) if row else 0

@@ -25,9 +25,9 @@ COMPONENT = "dcb"
 
 Param = Callable[[Any], str]  # records a value, returns its placeholder
 
-# The default tenant's rows of ``e``, as a condition no index serves: a database planner then
-# starts from the tags' and types' indexes, as before tenants, never from every event of the
-# default tenant after a position (its index, (tenant, position), would offer that).
+# The default tenant's rows of ``e``, as a condition no index serves (see DEFAULT_ROWS in
+# eventsignal.stores.sql.tenants): the planner starts from the tags' and types' indexes, as
+# before tenants, never from every event of the default tenant by the stream key.
 _OWN = "(e.tenant = '') IS TRUE"
 
 

@@ -21,6 +21,16 @@ TENANTS = """
     SELECT tenant FROM found WHERE tenant IS NOT NULL
 """
 
+# Another tenant's log, and its head, are read through the index (tenant, position) WHERE
+# tenant <> '': the statements repeat that condition, so that a plan made for any tenant may use
+# the index. The default tenant's rows have no entry there (every application without tenants
+# pays nothing for it): its log is read by position, with this condition, which no index serves.
+# A plain "tenant = ''" would let SQLite, and PostgreSQL while the column has no statistics (just
+# after the migration that added it), read every row of the default tenant by the stream key,
+# whose first column is the tenant, and sort them all.
+DEFAULT_ROWS = "(tenant = '') IS TRUE"
+OTHER_TENANT = "tenant = ? AND tenant <> ''"
+
 AGGREGATES = (
     "SELECT aggregate_name, aggregate_id, version, created_at, tenant FROM eventsignal_aggregates"
 )

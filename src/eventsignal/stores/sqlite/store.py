@@ -89,7 +89,7 @@ from eventsignal.stores.sql.lifecycle import SQLStreamLifecycle
 from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
-from eventsignal.stores.sql.tenants import TENANTS, listing
+from eventsignal.stores.sql.tenants import DEFAULT_ROWS, OTHER_TENANT, TENANTS, listing
 from eventsignal.stores.sqlite.dcb import DcbWrite, SQLiteDcb
 from eventsignal.stores.sqlite.followers import followers_of
 from eventsignal.stores.sqlite.schema import (
@@ -122,11 +122,11 @@ _READ_AGGREGATE = (
     "ORDER BY version"
 )
 _READ_ALL = (
-    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE tenant = '' AND position > ? "
+    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE {DEFAULT_ROWS} AND position > ? "
     "ORDER BY position LIMIT ?"
 )
 _READ_ALL_OF = (
-    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE tenant = ? AND position > ? "
+    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE {OTHER_TENANT} AND position > ? "
     "ORDER BY position LIMIT ?"
 )
 _READ_EVERY = (
@@ -136,7 +136,10 @@ _READ_EVERY = (
 _READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT ?"
 _HEAD = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
 _DEFAULT_HEAD = (
-    "SELECT position FROM eventsignal_events WHERE tenant = '' ORDER BY position DESC LIMIT 1"
+    f"SELECT position FROM eventsignal_events WHERE {DEFAULT_ROWS} ORDER BY position DESC LIMIT 1"
+)
+_HEAD_OF = (
+    f"SELECT position FROM eventsignal_events WHERE {OTHER_TENANT} ORDER BY position DESC LIMIT 1"
 )
 _EXISTS = (
     "SELECT 1 FROM eventsignal_aggregates "
@@ -180,7 +183,6 @@ class _Writes(NamedTuple):
 _DEFAULT_WRITES = _Writes(_CREATE, _ADVANCE, _VERSION, _INSERT)
 _TENANT_WRITES = _Writes(*map(_of_tenant, _DEFAULT_WRITES))
 _EXISTS_OF = _of_tenant(_EXISTS)
-_HEAD_OF = _of_tenant(_DEFAULT_HEAD)
 _READ_AGGREGATE_OF = _of_tenant(_READ_AGGREGATE)
 _READ_AGGREGATE_PAGE_OF = _of_tenant(_READ_AGGREGATE_PAGE)
 
