@@ -23,10 +23,9 @@ from eventsignal import (
     Signal,
     SignalError,
 )
-from eventsignal.stores import EventStore, PostgresStore, StoredEvent
+from eventsignal.stores import PostgresStore, StoredEvent
 from eventsignal.stores.postgres.schema import EVENTS_MIGRATIONS, migrate_component
 from eventsignal.stores.sql import SQLStore
-from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.testing import (
     EventStoreCompliance,
     SubscriptionStoreCompliance,
@@ -37,37 +36,29 @@ from eventsignal.testing import (
 pytestmark = pytest.mark.postgres
 
 
-class TestPostgresStore(EventStoreCompliance):
+class _FreshSchema:
+    """A compliance suite's store: a fresh schema for every check."""
+
     @pytest.fixture(autouse=True)
     def _database(self, postgres_dsn: str) -> None:
-        self.dsn = postgres_dsn  # a fresh schema for every check
+        self.dsn = postgres_dsn
 
-    async def make_store(self) -> EventStore:
+    async def make_store(self) -> PostgresStore:
         store = PostgresStore(self.dsn, migrate=True, max_size=4)
         await store.open()
         return store
 
 
-class TestPostgresStoreSubscriptions(SubscriptionStoreCompliance):
-    @pytest.fixture(autouse=True)
-    def _database(self, postgres_dsn: str) -> None:
-        self.dsn = postgres_dsn  # a fresh schema for every check
-
-    async def make_store(self) -> SubscriptionStore:
-        store = PostgresStore(self.dsn, migrate=True, max_size=4)
-        await store.open()
-        return store
+class TestPostgresStore(_FreshSchema, EventStoreCompliance):
+    pass
 
 
-class TestPostgresTenants(TenantCompliance):
-    @pytest.fixture(autouse=True)
-    def _database(self, postgres_dsn: str) -> None:
-        self.dsn = postgres_dsn  # a fresh schema for every check
+class TestPostgresStoreSubscriptions(_FreshSchema, SubscriptionStoreCompliance):
+    pass
 
-    async def make_store(self) -> EventStore:
-        store = PostgresStore(self.dsn, migrate=True, max_size=4)
-        await store.open()
-        return store
+
+class TestPostgresTenants(_FreshSchema, TenantCompliance):
+    pass
 
 
 # Signal end to end
