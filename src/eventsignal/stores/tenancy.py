@@ -208,7 +208,7 @@ class TenantStore:
     here yet, so a Signal asking for it on a tenant says so instead of reaching across tenants.
     """
 
-    __slots__ = ("_scope", "store", "tenant")
+    __slots__ = ("_scope", "_snapshot_store", "store", "tenant")
 
     @property
     def tenant_root(self) -> TenantAware:
@@ -219,6 +219,7 @@ class TenantStore:
         self.store = store
         self.tenant = tenant
         self._scope = DEFAULT_TENANT if tenant is None else tenant
+        self._snapshot_store: Any = None  # found at the first snapshot, then kept
 
     def __repr__(self) -> str:
         which = "every tenant" if self.tenant is None else f"tenant {self.tenant!r}"
@@ -312,11 +313,14 @@ class TenantStore:
     # Snapshots
 
     def _snapshots(self) -> Any:
-        from eventsignal.stores.snapshots import snapshot_store_for
-
-        snapshots = snapshot_store_for(self.store)
+        snapshots = self._snapshot_store
         if snapshots is None:
-            raise ConfigurationError(f"{type(self.store).__name__} keeps no snapshots")
+            from eventsignal.stores.snapshots import snapshot_store_for
+
+            snapshots = snapshot_store_for(self.store)
+            if snapshots is None:
+                raise ConfigurationError(f"{type(self.store).__name__} keeps no snapshots")
+            self._snapshot_store = snapshots
         return snapshots
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
