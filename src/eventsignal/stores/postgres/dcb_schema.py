@@ -12,6 +12,8 @@ place events by array index, joining nothing.
 
 from __future__ import annotations
 
+from eventsignal.stores.postgres.schema import rewritten
+
 # The arguments of eventsignal_dcb_append, in every version of it.
 _SIGNATURE = """
             lock_key BIGINT,
@@ -203,15 +205,8 @@ _WRITE = """\
         """
 
 
-def _of_default_tenant(body: str, *changes: tuple[str, str]) -> str:
-    """A check of version 1 restricted to the default tenant's events (version 2 on)."""
-    for before, after in changes:
-        assert before in body, before
-        body = body.replace(before, after)
-    return body
-
-
-_TAGGED_OF_DEFAULT = _of_default_tenant(
+# Version 2 on: the checks of version 1 restricted to the default tenant's events.
+_TAGGED_OF_DEFAULT = rewritten(
     _TAGGED,
     (
         "WHERE i.tt >= i.tf AND a.aggregate_name = tg_names[i.tf]",
@@ -223,14 +218,14 @@ _TAGGED_OF_DEFAULT = _of_default_tenant(
         "WHERE (x.tenant = '') IS TRUE\n                   AND (i.yt < i.yf OR",
     ),
 )
-_ONE_TAG_EACH_OF_DEFAULT = _of_default_tenant(
+_ONE_TAG_EACH_OF_DEFAULT = rewritten(
     _ONE_TAG_EACH,
     (
         "WHERE x.position = t.position)",
         "WHERE x.position = t.position\n                                      AND x.tenant = '')",
     ),
 )
-_UNTAGGED_AND_DEPENDENCIES_OF_DEFAULT = _of_default_tenant(
+_UNTAGGED_AND_DEPENDENCIES_OF_DEFAULT = rewritten(
     _UNTAGGED_AND_DEPENDENCIES,
     ("WHERE e.position > since;", "WHERE (e.tenant = '') IS TRUE AND e.position > since;"),
     ("WHERE e.name = ANY (types)", "WHERE (e.tenant = '') IS TRUE AND e.name = ANY (types)"),

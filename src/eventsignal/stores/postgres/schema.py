@@ -19,6 +19,163 @@ from eventsignal.stores.sql.tenants import row_security
 
 EVENTS_COMPONENT = "events"
 
+# Version 2's call: set-based for a batch of distinct aggregates (see version 2 below).
+_APPEND_V2 = """
+        CREATE OR REPLACE FUNCTION eventsignal_append(
+            lock_key BIGINT,
+            channel TEXT,
+            req_names TEXT[],
+            req_ids TEXT[],
+            req_expected INTEGER[],
+            req_counts INTEGER[],
+            req_creates BOOLEAN[],
+            ev_requests INTEGER[],
+            ev_ids UUID[],
+            ev_versions INTEGER[],
+            ev_names TEXT[],
+            ev_timestamps TIMESTAMPTZ[],
+            ev_data BYTEA[],
+            ev_metadata TEXT[],
+            OUT outcomes INTEGER[],
+            OUT positions BIGINT[]
+        ) LANGUAGE plpgsql AS $$
+        #variable_conflict use_column
+        DECLARE
+            found_version INTEGER;
+        BEGIN
+            PERFORM pg_advisory_xact_lock(lock_key);
+            IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names, req_ids) AS u(n, i))
+               = cardinality(req_names) THEN
+                WITH req AS (
+                    SELECT * FROM unnest(req_names, req_ids, req_expected, req_counts,
+                                         req_creates)
+                             WITH ORDINALITY AS r(name, id, expected, count, creates, ord)
+                ), created AS (
+                    INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
+                    SELECT name, id, count FROM req WHERE creates
+                    ON CONFLICT DO NOTHING
+                    RETURNING aggregate_name, aggregate_id
+                ), updated AS (
+                    UPDATE eventsignal_aggregates AS a SET version = a.version + req.count
+                      FROM req
+                     WHERE NOT req.creates AND a.aggregate_name = req.name
+                       AND a.aggregate_id = req.id AND a.version = req.expected
+                    RETURNING a.aggregate_name, a.aggregate_id
+                ), done AS (
+                    SELECT aggregate_name, aggregate_id FROM created
+                    UNION ALL
+                    SELECT aggregate_name, aggregate_id FROM updated
+                )
+                -- A refused request reports the version found; both modifying CTEs see the
+                -- table as it was, which is what a refused request saw too.
+                SELECT coalesce(array_agg(
+                           CASE WHEN d.aggregate_id IS NOT NULL THEN -1
+                                WHEN r.creates THEN -3
+                                ELSE coalesce((SELECT a.version FROM eventsignal_aggregates AS a
+                                                WHERE a.aggregate_name = r.name
+                                                  AND a.aggregate_id = r.id), -2)
+                           END ORDER BY r.ord), '{}')
+                  INTO outcomes
+                  FROM req AS r
+                  LEFT JOIN done AS d ON d.aggregate_name = r.name AND d.aggregate_id = r.id;
+            ELSE
+                outcomes := '{}';
+                FOR i IN 1 .. coalesce(array_length(req_names, 1), 0) LOOP
+                    IF req_creates[i] THEN
+                        INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
+                        VALUES (req_names[i], req_ids[i], req_counts[i])
+                        ON CONFLICT DO NOTHING;
+                        outcomes := outcomes || CASE WHEN FOUND THEN -1 ELSE -3 END;
+                        CONTINUE;
+                    END IF;
+                    UPDATE eventsignal_aggregates SET version = version + req_counts[i]
+                     WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i]
+                       AND version = req_expected[i];
+                    IF FOUND THEN
+                        outcomes := outcomes || -1;
+                    ELSE
+                        SELECT version INTO found_version FROM eventsignal_aggregates
+                         WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i];
+                        outcomes := outcomes || coalesce(found_version, -2);
+                    END IF;
+                END LOOP;
+            END IF;
+            WITH inserted AS (
+                INSERT INTO eventsignal_events (event_id, aggregate_name, aggregate_id, version,
+                                                name, timestamp, data, metadata)
+                SELECT e.id, req_names[e.req], req_ids[e.req], e.version, e.name, e.ts, e.data,
+                       e.metadata::jsonb
+                  FROM unnest(ev_requests, ev_ids, ev_versions, ev_names, ev_timestamps, ev_data,
+                              ev_metadata)
+                       WITH ORDINALITY AS e(req, id, version, name, ts, data, metadata, ord)
+                 WHERE outcomes[e.req] = -1
+                 ORDER BY e.ord
+                RETURNING position
+            )
+            SELECT coalesce(array_agg(position ORDER BY position), '{}') INTO positions
+              FROM inserted;
+            IF cardinality(positions) > 0 THEN
+                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
+            END IF;
+        END
+        $$
+        """
+
+
+def rewritten(body: str, *changes: tuple[str, str]) -> str:
+    """``body`` with each ``before`` replaced by its ``after``; each must be there."""
+    for before, after in changes:
+        assert before in body, before
+        body = body.replace(before, after)
+    return body
+
+
+# Version 3's call for the default tenant: version 2's, its statements naming the tenant.
+_APPEND_V3_DEFAULT_TENANT = rewritten(
+    _APPEND_V2,
+    (
+        """WITH req AS (
+                    SELECT * FROM unnest(req_names, req_ids, req_expected, req_counts,
+                                         req_creates)
+                             WITH ORDINALITY AS r(name, id, expected, count, creates, ord)""",
+        """-- The tenant comes with each request, not as a constant: a constant would let
+                -- the planner read every stream of the default tenant, then join.
+                WITH req AS (
+                    SELECT *, ''::text AS tenant
+                      FROM unnest(req_names, req_ids, req_expected, req_counts, req_creates)
+                           WITH ORDINALITY AS r(name, id, expected, count, creates, ord)""",
+    ),
+    (
+        """WHERE NOT req.creates AND a.aggregate_name = req.name
+                       AND a.aggregate_id = req.id AND a.version = req.expected""",
+        """WHERE NOT req.creates AND a.tenant = req.tenant
+                       AND a.aggregate_name = req.name AND a.aggregate_id = req.id
+                       AND a.version = req.expected""",
+    ),
+    (
+        """-- A refused request reports the version found; both modifying CTEs see the
+                -- table as it was, which is what a refused request saw too.
+                """,
+        "",
+    ),
+    (
+        """WHERE a.aggregate_name = r.name""",
+        """WHERE a.tenant = ''
+                                                  AND a.aggregate_name = r.name""",
+    ),
+    (
+        """WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i]
+                       AND version = req_expected[i];""",
+        """WHERE tenant = '' AND aggregate_name = req_names[i]
+                       AND aggregate_id = req_ids[i] AND version = req_expected[i];""",
+    ),
+    (
+        """WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i];""",
+        """WHERE tenant = '' AND aggregate_name = req_names[i]
+                           AND aggregate_id = req_ids[i];""",
+    ),
+)
+
 EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """
@@ -121,106 +278,7 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # UPDATE over all its requests instead of one or two statements per request. A batch
         # naming an aggregate twice keeps the per-request loop, so each request sees the ones
         # before it.
-        """
-        CREATE OR REPLACE FUNCTION eventsignal_append(
-            lock_key BIGINT,
-            channel TEXT,
-            req_names TEXT[],
-            req_ids TEXT[],
-            req_expected INTEGER[],
-            req_counts INTEGER[],
-            req_creates BOOLEAN[],
-            ev_requests INTEGER[],
-            ev_ids UUID[],
-            ev_versions INTEGER[],
-            ev_names TEXT[],
-            ev_timestamps TIMESTAMPTZ[],
-            ev_data BYTEA[],
-            ev_metadata TEXT[],
-            OUT outcomes INTEGER[],
-            OUT positions BIGINT[]
-        ) LANGUAGE plpgsql AS $$
-        #variable_conflict use_column
-        DECLARE
-            found_version INTEGER;
-        BEGIN
-            PERFORM pg_advisory_xact_lock(lock_key);
-            IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names, req_ids) AS u(n, i))
-               = cardinality(req_names) THEN
-                WITH req AS (
-                    SELECT * FROM unnest(req_names, req_ids, req_expected, req_counts,
-                                         req_creates)
-                             WITH ORDINALITY AS r(name, id, expected, count, creates, ord)
-                ), created AS (
-                    INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
-                    SELECT name, id, count FROM req WHERE creates
-                    ON CONFLICT DO NOTHING
-                    RETURNING aggregate_name, aggregate_id
-                ), updated AS (
-                    UPDATE eventsignal_aggregates AS a SET version = a.version + req.count
-                      FROM req
-                     WHERE NOT req.creates AND a.aggregate_name = req.name
-                       AND a.aggregate_id = req.id AND a.version = req.expected
-                    RETURNING a.aggregate_name, a.aggregate_id
-                ), done AS (
-                    SELECT aggregate_name, aggregate_id FROM created
-                    UNION ALL
-                    SELECT aggregate_name, aggregate_id FROM updated
-                )
-                -- A refused request reports the version found; both modifying CTEs see the
-                -- table as it was, which is what a refused request saw too.
-                SELECT coalesce(array_agg(
-                           CASE WHEN d.aggregate_id IS NOT NULL THEN -1
-                                WHEN r.creates THEN -3
-                                ELSE coalesce((SELECT a.version FROM eventsignal_aggregates AS a
-                                                WHERE a.aggregate_name = r.name
-                                                  AND a.aggregate_id = r.id), -2)
-                           END ORDER BY r.ord), '{}')
-                  INTO outcomes
-                  FROM req AS r
-                  LEFT JOIN done AS d ON d.aggregate_name = r.name AND d.aggregate_id = r.id;
-            ELSE
-                outcomes := '{}';
-                FOR i IN 1 .. coalesce(array_length(req_names, 1), 0) LOOP
-                    IF req_creates[i] THEN
-                        INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
-                        VALUES (req_names[i], req_ids[i], req_counts[i])
-                        ON CONFLICT DO NOTHING;
-                        outcomes := outcomes || CASE WHEN FOUND THEN -1 ELSE -3 END;
-                        CONTINUE;
-                    END IF;
-                    UPDATE eventsignal_aggregates SET version = version + req_counts[i]
-                     WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i]
-                       AND version = req_expected[i];
-                    IF FOUND THEN
-                        outcomes := outcomes || -1;
-                    ELSE
-                        SELECT version INTO found_version FROM eventsignal_aggregates
-                         WHERE aggregate_name = req_names[i] AND aggregate_id = req_ids[i];
-                        outcomes := outcomes || coalesce(found_version, -2);
-                    END IF;
-                END LOOP;
-            END IF;
-            WITH inserted AS (
-                INSERT INTO eventsignal_events (event_id, aggregate_name, aggregate_id, version,
-                                                name, timestamp, data, metadata)
-                SELECT e.id, req_names[e.req], req_ids[e.req], e.version, e.name, e.ts, e.data,
-                       e.metadata::jsonb
-                  FROM unnest(ev_requests, ev_ids, ev_versions, ev_names, ev_timestamps, ev_data,
-                              ev_metadata)
-                       WITH ORDINALITY AS e(req, id, version, name, ts, data, metadata, ord)
-                 WHERE outcomes[e.req] = -1
-                 ORDER BY e.ord
-                RETURNING position
-            )
-            SELECT coalesce(array_agg(position ORDER BY position), '{}') INTO positions
-              FROM inserted;
-            IF cardinality(positions) > 0 THEN
-                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
-            END IF;
-        END
-        $$
-        """,
+        _APPEND_V2,
     ),
     (
         # Version 3: tenants. A tenant beside every stream and event, first in their keys; ''
@@ -375,109 +433,7 @@ EVENTS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # of that signature, eventsignal_append_keyed among them), with version 2's body, as
         # lean: its statements name the default tenant, the tenant its session reads (the store
         # sees to that), so row-level security lets it write.
-        """
-        CREATE OR REPLACE FUNCTION eventsignal_append(
-            lock_key BIGINT,
-            channel TEXT,
-            req_names TEXT[],
-            req_ids TEXT[],
-            req_expected INTEGER[],
-            req_counts INTEGER[],
-            req_creates BOOLEAN[],
-            ev_requests INTEGER[],
-            ev_ids UUID[],
-            ev_versions INTEGER[],
-            ev_names TEXT[],
-            ev_timestamps TIMESTAMPTZ[],
-            ev_data BYTEA[],
-            ev_metadata TEXT[],
-            OUT outcomes INTEGER[],
-            OUT positions BIGINT[]
-        ) LANGUAGE plpgsql AS $$
-        #variable_conflict use_column
-        DECLARE
-            found_version INTEGER;
-        BEGIN
-            PERFORM pg_advisory_xact_lock(lock_key);
-            IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names, req_ids) AS u(n, i))
-               = cardinality(req_names) THEN
-                -- The tenant comes with each request, not as a constant: a constant would let
-                -- the planner read every stream of the default tenant, then join.
-                WITH req AS (
-                    SELECT *, ''::text AS tenant
-                      FROM unnest(req_names, req_ids, req_expected, req_counts, req_creates)
-                           WITH ORDINALITY AS r(name, id, expected, count, creates, ord)
-                ), created AS (
-                    INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
-                    SELECT name, id, count FROM req WHERE creates
-                    ON CONFLICT DO NOTHING
-                    RETURNING aggregate_name, aggregate_id
-                ), updated AS (
-                    UPDATE eventsignal_aggregates AS a SET version = a.version + req.count
-                      FROM req
-                     WHERE NOT req.creates AND a.tenant = req.tenant
-                       AND a.aggregate_name = req.name AND a.aggregate_id = req.id
-                       AND a.version = req.expected
-                    RETURNING a.aggregate_name, a.aggregate_id
-                ), done AS (
-                    SELECT aggregate_name, aggregate_id FROM created
-                    UNION ALL
-                    SELECT aggregate_name, aggregate_id FROM updated
-                )
-                SELECT coalesce(array_agg(
-                           CASE WHEN d.aggregate_id IS NOT NULL THEN -1
-                                WHEN r.creates THEN -3
-                                ELSE coalesce((SELECT a.version FROM eventsignal_aggregates AS a
-                                                WHERE a.tenant = ''
-                                                  AND a.aggregate_name = r.name
-                                                  AND a.aggregate_id = r.id), -2)
-                           END ORDER BY r.ord), '{}')
-                  INTO outcomes
-                  FROM req AS r
-                  LEFT JOIN done AS d ON d.aggregate_name = r.name AND d.aggregate_id = r.id;
-            ELSE
-                outcomes := '{}';
-                FOR i IN 1 .. coalesce(array_length(req_names, 1), 0) LOOP
-                    IF req_creates[i] THEN
-                        INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version)
-                        VALUES (req_names[i], req_ids[i], req_counts[i])
-                        ON CONFLICT DO NOTHING;
-                        outcomes := outcomes || CASE WHEN FOUND THEN -1 ELSE -3 END;
-                        CONTINUE;
-                    END IF;
-                    UPDATE eventsignal_aggregates SET version = version + req_counts[i]
-                     WHERE tenant = '' AND aggregate_name = req_names[i]
-                       AND aggregate_id = req_ids[i] AND version = req_expected[i];
-                    IF FOUND THEN
-                        outcomes := outcomes || -1;
-                    ELSE
-                        SELECT version INTO found_version FROM eventsignal_aggregates
-                         WHERE tenant = '' AND aggregate_name = req_names[i]
-                           AND aggregate_id = req_ids[i];
-                        outcomes := outcomes || coalesce(found_version, -2);
-                    END IF;
-                END LOOP;
-            END IF;
-            WITH inserted AS (
-                INSERT INTO eventsignal_events (event_id, aggregate_name, aggregate_id, version,
-                                                name, timestamp, data, metadata)
-                SELECT e.id, req_names[e.req], req_ids[e.req], e.version, e.name, e.ts, e.data,
-                       e.metadata::jsonb
-                  FROM unnest(ev_requests, ev_ids, ev_versions, ev_names, ev_timestamps, ev_data,
-                              ev_metadata)
-                       WITH ORDINALITY AS e(req, id, version, name, ts, data, metadata, ord)
-                 WHERE outcomes[e.req] = -1
-                 ORDER BY e.ord
-                RETURNING position
-            )
-            SELECT coalesce(array_agg(position ORDER BY position), '{}') INTO positions
-              FROM inserted;
-            IF cardinality(positions) > 0 THEN
-                PERFORM pg_notify(channel, positions[cardinality(positions)]::text);
-            END IF;
-        END
-        $$
-        """,
+        _APPEND_V3_DEFAULT_TENANT,
     ),
 )
 
@@ -489,11 +445,9 @@ _DISTINCT_ROWS = """IF (SELECT count(DISTINCT (n, i)) FROM unnest(req_names, req
                = cardinality(req_names) THEN"""
 _NO_REPEATS = """IF NOT EXISTS (SELECT FROM unnest(req_names, req_ids) AS u(n, i)
                            GROUP BY n, i HAVING count(*) > 1) THEN"""
-_DEFAULT_TENANT_APPEND = EVENTS_MIGRATIONS[2][-1]
-assert _DISTINCT_ROWS in _DEFAULT_TENANT_APPEND
 EVENTS_MIGRATIONS = (
     *EVENTS_MIGRATIONS,
-    (_DEFAULT_TENANT_APPEND.replace(_DISTINCT_ROWS, _NO_REPEATS),),
+    (rewritten(_APPEND_V3_DEFAULT_TENANT, (_DISTINCT_ROWS, _NO_REPEATS)),),
 )
 
 # One key for the whole database: migrations are rare, and advisory locks are per database.
