@@ -88,6 +88,10 @@ OwnWrites = Callable[[SQLTransaction, Sequence[Event[Any]]], Awaitable[object]]
 store the command's events, and those events, before they are stored."""
 Hooks = tuple[TelemetryHook | None, TelemetryHook | None]  # for info reports, for debug reports
 _QUIET: Hooks = (None, None)
+# What Signal._hooks asks first, inlined on the command path: whether the default hook logs
+# at all (a report at INFO or DEBUG is dropped otherwise, and not built).
+_logs = logger.isEnabledFor
+_INFO = logging.INFO
 _FOLD_SLICE = 2000  # events applied between yields to the event loop during a rebuild
 _replace = msgspec.structs.replace
 
@@ -523,7 +527,8 @@ class Signal(Generic[S, C]):
         key answers with a handle on the aggregate as it is now, whose ``repeated`` is true,
         instead of :class:`~eventsignal.AggregateExists`.
         """
-        self._check_started()
+        if not self._root._started:
+            self._check_started()
         validate_id(aggregate_id)
         instrumentation = self._instrumentation
         if instrumentation is not None and instrumentation.active:
@@ -553,17 +558,24 @@ class Signal(Generic[S, C]):
             return await self._create_special(
                 aggregate_id, command, _own(metadata), idempotency_key, own_writes
             )
-        info, debug = self._hooks()
-        if debug is not None:
-            debug(CreatingAggregate(aggregate_name=self.name, aggregate_id=aggregate_id))
+        hook = self._telemetry
+        if hook is None or (hook is log_telemetry and not _logs(_INFO)):
+            info = debug = None  # quiet, as in _run
+        else:
+            info, debug = self._hooks()
+            if debug is not None:
+                debug(CreatingAggregate(aggregate_name=self.name, aggregate_id=aggregate_id))
         state = self.config.initial_state
         envelopes: Sequence[Event[Any]] = ()
         records: Sequence[StoredEvent] = ()
         try:
             if command is not None:
-                state, envelopes, records = await self._recorder.decide(
-                    command, state, aggregate_id, 0, _own(metadata)
+                decision = self._recorder.decide(
+                    command, state, aggregate_id, 0, {} if metadata is None else _own(metadata)
                 )
+                if not isinstance(decision, tuple):  # see Recorder.decide
+                    decision = await decision
+                state, envelopes, records = decision
             positions = await create(self.name, aggregate_id, records)
         except Exception as exc:
             self._name_rejection(exc, aggregate_id)
@@ -624,6 +636,10 @@ class Signal(Generic[S, C]):
             self._check_started()
             live = await self._load(aggregate_id)
         if idempotency_key is None and own_writes is None:
+            if self._instrumentation is None:
+                return await self._run(
+                    live, command, metadata, wait_for, wait_timeout, self._append
+                )
             return await self._execute(live, command, metadata, wait_for, wait_timeout)
         result = await self._execute_special(
             live, command, metadata, wait_for, wait_timeout, idempotency_key, own_writes
@@ -703,9 +719,9 @@ class Signal(Generic[S, C]):
             return _QUIET
         if hook is not log_telemetry:
             return hook, hook
-        if not logger.isEnabledFor(logging.INFO):  # nor, then, for DEBUG: the common case
+        if not _logs(_INFO):  # nor, then, for DEBUG: the common case
             return _QUIET
-        return hook, (hook if logger.isEnabledFor(logging.DEBUG) else None)
+        return hook, (hook if _logs(logging.DEBUG) else None)
 
     def _name_rejection(self, exc: Exception, aggregate_id: str) -> None:
         """Say which aggregate refused: a command handler raises :class:`CommandRejected`
@@ -714,7 +730,9 @@ class Signal(Generic[S, C]):
             exc.aggregate_name, exc.aggregate_id = self.name, aggregate_id
 
     def _evicted(self, live: LiveAggregate[S]) -> None:
-        debug = self._hooks()[1]
+        hook = self._telemetry
+        # Quiet (as in _run) unless a hook would take the report.
+        debug = None if hook is log_telemetry and not _logs(_INFO) else self._hooks()[1]
         if debug is not None:
             debug(
                 AggregateEvicted(
@@ -893,25 +911,35 @@ class Signal(Generic[S, C]):
         version that state was built from. After a conflict the aggregate catches up on what the
         other writer stored, and the command is decided again.
         """
-        info, debug = self._hooks()
-        if info is not None:
-            info(
-                ProcessingCommand(
-                    aggregate_name=self.name, aggregate_id=live.id, command=type(command).__name__
+        hook = self._telemetry
+        if hook is None or (hook is log_telemetry and not _logs(_INFO)):
+            info = debug = None  # quiet: the common case, checked without a call to _hooks
+        else:
+            info, debug = self._hooks()
+            if info is not None:
+                info(
+                    ProcessingCommand(
+                        aggregate_name=self.name,
+                        aggregate_id=live.id,
+                        command=type(command).__name__,
+                    )
                 )
-            )
-        metadata = _own(metadata)
+        metadata = {} if metadata is None else _own(metadata)
         decide = self._recorder.decide
         attempt = 0
-        turn = live.enter()
-        if turn is not None:
+        if live.busy:  # another command has the turn: wait for ours
+            turn = live.enter()
+            assert turn is not None
             await live.wait(turn)
+        else:  # ours at once (what live.enter() does, without the call)
+            live.busy = 1
         try:
             while True:
                 version = live.version
-                state, envelopes, records = await decide(
-                    command, live.state, live.id, version, metadata
-                )
+                decision = decide(command, live.state, live.id, version, metadata)
+                if not isinstance(decision, tuple):  # see Recorder.decide
+                    decision = await decision
+                state, envelopes, records = decision
                 if not records:
                     return state
                 try:
@@ -929,7 +957,9 @@ class Signal(Generic[S, C]):
             self._command_failed(exc, live.id, command)
             raise
         finally:
-            live.leave()
+            live.busy -= 1
+            if live.busy:  # others wait for the turn
+                live.hand_on()
             if self._pool.overflowing:
                 self._pool.trim()
         if wait_for:
@@ -986,7 +1016,7 @@ class Signal(Generic[S, C]):
             )
         metadata = _own(metadata)
         digest = self._check_options(live.id, command, key, own_writes)
-        decide = self._recorder.decide
+        decided = self._recorder.decided
         attempt = 0
         positions: Sequence[int] = ()
         repeated = False
@@ -1006,7 +1036,7 @@ class Signal(Generic[S, C]):
                             positions = await self._positions_of(live.id, found.version)
                         break
                 version = live.version
-                state, envelopes, records = await decide(
+                state, envelopes, records = await decided(
                     command, live.state, live.id, version, metadata
                 )
                 if not records:
@@ -1167,7 +1197,7 @@ class Signal(Generic[S, C]):
         records: Sequence[StoredEvent] = ()
         try:
             if command is not None:
-                state, envelopes, records = await self._recorder.decide(
+                state, envelopes, records = await self._recorder.decided(
                     command, state, aggregate_id, 0, metadata
                 )
             positions = await self._store_special(

@@ -7,7 +7,7 @@ stored, so a failing event handler, or an event that cannot be stored as it is, 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Generic, TypeVar
@@ -56,7 +56,37 @@ class Recorder(Generic[S]):
         self._serializer = serializer if serializer.personal is not None else None
         self._store = store
 
-    async def decide(
+    def decide(
+        self,
+        command: object,
+        state: S,
+        aggregate_id: str,
+        version: int,
+        metadata: Mapping[str, str],
+    ) -> Decision[S] | Awaitable[Decision[S]]:
+        """Run the command against ``state`` (at ``version``); apply and encode its events.
+
+        A command that produces no events leaves the state as it is and records nothing.
+
+        The answer is the decision itself (a tuple) when nothing had to be awaited, which is the
+        case of a plain command handler; otherwise (a coroutine handler, personal fields) it is
+        an awaitable of the decision. Callers await only what is not a tuple, so a plain handler
+        costs no coroutine.
+        """
+        produced = self._handle(command, state)
+        if type(produced) is not list:  # a list is by far the most common answer
+            if inspect.isawaitable(produced):
+                return self._decide_awaited(
+                    produced, state, aggregate_id, version, metadata, command
+                )
+            produced = self._events_of(produced, aggregate_id, command)
+        if not produced:
+            return state, (), ()
+        if self._serializer is not None:
+            return self._decide_personal(produced, state, aggregate_id, version, metadata)
+        return self._record(produced, state, aggregate_id, version, metadata)
+
+    async def decided(
         self,
         command: object,
         state: S,
@@ -64,17 +94,41 @@ class Recorder(Generic[S]):
         version: int,
         metadata: Mapping[str, str],
     ) -> Decision[S]:
-        """Run the command against ``state`` (at ``version``); apply and encode its events.
+        """:meth:`decide`, awaited when it has to be (for paths where a coroutine costs
+        nothing worth saving)."""
+        decision = self.decide(command, state, aggregate_id, version, metadata)
+        if isinstance(decision, tuple):
+            return decision
+        return await decision
 
-        A command that produces no events leaves the state as it is and records nothing.
-        """
-        produced = self._handle(command, state)
-        if type(produced) is not list:  # a list is by far the most common answer
-            produced = await self._events_of(produced, aggregate_id, command)
-        if not produced:
+    async def _decide_awaited(
+        self,
+        produced: Awaitable[object],
+        state: S,
+        aggregate_id: str,
+        version: int,
+        metadata: Mapping[str, str],
+        command: object,
+    ) -> Decision[S]:
+        """:meth:`decide` for a command handler that answered with an awaitable."""
+        events = await produced
+        if type(events) is not list:
+            events = self._events_of(events, aggregate_id, command)
+        if not events:
             return state, (), ()
         if self._serializer is not None:
-            return await self._decide_personal(produced, state, aggregate_id, version, metadata)
+            return await self._decide_personal(events, state, aggregate_id, version, metadata)
+        return self._record(events, state, aggregate_id, version, metadata)
+
+    def _record(
+        self,
+        produced: list[Any],
+        state: S,
+        aggregate_id: str,
+        version: int,
+        metadata: Mapping[str, str],
+    ) -> Decision[S]:
+        """Apply and encode the events a command produced."""
         name = self._aggregate_name
         tenant = self._tenant
         apply = self._apply
@@ -172,14 +226,12 @@ class Recorder(Generic[S]):
             envelopes.append(event)
         return state, envelopes, records
 
-    async def _events_of(self, produced: object, aggregate_id: str, command: object) -> list[Any]:
-        """A command handler's result as a list of events: awaited if it is a coroutine, and
+    def _events_of(self, produced: object, aggregate_id: str, command: object) -> list[Any]:
+        """A command handler's result (awaited, if it was awaitable) as a list of events:
         refused unless it is a list, tuple or iterator (a bare event, ``None``, a string or a
         dict are mistakes that would otherwise fail later with a puzzling error)."""
-        if inspect.isawaitable(produced):
-            produced = await produced
-            if type(produced) is list:
-                return produced
+        if type(produced) is list:
+            return produced
         if isinstance(produced, tuple | Iterator):
             return list(produced)
         raise InvalidHandlerResult(
