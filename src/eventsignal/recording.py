@@ -63,6 +63,7 @@ class Recorder(Generic[S]):
         aggregate_id: str,
         version: int,
         metadata: Mapping[str, str],
+        produced: Any = None,
     ) -> Decision[S] | Awaitable[Decision[S]]:
         """Run the command against ``state`` (at ``version``); apply and encode its events.
 
@@ -71,9 +72,11 @@ class Recorder(Generic[S]):
         The answer is the decision itself (a tuple) when nothing had to be awaited, which is the
         case of a plain command handler; otherwise (a coroutine handler, personal fields) it is
         an awaitable of the decision. Callers await only what is not a tuple, so a plain handler
-        costs no coroutine.
+        costs no coroutine. ``produced`` is the handler's answer when it is known already (a
+        coroutine handler's, awaited).
         """
-        produced = self._handle(command, state)
+        if produced is None:
+            produced = self._handle(command, state)
         if type(produced) is not list:  # a list is by far the most common answer
             if inspect.isawaitable(produced):
                 return self._decide_awaited(
@@ -84,51 +87,6 @@ class Recorder(Generic[S]):
             return state, (), ()
         if self._serializer is not None:
             return self._decide_personal(produced, state, aggregate_id, version, metadata)
-        return self._record(produced, state, aggregate_id, version, metadata)
-
-    async def decided(
-        self,
-        command: object,
-        state: S,
-        aggregate_id: str,
-        version: int,
-        metadata: Mapping[str, str],
-    ) -> Decision[S]:
-        """:meth:`decide`, awaited when it has to be (for paths where a coroutine costs
-        nothing worth saving)."""
-        decision = self.decide(command, state, aggregate_id, version, metadata)
-        if isinstance(decision, tuple):
-            return decision
-        return await decision
-
-    async def _decide_awaited(
-        self,
-        produced: Awaitable[object],
-        state: S,
-        aggregate_id: str,
-        version: int,
-        metadata: Mapping[str, str],
-        command: object,
-    ) -> Decision[S]:
-        """:meth:`decide` for a command handler that answered with an awaitable."""
-        events = await produced
-        if type(events) is not list:
-            events = self._events_of(events, aggregate_id, command)
-        if not events:
-            return state, (), ()
-        if self._serializer is not None:
-            return await self._decide_personal(events, state, aggregate_id, version, metadata)
-        return self._record(events, state, aggregate_id, version, metadata)
-
-    def _record(
-        self,
-        produced: list[Any],
-        state: S,
-        aggregate_id: str,
-        version: int,
-        metadata: Mapping[str, str],
-    ) -> Decision[S]:
-        """Apply and encode the events a command produced."""
         name = self._aggregate_name
         tenant = self._tenant
         apply = self._apply
@@ -168,6 +126,37 @@ class Recorder(Generic[S]):
             state = apply(state, event)
             envelopes.append(event)
         return state, envelopes, records
+
+    async def decided(
+        self,
+        command: object,
+        state: S,
+        aggregate_id: str,
+        version: int,
+        metadata: Mapping[str, str],
+    ) -> Decision[S]:
+        """:meth:`decide`, awaited when it has to be (for paths where a coroutine costs
+        nothing worth saving)."""
+        decision = self.decide(command, state, aggregate_id, version, metadata)
+        if isinstance(decision, tuple):
+            return decision
+        return await decision
+
+    async def _decide_awaited(
+        self,
+        produced: Awaitable[object],
+        state: S,
+        aggregate_id: str,
+        version: int,
+        metadata: Mapping[str, str],
+        command: object,
+    ) -> Decision[S]:
+        """:meth:`decide` for a command handler that answered with an awaitable."""
+        events = self._events_of(await produced, aggregate_id, command)
+        decision = self.decide(command, state, aggregate_id, version, metadata, events)
+        if isinstance(decision, tuple):
+            return decision
+        return await decision  # personal fields
 
     async def _decide_personal(
         self,

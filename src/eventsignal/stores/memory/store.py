@@ -133,7 +133,7 @@ class MemoryStore(
         if tenant:
             self._tenanted = True
         self._created[key] = created_at or datetime.now(UTC)
-        stream = stream_of()
+        stream = bytearray()
         self._streams[key] = stream
         if not events:
             self._appends += 1
@@ -198,8 +198,23 @@ class MemoryStore(
     ) -> Sequence[int]:
         """Give checked events their positions and add them to their stream and the log."""
         first = self._head + 1
-        if len(events) == 1:  # the common case, without the general loop
-            self._log.append(kept(events[0], first, tenant))
+        if len(events) == 1:  # the common case, without the general loop (nor a call to kept)
+            e = events[0]
+            self._log.append(
+                Kept(
+                    first,
+                    e.id.int,
+                    e.aggregate_name,
+                    e.aggregate_id,
+                    e.version,
+                    e.name,
+                    e.timestamp,
+                    e.data,
+                    e.metadata,
+                    tenant or e.tenant,
+                    e.defect,
+                )
+            )
             stream += pack(first)
             positions: Sequence[int] = (first,)
         else:
