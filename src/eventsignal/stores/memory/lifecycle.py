@@ -26,7 +26,7 @@ from eventsignal.stores.lifecycle import (
 from eventsignal.stores.memory.records import (
     ENTRY,
     Kept,
-    index_of,
+    Log,
     kept,
     position_of,
     positions_in,
@@ -45,13 +45,12 @@ class MemoryLifecycle:
     # Provided by MemoryStore.
     _streams: dict[_Key, bytearray]
     _created: dict[_Key, datetime]
-    _log: list[Kept]
+    _log: Log
     _snapshots: dict[_Key, Snapshot]
     _head: int
 
     def _init_lifecycle(self) -> None:
         self._head = 0  # the last position ever given: never handed out again
-        self._gaps = False  # whether the log lost events, so index and position differ
         self._closed: dict[_Key, int] = {}  # archived or deleted: the marker of which
         self._trimmed: dict[_Key, int] = {}  # truncated: how many leading versions are gone
         self._archive: dict[_Key, list[Kept]] = {}
@@ -106,12 +105,8 @@ class MemoryLifecycle:
         """Take the events at ``positions`` out of the log; return them."""
         if not positions:
             return []
-        gone = set(positions)
-        log = self._log
-        taken = [log[index_of(log, p, self._gaps)] for p in positions]
-        self._log = [e for e in log if e.position not in gone]
-        self._gaps = True
-        return taken
+        pop = self._log.pop
+        return [pop(p) for p in positions]
 
     async def archive(self, aggregate_name: str, aggregate_id: str) -> LifecycleResult:
         key = self._known(aggregate_name, aggregate_id)
@@ -142,7 +137,8 @@ class MemoryLifecycle:
         self._changed[key] = datetime.now(UTC)
         self._streams[key] = stream_of(e.position for e in events)
         if events:
-            self._log = sorted([*self._log, *events], key=position_of)
+            merged = [*self._log.values(), *events]
+            self._log = {e.position: e for e in sorted(merged, key=position_of)}
         return LifecycleResult(
             operation="restore",
             aggregate_name=aggregate_name,
@@ -163,7 +159,7 @@ class MemoryLifecycle:
         count = len(live) + len(archived)
         position = self._head + 1
         record = deletion_record(aggregate_name, aggregate_id, status.version, count)
-        self._log.append(kept(record, position, ""))
+        self._log[position] = kept(record, position, "")
         self._head = position
         self._wake()
         return LifecycleResult(

@@ -7,14 +7,15 @@ the same envelope with the id as the UUID's 128 bits instead (an ``int``, which 
 ignores), in a struct it ignores as well, and builds the ``StoredEvent`` again when it is read.
 
 For the same reason an aggregate's stream is a ``bytearray`` of the positions of its events (a
-list or an ``array`` would be one more tracked object per aggregate).
+list or an ``array`` would be one more tracked object per aggregate), and the log is a dict from
+position to event: a dict holding only such keys and values is left untracked, where a list is
+tracked whatever it holds, and a full collection would visit every event in it.
 """
 
 from __future__ import annotations
 
 import struct
-from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
 import msgspec
@@ -98,19 +99,22 @@ def position_of(event: Kept) -> int:
     return event.position
 
 
-def index_of(log: list[Kept], position: int, gaps: bool) -> int:
-    """The index in ``log`` of the event at ``position``, which the log holds.
-
-    Without gaps (nothing archived, deleted or truncated yet) positions are ``1..len(log)``, so
-    the index is the position less one; otherwise it is found by bisection.
-    """
-    if gaps:
-        return bisect_left(log, position, key=position_of)
-    return position - 1
+Log = dict[int, Kept]
+"""The events by position, in position order (see the module's docstring)."""
 
 
-def read(log: list[Kept], positions: Iterable[int], gaps: bool) -> list[StoredEvent]:
+def read(log: Log, positions: Iterable[int]) -> list[StoredEvent]:
     """The events at ``positions``, which the log holds, in that order."""
-    if gaps:
-        return [stored(log[bisect_left(log, p, key=position_of)]) for p in positions]
-    return [stored(log[p - 1]) for p in positions]
+    return [stored(log[p]) for p in positions]
+
+
+def after(log: Log, position: int, head: int) -> Iterator[Kept]:
+    """The events of ``log`` after ``position``, in order; ``head`` is the last position given.
+
+    Positions of archived, deleted or truncated events are skipped.
+    """
+    get = log.get
+    for at in range(max(position, 0) + 1, head + 1):
+        event = get(at)
+        if event is not None:
+            yield event

@@ -7,12 +7,11 @@ like every operation of the store.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Sequence
 
 import msgspec
 
-from eventsignal.stores.memory.records import Kept, position_of
+from eventsignal.stores.memory.records import Kept, Log, position_of
 from eventsignal.stores.rewriting import PayloadChange, StoredPayload
 
 _Key = tuple[str, str]
@@ -22,7 +21,7 @@ class MemoryPayloadRewrite:
     """The :class:`~eventsignal.stores.rewriting.PayloadRewrite` method of the memory store."""
 
     # Provided by MemoryStore.
-    _log: list[Kept]
+    _log: Log
     _archive: dict[_Key, list[Kept]]
 
     async def rewrite_payloads(
@@ -33,13 +32,10 @@ class MemoryPayloadRewrite:
         log = self._log
         done = 0
         for change in changes:
-            index = bisect_left(log, change.position, key=position_of)
-            if index == len(log) or log[index].position != change.position:
-                continue  # archived or deleted meanwhile
-            event = log[index]
-            if event.data != change.old:
-                continue
-            log[index] = msgspec.structs.replace(event, data=change.new)
+            event = log.get(change.position)
+            if event is None or event.data != change.old:
+                continue  # archived or deleted meanwhile, or changed
+            log[change.position] = msgspec.structs.replace(event, data=change.new)
             done += 1
         return done
 

@@ -7,9 +7,9 @@ decoded fails here too.
 from __future__ import annotations
 
 import asyncio
-from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from itertools import islice
 
 from eventsignal.domain.errors import (
     AggregateExists,
@@ -40,9 +40,10 @@ from eventsignal.stores.memory.lifecycle import MemoryLifecycle
 from eventsignal.stores.memory.records import (
     ENTRY,
     Kept,
+    Log,
+    after,
     kept,
     pack,
-    position_of,
     positions_in,
     read,
     stored,
@@ -85,7 +86,7 @@ class MemoryStore(
         # the streams, stay out of the garbage collector's way).
         self._streams: dict[_Key, bytearray] = {}
         self._created: dict[_Key, datetime] = {}
-        self._log: list[Kept] = []
+        self._log: Log = {}
         self._followers: list[asyncio.Future[None]] = []
         self._snapshots: dict[_Key, Snapshot] = {}
         # Idempotency keys per aggregate, oldest first (made on the first keyed command).
@@ -200,26 +201,26 @@ class MemoryStore(
         first = self._head + 1
         if len(events) == 1:  # the common case, without the general loop (nor a call to kept)
             e = events[0]
-            self._log.append(
-                Kept(
-                    first,
-                    e.id.int,
-                    e.aggregate_name,
-                    e.aggregate_id,
-                    e.version,
-                    e.name,
-                    e.timestamp,
-                    e.data,
-                    e.metadata,
-                    tenant or e.tenant,
-                    e.defect,
-                )
+            self._log[first] = Kept(
+                first,
+                e.id.int,
+                e.aggregate_name,
+                e.aggregate_id,
+                e.version,
+                e.name,
+                e.timestamp,
+                e.data,
+                e.metadata,
+                tenant or e.tenant,
+                e.defect,
             )
             stream += pack(first)
             positions: Sequence[int] = (first,)
         else:
             positions = range(first, first + len(events))
-            self._log.extend(kept(e, p, tenant) for e, p in zip(events, positions, strict=True))
+            log = self._log
+            for e, p in zip(events, positions, strict=True):
+                log[p] = kept(e, p, tenant)
             stream += stream_of(positions)
         self._head = first + len(events) - 1
         self._appends += 1
@@ -253,7 +254,7 @@ class MemoryStore(
         if not stream:
             return []
         trimmed = self._trimmed.get(key, 0) if self._trimmed else 0
-        return read(self._log, positions_in(stream, max(after_version - trimmed, 0)), self._gaps)
+        return read(self._log, positions_in(stream, max(after_version - trimmed, 0)))
 
     async def read_aggregate_page(
         self,
@@ -270,39 +271,33 @@ class MemoryStore(
             return []
         trimmed = self._trimmed.get(key, 0) if self._trimmed else 0
         start = max(after_version - trimmed, 0)
-        return read(self._log, positions_in(stream, start, start + max(limit, 0)), self._gaps)
+        return read(self._log, positions_in(stream, start, start + max(limit, 0)))
 
     async def read_all(
         self, after_position: int = 0, limit: int = 1000, *, tenant: str | None = DEFAULT_TENANT
     ) -> Sequence[StoredEvent]:
-        start = self._index_after(after_position)
+        events = self._after(after_position)
         if tenant is None or not self._tenanted:  # the whole log, or one tenant's: all of it
             if tenant:
                 return []
-            return [stored(event) for event in self._log[start : start + limit]]
+            return [stored(event) for event in islice(events, max(limit, 0))]
         found: list[StoredEvent] = []
-        log = self._log
-        for index in range(start, len(log)):
-            event = log[index]
+        for event in events:
             if event.tenant == tenant:
                 found.append(stored(event))
                 if len(found) >= limit:
                     break
         return found
 
-    def _index_after(self, position: int) -> int:
-        """The index in the log of the first event after ``position``."""
-        start = max(position, 0)
-        if self._gaps:  # events were archived or deleted: find the place by position
-            return bisect_right(self._log, start, key=position_of)
-        # Otherwise positions are 1..len(log) with no gaps, so the index is the position.
-        return start
+    def _after(self, position: int) -> Iterator[Kept]:
+        """The events of the log after ``position``, in order."""
+        return after(self._log, position, self._head)
 
     async def head_position(self, *, tenant: str | None = DEFAULT_TENANT) -> int:
         log = self._log
         if tenant is None or not self._tenanted:
-            return log[-1].position if log and not tenant else 0
-        return next((e.position for e in reversed(log) if e.tenant == tenant), 0)
+            return next(reversed(log)) if log and not tenant else 0
+        return next((e.position for e in reversed(log.values()) if e.tenant == tenant), 0)
 
     async def aggregates(
         self, aggregate_name: str | None = None, *, tenant: str | None = DEFAULT_TENANT
