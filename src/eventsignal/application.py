@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -508,7 +508,7 @@ class Signal(Generic[S, C]):
 
     # Commands
 
-    async def create(
+    def create(
         self,
         aggregate_id: str,
         command: C | None = None,
@@ -516,7 +516,7 @@ class Signal(Generic[S, C]):
         metadata: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
         own_writes: OwnWrites | None = None,
-    ) -> Aggregate[S]:
+    ) -> Coroutine[Any, Any, Aggregate[S]]:
         """Record a new aggregate in the store, at version 0 with the initial state.
 
         With a ``command`` (a genesis command), the command runs against the initial state and
@@ -526,9 +526,26 @@ class Signal(Generic[S, C]):
         ``idempotency_key`` and ``own_writes`` are those of :meth:`handle_command`: a repeated
         key answers with a handle on the aggregate as it is now, whose ``repeated`` is true,
         instead of :class:`~eventsignal.AggregateExists`.
+
+        The coroutine to await is made here, as ``async def`` would make it: nothing runs
+        until it is awaited. It is the one that does the work, not one more layer around it.
         """
-        if not self._root._started:
-            self._check_started()
+        if self._instrumentation is None:
+            return self._create(
+                aggregate_id, command, metadata, idempotency_key, own_writes, self._create_in_store
+            )
+        return self._create_traced(aggregate_id, command, metadata, idempotency_key, own_writes)
+
+    async def _create_traced(
+        self,
+        aggregate_id: str,
+        command: C | None,
+        metadata: Mapping[str, str] | None,
+        idempotency_key: str | None,
+        own_writes: OwnWrites | None,
+    ) -> Aggregate[S]:
+        """:meth:`create` in a span, when the instrumentation is active."""
+        self._check_started()
         validate_id(aggregate_id)
         instrumentation = self._instrumentation
         if instrumentation is not None and instrumentation.active:
@@ -554,6 +571,9 @@ class Signal(Generic[S, C]):
         own_writes: OwnWrites | None,
         create: Create,
     ) -> Aggregate[S]:
+        if not self._root._started:
+            self._check_started()
+        validate_id(aggregate_id)
         if idempotency_key is not None or own_writes is not None:
             return await self._create_special(
                 aggregate_id, command, _own(metadata), idempotency_key, own_writes
@@ -601,7 +621,7 @@ class Signal(Generic[S, C]):
             live = await self._load(aggregate_id)
         return Aggregate(self, live)
 
-    async def handle_command(
+    def handle_command(
         self,
         aggregate_id: str,
         command: C,
@@ -611,7 +631,7 @@ class Signal(Generic[S, C]):
         wait_timeout: float = 5.0,
         idempotency_key: str | None = None,
         own_writes: OwnWrites | None = None,
-    ) -> S:
+    ) -> Coroutine[Any, Any, S]:
         """Run a command on the aggregate with this id; return the new state once stored.
 
         ``metadata`` (say correlation and causation ids) is stored with each event. With
@@ -630,16 +650,33 @@ class Signal(Generic[S, C]):
         rows in the database transaction that stores the command's events: both commit, or
         neither. It runs before the events are stored, once per attempt (again after a version
         conflict), and an error it raises fails this command only.
+
+        The coroutine to await is made here, as ``async def`` would make it: nothing runs
+        until it is awaited. Without options or instrumentation it is the one that runs the
+        command, not one more layer around it.
         """
+        if idempotency_key is None and own_writes is None and self._instrumentation is None:
+            return self._run(aggregate_id, command, metadata, wait_for, wait_timeout, self._append)
+        return self._handle_command(
+            aggregate_id, command, metadata, wait_for, wait_timeout, idempotency_key, own_writes
+        )
+
+    async def _handle_command(
+        self,
+        aggregate_id: str,
+        command: C,
+        metadata: Mapping[str, str] | None,
+        wait_for: Sequence[str],
+        wait_timeout: float,
+        idempotency_key: str | None,
+        own_writes: OwnWrites | None,
+    ) -> S:
+        """:meth:`handle_command` with options, or an instrumentation."""
         live = self._pool.get(aggregate_id)
         if live is None:
             self._check_started()
             live = await self._load(aggregate_id)
         if idempotency_key is None and own_writes is None:
-            if self._instrumentation is None:
-                return await self._run(
-                    live, command, metadata, wait_for, wait_timeout, self._append
-                )
             return await self._execute(live, command, metadata, wait_for, wait_timeout)
         result = await self._execute_special(
             live, command, metadata, wait_for, wait_timeout, idempotency_key, own_writes
@@ -891,26 +928,33 @@ class Signal(Generic[S, C]):
                 command,
                 _own(metadata),
                 lambda traced: self._run(
-                    live, command, traced, wait_for, wait_timeout, self._traced_append
+                    live.id, command, traced, wait_for, wait_timeout, self._traced_append, live
                 ),
             )
-        return self._run(live, command, metadata, wait_for, wait_timeout, self._append)
+        return self._run(live.id, command, metadata, wait_for, wait_timeout, self._append, live)
 
     async def _run(
         self,
-        live: LiveAggregate[S],
+        aggregate_id: str,
         command: object,
         metadata: Mapping[str, str] | None,
         wait_for: Sequence[str],
         wait_timeout: float,
         append: Append,
+        live: LiveAggregate[S] | None = None,
     ) -> S:
         """Run a command in its aggregate's turn; return the new state once it is stored.
 
+        The aggregate is ``live`` if the caller has it, else taken from the pool (or loaded).
         Each attempt decides the command against the live state and appends its events with the
         version that state was built from. After a conflict the aggregate catches up on what the
         other writer stored, and the command is decided again.
         """
+        if live is None:
+            live = self._pool.get(aggregate_id)
+            if live is None:
+                self._check_started()
+                live = await self._load(aggregate_id)
         hook = self._telemetry
         if hook is None or (hook is log_telemetry and not _logs(_INFO)):
             info = debug = None  # quiet: the common case, checked without a call to _hooks
