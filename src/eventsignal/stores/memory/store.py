@@ -218,9 +218,8 @@ class MemoryStore(
             positions: Sequence[int] = (first,)
         else:
             positions = range(first, first + len(events))
-            log = self._log
-            for e, p in zip(events, positions, strict=True):
-                log[p] = kept(e, p, tenant)
+            entries = [kept(e, p, tenant) for e, p in zip(events, positions, strict=True)]
+            self._log.update(zip(positions, entries, strict=True))
             stream += stream_of(positions)
         self._head = first + len(events) - 1
         self._appends += 1
