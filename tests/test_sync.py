@@ -51,6 +51,14 @@ def _public(cls: type) -> dict[str, Any]:
     }
 
 
+def _awaited(annotation: Any) -> Any:
+    """What awaiting a method's answer gives: a plain method answering a coroutine is awaited
+    as an ``async def`` is."""
+    if isinstance(annotation, str) and annotation.startswith("Coroutine[Any, Any, "):
+        return annotation.removeprefix("Coroutine[Any, Any, ").removesuffix("]")
+    return annotation
+
+
 def _shape(member: Any) -> tuple[str, Any]:
     """What a caller sees of a member: its kind, and its signature with annotations as text."""
     if isinstance(member, property):
@@ -60,7 +68,7 @@ def _shape(member: Any) -> tuple[str, Any]:
         parameters = [
             (p.name, p.kind, p.default, p.annotation) for p in signature.parameters.values()
         ]
-        return "method", (parameters, signature.return_annotation)
+        return "method", (parameters, _awaited(signature.return_annotation))
     return "attribute", type(member)
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from eventsignal import AggregateConfig, Event, EventSerializationError, Signal
 from eventsignal.stores import MemoryStore
+from eventsignal.stores.rewriting import PayloadChange
 
 
 class Total(msgspec.Struct, frozen=True):
@@ -87,8 +88,9 @@ async def test_undecodable_stored_event_names_aggregate_version_and_event() -> N
         await signal.create("t")
         await signal.handle_command("t", Add(1, "y"))
     # Corrupt the second stored event the way a broken writer or a bad migration would.
-    stream = store._streams[("tally", "t")]
-    stream[1] = msgspec.structs.replace(stream[1], data=b'{"tag": 5}')
+    second = (await store.read_aggregate("tally", "t"))[1]
+    corrupt_payload = PayloadChange(second.position, second.data, b'{"tag": 5}')
+    assert await store.rewrite_payloads([corrupt_payload])
     async with Signal(CONFIG, store=store) as reader:
         with pytest.raises(EventSerializationError) as corrupt:
             await reader.aggregate("t")

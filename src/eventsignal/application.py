@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -88,6 +88,10 @@ OwnWrites = Callable[[SQLTransaction, Sequence[Event[Any]]], Awaitable[object]]
 store the command's events, and those events, before they are stored."""
 Hooks = tuple[TelemetryHook | None, TelemetryHook | None]  # for info reports, for debug reports
 _QUIET: Hooks = (None, None)
+# What Signal._hooks asks first, inlined on the command path: whether the default hook logs
+# at all (a report at INFO or DEBUG is dropped otherwise, and not built).
+_logs = logger.isEnabledFor
+_INFO = logging.INFO
 _FOLD_SLICE = 2000  # events applied between yields to the event loop during a rebuild
 _replace = msgspec.structs.replace
 
@@ -504,7 +508,7 @@ class Signal(Generic[S, C]):
 
     # Commands
 
-    async def create(
+    def create(
         self,
         aggregate_id: str,
         command: C | None = None,
@@ -512,7 +516,7 @@ class Signal(Generic[S, C]):
         metadata: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
         own_writes: OwnWrites | None = None,
-    ) -> Aggregate[S]:
+    ) -> Coroutine[Any, Any, Aggregate[S]]:
         """Record a new aggregate in the store, at version 0 with the initial state.
 
         With a ``command`` (a genesis command), the command runs against the initial state and
@@ -522,7 +526,25 @@ class Signal(Generic[S, C]):
         ``idempotency_key`` and ``own_writes`` are those of :meth:`handle_command`: a repeated
         key answers with a handle on the aggregate as it is now, whose ``repeated`` is true,
         instead of :class:`~eventsignal.AggregateExists`.
+
+        The coroutine to await is made here, as ``async def`` would make it: nothing runs
+        until it is awaited. It is the one that does the work, not one more layer around it.
         """
+        if self._instrumentation is None:
+            return self._create(
+                aggregate_id, command, metadata, idempotency_key, own_writes, self._create_in_store
+            )
+        return self._create_traced(aggregate_id, command, metadata, idempotency_key, own_writes)
+
+    async def _create_traced(
+        self,
+        aggregate_id: str,
+        command: C | None,
+        metadata: Mapping[str, str] | None,
+        idempotency_key: str | None,
+        own_writes: OwnWrites | None,
+    ) -> Aggregate[S]:
+        """:meth:`create` in a span, when the instrumentation is active."""
         self._check_started()
         validate_id(aggregate_id)
         instrumentation = self._instrumentation
@@ -549,21 +571,31 @@ class Signal(Generic[S, C]):
         own_writes: OwnWrites | None,
         create: Create,
     ) -> Aggregate[S]:
+        if not self._root._started:
+            self._check_started()
+        validate_id(aggregate_id)
         if idempotency_key is not None or own_writes is not None:
             return await self._create_special(
                 aggregate_id, command, _own(metadata), idempotency_key, own_writes
             )
-        info, debug = self._hooks()
-        if debug is not None:
-            debug(CreatingAggregate(aggregate_name=self.name, aggregate_id=aggregate_id))
+        hook = self._telemetry
+        if hook is None or (hook is log_telemetry and not _logs(_INFO)):
+            info = debug = None  # quiet, as in _run
+        else:
+            info, debug = self._hooks()
+            if debug is not None:
+                debug(CreatingAggregate(aggregate_name=self.name, aggregate_id=aggregate_id))
         state = self.config.initial_state
         envelopes: Sequence[Event[Any]] = ()
         records: Sequence[StoredEvent] = ()
         try:
             if command is not None:
-                state, envelopes, records = await self._recorder.decide(
-                    command, state, aggregate_id, 0, _own(metadata)
+                decision = self._recorder.decide(
+                    command, state, aggregate_id, 0, {} if metadata is None else _own(metadata)
                 )
+                if not isinstance(decision, tuple):  # see Recorder.decide
+                    decision = await decision
+                state, envelopes, records = decision
             positions = await create(self.name, aggregate_id, records)
         except Exception as exc:
             self._name_rejection(exc, aggregate_id)
@@ -589,7 +621,7 @@ class Signal(Generic[S, C]):
             live = await self._load(aggregate_id)
         return Aggregate(self, live)
 
-    async def handle_command(
+    def handle_command(
         self,
         aggregate_id: str,
         command: C,
@@ -599,7 +631,7 @@ class Signal(Generic[S, C]):
         wait_timeout: float = 5.0,
         idempotency_key: str | None = None,
         own_writes: OwnWrites | None = None,
-    ) -> S:
+    ) -> Coroutine[Any, Any, S]:
         """Run a command on the aggregate with this id; return the new state once stored.
 
         ``metadata`` (say correlation and causation ids) is stored with each event. With
@@ -618,7 +650,28 @@ class Signal(Generic[S, C]):
         rows in the database transaction that stores the command's events: both commit, or
         neither. It runs before the events are stored, once per attempt (again after a version
         conflict), and an error it raises fails this command only.
+
+        The coroutine to await is made here, as ``async def`` would make it: nothing runs
+        until it is awaited. Without options or instrumentation it is the one that runs the
+        command, not one more layer around it.
         """
+        if idempotency_key is None and own_writes is None and self._instrumentation is None:
+            return self._run(aggregate_id, command, metadata, wait_for, wait_timeout, self._append)
+        return self._handle_command(
+            aggregate_id, command, metadata, wait_for, wait_timeout, idempotency_key, own_writes
+        )
+
+    async def _handle_command(
+        self,
+        aggregate_id: str,
+        command: C,
+        metadata: Mapping[str, str] | None,
+        wait_for: Sequence[str],
+        wait_timeout: float,
+        idempotency_key: str | None,
+        own_writes: OwnWrites | None,
+    ) -> S:
+        """:meth:`handle_command` with options, or an instrumentation."""
         live = self._pool.get(aggregate_id)
         if live is None:
             self._check_started()
@@ -703,9 +756,9 @@ class Signal(Generic[S, C]):
             return _QUIET
         if hook is not log_telemetry:
             return hook, hook
-        if not logger.isEnabledFor(logging.INFO):  # nor, then, for DEBUG: the common case
+        if not _logs(_INFO):  # nor, then, for DEBUG: the common case
             return _QUIET
-        return hook, (hook if logger.isEnabledFor(logging.DEBUG) else None)
+        return hook, (hook if _logs(logging.DEBUG) else None)
 
     def _name_rejection(self, exc: Exception, aggregate_id: str) -> None:
         """Say which aggregate refused: a command handler raises :class:`CommandRejected`
@@ -714,7 +767,9 @@ class Signal(Generic[S, C]):
             exc.aggregate_name, exc.aggregate_id = self.name, aggregate_id
 
     def _evicted(self, live: LiveAggregate[S]) -> None:
-        debug = self._hooks()[1]
+        hook = self._telemetry
+        # Quiet (as in _run) unless a hook would take the report.
+        debug = None if hook is log_telemetry and not _logs(_INFO) else self._hooks()[1]
         if debug is not None:
             debug(
                 AggregateEvicted(
@@ -873,45 +928,62 @@ class Signal(Generic[S, C]):
                 command,
                 _own(metadata),
                 lambda traced: self._run(
-                    live, command, traced, wait_for, wait_timeout, self._traced_append
+                    live.id, command, traced, wait_for, wait_timeout, self._traced_append, live
                 ),
             )
-        return self._run(live, command, metadata, wait_for, wait_timeout, self._append)
+        return self._run(live.id, command, metadata, wait_for, wait_timeout, self._append, live)
 
     async def _run(
         self,
-        live: LiveAggregate[S],
+        aggregate_id: str,
         command: object,
         metadata: Mapping[str, str] | None,
         wait_for: Sequence[str],
         wait_timeout: float,
         append: Append,
+        live: LiveAggregate[S] | None = None,
     ) -> S:
         """Run a command in its aggregate's turn; return the new state once it is stored.
 
+        The aggregate is ``live`` if the caller has it, else taken from the pool (or loaded).
         Each attempt decides the command against the live state and appends its events with the
         version that state was built from. After a conflict the aggregate catches up on what the
         other writer stored, and the command is decided again.
         """
-        info, debug = self._hooks()
-        if info is not None:
-            info(
-                ProcessingCommand(
-                    aggregate_name=self.name, aggregate_id=live.id, command=type(command).__name__
+        if live is None:
+            live = self._pool.get(aggregate_id)
+            if live is None:
+                self._check_started()
+                live = await self._load(aggregate_id)
+        hook = self._telemetry
+        if hook is None or (hook is log_telemetry and not _logs(_INFO)):
+            info = debug = None  # quiet: the common case, checked without a call to _hooks
+        else:
+            info, debug = self._hooks()
+            if info is not None:
+                info(
+                    ProcessingCommand(
+                        aggregate_name=self.name,
+                        aggregate_id=live.id,
+                        command=type(command).__name__,
+                    )
                 )
-            )
-        metadata = _own(metadata)
+        metadata = {} if metadata is None else _own(metadata)
         decide = self._recorder.decide
         attempt = 0
-        turn = live.enter()
-        if turn is not None:
+        if live.busy:  # another command has the turn: wait for ours
+            turn = live.enter()
+            assert turn is not None
             await live.wait(turn)
+        else:  # ours at once (what live.enter() does, without the call)
+            live.busy = 1
         try:
             while True:
                 version = live.version
-                state, envelopes, records = await decide(
-                    command, live.state, live.id, version, metadata
-                )
+                decision = decide(command, live.state, live.id, version, metadata)
+                if not isinstance(decision, tuple):  # see Recorder.decide
+                    decision = await decision
+                state, envelopes, records = decision
                 if not records:
                     return state
                 try:
@@ -929,7 +1001,9 @@ class Signal(Generic[S, C]):
             self._command_failed(exc, live.id, command)
             raise
         finally:
-            live.leave()
+            live.busy -= 1
+            if live.busy:  # others wait for the turn
+                live.hand_on()
             if self._pool.overflowing:
                 self._pool.trim()
         if wait_for:
@@ -986,7 +1060,7 @@ class Signal(Generic[S, C]):
             )
         metadata = _own(metadata)
         digest = self._check_options(live.id, command, key, own_writes)
-        decide = self._recorder.decide
+        decided = self._recorder.decided
         attempt = 0
         positions: Sequence[int] = ()
         repeated = False
@@ -1006,7 +1080,7 @@ class Signal(Generic[S, C]):
                             positions = await self._positions_of(live.id, found.version)
                         break
                 version = live.version
-                state, envelopes, records = await decide(
+                state, envelopes, records = await decided(
                     command, live.state, live.id, version, metadata
                 )
                 if not records:
@@ -1167,7 +1241,7 @@ class Signal(Generic[S, C]):
         records: Sequence[StoredEvent] = ()
         try:
             if command is not None:
-                state, envelopes, records = await self._recorder.decide(
+                state, envelopes, records = await self._recorder.decided(
                     command, state, aggregate_id, 0, metadata
                 )
             positions = await self._store_special(

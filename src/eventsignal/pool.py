@@ -60,8 +60,17 @@ class LiveAggregate(Generic[S]):
             raise
 
     def leave(self) -> None:
-        """Give the turn back, to the next command waiting if there is one."""
+        """Give the turn back, to the next command waiting if there is one.
+
+        A caller may do the same inline, ``busy -= 1`` then :meth:`hand_on` if ``busy`` is
+        still positive, saving a call when nobody waits.
+        """
         self.busy -= 1
+        if self._waiting:
+            self._waiting.popleft().set_result(None)
+
+    def hand_on(self) -> None:
+        """Give the turn to the next command waiting, if there is one."""
         if self._waiting:
             self._waiting.popleft().set_result(None)
 
@@ -133,7 +142,13 @@ class Pool(Generic[S]):
         The newcomer itself is never evicted here: it is about to be used. If every other
         aggregate is busy the pool overflows until one of them finishes its command.
         """
-        self.put_as(live.id, live)
+        key = live.id
+        self._live[key] = live
+        self._live.move_to_end(key)
+        if len(self._live) > self.capacity:
+            self.trim(keep=key)
+        else:
+            self.overflowing = False
 
     def put_as(self, key: str, live: LiveAggregate[S]) -> None:
         """:meth:`put` under a key of the caller's (a tenant's aggregates share the pool)."""
@@ -145,11 +160,6 @@ class Pool(Generic[S]):
         """Take back an evicted aggregate that a handle still holds, if there is one."""
         ref = self._detached.pop(aggregate_id, None)
         return None if ref is None else ref()
-
-    def _detach(self, key: str, live: LiveAggregate[S]) -> None:
-        ref = _Detached(live, self._forget)
-        ref.key = key
-        self._detached[key] = ref
 
     def _forget(self, ref: weakref.ref[LiveAggregate[Any]]) -> None:
         """Drop the entry of an evicted aggregate no handle refers to any more."""
@@ -176,12 +186,17 @@ class Pool(Generic[S]):
                 if len(idle) == excess:
                     break
         self.overflowing = len(idle) < excess
+        detached = self._detached
+        forget = self._forget
+        on_evict = self._on_evict
+        self.stats.evictions += len(idle)
         for key in idle:
             evicted = live.pop(key)
-            self._detach(key, evicted)
-            self.stats.evictions += 1
-            if self._on_evict is not None:
-                self._on_evict(evicted)
+            ref = _Detached(evicted, forget)
+            ref.key = key
+            detached[key] = ref
+            if on_evict is not None:
+                on_evict(evicted)
 
     def clear(self) -> None:
         self._live.clear()

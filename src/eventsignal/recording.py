@@ -7,7 +7,7 @@ stored, so a failing event handler, or an event that cannot be stored as it is, 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Generic, TypeVar
@@ -56,25 +56,37 @@ class Recorder(Generic[S]):
         self._serializer = serializer if serializer.personal is not None else None
         self._store = store
 
-    async def decide(
+    def decide(
         self,
         command: object,
         state: S,
         aggregate_id: str,
         version: int,
         metadata: Mapping[str, str],
-    ) -> Decision[S]:
+        produced: Any = None,
+    ) -> Decision[S] | Awaitable[Decision[S]]:
         """Run the command against ``state`` (at ``version``); apply and encode its events.
 
         A command that produces no events leaves the state as it is and records nothing.
+
+        The answer is the decision itself (a tuple) when nothing had to be awaited, which is the
+        case of a plain command handler; otherwise (a coroutine handler, personal fields) it is
+        an awaitable of the decision. Callers await only what is not a tuple, so a plain handler
+        costs no coroutine. ``produced`` is the handler's answer when it is known already (a
+        coroutine handler's, awaited).
         """
-        produced = self._handle(command, state)
+        if produced is None:
+            produced = self._handle(command, state)
         if type(produced) is not list:  # a list is by far the most common answer
-            produced = await self._events_of(produced, aggregate_id, command)
+            if inspect.isawaitable(produced):
+                return self._decide_awaited(
+                    produced, state, aggregate_id, version, metadata, command
+                )
+            produced = self._events_of(produced, aggregate_id, command)
         if not produced:
             return state, (), ()
         if self._serializer is not None:
-            return await self._decide_personal(produced, state, aggregate_id, version, metadata)
+            return self._decide_personal(produced, state, aggregate_id, version, metadata)
         name = self._aggregate_name
         tenant = self._tenant
         apply = self._apply
@@ -114,6 +126,37 @@ class Recorder(Generic[S]):
             state = apply(state, event)
             envelopes.append(event)
         return state, envelopes, records
+
+    async def decided(
+        self,
+        command: object,
+        state: S,
+        aggregate_id: str,
+        version: int,
+        metadata: Mapping[str, str],
+    ) -> Decision[S]:
+        """:meth:`decide`, awaited when it has to be (for paths where a coroutine costs
+        nothing worth saving)."""
+        decision = self.decide(command, state, aggregate_id, version, metadata)
+        if isinstance(decision, tuple):
+            return decision
+        return await decision
+
+    async def _decide_awaited(
+        self,
+        produced: Awaitable[object],
+        state: S,
+        aggregate_id: str,
+        version: int,
+        metadata: Mapping[str, str],
+        command: object,
+    ) -> Decision[S]:
+        """:meth:`decide` for a command handler that answered with an awaitable."""
+        events = self._events_of(await produced, aggregate_id, command)
+        decision = self.decide(command, state, aggregate_id, version, metadata, events)
+        if isinstance(decision, tuple):
+            return decision
+        return await decision  # personal fields
 
     async def _decide_personal(
         self,
@@ -172,14 +215,12 @@ class Recorder(Generic[S]):
             envelopes.append(event)
         return state, envelopes, records
 
-    async def _events_of(self, produced: object, aggregate_id: str, command: object) -> list[Any]:
-        """A command handler's result as a list of events: awaited if it is a coroutine, and
+    def _events_of(self, produced: object, aggregate_id: str, command: object) -> list[Any]:
+        """A command handler's result (awaited, if it was awaitable) as a list of events:
         refused unless it is a list, tuple or iterator (a bare event, ``None``, a string or a
         dict are mistakes that would otherwise fail later with a puzzling error)."""
-        if inspect.isawaitable(produced):
-            produced = await produced
-            if type(produced) is list:
-                return produced
+        if type(produced) is list:
+            return produced
         if isinstance(produced, tuple | Iterator):
             return list(produced)
         raise InvalidHandlerResult(

@@ -69,6 +69,15 @@ def new_event_id() -> UUID:
 _FROM_BYTES = int.from_bytes
 
 
+def uuid_from_int(value: int) -> UUID:
+    """``UUID(int=value)`` built through the slots, as :func:`new_event_id` does, for a value
+    known to be a UUID's 128 bits (one taken from ``UUID.int``)."""
+    event_id = _UUID_NEW(UUID)
+    _SET_INT(event_id, value)
+    _SET_SAFE(event_id, _UNKNOWN)
+    return event_id
+
+
 def uuid_from_bytes(raw: bytes) -> UUID:
     """``UUID(bytes=raw)`` built through the slots, as :func:`new_event_id` does: a store reading
     thousands of event ids at once skips the checks of ``UUID.__init__`` for each.
@@ -77,7 +86,4 @@ def uuid_from_bytes(raw: bytes) -> UUID:
     """
     if len(raw) != 16:
         raise ValueError("bytes is not a 16-char string")
-    event_id = _UUID_NEW(UUID)
-    _SET_INT(event_id, _FROM_BYTES(raw, "big"))
-    _SET_SAFE(event_id, _UNKNOWN)
-    return event_id
+    return uuid_from_int(_FROM_BYTES(raw, "big"))

@@ -118,7 +118,24 @@ def dcb_envelope(stored: StoredEvent) -> StoredEvent:
     )
 
 
-def tags_of(stored: StoredEvent) -> tuple[str, ...]:
+class Envelope(Protocol):
+    """What a query looks at in a stored event (a store may keep its events in a form of its
+    own, with these fields)."""
+
+    @property
+    def aggregate_name(self) -> str: ...
+
+    @property
+    def aggregate_id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def metadata(self) -> Mapping[str, str]: ...
+
+
+def tags_of(stored: Envelope) -> tuple[str, ...]:
     """Every tag of a stored event: a DCB event's own, or an aggregate event's implicit one."""
     if stored.aggregate_name != DCB_AGGREGATE:
         return (aggregate_tag(stored.aggregate_name, stored.aggregate_id),)
@@ -141,7 +158,7 @@ def sequenced(stored: StoredEvent) -> SequencedEvent:
     )
 
 
-def matches(query: Query, stored: StoredEvent) -> bool:
+def matches(query: Query, stored: Envelope) -> bool:
     """Whether ``query`` selects ``stored``, checked in memory."""
     return query.everything or query.matches(stored.name, tags_of(stored))
 

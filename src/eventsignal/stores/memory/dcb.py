@@ -20,6 +20,7 @@ from eventsignal.stores.dcb import (
     sequenced,
     to_stored,
 )
+from eventsignal.stores.memory.records import kept, stored
 
 if TYPE_CHECKING:
     from eventsignal.stores.memory.store import MemoryStore
@@ -41,9 +42,9 @@ class MemoryDcb:
         if limit == 0:
             return found
         store = self._store
-        for stored in store._log[store._index_after(after or 0) :]:
-            if matches(query, stored):
-                found.append(sequenced(stored))
+        for event in store._after(after or 0):
+            if matches(query, event):
+                found.append(sequenced(stored(event)))
                 if limit is not None and len(found) >= limit:
                     break
         return found
@@ -57,15 +58,16 @@ class MemoryDcb:
         log = store._log
         if condition is not None:
             query = condition.fail_if_events_match
-            for stored in log[store._index_after(condition.after or 0) :]:
-                if matches(query, stored):
-                    raise AppendConditionFailed(condition, stored.position)
+            for event in store._after(condition.after or 0):
+                if matches(query, event):
+                    raise AppendConditionFailed(condition, event.position)
         now = datetime.now(UTC)
         first = store._head + 1  # positions are never reused, archived or deleted ones neither
         stored_events = [
             to_stored(event, position, now) for position, event in enumerate(batch, start=first)
         ]
-        log.extend(stored_events)
+        for position, stored_event in enumerate(stored_events, start=first):
+            log[position] = kept(stored_event, position, "")
         store._head = first + len(stored_events) - 1
         store._appends += 1
         if store._followers:

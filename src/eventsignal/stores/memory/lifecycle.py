@@ -9,14 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from eventsignal.domain.errors import (
     AggregateArchived,
     AggregateDeleted,
     AggregateNotFound,
 )
-from eventsignal.stores.base import StoredEvent
 from eventsignal.stores.lifecycle import (
     ARCHIVE_TABLE,
     ARCHIVED_VERSION,
@@ -25,6 +22,15 @@ from eventsignal.stores.lifecycle import (
     StreamStatus,
     check_truncation,
     deletion_record,
+)
+from eventsignal.stores.memory.records import (
+    ENTRY,
+    Kept,
+    Log,
+    kept,
+    position_of,
+    positions_in,
+    stream_of,
 )
 
 if TYPE_CHECKING:
@@ -37,18 +43,17 @@ class MemoryLifecycle:
     """The lifecycle half of the memory store; it works on the store's own dictionaries."""
 
     # Provided by MemoryStore.
-    _streams: dict[_Key, list[StoredEvent]]
+    _streams: dict[_Key, bytearray]
     _created: dict[_Key, datetime]
-    _log: list[StoredEvent]
+    _log: Log
     _snapshots: dict[_Key, Snapshot]
     _head: int
 
     def _init_lifecycle(self) -> None:
         self._head = 0  # the last position ever given: never handed out again
-        self._gaps = False  # whether the log lost events, so index and position differ
         self._closed: dict[_Key, int] = {}  # archived or deleted: the marker of which
         self._trimmed: dict[_Key, int] = {}  # truncated: how many leading versions are gone
-        self._archive: dict[_Key, list[StoredEvent]] = {}
+        self._archive: dict[_Key, list[Kept]] = {}
         self._changed: dict[_Key, datetime] = {}
 
     def _wake(self) -> None:
@@ -64,18 +69,23 @@ class MemoryLifecycle:
         key = self._known(aggregate_name, aggregate_id)
         closed = self._closed.get(key)
         trimmed = self._trimmed.get(key, 0)
-        live = self._streams.get(key, [])
+        live = len(self._streams.get(key, b"")) // ENTRY  # events
         archived = self._archive.get(key, [])
-        kept = live or archived
+        if live:  # a live stream's versions follow on from those truncated
+            version, first_version = trimmed + live, trimmed + 1
+        elif archived:
+            version, first_version = archived[-1].version, archived[0].version
+        else:
+            version, first_version = trimmed, trimmed + 1
         return StreamStatus(
             aggregate_name=aggregate_name,
             aggregate_id=aggregate_id,
             state="live"
             if closed is None
             else ("archived" if closed == ARCHIVED_VERSION else "deleted"),
-            version=kept[-1].version if kept else trimmed,
-            first_version=kept[0].version if kept else trimmed + 1,
-            events=len(live),
+            version=version,
+            first_version=first_version,
+            events=live,
             archived=len(archived),
             location=ARCHIVE_TABLE if closed == ARCHIVED_VERSION else None,
             changed_at=self._changed.get(key),
@@ -91,19 +101,20 @@ class MemoryLifecycle:
         if closed == DELETED_VERSION:
             raise AggregateDeleted(*key)
 
-    def _drop_from_log(self, key: _Key) -> None:
-        self._log = [e for e in self._log if (e.aggregate_name, e.aggregate_id) != key]
-        self._gaps = True
+    def _drop_from_log(self, positions: list[int]) -> list[Kept]:
+        """Take the events at ``positions`` out of the log; return them."""
+        if not positions:
+            return []
+        pop = self._log.pop
+        return [pop(p) for p in positions]
 
     async def archive(self, aggregate_name: str, aggregate_id: str) -> LifecycleResult:
         key = self._known(aggregate_name, aggregate_id)
         self._refuse_closed(key)
-        events = self._streams.pop(key)
+        events = self._drop_from_log(positions_in(self._streams.pop(key)))
         self._archive[key] = events
         self._closed[key] = ARCHIVED_VERSION
         self._changed[key] = datetime.now(UTC)
-        if events:
-            self._drop_from_log(key)
         return LifecycleResult(
             operation="archive",
             aggregate_name=aggregate_name,
@@ -124,9 +135,10 @@ class MemoryLifecycle:
         events = self._archive.pop(key)
         del self._closed[key]
         self._changed[key] = datetime.now(UTC)
-        self._streams[key] = events
+        self._streams[key] = stream_of(e.position for e in events)
         if events:
-            self._log = sorted([*self._log, *events], key=_position)
+            merged = [*self._log.values(), *events]
+            self._log = {e.position: e for e in sorted(merged, key=position_of)}
         return LifecycleResult(
             operation="restore",
             aggregate_name=aggregate_name,
@@ -139,20 +151,15 @@ class MemoryLifecycle:
         if self._closed.get(key) == DELETED_VERSION:
             raise AggregateDeleted(aggregate_name, aggregate_id)
         status = await self.stream_status(aggregate_name, aggregate_id)
-        live = self._streams.pop(key, [])
+        live = self._drop_from_log(positions_in(self._streams.pop(key, bytearray())))
         archived = self._archive.pop(key, [])
         self._snapshots.pop(key, None)
         self._closed[key] = DELETED_VERSION
         self._changed[key] = datetime.now(UTC)
-        if live:
-            self._drop_from_log(key)
         count = len(live) + len(archived)
         position = self._head + 1
-        record = msgspec.structs.replace(
-            deletion_record(aggregate_name, aggregate_id, status.version, count),
-            position=position,
-        )
-        self._log.append(record)
+        record = deletion_record(aggregate_name, aggregate_id, status.version, count)
+        self._log[position] = kept(record, position, "")
         self._head = position
         self._wake()
         return LifecycleResult(
@@ -175,17 +182,15 @@ class MemoryLifecycle:
         self._refuse_closed(key)
         stream = self._streams[key]
         trimmed = self._trimmed.get(key, 0)
-        current = trimmed + len(stream)
+        current = trimmed + len(stream) // ENTRY
         if snapshot_version is None:
             snapshot = self._snapshots.get(key)
             snapshot_version = None if snapshot is None else snapshot.version
         check_truncation(aggregate_name, aggregate_id, version, current, snapshot_version)
         drop = max(version - 1 - trimmed, 0)
         if drop:
-            gone = {id(e) for e in stream[:drop]}
-            self._log = [e for e in self._log if id(e) not in gone]
-            self._gaps = True
-            del stream[:drop]
+            self._drop_from_log(positions_in(stream, 0, drop))
+            del stream[: drop * ENTRY]
             self._trimmed[key] = trimmed + drop
             self._changed[key] = datetime.now(UTC)
         return LifecycleResult(
@@ -194,7 +199,3 @@ class MemoryLifecycle:
             aggregate_id=aggregate_id,
             events=drop,
         )
-
-
-def _position(event: StoredEvent) -> int:
-    return event.position

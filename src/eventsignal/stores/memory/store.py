@@ -7,12 +7,9 @@ decoded fails here too.
 from __future__ import annotations
 
 import asyncio
-import itertools
-from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-
-import msgspec
+from itertools import islice
 
 from eventsignal.domain.errors import (
     AggregateExists,
@@ -40,13 +37,24 @@ from eventsignal.stores.idempotency import (
 from eventsignal.stores.lifecycle import closed_error
 from eventsignal.stores.memory.dcb import MemoryDcb
 from eventsignal.stores.memory.lifecycle import MemoryLifecycle
+from eventsignal.stores.memory.records import (
+    ENTRY,
+    Kept,
+    Log,
+    after,
+    kept,
+    pack,
+    positions_in,
+    read,
+    stored,
+    stream_of,
+)
 from eventsignal.stores.memory.rewriting import MemoryPayloadRewrite
 from eventsignal.stores.memory.subject_keys import MemorySubjectKeys
 from eventsignal.stores.memory.subscriptions import MemorySubscriptions
 from eventsignal.stores.tenancy import DEFAULT_TENANT, TenantStore, tenant_store
 
 _Key = tuple[str, str]
-_replace = msgspec.structs.replace
 
 
 def _key(aggregate_name: str, aggregate_id: str, tenant: str) -> _Key:
@@ -59,10 +67,6 @@ def _unkey(key: _Key) -> tuple[str, str, str]:
     """``(tenant, aggregate_name, aggregate_id)`` of a dictionary key."""
     aggregate_id, _, tenant = key[1].partition("\0")
     return tenant, key[0], aggregate_id
-
-
-def _position(event: StoredEvent) -> int:
-    return event.position
 
 
 class MemoryStore(
@@ -78,9 +82,11 @@ class MemoryStore(
     def __init__(self) -> None:
         self._init_subscriptions()
         self._appends = 0
-        self._streams: dict[_Key, list[StoredEvent]] = {}
+        # Each aggregate's stream: the positions of its events (see records.py: the events, and
+        # the streams, stay out of the garbage collector's way).
+        self._streams: dict[_Key, bytearray] = {}
         self._created: dict[_Key, datetime] = {}
-        self._log: list[StoredEvent] = []
+        self._log: Log = {}
         self._followers: list[asyncio.Future[None]] = []
         self._snapshots: dict[_Key, Snapshot] = {}
         # Idempotency keys per aggregate, oldest first (made on the first keyed command).
@@ -128,7 +134,7 @@ class MemoryStore(
         if tenant:
             self._tenanted = True
         self._created[key] = created_at or datetime.now(UTC)
-        stream: list[StoredEvent] = []
+        stream = bytearray()
         self._streams[key] = stream
         if not events:
             self._appends += 1
@@ -157,12 +163,13 @@ class MemoryStore(
             if closed is not None:
                 raise closed_error(aggregate_name, aggregate_id, closed)
             raise AggregateNotFound(aggregate_name, aggregate_id)
-        if len(stream) != expected_version:
-            # After a truncation the list starts past version 1 (rare: looked up only then).
+        version = len(stream) // ENTRY
+        if version != expected_version:
+            # After a truncation the stream starts past version 1 (rare: looked up only then).
             trimmed = self._trimmed.get((aggregate_name, aggregate_id), 0) if self._trimmed else 0
-            if len(stream) + trimmed != expected_version:
+            if version + trimmed != expected_version:
                 raise ConcurrencyError(
-                    aggregate_name, aggregate_id, expected_version, len(stream) + trimmed
+                    aggregate_name, aggregate_id, expected_version, version + trimmed
                 )
         check_versions(aggregate_name, aggregate_id, expected_version, events)
         return self._keep(stream, events)
@@ -181,29 +188,39 @@ class MemoryStore(
         stream = self._streams.get(_key(aggregate_name, aggregate_id, tenant))
         if stream is None:
             raise AggregateNotFound(aggregate_name, aggregate_id)
-        if len(stream) != expected_version:
-            raise ConcurrencyError(aggregate_name, aggregate_id, expected_version, len(stream))
+        version = len(stream) // ENTRY
+        if version != expected_version:
+            raise ConcurrencyError(aggregate_name, aggregate_id, expected_version, version)
         check_versions(aggregate_name, aggregate_id, expected_version, events)
         return self._keep(stream, events, tenant)
 
     def _keep(
-        self, stream: list[StoredEvent], events: Sequence[StoredEvent], tenant: str = ""
+        self, stream: bytearray, events: Sequence[StoredEvent], tenant: str = ""
     ) -> Sequence[int]:
         """Give checked events their positions and add them to their stream and the log."""
-        log = self._log
         first = self._head + 1
-        if tenant:
-            events = [_replace(e, tenant=tenant) for e in events]
-        if len(events) == 1:  # the common case, without the general loop
-            event = _replace(events[0], position=first)
-            stream.append(event)
-            log.append(event)
+        if len(events) == 1:  # the common case, without the general loop (nor a call to kept)
+            e = events[0]
+            self._log[first] = Kept(
+                first,
+                e.id.int,
+                e.aggregate_name,
+                e.aggregate_id,
+                e.version,
+                e.name,
+                e.timestamp,
+                e.data,
+                e.metadata,
+                tenant or e.tenant,
+                e.defect,
+            )
+            stream += pack(first)
             positions: Sequence[int] = (first,)
         else:
             positions = range(first, first + len(events))
-            stored = [_replace(e, position=p) for e, p in zip(events, positions, strict=True)]
-            stream.extend(stored)
-            log.extend(stored)
+            entries = [kept(e, p, tenant) for e, p in zip(events, positions, strict=True)]
+            self._log.update(zip(positions, entries, strict=True))
+            stream += stream_of(positions)
         self._head = first + len(events) - 1
         self._appends += 1
         if self._followers:
@@ -232,9 +249,11 @@ class MemoryStore(
         tenant: str = DEFAULT_TENANT,
     ) -> Sequence[StoredEvent]:
         key = _key(aggregate_name, aggregate_id, tenant)
-        stream = self._streams.get(key, ())
+        stream = self._streams.get(key)
+        if not stream:
+            return []
         trimmed = self._trimmed.get(key, 0) if self._trimmed else 0
-        return list(stream[max(after_version - trimmed, 0) :])
+        return read(self._log, positions_in(stream, max(after_version - trimmed, 0)))
 
     async def read_aggregate_page(
         self,
@@ -245,37 +264,39 @@ class MemoryStore(
         *,
         tenant: str = DEFAULT_TENANT,
     ) -> Sequence[StoredEvent]:
-        stream = self._streams.get(_key(aggregate_name, aggregate_id, tenant), ())
-        start = max(after_version, 0)
-        return list(stream[start : start + max(limit, 0)])
+        key = _key(aggregate_name, aggregate_id, tenant)
+        stream = self._streams.get(key)
+        if not stream:
+            return []
+        trimmed = self._trimmed.get(key, 0) if self._trimmed else 0
+        start = max(after_version - trimmed, 0)
+        return read(self._log, positions_in(stream, start, start + max(limit, 0)))
 
     async def read_all(
         self, after_position: int = 0, limit: int = 1000, *, tenant: str | None = DEFAULT_TENANT
     ) -> Sequence[StoredEvent]:
-        start = self._index_after(after_position)
+        events = self._after(after_position)
         if tenant is None or not self._tenanted:  # the whole log, or one tenant's: all of it
-            return self._log[start : start + limit] if tenant is None or not tenant else []
+            if tenant:
+                return []
+            return [stored(event) for event in islice(events, max(limit, 0))]
         found: list[StoredEvent] = []
-        for event in itertools.islice(self._log, start, None):
+        for event in events:
             if event.tenant == tenant:
-                found.append(event)
+                found.append(stored(event))
                 if len(found) >= limit:
                     break
         return found
 
-    def _index_after(self, position: int) -> int:
-        """The index in the log of the first event after ``position``."""
-        start = max(position, 0)
-        if self._gaps:  # events were archived or deleted: find the place by position
-            return bisect_right(self._log, start, key=_position)
-        # Otherwise positions are 1..len(log) with no gaps, so the index is the position.
-        return start
+    def _after(self, position: int) -> Iterator[Kept]:
+        """The events of the log after ``position``, in order."""
+        return after(self._log, position, self._head)
 
     async def head_position(self, *, tenant: str | None = DEFAULT_TENANT) -> int:
         log = self._log
         if tenant is None or not self._tenanted:
-            return log[-1].position if log and not tenant else 0
-        return next((e.position for e in reversed(log) if e.tenant == tenant), 0)
+            return next(reversed(log)) if log and not tenant else 0
+        return next((e.position for e in reversed(log.values()) if e.tenant == tenant), 0)
 
     async def aggregates(
         self, aggregate_name: str | None = None, *, tenant: str | None = DEFAULT_TENANT
@@ -286,7 +307,7 @@ class MemoryStore(
             if (tenant is not None and owner != tenant) or key in self._closed:
                 continue
             if aggregate_name is None or name == aggregate_name:
-                version = len(self._streams[key]) + self._trimmed.get(key, 0)
+                version = len(self._streams[key]) // ENTRY + self._trimmed.get(key, 0)
                 info = AggregateInfo(
                     aggregate_name=name,
                     aggregate_id=aggregate_id,
