@@ -233,6 +233,29 @@ class PagedReads(Protocol):
         ...
 
 
+FoldRow = tuple[int, str, bytes]
+"""One stored event as a rebuild folds it: its version, stored name and encoded data."""
+
+
+@runtime_checkable
+class FoldReads(Protocol):
+    """A store that reads one aggregate's events as a rebuild needs them, and nothing more.
+
+    ``read_aggregate`` builds a :class:`StoredEvent` around every row, with its id, timestamp,
+    position and metadata; a rebuild whose event handler reads none of those (see
+    ``AggregateConfig.rebuild_envelopes``) asks for each event's version, stored name and data
+    only, as plain tuples. Stores that keep tenants take ``tenant=`` here as everywhere else.
+    Stores without it are read through ``read_aggregate``.
+    """
+
+    async def read_aggregate_data(
+        self, aggregate_name: str, aggregate_id: str, after_version: int = 0
+    ) -> Sequence[FoldRow]:
+        """``(version, name, data)`` of the aggregate's events after ``after_version``, in
+        version order."""
+        ...
+
+
 def check_versions(
     aggregate_name: str, aggregate_id: str, expected_version: int, events: Sequence[StoredEvent]
 ) -> None:

@@ -26,7 +26,7 @@ from uuid import UUID
 import msgspec
 
 from eventsignal.domain.errors import ConfigurationError, InvalidAggregateId
-from eventsignal.stores.base import AggregateInfo, Snapshot, StoredEvent, StoreStats
+from eventsignal.stores.base import AggregateInfo, FoldRow, Snapshot, StoredEvent, StoreStats
 from eventsignal.stores.subscription_state import (
     Lease,
     ParkedEvent,
@@ -290,6 +290,21 @@ class TenantStore:
         return await self.store.read_aggregate(
             aggregate_name, aggregate_id, after_version, tenant=self._scope
         )
+
+    async def read_aggregate_data(
+        self, aggregate_name: str, aggregate_id: str, after_version: int = 0
+    ) -> Sequence[FoldRow]:
+        """What a rebuild folds of the tenant's aggregate (see
+        :class:`~eventsignal.stores.base.FoldReads`), from the whole events when the store
+        reads no less."""
+        reader = getattr(self.store, "read_aggregate_data", None)
+        if reader is None:
+            events = await self.read_aggregate(aggregate_name, aggregate_id, after_version)
+            return [(e.version, e.name, e.data) for e in events]
+        rows: Sequence[FoldRow] = await reader(
+            aggregate_name, aggregate_id, after_version, tenant=self._scope
+        )
+        return rows
 
     async def read_aggregate_page(
         self, aggregate_name: str, aggregate_id: str, after_version: int, limit: int

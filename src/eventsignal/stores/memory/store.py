@@ -23,6 +23,7 @@ from eventsignal.domain.errors import (
 from eventsignal.domain.identity import validate_id, validate_name
 from eventsignal.stores.base import (
     AggregateInfo,
+    FoldRow,
     Snapshot,
     StoredEvent,
     StoreLifecycle,
@@ -235,6 +236,20 @@ class MemoryStore(
         stream = self._streams.get(key, ())
         trimmed = self._trimmed.get(key, 0) if self._trimmed else 0
         return list(stream[max(after_version - trimmed, 0) :])
+
+    async def read_aggregate_data(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        after_version: int = 0,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> Sequence[FoldRow]:
+        """``(version, name, data)`` of the aggregate's events after ``after_version``."""
+        key = _key(aggregate_name, aggregate_id, tenant)
+        stream = self._streams.get(key, ())
+        trimmed = self._trimmed.get(key, 0) if self._trimmed else 0
+        return [(e.version, e.name, e.data) for e in stream[max(after_version - trimmed, 0) :]]
 
     async def read_aggregate_page(
         self,

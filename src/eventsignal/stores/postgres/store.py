@@ -59,7 +59,13 @@ from eventsignal.domain.errors import (
     StoreNotOpen,
     StoreUnavailable,
 )
-from eventsignal.stores.base import AggregateInfo, StoredEvent, StoreLifecycle, StoreStats
+from eventsignal.stores.base import (
+    AggregateInfo,
+    FoldRow,
+    StoredEvent,
+    StoreLifecycle,
+    StoreStats,
+)
 from eventsignal.stores.idempotency import (
     DEFAULT_RETENTION,
     KeyRetention,
@@ -117,6 +123,12 @@ _READ_AGGREGATE = (
     " ORDER BY version"
 )
 _READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT %s"
+# What a rebuild folds: each event's version, name and data, nothing else (see FoldReads).
+_READ_AGGREGATE_DATA = (
+    "SELECT version, name, data FROM eventsignal_events"
+    " WHERE aggregate_name = %s AND aggregate_id = %s AND version > %s AND tenant = ''"
+    " ORDER BY version"
+)
 _OTHER_TENANT = for_dialect(OTHER_TENANT, "postgres")
 _EVENT_COLUMNS = "position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data"
 _READ_ALL = (
@@ -857,6 +869,25 @@ class PostgresStore(
         async with self._connection("reading an aggregate", tenant=tenant) as conn:
             cursor = conn.cursor(binary=True, row_factory=rows.maker)
             await cursor.execute(statement, params)
+            return await cursor.fetchall()
+
+    async def read_aggregate_data(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        after_version: int = 0,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> Sequence[FoldRow]:
+        """``(version, name, data)`` of the aggregate's events after ``after_version``: binary
+        rows left as tuples, through a statement prepared on each connection."""
+        statement: str = _READ_AGGREGATE_DATA
+        params: tuple[Any, ...] = (aggregate_name, aggregate_id, after_version)
+        if tenant:
+            statement, params = _of_tenant(_READ_AGGREGATE_DATA), (*params, tenant)
+        async with self._connection("reading an aggregate", tenant=tenant) as conn:
+            cursor = conn.cursor(binary=True)
+            await cursor.execute(statement, params, prepare=True)
             return await cursor.fetchall()
 
     async def read_aggregate_page(
