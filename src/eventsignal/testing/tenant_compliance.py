@@ -87,6 +87,30 @@ class TenantCompliance:
 
         self.run_check(check)
 
+    def test_what_a_rebuild_folds_keeps_to_the_tenant(self) -> None:
+        async def check(store: EventStore) -> None:
+            acme, globex, _ = _views(store)
+            await acme.create("thing", "t-1", make_events("t-1", 0, 3, name="Acme"))
+            await globex.create("thing", "t-1", make_events("t-1", 0, 1, name="Globex"))
+            await store.create("thing", "t-1", make_events("t-1", 0, 2, name="Default"))
+            for view, names in ((acme, ["Acme"] * 3), (globex, ["Globex"])):
+                rows = await view.read_aggregate_data("thing", "t-1")
+                assert [row[1] for row in rows] == names
+                whole = await view.read_aggregate("thing", "t-1")
+                assert [tuple(row) for row in rows] == [(e.version, e.name, e.data) for e in whole]
+            assert [row[0] for row in await acme.read_aggregate_data("thing", "t-1", 1)] == [2, 3]
+            assert await globex.read_aggregate_data("thing", "t-2") == []
+            read = getattr(store, "read_aggregate_data", None)  # the store's own, if it has one
+            if read is not None:
+                for tenant, names in (
+                    ("acme", ["Acme"] * 3),
+                    ("globex", ["Globex"]),
+                    ("", ["Default"] * 2),
+                ):
+                    assert [row[1] for row in await read("thing", "t-1", tenant=tenant)] == names
+
+        self.run_check(check)
+
     def test_versions_are_checked_within_the_tenant(self) -> None:
         async def check(store: EventStore) -> None:
             acme, globex, _ = _views(store)
