@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from eventsignal import (
 from eventsignal.domain.errors import AggregateArchived, HistoryTruncated
 from eventsignal.domain.snapshots import SnapshotPolicy
 from eventsignal.stores import EventStore, MemoryStore, SQLiteStore, StoredEvent
-from eventsignal.stores.base import FoldReads
+from eventsignal.stores.base import FoldReads, FoldRow
 
 LEAN = config(rebuild_envelopes=False)
 WHOLE = config()
@@ -72,9 +72,11 @@ class Reads:
             self.whole += 1
             return await read_whole(*args, **kwargs)
 
-        async def lean(*args: Any, **kwargs: Any) -> Any:
+        async def lean(*args: Any, **kwargs: Any) -> AsyncGenerator[Sequence[FoldRow], None]:
             self.lean += 1
-            return await read_lean(*args, **kwargs)
+            async with contextlib.aclosing(read_lean(*args, **kwargs)) as chunks:
+                async for rows in chunks:
+                    yield rows
 
         store.read_aggregate = whole  # type: ignore[method-assign]
         store.read_aggregate_data = lean  # type: ignore[method-assign]

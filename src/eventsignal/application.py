@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -812,17 +813,15 @@ class Signal(Generic[S, C]):
         lean = self._lean
         if lean is None:
             return None
-        rows = await lean.read(self.name, live.id, live.version)
-        if not rows:
-            if from_start:
-                await self._refuse_eventless(live.id)
-            return 0
-        self._check_tail(live.id, live.version, rows[0][0], rows[-1][0])
-        folded = await lean.fold(live.id, live.state, live.version, rows)
+        async with aclosing(lean.read(self.name, live.id, live.version)) as chunks:
+            folded = await lean.fold(live.id, live.state, live.version, chunks)
         if folded is None:
             return None
-        live.state, live.version = folded
-        return len(rows)
+        state, version, applied = folded
+        if not applied and from_start:
+            await self._refuse_eventless(live.id)
+        live.state, live.version = state, version
+        return applied
 
     def _check_tail(self, aggregate_id: str, version: int, first: int, last: int) -> None:
         """Refuse events that do not start right after ``version``: the events in between were

@@ -19,7 +19,7 @@ so both paths reach the same state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
@@ -37,7 +37,7 @@ S = TypeVar("S")
 FOLD_SLICE = 2000
 """Events applied between yields to the event loop during a rebuild."""
 
-ReadRows = Callable[[str, str, int], Awaitable[Sequence[FoldRow]]]
+ReadRows = Callable[[str, str, int], AsyncGenerator[Sequence[FoldRow], None]]
 _replace = msgspec.structs.replace
 _NO_METADATA: Mapping[str, str] = MappingProxyType({})  # shared by every event: read-only
 
@@ -63,13 +63,15 @@ class LeanFold(Generic[S]):
         """``read(aggregate_name, aggregate_id, after_version)``: the rows to fold."""
 
     async def fold(
-        self, aggregate_id: str, state: S, version: int, rows: Sequence[FoldRow]
-    ) -> tuple[S, int] | None:
-        """The state and version reached by applying ``rows`` to ``state`` at ``version``, or
-        ``None`` when some row needs the general path (nothing is kept of this attempt then).
+        self, aggregate_id: str, state: S, version: int, chunks: AsyncIterator[Sequence[FoldRow]]
+    ) -> tuple[S, int, int] | None:
+        """The state and version reached by applying the rows of ``chunks`` to ``state`` at
+        ``version``, and how many were applied; ``None`` when some row needs the general path
+        (nothing is kept of this attempt then; the caller closes ``chunks``).
 
-        A version that does not follow the one before raises
-        :class:`~eventsignal.StoreInconsistent`, as the general path does.
+        Rows that do not start right after ``version`` (a truncated history) go to the general
+        path too, which says what is missing; a later version that does not follow the one
+        before raises :class:`~eventsignal.StoreInconsistent`, as the general path does.
         """
         apply = self._apply
         decoder = self._decoders.get
@@ -88,25 +90,33 @@ class LeanFold(Generic[S]):
             metadata=_NO_METADATA,
             tenant=self._tenant,
         )
-        for start in range(0, len(rows), FOLD_SLICE):
-            for row_version, name, data in rows[start : start + FOLD_SLICE]:
-                if row_version != version + 1:
-                    raise StoreInconsistent(
-                        f"{aggregate_name} {aggregate_id!r}: store returned version "
-                        f"{row_version} after version {version}"
-                    )
-                decode = decoder(name)
-                if decode is None:
-                    return None  # an older revision, a deletion record: the general path
-                try:
-                    event = decode(data)
-                except Exception:
-                    return None  # the general path raises the error that names the row
-                version = row_version
-                state = apply(state, _replace(blank, version=version, name=name, data=event))
-            if start + FOLD_SLICE < len(rows):
-                await asyncio.sleep(0)
-        return state, version
+        first = version + 1
+        applied = 0
+        due = FOLD_SLICE
+        async for rows in chunks:
+            if not applied and rows and rows[0][0] != first:
+                return None
+            for start in range(0, len(rows), FOLD_SLICE):
+                for row_version, name, data in rows[start : start + FOLD_SLICE]:
+                    if row_version != version + 1:
+                        raise StoreInconsistent(
+                            f"{aggregate_name} {aggregate_id!r}: store returned version "
+                            f"{row_version} after version {version}"
+                        )
+                    decode = decoder(name)
+                    if decode is None:
+                        return None  # an older revision, a deletion record: the general path
+                    try:
+                        event = decode(data)
+                    except Exception:
+                        return None  # the general path raises the error that names the row
+                    version = row_version
+                    state = apply(state, _replace(blank, version=version, name=name, data=event))
+                applied = version + 1 - first
+                if applied >= due:
+                    await asyncio.sleep(0)  # other aggregates are served between slices
+                    due = applied + FOLD_SLICE
+        return state, version, applied
 
 
 def lean_fold(

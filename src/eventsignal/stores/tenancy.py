@@ -17,8 +17,8 @@ over every tenant), so one subscription name serves every tenant separately.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
@@ -293,18 +293,22 @@ class TenantStore:
 
     async def read_aggregate_data(
         self, aggregate_name: str, aggregate_id: str, after_version: int = 0
-    ) -> Sequence[FoldRow]:
+    ) -> AsyncGenerator[Sequence[FoldRow], None]:
         """What a rebuild folds of the tenant's aggregate (see
         :class:`~eventsignal.stores.base.FoldReads`), from the whole events when the store
         reads no less."""
         reader = getattr(self.store, "read_aggregate_data", None)
         if reader is None:
             events = await self.read_aggregate(aggregate_name, aggregate_id, after_version)
-            return [(e.version, e.name, e.data) for e in events]
-        rows: Sequence[FoldRow] = await reader(
-            aggregate_name, aggregate_id, after_version, tenant=self._scope
-        )
-        return rows
+            if events:
+                yield [(e.version, e.name, e.data) for e in events]
+            return
+        chunks: AsyncGenerator[Sequence[FoldRow], None]
+        async with aclosing(
+            reader(aggregate_name, aggregate_id, after_version, tenant=self._scope)
+        ) as chunks:
+            async for rows in chunks:
+                yield rows
 
     async def read_aggregate_page(
         self, aggregate_name: str, aggregate_id: str, after_version: int, limit: int

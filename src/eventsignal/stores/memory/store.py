@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 
 import msgspec
@@ -244,12 +244,15 @@ class MemoryStore(
         after_version: int = 0,
         *,
         tenant: str = DEFAULT_TENANT,
-    ) -> Sequence[FoldRow]:
-        """``(version, name, data)`` of the aggregate's events after ``after_version``."""
+    ) -> AsyncGenerator[Sequence[FoldRow], None]:
+        """``(version, name, data)`` of the aggregate's events after ``after_version``, in one
+        chunk."""
         key = _key(aggregate_name, aggregate_id, tenant)
         stream = self._streams.get(key, ())
         trimmed = self._trimmed.get(key, 0) if self._trimmed else 0
-        return [(e.version, e.name, e.data) for e in stream[max(after_version - trimmed, 0) :]]
+        rows = [(e.version, e.name, e.data) for e in stream[max(after_version - trimmed, 0) :]]
+        if rows:
+            yield rows
 
     async def read_aggregate_page(
         self,

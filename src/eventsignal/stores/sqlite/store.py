@@ -45,7 +45,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -751,13 +751,16 @@ class SQLiteStore(
         after_version: int = 0,
         *,
         tenant: str = DEFAULT_TENANT,
-    ) -> Sequence[FoldRow]:
-        """``(version, name, data)`` of the aggregate's events after ``after_version``."""
+    ) -> AsyncGenerator[Sequence[FoldRow], None]:
+        """``(version, name, data)`` of the aggregate's events after ``after_version``, in one
+        chunk."""
+        params: tuple[Any, ...] = (aggregate_name, aggregate_id, after_version)
+        statement = _READ_AGGREGATE_DATA
         if tenant:
-            params_of = (aggregate_name, aggregate_id, after_version, tenant)
-            return await self._read(partial(_fetchall, _READ_AGGREGATE_DATA_OF, params_of))
-        params = (aggregate_name, aggregate_id, after_version)
-        return await self._read(partial(_fetchall, _READ_AGGREGATE_DATA, params))
+            statement, params = _READ_AGGREGATE_DATA_OF, (*params, tenant)
+        rows: Sequence[FoldRow] = await self._read(partial(_fetchall, statement, params))
+        if rows:
+            yield rows
 
     async def read_aggregate_page(
         self,
