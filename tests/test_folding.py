@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import msgspec
 import pytest
 from accounts import Account, Close, Deposit, DepositTwice, Withdraw, config
 from hypothesis import HealthCheck, given, settings
@@ -339,3 +340,102 @@ async def test_a_tenant_view_rebuilds_lean_within_its_tenant(
     assert [a.state.balance for a in (acme, globex, default)] == [7, 3, 1]
     assert [e.tenant for e in seen] == ["acme", "globex", ""]
     assert (reads.whole, reads.lean) == (0, 3)
+
+
+# Long histories: several chunks, and folds that yield to the event loop.
+
+
+def _deposits(first: int, count: int, aggregate_id: str = "long") -> list[StoredEvent]:
+    now = datetime.now(UTC)
+    return [
+        StoredEvent(
+            id=uuid4(),
+            aggregate_name="account",
+            aggregate_id=aggregate_id,
+            version=version,
+            name="Deposited",
+            timestamp=now,
+            data=b'{"amount":%d}' % (version % 7 + 1),
+        )
+        for version in range(first, first + count)
+    ]
+
+
+async def test_a_long_history_rebuilds_lean_as_it_does_whole(make_store: StoreMaker) -> None:
+    store = make_store()
+    async with Signal(WHOLE, store=store) as signal:
+        await signal.create("long")
+        for first in range(1, 4501, 1500):
+            await store.append("account", "long", first - 1, _deposits(first, 1500))
+    async with Signal(WHOLE, store=make_store()) as signal:
+        whole = await signal.aggregate("long")
+        expected = (whole.state, whole.version)
+    after_history = dataclasses.replace(
+        LEAN, snapshots=SnapshotPolicy(every=None, when=lambda state, version: version > 4500)
+    )
+    store = make_store()
+    with counted(store) as reads:
+        async with Signal(after_history, store=store) as signal:
+            lean = await signal.aggregate("long")
+            assert (lean.state, lean.version) == expected == (expected[0], 4500)
+            await signal.handle_command("long", Deposit(1))
+            await signal.drain()  # a snapshot at 4501
+    assert (reads.whole, reads.lean) == (0, 1)
+    async with Signal(after_history, store=make_store()) as signal:
+        again = await signal.aggregate("long")
+        assert signal.pool_stats.snapshot_hits == 1
+        assert again.state.balance == expected[0].balance + 1
+
+
+async def test_a_late_row_for_the_general_path_leaves_the_store_usable(
+    make_store: StoreMaker,
+) -> None:
+    """The lean fold stops at a row it cannot take, deep in the history; the rebuild reads whole
+    events and names the row, and the store goes on serving (its connections are clean)."""
+    store = make_store()
+    async with Signal(WHOLE, store=store) as signal:
+        await signal.create("long")
+        await store.append("account", "long", 0, _deposits(1, 2500))
+        bad = _deposits(2501, 1)[0]
+        await store.append("account", "long", 2500, [msgspec.structs.replace(bad, data=b"{")])
+        await store.append("account", "long", 2501, _deposits(2502, 500))
+        await signal.create("short", Deposit(3))
+    store = make_store()
+    async with Signal(LEAN, store=store) as signal:
+        for _ in range(5):  # more than the pool's connections
+            with pytest.raises(EventSerializationError) as failed:
+                await signal.aggregate("long")
+            assert failed.value.version == 2501
+        assert (await signal.aggregate("short")).state.balance == 3
+        assert len(await store.read_aggregate("account", "long", 2990)) == 11
+
+
+async def test_a_cancelled_rebuild_leaves_the_store_usable(make_store: StoreMaker) -> None:
+    store = make_store()
+    async with Signal(WHOLE, store=store) as signal:
+        await signal.create("long")
+        await store.append("account", "long", 0, _deposits(1, 3000))
+    store = make_store()
+    async with Signal(LEAN, store=store) as signal:
+        for delay in (0, 0.001, 0.003):
+            rebuild = asyncio.ensure_future(signal.aggregate("long"))
+            await asyncio.sleep(delay)
+            rebuild.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rebuild
+        assert (await signal.aggregate("long")).version == 3000
+
+
+async def test_postgres_prepares_its_read_again_when_the_server_forgot_it(
+    postgres_dsn: str,
+) -> None:
+    from eventsignal.stores.postgres import PostgresStore
+
+    async with PostgresStore(postgres_dsn, migrate=True, max_size=1) as store:  # one connection
+        async with Signal(LEAN, store=store) as signal:
+            await signal.create("a", Deposit(4))
+        for _ in range(2):
+            async with Signal(LEAN, store=store) as signal:
+                assert (await signal.aggregate("a")).state.balance == 4
+            async with store.transaction() as tx:
+                await tx.execute("DEALLOCATE ALL")
