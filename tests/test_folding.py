@@ -439,3 +439,67 @@ async def test_postgres_prepares_its_read_again_when_the_server_forgot_it(
                 assert (await signal.aggregate("a")).state.balance == 4
             async with store.transaction() as tx:
                 await tx.execute("DEALLOCATE ALL")
+
+
+class PlainStore:
+    """The event store contract alone, over a memory store: no lean reads."""
+
+    def __init__(self, inner: MemoryStore) -> None:
+        self.inner = inner
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def create(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        events: Sequence[StoredEvent] = (),
+        *,
+        created_at: datetime | None = None,
+    ) -> Sequence[int]:
+        return await self.inner.create(aggregate_name, aggregate_id, events, created_at=created_at)
+
+    async def exists(self, aggregate_name: str, aggregate_id: str) -> bool:
+        return await self.inner.exists(aggregate_name, aggregate_id)
+
+    async def append(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[StoredEvent],
+    ) -> Sequence[int]:
+        return await self.inner.append(aggregate_name, aggregate_id, expected_version, events)
+
+    async def read_aggregate(
+        self, aggregate_name: str, aggregate_id: str, after_version: int = 0
+    ) -> Sequence[StoredEvent]:
+        return await self.inner.read_aggregate(aggregate_name, aggregate_id, after_version)
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> Sequence[StoredEvent]:
+        return await self.inner.read_all(after_position, limit)
+
+    async def head_position(self) -> int:
+        return await self.inner.head_position()
+
+    async def aggregates(self, aggregate_name: str | None = None) -> Sequence[Any]:
+        return await self.inner.aggregates(aggregate_name)
+
+    async def wait_for_events(self, after_position: int) -> None:
+        await self.inner.wait_for_events(after_position)
+
+
+async def test_a_store_without_lean_reads_rebuilds_from_whole_events() -> None:
+    store = PlainStore(MemoryStore())
+    assert not isinstance(store, FoldReads)
+    async with Signal(LEAN, store=store) as signal:
+        await signal.create("a", Deposit(5))
+        await signal.handle_command("a", Withdraw(2))
+    async with Signal(LEAN, store=store) as signal:
+        assert signal._lean is None
+        aggregate = await signal.aggregate("a")
+    assert (aggregate.state, aggregate.version) == (Account(3, (5, -2)), 2)
