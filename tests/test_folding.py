@@ -503,3 +503,26 @@ async def test_a_store_without_lean_reads_rebuilds_from_whole_events() -> None:
         assert signal._lean is None
         aggregate = await signal.aggregate("a")
     assert (aggregate.state, aggregate.version) == (Account(3, (5, -2)), 2)
+
+
+async def test_postgres_without_chunks_reads_whole_answers(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before libpq 17 the rows come in one answer: the same rows, the same states."""
+    from eventsignal.stores.postgres import PostgresStore, store
+
+    monkeypatch.setattr(store, "CHUNKED", False)
+    async with PostgresStore(postgres_dsn, migrate=True, max_size=2) as pg:
+        async with Signal(LEAN, store=pg) as signal:
+            await signal.create("a")
+            await pg.append("account", "a", 0, _deposits(1, 2500, "a"))
+            await signal.for_tenant("acme").create("a", Deposit(2))
+        with counted(pg) as reads:
+            async with Signal(LEAN, store=pg) as signal:
+                assert (await signal.aggregate("a")).version == 2500
+                assert (await signal.for_tenant("acme").aggregate("a")).state.balance == 2
+                with pytest.raises(AggregateNotFound):
+                    await signal.aggregate("b")
+        assert reads.whole == 0
+        assert [len(rows) async for rows in pg.read_aggregate_data("account", "a", 2400)] == [100]
+        assert [rows async for rows in pg.read_aggregate_data("account", "a", 2500)] == []

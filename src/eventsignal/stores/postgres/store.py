@@ -895,7 +895,9 @@ class PostgresStore(
         read, however slowly the caller folds, and the read runs to its end even if the caller
         stops early, so the connection is left clean."""
         if not CHUNKED:
-            yield await self._fold_rows(aggregate_name, aggregate_id, after_version, tenant)
+            rows = await self._fold_rows(aggregate_name, aggregate_id, after_version, tenant)
+            if rows:
+                yield rows
             return
         arrived: deque[Sequence[FoldRow]] = deque()
         more = asyncio.Event()
