@@ -526,3 +526,28 @@ async def test_postgres_without_chunks_reads_whole_answers(
         assert reads.whole == 0
         assert [len(rows) async for rows in pg.read_aggregate_data("account", "a", 2400)] == [100]
         assert [rows async for rows in pg.read_aggregate_data("account", "a", 2500)] == []
+
+
+async def test_personal_fields_keep_whole_reads() -> None:
+    """Personal values live sealed beside the event: rebuilds read whole events to open them,
+    and a forgotten subject reads back redacted, as without the declaration."""
+    from test_privacy import ChangePlan, Customer, Register, StructRegistered, customer_config
+
+    from eventsignal.privacy import Privacy
+
+    lean = dataclasses.replace(customer_config(StructRegistered), rebuild_envelopes=False)
+    store = MemoryStore()
+    privacy = Privacy()
+    async with Signal(lean, store=store, privacy=privacy) as signal:
+        await signal.create("c1", Register("alice", "alice@example.org", "Alice"))
+        await signal.handle_command("c1", ChangePlan("pro"))
+        await signal.create("c2", Register("bob", "bob@example.org", None))
+        await signal.drain()
+        await signal.forget("alice")
+    with counted(store) as reads:
+        async with Signal(lean, store=store, privacy=privacy) as signal:
+            assert signal._lean is None
+            assert (await signal.aggregate("c1")).state == Customer("", None, "pro")
+            bob = await signal.aggregate("c2")
+            assert bob.state == Customer("bob@example.org", None, "basic")
+    assert reads.lean == 0
