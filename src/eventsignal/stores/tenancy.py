@@ -126,6 +126,18 @@ class TenantAware(Protocol):
         """A page of the events of the aggregate of ``tenant``."""
         ...
 
+    def read_aggregate_data(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        after_version: int = 0,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> AsyncGenerator[Sequence[FoldRow], None]:
+        """What a rebuild folds of the aggregate of ``tenant`` (see
+        :class:`~eventsignal.stores.base.FoldReads`)."""
+        ...
+
     async def read_all(
         self, after_position: int = 0, limit: int = 1000, *, tenant: str | None = DEFAULT_TENANT
     ) -> Sequence[StoredEvent]:
@@ -295,17 +307,11 @@ class TenantStore:
         self, aggregate_name: str, aggregate_id: str, after_version: int = 0
     ) -> AsyncGenerator[Sequence[FoldRow], None]:
         """What a rebuild folds of the tenant's aggregate (see
-        :class:`~eventsignal.stores.base.FoldReads`), from the whole events when the store
-        reads no less."""
-        reader = getattr(self.store, "read_aggregate_data", None)
-        if reader is None:
-            events = await self.read_aggregate(aggregate_name, aggregate_id, after_version)
-            if events:
-                yield [(e.version, e.name, e.data) for e in events]
-            return
-        chunks: AsyncGenerator[Sequence[FoldRow], None]
+        :class:`~eventsignal.stores.base.FoldReads`)."""
         async with aclosing(
-            reader(aggregate_name, aggregate_id, after_version, tenant=self._scope)
+            self.store.read_aggregate_data(
+                aggregate_name, aggregate_id, after_version, tenant=self._scope
+            )
         ) as chunks:
             async for rows in chunks:
                 yield rows
