@@ -116,6 +116,7 @@ CART: AggregateConfig[Cart, CartCommand] = AggregateConfig(
     command_handler=handle,
     event_handler=apply,
     events=[ItemAdded, ItemRemoved, PurchaseCompleted],
+    rebuild_envelopes=False,  # apply reads event.data alone
 )
 
 

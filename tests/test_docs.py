@@ -47,6 +47,7 @@ CONTRACTS = [
     "eventsignal.stores.base.SnapshotStore",
     "eventsignal.stores.base.StoreLifecycle",
     "eventsignal.stores.base.PagedReads",
+    "eventsignal.stores.base.FoldReads",
     "eventsignal.stores.idempotency.IdempotentStore",
     "eventsignal.stores.sql.contract.SharedTransactions",
     "eventsignal.stores.subject_keys.SubjectKeyStore",

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -38,6 +39,7 @@ from eventsignal.domain.errors import (
 )
 from eventsignal.domain.events import Event
 from eventsignal.domain.identity import validate_id
+from eventsignal.folding import FOLD_SLICE, lean_fold
 from eventsignal.idempotency import CommandResult, command_digest
 from eventsignal.instrumentation import Append, Create, Instrumentation
 from eventsignal.pool import LiveAggregate, Pool, PoolStats
@@ -92,7 +94,6 @@ _QUIET: Hooks = (None, None)
 # at all (a report at INFO or DEBUG is dropped otherwise, and not built).
 _logs = logger.isEnabledFor
 _INFO = logging.INFO
-_FOLD_SLICE = 2000  # events applied between yields to the event loop during a rebuild
 _replace = msgspec.structs.replace
 
 
@@ -279,6 +280,8 @@ class Signal(Generic[S, C]):
 
             subject_key_store_for(self.store)  # a store that cannot keep keys says so now
         self._recorder: Recorder[S] = Recorder(config, self.serializer, self.store)
+        # Rebuilds from just what the event handler reads, where the config and store allow.
+        self._lean = lean_fold(config, self.serializer, self.store, DEFAULT_TENANT)
         self._telemetry = telemetry
         self._on_evict = on_evict
         self._pool: Pool[S] = Pool(pool_size, self._evicted)
@@ -782,11 +785,16 @@ class Signal(Generic[S, C]):
     async def _read_existing(self, aggregate_id: str, after_version: int) -> Sequence[StoredEvent]:
         stored = await self.store.read_aggregate(self.name, aggregate_id, after_version)
         if not stored:
-            if not await self.store.exists(self.name, aggregate_id):
-                self._report(AggregateMissing(aggregate_name=self.name, aggregate_id=aggregate_id))
-                raise AggregateNotFound(self.name, aggregate_id)
-            await streams.refuse_closed(self, aggregate_id)
+            await self._refuse_eventless(aggregate_id)
         return stored
+
+    async def _refuse_eventless(self, aggregate_id: str) -> None:
+        """An aggregate that read no events: raise if it was never created, or is archived or
+        deleted; return if it was created without events."""
+        if not await self.store.exists(self.name, aggregate_id):
+            self._report(AggregateMissing(aggregate_name=self.name, aggregate_id=aggregate_id))
+            raise AggregateNotFound(self.name, aggregate_id)
+        await streams.refuse_closed(self, aggregate_id)
 
     async def _load(self, aggregate_id: str) -> LiveAggregate[S]:
         """Bring an aggregate into the pool; concurrent callers share one rebuild.
@@ -828,28 +836,53 @@ class Signal(Generic[S, C]):
             restored = await self._snapshotter.restore(aggregate_id)
         if restored is None:
             live = LiveAggregate(aggregate_id, self.config.initial_state, 0)
-            stored = await self._read_existing(aggregate_id, 0)
         else:
             live = LiveAggregate(aggregate_id, restored[0], restored[1])
-            stored = await self.store.read_aggregate(self.name, aggregate_id, live.version)
             self._pool.stats.snapshot_hits += 1
-        if stored and stored[0].version != live.version + 1:
-            # The events in between were truncated and no snapshot this code can use covers them.
-            raise HistoryTruncated(
-                self.name, aggregate_id, stored[-1].version, stored[0].version, live.version or None
-            )
-        await self._fold(live, stored)
+        events = await self._fold_lean(live, restored is None)
+        if events is None:  # whole events, through the codecs and upcasters
+            if restored is None:
+                stored = await self._read_existing(aggregate_id, 0)
+            else:
+                stored = await self.store.read_aggregate(self.name, aggregate_id, live.version)
+            if stored:
+                self._check_tail(aggregate_id, live.version, stored[0].version, stored[-1].version)
+            await self._fold(live, stored)
+            events = len(stored)
         self._pool.stats.rebuilds += 1
         self._report(
             AggregateHydrated(
                 aggregate_name=self.name,
                 aggregate_id=aggregate_id,
                 version=live.version,
-                events=len(stored),
+                events=events,
                 seconds=time.perf_counter() - started,
             )
         )
         return live
+
+    async def _fold_lean(self, live: LiveAggregate[S], from_start: bool) -> int | None:
+        """Bring ``live`` up to date from just what the event handler reads (see
+        :mod:`eventsignal.folding`); the number of events applied, or ``None`` when this
+        aggregate type, this store or one of the rows needs whole events."""
+        lean = self._lean
+        if lean is None:
+            return None
+        async with aclosing(lean.read(self.name, live.id, live.version)) as chunks:
+            folded = await lean.fold(live.id, live.state, live.version, chunks)
+        if folded is None:
+            return None
+        state, version, applied = folded
+        if not applied and from_start:
+            await self._refuse_eventless(live.id)
+        live.state, live.version = state, version
+        return applied
+
+    def _check_tail(self, aggregate_id: str, version: int, first: int, last: int) -> None:
+        """Refuse events that do not start right after ``version``: the events in between were
+        truncated and no snapshot this code can use covers them."""
+        if first != version + 1:
+            raise HistoryTruncated(self.name, aggregate_id, last, first, version or None)
 
     async def _fold(self, live: LiveAggregate[S], stored: Sequence[StoredEvent]) -> None:
         """Apply stored events to a live aggregate, yielding now and then on long histories.
@@ -863,8 +896,8 @@ class Signal(Generic[S, C]):
         direct = self.serializer.direct_decoders().get
         state = live.state
         version = live.version
-        for start in range(0, len(stored), _FOLD_SLICE):
-            for record in stored[start : start + _FOLD_SLICE]:
+        for start in range(0, len(stored), FOLD_SLICE):
+            for record in stored[start : start + FOLD_SLICE]:
                 if record.version != version + 1:
                     raise StoreInconsistent(
                         f"{self.name} {live.id!r}: store returned version {record.version} "
@@ -891,12 +924,13 @@ class Signal(Generic[S, C]):
                                 position=record.position,
                                 data=data,
                                 metadata=record.metadata,
+                                tenant=record.tenant,
                             ),
                         )
                         continue
                 for data in decode(record):
                     state = apply(state, envelope(record, data))
-            if start + _FOLD_SLICE < len(stored):
+            if start + FOLD_SLICE < len(stored):
                 await asyncio.sleep(0)
         live.state = state
         live.version = version

@@ -13,6 +13,7 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from eventsignal.folding import lean_fold
 from eventsignal.pool import TenantPool
 from eventsignal.recording import Recorder
 from eventsignal.stores.tenancy import tenant_store
@@ -53,6 +54,7 @@ def _make_view(root: Signal[Any, Any], tenant: str) -> Signal[Any, Any]:
         view._traced_append = instrumentation.wrap_append(store, store.append)
         view._traced_create = instrumentation.wrap_create(store, store.create)
     view._recorder = Recorder(root.config, root.serializer, store, tenant)
+    view._lean = lean_fold(root.config, root.serializer, store, tenant)
     view._pool = TenantPool(root._pool, tenant)  # type: ignore[assignment]
     view._loading = {}
     if root._snapshotter is not None:

@@ -7,7 +7,7 @@ same bytes, and tools such as the CLI can read a store without the user's classe
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol, Self, runtime_checkable
 from uuid import UUID
@@ -230,6 +230,30 @@ class PagedReads(Protocol):
         self, aggregate_name: str, aggregate_id: str, after_version: int, limit: int
     ) -> Sequence[StoredEvent]:
         """At most ``limit`` events of the aggregate after ``after_version``, in version order."""
+        ...
+
+
+FoldRow = tuple[int, str, bytes]
+"""One stored event as a rebuild folds it: its version, stored name and encoded data."""
+
+
+@runtime_checkable
+class FoldReads(Protocol):
+    """A store that reads one aggregate's events as a rebuild needs them, and nothing more.
+
+    ``read_aggregate`` builds a :class:`StoredEvent` around every row, with its id, timestamp,
+    position and metadata; a rebuild whose event handler reads none of those (see
+    ``AggregateConfig.rebuild_envelopes``) asks for each event's version, stored name and data
+    only, as plain tuples, in chunks a store may hand over as they arrive (so the caller folds
+    the first while the rest is on its way). Stores that keep tenants take ``tenant=`` here as
+    everywhere else. Stores without it are read through ``read_aggregate``.
+    """
+
+    def read_aggregate_data(
+        self, aggregate_name: str, aggregate_id: str, after_version: int = 0
+    ) -> AsyncGenerator[Sequence[FoldRow], None]:
+        """``(version, name, data)`` of the aggregate's events after ``after_version``, in
+        version order, in one or more chunks (none when there are no such events)."""
         ...
 
 

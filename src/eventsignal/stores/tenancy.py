@@ -17,8 +17,8 @@ over every tenant), so one subscription name serves every tenant separately.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
@@ -26,7 +26,7 @@ from uuid import UUID
 import msgspec
 
 from eventsignal.domain.errors import ConfigurationError, InvalidAggregateId
-from eventsignal.stores.base import AggregateInfo, Snapshot, StoredEvent, StoreStats
+from eventsignal.stores.base import AggregateInfo, FoldRow, Snapshot, StoredEvent, StoreStats
 from eventsignal.stores.subscription_state import (
     Lease,
     ParkedEvent,
@@ -124,6 +124,18 @@ class TenantAware(Protocol):
         tenant: str = DEFAULT_TENANT,
     ) -> Sequence[StoredEvent]:
         """A page of the events of the aggregate of ``tenant``."""
+        ...
+
+    def read_aggregate_data(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        after_version: int = 0,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> AsyncGenerator[Sequence[FoldRow], None]:
+        """What a rebuild folds of the aggregate of ``tenant`` (see
+        :class:`~eventsignal.stores.base.FoldReads`)."""
         ...
 
     async def read_all(
@@ -290,6 +302,19 @@ class TenantStore:
         return await self.store.read_aggregate(
             aggregate_name, aggregate_id, after_version, tenant=self._scope
         )
+
+    async def read_aggregate_data(
+        self, aggregate_name: str, aggregate_id: str, after_version: int = 0
+    ) -> AsyncGenerator[Sequence[FoldRow], None]:
+        """What a rebuild folds of the tenant's aggregate (see
+        :class:`~eventsignal.stores.base.FoldReads`)."""
+        async with aclosing(
+            self.store.read_aggregate_data(
+                aggregate_name, aggregate_id, after_version, tenant=self._scope
+            )
+        ) as chunks:
+            async for rows in chunks:
+                yield rows
 
     async def read_aggregate_page(
         self, aggregate_name: str, aggregate_id: str, after_version: int, limit: int

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 from uuid import uuid4
 
 import msgspec
@@ -33,6 +33,8 @@ from eventsignal.domain.errors import (
 )
 from eventsignal.stores.base import (
     EventStore,
+    FoldReads,
+    FoldRow,
     PagedReads,
     StoredEvent,
     StoreLifecycle,
@@ -72,6 +74,19 @@ def make_events(
 
 
 Check = Callable[[EventStore], Awaitable[None]]
+
+
+async def folded_rows(
+    store: FoldReads, aggregate_name: str, aggregate_id: str, after_version: int = 0, **tenant: str
+) -> list[FoldRow]:
+    """Every row ``read_aggregate_data`` hands over, its chunks joined (each one checked to
+    hold rows)."""
+    rows: list[FoldRow] = []
+    reader: Any = store.read_aggregate_data
+    async for chunk in reader(aggregate_name, aggregate_id, after_version, **tenant):
+        assert len(chunk) > 0
+        rows.extend(chunk)
+    return rows
 
 
 class EventStoreCompliance:
@@ -165,6 +180,32 @@ class EventStoreCompliance:
             again = await store.read_aggregate_page("thing", "a", 2, 2)
             assert [e.id for e in again] == [e.id for e in whole[2:4]]
             assert await store.read_aggregate_page("thing", "nobody", 0, 5) == []
+
+        self.run_check(check)
+
+    def test_what_a_rebuild_folds(self) -> None:
+        """Stores that read just what a rebuild folds (:class:`~eventsignal.stores.base.FoldReads`)
+        hand back the version, name and data of the events ``read_aggregate`` returns."""
+
+        async def check(store: EventStore) -> None:
+            if not isinstance(store, FoldReads):
+                return
+            await store.create("thing", "a")
+            await store.create("thing", "b")
+            await store.create("other", "a")
+            await store.append("thing", "a", 0, make_events("a", 0, 4, name="Started"))
+            await store.append("thing", "b", 0, make_events("b", 0, 2))
+            await store.append("thing", "a", 4, make_events("a", 4, 3))
+            await store.append("other", "a", 0, make_events("a", 0, 1, aggregate_name="other"))
+            whole = await store.read_aggregate("thing", "a")
+            rows = await folded_rows(store, "thing", "a")
+            assert [tuple(row) for row in rows] == [(e.version, e.name, e.data) for e in whole]
+            assert [row[1] for row in rows] == ["Started"] * 4 + ["Happened"] * 3
+            assert all(type(row[2]) is bytes for row in rows)
+            tail = await folded_rows(store, "thing", "a", 5)
+            assert [tuple(row) for row in tail] == [tuple(row) for row in rows[5:]]
+            assert await folded_rows(store, "thing", "a", 7) == []
+            assert await folded_rows(store, "thing", "nobody") == []
 
         self.run_check(check)
 

@@ -19,10 +19,10 @@ from eventsignal.domain.errors import (
     ConfigurationError,
     InvalidAggregateId,
 )
-from eventsignal.stores.base import EventStore, Snapshot, StoredEvent
+from eventsignal.stores.base import EventStore, FoldReads, Snapshot, StoredEvent
 from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.stores.tenancy import TenantStore, tenant_store
-from eventsignal.testing.compliance import Check, _read_all, make_events
+from eventsignal.testing.compliance import Check, _read_all, folded_rows, make_events
 from eventsignal.testing.expect import raises
 
 
@@ -84,6 +84,31 @@ class TenantCompliance:
             assert {e.tenant for e in await acme.read_aggregate("thing", "t-1")} == {"acme"}
             with raises(AggregateExists):
                 await acme.create("thing", "t-1")
+
+        self.run_check(check)
+
+    def test_what_a_rebuild_folds_keeps_to_the_tenant(self) -> None:
+        async def check(store: EventStore) -> None:
+            acme, globex, _ = _views(store)
+            await acme.create("thing", "t-1", make_events("t-1", 0, 3, name="Acme"))
+            await globex.create("thing", "t-1", make_events("t-1", 0, 1, name="Globex"))
+            await store.create("thing", "t-1", make_events("t-1", 0, 2, name="Default"))
+            for view, names in ((acme, ["Acme"] * 3), (globex, ["Globex"])):
+                rows = await folded_rows(view, "thing", "t-1")
+                assert [row[1] for row in rows] == names
+                whole = await view.read_aggregate("thing", "t-1")
+                assert [tuple(row) for row in rows] == [(e.version, e.name, e.data) for e in whole]
+            assert [row[0] for row in await folded_rows(acme, "thing", "t-1", 1)] == [2, 3]
+            assert await folded_rows(globex, "thing", "t-2") == []
+            assert isinstance(store, FoldReads)
+            for tenant, names in (
+                ("acme", ["Acme"] * 3),
+                ("globex", ["Globex"]),
+                ("", ["Default"] * 2),
+            ):
+                assert [
+                    row[1] for row in await folded_rows(store, "thing", "t-1", tenant=tenant)
+                ] == names
 
         self.run_check(check)
 

@@ -7,7 +7,7 @@ decoded fails here too.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import islice
 
@@ -20,6 +20,7 @@ from eventsignal.domain.errors import (
 from eventsignal.domain.identity import validate_id, validate_name
 from eventsignal.stores.base import (
     AggregateInfo,
+    FoldRow,
     Snapshot,
     StoredEvent,
     StoreLifecycle,
@@ -254,6 +255,27 @@ class MemoryStore(
             return []
         trimmed = self._trimmed.get(key, 0) if self._trimmed else 0
         return read(self._log, positions_in(stream, max(after_version - trimmed, 0)))
+
+    async def read_aggregate_data(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        after_version: int = 0,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> AsyncGenerator[Sequence[FoldRow], None]:
+        """``(version, name, data)`` of the aggregate's events after ``after_version``, in one
+        chunk."""
+        key = _key(aggregate_name, aggregate_id, tenant)
+        stream = self._streams.get(key)
+        if not stream:
+            return
+        trimmed = self._trimmed.get(key, 0) if self._trimmed else 0
+        log = self._log
+        positions = positions_in(stream, max(after_version - trimmed, 0))
+        rows = [(e.version, e.name, e.data) for e in map(log.__getitem__, positions)]
+        if rows:
+            yield rows
 
     async def read_aggregate_page(
         self,

@@ -17,13 +17,19 @@ ran, and is prepared and sent again.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from psycopg import AsyncConnection, errors, generators, pq
+from psycopg import AsyncConnection, capabilities, errors, generators, pq
+from psycopg.adapt import Transformer
 
 _BINARY = pq.Format.BINARY
 _INVALID_NAME = "26000"  # invalid_sql_statement_name: no prepared statement of that name
+_CHUNK = pq.ExecStatus.TUPLES_CHUNK if hasattr(pq.ExecStatus, "TUPLES_CHUNK") else None
+_FATAL = pq.ExecStatus.FATAL_ERROR
+
+CHUNKED = _CHUNK is not None and capabilities.has_stream_chunked()
+"""Whether rows can come in chunks as the server sends them (libpq 17 on)."""
 
 
 class PreparedCall:
@@ -58,6 +64,56 @@ class PreparedCall:
         pgconn.send_prepare(self._name, self._sql)
         _checked(await conn.wait(generators.execute(pgconn)), conn, pq.ExecStatus.COMMAND_OK)
         self._prepared.add(conn)
+
+    async def chunks(
+        self,
+        conn: AsyncConnection[Any],
+        params: Sequence[bytes | None],
+        size: int,
+        into: Callable[[list[tuple[Any, ...]]], object],
+    ) -> None:
+        """Run the statement with text parameters and hand its rows to ``into``, as tuples of
+        Python values, ``size`` rows at a time as they arrive (needs :data:`CHUNKED`).
+
+        ``into`` may be handed the first rows while the server still sends the rest; it is not
+        called once an error is known, which is raised when the answer is complete.
+        """
+        async with conn.lock:
+            if conn not in self._prepared:
+                await self._prepare(conn)
+            try:
+                await self._chunks(conn, params, size, into)
+            except errors.Error as exc:
+                if exc.sqlstate != _INVALID_NAME:
+                    raise
+                # Forgotten by the server: refused before any row, so sending again is safe.
+                await self._prepare(conn)
+                await self._chunks(conn, params, size, into)
+
+    async def _chunks(
+        self,
+        conn: AsyncConnection[Any],
+        params: Sequence[bytes | None],
+        size: int,
+        into: Callable[[list[tuple[Any, ...]]], object],
+    ) -> None:
+        pgconn = conn.pgconn
+        pgconn.send_query_prepared(self._name, params, result_format=_BINARY)
+        pgconn.set_chunked_rows_mode(size)
+        await conn.wait(generators.send(pgconn))
+        loading = Transformer(conn)
+        first = True
+        failed: pq.abc.PGresult | None = None
+        # Every result up to the end of the answer is read, so the connection is left idle.
+        while (result := await conn.wait(generators.fetch(pgconn))) is not None:
+            if result.status == _FATAL:
+                failed = result
+            elif failed is None and result.ntuples:
+                loading.set_pgresult(result, set_loaders=first)
+                first = False
+                into(loading.load_rows(0, result.ntuples, tuple))
+        if failed is not None:
+            raise errors.error_from_result(failed, encoding=conn.info.encoding)
 
     async def _call(
         self, conn: AsyncConnection[Any], params: Sequence[bytes | None]

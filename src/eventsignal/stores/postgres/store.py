@@ -30,7 +30,8 @@ import hashlib
 import select
 import struct
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -59,7 +60,13 @@ from eventsignal.domain.errors import (
     StoreNotOpen,
     StoreUnavailable,
 )
-from eventsignal.stores.base import AggregateInfo, StoredEvent, StoreLifecycle, StoreStats
+from eventsignal.stores.base import (
+    AggregateInfo,
+    FoldRow,
+    StoredEvent,
+    StoreLifecycle,
+    StoreStats,
+)
 from eventsignal.stores.idempotency import (
     DEFAULT_RETENTION,
     KeyRetention,
@@ -77,6 +84,7 @@ from eventsignal.stores.postgres.deadline import Deadline
 from eventsignal.stores.postgres.held import HeldConnection
 from eventsignal.stores.postgres.link import AppendLink
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
+from eventsignal.stores.postgres.prepared import CHUNKED, PreparedCall
 from eventsignal.stores.postgres.schema import (
     EVENTS_COMPONENT,
     EVENTS_MIGRATIONS,
@@ -117,6 +125,20 @@ _READ_AGGREGATE = (
     " ORDER BY version"
 )
 _READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT %s"
+# What a rebuild folds: each event's version, name and data, nothing else (see FoldReads),
+# prepared on each connection and handed over in chunks as the server sends them; without
+# chunks (libpq before 17), read whole through psycopg.
+_FOLD_ROWS_SQL = (
+    "SELECT version, name, data FROM eventsignal_events"
+    " WHERE aggregate_name = $1 AND aggregate_id = $2 AND version > $3 AND tenant = ''"
+    " ORDER BY version"
+)
+_FOLD_ROWS = PreparedCall("eventsignal_fold_rows", _FOLD_ROWS_SQL)
+_FOLD_ROWS_OF = PreparedCall(
+    "eventsignal_fold_rows_of", _FOLD_ROWS_SQL.replace("tenant = ''", "tenant = $4")
+)
+_READ_AGGREGATE_DATA = _FOLD_ROWS_SQL.replace("$1", "%s").replace("$2", "%s").replace("$3", "%s")
+_FOLD_CHUNK = 1000  # rows handed over at a time
 _OTHER_TENANT = for_dialect(OTHER_TENANT, "postgres")
 _EVENT_COLUMNS = "position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data"
 _READ_ALL = (
@@ -859,6 +881,77 @@ class PostgresStore(
             await cursor.execute(statement, params)
             return await cursor.fetchall()
 
+    async def read_aggregate_data(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        after_version: int = 0,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> AsyncGenerator[Sequence[FoldRow], None]:
+        """``(version, name, data)`` of the aggregate's events after ``after_version``, as
+        tuples, in chunks handed over as the server sends them: the caller folds the first
+        while the rest is on its way. The connection goes back to the pool once the answer is
+        read, however slowly the caller folds, and the read runs to its end even if the caller
+        stops early, so the connection is left clean."""
+        if not CHUNKED:
+            rows = await self._fold_rows(aggregate_name, aggregate_id, after_version, tenant)
+            if rows:
+                yield rows
+            return
+        arrived: deque[Sequence[FoldRow]] = deque()
+        more = asyncio.Event()
+
+        def keep(rows: list[tuple[Any, ...]]) -> None:
+            arrived.append(rows)
+            more.set()
+
+        reading = asyncio.ensure_future(
+            self._fold_chunks(aggregate_name, aggregate_id, after_version, tenant, keep)
+        )
+        reading.add_done_callback(lambda _: more.set())
+        try:
+            while True:
+                if arrived:
+                    yield arrived.popleft()
+                elif reading.done():
+                    reading.result()  # the read's error, if it failed
+                    return
+                else:
+                    more.clear()
+                    await more.wait()
+        finally:
+            if not reading.done():
+                reading.add_done_callback(_retrieved)  # ends alone, within the deadline
+
+    async def _fold_chunks(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        after_version: int,
+        tenant: str,
+        into: Callable[[list[tuple[Any, ...]]], object],
+    ) -> None:
+        params = [aggregate_name.encode(), aggregate_id.encode(), b"%d" % after_version]
+        statement = _FOLD_ROWS
+        if tenant:
+            statement = _FOLD_ROWS_OF
+            params.append(tenant.encode())
+        async with self._connection("reading an aggregate", tenant=tenant) as conn:
+            await statement.chunks(conn, params, _FOLD_CHUNK, into)
+
+    async def _fold_rows(
+        self, aggregate_name: str, aggregate_id: str, after_version: int, tenant: str
+    ) -> Sequence[FoldRow]:
+        statement: str = _READ_AGGREGATE_DATA
+        params: tuple[Any, ...] = (aggregate_name, aggregate_id, after_version)
+        if tenant:
+            statement, params = _of_tenant(_READ_AGGREGATE_DATA), (*params, tenant)
+        async with self._connection("reading an aggregate", tenant=tenant) as conn:
+            cursor = conn.cursor(binary=True)
+            await cursor.execute(statement, params, prepare=True)
+            return await cursor.fetchall()
+
     async def read_aggregate_page(
         self,
         aggregate_name: str,
@@ -1137,6 +1230,12 @@ def _event(
         defect=defect,
         tenant=tenant,
     )
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    """Mark the outcome of a read no one waits for any more as seen."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _refused(request: AppendRequest, code: int) -> Exception:

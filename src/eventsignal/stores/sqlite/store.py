@@ -45,7 +45,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -68,7 +68,13 @@ from eventsignal.domain.errors import (
     TransactionEnded,
 )
 from eventsignal.domain.events import uuid_from_bytes
-from eventsignal.stores.base import AggregateInfo, StoredEvent, StoreLifecycle, StoreStats
+from eventsignal.stores.base import (
+    AggregateInfo,
+    FoldRow,
+    StoredEvent,
+    StoreLifecycle,
+    StoreStats,
+)
 from eventsignal.stores.idempotency import (
     DEFAULT_RETENTION,
     KeyRetention,
@@ -134,6 +140,12 @@ _READ_EVERY = (
     "ORDER BY position LIMIT ?"
 )
 _READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT ?"
+# What a rebuild folds: each event's version, name and data, nothing else (see FoldReads).
+_READ_AGGREGATE_DATA = (
+    "SELECT version, name, data FROM eventsignal_events "
+    "WHERE aggregate_name = ? AND aggregate_id = ? AND version > ? AND tenant = '' "
+    "ORDER BY version"
+)
 _HEAD = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
 _DEFAULT_HEAD = (
     f"SELECT position FROM eventsignal_events WHERE {DEFAULT_ROWS} ORDER BY position DESC LIMIT 1"
@@ -185,6 +197,7 @@ _TENANT_WRITES = _Writes(*map(_of_tenant, _DEFAULT_WRITES))
 _EXISTS_OF = _of_tenant(_EXISTS)
 _READ_AGGREGATE_OF = _of_tenant(_READ_AGGREGATE)
 _READ_AGGREGATE_PAGE_OF = _of_tenant(_READ_AGGREGATE_PAGE)
+_READ_AGGREGATE_DATA_OF = _of_tenant(_READ_AGGREGATE_DATA)
 
 # Errors that concern one append request only; anything else fails the whole batch.
 _REQUEST_ERRORS = (
@@ -730,6 +743,24 @@ class SQLiteStore(
             )
         params = (aggregate_name, aggregate_id, after_version)
         return await self._read(partial(_read_events, _READ_AGGREGATE, params))
+
+    async def read_aggregate_data(
+        self,
+        aggregate_name: str,
+        aggregate_id: str,
+        after_version: int = 0,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> AsyncGenerator[Sequence[FoldRow], None]:
+        """``(version, name, data)`` of the aggregate's events after ``after_version``, in one
+        chunk."""
+        params: tuple[Any, ...] = (aggregate_name, aggregate_id, after_version)
+        statement = _READ_AGGREGATE_DATA
+        if tenant:
+            statement, params = _READ_AGGREGATE_DATA_OF, (*params, tenant)
+        rows: Sequence[FoldRow] = await self._read(partial(_fetchall, statement, params))
+        if rows:
+            yield rows
 
     async def read_aggregate_page(
         self,
