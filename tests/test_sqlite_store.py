@@ -34,6 +34,7 @@ from eventsignal.stores import EventStore, SQLiteStore
 from eventsignal.stores.base import Snapshot
 from eventsignal.stores.sql import SQLStore
 from eventsignal.stores.sql.snapshots import SQLSnapshotStore
+from eventsignal.stores.sqlite.schema import EVENTS, EVENTS_MIGRATIONS, apply_migrations
 from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.subscriptions import (
     ReadModel,
@@ -436,6 +437,58 @@ async def test_unmigrated_database_is_refused_clearly(tmp_path: Path) -> None:
         await empty.create("thing", "a")
     finally:
         await empty.close()
+
+
+async def test_a_database_of_schema_version_2_keeps_its_streams(tmp_path: Path) -> None:
+    """Version 3 moves the streams into a rowid table: every stream, version, tenant and the
+    uniqueness of their key survive it, as do the indexes other components made on the table."""
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        apply_migrations(conn, EVENTS, EVENTS_MIGRATIONS[:2])
+        conn.execute("CREATE INDEX by_created ON eventsignal_aggregates (created_at)")
+        conn.executemany(
+            "INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version,"
+            " created_at, tenant) VALUES (?, ?, ?, 0, ?)",
+            [("thing", "a", 2, ""), ("thing", "b", 0, ""), ("thing", "a", 1, "acme")],
+        )
+        conn.executemany(
+            "INSERT INTO eventsignal_events (position, event_id, aggregate_name, aggregate_id,"
+            " version, name, timestamp, data, metadata, tenant)"
+            " VALUES (?, ?, 'thing', 'a', ?, ?, 0, ?, '{}', ?)",
+            [
+                (n, e.id.bytes, e.version, e.name, e.data, tenant)
+                for n, (e, tenant) in enumerate(
+                    [(e, "") for e in make_events("a", 0, 2)]
+                    + [(e, "acme") for e in make_events("a", 0, 1)],
+                    start=1,
+                )
+            ],
+        )
+    async with SQLiteStore(path, migrate=True) as store:
+        acme = store.for_tenant("acme")
+        every = store.for_tenant(None)
+        assert {(i.tenant, i.aggregate_id, i.version) for i in await every.aggregates()} == {
+            ("", "a", 2),
+            ("", "b", 0),
+            ("acme", "a", 1),
+        }
+        assert list(await store.append("thing", "a", 2, make_events("a", 2, 1))) == [4]
+        assert list(await acme.append("thing", "a", 1, make_events("a", 1, 1))) == [5]
+        with pytest.raises(ConcurrencyError):
+            await store.append("thing", "b", 1, make_events("b", 1, 1))
+        with pytest.raises(AggregateExists):
+            await store.create("thing", "b")
+        await acme.create("thing", "b")
+        assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2, 3]
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        (table,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'eventsignal_aggregates'"
+        ).fetchone()
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        versions = dict(conn.execute("SELECT component, version FROM eventsignal_schema"))
+    assert "WITHOUT ROWID" not in table
+    assert "by_created" in indexes
+    assert versions[EVENTS] == len(EVENTS_MIGRATIONS) == 3
 
 
 async def test_components_migrate_step_by_step(store: SQLiteStore) -> None:

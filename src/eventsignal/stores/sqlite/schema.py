@@ -45,6 +45,20 @@ _EVENTS_V2 = """
         UNIQUE (tenant, aggregate_name, aggregate_id, version)
     )
 """
+# Version 3: the same columns and key, in a rowid table. Keyed by the stream, rows of the streams
+# being written at once lie all over the table, so a commit of many streams rewrote about one page
+# per stream; by rowid (creation order), the streams in use now were mostly made lately and share
+# a few pages. The key becomes a unique index, written when a stream is made, not when it grows.
+_AGGREGATES_V3 = """
+    CREATE TABLE eventsignal_aggregates_rebuilt (
+        aggregate_name TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        tenant TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (tenant, aggregate_name, aggregate_id)
+    )
+"""
 
 
 def rebuild_table(connection: sqlite3.Connection, table: str, create: str) -> None:
@@ -118,6 +132,7 @@ EVENTS_MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         "CREATE INDEX eventsignal_events_of_tenant ON eventsignal_events (tenant, position) "
         "WHERE tenant <> ''",
     ),
+    (lambda connection: rebuild_table(connection, "eventsignal_aggregates", _AGGREGATES_V3),),
 )
 
 _CREATE_SCHEMA_TABLE = """
