@@ -34,6 +34,7 @@ from eventsignal.stores import EventStore, SQLiteStore
 from eventsignal.stores.base import Snapshot
 from eventsignal.stores.sql import SQLStore
 from eventsignal.stores.sql.snapshots import SQLSnapshotStore
+from eventsignal.stores.sqlite import checkpoints
 from eventsignal.stores.sqlite.schema import EVENTS, EVENTS_MIGRATIONS, apply_migrations
 from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.subscriptions import (
@@ -755,3 +756,40 @@ async def test_closing_the_last_store_on_a_file_lets_go_of_it(tmp_path: Path) ->
     assert watching()
     await store.close()
     assert watching() == []
+
+
+def _wal_pages(path: Path) -> int:
+    wal = Path(f"{path}-wal")
+    return (wal.stat().st_size - 32) // 4120 if wal.exists() and wal.stat().st_size else 0
+
+
+async def test_commits_leave_checkpoints_to_a_thread_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No commit checkpoints; the log still stays bounded under a steady stream of commits, and is
+    truncated once they stop."""
+    monkeypatch.setattr(checkpoints, "WAL_LIMIT", 40)
+    monkeypatch.setattr(checkpoints, "INTERVAL", 0.001)
+    monkeypatch.setattr(checkpoints, "IDLE", 0.2)
+    path = tmp_path / "events.db"
+    async with SQLiteStore(path, migrate=True) as store:
+        async with store.transaction() as tx:
+            assert await tx.fetchone("PRAGMA wal_autocheckpoint") == (0,)
+        for n in range(60):
+            await asyncio.gather(
+                *(
+                    store.create("thing", f"{n}-{k}", make_events(f"{n}-{k}", 0, 1))
+                    for k in range(20)
+                )
+            )
+        # The file keeps its largest size; unbounded, it would hold every batch's pages: 700 or so.
+        assert _wal_pages(path) < 200
+        assert len(await store.read_all(limit=5000)) == 1200
+        for _ in range(100):  # idle: truncated after IDLE
+            if not _wal_pages(path):
+                break
+            await asyncio.sleep(0.05)
+        assert _wal_pages(path) == 0
+        assert len(await store.read_all(limit=5000)) == 1200
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM eventsignal_events").fetchone() == (1200,)

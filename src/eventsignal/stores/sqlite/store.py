@@ -5,7 +5,9 @@ write-ahead log before :meth:`SQLiteStore.append` returns, so an acknowledged co
 power loss, not just a crash of the process. ``NORMAL`` would skip that sync and could lose the
 last transactions on power loss; the cost of ``FULL`` is one sync per commit, which group commit
 shares among all the appends that arrive while the previous commit is in flight. The writer
-thread forms those groups itself, so an append crosses to it and back once.
+thread forms those groups itself, so an append crosses to it and back once. Commits never copy
+the log into the database file (a checkpoint); a thread of the store's does, beside them
+(:mod:`eventsignal.stores.sqlite.checkpoints`).
 
 Threads. :mod:`sqlite3` blocks, so nothing runs on the event loop: one writer thread owns the
 only write connection (every write, including :meth:`SQLiteStore.transaction`, runs there, one
@@ -90,6 +92,7 @@ from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 from eventsignal.stores.sql.tenants import DEFAULT_ROWS, OTHER_TENANT, TENANTS, listing
+from eventsignal.stores.sqlite.checkpoints import Checkpointer
 from eventsignal.stores.sqlite.dcb import DcbWrite, SQLiteDcb
 from eventsignal.stores.sqlite.followers import followers_of
 from eventsignal.stores.sqlite.schema import (
@@ -254,6 +257,7 @@ class SQLiteStore(
         self._starting: asyncio.Future[None] | None = None
         self._stopping: asyncio.Future[None] | None = None
         self._writer: _WriterThread | None = None
+        self._checkpointer: Checkpointer | None = None
         self._write_connection: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._readers: ThreadPoolExecutor | None = None
@@ -311,7 +315,9 @@ class SQLiteStore(
     async def _start(self) -> None:
         if self._stopping is not None:
             await self._stopping
-        writer = _WriterThread(self._commit_appends, self._in_transaction, self.max_batch)
+        writer = _WriterThread(
+            self._commit_appends, self._in_transaction, self._between_batches, self.max_batch
+        )
         try:
             self._write_connection = await writer.run(self._connect_writer)
             readers = await writer.run(self._connect_readers)
@@ -326,12 +332,16 @@ class SQLiteStore(
         for connection in readers:
             self._read_connections.put(connection)
         self._followers.opened()
+        self._checkpointer = Checkpointer(self.path)
         self._writer = writer
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="eventsignal-sqlite-reader")
         self._write_lock = asyncio.Lock()
         self._read_transactions = asyncio.Semaphore(READ_TRANSACTIONS)
 
     async def _stop(self) -> None:
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            await asyncio.to_thread(checkpointer.stop, 2.0)  # a checkpoint in flight ends first
         async with self._write_lock:
             writer, self._writer = self._writer, None
             if writer is not None:
@@ -365,6 +375,8 @@ class SQLiteStore(
                     f"{self.path}: SQLite refused WAL mode (journal mode {mode!r})"
                 )
             connection.execute("PRAGMA synchronous = FULL")
+            # Commits never checkpoint: the store's checkpointer does (see .checkpoints).
+            connection.execute("PRAGMA wal_autocheckpoint = 0")
             if self._migrate_on_open:
                 if apply_migrations(connection, EVENTS, EVENTS_MIGRATIONS) < len(EVENTS_MIGRATIONS):
                     self._transactions += 1
@@ -543,7 +555,21 @@ class SQLiteStore(
             raise self._not_open()
         outcomes = self._append_batch(requests, connection)
         self._followers.wake()
+        checkpointer = self._checkpointer
+        if checkpointer is not None:
+            checkpointer.committed()
         return outcomes
+
+    def _between_batches(self) -> None:
+        """On the writer thread, its last batch acknowledged: bound the write-ahead log."""
+        checkpointer = self._checkpointer
+        connection = self._write_connection
+        if checkpointer is None or not checkpointer.overdue or connection is None:
+            return
+        if connection.in_transaction:  # a transaction() is open: after it
+            return
+        with contextlib.suppress(sqlite3.Error):  # busy: tried again after the next batch
+            checkpointer.checkpoint_in(connection)
 
     def _in_transaction(self) -> bool:
         """Whether a :meth:`transaction` holds the write connection; appends wait for its end."""
@@ -637,6 +663,9 @@ class SQLiteStore(
                 transaction.closed = True
             self._transactions += 1
         self._followers.wake()
+        checkpointer = self._checkpointer
+        if checkpointer is not None:
+            checkpointer.committed()
 
     @asynccontextmanager
     async def read_transaction(self) -> AsyncIterator[SQLTransaction]:
@@ -871,16 +900,18 @@ class _WriterThread:
     interrupted write transaction is rolled back by SQLite, and no caller was told it committed.
     """
 
-    __slots__ = ("_busy", "_commit", "_jobs", "_max_batch", "_outbox")
+    __slots__ = ("_between", "_busy", "_commit", "_jobs", "_max_batch", "_outbox")
 
     def __init__(
         self,
         commit: Callable[[list[_Request]], list[AppendOutcome]],
         busy: Callable[[], bool],
+        between: Callable[[], None],
         max_batch: int,
     ) -> None:
         self._commit = commit
         self._busy = busy
+        self._between = between
         self._max_batch = max_batch
         self._outbox: _Appends = []
         self._jobs: queue.SimpleQueue[_Job | _Appends | None] = queue.SimpleQueue()
@@ -962,6 +993,7 @@ class _WriterThread:
                 by_loop.setdefault(future.get_loop(), []).append((future, outcome))
             for loop, settled in by_loop.items():
                 _settle_threadsafe(loop, _settle_appends, settled, None)
+            self._between()
 
 
 def _settle_appends(
