@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from uuid import uuid4
 
 import msgspec
 import pytest
@@ -441,29 +442,32 @@ async def test_unmigrated_database_is_refused_clearly(tmp_path: Path) -> None:
 
 
 async def test_a_database_of_schema_version_2_keeps_its_streams(tmp_path: Path) -> None:
-    """Version 3 moves the streams into a rowid table: every stream, version, tenant and the
-    uniqueness of their key survive it, as do the indexes other components made on the table."""
+    """Version 3 numbers the streams and finds events by that number: every stream, version,
+    tenant and event survives it, their keys stay unique, events of no stream stay in the log,
+    and the indexes other components made on the tables are kept."""
     path = tmp_path / "old.db"
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
         apply_migrations(conn, EVENTS, EVENTS_MIGRATIONS[:2])
         conn.execute("CREATE INDEX by_created ON eventsignal_aggregates (created_at)")
+        conn.execute("CREATE INDEX by_name ON eventsignal_events (name, position)")
         conn.executemany(
             "INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version,"
             " created_at, tenant) VALUES (?, ?, ?, 0, ?)",
             [("thing", "a", 2, ""), ("thing", "b", 0, ""), ("thing", "a", 1, "acme")],
         )
+        rows = [(e, "") for e in make_events("a", 0, 2)] + [
+            (e, "acme") for e in make_events("a", 0, 1)
+        ]
         conn.executemany(
             "INSERT INTO eventsignal_events (position, event_id, aggregate_name, aggregate_id,"
             " version, name, timestamp, data, metadata, tenant)"
-            " VALUES (?, ?, 'thing', 'a', ?, ?, 0, ?, '{}', ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, 0, ?, '{}', ?)",
             [
-                (n, e.id.bytes, e.version, e.name, e.data, tenant)
-                for n, (e, tenant) in enumerate(
-                    [(e, "") for e in make_events("a", 0, 2)]
-                    + [(e, "acme") for e in make_events("a", 0, 1)],
-                    start=1,
-                )
-            ],
+                (n, e.id.bytes, "thing", "a", e.version, e.name, e.data, tenant)
+                for n, (e, tenant) in enumerate(rows, start=1)
+            ]
+            # An event of no stream, as DCB appends store them.
+            + [(4, uuid4().bytes, "course", "c1", 4, "Opened", b"{}", "")],
         )
     async with SQLiteStore(path, migrate=True) as store:
         acme = store.for_tenant("acme")
@@ -473,22 +477,37 @@ async def test_a_database_of_schema_version_2_keeps_its_streams(tmp_path: Path) 
             ("", "b", 0),
             ("acme", "a", 1),
         }
-        assert list(await store.append("thing", "a", 2, make_events("a", 2, 1))) == [4]
-        assert list(await acme.append("thing", "a", 1, make_events("a", 1, 1))) == [5]
+        assert [e.version for e in await acme.read_aggregate("thing", "a")] == [1]
+        assert list(await store.append("thing", "a", 2, make_events("a", 2, 1))) == [5]
+        assert list(await acme.append("thing", "a", 1, make_events("a", 1, 1))) == [6]
+        with pytest.raises(ConcurrencyError):
+            await store.append("thing", "a", 2, make_events("a", 2, 1))
         with pytest.raises(ConcurrencyError):
             await store.append("thing", "b", 1, make_events("b", 1, 1))
         with pytest.raises(AggregateExists):
             await store.create("thing", "b")
         await acme.create("thing", "b")
         assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2, 3]
+        assert [e.version for e in await acme.read_aggregate("thing", "a")] == [1, 2]
+        assert [(e.aggregate_id, e.position) for e in await store.read_all()] == [
+            ("a", 1),
+            ("a", 2),
+            ("c1", 4),
+            ("a", 5),
+        ]
+        # Written by hand, without the stream's number: the stream finds it all the same.
+        (event,) = make_events("b", 0, 1)
+        async with store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO eventsignal_events (event_id, aggregate_name, aggregate_id,"
+                " version, name, timestamp, data) VALUES (?, 'thing', 'b', 1, ?, 0, ?)",
+                (event.id.bytes, event.name, event.data),
+            )
+        assert [e.id for e in await store.read_aggregate("thing", "b")] == [event.id]
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        (table,) = conn.execute(
-            "SELECT sql FROM sqlite_master WHERE name = 'eventsignal_aggregates'"
-        ).fetchone()
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         versions = dict(conn.execute("SELECT component, version FROM eventsignal_schema"))
-    assert "WITHOUT ROWID" not in table
-    assert "by_created" in indexes
+    assert {"by_created", "by_name"} <= indexes
     assert versions[EVENTS] == len(EVENTS_MIGRATIONS) == 3
 
 

@@ -24,8 +24,8 @@ the write transaction: a transaction that commits later always holds higher posi
 one committed before it. So :meth:`SQLiteStore.read_all` never skips an event.
 
 Concurrency control is the database's: an append advances ``eventsignal_aggregates.version`` only
-where it still equals the expected version, and ``UNIQUE(tenant, aggregate_name, aggregate_id,
-version)`` backs that up. Two stores, or two processes, on one file therefore cannot both win a
+where it still equals the expected version, and ``UNIQUE(stream, version)`` (the stream's number,
+its row in ``eventsignal_aggregates``) backs that up. Two stores, or two processes, on one file therefore cannot both win a
 version.
 
 Followers in this process are woken after every commit, across all stores on the same file;
@@ -119,10 +119,27 @@ _EVENT_COLUMNS = (
 # The default tenant's statements name it as a constant and leave its column to its default,
 # so they take the parameters they always took; another tenant's take it as the last parameter
 # (see _of_tenant).
+
+
+_DEFAULT_TENANT = "''"
+
+
+def _stream(name: int, tenant: str) -> str:
+    """The number of the stream named by parameters ``name`` and ``name + 1``, of ``tenant``
+    (``"''"``, or a parameter): a stream's events are found, and kept unique, by it."""
+    return (
+        f"(SELECT stream FROM eventsignal_aggregates WHERE aggregate_name = ?{name}"
+        f" AND aggregate_id = ?{name + 1} AND tenant = {tenant})"
+    )
+
+
 _READ_AGGREGATE = (
     f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events "
-    "WHERE aggregate_name = ? AND aggregate_id = ? AND version > ? AND tenant = '' "
-    "ORDER BY version"
+    f"WHERE stream = {_stream(1, _DEFAULT_TENANT)} AND version > ?3 ORDER BY version"
+)
+_READ_AGGREGATE_OF = (
+    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events "
+    f"WHERE stream = {_stream(1, '?4')} AND version > ?3 ORDER BY version"
 )
 _READ_ALL = (
     f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE {DEFAULT_ROWS} AND position > ? "
@@ -136,7 +153,8 @@ _READ_EVERY = (
     f"SELECT {_EVENT_COLUMNS}, tenant FROM eventsignal_events WHERE position > ? "
     "ORDER BY position LIMIT ?"
 )
-_READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT ?"
+_READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT ?4"
+_READ_AGGREGATE_PAGE_OF = f"{_READ_AGGREGATE_OF} LIMIT ?5"
 _HEAD = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
 _DEFAULT_HEAD = (
     f"SELECT position FROM eventsignal_events WHERE {DEFAULT_ROWS} ORDER BY position DESC LIMIT 1"
@@ -162,7 +180,13 @@ _ADVANCE = (
 )
 _INSERT = (
     "INSERT INTO eventsignal_events (position, event_id, aggregate_name, aggregate_id, version, "
-    "name, timestamp, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "name, timestamp, data, metadata, stream) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+    f"{_stream(3, _DEFAULT_TENANT)})"
+)
+_INSERT_OF = (
+    "INSERT INTO eventsignal_events (position, event_id, aggregate_name, aggregate_id, version, "
+    "name, timestamp, data, metadata, tenant, stream) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+    f"?10, {_stream(3, '?10')})"
 )
 _LAST_POSITION = "SELECT seq FROM sqlite_sequence WHERE name = 'eventsignal_events'"
 
@@ -184,10 +208,8 @@ class _Writes(NamedTuple):
 
 
 _DEFAULT_WRITES = _Writes(_CREATE, _ADVANCE, _VERSION, _INSERT)
-_TENANT_WRITES = _Writes(*map(_of_tenant, _DEFAULT_WRITES))
+_TENANT_WRITES = _Writes(*map(_of_tenant, (_CREATE, _ADVANCE, _VERSION)), _INSERT_OF)
 _EXISTS_OF = _of_tenant(_EXISTS)
-_READ_AGGREGATE_OF = _of_tenant(_READ_AGGREGATE)
-_READ_AGGREGATE_PAGE_OF = _of_tenant(_READ_AGGREGATE_PAGE)
 
 # Errors that concern one append request only; anything else fails the whole batch.
 _REQUEST_ERRORS = (
