@@ -25,8 +25,8 @@ one committed before it. So :meth:`SQLiteStore.read_all` never skips an event.
 
 Concurrency control is the database's: an append advances ``eventsignal_aggregates.version`` only
 where it still equals the expected version, and ``UNIQUE(stream, version)`` (the stream's number,
-its row in ``eventsignal_aggregates``) backs that up. Two stores, or two processes, on one file therefore cannot both win a
-version.
+its row in ``eventsignal_aggregates``) backs that up. Two stores, or two processes, on one file
+therefore cannot both win a version.
 
 Followers in this process are woken after every commit, across all stores on the same file;
 commits from other processes are noticed within about 40 ms by a watcher that polls the file only
@@ -208,7 +208,9 @@ class _Writes(NamedTuple):
 
 
 _DEFAULT_WRITES = _Writes(_CREATE, _ADVANCE, _VERSION, _INSERT)
-_TENANT_WRITES = _Writes(*map(_of_tenant, (_CREATE, _ADVANCE, _VERSION)), _INSERT_OF)
+_TENANT_WRITES = _Writes(
+    _of_tenant(_CREATE), _of_tenant(_ADVANCE), _of_tenant(_VERSION), _INSERT_OF
+)
 _EXISTS_OF = _of_tenant(_EXISTS)
 
 # Errors that concern one append request only; anything else fails the whole batch.
