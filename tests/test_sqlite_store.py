@@ -801,6 +801,7 @@ async def test_commits_leave_checkpoints_to_a_thread_of_their_own(
                     for k in range(20)
                 )
             )
+            await asyncio.sleep(0.005)  # time for the checkpointer's thread, however busy the host
         # The file keeps its largest size; unbounded, it would hold every batch's pages: 700 or so.
         assert _wal_pages(path) < 200
         assert len(await store.read_all(limit=5000)) == 1200
