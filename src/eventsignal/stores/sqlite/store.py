@@ -345,6 +345,8 @@ class SQLiteStore(
         try:
             self._write_connection = await writer.run(self._connect_writer)
             readers = await writer.run(self._connect_readers)
+            # The checkpointer connects later: to the file these connections opened.
+            where = await writer.run(partial(os.path.abspath, self.path))
         except BaseException as exc:
             writer.post(self._disconnect)
             writer.stop()
@@ -356,7 +358,7 @@ class SQLiteStore(
         for connection in readers:
             self._read_connections.put(connection)
         self._followers.opened()
-        self._checkpointer = Checkpointer(self.path)
+        self._checkpointer = Checkpointer(where)
         self._writer = writer
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="eventsignal-sqlite-reader")
         self._write_lock = asyncio.Lock()
