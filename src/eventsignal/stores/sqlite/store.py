@@ -116,11 +116,6 @@ _MICROSECOND = timedelta(microseconds=1)
 _EVENT_COLUMNS = (
     "position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data, metadata"
 )
-# The default tenant's statements name it as a constant and leave its column to its default,
-# so they take the parameters they always took; another tenant's take it as the last parameter
-# (see _of_tenant).
-
-
 _DEFAULT_TENANT = "''"
 
 
@@ -133,6 +128,9 @@ def _stream(name: int, tenant: str) -> str:
     )
 
 
+# The default tenant's statements name it as a constant and leave its column to its default,
+# so they take the parameters they always took; another tenant's take it as the last parameter
+# (see _of_tenant).
 _READ_AGGREGATE = (
     f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events "
     f"WHERE stream = {_stream(1, _DEFAULT_TENANT)} AND version > ?3 ORDER BY version"
