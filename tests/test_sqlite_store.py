@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from uuid import uuid4
 
 import msgspec
 import pytest
@@ -34,6 +35,8 @@ from eventsignal.stores import EventStore, SQLiteStore
 from eventsignal.stores.base import Snapshot
 from eventsignal.stores.sql import SQLStore
 from eventsignal.stores.sql.snapshots import SQLSnapshotStore
+from eventsignal.stores.sqlite import checkpoints
+from eventsignal.stores.sqlite.schema import EVENTS, EVENTS_MIGRATIONS, apply_migrations
 from eventsignal.stores.subscription_state import SubscriptionStore
 from eventsignal.subscriptions import (
     ReadModel,
@@ -438,6 +441,76 @@ async def test_unmigrated_database_is_refused_clearly(tmp_path: Path) -> None:
         await empty.close()
 
 
+async def test_a_database_of_schema_version_2_keeps_its_streams(tmp_path: Path) -> None:
+    """Version 3 numbers the streams and finds events by that number: every stream, version,
+    tenant and event survives it, their keys stay unique, events of no stream stay in the log,
+    and the indexes other components made on the tables are kept."""
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        apply_migrations(conn, EVENTS, EVENTS_MIGRATIONS[:2])
+        conn.execute("CREATE INDEX by_created ON eventsignal_aggregates (created_at)")
+        conn.execute("CREATE INDEX by_name ON eventsignal_events (name, position)")
+        conn.executemany(
+            "INSERT INTO eventsignal_aggregates (aggregate_name, aggregate_id, version,"
+            " created_at, tenant) VALUES (?, ?, ?, 0, ?)",
+            [("thing", "a", 2, ""), ("thing", "b", 0, ""), ("thing", "a", 1, "acme")],
+        )
+        rows = [(e, "") for e in make_events("a", 0, 2)] + [
+            (e, "acme") for e in make_events("a", 0, 1)
+        ]
+        conn.executemany(
+            "INSERT INTO eventsignal_events (position, event_id, aggregate_name, aggregate_id,"
+            " version, name, timestamp, data, metadata, tenant)"
+            " VALUES (?, ?, ?, ?, ?, ?, 0, ?, '{}', ?)",
+            [
+                (n, e.id.bytes, "thing", "a", e.version, e.name, e.data, tenant)
+                for n, (e, tenant) in enumerate(rows, start=1)
+            ]
+            # An event of no stream, as DCB appends store them.
+            + [(4, uuid4().bytes, "course", "c1", 4, "Opened", b"{}", "")],
+        )
+    async with SQLiteStore(path, migrate=True) as store:
+        acme = store.for_tenant("acme")
+        every = store.for_tenant(None)
+        assert {(i.tenant, i.aggregate_id, i.version) for i in await every.aggregates()} == {
+            ("", "a", 2),
+            ("", "b", 0),
+            ("acme", "a", 1),
+        }
+        assert [e.version for e in await acme.read_aggregate("thing", "a")] == [1]
+        assert list(await store.append("thing", "a", 2, make_events("a", 2, 1))) == [5]
+        assert list(await acme.append("thing", "a", 1, make_events("a", 1, 1))) == [6]
+        with pytest.raises(ConcurrencyError):
+            await store.append("thing", "a", 2, make_events("a", 2, 1))
+        with pytest.raises(ConcurrencyError):
+            await store.append("thing", "b", 1, make_events("b", 1, 1))
+        with pytest.raises(AggregateExists):
+            await store.create("thing", "b")
+        await acme.create("thing", "b")
+        assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2, 3]
+        assert [e.version for e in await acme.read_aggregate("thing", "a")] == [1, 2]
+        assert [(e.aggregate_id, e.position) for e in await store.read_all()] == [
+            ("a", 1),
+            ("a", 2),
+            ("c1", 4),
+            ("a", 5),
+        ]
+        # Written by hand, without the stream's number: the stream finds it all the same.
+        (event,) = make_events("b", 0, 1)
+        async with store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO eventsignal_events (event_id, aggregate_name, aggregate_id,"
+                " version, name, timestamp, data) VALUES (?, 'thing', 'b', 1, ?, 0, ?)",
+                (event.id.bytes, event.name, event.data),
+            )
+        assert [e.id for e in await store.read_aggregate("thing", "b")] == [event.id]
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        versions = dict(conn.execute("SELECT component, version FROM eventsignal_schema"))
+    assert {"by_created", "by_name"} <= indexes
+    assert versions[EVENTS] == len(EVENTS_MIGRATIONS) == 3
+
+
 async def test_components_migrate_step_by_step(store: SQLiteStore) -> None:
     first = [["CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"]]
     second = [*first, ["ALTER TABLE notes ADD COLUMN author TEXT"]]
@@ -702,3 +775,41 @@ async def test_closing_the_last_store_on_a_file_lets_go_of_it(tmp_path: Path) ->
     assert watching()
     await store.close()
     assert watching() == []
+
+
+def _wal_pages(path: Path) -> int:
+    wal = Path(f"{path}-wal")
+    return (wal.stat().st_size - 32) // 4120 if wal.exists() and wal.stat().st_size else 0
+
+
+async def test_commits_leave_checkpoints_to_a_thread_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No commit checkpoints; the log still stays bounded under a steady stream of commits, and is
+    truncated once they stop."""
+    monkeypatch.setattr(checkpoints, "WAL_LIMIT", 40)
+    monkeypatch.setattr(checkpoints, "INTERVAL", 0.001)
+    monkeypatch.setattr(checkpoints, "IDLE", 0.2)
+    path = tmp_path / "events.db"
+    async with SQLiteStore(path, migrate=True) as store:
+        async with store.transaction() as tx:
+            assert await tx.fetchone("PRAGMA wal_autocheckpoint") == (0,)
+        for n in range(60):
+            await asyncio.gather(
+                *(
+                    store.create("thing", f"{n}-{k}", make_events(f"{n}-{k}", 0, 1))
+                    for k in range(20)
+                )
+            )
+            await asyncio.sleep(0.005)  # time for the checkpointer's thread, however busy the host
+        # The file keeps its largest size; unbounded, it would hold every batch's pages: 700 or so.
+        assert _wal_pages(path) < 200
+        assert len(await store.read_all(limit=5000)) == 1200
+        for _ in range(100):  # idle: truncated after IDLE
+            if not _wal_pages(path):
+                break
+            await asyncio.sleep(0.05)
+        assert _wal_pages(path) == 0
+        assert len(await store.read_all(limit=5000)) == 1200
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM eventsignal_events").fetchone() == (1200,)

@@ -102,7 +102,7 @@ async def test_a_sqlite_database_of_the_previous_release(tmp_path: Path) -> None
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         versions = dict(conn.execute("SELECT component, version FROM eventsignal_schema"))
     assert {"eventsignal_events_by_name", "eventsignal_events_of_tenant"} <= indexes
-    assert versions["events"] == len(SQLITE_EVENTS) == 2
+    assert versions["events"] == len(SQLITE_EVENTS) == 3
     assert versions["snapshots"] == len(SNAPSHOTS["sqlite"]) == 2
 
 

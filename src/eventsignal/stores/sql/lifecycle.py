@@ -95,7 +95,15 @@ _TOMBSTONE = (
     "SELECT state, version, first_version, location, changed_at FROM eventsignal_tombstones "
     + _WHERE
 )
-_LIVE = f"SELECT count(*), min(version) FROM eventsignal_events {_OWN} AND version > 0"
+# A stream's events: SQLite finds them by the stream's number (its events schema, version 3).
+_OWN_EVENTS: dict[Dialect, str] = {
+    "sqlite": f"WHERE stream = (SELECT stream FROM eventsignal_aggregates {_OWN})",
+    "postgres": _OWN,
+}
+_LIVE = {
+    dialect: f"SELECT count(*), min(version) FROM eventsignal_events {own} AND version > 0"
+    for dialect, own in _OWN_EVENTS.items()
+}
 _ARCHIVED = f"SELECT count(*), min(version) FROM {ARCHIVE_TABLE} {_WHERE}"
 _SET_VERSION = f"UPDATE eventsignal_aggregates SET version = ? {_OWN}"
 _MARK = """INSERT INTO eventsignal_tombstones
@@ -106,13 +114,20 @@ _MARK = """INSERT INTO eventsignal_tombstones
         first_version = excluded.first_version, location = excluded.location,
         changed_at = excluded.changed_at"""
 _UNMARK = f"DELETE FROM eventsignal_tombstones {_WHERE}"
-_TO_ARCHIVE = (
-    f"INSERT INTO {ARCHIVE_TABLE} ({_COLUMNS}) SELECT {_COLUMNS} FROM eventsignal_events "
-    f"{_OWN} AND version > 0"
-)
-_DROP_LIVE = f"DELETE FROM eventsignal_events {_OWN} AND version > 0"
+_TO_ARCHIVE = {
+    dialect: f"INSERT INTO {ARCHIVE_TABLE} ({_COLUMNS}) SELECT {_COLUMNS} FROM eventsignal_events "
+    f"{own} AND version > 0"
+    for dialect, own in _OWN_EVENTS.items()
+}
+_DROP_LIVE = {
+    dialect: f"DELETE FROM eventsignal_events {own} AND version > 0"
+    for dialect, own in _OWN_EVENTS.items()
+}
 _DROP_ARCHIVED = f"DELETE FROM {ARCHIVE_TABLE} {_WHERE}"
-_DROP_BEFORE = f"DELETE FROM eventsignal_events {_OWN} AND version > 0 AND version < ?"
+_DROP_BEFORE = {
+    dialect: f"DELETE FROM eventsignal_events {own} AND version > 0 AND version < ?"
+    for dialect, own in _OWN_EVENTS.items()
+}
 _DROP_SNAPSHOT = f"DELETE FROM eventsignal_snapshots {_OWN}"
 _SNAPSHOT_VERSION = f"SELECT version FROM eventsignal_snapshots {_OWN}"
 
@@ -218,7 +233,7 @@ class SQLStreamLifecycle:
         if row is None:
             raise AggregateNotFound(aggregate_name, aggregate_id)
         tombstone = await tx.fetchone(self._q(_TOMBSTONE), key)
-        live = await tx.fetchone(self._q(_LIVE), key)
+        live = await tx.fetchone(self._q(_LIVE[self.dialect]), key)
         archived = await tx.fetchone(self._q(_ARCHIVED), key)
         assert live is not None
         assert archived is not None
@@ -264,8 +279,8 @@ class SQLStreamLifecycle:
             await self._lifecycle_begin(tx)
             stream = await self._read_stream(tx, *key)
             stream.refuse_closed()
-            await tx.execute(self._q(_TO_ARCHIVE), key)
-            await tx.execute(self._q(_DROP_LIVE), key)
+            await tx.execute(self._q(_TO_ARCHIVE[self.dialect]), key)
+            await tx.execute(self._q(_DROP_LIVE[self.dialect]), key)
             await tx.execute(self._q(_SET_VERSION), (ARCHIVED_VERSION, *key))
             await self._mark(tx, stream, "archived", ARCHIVE_TABLE)
         return LifecycleResult(
@@ -308,7 +323,7 @@ class SQLStreamLifecycle:
             stream = await self._read_stream(tx, *key)
             if stream.state == "deleted":
                 raise AggregateDeleted(aggregate_name, aggregate_id)
-            await tx.execute(self._q(_DROP_LIVE), key)
+            await tx.execute(self._q(_DROP_LIVE[self.dialect]), key)
             await tx.execute(self._q(_DROP_ARCHIVED), key)
             await tx.execute(self._q(_DROP_SNAPSHOT), key)
             await tx.execute(self._q(_SET_VERSION), (DELETED_VERSION, *key))
@@ -372,7 +387,7 @@ class SQLStreamLifecycle:
             check_truncation(
                 aggregate_name, aggregate_id, version, stream.version, snapshot_version
             )
-            dropped = await tx.execute(self._q(_DROP_BEFORE), (*key, version))
+            dropped = await tx.execute(self._q(_DROP_BEFORE[self.dialect]), (*key, version))
             if dropped:
                 stream.first_version = max(stream.first_version, version)
                 await self._mark(tx, stream, "truncated")

@@ -45,6 +45,56 @@ _EVENTS_V2 = """
         UNIQUE (tenant, aggregate_name, aggregate_id, version)
     )
 """
+# Version 3: streams numbered in creation order, and events found by that number. Keyed by name,
+# the rows and index entries of the streams written at once lie all over their b-trees, so a commit
+# of many streams rewrote about two pages per stream; the streams in use now were mostly made
+# lately, so their numbers, and their rows and entries, are close: a few pages per commit. The
+# stream's key becomes a unique index, written when a stream is made, not when it grows. An event
+# stored without its stream's number gets it from a trigger; one of no stream (a DCB event) has
+# none.
+_AGGREGATES_V3 = """
+    CREATE TABLE eventsignal_aggregates_rebuilt (
+        stream INTEGER PRIMARY KEY,
+        aggregate_name TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        tenant TEXT NOT NULL DEFAULT '',
+        UNIQUE (tenant, aggregate_name, aggregate_id)
+    )
+"""
+_EVENTS_V3 = """
+    CREATE TABLE eventsignal_events_rebuilt (
+        position INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id BLOB NOT NULL UNIQUE,
+        aggregate_name TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        timestamp INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        tenant TEXT NOT NULL DEFAULT '',
+        stream INTEGER,
+        UNIQUE (stream, version)
+    )
+"""
+# The number of the stream an events row belongs to (a correlated subquery on ``e``).
+_STREAM_OF = (
+    "(SELECT a.stream FROM eventsignal_aggregates AS a WHERE a.tenant = {e}.tenant"
+    " AND a.aggregate_name = {e}.aggregate_name AND a.aggregate_id = {e}.aggregate_id)"
+)
+_NUMBER_EVENTS = (
+    f"UPDATE eventsignal_events SET stream = {_STREAM_OF.format(e='eventsignal_events')}"
+)
+_NUMBER_NEW_EVENTS = f"""
+    CREATE TRIGGER eventsignal_events_stream AFTER INSERT ON eventsignal_events
+    WHEN NEW.stream IS NULL AND {_STREAM_OF.format(e="NEW")} IS NOT NULL
+    BEGIN
+        UPDATE eventsignal_events SET stream = {_STREAM_OF.format(e="NEW")}
+        WHERE position = NEW.position;
+    END
+"""
 
 
 def rebuild_table(connection: sqlite3.Connection, table: str, create: str) -> None:
@@ -117,6 +167,12 @@ EVENTS_MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         lambda connection: rebuild_table(connection, "eventsignal_events", _EVENTS_V2),
         "CREATE INDEX eventsignal_events_of_tenant ON eventsignal_events (tenant, position) "
         "WHERE tenant <> ''",
+    ),
+    (
+        lambda connection: rebuild_table(connection, "eventsignal_aggregates", _AGGREGATES_V3),
+        lambda connection: rebuild_table(connection, "eventsignal_events", _EVENTS_V3),
+        _NUMBER_EVENTS,
+        _NUMBER_NEW_EVENTS,
     ),
 )
 

@@ -5,7 +5,9 @@ write-ahead log before :meth:`SQLiteStore.append` returns, so an acknowledged co
 power loss, not just a crash of the process. ``NORMAL`` would skip that sync and could lose the
 last transactions on power loss; the cost of ``FULL`` is one sync per commit, which group commit
 shares among all the appends that arrive while the previous commit is in flight. The writer
-thread forms those groups itself, so an append crosses to it and back once.
+thread forms those groups itself, so an append crosses to it and back once. Commits never copy
+the log into the database file (a checkpoint); a thread of the store's does, beside them
+(:mod:`eventsignal.stores.sqlite.checkpoints`).
 
 Threads. :mod:`sqlite3` blocks, so nothing runs on the event loop: one writer thread owns the
 only write connection (every write, including :meth:`SQLiteStore.transaction`, runs there, one
@@ -22,9 +24,9 @@ the write transaction: a transaction that commits later always holds higher posi
 one committed before it. So :meth:`SQLiteStore.read_all` never skips an event.
 
 Concurrency control is the database's: an append advances ``eventsignal_aggregates.version`` only
-where it still equals the expected version, and ``UNIQUE(tenant, aggregate_name, aggregate_id,
-version)`` backs that up. Two stores, or two processes, on one file therefore cannot both win a
-version.
+where it still equals the expected version, and ``UNIQUE(stream, version)`` (the stream's number,
+its row in ``eventsignal_aggregates``) backs that up. Two stores, or two processes, on one file
+therefore cannot both win a version.
 
 Followers in this process are woken after every commit, across all stores on the same file;
 commits from other processes are noticed within about 40 ms by a watcher that polls the file only
@@ -96,6 +98,7 @@ from eventsignal.stores.sql.lookups import GroupLookup
 from eventsignal.stores.sql.rewriting import SQLPayloadRewrite
 from eventsignal.stores.sql.subscriptions import SQLSubscriptions
 from eventsignal.stores.sql.tenants import DEFAULT_ROWS, OTHER_TENANT, TENANTS, listing
+from eventsignal.stores.sqlite.checkpoints import Checkpointer
 from eventsignal.stores.sqlite.dcb import DcbWrite, SQLiteDcb
 from eventsignal.stores.sqlite.followers import followers_of
 from eventsignal.stores.sqlite.schema import (
@@ -119,13 +122,28 @@ _MICROSECOND = timedelta(microseconds=1)
 _EVENT_COLUMNS = (
     "position, event_id, aggregate_name, aggregate_id, version, name, timestamp, data, metadata"
 )
+_DEFAULT_TENANT = "''"
+
+
+def _stream(name: int, tenant: str) -> str:
+    """The number of the stream named by parameters ``name`` and ``name + 1``, of ``tenant``
+    (``"''"``, or a parameter): a stream's events are found, and kept unique, by it."""
+    return (
+        f"(SELECT stream FROM eventsignal_aggregates WHERE aggregate_name = ?{name}"
+        f" AND aggregate_id = ?{name + 1} AND tenant = {tenant})"
+    )
+
+
 # The default tenant's statements name it as a constant and leave its column to its default,
 # so they take the parameters they always took; another tenant's take it as the last parameter
 # (see _of_tenant).
 _READ_AGGREGATE = (
     f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events "
-    "WHERE aggregate_name = ? AND aggregate_id = ? AND version > ? AND tenant = '' "
-    "ORDER BY version"
+    f"WHERE stream = {_stream(1, _DEFAULT_TENANT)} AND version > ?3 ORDER BY version"
+)
+_READ_AGGREGATE_OF = (
+    f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events "
+    f"WHERE stream = {_stream(1, '?4')} AND version > ?3 ORDER BY version"
 )
 _READ_ALL = (
     f"SELECT {_EVENT_COLUMNS} FROM eventsignal_events WHERE {DEFAULT_ROWS} AND position > ? "
@@ -139,12 +157,16 @@ _READ_EVERY = (
     f"SELECT {_EVENT_COLUMNS}, tenant FROM eventsignal_events WHERE position > ? "
     "ORDER BY position LIMIT ?"
 )
-_READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT ?"
+_READ_AGGREGATE_PAGE = f"{_READ_AGGREGATE} LIMIT ?4"
+_READ_AGGREGATE_PAGE_OF = f"{_READ_AGGREGATE_OF} LIMIT ?5"
 # What a rebuild folds: each event's version, name and data, nothing else (see FoldReads).
 _READ_AGGREGATE_DATA = (
     "SELECT version, name, data FROM eventsignal_events "
-    "WHERE aggregate_name = ? AND aggregate_id = ? AND version > ? AND tenant = '' "
-    "ORDER BY version"
+    f"WHERE stream = {_stream(1, _DEFAULT_TENANT)} AND version > ?3 ORDER BY version"
+)
+_READ_AGGREGATE_DATA_OF = (
+    "SELECT version, name, data FROM eventsignal_events "
+    f"WHERE stream = {_stream(1, '?4')} AND version > ?3 ORDER BY version"
 )
 _HEAD = "SELECT coalesce(max(position), 0) FROM eventsignal_events"
 _DEFAULT_HEAD = (
@@ -171,7 +193,13 @@ _ADVANCE = (
 )
 _INSERT = (
     "INSERT INTO eventsignal_events (position, event_id, aggregate_name, aggregate_id, version, "
-    "name, timestamp, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "name, timestamp, data, metadata, stream) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+    f"{_stream(3, _DEFAULT_TENANT)})"
+)
+_INSERT_OF = (
+    "INSERT INTO eventsignal_events (position, event_id, aggregate_name, aggregate_id, version, "
+    "name, timestamp, data, metadata, tenant, stream) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+    f"?10, {_stream(3, '?10')})"
 )
 _LAST_POSITION = "SELECT seq FROM sqlite_sequence WHERE name = 'eventsignal_events'"
 
@@ -193,11 +221,10 @@ class _Writes(NamedTuple):
 
 
 _DEFAULT_WRITES = _Writes(_CREATE, _ADVANCE, _VERSION, _INSERT)
-_TENANT_WRITES = _Writes(*map(_of_tenant, _DEFAULT_WRITES))
+_TENANT_WRITES = _Writes(
+    _of_tenant(_CREATE), _of_tenant(_ADVANCE), _of_tenant(_VERSION), _INSERT_OF
+)
 _EXISTS_OF = _of_tenant(_EXISTS)
-_READ_AGGREGATE_OF = _of_tenant(_READ_AGGREGATE)
-_READ_AGGREGATE_PAGE_OF = _of_tenant(_READ_AGGREGATE_PAGE)
-_READ_AGGREGATE_DATA_OF = _of_tenant(_READ_AGGREGATE_DATA)
 
 # Errors that concern one append request only; anything else fails the whole batch.
 _REQUEST_ERRORS = (
@@ -267,6 +294,7 @@ class SQLiteStore(
         self._starting: asyncio.Future[None] | None = None
         self._stopping: asyncio.Future[None] | None = None
         self._writer: _WriterThread | None = None
+        self._checkpointer: Checkpointer | None = None
         self._write_connection: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._readers: ThreadPoolExecutor | None = None
@@ -324,10 +352,14 @@ class SQLiteStore(
     async def _start(self) -> None:
         if self._stopping is not None:
             await self._stopping
-        writer = _WriterThread(self._commit_appends, self._in_transaction, self.max_batch)
+        writer = _WriterThread(
+            self._commit_appends, self._in_transaction, self._between_batches, self.max_batch
+        )
         try:
             self._write_connection = await writer.run(self._connect_writer)
             readers = await writer.run(self._connect_readers)
+            # The checkpointer connects later: to the file these connections opened.
+            where = await writer.run(partial(os.path.abspath, self.path))
         except BaseException as exc:
             writer.post(self._disconnect)
             writer.stop()
@@ -339,12 +371,16 @@ class SQLiteStore(
         for connection in readers:
             self._read_connections.put(connection)
         self._followers.opened()
+        self._checkpointer = Checkpointer(where)
         self._writer = writer
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="eventsignal-sqlite-reader")
         self._write_lock = asyncio.Lock()
         self._read_transactions = asyncio.Semaphore(READ_TRANSACTIONS)
 
     async def _stop(self) -> None:
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            await asyncio.to_thread(checkpointer.stop, 2.0)  # a checkpoint in flight ends first
         async with self._write_lock:
             writer, self._writer = self._writer, None
             if writer is not None:
@@ -378,6 +414,8 @@ class SQLiteStore(
                     f"{self.path}: SQLite refused WAL mode (journal mode {mode!r})"
                 )
             connection.execute("PRAGMA synchronous = FULL")
+            # Commits never checkpoint: the store's checkpointer does (see .checkpoints).
+            connection.execute("PRAGMA wal_autocheckpoint = 0")
             if self._migrate_on_open:
                 if apply_migrations(connection, EVENTS, EVENTS_MIGRATIONS) < len(EVENTS_MIGRATIONS):
                     self._transactions += 1
@@ -556,7 +594,21 @@ class SQLiteStore(
             raise self._not_open()
         outcomes = self._append_batch(requests, connection)
         self._followers.wake()
+        checkpointer = self._checkpointer
+        if checkpointer is not None:
+            checkpointer.committed()
         return outcomes
+
+    def _between_batches(self) -> None:
+        """On the writer thread, its last batch acknowledged: bound the write-ahead log."""
+        checkpointer = self._checkpointer
+        connection = self._write_connection
+        if checkpointer is None or not checkpointer.overdue or connection is None:
+            return
+        if connection.in_transaction:  # a transaction() is open: after it
+            return
+        with contextlib.suppress(sqlite3.Error):  # busy: tried again after the next batch
+            checkpointer.checkpoint_in(connection)
 
     def _in_transaction(self) -> bool:
         """Whether a :meth:`transaction` holds the write connection; appends wait for its end."""
@@ -650,6 +702,9 @@ class SQLiteStore(
                 transaction.closed = True
             self._transactions += 1
         self._followers.wake()
+        checkpointer = self._checkpointer
+        if checkpointer is not None:
+            checkpointer.committed()
 
     @asynccontextmanager
     async def read_transaction(self) -> AsyncIterator[SQLTransaction]:
@@ -902,16 +957,18 @@ class _WriterThread:
     interrupted write transaction is rolled back by SQLite, and no caller was told it committed.
     """
 
-    __slots__ = ("_busy", "_commit", "_jobs", "_max_batch", "_outbox")
+    __slots__ = ("_between", "_busy", "_commit", "_jobs", "_max_batch", "_outbox")
 
     def __init__(
         self,
         commit: Callable[[list[_Request]], list[AppendOutcome]],
         busy: Callable[[], bool],
+        between: Callable[[], None],
         max_batch: int,
     ) -> None:
         self._commit = commit
         self._busy = busy
+        self._between = between
         self._max_batch = max_batch
         self._outbox: _Appends = []
         self._jobs: queue.SimpleQueue[_Job | _Appends | None] = queue.SimpleQueue()
@@ -993,6 +1050,7 @@ class _WriterThread:
                 by_loop.setdefault(future.get_loop(), []).append((future, outcome))
             for loop, settled in by_loop.items():
                 _settle_threadsafe(loop, _settle_appends, settled, None)
+            self._between()
 
 
 def _settle_appends(
