@@ -158,5 +158,4 @@ cart_config: AggregateConfig[Cart, CartCommand] = AggregateConfig(
     command_handler=handle,
     event_handler=apply,
     events=[ProductAdded, ProductRemoved, CartPaid],
-    rebuild_envelopes=False,  # apply reads event.data alone: rebuilds read just that
 )
