@@ -249,12 +249,20 @@ class MemoryStore(
         *,
         tenant: str = DEFAULT_TENANT,
     ) -> Sequence[StoredEvent]:
+        return read(
+            self._log, self._positions_after(aggregate_name, aggregate_id, after_version, tenant)
+        )
+
+    def _positions_after(
+        self, aggregate_name: str, aggregate_id: str, after_version: int, tenant: str
+    ) -> list[int]:
+        """The positions of the aggregate's events after ``after_version`` (none if no stream)."""
         key = _key(aggregate_name, aggregate_id, tenant)
         stream = self._streams.get(key)
         if not stream:
             return []
         trimmed = self._trimmed.get(key, 0) if self._trimmed else 0
-        return read(self._log, positions_in(stream, max(after_version - trimmed, 0)))
+        return positions_in(stream, max(after_version - trimmed, 0))
 
     async def read_aggregate_data(
         self,
@@ -266,13 +274,8 @@ class MemoryStore(
     ) -> AsyncGenerator[Sequence[FoldRow], None]:
         """``(version, name, data)`` of the aggregate's events after ``after_version``, in one
         chunk."""
-        key = _key(aggregate_name, aggregate_id, tenant)
-        stream = self._streams.get(key)
-        if not stream:
-            return
-        trimmed = self._trimmed.get(key, 0) if self._trimmed else 0
         log = self._log
-        positions = positions_in(stream, max(after_version - trimmed, 0))
+        positions = self._positions_after(aggregate_name, aggregate_id, after_version, tenant)
         rows = [(e.version, e.name, e.data) for e in map(log.__getitem__, positions)]
         if rows:
             yield rows
