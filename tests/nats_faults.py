@@ -125,7 +125,7 @@ class ReadModel:
         self.tallies: dict[str, Tally] = {}
         self.versions: dict[str, int] = {}
         self.redelivered = 0
-        self.anomalies: list[tuple[str, int, int]] = []
+        self.anomalies: list[tuple[str, int, int, int]] = []  # id, known, version, position
 
     async def __call__(self, event: Event[Added]) -> None:
         known = self.versions.get(event.aggregate_id, 0)
@@ -133,7 +133,7 @@ class ReadModel:
             self.redelivered += 1
             return
         if event.version != known + 1:
-            self.anomalies.append((event.aggregate_id, known, event.version))
+            self.anomalies.append((event.aggregate_id, known, event.version, event.position))
         self.versions[event.aggregate_id] = event.version
         self.tallies[event.aggregate_id] = apply(
             self.tallies.get(event.aggregate_id, Tally()), event
@@ -406,7 +406,9 @@ async def _check(store: NatsStore, record: Run, model: ReadModel) -> None:
         }:
             assert time.monotonic() < deadline, "the subscription did not catch up"
             await asyncio.sleep(0.1)
-        assert model.anomalies == []
+        assert model.anomalies == [], (
+            f"skipped (aggregate, folded, delivered, position): {model.anomalies[:10]}"
+        )
         for aggregate_id, version in versions.items():
             if version:
                 live = await checker.aggregate(aggregate_id)

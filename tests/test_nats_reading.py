@@ -11,8 +11,10 @@ from uuid import uuid4
 import msgspec
 import nats
 import pytest
-from nats_servers import NatsCluster
+from nats_servers import NatsCluster, NatsServer
+from stalling_proxy import StallingProxy
 
+from eventsignal import StoreUnavailable
 from eventsignal.stores import NatsStore
 from eventsignal.stores.base import StoredEvent
 from eventsignal.testing.compliance import make_events
@@ -194,3 +196,41 @@ async def test_a_follower_past_an_empty_creation_waits_for_the_next_event(
         async with asyncio.timeout(5):
             await waiting
         assert [e.aggregate_id for e in await store.read_all(after, limit)] == ["b"]
+
+
+async def test_messages_lost_on_a_dropped_connection_are_read_again_not_skipped(
+    nats_server: NatsServer,
+) -> None:
+    """A consumer without acks counts a message delivered once sent: those sent while the
+    reader's connection goes down are lost, and the same pull then delivers on the new one."""
+    stream = f"test_{uuid4().hex}"
+    proxy = StallingProxy(nats_server.port)
+    await proxy.start()
+    writer = NatsStore(nats_server.url, stream=stream)
+    reader = NatsStore(f"nats://127.0.0.1:{proxy.port}", stream=stream, timeout=1.0)
+    clock = asyncio.get_running_loop().time
+    try:
+        async with writer, reader:
+            await writer.create("thing", "a", make_events("a", 0, 10))
+            first = await reader.read_all(0, 1000)
+            assert await reader.read_all(first[-1].position, 1000) == []  # a pull waits
+            proxy.stall()  # the reader's connection goes silent; its next one will work
+            proxy.resume()
+            for version in range(10, 15):  # sent down the silent connection, and lost
+                await writer.append("thing", "a", version, make_events("a", version, 1))
+            deadline = clock() + 10
+            while proxy.links < 2:  # missing pongs: the reader connects anew
+                assert clock() < deadline, "the reader never connected again"
+                await asyncio.sleep(0.05)
+            await reader.head_position()  # the new connection answers
+            for version in range(15, 20):  # the waiting pull delivers these on the new one
+                await writer.append("thing", "a", version, make_events("a", version, 1))
+            while True:  # the store may say it is unavailable meanwhile; a caller reads again
+                try:
+                    rest = await reader.read_all(first[-1].position, 1000)
+                    break
+                except StoreUnavailable:
+                    assert clock() < deadline, "the reader did not recover"
+    finally:
+        await proxy.close()
+    assert [e.version for e in [*first, *rest]] == list(range(1, 21))

@@ -16,6 +16,12 @@ does not depend on how events are laid out in messages.
 A page is complete as of the moment it is asked for: when the buffer holds fewer events than
 asked, the reader waits until it has received every message up to the stream's last sequence
 (which the caller supplies, asked from the server), or until the page is full.
+
+Without acks the consumer counts a message delivered once it is sent, and messages sent while
+the client's connection is going down are lost on the way; the same pull request may then go on
+delivering on the new connection. The consumer numbers what it delivers, one by one, so a reader
+that finds a number missing knows it lost messages: it hands out nothing past them and ends, and
+the store reads on from there with a new consumer.
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ class LogReader:
         self._decode = decode
         self._timeout = timeout
         self._next = start  # the first stream sequence not received yet
+        self._delivered = 0  # the consumer's number of the last message taken
         self._known_last = start - 1  # the newest sequence known to exist
         self._arrived: deque[Msg] = deque()
         self._left: deque[StoredEvent] = deque()  # decoded, not handed out (a page ended)
@@ -171,7 +178,11 @@ class LogReader:
         after = self.position
         while arrived and len(page) < limit:
             msg = arrived.popleft()
-            sequence, pending = _sequence_and_pending(msg.reply)
+            sequence, delivered, pending = _numbers(msg.reply)
+            if delivered != self._delivered + 1:
+                self._lost(delivered)
+                break
+            self._delivered = delivered
             self._next = sequence + 1
             if sequence + pending > self._known_last:
                 self._known_last = sequence + pending
@@ -184,6 +195,15 @@ class LogReader:
                 left.extend(events[room:])
         if page:
             self.position = page[-1].position
+
+    def _lost(self, delivered: int) -> None:
+        """Messages the consumer sent never arrived: nothing after them may be handed out."""
+        self._arrived.clear()
+        self._status = (
+            f"lost messages {self._delivered + 1} to {delivered - 1} of its consumer on the way"
+            " (a connection dropped)"
+        )
+        self._more.set()
 
     async def page(
         self, limit: int, last_sequence: Callable[[], Awaitable[int]]
@@ -245,13 +265,14 @@ class LogReader:
             pass
 
 
-def _sequence_and_pending(reply: str) -> tuple[int, int]:
-    """The stream sequence and the messages still pending, from a JetStream reply subject.
+def _numbers(reply: str) -> tuple[int, int, int]:
+    """The stream sequence, the consumer's delivery number and the messages still pending, from
+    a JetStream reply subject.
 
     ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>``,
     or the newer form with a domain and an account hash after ``ACK`` and a token at the end.
     """
     tokens = reply.split(".")
     if len(tokens) == 9:
-        return int(tokens[5]), int(tokens[8])
-    return int(tokens[7]), int(tokens[10])
+        return int(tokens[5]), int(tokens[6]), int(tokens[8])
+    return int(tokens[7]), int(tokens[8]), int(tokens[10])

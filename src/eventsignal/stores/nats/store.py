@@ -1099,6 +1099,9 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
         of it yet (the pull finds no responders). There a scan with a ``stop`` goes on pulling
         until it has delivered ``stop``: what the replica has not got yet is not the end. It
         gives up when nothing arrives for ``timeout`` seconds.
+
+        The consumer numbers the messages it sends; one missing was lost on the way (the
+        connection dropped while it was sent), and the scan fails rather than skip it.
         """
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -1134,6 +1137,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
         until_stop = stop is not None and self._replicated
         loop = asyncio.get_running_loop()
         progress = loop.time()
+        delivered = 0
         try:
             while True:
                 size = max(batch(), 1)
@@ -1159,6 +1163,12 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
                         await asyncio.sleep(_RETRY)
                         break  # pull again
                     meta = msg.metadata
+                    delivered += 1
+                    if meta.sequence.consumer != delivered:
+                        raise StoreUnavailable(
+                            f"reading {subjects}: messages were lost on the way (a connection"
+                            " dropped); read again"
+                        )
                     sequence = meta.sequence.stream
                     yield msg.subject, sequence, msg.headers or {}, msg.data
                     progress = loop.time()
