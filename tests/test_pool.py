@@ -49,10 +49,20 @@ async def test_handle_survives_eviction_and_sees_current_state() -> None:
         # Commands sent by id rebuild a; the old handle follows the live copy.
         await signal.handle_command("a", Deposit(2))
         assert (a.state.balance, a.version) == (3, 2)
+        assert signal.pool_stats.rebuilds == 0  # the handle's copy came back, none was built
         await signal.create("c")  # evicts a again
         assert (await a.handle_command(Deposit(4))).balance == 7
         assert a.version == 3
         assert signal.pool_size == 1
+
+
+async def test_an_evicted_aggregate_no_handle_holds_is_rebuilt_when_used_again() -> None:
+    async with Signal(config(), pool_size=1) as signal:
+        await signal.create("a")  # its handle dropped at once
+        await signal.handle_command("a", Deposit(1))
+        await signal.create("b")  # evicts a
+        assert (await signal.handle_command("a", Deposit(2))).balance == 3
+        assert signal.pool_stats.rebuilds == 1
 
 
 async def test_busy_aggregate_is_not_evicted() -> None:

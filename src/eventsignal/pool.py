@@ -8,6 +8,7 @@ more aggregates are busy at once than the pool holds, it overflows until they fi
 from __future__ import annotations
 
 import asyncio
+import sys
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -73,6 +74,9 @@ class LiveAggregate(Generic[S]):
         """Give the turn to the next command waiting, if there is one."""
         if self._waiting:
             self._waiting.popleft().set_result(None)
+
+
+_references = sys.getrefcount
 
 
 class _Detached(weakref.ref[LiveAggregate[Any]]):
@@ -180,11 +184,12 @@ class Pool(Generic[S]):
             self.overflowing = False
             return
         idle: list[str] = []
-        for key, agg in live.items():  # oldest first
+        for key, agg in live.items():  # oldest first (never empty: it holds too many)
             if not agg.busy and key != keep:
                 idle.append(key)
                 if len(idle) == excess:
                     break
+        del agg  # no reference of anyone's: see the count of references below
         self.overflowing = len(idle) < excess
         detached = self._detached
         forget = self._forget
@@ -192,11 +197,13 @@ class Pool(Generic[S]):
         self.stats.evictions += len(idle)
         for key in idle:
             evicted = live.pop(key)
-            ref = _Detached(evicted, forget)
-            ref.key = key
-            detached[key] = ref
             if on_evict is not None:
                 on_evict(evicted)
+            # Held only here (and by getrefcount's argument): no handle can revive it.
+            if _references(evicted) > 2:
+                ref = _Detached(evicted, forget)
+                ref.key = key
+                detached[key] = ref
 
     def clear(self) -> None:
         self._live.clear()
