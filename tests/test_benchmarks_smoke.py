@@ -176,6 +176,12 @@ def test_web_benchmark_prints_both_servers_or_says_wrk_is_missing() -> None:
         assert re.search(rf"ratio {name} to uvicorn: \d+\.\d\dx", out), out
 
 
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instruction_count_prints_instructions_per_command() -> None:
+    out = run_script("count_instructions.py", "--quick")
+    assert re.search(r"instructions per command: [\d,]+ \(100 carts against 200\)", out), out
+
+
 @pytest.mark.nats
 def test_nats_benchmark_prints_the_cost_of_atomic_batches() -> None:
     out = run_script(
