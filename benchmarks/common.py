@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workload import COMMANDS_PER_CART, EVENTS_PER_CART, PeerShop, cart_commands, run_peer_cart
+from workload import COMMANDS_PER_CART, EVENTS_PER_CART, PeerShop, run_cart, run_peer_cart
 
 from eventsignal import Signal
 from eventsignal.stores import EventStore
@@ -195,15 +195,7 @@ async def drive_signal(
     async def client(k: int) -> None:
         number = k * CLIENT_STRIDE
         while time.perf_counter() < deadline:
-            cart_id = f"{tag}-{number}"
-            opening, *commands = cart_commands(number)
-            if genesis:
-                await signal.create(cart_id, opening)
-            else:
-                await signal.create(cart_id)
-                await signal.handle_command(cart_id, opening)
-            for command in commands:
-                await signal.handle_command(cart_id, command)
+            await run_cart(signal, f"{tag}-{number}", number, genesis=genesis)
             number += 1
             finished[k] += 1
 

@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import sys
 
-from workload import CART, COMMANDS_PER_CART, cart_commands
+from workload import CART, COMMANDS_PER_CART, run_cart
 
 from eventsignal import Signal
 from eventsignal.stores import MemoryStore
@@ -38,11 +38,7 @@ async def work(carts: int, cache: int, telemetry: bool) -> None:
     hook = log_telemetry if telemetry else None
     async with Signal(CART, store=MemoryStore(), pool_size=cache, telemetry=hook) as signal:
         for number in range(carts):
-            cart_id = f"cart-{number}"
-            opening, *commands = cart_commands(number)
-            await signal.create(cart_id, opening)
-            for command in commands:
-                await signal.handle_command(cart_id, command)
+            await run_cart(signal, f"cart-{number}", number)
 
 
 def instructions(carts: int, cache: int, telemetry: bool) -> int:

@@ -18,7 +18,7 @@ import msgspec
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 
-from eventsignal import AggregateConfig, CommandRejected, Event
+from eventsignal import AggregateConfig, CommandRejected, Event, Signal
 
 PRODUCTS: tuple[tuple[str, int], ...] = (
     ("apple", 120),
@@ -127,6 +127,21 @@ def cart_commands(number: int) -> list[CartCommand]:
     commands.append(RemoveFromCart(removed))
     commands.append(CompletePurchase())
     return commands
+
+
+async def run_cart(
+    signal: Signal[Any, Any], cart_id: str, number: int, *, genesis: bool = True
+) -> None:
+    """Send cart ``number``'s five commands through ``signal``; the first opens it (in two
+    writes without ``genesis``, for a store whose ``create`` takes no events)."""
+    opening, *commands = cart_commands(number)
+    if genesis:
+        await signal.create(cart_id, opening)
+    else:
+        await signal.create(cart_id)
+        await signal.handle_command(cart_id, opening)
+    for command in commands:
+        await signal.handle_command(cart_id, command)
 
 
 # eventsourcing: an Aggregate with explicit event classes (about 15% faster in its command path
