@@ -231,6 +231,7 @@ async def test_messages_lost_on_a_dropped_connection_are_read_again_not_skipped(
                     break
                 except StoreUnavailable:
                     assert clock() < deadline, "the reader did not recover"
+                    await asyncio.sleep(0.05)
     finally:
         await proxy.close()
     assert [e.version for e in [*first, *rest]] == list(range(1, 21))
