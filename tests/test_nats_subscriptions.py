@@ -7,11 +7,14 @@ Everything but the refusal runs on the session's own nats-server (2.12 or later,
 
 from __future__ import annotations
 
+import asyncio
+import json
 from uuid import uuid4
 
 import nats
 import nats.js.errors
 import pytest
+from nats.aio.client import Client
 from nats_servers import NatsCluster
 from subscription_worker import expected_from_events, projected, revenue_projection, write_carts
 
@@ -135,6 +138,72 @@ class TestNatsStoreSubscriptionsOnACluster(TestNatsStoreSubscriptions):
         store = NatsStore(self.urls, stream=f"test_{uuid4().hex}", replicas=3)
         await store.open()
         return store
+
+
+async def _set_direct_gets(nc: Client, stream: str, on: bool) -> None:
+    """Turn a stream's direct gets on or off, as an operator would: raw API, whole config."""
+    info = json.loads((await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", 5)).data)
+    config = {**info["config"], "allow_direct": on}
+    answer = await nc.request(f"$JS.API.STREAM.UPDATE.{stream}", json.dumps(config).encode(), 5)
+    assert "error" not in json.loads(answer.data)
+
+
+async def test_state_reads_wait_while_nobody_in_the_cluster_serves_them(
+    nats_cluster: NatsCluster,
+) -> None:
+    # Nobody answers a direct get while the cluster is still learning a new bucket's subjects
+    # (or a replica restarts); nothing was read, so the store asks again until its timeout.
+    # Turning direct gets off for a second makes that window long and certain.
+    store = NatsStore(nats_cluster.urls, stream=f"test_{uuid4().hex}", replicas=3, timeout=10.0)
+    nc = await nats.connect(nats_cluster.urls)
+    try:
+        async with store:
+            async with store.subscription_transaction() as tx:
+                await tx.ensure("orders", 1, 0)
+                assert await tx.claim("orders", 0, "m-a", 0.0, 100.0) == 0
+                assert await tx.advance("orders", 0, "m-a", 0, 7, 1.0)
+            bucket = f"KV_{store.state_bucket}"
+            await _set_direct_gets(nc, bucket, False)
+
+            async def restore() -> None:
+                await asyncio.sleep(1.0)
+                await _set_direct_gets(nc, bucket, True)
+
+            restoring = asyncio.create_task(restore())
+            async with store.subscription_reads() as reads:
+                assert await reads.progress("orders") == 7
+            assert restoring.done()
+            await restoring
+    finally:
+        await nc.close()
+
+
+async def test_a_state_bucket_made_elsewhere_without_what_the_store_needs_is_refused(
+    server: str,
+) -> None:
+    nc = await nats.connect(server)
+    try:
+        for missing, setting in (("allow_atomic", "atomic batch"), ("allow_direct", "direct")):
+            store = NatsStore(server, stream=f"test_{uuid4().hex}")
+            bucket = f"KV_{store.state_bucket}"
+            config = {
+                "name": bucket,
+                "subjects": [f"$KV.{store.state_bucket}.>"],
+                "max_msgs_per_subject": 1,
+                "allow_direct": True,
+                "allow_atomic": True,
+                missing: False,
+            }
+            made = await nc.request(f"$JS.API.STREAM.CREATE.{bucket}", json.dumps(config).encode())
+            assert "error" not in json.loads(made.data)
+            async with store:
+                with raises(ConfigurationError) as refused:
+                    await store.setup_subscriptions()
+            assert bucket in str(refused.value)
+            assert setting in str(refused.value)
+            assert missing in str(refused.value)
+    finally:
+        await nc.close()
 
 
 async def test_the_retired_jetstream_runner_names_its_replacement() -> None:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from eventsignal.domain.errors import StoreUnavailable
 from eventsignal.stores.base import StoredEvent
+from eventsignal.stores.nats.requests import RETRY
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -51,7 +52,6 @@ WINDOW_BYTES = 8 * 1024 * 1024
 IDLE = 30.0
 """Seconds an unread consumer lives on the server (and a long poll waits) before it ends."""
 
-_RETRY = 0.02
 _NO_RESPONDERS = "503"
 _TIMED_OUT = "408"  # a long poll ended: the messages it still owed are no longer owed
 _HEARTBEAT = "100"
@@ -250,7 +250,7 @@ class LogReader:
                 raise StoreUnavailable(f"reading stream {self._stream!r} failed: {status}")
             # On a cluster a new consumer takes a moment to be known everywhere: ask again.
             self._owed = 0
-            await asyncio.sleep(_RETRY)
+            await asyncio.sleep(RETRY)
         if stalled >= self._timeout:
             self.broken = True
             raise StoreUnavailable(

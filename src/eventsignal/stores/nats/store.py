@@ -76,6 +76,7 @@ from eventsignal.stores.nats.layout import (
     layout_of,
 )
 from eventsignal.stores.nats.reading import LogReader
+from eventsignal.stores.nats.requests import RETRY, Message, request
 from eventsignal.stores.nats.snapshots import SnapshotBucket
 from eventsignal.stores.nats.subject_keys import NatsSubjectKeys
 from eventsignal.stores.nats.subscriptions import MAX_BATCH, NatsSubscriptions
@@ -123,9 +124,6 @@ _WALK = 8
 
 _READERS = 4
 """Readers kept between pages (a few subscriptions of one process reading at once)."""
-
-_RETRY = 0.02
-"""Seconds between tries while a replica catches up or a cluster learns where to route."""
 
 _NO_RESPONDERS = "503"
 
@@ -440,7 +438,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
             except RequestTimeout:
                 if loop.time() >= deadline:
                     raise
-            await asyncio.sleep(_RETRY * 5)
+            await asyncio.sleep(RETRY * 5)
 
     async def _check_durability(self, replicas: int) -> None:
         """Learn whether an acknowledgement here survives a crash, and act on the answer.
@@ -977,22 +975,20 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
             raise StoreUnavailable(
                 f"NATS at {self._where} is not connected (reconnecting); nothing was sent"
             )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
+        before: Sequence[Message] = ()
+        if batch:  # an atomic batch: only its commit answers
+            before = [(subject, body, outgoing) for outgoing, body in batch[:-1]]
+            headers, payload = batch[-1]
         try:
-            while True:
-                try:
-                    for outgoing, body in batch[:-1]:  # an atomic batch: only its commit answers
-                        await nc.publish(subject, body, headers=outgoing)
-                    if batch:
-                        headers, payload = batch[-1]
-                    return await nc.request(subject, payload, timeout=self.timeout, headers=headers)
-                except nats.errors.NoRespondersError:
-                    # In a cluster a new stream's subjects take a moment to be known on every
-                    # server; until then a request finds nobody (and so stored nothing).
-                    if not self._replicated or loop.time() >= deadline:
-                        raise
-                    await asyncio.sleep(_RETRY)
+            return await request(
+                nc,
+                subject,
+                payload,
+                headers,
+                answer_within=self.timeout,
+                retry_for=self.timeout if self._replicated else 0.0,
+                before=before,
+            )
         except nats.errors.NoRespondersError as exc:
             raise StoreUnavailable(f"no JetStream stream answers on {subject}") from exc
         except nats.errors.TimeoutError as exc:
@@ -1160,7 +1156,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
                             return
                         if loop.time() - progress > self.timeout:
                             raise StoreUnavailable(f"reading {subjects} stalled ({status})")
-                        await asyncio.sleep(_RETRY)
+                        await asyncio.sleep(RETRY)
                         break  # pull again
                     meta = msg.metadata
                     delivered += 1

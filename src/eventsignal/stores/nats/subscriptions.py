@@ -48,6 +48,7 @@ from eventsignal.domain.errors import (
     StoreUnavailable,
 )
 from eventsignal.stores.base import StoredEvent
+from eventsignal.stores.nats.requests import Message, request
 from eventsignal.stores.nats.wire import (
     CONFLICTS,
     EXPECTED_LAST_SUBJECT_SEQUENCE,
@@ -67,7 +68,6 @@ from eventsignal.stores.subscription_state import (
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
-    from nats.aio.msg import Msg
     from nats.js.kv import KeyValue
 
 ATOMIC_SINCE = (2, 12)
@@ -141,9 +141,11 @@ class NatsSubscriptionState:
         bucket_stream: str,
         *,
         writable: bool,
+        replicated: bool,
         known: dict[str, tuple[int, bytes | None]] | None = None,
     ) -> None:
         self._kv = kv
+        self._replicated = replicated
         # Checkpoints as this store object last committed them (revision, value): a runner's
         # next advance builds on its own last one without reading it back. Stale when another
         # member wrote since, which the expected revision then catches at commit.
@@ -169,9 +171,16 @@ class NatsSubscriptionState:
         return self._read[key][1]
 
     async def _fetch(self, key: str) -> tuple[int, bytes | None]:
-        nc = self._kv._js._nc
+        kv = self._kv
         try:
-            reply: Msg = await nc.request(self._direct + key, b"", timeout=self._kv._js._timeout)
+            reply = await request(
+                kv._js._nc,
+                self._direct + key,
+                b"",
+                None,
+                answer_within=kv._js._timeout,
+                retry_for=kv._js._timeout if self._replicated else 0.0,
+            )
         except Exception as exc:
             raise StoreUnavailable(f"cannot read {key!r} from {self._kv._name}: {exc}") from exc
         headers = reply.headers or {}
@@ -254,27 +263,29 @@ class NatsSubscriptionState:
         # against 0.4), and a runner's checkpoint advance is usually the only write.
         batch = uuid.uuid4().hex if len(writes) > 1 else None
         subject = self._kv._pre
-        last = len(writes)
-        try:
-            for n, (key, value) in enumerate(writes.items(), 1):
-                headers = {} if batch is None else {"Nats-Batch-Id": batch}
-                if batch is not None:
-                    headers["Nats-Batch-Sequence"] = str(n)
-                if key in self._read:
-                    headers[EXPECTED_LAST_SUBJECT_SEQUENCE] = str(self._read[key][0])
-                if value is None:
-                    headers.update(_DELETE)
-                if n < last:
-                    await nc.publish(subject + key, value or b"", headers=headers)
-                    continue
-                if batch is not None:
+        messages: list[Message] = []
+        for n, (key, value) in enumerate(writes.items(), 1):
+            headers = {}
+            if batch is not None:
+                headers = {"Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(n)}
+                if n == len(writes):
                     headers["Nats-Batch-Commit"] = "1"
-                reply = await nc.request(
-                    subject + key,
-                    value or b"",
-                    timeout=self._kv._js._timeout,
-                    headers=headers or None,
-                )
+            if key in self._read:
+                headers[EXPECTED_LAST_SUBJECT_SEQUENCE] = str(self._read[key][0])
+            if value is None:
+                headers.update(_DELETE)
+            messages.append((subject + key, value or b"", headers or None))
+        last, body, headers_of_last = messages.pop()  # only the last one answers
+        try:
+            reply = await request(
+                nc,
+                last,
+                body,
+                headers_of_last,
+                answer_within=self._kv._js._timeout,
+                retry_for=self._kv._js._timeout if self._replicated else 0.0,
+                before=messages,
+            )
         except Exception as exc:
             if self._known is not None:
                 self._known.clear()
@@ -474,6 +485,7 @@ class NatsSubscriptions:
     bucket, on a server with atomic batches (2.12 or later)."""
 
     _state_kv: tuple[Any, KeyValue] | None
+    _state_replicated: bool
     _state_turn: asyncio.Lock
     _state_setup: asyncio.Lock
     _progress: SubscriptionProgress
@@ -488,6 +500,7 @@ class NatsSubscriptions:
 
     def _init_subscriptions(self) -> None:
         self._state_kv = None  # (the connection it was bound on, the bucket)
+        self._state_replicated = self.replicas > 1  # as the bucket says, once it is open
         self._state_turn = asyncio.Lock()
         self._state_setup = asyncio.Lock()
         self._progress = SubscriptionProgress()
@@ -518,7 +531,11 @@ class NatsSubscriptions:
         kv = await self._state_bucket()
         async with self._state_turn:
             state = NatsSubscriptionState(
-                kv, f"KV_{self.state_bucket}", writable=True, known=self._checkpoints_known
+                kv,
+                f"KV_{self.state_bucket}",
+                writable=True,
+                replicated=self._state_replicated,
+                known=self._checkpoints_known,
             )
             yield state
             # A cancellation asked for while the block ran (a runner stopping) lands here, so
@@ -529,7 +546,9 @@ class NatsSubscriptions:
     @asynccontextmanager
     async def _state_reads(self) -> AsyncIterator[NatsSubscriptionState]:
         kv = await self._state_bucket()
-        yield NatsSubscriptionState(kv, f"KV_{self.state_bucket}", writable=False)
+        yield NatsSubscriptionState(
+            kv, f"KV_{self.state_bucket}", writable=False, replicated=self._state_replicated
+        )
 
     async def _state_bucket(self) -> KeyValue:
         """The bucket, created (with atomic batches allowed) on first use on this connection."""
@@ -588,6 +607,12 @@ class NatsSubscriptions:
                 f"stream {stream} exists without atomic batch publish: enable it (allow_atomic) "
                 "so that subscription state commits atomically"
             )
+        if not answer.config.allow_direct:
+            raise ConfigurationError(
+                f"stream {stream} exists without direct gets: enable them (allow_direct), "
+                "which is how subscription state is read"
+            )
+        self._state_replicated = answer.config.num_replicas > 1
         return await nc.jetstream(timeout=self.timeout).key_value(bucket)
 
     async def _create_stream(
@@ -618,6 +643,8 @@ class NatsSubscriptions:
 
 class _BucketConfig(msgspec.Struct):
     allow_atomic: bool = False
+    allow_direct: bool = False
+    num_replicas: int = 1
 
 
 class _StreamAnswer(msgspec.Struct):
