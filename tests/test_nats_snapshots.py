@@ -14,6 +14,8 @@ from uuid import uuid4
 import nats
 import pytest
 from accounts import Account, Deposit, config
+from nats_admin import changed_for
+from nats_servers import NatsCluster
 
 from eventsignal import AggregateConfig, Signal
 from eventsignal.domain.snapshots import SnapshotPolicy
@@ -126,3 +128,25 @@ async def test_any_name_and_id_has_a_snapshot_of_its_own(
     kept = await store.load_snapshot(name, aggregate_id)
     assert kept is not None
     assert (kept.aggregate_name, kept.aggregate_id, kept.version) == (name, aggregate_id, 2)
+
+
+async def test_snapshot_saves_wait_while_nobody_in_the_cluster_stores_them(
+    nats_cluster: NatsCluster,
+) -> None:
+    # As subscription state does: a publish nobody answered stored nothing, so the store asks
+    # again until its timeout rather than lose a snapshot over a cluster's moment.
+    store = NatsStore(nats_cluster.urls, stream=f"test_{uuid4().hex}", replicas=3, timeout=10.0)
+    nc = await nats.connect(nats_cluster.urls)
+    try:
+        async with store:
+            await store.save_snapshot(snapshot(4))
+            bucket = f"{store.stream}_snapshots"
+            elsewhere = [f"moved.{bucket}.>"]
+            async with changed_for(nc, f"KV_{bucket}", 1.0, subjects=elsewhere) as restoring:
+                await store.save_snapshot(snapshot(8))
+                assert restoring.done()
+            saved = await store.load_snapshot("account", "a")
+            assert saved is not None
+            assert saved.version == 8
+    finally:
+        await nc.close()

@@ -7,14 +7,13 @@ Everything but the refusal runs on the session's own nats-server (2.12 or later,
 
 from __future__ import annotations
 
-import asyncio
 import json
 from uuid import uuid4
 
 import nats
 import nats.js.errors
 import pytest
-from nats.aio.client import Client
+from nats_admin import changed_for
 from nats_servers import NatsCluster
 from subscription_worker import expected_from_events, projected, revenue_projection, write_carts
 
@@ -140,20 +139,12 @@ class TestNatsStoreSubscriptionsOnACluster(TestNatsStoreSubscriptions):
         return store
 
 
-async def _set_direct_gets(nc: Client, stream: str, on: bool) -> None:
-    """Turn a stream's direct gets on or off, as an operator would: raw API, whole config."""
-    info = json.loads((await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", 5)).data)
-    config = {**info["config"], "allow_direct": on}
-    answer = await nc.request(f"$JS.API.STREAM.UPDATE.{stream}", json.dumps(config).encode(), 5)
-    assert "error" not in json.loads(answer.data)
-
-
-async def test_state_reads_wait_while_nobody_in_the_cluster_serves_them(
+async def test_state_reads_and_commits_wait_while_nobody_in_the_cluster_serves_them(
     nats_cluster: NatsCluster,
 ) -> None:
-    # Nobody answers a direct get while the cluster is still learning a new bucket's subjects
-    # (or a replica restarts); nothing was read, so the store asks again until its timeout.
-    # Turning direct gets off for a second makes that window long and certain.
+    # Nobody answers while the cluster is still learning a new bucket's subjects (or a replica
+    # restarts); nothing was read or stored, so the store asks again until its timeout. Turning
+    # direct gets off, or moving the bucket's subjects, for a second makes that window certain.
     store = NatsStore(nats_cluster.urls, stream=f"test_{uuid4().hex}", replicas=3, timeout=10.0)
     nc = await nats.connect(nats_cluster.urls)
     try:
@@ -163,17 +154,17 @@ async def test_state_reads_wait_while_nobody_in_the_cluster_serves_them(
                 assert await tx.claim("orders", 0, "m-a", 0.0, 100.0) == 0
                 assert await tx.advance("orders", 0, "m-a", 0, 7, 1.0)
             bucket = f"KV_{store.state_bucket}"
-            await _set_direct_gets(nc, bucket, False)
-
-            async def restore() -> None:
-                await asyncio.sleep(1.0)
-                await _set_direct_gets(nc, bucket, True)
-
-            restoring = asyncio.create_task(restore())
+            async with changed_for(nc, bucket, 1.0, allow_direct=False) as restoring:
+                async with store.subscription_reads() as reads:
+                    assert await reads.progress("orders") == 7
+                assert restoring.done()  # the read waited for someone to answer
+            elsewhere = [f"moved.{store.state_bucket}.>"]
+            async with changed_for(nc, bucket, 1.0, subjects=elsewhere) as restoring:
+                async with store.subscription_transaction() as tx:
+                    assert await tx.advance("orders", 0, "m-a", 7, 9, 2.0)
+                assert restoring.done()  # the commit waited for someone to store it
             async with store.subscription_reads() as reads:
-                assert await reads.progress("orders") == 7
-            assert restoring.done()
-            await restoring
+                assert await reads.progress("orders") == 9
     finally:
         await nc.close()
 

@@ -8,18 +8,37 @@ nothing was stored, so asking again is safe; on a single server it is final at o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.msg import Msg
+
+T = TypeVar("T")
 
 RETRY = 0.02
 """Seconds between tries while a replica catches up or a cluster learns where to route."""
 
 Message = tuple[str, bytes, "dict[str, str] | None"]
 """A message published before the request: subject, body, headers."""
+
+
+async def patiently(ask: Callable[[], Awaitable[T]], retry_for: float) -> T:
+    """``ask()``, again while nobody answers, for ``retry_for`` seconds (a replicated stream's
+    timeout; 0 on one server); then the client's error saying so is raised."""
+    from nats.errors import NoRespondersError
+    from nats.js.errors import NoStreamResponseError  # a JetStream publish nobody answered
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + retry_for
+    while True:
+        try:
+            return await ask()
+        except (NoRespondersError, NoStreamResponseError):
+            if loop.time() >= deadline:
+                raise
+            await asyncio.sleep(RETRY)
 
 
 async def request(
@@ -33,22 +52,11 @@ async def request(
     before: Sequence[Message] = (),
 ) -> Msg:
     """The answer to ``subject``, after publishing ``before`` (an atomic batch's first messages,
-    which only the last one's answer confirms).
+    which only the last one's answer confirms), asked :func:`patiently`, ``before`` and all."""
 
-    A request nobody answers is sent again, ``before`` and all, for ``retry_for`` seconds (a
-    replicated stream's timeout; 0 on one server); then the client's
-    :class:`nats.errors.NoRespondersError` is raised.
-    """
-    import nats.errors
+    async def ask() -> Msg:
+        for to, body, sent in before:
+            await nc.publish(to, body, headers=sent)
+        return await nc.request(subject, payload, timeout=answer_within, headers=headers)
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + retry_for
-    while True:
-        try:
-            for to, body, sent in before:
-                await nc.publish(to, body, headers=sent)
-            return await nc.request(subject, payload, timeout=answer_within, headers=headers)
-        except nats.errors.NoRespondersError:
-            if loop.time() >= deadline:
-                raise
-            await asyncio.sleep(RETRY)
+    return await patiently(ask, retry_for)

@@ -12,6 +12,7 @@ something was.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -19,6 +20,7 @@ import msgspec
 from eventsignal.domain.errors import StoreUnavailable
 from eventsignal.domain.identity import validate_id, validate_name
 from eventsignal.stores.base import Snapshot
+from eventsignal.stores.nats.requests import patiently
 from eventsignal.stores.nats.wire import encode_token
 
 if TYPE_CHECKING:
@@ -50,20 +52,21 @@ class SnapshotBucket:
         key = key_of(validate_name(snapshot.aggregate_name), validate_id(snapshot.aggregate_id))
         value = _encode(snapshot)
         kv = await self._bucket(js)
+        wait = self._patience(js)
         while True:
             try:
-                entry = await kv.get(key)
+                entry = await patiently(partial(kv.get, key), wait)
             except KeyNotFoundError:
                 entry = None
             except Exception as exc:
                 raise self._unavailable(exc) from exc
             try:
                 if entry is None:
-                    await kv.create(key, value)
+                    await patiently(partial(kv.create, key, value), wait)
                 elif entry.value and _decode(entry.value).version >= snapshot.version:
                     return
                 else:
-                    await kv.update(key, value, last=entry.revision)
+                    await patiently(partial(kv.update, key, value, last=entry.revision), wait)
                 return
             except KeyWrongLastSequenceError:
                 continue  # another save came between: compare with that one
@@ -77,7 +80,9 @@ class SnapshotBucket:
 
         kv = await self._bucket(js)
         try:
-            entry = await kv.get(key_of(aggregate_name, aggregate_id))
+            entry = await patiently(
+                partial(kv.get, key_of(aggregate_name, aggregate_id)), self._patience(js)
+            )
         except KeyNotFoundError:
             return None
         except Exception as exc:
@@ -88,7 +93,9 @@ class SnapshotBucket:
         """Remove the aggregate's snapshot, history and all."""
         kv = await self._bucket(js)
         try:
-            await kv.purge(key_of(aggregate_name, aggregate_id))
+            await patiently(
+                partial(kv.purge, key_of(aggregate_name, aggregate_id)), self._patience(js)
+            )
         except Exception as exc:
             raise self._unavailable(exc) from exc
 
@@ -110,6 +117,11 @@ class SnapshotBucket:
             raise self._unavailable(exc) from exc
         self._opened = (js, kv)
         return kv
+
+    def _patience(self, js: JetStreamContext) -> float:
+        """How long to ask again while nobody serves the bucket (a replicated one, not yet
+        known on every server of the cluster)."""
+        return js._timeout if self.replicas > 1 else 0.0
 
     def _unavailable(self, exc: Any) -> StoreUnavailable:
         return StoreUnavailable(f"snapshot bucket {self.name!r}: {type(exc).__name__}: {exc}")
