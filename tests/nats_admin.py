@@ -7,8 +7,26 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from uuid import uuid4
 
+import nats
 from nats.aio.client import Client
+from nats_servers import NatsCluster
+
+from eventsignal.stores import NatsStore
+
+
+@asynccontextmanager
+async def store_and_operator(cluster: NatsCluster) -> AsyncIterator[tuple[NatsStore, Client]]:
+    """An open store on a new stream replicated to three servers, patient (a 10 s timeout), and
+    an operator's own connection beside it."""
+    store = NatsStore(cluster.urls, stream=f"test_{uuid4().hex}", replicas=3, timeout=10.0)
+    nc = await nats.connect(cluster.urls)
+    try:
+        async with store:
+            yield store, nc
+    finally:
+        await nc.close()
 
 
 async def _configure(nc: Client, stream: str, config: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from uuid import uuid4
 import nats
 import pytest
 from accounts import Account, Deposit, config
-from nats_admin import changed_for
+from nats_admin import changed_for, store_and_operator
 from nats_servers import NatsCluster
 
 from eventsignal import AggregateConfig, Signal
@@ -135,18 +135,13 @@ async def test_snapshot_saves_wait_while_nobody_in_the_cluster_stores_them(
 ) -> None:
     # As subscription state does: a publish nobody answered stored nothing, so the store asks
     # again until its timeout rather than lose a snapshot over a cluster's moment.
-    store = NatsStore(nats_cluster.urls, stream=f"test_{uuid4().hex}", replicas=3, timeout=10.0)
-    nc = await nats.connect(nats_cluster.urls)
-    try:
-        async with store:
-            await store.save_snapshot(snapshot(4))
-            bucket = f"{store.stream}_snapshots"
-            elsewhere = [f"moved.{bucket}.>"]
-            async with changed_for(nc, f"KV_{bucket}", 1.0, subjects=elsewhere) as restoring:
-                await store.save_snapshot(snapshot(8))
-                assert restoring.done()
-            saved = await store.load_snapshot("account", "a")
-            assert saved is not None
-            assert saved.version == 8
-    finally:
-        await nc.close()
+    async with store_and_operator(nats_cluster) as (store, nc):
+        await store.save_snapshot(snapshot(4))
+        bucket = f"{store.stream}_snapshots"
+        elsewhere = [f"moved.{bucket}.>"]
+        async with changed_for(nc, f"KV_{bucket}", 1.0, subjects=elsewhere) as restoring:
+            await store.save_snapshot(snapshot(8))
+            assert restoring.done()
+        saved = await store.load_snapshot("account", "a")
+        assert saved is not None
+        assert saved.version == 8

@@ -13,7 +13,7 @@ from uuid import uuid4
 import nats
 import nats.js.errors
 import pytest
-from nats_admin import changed_for
+from nats_admin import changed_for, store_and_operator
 from nats_servers import NatsCluster
 from subscription_worker import expected_from_events, projected, revenue_projection, write_carts
 
@@ -145,28 +145,23 @@ async def test_state_reads_and_commits_wait_while_nobody_in_the_cluster_serves_t
     # Nobody answers while the cluster is still learning a new bucket's subjects (or a replica
     # restarts); nothing was read or stored, so the store asks again until its timeout. Turning
     # direct gets off, or moving the bucket's subjects, for a second makes that window certain.
-    store = NatsStore(nats_cluster.urls, stream=f"test_{uuid4().hex}", replicas=3, timeout=10.0)
-    nc = await nats.connect(nats_cluster.urls)
-    try:
-        async with store:
-            async with store.subscription_transaction() as tx:
-                await tx.ensure("orders", 1, 0)
-                assert await tx.claim("orders", 0, "m-a", 0.0, 100.0) == 0
-                assert await tx.advance("orders", 0, "m-a", 0, 7, 1.0)
-            bucket = f"KV_{store.state_bucket}"
-            async with changed_for(nc, bucket, 1.0, allow_direct=False) as restoring:
-                async with store.subscription_reads() as reads:
-                    assert await reads.progress("orders") == 7
-                assert restoring.done()  # the read waited for someone to answer
-            elsewhere = [f"moved.{store.state_bucket}.>"]
-            async with changed_for(nc, bucket, 1.0, subjects=elsewhere) as restoring:
-                async with store.subscription_transaction() as tx:
-                    assert await tx.advance("orders", 0, "m-a", 7, 9, 2.0)
-                assert restoring.done()  # the commit waited for someone to store it
+    async with store_and_operator(nats_cluster) as (store, nc):
+        async with store.subscription_transaction() as tx:
+            await tx.ensure("orders", 1, 0)
+            assert await tx.claim("orders", 0, "m-a", 0.0, 100.0) == 0
+            assert await tx.advance("orders", 0, "m-a", 0, 7, 1.0)
+        bucket = f"KV_{store.state_bucket}"
+        async with changed_for(nc, bucket, 1.0, allow_direct=False) as restoring:
             async with store.subscription_reads() as reads:
-                assert await reads.progress("orders") == 9
-    finally:
-        await nc.close()
+                assert await reads.progress("orders") == 7
+            assert restoring.done()  # the read waited for someone to answer
+        elsewhere = [f"moved.{store.state_bucket}.>"]
+        async with changed_for(nc, bucket, 1.0, subjects=elsewhere) as restoring:
+            async with store.subscription_transaction() as tx:
+                assert await tx.advance("orders", 0, "m-a", 7, 9, 2.0)
+            assert restoring.done()  # the commit waited for someone to store it
+        async with store.subscription_reads() as reads:
+            assert await reads.progress("orders") == 9
 
 
 async def test_a_state_bucket_made_elsewhere_without_what_the_store_needs_is_refused(
