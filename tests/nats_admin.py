@@ -11,17 +11,18 @@ from uuid import uuid4
 
 import nats
 from nats.aio.client import Client
-from nats_servers import NatsCluster
 
 from eventsignal.stores import NatsStore
 
 
 @asynccontextmanager
-async def store_and_operator(cluster: NatsCluster) -> AsyncIterator[tuple[NatsStore, Client]]:
-    """An open store on a new stream replicated to three servers, patient (a 10 s timeout), and
-    an operator's own connection beside it."""
-    store = NatsStore(cluster.urls, stream=f"test_{uuid4().hex}", replicas=3, timeout=10.0)
-    nc = await nats.connect(cluster.urls)
+async def store_and_operator(
+    servers: str | list[str], replicas: int = 1
+) -> AsyncIterator[tuple[NatsStore, Client]]:
+    """An open store on a new stream, patient (a 10 s timeout), and an operator's own
+    connection beside it."""
+    store = NatsStore(servers, stream=f"test_{uuid4().hex}", replicas=replicas, timeout=10.0)
+    nc = await nats.connect(servers)
     try:
         async with store:
             yield store, nc
@@ -37,24 +38,28 @@ async def _configure(nc: Client, stream: str, config: dict[str, Any]) -> None:
 @asynccontextmanager
 async def changed_for(
     nc: Client, stream: str, seconds: float, **changes: Any
-) -> AsyncIterator[asyncio.Task[None]]:
-    """``stream``'s configuration with ``changes`` now and as it was ``seconds`` later (the task
-    yielded, done by then), the block running meanwhile.
+) -> AsyncIterator[asyncio.Event]:
+    """``stream``'s configuration with ``changes`` now and as it was ``seconds`` later, the
+    block running meanwhile. The event yielded is set just before the old configuration is
+    asked back: a block that needed it set that event first.
 
-    Without ``allow_direct`` a direct get finds nobody to answer; with other ``subjects`` a
-    publish to the old ones finds nobody: as on a cluster still learning a new stream's
-    subjects, but for as long as the test says.
+    On one server, without ``allow_direct`` a direct get finds nobody to answer, and with other
+    ``subjects`` a publish to the old ones finds nobody: as on a cluster still learning a new
+    stream's subjects, or a server recovering its streams after a restart, but for certain and
+    for as long as the test says. (On a cluster each server applies the change in its own time.)
     """
     info = json.loads((await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", 5)).data)
     config = info["config"]
     await _configure(nc, stream, {**config, **changes})
+    asked_back = asyncio.Event()
 
     async def restore() -> None:
         await asyncio.sleep(seconds)
+        asked_back.set()
         await _configure(nc, stream, config)
 
     restoring = asyncio.create_task(restore())
     try:
-        yield restoring
+        yield asked_back
     finally:
         await restoring

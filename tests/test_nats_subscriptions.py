@@ -139,29 +139,44 @@ class TestNatsStoreSubscriptionsOnACluster(TestNatsStoreSubscriptions):
         return store
 
 
-async def test_state_reads_and_commits_wait_while_nobody_in_the_cluster_serves_them(
-    nats_cluster: NatsCluster,
-) -> None:
-    # Nobody answers while the cluster is still learning a new bucket's subjects (or a replica
-    # restarts); nothing was read or stored, so the store asks again until its timeout. Turning
-    # direct gets off, or moving the bucket's subjects, for a second makes that window certain.
-    async with store_and_operator(nats_cluster) as (store, nc):
+async def test_state_reads_and_commits_wait_while_nobody_serves_them(server: str) -> None:
+    # Nobody answers while a cluster is still learning a new bucket's subjects, or while a
+    # server just restarted recovers its streams; nothing was read or stored, so the store asks
+    # again until its timeout. Turning direct gets off, or moving the bucket's subjects, for a
+    # second makes that window certain.
+    async with store_and_operator(server) as (store, nc):
         async with store.subscription_transaction() as tx:
             await tx.ensure("orders", 1, 0)
             assert await tx.claim("orders", 0, "m-a", 0.0, 100.0) == 0
             assert await tx.advance("orders", 0, "m-a", 0, 7, 1.0)
         bucket = f"KV_{store.state_bucket}"
-        async with changed_for(nc, bucket, 1.0, allow_direct=False) as restoring:
+        async with changed_for(nc, bucket, 1.0, allow_direct=False) as restored:
             async with store.subscription_reads() as reads:
                 assert await reads.progress("orders") == 7
-            assert restoring.done()  # the read waited for someone to answer
+            assert restored.is_set()  # the read waited for someone to answer
         elsewhere = [f"moved.{store.state_bucket}.>"]
-        async with changed_for(nc, bucket, 1.0, subjects=elsewhere) as restoring:
+        async with changed_for(nc, bucket, 1.0, subjects=elsewhere) as restored:
             async with store.subscription_transaction() as tx:
                 assert await tx.advance("orders", 0, "m-a", 7, 9, 2.0)
-            assert restoring.done()  # the commit waited for someone to store it
+            assert restored.is_set()  # the commit waited for someone to store it
         async with store.subscription_reads() as reads:
             assert await reads.progress("orders") == 9
+
+
+async def test_state_reads_on_a_cluster_see_every_commit_before_them(
+    nats_cluster: NatsCluster,
+) -> None:
+    # A commit is acknowledged once two of three replicas hold it: reads go to the leader,
+    # since the third replica may answer a direct get before it has caught up.
+    async with store_and_operator(nats_cluster.urls, replicas=3) as (store, _):
+        async with store.subscription_transaction() as tx:
+            await tx.ensure("orders", 1, 0)
+            assert await tx.claim("orders", 0, "m-a", 0.0, 100.0) == 0
+        for position in range(1, 60):
+            async with store.subscription_transaction() as tx:
+                assert await tx.advance("orders", 0, "m-a", position - 1, position, 1.0)
+            async with store.subscription_reads() as reads:
+                assert await reads.progress("orders") == position
 
 
 async def test_a_state_bucket_made_elsewhere_without_what_the_store_needs_is_refused(

@@ -119,9 +119,9 @@ class SnapshotBucket:
         return kv
 
     def _patience(self, js: JetStreamContext) -> float:
-        """How long to ask again while nobody serves the bucket (a replicated one, not yet
-        known on every server of the cluster)."""
-        return js._timeout if self.replicas > 1 else 0.0
+        """How long to ask again while nobody serves the bucket (one not yet known on every
+        server of a cluster, or still being recovered by a server just restarted)."""
+        return float(js._timeout)
 
     def _unavailable(self, exc: Any) -> StoreUnavailable:
         return StoreUnavailable(f"snapshot bucket {self.name!r}: {type(exc).__name__}: {exc}")

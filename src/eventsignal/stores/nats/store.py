@@ -21,7 +21,6 @@ Requires ``nats-py`` (``pip install eventsignal[nats]``) and a server with JetSt
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
@@ -76,7 +75,14 @@ from eventsignal.stores.nats.layout import (
     layout_of,
 )
 from eventsignal.stores.nats.reading import LogReader
-from eventsignal.stores.nats.requests import RETRY, Message, request
+from eventsignal.stores.nats.requests import (
+    RETRY,
+    Message,
+    Stored,
+    leader_answer,
+    leader_get,
+    request,
+)
 from eventsignal.stores.nats.snapshots import SnapshotBucket
 from eventsignal.stores.nats.subject_keys import NatsSubjectKeys
 from eventsignal.stores.nats.subscriptions import MAX_BATCH, NatsSubscriptions
@@ -116,7 +122,7 @@ if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
 
 _Key = tuple[str, str]
-_Message = tuple[str, int, dict[str, str], bytes]  # subject, sequence, headers, body
+_Message = Stored
 _Outgoing = list[tuple[dict[str, str], bytes]]  # one command's messages: headers, body
 
 _WALK = 8
@@ -986,7 +992,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
                 payload,
                 headers,
                 answer_within=self.timeout,
-                retry_for=self.timeout if self._replicated else 0.0,
+                retry_for=self.timeout,
                 before=before,
             )
         except nats.errors.NoRespondersError as exc:
@@ -1001,7 +1007,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
                 f"NATS request on {subject} failed: {self._scrubbed(exc)}"
             ) from exc
 
-    async def _get(self, request: dict[str, Any], subject: str = "") -> _Message | None:
+    async def _get(self, ask: dict[str, Any], subject: str = "") -> _Message | None:
         """One message by sequence, or the newest of ``subject``.
 
         On one server a direct get answers; on a replicated stream any replica may answer a
@@ -1009,12 +1015,12 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
         and a read always sees the writes acknowledged before it.
         """
         if self._replicated:
-            return await self._get_from_leader(request, subject)
+            return await self._get_from_leader(ask, subject)
         api = f"$JS.API.DIRECT.GET.{self.stream}"
         if subject:
             reply = await self._request(f"{api}.{subject}", b"")
         else:
-            reply = await self._request(api, json.dumps(request).encode())
+            reply = await self._request(api, json.dumps(ask).encode())
         headers = reply.headers or {}
         status = headers.get("Status")
         if status == "404":
@@ -1023,21 +1029,14 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
             raise StoreUnavailable(f"direct get on {self.stream} failed: {status} {headers}")
         return headers["Nats-Subject"], int(headers["Nats-Sequence"]), headers, reply.data
 
-    async def _get_from_leader(self, request: dict[str, Any], subject: str) -> _Message | None:
-        ask = {"last_by_subj": subject} if subject else request
+    async def _get_from_leader(self, ask: dict[str, Any], subject: str) -> _Message | None:
         reply = await self._request(
-            f"$JS.API.STREAM.MSG.GET.{self.stream}", json.dumps(ask).encode()
+            *leader_get(self.stream, {"last_by_subj": subject} if subject else ask)
         )
-        answer = json.loads(reply.data)
-        error = answer.get("error")
+        message, error = leader_answer(reply.data)
         if error is not None:
-            if error.get("code") == 404:
-                return None
             raise StoreUnavailable(f"message get on {self.stream} failed: {error}")
-        message = answer["message"]
-        headers = _parse_headers(base64.b64decode(message.get("hdrs") or ""))
-        data = base64.b64decode(message.get("data") or "")
-        return message["subject"], int(message["seq"]), headers, data
+        return message
 
     async def _last_message(
         self, aggregate_name: str, aggregate_id: str
@@ -1234,16 +1233,6 @@ def _too_large(
     return EventTooLarge(
         aggregate_name, aggregate_id, largest.version, largest.name, size=size, limit=limit
     )
-
-
-def _parse_headers(raw: bytes) -> dict[str, str]:
-    """Headers in their wire form (``NATS/1.0`` then ``Name: value`` lines), as a dict."""
-    headers: dict[str, str] = {}
-    for line in raw.decode().split("\r\n")[1:]:
-        name, colon, value = line.partition(":")
-        if colon:
-            headers[name.strip()] = value.strip()
-    return headers
 
 
 __all__ = ["NatsStore"]

@@ -48,8 +48,11 @@ from eventsignal.domain.errors import (
     StoreUnavailable,
 )
 from eventsignal.stores.base import StoredEvent
-from eventsignal.stores.nats.requests import Message, request
+from eventsignal.stores.nats.requests import Message, leader_answer, leader_get, request
 from eventsignal.stores.nats.wire import (
+    BATCH_COMMIT,
+    BATCH_ID,
+    BATCH_SEQUENCE,
     CONFLICTS,
     EXPECTED_LAST_SUBJECT_SEQUENCE,
     decode_ack,
@@ -171,34 +174,53 @@ class NatsSubscriptionState:
         return self._read[key][1]
 
     async def _fetch(self, key: str) -> tuple[int, bytes | None]:
+        """A key's revision and value (``None``: absent or deleted). On a replicated bucket the
+        leader answers: a replica may answer a direct get before it has the last commit."""
         kv = self._kv
+        if self._replicated:
+            subject, payload = leader_get(self._stream, {"last_by_subj": kv._pre + key})
+        else:
+            subject, payload = self._direct + key, b""
         try:
             reply = await request(
                 kv._js._nc,
-                self._direct + key,
-                b"",
+                subject,
+                payload,
                 None,
-                answer_within=kv._js._timeout,
-                retry_for=kv._js._timeout if self._replicated else 0.0,
+                answer_within=self._patience,
+                retry_for=self._patience,
             )
         except Exception as exc:
-            raise StoreUnavailable(f"cannot read {key!r} from {self._kv._name}: {exc}") from exc
-        headers = reply.headers or {}
-        status = headers.get("Status")
-        if status == "404":
-            return 0, None
-        if status is not None:
-            raise StoreUnavailable(f"direct get of {key!r} failed: {status} {headers}")
-        revision = int(headers["Nats-Sequence"])
+            raise StoreUnavailable(f"cannot read {key!r} from {kv._name}: {exc}") from exc
+        if self._replicated:
+            message, error = leader_answer(reply.data)
+            if error is not None:
+                raise StoreUnavailable(f"reading {key!r} from {kv._name} failed: {error}")
+            if message is None:
+                return 0, None
+            _, revision, headers, value = message
+        else:
+            headers = reply.headers or {}
+            status = headers.get("Status")
+            if status == "404":
+                return 0, None
+            if status is not None:
+                raise StoreUnavailable(f"direct get of {key!r} failed: {status} {headers}")
+            revision, value = int(headers["Nats-Sequence"]), reply.data
         if headers.get("KV-Operation") in ("DEL", "PURGE"):
             return revision, None
-        return revision, reply.data
+        return revision, value
+
+    @property
+    def _patience(self) -> float:
+        """Seconds to wait for an answer, and to ask again while nobody is there to give one."""
+        return float(self._kv._js._timeout)
 
     async def _list(self, prefix: str) -> list[tuple[str, bytes]]:
         """The current keys under ``prefix`` (it ends with a dot), with their values, by key.
 
         The keys come from the bucket stream's subjects (no consumer, so nothing is missed
-        while one starts up), each value from a direct get.
+        while one starts up), each value as :meth:`_fetch` reads it.
         """
         found: dict[str, bytes] = {}
         pre = self._kv._pre
@@ -267,9 +289,9 @@ class NatsSubscriptionState:
         for n, (key, value) in enumerate(writes.items(), 1):
             headers = {}
             if batch is not None:
-                headers = {"Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(n)}
+                headers = {BATCH_ID: batch, BATCH_SEQUENCE: str(n)}
                 if n == len(writes):
-                    headers["Nats-Batch-Commit"] = "1"
+                    headers[BATCH_COMMIT] = "1"
             if key in self._read:
                 headers[EXPECTED_LAST_SUBJECT_SEQUENCE] = str(self._read[key][0])
             if value is None:
@@ -282,8 +304,8 @@ class NatsSubscriptionState:
                 last,
                 body,
                 headers_of_last,
-                answer_within=self._kv._js._timeout,
-                retry_for=self._kv._js._timeout if self._replicated else 0.0,
+                answer_within=self._patience,
+                retry_for=self._patience,
                 before=messages,
             )
         except Exception as exc:
