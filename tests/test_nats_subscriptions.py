@@ -17,7 +17,7 @@ from nats_admin import changed_for, store_and_operator
 from nats_servers import NatsCluster
 from subscription_worker import expected_from_events, projected, revenue_projection, write_carts
 
-from eventsignal import ConfigurationError, Signal, StateConflict
+from eventsignal import ConfigurationError, Signal, StateConflict, StoreUnavailable
 from eventsignal.cart import cart_config
 from eventsignal.stores import NatsStore
 from eventsignal.stores.subscription_state import StoredDocument, SubscriptionStore
@@ -139,15 +139,21 @@ class TestNatsStoreSubscriptionsOnACluster(TestNatsStoreSubscriptions):
         return store
 
 
+async def _claim_orders(store: NatsStore) -> None:
+    """Subscription "orders", one partition, claimed by member "m-a" at position 0."""
+    async with store.subscription_transaction() as tx:
+        await tx.ensure("orders", 1, 0)
+        assert await tx.claim("orders", 0, "m-a", 0.0, 100.0) == 0
+
+
 async def test_state_reads_and_commits_wait_while_nobody_serves_them(server: str) -> None:
     # Nobody answers while a cluster is still learning a new bucket's subjects, or while a
     # server just restarted recovers its streams; nothing was read or stored, so the store asks
     # again until its timeout. Turning direct gets off, or moving the bucket's subjects, for a
     # second makes that window certain.
     async with store_and_operator(server) as (store, nc):
+        await _claim_orders(store)
         async with store.subscription_transaction() as tx:
-            await tx.ensure("orders", 1, 0)
-            assert await tx.claim("orders", 0, "m-a", 0.0, 100.0) == 0
             assert await tx.advance("orders", 0, "m-a", 0, 7, 1.0)
         bucket = f"KV_{store.state_bucket}"
         async with changed_for(nc, bucket, 1.0, allow_direct=False) as restored:
@@ -169,14 +175,27 @@ async def test_state_reads_on_a_cluster_see_every_commit_before_them(
     # A commit is acknowledged once two of three replicas hold it: reads go to the leader,
     # since the third replica may answer a direct get before it has caught up.
     async with store_and_operator(nats_cluster.urls, replicas=3) as (store, _):
-        async with store.subscription_transaction() as tx:
-            await tx.ensure("orders", 1, 0)
-            assert await tx.claim("orders", 0, "m-a", 0.0, 100.0) == 0
+        await _claim_orders(store)
         for position in range(1, 60):
             async with store.subscription_transaction() as tx:
                 assert await tx.advance("orders", 0, "m-a", position - 1, position, 1.0)
             async with store.subscription_reads() as reads:
                 assert await reads.progress("orders") == position
+
+
+async def test_a_deleted_state_bucket_on_a_cluster_is_reported_not_read_as_empty(
+    nats_cluster: NatsCluster,
+) -> None:
+    async with store_and_operator(nats_cluster.urls, replicas=3) as (store, nc):
+        await _claim_orders(store)
+        # Another member, which has not read the checkpoint yet, finds the bucket gone.
+        async with NatsStore(nats_cluster.urls, stream=store.stream, replicas=3) as other:
+            await other.setup_subscriptions()
+            await nc.jetstream().delete_stream(f"KV_{store.state_bucket}")
+            with raises(StoreUnavailable) as refused:
+                async with other.subscription_transaction() as tx:
+                    await tx.advance("orders", 0, "m-a", 0, 5, 1.0)
+        assert "'cp.orders.0'" in str(refused.value)
 
 
 async def test_a_state_bucket_made_elsewhere_without_what_the_store_needs_is_refused(

@@ -14,7 +14,6 @@ import base64
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
@@ -33,6 +32,10 @@ RETRY = 0.02
 INCOMPLETE_BATCH = 10176
 """JetStream's refusal of a batch commit whose earlier messages it did not all receive."""
 
+NO_MESSAGE = 10037
+"""JetStream's answer to a get of a message the stream does not hold (a missing stream is
+another 404, 10059, which must not read as an empty one)."""
+
 Message = tuple[str, bytes, "dict[str, str] | None"]
 """A message published before the request: subject, body, headers."""
 
@@ -40,19 +43,26 @@ Stored = tuple[str, int, dict[str, str], bytes]
 """A message as a stream holds it: subject, sequence, headers, body."""
 
 
-async def patiently(ask: Callable[[], Awaitable[T]], retry_for: float) -> T:
-    """``ask()``, again while nobody answers, for ``retry_for`` seconds; then the client's
-    error saying so is raised."""
+def _not_answered() -> tuple[type[Exception], ...]:
+    """The client's errors for a request or JetStream publish nobody was there to take
+    (looked up only when something was raised: the client is an optional dependency)."""
     from nats.errors import NoRespondersError
-    from nats.js.errors import NoStreamResponseError  # a JetStream publish nobody answered
+    from nats.js.errors import NoStreamResponseError
 
+    return (NoRespondersError, NoStreamResponseError)
+
+
+async def patiently(ask: Callable[[], Awaitable[T]], within: float) -> T:
+    """``ask()``, again while nobody answers, for ``within`` seconds; then the client's error
+    saying so is raised. (For calls that bound each try themselves, as the JetStream client's
+    do: one begun just before the end may still take its own time.)"""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + retry_for
+    deadline = loop.time() + within
     while True:
         try:
             return await ask()
-        except (NoRespondersError, NoStreamResponseError):
-            if loop.time() >= deadline:
+        except _not_answered():
+            if loop.time() + RETRY >= deadline:
                 raise
             await asyncio.sleep(RETRY)
 
@@ -63,53 +73,46 @@ async def request(
     payload: bytes,
     headers: dict[str, str] | None,
     *,
-    answer_within: float,
-    retry_for: float,
+    within: float,
     before: Sequence[Message] = (),
 ) -> Msg:
-    """The answer to ``subject``, asked :func:`patiently`.
+    """The answer to ``subject`` within ``within`` seconds, tries included: asked again while
+    nobody answers, each try waiting for what time is left.
 
     With ``before``, the request is an atomic batch's commit and ``before`` its first messages,
-    published first. The batch is also sent again when its commit is refused as incomplete (a
-    first message went where nobody took it), until ``retry_for`` has passed.
+    published first. A batch is sent again whole under a new id, also when its commit is refused
+    as incomplete (a first message went where nobody took it).
     """
-    if not before:
-        return await patiently(
-            lambda: nc.request(subject, payload, timeout=answer_within, headers=headers),
-            retry_for,
-        )
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + retry_for
-    batch: Sequence[Message] = before
-    last = headers or {}
+    deadline = loop.time() + within
+    batch = before
     while True:
-        send = partial(_send, nc, batch, subject, payload, last, answer_within)
-        reply = await patiently(send, deadline - loop.time())
         try:
-            ack = decode_ack(reply.data)
-        except msgspec.DecodeError:
-            return reply  # not an acknowledgement: the caller says what it is
-        if ack.error is None or ack.error.err_code != INCOMPLETE_BATCH:
-            return reply
-        if loop.time() >= deadline:
-            return reply
+            for to, body, sent in batch:
+                await nc.publish(to, body, headers=sent)
+            reply = await nc.request(
+                subject, payload, timeout=deadline - loop.time(), headers=headers
+            )
+        except _not_answered():
+            if loop.time() + RETRY >= deadline:
+                raise
+        else:
+            if not batch or not _incomplete(reply) or loop.time() + RETRY >= deadline:
+                return reply
         await asyncio.sleep(RETRY)
-        name = uuid.uuid4().hex  # the same batch under a new id
-        batch = [(to, body, {**(sent or {}), BATCH_ID: name}) for to, body, sent in batch]
-        last = {**last, BATCH_ID: name}
+        if batch:
+            name = uuid.uuid4().hex
+            batch = [(to, body, {**(sent or {}), BATCH_ID: name}) for to, body, sent in batch]
+            headers = {**(headers or {}), BATCH_ID: name}
 
 
-async def _send(
-    nc: Client,
-    batch: Sequence[Message],
-    subject: str,
-    payload: bytes,
-    headers: dict[str, str],
-    answer_within: float,
-) -> Msg:
-    for to, body, sent in batch:
-        await nc.publish(to, body, headers=sent)
-    return await nc.request(subject, payload, timeout=answer_within, headers=headers)
+def _incomplete(reply: Msg) -> bool:
+    """Whether a batch commit was refused for missing some of the batch (nothing stored)."""
+    try:
+        ack = decode_ack(reply.data)
+    except msgspec.DecodeError:
+        return False  # not an acknowledgement: the caller says what it is
+    return ack.error is not None and ack.error.err_code == INCOMPLETE_BATCH
 
 
 def leader_get(stream: str, ask: dict[str, Any]) -> tuple[str, bytes]:
@@ -125,11 +128,20 @@ def leader_answer(data: bytes) -> tuple[Stored | None, dict[str, Any] | None]:
     answer = json.loads(data)
     error = answer.get("error")
     if error is not None:
-        return None, (None if error.get("code") == 404 else error)
+        return None, (None if error.get("err_code") == NO_MESSAGE else error)
     message = answer["message"]
     headers = _parse_headers(base64.b64decode(message.get("hdrs") or ""))
     body = base64.b64decode(message.get("data") or "")
     return (message["subject"], int(message["seq"]), headers, body), None
+
+
+def direct_answer(reply: Msg) -> tuple[Stored | None, str | None]:
+    """The message a direct get found (``None``: there is none), or the status it failed with."""
+    headers = reply.headers or {}
+    status = headers.get("Status")
+    if status is not None:
+        return None, (None if status == "404" else f"{status} {headers}")
+    return (headers["Nats-Subject"], int(headers["Nats-Sequence"]), headers, reply.data), None
 
 
 def _parse_headers(raw: bytes) -> dict[str, str]:

@@ -79,6 +79,7 @@ from eventsignal.stores.nats.requests import (
     RETRY,
     Message,
     Stored,
+    direct_answer,
     leader_answer,
     leader_get,
     request,
@@ -991,8 +992,7 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
                 subject,
                 payload,
                 headers,
-                answer_within=self.timeout,
-                retry_for=self.timeout,
+                within=self.timeout,
                 before=before,
             )
         except nats.errors.NoRespondersError as exc:
@@ -1021,13 +1021,10 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
             reply = await self._request(f"{api}.{subject}", b"")
         else:
             reply = await self._request(api, json.dumps(ask).encode())
-        headers = reply.headers or {}
-        status = headers.get("Status")
-        if status == "404":
-            return None
-        if status is not None:
-            raise StoreUnavailable(f"direct get on {self.stream} failed: {status} {headers}")
-        return headers["Nats-Subject"], int(headers["Nats-Sequence"]), headers, reply.data
+        message, failure = direct_answer(reply)
+        if failure is not None:
+            raise StoreUnavailable(f"direct get on {self.stream} failed: {failure}")
+        return message
 
     async def _get_from_leader(self, ask: dict[str, Any], subject: str) -> _Message | None:
         reply = await self._request(

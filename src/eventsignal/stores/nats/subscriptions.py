@@ -48,7 +48,13 @@ from eventsignal.domain.errors import (
     StoreUnavailable,
 )
 from eventsignal.stores.base import StoredEvent
-from eventsignal.stores.nats.requests import Message, leader_answer, leader_get, request
+from eventsignal.stores.nats.requests import (
+    Message,
+    direct_answer,
+    leader_answer,
+    leader_get,
+    request,
+)
 from eventsignal.stores.nats.wire import (
     BATCH_COMMIT,
     BATCH_ID,
@@ -133,6 +139,10 @@ def _doc(model: str, key: str | None = None) -> str:
     return f"doc.{token(model)}." + ("" if key is None else token(key))
 
 
+_NO_LEADER = 503  # JetStream's answer while a replicated stream has no leader
+_ELECTION_RETRY = 0.1  # seconds between reads while one is elected
+
+
 class NatsSubscriptionState:
     """A :class:`~eventsignal.stores.subscription_state.SubscriptionState` on a KV bucket."""
 
@@ -174,42 +184,49 @@ class NatsSubscriptionState:
         return self._read[key][1]
 
     async def _fetch(self, key: str) -> tuple[int, bytes | None]:
-        """A key's revision and value (``None``: absent or deleted). On a replicated bucket the
-        leader answers: a replica may answer a direct get before it has the last commit."""
-        kv = self._kv
+        """A key's revision and value (``None``: absent or deleted)."""
         if self._replicated:
-            subject, payload = leader_get(self._stream, {"last_by_subj": kv._pre + key})
+            message = await self._from_leader(key)
         else:
-            subject, payload = self._direct + key, b""
-        try:
-            reply = await request(
-                kv._js._nc,
-                subject,
-                payload,
-                None,
-                answer_within=self._patience,
-                retry_for=self._patience,
-            )
-        except Exception as exc:
-            raise StoreUnavailable(f"cannot read {key!r} from {kv._name}: {exc}") from exc
-        if self._replicated:
-            message, error = leader_answer(reply.data)
-            if error is not None:
-                raise StoreUnavailable(f"reading {key!r} from {kv._name} failed: {error}")
-            if message is None:
-                return 0, None
-            _, revision, headers, value = message
-        else:
-            headers = reply.headers or {}
-            status = headers.get("Status")
-            if status == "404":
-                return 0, None
-            if status is not None:
-                raise StoreUnavailable(f"direct get of {key!r} failed: {status} {headers}")
-            revision, value = int(headers["Nats-Sequence"]), reply.data
+            message = await self._direct_get(key)
+        if message is None:
+            return 0, None
+        revision, headers, value = message
         if headers.get("KV-Operation") in ("DEL", "PURGE"):
             return revision, None
         return revision, value
+
+    async def _direct_get(self, key: str) -> tuple[int, dict[str, str], bytes] | None:
+        kv = self._kv
+        try:
+            reply = await request(kv._js._nc, self._direct + key, b"", None, within=self._patience)
+        except Exception as exc:
+            raise StoreUnavailable(f"cannot read {key!r} from {kv._name}: {exc}") from exc
+        message, failure = direct_answer(reply)
+        if failure is not None:
+            raise StoreUnavailable(f"direct get of {key!r} failed: {failure}")
+        return None if message is None else message[1:]
+
+    async def _from_leader(self, key: str) -> tuple[int, dict[str, str], bytes] | None:
+        """Through the bucket's leader, since a replica may answer a direct get before it has
+        the last commit; again while the bucket has no leader (an election), up to the
+        timeout."""
+        kv = self._kv
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._patience
+        subject, payload = leader_get(self._stream, {"last_by_subj": kv._pre + key})
+        while True:
+            try:
+                left = deadline - loop.time()
+                reply = await request(kv._js._nc, subject, payload, None, within=left)
+                message, error = leader_answer(reply.data)
+            except Exception as exc:
+                raise StoreUnavailable(f"cannot read {key!r} from {kv._name}: {exc}") from exc
+            if error is None:
+                return None if message is None else message[1:]
+            if error.get("code") != _NO_LEADER or loop.time() + _ELECTION_RETRY >= deadline:
+                raise StoreUnavailable(f"reading {key!r} from {kv._name} failed: {error}")
+            await asyncio.sleep(_ELECTION_RETRY)
 
     @property
     def _patience(self) -> float:
@@ -304,8 +321,7 @@ class NatsSubscriptionState:
                 last,
                 body,
                 headers_of_last,
-                answer_within=self._patience,
-                retry_for=self._patience,
+                within=self._patience,
                 before=messages,
             )
         except Exception as exc:
@@ -629,10 +645,10 @@ class NatsSubscriptions:
                 f"stream {stream} exists without atomic batch publish: enable it (allow_atomic) "
                 "so that subscription state commits atomically"
             )
-        if not answer.config.allow_direct:
+        if answer.config.num_replicas == 1 and not answer.config.allow_direct:
             raise ConfigurationError(
                 f"stream {stream} exists without direct gets: enable them (allow_direct), "
-                "which is how subscription state is read"
+                "which is how subscription state is read on one replica"
             )
         self._state_replicated = answer.config.num_replicas > 1
         return await nc.jetstream(timeout=self.timeout).key_value(bucket)
