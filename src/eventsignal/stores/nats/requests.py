@@ -36,6 +36,8 @@ NO_MESSAGE = 10037
 """JetStream's answer to a get of a message the stream does not hold (a missing stream is
 another 404, 10059, which must not read as an empty one)."""
 
+_INCOMPLETE_CODE = str(INCOMPLETE_BATCH).encode()
+
 Message = tuple[str, bytes, "dict[str, str] | None"]
 """A message published before the request: subject, body, headers."""
 
@@ -108,6 +110,8 @@ async def request(
 
 def _incomplete(reply: Msg) -> bool:
     """Whether a batch commit was refused for missing some of the batch (nothing stored)."""
+    if _INCOMPLETE_CODE not in reply.data:  # every commit that stored: the caller decodes it
+        return False
     try:
         ack = decode_ack(reply.data)
     except msgspec.DecodeError:
