@@ -62,13 +62,18 @@ class StallingProxy:
             forwarding.set()
             self._frozen.append(forwarding)
             await asyncio.gather(
-                self._pump(client_in, server_out, forwarding),
+                self._pump_to_server(client_in, server_out, forwarding),
                 self._pump(server_in, client_out, forwarding),
             )
         except OSError:
             pass
         finally:
             client_out.transport.abort()
+
+    async def _pump_to_server(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, forwarding: asyncio.Event
+    ) -> None:
+        await self._pump(source, sink, forwarding)
 
     async def _pump(
         self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, forwarding: asyncio.Event

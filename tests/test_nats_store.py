@@ -9,6 +9,7 @@ from uuid import uuid4
 
 import nats
 import pytest
+from dropping_proxy import DroppingProxy
 from hypothesis import given
 from hypothesis import strategies as st
 from nats_servers import NatsCluster, NatsServer
@@ -423,6 +424,33 @@ async def test_writes_without_a_connection_fail_at_once_and_are_never_sent(
         assert [e.version for e in await store.read_aggregate("thing", "a")] == [1]
     finally:
         await store.close()
+
+
+async def test_a_batch_missing_a_message_at_the_server_is_sent_again_and_stored_once(
+    nats_server: NatsServer, stream: str
+) -> None:
+    """JetStream refuses the commit of an atomic batch it did not receive whole (10176), storing
+    none of it: the append is sent again under a new batch id, and its events are stored once."""
+    proxy = DroppingProxy(nats_server.port)
+    await proxy.start()
+    store = NatsStore(f"nats://127.0.0.1:{proxy.port}", stream=stream, timeout=2.0)
+    await store.open()
+    try:
+        await store.create("thing", "a", make_events("a", 0, 1))
+        events = make_events("a", 1, 3)
+        proxy.drop_next("Nats-Batch-Sequence: 1")  # the batch's first message never arrives
+        positions = await store.append("thing", "a", 1, events)
+        assert len(proxy.dropped) == 1, "the append was not sent as a batch"
+        stored = await store.read_aggregate("thing", "a")
+        assert [e.version for e in stored] == [1, 2, 3, 4]
+        assert [e.id for e in stored[1:]] == [e.id for e in events]
+        assert [e.position for e in stored[1:]] == list(positions)
+        assert [e.id for e in await store.read_all(0)] == [e.id for e in stored]
+        await store.append("thing", "a", 4, make_events("a", 4, 1))
+        assert len(await store.read_aggregate("thing", "a")) == 5
+    finally:
+        await store.close()
+        await proxy.close()
 
 
 async def test_reads_on_a_replicated_stream_see_acknowledged_writes(
