@@ -14,10 +14,10 @@ each library stores: the peer stores one more event per cart (its creation event
 
 The ceiling is plain psycopg writing multi-row INSERTs of 64 rows per transaction into a table
 shaped like ours, on one connection: what PostgreSQL itself accepts on this machine. Beside it,
-the same rows per transaction written with COPY, PostgreSQL's fastest way in. Beside SQLite at one
-client it prints what an event loop pays to hand a job to a thread and be woken with the answer:
-every command pays that once for keeping its commit's fsync off the loop, which the peer, committing
-on its caller's thread, does not.
+the same rows per transaction written with COPY, PostgreSQL's fastest way in. After the SQLite
+ratios at one client it prints what an event loop pays to hand a job to a thread and be woken with
+the answer: at one client every command pays that once for keeping its commit's fsync off the loop,
+which the peer, committing on its caller's thread, does not.
 
 Rebuild times one cold load of a 10,000-event aggregate: a fresh ``Signal`` (so the pool misses)
 or a fresh peer application (so its cache misses), on a store that already holds the history. On
@@ -244,10 +244,11 @@ _PAYLOAD = b'{"sku":"apple","price":120}'
 WriteBatch = Callable[[psycopg.Connection[Any], Iterator[int], datetime], None]
 
 
-def thread_round_trip(trips: int = 5000) -> float:
+def thread_round_trip(trips: int = 2000, repeats: int = 5) -> float:
     """Microseconds for an event loop to hand a job to a waiting thread and be woken with its
-    answer, with nothing done in between: what keeping a commit's fsync off the loop adds to
-    each command of one client (the peer commits on its caller's thread)."""
+    answer, with nothing done in between (median of ``repeats`` runs): what keeping a commit's
+    fsync off the loop adds to each command of one client (the peer commits on its caller's
+    thread). With many clients one round trip serves a whole group commit."""
 
     async def measure() -> float:
         loop = asyncio.get_running_loop()
@@ -269,7 +270,7 @@ def thread_round_trip(trips: int = 5000) -> float:
         worker.join()
         return elapsed / trips * 1e6
 
-    return asyncio.run(measure())
+    return statistics.median(asyncio.run(measure()) for _ in range(repeats))
 
 
 def raw_inserts(scratch: Scratch, batch: int) -> Measurement:

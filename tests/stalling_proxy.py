@@ -73,6 +73,7 @@ class StallingProxy:
     async def _pump_to_server(
         self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, forwarding: asyncio.Event
     ) -> None:
+        """What the client sends; a subclass may read it message by message."""
         await self._pump(source, sink, forwarding)
 
     async def _pump(

@@ -4,6 +4,7 @@ three-server cluster, layout, several clients, durability, snapshots."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from uuid import uuid4
 
@@ -426,21 +427,35 @@ async def test_writes_without_a_connection_fail_at_once_and_are_never_sent(
         await store.close()
 
 
+def batch_id(headers: bytes) -> str:
+    """The ``Nats-Batch-Id`` among a published message's headers."""
+    found = re.search(rb"\r\nNats-Batch-Id: *([^\r]+)\r\n", headers)
+    assert found is not None, headers
+    return found.group(1).decode()
+
+
+@pytest.mark.parametrize("lost", [1, 2], ids=["first message lost", "middle message lost"])
 async def test_a_batch_missing_a_message_at_the_server_is_sent_again_and_stored_once(
-    nats_server: NatsServer, stream: str
+    nats_server: NatsServer, stream: str, lost: int
 ) -> None:
     """JetStream refuses the commit of an atomic batch it did not receive whole (10176), storing
     none of it: the append is sent again under a new batch id, and its events are stored once."""
     proxy = DroppingProxy(nats_server.port)
-    await proxy.start()
-    store = NatsStore(f"nats://127.0.0.1:{proxy.port}", stream=stream, timeout=2.0)
-    await store.open()
+    store: NatsStore | None = None
     try:
+        await proxy.start()
+        store = NatsStore(f"nats://127.0.0.1:{proxy.port}", stream=stream, timeout=2.0)
+        await store.open()
         await store.create("thing", "a", make_events("a", 0, 1))
         events = make_events("a", 1, 3)
-        proxy.drop_next("Nats-Batch-Sequence: 1")  # the batch's first message never arrives
+        proxy.drop_next(f"Nats-Batch-Sequence: {lost}")
         positions = await store.append("thing", "a", 1, events)
         assert len(proxy.dropped) == 1, "the append was not sent as a batch"
+        first_try = batch_id(proxy.dropped[0])
+        tries = {batch_id(headers) for headers in proxy.forwarded if b"Nats-Batch-Id" in headers}
+        # The first try's other messages went on, then the whole batch under a new id.
+        assert first_try in tries
+        assert len(tries) == 2
         stored = await store.read_aggregate("thing", "a")
         assert [e.version for e in stored] == [1, 2, 3, 4]
         assert [e.id for e in stored[1:]] == [e.id for e in events]
@@ -449,7 +464,8 @@ async def test_a_batch_missing_a_message_at_the_server_is_sent_again_and_stored_
         await store.append("thing", "a", 4, make_events("a", 4, 1))
         assert len(await store.read_aggregate("thing", "a")) == 5
     finally:
-        await store.close()
+        if store is not None:
+            await store.close()
         await proxy.close()
 
 
