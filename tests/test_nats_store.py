@@ -434,18 +434,24 @@ def batch_id(headers: bytes) -> str:
     return found.group(1).decode()
 
 
+@pytest.fixture
+async def dropping_proxy(nats_server: NatsServer) -> AsyncIterator[DroppingProxy]:
+    proxy = DroppingProxy(nats_server.port)
+    await proxy.start()
+    yield proxy
+    await proxy.close()
+
+
 @pytest.mark.parametrize("lost", [1, 2], ids=["first message lost", "middle message lost"])
 async def test_a_batch_missing_a_message_at_the_server_is_sent_again_and_stored_once(
-    nats_server: NatsServer, stream: str, lost: int
+    dropping_proxy: DroppingProxy, stream: str, lost: int
 ) -> None:
     """JetStream refuses the commit of an atomic batch it did not receive whole (10176), storing
     none of it: the append is sent again under a new batch id, and its events are stored once."""
-    proxy = DroppingProxy(nats_server.port)
-    store: NatsStore | None = None
+    proxy = dropping_proxy
+    store = NatsStore(f"nats://127.0.0.1:{proxy.port}", stream=stream, timeout=2.0)
+    await store.open()
     try:
-        await proxy.start()
-        store = NatsStore(f"nats://127.0.0.1:{proxy.port}", stream=stream, timeout=2.0)
-        await store.open()
         await store.create("thing", "a", make_events("a", 0, 1))
         events = make_events("a", 1, 3)
         proxy.drop_next(f"Nats-Batch-Sequence: {lost}")
@@ -464,9 +470,7 @@ async def test_a_batch_missing_a_message_at_the_server_is_sent_again_and_stored_
         await store.append("thing", "a", 4, make_events("a", 4, 1))
         assert len(await store.read_aggregate("thing", "a")) == 5
     finally:
-        if store is not None:
-            await store.close()
-        await proxy.close()
+        await store.close()
 
 
 async def test_reads_on_a_replicated_stream_see_acknowledged_writes(
