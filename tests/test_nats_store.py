@@ -360,10 +360,8 @@ async def test_an_event_over_the_streams_own_limit_is_too_large(nats_url: str, s
 
 @pytest.fixture
 async def proxy(nats_server: NatsServer) -> AsyncIterator[StallingProxy]:
-    proxy = StallingProxy(nats_server.port)
-    await proxy.start()
-    yield proxy
-    await proxy.close()
+    async with StallingProxy(nats_server.port) as proxy:
+        yield proxy
 
 
 async def append_until_stored(store: NatsStore, deadline: float) -> None:
@@ -436,10 +434,8 @@ def batch_id(headers: bytes) -> str:
 
 @pytest.fixture
 async def dropping_proxy(nats_server: NatsServer) -> AsyncIterator[DroppingProxy]:
-    proxy = DroppingProxy(nats_server.port)
-    await proxy.start()
-    yield proxy
-    await proxy.close()
+    async with DroppingProxy(nats_server.port) as proxy:
+        yield proxy
 
 
 @pytest.mark.parametrize("lost", [1, 2], ids=["first message lost", "middle message lost"])
