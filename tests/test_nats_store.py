@@ -487,3 +487,25 @@ async def test_reads_on_a_replicated_stream_see_acknowledged_writes(
     finally:
         await store.close()
         await delete_stream(nats_cluster.urls, store.stream)
+
+
+async def test_a_read_while_the_stream_changes_leader_is_asked_again(
+    nats_cluster: NatsCluster,
+) -> None:
+    """A read sent while a replicated stream elects a new leader goes unanswered (nobody holds the
+    stream for that moment): it is asked again, and answered within the store's timeout."""
+    store = NatsStore(nats_cluster.urls, stream=f"test_{uuid4().hex}", replicas=3, timeout=4.0)
+    await store.open()
+    admin = await nats.connect(nats_cluster.urls)
+    try:
+        await store.create("thing", "a", make_events("a", 0, 2))
+        for _ in range(3):
+            stepped = await admin.request(
+                f"$JS.API.STREAM.LEADER.STEPDOWN.{store.stream}", b"", timeout=5
+            )
+            assert b'"success":true' in stepped.data, stepped.data
+            assert [e.version for e in await store.read_aggregate("thing", "a")] == [1, 2]
+    finally:
+        await admin.close()
+        await store.close()
+        await delete_stream(nats_cluster.urls, store.stream)

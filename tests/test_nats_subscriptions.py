@@ -183,6 +183,22 @@ async def test_state_reads_on_a_cluster_see_every_commit_before_them(
                 assert await reads.progress("orders") == position
 
 
+async def test_a_state_read_while_the_bucket_changes_leader_is_asked_again(
+    nats_cluster: NatsCluster,
+) -> None:
+    # A read sent while the bucket elects a new leader goes unanswered; it is asked again.
+    async with store_and_operator(nats_cluster.urls, replicas=3) as (store, nc):
+        await _claim_orders(store)
+        async with store.subscription_transaction() as tx:
+            assert await tx.advance("orders", 0, "m-a", 0, 7, 1.0)
+        for _ in range(3):
+            stepdown = f"$JS.API.STREAM.LEADER.STEPDOWN.KV_{store.state_bucket}"
+            stepped = await nc.request(stepdown, b"", timeout=5)
+            assert b'"success":true' in stepped.data, stepped.data
+            async with store.subscription_reads() as reads:
+                assert await reads.progress("orders") == 7
+
+
 async def test_a_deleted_state_bucket_on_a_cluster_is_reported_not_read_as_empty(
     nats_cluster: NatsCluster,
 ) -> None:

@@ -5,6 +5,10 @@ just restarted a moment to recover its streams: until then a request finds nobod
 Nobody answering means nothing was read or stored, so asking again, up to the store's timeout,
 is safe. An atomic batch is sent again whole, under a new id: the server drops the pieces of the
 first try that reached it (a batch it never saw committed stores nothing).
+
+A read is also asked again when its answer is late (see :data:`READ_TRY`), and waits out a
+stream's election (:func:`from_leader`); a write that got no answer is never sent again, since it
+may have been stored.
 """
 
 from __future__ import annotations
@@ -29,8 +33,22 @@ T = TypeVar("T")
 RETRY = 0.02
 """Seconds between tries while a replica catches up or a cluster learns where to route."""
 
+READ_TRY = 1.0
+"""Seconds a read waits for its first answer before it is asked again (each later try waits
+twice as long as the one before, so a slow answer still comes). JetStream answers in
+milliseconds; a read sent while a replicated stream changes leader is answered by nobody, and
+only a new try reaches the new leader. (Writes are never cut short: an unanswered write may
+have been stored.)"""
+
 INCOMPLETE_BATCH = 10176
 """JetStream's refusal of a batch commit whose earlier messages it did not all receive."""
+
+NO_LEADER = 10008
+"""JetStream's answer (a 503) to a leader get while a replicated stream has no leader (an
+election): "JetStream system temporarily unavailable"."""
+
+ELECTION_RETRY = 0.1
+"""Seconds between leader gets while a stream elects its leader."""
 
 NO_MESSAGE = 10037
 """JetStream's answer to a get of a message the stream does not hold (a missing stream is
@@ -43,6 +61,13 @@ Message = tuple[str, bytes, "dict[str, str] | None"]
 
 Stored = tuple[str, int, dict[str, str], bytes]
 """A message as a stream holds it: subject, sequence, headers, body."""
+
+
+def _timed_out() -> type[Exception]:
+    """The client's error for a request whose answer did not come in time."""
+    from nats.errors import TimeoutError as NatsTimeout
+
+    return NatsTimeout
 
 
 def _not_answered() -> tuple[type[Exception], ...]:
@@ -77,14 +102,19 @@ async def request(
     *,
     within: float,
     before: Sequence[Message] = (),
+    each: float | None = None,
 ) -> Msg:
     """The answer to ``subject`` within ``within`` seconds, tries included: asked again while
-    nobody answers, each try waiting for what time is left.
+    nobody answers, each try waiting for what time is left. With ``each`` (reads only, which are
+    safe to ask again: see :data:`READ_TRY`) a try that got no answer after ``each`` seconds is
+    given up and asked again, waiting twice as long.
 
     With ``before``, the request is an atomic batch's commit and ``before`` its first messages,
     published first. A batch is sent again whole under a new id, also when its commit is refused
     as incomplete (a first message went where nobody took it).
     """
+    if each is not None and before:
+        raise ValueError("a batch is a write: it is never asked again for being late")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     batch = before
@@ -92,12 +122,21 @@ async def request(
         try:
             for to, body, sent in batch:
                 await nc.publish(to, body, headers=sent)
+            left = deadline - loop.time()
             reply = await nc.request(
-                subject, payload, timeout=deadline - loop.time(), headers=headers
+                subject,
+                payload,
+                timeout=left if each is None or each >= left else each,
+                headers=headers,
             )
         except _not_answered():
             if loop.time() + RETRY >= deadline:
                 raise
+        except _timed_out():
+            if each is None or loop.time() + RETRY >= deadline:
+                raise
+            each *= 2
+            continue  # the try waited already
         else:
             if not batch or not _incomplete(reply) or loop.time() + RETRY >= deadline:
                 return reply
@@ -125,6 +164,23 @@ def leader_get(stream: str, ask: dict[str, Any]) -> tuple[str, bytes]:
     write acknowledged before it, which a direct get answered by a replica still catching up may
     not."""
     return f"$JS.API.STREAM.MSG.GET.{stream}", json.dumps(ask).encode()
+
+
+async def from_leader(
+    send: Callable[[float], Awaitable[Msg]], within: float
+) -> tuple[Stored | None, dict[str, Any] | None]:
+    """What a :func:`leader_get` that ``send(seconds_left)`` sends finds (see
+    :func:`leader_answer`), asked again while the stream has no leader, for ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        reply = await send(deadline - loop.time())
+        message, error = leader_answer(reply.data)
+        if error is None or error.get("err_code") != NO_LEADER:
+            return message, error
+        if loop.time() + ELECTION_RETRY >= deadline:
+            return message, error  # still electing: the caller reports it
+        await asyncio.sleep(ELECTION_RETRY)
 
 
 def leader_answer(data: bytes) -> tuple[Stored | None, dict[str, Any] | None]:

@@ -76,11 +76,12 @@ from eventsignal.stores.nats.layout import (
 )
 from eventsignal.stores.nats.reading import LogReader
 from eventsignal.stores.nats.requests import (
+    READ_TRY,
     RETRY,
     Message,
     Stored,
     direct_answer,
-    leader_answer,
+    from_leader,
     leader_get,
     request,
 )
@@ -971,8 +972,10 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
         *,
         writing: bool = False,
         batch: Sequence[tuple[dict[str, str], bytes]] = (),
+        within: float | None = None,
     ) -> Msg:
-        """A request, or with ``batch`` the messages of one command (the last one a request)."""
+        """A request, or with ``batch`` the messages of one command (the last one a request),
+        answered within ``within`` seconds (the store's timeout unless said)."""
         import nats.errors
 
         nc = self._client()
@@ -992,15 +995,17 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
                 subject,
                 payload,
                 headers,
-                within=self.timeout,
+                within=self.timeout if within is None else within,
                 before=before,
+                each=None if writing else READ_TRY,
             )
         except nats.errors.NoRespondersError as exc:
             raise StoreUnavailable(f"no JetStream stream answers on {subject}") from exc
         except nats.errors.TimeoutError as exc:
             unknown = "; the write may or may not have been stored" if writing else ""
+            waited = self.timeout if within is None else round(within, 3)
             raise StoreUnavailable(
-                f"NATS did not answer on {subject} within {self.timeout}s{unknown}"
+                f"NATS did not answer on {subject} within {waited}s{unknown}"
             ) from exc
         except nats.errors.Error as exc:
             raise StoreUnavailable(
@@ -1027,10 +1032,12 @@ class NatsStore(NatsSubscriptions, StoreLifecycle, NatsSubjectKeys):
         return message
 
     async def _get_from_leader(self, ask: dict[str, Any], subject: str) -> _Message | None:
-        reply = await self._request(
-            *leader_get(self.stream, {"last_by_subj": subject} if subject else ask)
+        """Through the stream's leader; again while the stream has no leader (an election),
+        up to the timeout."""
+        to, body = leader_get(self.stream, {"last_by_subj": subject} if subject else ask)
+        message, error = await from_leader(
+            lambda left: self._request(to, body, within=left), self.timeout
         )
-        message, error = leader_answer(reply.data)
         if error is not None:
             raise StoreUnavailable(f"message get on {self.stream} failed: {error}")
         return message

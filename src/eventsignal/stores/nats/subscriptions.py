@@ -34,6 +34,7 @@ most 1000 messages (a server limit), hence a transaction at most 1000 changed ke
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -49,9 +50,10 @@ from eventsignal.domain.errors import (
 )
 from eventsignal.stores.base import StoredEvent
 from eventsignal.stores.nats.requests import (
+    READ_TRY,
     Message,
     direct_answer,
-    leader_answer,
+    from_leader,
     leader_get,
     request,
 )
@@ -77,6 +79,7 @@ from eventsignal.stores.subscription_state import (
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
+    from nats.aio.msg import Msg
     from nats.js.kv import KeyValue
 
 ATOMIC_SINCE = (2, 12)
@@ -139,10 +142,6 @@ def _doc(model: str, key: str | None = None) -> str:
     return f"doc.{token(model)}." + ("" if key is None else token(key))
 
 
-_NO_LEADER = 503  # JetStream's answer while a replicated stream has no leader
-_ELECTION_RETRY = 0.1  # seconds between reads while one is elected
-
-
 class NatsSubscriptionState:
     """A :class:`~eventsignal.stores.subscription_state.SubscriptionState` on a KV bucket."""
 
@@ -199,7 +198,9 @@ class NatsSubscriptionState:
     async def _direct_get(self, key: str) -> tuple[int, dict[str, str], bytes] | None:
         kv = self._kv
         try:
-            reply = await request(kv._js._nc, self._direct + key, b"", None, within=self._patience)
+            reply = await request(
+                kv._js._nc, self._direct + key, b"", None, within=self._patience, each=READ_TRY
+            )
         except Exception as exc:
             raise StoreUnavailable(f"cannot read {key!r} from {kv._name}: {exc}") from exc
         message, failure = direct_answer(reply)
@@ -212,21 +213,18 @@ class NatsSubscriptionState:
         the last commit; again while the bucket has no leader (an election), up to the
         timeout."""
         kv = self._kv
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._patience
         subject, payload = leader_get(self._stream, {"last_by_subj": kv._pre + key})
-        while True:
-            try:
-                left = deadline - loop.time()
-                reply = await request(kv._js._nc, subject, payload, None, within=left)
-                message, error = leader_answer(reply.data)
-            except Exception as exc:
-                raise StoreUnavailable(f"cannot read {key!r} from {kv._name}: {exc}") from exc
-            if error is None:
-                return None if message is None else message[1:]
-            if error.get("code") != _NO_LEADER or loop.time() + _ELECTION_RETRY >= deadline:
-                raise StoreUnavailable(f"reading {key!r} from {kv._name} failed: {error}")
-            await asyncio.sleep(_ELECTION_RETRY)
+
+        async def send(left: float) -> Msg:
+            return await request(kv._js._nc, subject, payload, None, within=left, each=READ_TRY)
+
+        try:
+            message, error = await from_leader(send, self._patience)
+        except Exception as exc:
+            raise StoreUnavailable(f"cannot read {key!r} from {kv._name}: {exc}") from exc
+        if error is not None:
+            raise StoreUnavailable(f"reading {key!r} from {kv._name} failed: {error}")
+        return None if message is None else message[1:]
 
     @property
     def _patience(self) -> float:
@@ -241,11 +239,18 @@ class NatsSubscriptionState:
         """
         found: dict[str, bytes] = {}
         pre = self._kv._pre
+        asked = json.dumps({"subjects_filter": pre + prefix + ">"}).encode()
+        info = f"$JS.API.STREAM.INFO.{self._stream}"
         try:
-            info = await self._kv._js.stream_info(self._stream, subjects_filter=pre + prefix + ">")
+            reply = await request(
+                self._kv._js._nc, info, asked, None, within=self._patience, each=READ_TRY
+            )
+            answer = json.loads(reply.data)
         except Exception as exc:
             raise StoreUnavailable(f"cannot list {prefix!r} in {self._kv._name}: {exc}") from exc
-        subjects = (info.state.subjects or {}) if info.state else {}
+        if "error" in answer:
+            raise StoreUnavailable(f"cannot list {prefix!r} in {self._kv._name}: {answer['error']}")
+        subjects: dict[str, int] = (answer.get("state") or {}).get("subjects") or {}
         keys = [subject[len(pre) :] for subject in subjects]
         unread = [key for key in keys if key not in self._read]
         # All at once: a rebalance lists every checkpoint and member, and waits for the slowest.
