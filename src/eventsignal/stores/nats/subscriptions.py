@@ -198,9 +198,7 @@ class NatsSubscriptionState:
     async def _direct_get(self, key: str) -> tuple[int, dict[str, str], bytes] | None:
         kv = self._kv
         try:
-            reply = await request(
-                kv._js._nc, self._direct + key, b"", None, within=self._patience, each=READ_TRY
-            )
+            reply = await self._ask(self._direct + key, b"")
         except Exception as exc:
             raise StoreUnavailable(f"cannot read {key!r} from {kv._name}: {exc}") from exc
         message, failure = direct_answer(reply)
@@ -214,17 +212,28 @@ class NatsSubscriptionState:
         timeout."""
         kv = self._kv
         subject, payload = leader_get(self._stream, {"last_by_subj": kv._pre + key})
-
-        async def send(left: float) -> Msg:
-            return await request(kv._js._nc, subject, payload, None, within=left, each=READ_TRY)
-
         try:
-            message, error = await from_leader(send, self._patience)
+            message, error = await from_leader(
+                lambda left: self._ask(subject, payload, left), self._patience
+            )
         except Exception as exc:
             raise StoreUnavailable(f"cannot read {key!r} from {kv._name}: {exc}") from exc
         if error is not None:
             raise StoreUnavailable(f"reading {key!r} from {kv._name} failed: {error}")
         return None if message is None else message[1:]
+
+    async def _ask(self, subject: str, payload: bytes, within: float | None = None) -> Msg:
+        """A read of the bucket's stream, asked again while nobody answers or the answer is late
+        (see :data:`~eventsignal.stores.nats.requests.READ_TRY`), for ``within`` seconds (the
+        timeout unless said)."""
+        return await request(
+            self._kv._js._nc,
+            subject,
+            payload,
+            None,
+            within=self._patience if within is None else within,
+            each=READ_TRY,
+        )
 
     @property
     def _patience(self) -> float:
@@ -242,9 +251,7 @@ class NatsSubscriptionState:
         asked = json.dumps({"subjects_filter": pre + prefix + ">"}).encode()
         info = f"$JS.API.STREAM.INFO.{self._stream}"
         try:
-            reply = await request(
-                self._kv._js._nc, info, asked, None, within=self._patience, each=READ_TRY
-            )
+            reply = await self._ask(info, asked)
             answer = json.loads(reply.data)
         except Exception as exc:
             raise StoreUnavailable(f"cannot list {prefix!r} in {self._kv._name}: {exc}") from exc
