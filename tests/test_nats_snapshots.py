@@ -15,6 +15,7 @@ import nats
 import pytest
 from accounts import Account, Deposit, config
 from nats_admin import changed_for, store_and_operator
+from nats_servers import NatsCluster
 
 from eventsignal import AggregateConfig, Signal
 from eventsignal.domain.snapshots import SnapshotPolicy
@@ -139,6 +140,28 @@ async def test_snapshot_saves_wait_while_nobody_stores_them(nats_url: str) -> No
         async with changed_for(nc, f"KV_{bucket}", 1.0, subjects=elsewhere) as restored:
             await store.save_snapshot(snapshot(8))
             assert restored.is_set()
+        saved = await store.load_snapshot("account", "a")
+        assert saved is not None
+        assert saved.version == 8
+
+
+async def test_a_snapshot_read_while_the_bucket_changes_leader_is_asked_again(
+    nats_cluster: NatsCluster,
+) -> None:
+    # A get sent while the bucket elects a new leader goes unanswered; it is asked again, so a
+    # rebuild still starts from the snapshot, and a save still compares with the stored one.
+    async with store_and_operator(nats_cluster.urls, replicas=3) as (store, nc):
+        await store.save_snapshot(snapshot(5))
+        stepdown = f"$JS.API.STREAM.LEADER.STEPDOWN.KV_{store.stream}_snapshots"
+        for version in (6, 7, 8):
+            stepped = await nc.request(stepdown, b"", timeout=5)
+            assert b'"success":true' in stepped.data, stepped.data
+            loaded = await store.load_snapshot("account", "a")
+            assert loaded is not None
+            assert loaded.version == version - 1
+            stepped = await nc.request(stepdown, b"", timeout=5)
+            assert b'"success":true' in stepped.data, stepped.data
+            await store.save_snapshot(snapshot(version))
         saved = await store.load_snapshot("account", "a")
         assert saved is not None
         assert saved.version == 8

@@ -13,6 +13,7 @@ import pytest
 from dropping_proxy import DroppingProxy
 from hypothesis import given
 from hypothesis import strategies as st
+from nats_admin import store_and_operator
 from nats_servers import NatsCluster, NatsServer
 from stalling_proxy import StallingProxy
 
@@ -509,3 +510,23 @@ async def test_a_read_while_the_stream_changes_leader_is_asked_again(
         await admin.close()
         await store.close()
         await delete_stream(nats_cluster.urls, store.stream)
+
+
+async def test_a_subject_key_read_while_its_bucket_changes_leader_is_asked_again(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Subject keys (privacy) are read as events are: asked again while their bucket elects a
+    new leader, so a command that needs a key does not fail over the moment."""
+    async with store_and_operator(nats_cluster.urls, replicas=3) as (store, admin):
+        digest, key = "d" * 64, bytes(range(32))
+        assert await store.add_subject_keys({digest: key}, [(digest, "thing", "a")]) == {
+            digest: key
+        }
+        stepdown = f"$JS.API.STREAM.LEADER.STEPDOWN.KV_{store.stream}_subject_keys"
+        for _ in range(3):
+            stepped = await admin.request(stepdown, b"", timeout=5)
+            assert b'"success":true' in stepped.data, stepped.data
+            assert await store.load_subject_keys([digest]) == {digest: key}
+            stepped = await admin.request(stepdown, b"", timeout=5)
+            assert b'"success":true' in stepped.data, stepped.data
+            assert await store.subject_uses(digest) == [("thing", "a")]

@@ -20,6 +20,7 @@ import msgspec
 from eventsignal.domain.errors import StoreUnavailable
 from eventsignal.domain.identity import validate_id, validate_name
 from eventsignal.stores.base import Snapshot
+from eventsignal.stores.nats.buckets import BucketReads
 from eventsignal.stores.nats.requests import patiently
 from eventsignal.stores.nats.wire import encode_token
 
@@ -43,30 +44,22 @@ class SnapshotBucket:
     def __init__(self, stream: str, replicas: int) -> None:
         self.name = f"{stream}_snapshots"
         self.replicas = replicas
-        self._opened: tuple[JetStreamContext, KeyValue] | None = None
+        self._opened: tuple[JetStreamContext, KeyValue, BucketReads] | None = None
 
     async def save(self, js: JetStreamContext, snapshot: Snapshot) -> None:
         """Store ``snapshot`` unless the bucket already holds one as new or newer."""
-        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+        from nats.js.errors import KeyWrongLastSequenceError
 
         key = key_of(validate_name(snapshot.aggregate_name), validate_id(snapshot.aggregate_id))
         value = _encode(snapshot)
-        kv = await self._bucket(js)
-        wait = self._patience(js)
+        kv, reads = await self._bucket(js)
         while True:
+            revision, stored = await reads.latest(key)
+            if stored and _decode(stored).version >= snapshot.version:
+                return
             try:
-                entry = await patiently(partial(kv.get, key), wait)
-            except KeyNotFoundError:
-                entry = None
-            except Exception as exc:
-                raise self._unavailable(exc) from exc
-            try:
-                if entry is None:
-                    await patiently(partial(kv.create, key, value), wait)
-                elif entry.value and _decode(entry.value).version >= snapshot.version:
-                    return
-                else:
-                    await patiently(partial(kv.update, key, value, last=entry.revision), wait)
+                # Revision 0 (no such key) creates it; a deleted key's marker is built on.
+                await patiently(partial(kv.update, key, value, last=revision), reads.patience)
                 return
             except KeyWrongLastSequenceError:
                 continue  # another save came between: compare with that one
@@ -76,36 +69,26 @@ class SnapshotBucket:
     async def load(
         self, js: JetStreamContext, aggregate_name: str, aggregate_id: str
     ) -> Snapshot | None:
-        from nats.js.errors import KeyNotFoundError
-
-        kv = await self._bucket(js)
-        try:
-            entry = await patiently(
-                partial(kv.get, key_of(aggregate_name, aggregate_id)), self._patience(js)
-            )
-        except KeyNotFoundError:
-            return None
-        except Exception as exc:
-            raise self._unavailable(exc) from exc
-        return _decode(entry.value) if entry.value else None
+        _, reads = await self._bucket(js)
+        _, stored = await reads.latest(key_of(aggregate_name, aggregate_id))
+        return _decode(stored) if stored else None
 
     async def delete(self, js: JetStreamContext, aggregate_name: str, aggregate_id: str) -> None:
         """Remove the aggregate's snapshot, history and all."""
-        kv = await self._bucket(js)
+        kv, reads = await self._bucket(js)
         try:
-            await patiently(
-                partial(kv.purge, key_of(aggregate_name, aggregate_id)), self._patience(js)
-            )
+            await patiently(partial(kv.purge, key_of(aggregate_name, aggregate_id)), reads.patience)
         except Exception as exc:
             raise self._unavailable(exc) from exc
 
-    async def _bucket(self, js: JetStreamContext) -> KeyValue:
-        """The bucket on this connection, created (with the stream's replicas) if missing."""
+    async def _bucket(self, js: JetStreamContext) -> tuple[KeyValue, BucketReads]:
+        """The bucket on this connection, created (with the stream's replicas) if missing, and
+        its reads (through the leader when replicated, since a replica may lag)."""
         from nats.js.api import StorageType
         from nats.js.errors import BucketNotFoundError
 
         if self._opened is not None and self._opened[0] is js:
-            return self._opened[1]
+            return self._opened[1:]
         try:
             try:
                 kv = await js.key_value(self.name)
@@ -115,13 +98,9 @@ class SnapshotBucket:
                 )
         except Exception as exc:
             raise self._unavailable(exc) from exc
-        self._opened = (js, kv)
-        return kv
-
-    def _patience(self, js: JetStreamContext) -> float:
-        """How long to ask again while nobody serves the bucket (one not yet known on every
-        server of a cluster, or still being recovered by a server just restarted)."""
-        return float(js._timeout)
+        reads = BucketReads(kv, leader=self.replicas > 1 or not kv._direct)
+        self._opened = (js, kv, reads)
+        return kv, reads
 
     def _unavailable(self, exc: Any) -> StoreUnavailable:
         return StoreUnavailable(f"snapshot bucket {self.name!r}: {type(exc).__name__}: {exc}")

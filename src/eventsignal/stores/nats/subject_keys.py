@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from eventsignal.domain.errors import StoreUnavailable
+from eventsignal.stores.nats.buckets import BucketReads
 from eventsignal.stores.subject_keys import Forgetting, ForgottenSubject, SubjectUse
 
 if TYPE_CHECKING:
@@ -65,23 +66,20 @@ class NatsSubjectKeys:
         await self._subject_bucket("subject_keys")
         await self._subject_bucket("forgotten")
 
-    async def _kv_get(self, kv: KeyValue, key: str) -> Any:
-        from nats.js.errors import KeyNotFoundError
+    def _reads(self, kv: KeyValue) -> BucketReads:
+        return BucketReads(kv, leader=self.replicas > 1 or not kv._direct)
 
-        try:
-            return await kv.get(key)
-        except KeyNotFoundError:
-            return None
-        except Exception as exc:
-            raise _unavailable(kv._name, exc) from exc
+    async def _kv_get(self, kv: KeyValue, key: str) -> bytes | None:
+        """``key``'s value, ``None`` if it holds none."""
+        return (await self._reads(kv).latest(key)).value
 
     async def load_subject_keys(self, digests: Collection[str]) -> dict[str, bytes | None]:
         kv = await self._subject_bucket("subject_keys")
         found: dict[str, bytes | None] = {}
         for digest in digests:
-            entry = await self._kv_get(kv, f"k.{digest}")
-            if entry is not None and entry.value:
-                found[digest] = None if entry.value == GONE else bytes(entry.value)
+            value = await self._kv_get(kv, f"k.{digest}")
+            if value:
+                found[digest] = None if value == GONE else value
         return found
 
     async def add_subject_keys(
@@ -106,16 +104,13 @@ class NatsSubjectKeys:
 
         key = f"u.{digest}"
         while True:
-            entry = await self._kv_get(kv, key)
-            known = _uses_decode(entry.value) if entry is not None and entry.value else []
+            revision, stored = await self._reads(kv).latest(key)
+            known = _uses_decode(stored) if stored else []
             if use in known:
                 return
-            value = _uses_encode([*known, use])
             try:
-                if entry is None:
-                    await kv.create(key, value)
-                else:
-                    await kv.update(key, value, last=entry.revision)
+                # Revision 0 (no such key) creates it.
+                await kv.update(key, _uses_encode([*known, use]), last=revision)
                 return
             except KeyWrongLastSequenceError:
                 continue  # another writer added a use meanwhile: add to theirs
@@ -128,25 +123,25 @@ class NatsSubjectKeys:
         keys = await self._subject_bucket("subject_keys")
         record = await self._subject_bucket("forgotten")
         before = await self._kv_get(keys, f"k.{digest}")
-        destroyed = before is not None and bool(before.value) and before.value != GONE
+        destroyed = bool(before) and before != GONE
         try:
             await keys.put(f"k.{digest}", GONE)
             with contextlib.suppress(KeyWrongLastSequenceError):  # the first moment stands
                 await record.create(digest, at.isoformat().encode())
         except Exception as exc:
             raise _unavailable(keys._name, exc) from exc
-        entry = await self._kv_get(record, digest)
+        first = await self._kv_get(record, digest)
         return Forgetting(
             digest=digest,
-            forgotten_at=datetime.fromisoformat(entry.value.decode()) if entry else at,
+            forgotten_at=datetime.fromisoformat(first.decode()) if first else at,
             destroyed=destroyed,
             aggregates=tuple(await self.subject_uses(digest)),
         )
 
     async def drop_subject_key(self, digest: str) -> None:
         kv = await self._subject_bucket("subject_keys")
-        entry = await self._kv_get(kv, f"k.{digest}")
-        if entry is None or entry.value == GONE:
+        value = await self._kv_get(kv, f"k.{digest}")
+        if value is None or value == GONE:
             return  # a forgotten subject's record stays
         try:
             await kv.purge(f"k.{digest}")
@@ -155,8 +150,8 @@ class NatsSubjectKeys:
 
     async def subject_uses(self, digest: str) -> Sequence[tuple[str, str]]:
         kv = await self._subject_bucket("subject_keys")
-        entry = await self._kv_get(kv, f"u.{digest}")
-        return sorted(_uses_decode(entry.value)) if entry is not None and entry.value else []
+        value = await self._kv_get(kv, f"u.{digest}")
+        return sorted(_uses_decode(value)) if value else []
 
     async def forgotten_subjects(self, since: datetime | None = None) -> list[ForgottenSubject]:
         from nats.js.errors import NoKeysError
@@ -170,10 +165,10 @@ class NatsSubjectKeys:
             raise _unavailable(kv._name, exc) from exc
         found = []
         for digest in digests:
-            entry = await self._kv_get(kv, digest)
-            if entry is None or not entry.value:
+            value = await self._kv_get(kv, digest)
+            if not value:
                 continue
-            at = datetime.fromisoformat(entry.value.decode())
+            at = datetime.fromisoformat(value.decode())
             if since is None or at > since:
                 found.append(ForgottenSubject(digest=digest, forgotten_at=at))
         return sorted(found, key=lambda f: (f.forgotten_at, f.digest))

@@ -49,14 +49,8 @@ from eventsignal.domain.errors import (
     StoreUnavailable,
 )
 from eventsignal.stores.base import StoredEvent
-from eventsignal.stores.nats.requests import (
-    READ_TRY,
-    Message,
-    direct_answer,
-    from_leader,
-    leader_get,
-    request,
-)
+from eventsignal.stores.nats.buckets import BucketReads
+from eventsignal.stores.nats.requests import Message, request
 from eventsignal.stores.nats.wire import (
     BATCH_COMMIT,
     BATCH_ID,
@@ -79,7 +73,6 @@ from eventsignal.stores.subscription_state import (
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
-    from nats.aio.msg import Msg
     from nats.js.kv import KeyValue
 
 ATOMIC_SINCE = (2, 12)
@@ -150,20 +143,17 @@ class NatsSubscriptionState:
     def __init__(
         self,
         kv: KeyValue,
-        bucket_stream: str,
         *,
         writable: bool,
         replicated: bool,
         known: dict[str, tuple[int, bytes | None]] | None = None,
     ) -> None:
         self._kv = kv
-        self._replicated = replicated
+        self._reads = BucketReads(kv, leader=replicated)
         # Checkpoints as this store object last committed them (revision, value): a runner's
         # next advance builds on its own last one without reading it back. Stale when another
         # member wrote since, which the expected revision then catches at commit.
         self._known = known
-        self._stream = bucket_stream
-        self._direct = f"$JS.API.DIRECT.GET.{bucket_stream}.{kv._pre}"
         self._writable = writable
         self._read: dict[str, tuple[int, bytes | None]] = {}  # revision and value first read
         self._writes: dict[str, bytes | None] = {}  # None: deleted
@@ -179,79 +169,21 @@ class NatsSubscriptionState:
             return self._writes[key]
         if key not in self._read:
             known = self._known.get(key) if self._known is not None else None
-            self._read[key] = known if known is not None else await self._fetch(key)
+            self._read[key] = known if known is not None else await self._reads.latest(key)
         return self._read[key][1]
-
-    async def _fetch(self, key: str) -> tuple[int, bytes | None]:
-        """A key's revision and value (``None``: absent or deleted)."""
-        if self._replicated:
-            message = await self._from_leader(key)
-        else:
-            message = await self._direct_get(key)
-        if message is None:
-            return 0, None
-        revision, headers, value = message
-        if headers.get("KV-Operation") in ("DEL", "PURGE"):
-            return revision, None
-        return revision, value
-
-    async def _direct_get(self, key: str) -> tuple[int, dict[str, str], bytes] | None:
-        kv = self._kv
-        try:
-            reply = await self._ask(self._direct + key, b"")
-        except Exception as exc:
-            raise StoreUnavailable(f"cannot read {key!r} from {kv._name}: {exc}") from exc
-        message, failure = direct_answer(reply)
-        if failure is not None:
-            raise StoreUnavailable(f"direct get of {key!r} failed: {failure}")
-        return None if message is None else message[1:]
-
-    async def _from_leader(self, key: str) -> tuple[int, dict[str, str], bytes] | None:
-        """Through the bucket's leader, since a replica may answer a direct get before it has
-        the last commit; again while the bucket has no leader (an election), up to the
-        timeout."""
-        kv = self._kv
-        subject, payload = leader_get(self._stream, {"last_by_subj": kv._pre + key})
-        try:
-            message, error = await from_leader(
-                lambda left: self._ask(subject, payload, left), self._patience
-            )
-        except Exception as exc:
-            raise StoreUnavailable(f"cannot read {key!r} from {kv._name}: {exc}") from exc
-        if error is not None:
-            raise StoreUnavailable(f"reading {key!r} from {kv._name} failed: {error}")
-        return None if message is None else message[1:]
-
-    async def _ask(self, subject: str, payload: bytes, within: float | None = None) -> Msg:
-        """A read of the bucket's stream, asked again while nobody answers or the answer is late
-        (see :data:`~eventsignal.stores.nats.requests.READ_TRY`), for ``within`` seconds (the
-        timeout unless said)."""
-        return await request(
-            self._kv._js._nc,
-            subject,
-            payload,
-            None,
-            within=self._patience if within is None else within,
-            each=READ_TRY,
-        )
-
-    @property
-    def _patience(self) -> float:
-        """Seconds to wait for an answer, and to ask again while nobody is there to give one."""
-        return float(self._kv._js._timeout)
 
     async def _list(self, prefix: str) -> list[tuple[str, bytes]]:
         """The current keys under ``prefix`` (it ends with a dot), with their values, by key.
 
         The keys come from the bucket stream's subjects (no consumer, so nothing is missed
-        while one starts up), each value as :meth:`_fetch` reads it.
+        while one starts up), each value as its latest revision holds it.
         """
         found: dict[str, bytes] = {}
         pre = self._kv._pre
         asked = json.dumps({"subjects_filter": pre + prefix + ">"}).encode()
-        info = f"$JS.API.STREAM.INFO.{self._stream}"
+        info = f"$JS.API.STREAM.INFO.{self._reads.stream}"
         try:
-            reply = await self._ask(info, asked)
+            reply = await self._reads.ask(info, asked)
             answer = json.loads(reply.data)
         except Exception as exc:
             raise StoreUnavailable(f"cannot list {prefix!r} in {self._kv._name}: {exc}") from exc
@@ -261,7 +193,8 @@ class NatsSubscriptionState:
         keys = [subject[len(pre) :] for subject in subjects]
         unread = [key for key in keys if key not in self._read]
         # All at once: a rebalance lists every checkpoint and member, and waits for the slowest.
-        self._read.update(zip(unread, await asyncio.gather(*map(self._fetch, unread)), strict=True))
+        fetched = await asyncio.gather(*map(self._reads.latest, unread))
+        self._read.update(zip(unread, fetched, strict=True))
         if self._known is not None:
             self._known.update((key, self._read[key]) for key in unread if key.startswith("cp."))
         for key in keys:
@@ -333,7 +266,7 @@ class NatsSubscriptionState:
                 last,
                 body,
                 headers_of_last,
-                within=self._patience,
+                within=self._reads.patience,
                 before=messages,
             )
         except Exception as exc:
@@ -582,7 +515,6 @@ class NatsSubscriptions:
         async with self._state_turn:
             state = NatsSubscriptionState(
                 kv,
-                f"KV_{self.state_bucket}",
                 writable=True,
                 replicated=self._state_replicated,
                 known=self._checkpoints_known,
@@ -596,9 +528,7 @@ class NatsSubscriptions:
     @asynccontextmanager
     async def _state_reads(self) -> AsyncIterator[NatsSubscriptionState]:
         kv = await self._state_bucket()
-        yield NatsSubscriptionState(
-            kv, f"KV_{self.state_bucket}", writable=False, replicated=self._state_replicated
-        )
+        yield NatsSubscriptionState(kv, writable=False, replicated=self._state_replicated)
 
     async def _state_bucket(self) -> KeyValue:
         """The bucket, created (with atomic batches allowed) on first use on this connection."""
