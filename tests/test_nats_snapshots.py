@@ -130,6 +130,19 @@ async def test_any_name_and_id_has_a_snapshot_of_its_own(
     assert (kept.aggregate_name, kept.aggregate_id, kept.version) == (name, aggregate_id, 2)
 
 
+async def test_a_snapshot_saved_after_its_aggregate_was_forgotten_is_kept(
+    store: NatsStore,
+) -> None:
+    # Deleting purges the key, leaving a marker: the next save is written over the marker.
+    await store.save_snapshot(snapshot(6))
+    await store.delete_snapshot("account", "a")
+    assert await store.load_snapshot("account", "a") is None
+    await store.save_snapshot(snapshot(2))
+    saved = await store.load_snapshot("account", "a")
+    assert saved is not None
+    assert saved.version == 2
+
+
 async def test_snapshot_saves_wait_while_nobody_stores_them(nats_url: str) -> None:
     # As subscription state does: a publish nobody answered stored nothing, so the store asks
     # again until its timeout rather than lose a snapshot over a cluster's or a server's moment.

@@ -530,3 +530,18 @@ async def test_a_subject_key_read_while_its_bucket_changes_leader_is_asked_again
             stepped = await admin.request(stepdown, b"", timeout=5)
             assert b'"success":true' in stepped.data, stepped.data
             assert await store.subject_uses(digest) == [("thing", "a")]
+
+
+async def test_a_subject_key_digest_that_cannot_be_a_key_is_refused_not_matched(
+    nats_url: str,
+) -> None:
+    """A digest goes into a subject, where a wildcard would select another subject's key."""
+    async with store_and_operator(nats_url) as (store, _):
+        digest, key = "d" * 64, bytes(range(32))
+        await store.add_subject_keys({digest: key}, [(digest, "thing", "a")])
+        for wildcard in ("*", ">", "d d"):
+            with pytest.raises(ConfigurationError, match="cannot be a key"):
+                await store.load_subject_keys([wildcard])
+            with pytest.raises(ConfigurationError, match="cannot be a key"):
+                await store.subject_uses(wildcard)
+        assert await store.load_subject_keys([digest]) == {digest: key}

@@ -9,9 +9,10 @@ event stream do. Writes stay with the client: a write that got no answer may hav
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, NamedTuple
 
-from eventsignal.domain.errors import StoreUnavailable
+from eventsignal.domain.errors import ConfigurationError, StoreUnavailable
 from eventsignal.stores.nats.requests import (
     READ_TRY,
     Stored,
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from nats.js.kv import KeyValue
 
 _REMOVED = ("DEL", "PURGE")  # a key's delete or purge marker: the key holds no value
+# What a key may hold (as the client checks on its writes): a key goes into a subject, where a
+# wildcard or a space would select other keys' messages.
+_KEY = re.compile(r"[-/_=a-zA-Z0-9]+(\.[-/_=a-zA-Z0-9]+)*")
 
 
 class Entry(NamedTuple):
@@ -39,15 +43,15 @@ class Entry(NamedTuple):
 class BucketReads:
     """The reads of one bucket.
 
-    With ``leader``, keys are read through the stream's leader, which has every acknowledged
-    write; else by a direct get (one replica, which then is the leader, and direct gets
-    allowed), which skips the JSON and base64 of the leader's answer.
+    A ``replicated`` bucket, or one without direct gets, is read through its stream's leader,
+    which has every acknowledged write (a follower answering a direct get may not yet); a bucket
+    on one server by a direct get, which skips the JSON and base64 of the leader's answer.
     """
 
-    def __init__(self, kv: KeyValue, *, leader: bool) -> None:
+    def __init__(self, kv: KeyValue, *, replicated: bool) -> None:
         self.kv = kv
         self.stream: str = kv._stream
-        self._leader = leader
+        self._leader = replicated or not kv._direct
         self._direct = f"$JS.API.DIRECT.GET.{self.stream}.{kv._pre}"
 
     @property
@@ -70,6 +74,11 @@ class BucketReads:
 
     async def latest(self, key: str) -> Entry:
         """``key`` as it is now (a deleted key with the revision of its marker)."""
+        if _KEY.fullmatch(key) is None:
+            raise ConfigurationError(
+                f"{key!r} cannot be a key of bucket {self.kv._name!r}: keys hold letters, "
+                "digits and - / _ = in tokens separated by dots"
+            )
         message = await (self._from_leader(key) if self._leader else self._direct_get(key))
         if message is None:
             return Entry(0, None)
@@ -85,7 +94,9 @@ class BucketReads:
             raise self._unavailable(key, exc) from exc
         message, failure = direct_answer(reply)
         if failure is not None:
-            raise StoreUnavailable(f"direct get of {key!r} from {self.kv._name} failed: {failure}")
+            raise StoreUnavailable(
+                f"direct get of {key!r} from bucket {self.kv._name!r} failed: {failure}"
+            )
         return message
 
     async def _from_leader(self, key: str) -> Stored | None:
@@ -97,11 +108,13 @@ class BucketReads:
         except Exception as exc:
             raise self._unavailable(key, exc) from exc
         if error is not None:
-            raise StoreUnavailable(f"reading {key!r} from {self.kv._name} failed: {error}")
+            raise StoreUnavailable(f"reading {key!r} from bucket {self.kv._name!r} failed: {error}")
         return message
 
     def _unavailable(self, key: str, exc: Exception) -> StoreUnavailable:
-        return StoreUnavailable(f"cannot read {key!r} from {self.kv._name}: {exc}")
+        return StoreUnavailable(
+            f"cannot read {key!r} from bucket {self.kv._name!r}: {type(exc).__name__}: {exc}"
+        )
 
 
 __all__ = ["BucketReads", "Entry"]

@@ -98,7 +98,7 @@ class SnapshotBucket:
                 )
         except Exception as exc:
             raise self._unavailable(exc) from exc
-        reads = BucketReads(kv, leader=self.replicas > 1 or not kv._direct)
+        reads = BucketReads(kv, replicated=self.replicas > 1)
         self._opened = (js, kv, reads)
         return kv, reads
 

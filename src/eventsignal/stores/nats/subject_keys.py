@@ -9,14 +9,13 @@ key: the key a forgetting overwrites is no longer in the bucket's history.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from eventsignal.domain.errors import StoreUnavailable
+from eventsignal.domain.errors import SignalError, StoreUnavailable
 from eventsignal.stores.nats.buckets import BucketReads
 from eventsignal.stores.subject_keys import Forgetting, ForgottenSubject, SubjectUse
 
@@ -67,7 +66,30 @@ class NatsSubjectKeys:
         await self._subject_bucket("forgotten")
 
     def _reads(self, kv: KeyValue) -> BucketReads:
-        return BucketReads(kv, leader=self.replicas > 1 or not kv._direct)
+        """Reads of ``kv`` asked again during a leader change (made per read: cheap, and
+        never on the command path of a subject whose key is cached)."""
+        return BucketReads(kv, replicated=self.replicas > 1)
+
+    async def _create_key(self, kv: KeyValue, key: str, value: bytes) -> None:
+        """Write ``key`` unless it holds a value: the first value written stays (another
+        writer's key, a forgotten subject's marker, the first moment of a forgetting)."""
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        revision = 0  # no such key, as usual
+        try:
+            while True:
+                try:
+                    await kv.update(key, value, last=revision)
+                    return
+                except KeyWrongLastSequenceError:
+                    revision, held = await self._reads(kv).latest(key)
+                    if held is not None:
+                        return
+                    # Deleted or purged: written over its marker's revision.
+        except SignalError:
+            raise  # said already
+        except Exception as exc:
+            raise _unavailable(kv._name, exc) from exc
 
     async def _kv_get(self, kv: KeyValue, key: str) -> bytes | None:
         """``key``'s value, ``None`` if it holds none."""
@@ -85,16 +107,9 @@ class NatsSubjectKeys:
     async def add_subject_keys(
         self, keys: Mapping[str, bytes], uses: Collection[SubjectUse]
     ) -> dict[str, bytes | None]:
-        from nats.js.errors import KeyWrongLastSequenceError
-
         kv = await self._subject_bucket("subject_keys")
         for digest, key in keys.items():
-            try:
-                await kv.create(f"k.{digest}", key)
-            except KeyWrongLastSequenceError:
-                pass  # another writer's key, or a forgotten subject: it stays
-            except Exception as exc:
-                raise _unavailable(kv._name, exc) from exc
+            await self._create_key(kv, f"k.{digest}", key)
         for digest, name, aggregate_id in uses:
             await self._add_use(kv, digest, (name, aggregate_id))
         return {d: k for d, k in (await self.load_subject_keys(list(keys))).items()}
@@ -118,18 +133,15 @@ class NatsSubjectKeys:
                 raise _unavailable(kv._name, exc) from exc
 
     async def forget_subject_key(self, digest: str, at: datetime) -> Forgetting:
-        from nats.js.errors import KeyWrongLastSequenceError
-
         keys = await self._subject_bucket("subject_keys")
         record = await self._subject_bucket("forgotten")
         before = await self._kv_get(keys, f"k.{digest}")
         destroyed = bool(before) and before != GONE
         try:
             await keys.put(f"k.{digest}", GONE)
-            with contextlib.suppress(KeyWrongLastSequenceError):  # the first moment stands
-                await record.create(digest, at.isoformat().encode())
         except Exception as exc:
             raise _unavailable(keys._name, exc) from exc
+        await self._create_key(record, digest, at.isoformat().encode())
         first = await self._kv_get(record, digest)
         return Forgetting(
             digest=digest,

@@ -149,7 +149,7 @@ class NatsSubscriptionState:
         known: dict[str, tuple[int, bytes | None]] | None = None,
     ) -> None:
         self._kv = kv
-        self._reads = BucketReads(kv, leader=replicated)
+        self._reads = BucketReads(kv, replicated=replicated)
         # Checkpoints as this store object last committed them (revision, value): a runner's
         # next advance builds on its own last one without reading it back. Stale when another
         # member wrote since, which the expected revision then catches at commit.
