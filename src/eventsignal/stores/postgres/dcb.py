@@ -27,7 +27,6 @@ from eventsignal.domain.dcb import AppendCondition, DcbEvent, Query, SequencedEv
 from eventsignal.domain.errors import AppendConditionFailed
 from eventsignal.stores.base import StoredEvent
 from eventsignal.stores.dcb import (
-    TAGS_KEY,
     check_limit,
     checked_condition,
     checked_events,
@@ -64,7 +63,6 @@ _APPEND = PreparedCall(
 )
 _METADATA = "CASE WHEN e.metadata = '{}' THEN NULL ELSE e.metadata::text END"
 _encode_json = msgspec.json.Encoder().encode
-_decode_tags = msgspec.json.Decoder(list[str]).decode
 
 
 class _Request:
@@ -262,7 +260,7 @@ class PostgresDcb:
         tag_events: list[int] = []
         tag_values: list[str] = []
         for number, request in enumerate(requests, start=1):
-            for event in request.events:
+            for event, (_, tags) in zip(request.events, request.shapes, strict=True):
                 ev_requests.append(number)
                 ids.append(event.id)
                 keys.append(event.aggregate_id)
@@ -271,10 +269,9 @@ class PostgresDcb:
                 data.append(event.data)
                 meta = event.metadata
                 metadata.append(_encode_json(meta).decode() if meta else "{}")
-                if TAGS_KEY in meta:
-                    for tag in _decode_tags(meta[TAGS_KEY]):
-                        tag_events.append(len(ev_requests))
-                        tag_values.append(tag)
+                for tag in tags:  # also in the metadata, as JSON: no need to decode it
+                    tag_events.append(len(ev_requests))
+                    tag_values.append(tag)
         params = (
             int8_scalar(store._lock_key),
             store._channel.encode(),
