@@ -130,10 +130,10 @@ async def test_any_name_and_id_has_a_snapshot_of_its_own(
     assert (kept.aggregate_name, kept.aggregate_id, kept.version) == (name, aggregate_id, 2)
 
 
-async def test_a_snapshot_saved_after_its_aggregate_was_forgotten_is_kept(
+async def test_a_snapshot_saved_after_a_delete_is_kept(
     store: NatsStore,
 ) -> None:
-    # Deleting purges the key, leaving a marker: the next save is written over the marker.
+    # Deleting purges the key, leaving a marker: the next save is written over it.
     await store.save_snapshot(snapshot(6))
     await store.delete_snapshot("account", "a")
     assert await store.load_snapshot("account", "a") is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import nats
@@ -530,6 +531,25 @@ async def test_a_subject_key_read_while_its_bucket_changes_leader_is_asked_again
             stepped = await admin.request(stepdown, b"", timeout=5)
             assert b'"success":true' in stepped.data, stepped.data
             assert await store.subject_uses(digest) == [("thing", "a")]
+
+
+async def test_subject_keys_are_written_over_a_dropped_key_and_a_first_forgetting_stays(
+    nats_url: str,
+) -> None:
+    """A dropped key leaves a purge marker: a new key for the subject is written over it. A
+    forgetting's first moment stays when the subject is forgotten again."""
+    async with store_and_operator(nats_url) as (store, _):
+        digest, first, second = "e" * 64, bytes(range(32)), bytes(range(1, 33))
+        assert await store.add_subject_keys({digest: first}, []) == {digest: first}
+        await store.drop_subject_key(digest)
+        assert await store.load_subject_keys([digest]) == {}
+        assert await store.add_subject_keys({digest: second}, []) == {digest: second}
+        once = await store.forget_subject_key(digest, datetime(2026, 1, 1, tzinfo=UTC))
+        again = await store.forget_subject_key(digest, datetime(2026, 2, 1, tzinfo=UTC))
+        assert once.destroyed
+        assert not again.destroyed
+        assert once.forgotten_at == again.forgotten_at == datetime(2026, 1, 1, tzinfo=UTC)
+        assert await store.load_subject_keys([digest]) == {digest: None}
 
 
 async def test_a_subject_key_digest_that_cannot_be_a_key_is_refused_not_matched(

@@ -72,13 +72,18 @@ class BucketReads:
             each=READ_TRY,
         )
 
-    async def latest(self, key: str) -> Entry:
-        """``key`` as it is now (a deleted key with the revision of its marker)."""
+    def check(self, key: str) -> str:
+        """``key``, refused unless it names exactly one key of the bucket."""
         if _KEY.fullmatch(key) is None:
             raise ConfigurationError(
                 f"{key!r} cannot be a key of bucket {self.kv._name!r}: keys hold letters, "
                 "digits and - / _ = in tokens separated by dots"
             )
+        return key
+
+    async def latest(self, key: str) -> Entry:
+        """``key`` as it is now (a deleted key with the revision of its marker)."""
+        self.check(key)
         message = await (self._from_leader(key) if self._leader else self._direct_get(key))
         if message is None:
             return Entry(0, None)

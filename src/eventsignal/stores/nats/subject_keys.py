@@ -9,6 +9,7 @@ key: the key a forgetting overwrites is no longer in the bucket's history.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -75,14 +76,19 @@ class NatsSubjectKeys:
         writer's key, a forgotten subject's marker, the first moment of a forgetting)."""
         from nats.js.errors import KeyWrongLastSequenceError
 
+        reads = self._reads(kv)
+        reads.check(key)
         revision = 0  # no such key, as usual
+        deadline = asyncio.get_running_loop().time() + reads.patience
         try:
-            while True:
+            # Again only while the key is deleted between each read and write, or a replica
+            # behind answers the read: both pass, and the timeout bounds the wait.
+            while asyncio.get_running_loop().time() < deadline:
                 try:
                     await kv.update(key, value, last=revision)
                     return
                 except KeyWrongLastSequenceError:
-                    revision, held = await self._reads(kv).latest(key)
+                    revision, held = await reads.latest(key)
                     if held is not None:
                         return
                     # Deleted or purged: written over its marker's revision.
@@ -90,6 +96,9 @@ class NatsSubjectKeys:
             raise  # said already
         except Exception as exc:
             raise _unavailable(kv._name, exc) from exc
+        raise StoreUnavailable(
+            f"subject key bucket {kv._name!r}: {key!r} changed at every try for {reads.patience}s"
+        )
 
     async def _kv_get(self, kv: KeyValue, key: str) -> bytes | None:
         """``key``'s value, ``None`` if it holds none."""
