@@ -24,6 +24,8 @@ from eventsignal import (
     SignalError,
 )
 from eventsignal.stores import PostgresStore, StoredEvent
+from eventsignal.stores.postgres import link as postgres_link
+from eventsignal.stores.postgres import store as postgres_module
 from eventsignal.stores.postgres.schema import EVENTS_MIGRATIONS, migrate_component
 from eventsignal.stores.sql import SQLStore
 from eventsignal.testing import (
@@ -148,6 +150,82 @@ async def test_concurrent_appends_share_transactions(
         for aggregate_id, positions in zip(ids, results, strict=True):
             stored = await store.read_aggregate("thing", aggregate_id)
             assert [e.position for e in stored] == list(positions)
+
+
+@pytest.mark.skipif(not postgres_link.PIPELINE, reason="needs libpq's pipeline mode")
+async def test_a_refused_batch_leaves_the_batch_sent_behind_it_alone(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    """Many appends at once go out as two batches, the second sent while the first runs: the
+    first refused by the database (then retried request by request) leaves the second whole."""
+    async with await postgres_store_factory() as store:
+        ids = [f"a-{n}" for n in range(64)]
+        for aggregate_id in ids:
+            await store.create("thing", aggregate_id)
+        await store.create("thing", "first", make_events("first", 0, 1))
+        taken = (await store.read_aggregate("thing", "first"))[0].id
+        before = store.stats.transactions
+
+        def events(n: int, aggregate_id: str) -> list[StoredEvent]:
+            made = make_events(aggregate_id, 0, 1)
+            return [msgspec.structs.replace(made[0], id=taken)] if n == 2 else made
+
+        outcomes = await asyncio.gather(
+            *(store.append("thing", i, 0, events(n, i)) for n, i in enumerate(ids)),
+            return_exceptions=True,
+        )
+        for n, outcome in enumerate(outcomes):
+            assert isinstance(outcome, psycopg.IntegrityError) == (n == 2)
+        # The first half's 31 others, one by one; the second half in one transaction.
+        assert store.stats.transactions - before == 31 + 1
+        positions = set()
+        for aggregate_id, outcome in zip(ids, outcomes, strict=True):
+            stored = [e.position for e in await store.read_aggregate("thing", aggregate_id)]
+            assert stored == ([] if isinstance(outcome, BaseException) else list(outcome))
+            positions.update(stored)
+        assert len(positions) == 63
+
+
+async def test_an_append_after_a_refused_batch_sees_its_retried_requests(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    """A batch retried request by request goes before a later append to one of its aggregates,
+    even one made while the batch was in flight."""
+    async with await postgres_store_factory() as store:
+        await store.create("thing", "a")
+        await store.create("thing", "first", make_events("first", 0, 1))
+        taken = (await store.read_aggregate("thing", "first"))[0].id
+        reused = [msgspec.structs.replace(make_events("a", 0, 1)[0], id=taken)]
+        created = asyncio.ensure_future(store.create("thing", "b", make_events("b", 0, 1)))
+        refused = asyncio.ensure_future(store.append("thing", "a", 0, reused))
+        await asyncio.sleep(0)  # their batch is sent
+        follows = asyncio.ensure_future(store.append("thing", "b", 1, make_events("b", 1, 1)))
+        outcomes = await asyncio.gather(created, refused, follows, return_exceptions=True)
+        assert isinstance(outcomes[1], psycopg.IntegrityError)
+        assert not isinstance(outcomes[0], BaseException)
+        assert not isinstance(outcomes[2], BaseException)
+        assert [e.version for e in await store.read_aggregate("thing", "b")] == [1, 2]
+
+
+async def test_without_pipeline_mode_batches_go_one_at_a_time(
+    postgres_store_factory: PostgresStoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a libpq older than 14 gets: the same outcomes, one batch in flight."""
+    monkeypatch.setattr(postgres_link, "PIPELINE", False)
+    monkeypatch.setattr(postgres_module, "PIPELINE", False)
+    async with await postgres_store_factory() as store:
+        ids = [f"a-{n}" for n in range(64)]
+        for aggregate_id in ids:
+            await store.create("thing", aggregate_id)
+        before = store.stats.transactions
+        outcomes = await asyncio.gather(
+            *(store.append("thing", i, 0, make_events(i, 0, 1)) for i in ids),
+            store.append("thing", "a-0", 0, make_events("a-0", 0, 1)),  # after the first
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[-1], ConcurrencyError)
+        assert store.stats.transactions - before == 1
+        assert [len(await store.read_aggregate("thing", i)) for i in ids] == [1] * 64
 
 
 async def test_a_conflict_fails_only_its_own_request(

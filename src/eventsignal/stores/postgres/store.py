@@ -82,7 +82,7 @@ from eventsignal.stores.postgres.arrays import (
 from eventsignal.stores.postgres.dcb import PostgresDcb
 from eventsignal.stores.postgres.deadline import Deadline
 from eventsignal.stores.postgres.held import HeldConnection
-from eventsignal.stores.postgres.link import AppendLink
+from eventsignal.stores.postgres.link import PIPELINE, AppendLink
 from eventsignal.stores.postgres.notify import HEAD_POSITION, HeadWatch
 from eventsignal.stores.postgres.prepared import CHUNKED, PreparedCall
 from eventsignal.stores.postgres.schema import (
@@ -257,7 +257,9 @@ class PostgresStore(
         self._min_size = min_size
         self._max_size = max_size
         self._poll_interval = poll_interval
-        self._group = GroupCommit(self._commit_batch, max_batch=max_batch)
+        self._group = GroupCommit(
+            self._commit_batch, max_batch=max_batch, pipelined=_linked if PIPELINE else None
+        )
         self._link = AppendLink(
             self._link_connection, {_LINK_APPEND: _PREPARE_APPEND}, timeout, self._replace_idle
         )
@@ -1230,6 +1232,12 @@ def _event(
         defect=defect,
         tenant=tenant,
     )
+
+
+def _linked(request: AppendRequest) -> bool:
+    """Whether ``request`` is committed through the append link, in the order sent (see
+    :meth:`PostgresStore._commit`)."""
+    return not (request.tenant or request.key or request.created_at)
 
 
 def _retrieved(task: asyncio.Future[None]) -> None:

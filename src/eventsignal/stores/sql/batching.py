@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -103,25 +104,58 @@ def _checked_tenant(tenant: object) -> None:
 
 
 AppendOutcome = Sequence[int] | BaseException
+_SPLIT_PART = 16  # the fewest appends a part of a split batch keeps: smaller commits cost more
+
+
+def _halves(waiting: int) -> int:
+    """The size of the first of two parts ``waiting`` appends are committed in, or all of them
+    when each part would hold fewer than ``_SPLIT_PART``."""
+    return -(-waiting // 2) if waiting >= 2 * _SPLIT_PART else waiting
+
+
 CommitBatch = Callable[[list[AppendRequest]], Awaitable[list[AppendOutcome]]]
+_Batch = list[tuple[AppendRequest, asyncio.Future[Sequence[int]]]]
+
+
+def _stream(request: AppendRequest) -> tuple[str, str, str]:
+    return request.tenant, request.aggregate_name, request.aggregate_id
 
 
 class GroupCommit:
-    """Queues appends and hands them to ``commit_batch`` in batches, one batch at a time.
+    """Queues appends and hands them to ``commit_batch`` in batches, in arrival order.
 
     ``commit_batch`` receives the requests in arrival order and returns, for each, either the
     positions assigned or the exception that request must raise (for example a
     :class:`~eventsignal.ConcurrencyError`). If ``commit_batch`` itself raises, every request of the
     batch fails with that error: none of them was acknowledged.
+
+    One batch is in flight at a time, unless ``pipelined`` says of each request in two batches
+    that the store commits it in the order sent while another batch is in flight (one ordered
+    connection does). Then a second batch is sent behind the first, and the appends waiting
+    when both slots are free are split between them: the database works on one half while this
+    process works on the answers to the other, instead of each waiting for the other in turn.
+    A batch naming an aggregate that the batch in flight names waits for it, so that a batch
+    the store retries request by request (see ``PostgresStore``) still goes first.
     """
 
-    def __init__(self, commit_batch: CommitBatch, *, max_batch: int = 500) -> None:
+    def __init__(
+        self,
+        commit_batch: CommitBatch,
+        *,
+        max_batch: int = 500,
+        pipelined: Callable[[AppendRequest], bool] | None = None,
+    ) -> None:
         if max_batch < 1:
             raise ConfigurationError("max_batch must be at least 1")
         self._commit_batch = commit_batch
         self._max_batch = max_batch
-        self._queue: list[tuple[AppendRequest, asyncio.Future[Sequence[int]]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._pipelined = pipelined
+        self._slots = 1 if pipelined is None else 2
+        self._queue: _Batch = []
+        self._flusher: asyncio.Task[None] | None = None  # the task taking the next batch
+        self._in_flight = 0
+        self._flying: dict[int, _Batch] = {}  # the pipelined batches in flight
+        self._ended: asyncio.Future[None] | None = None  # settled when a batch in flight ends
 
     def append(self, request: AppendRequest) -> asyncio.Future[Sequence[int]]:
         """Queue ``request``; the future settles with its positions or its error. (A future,
@@ -133,31 +167,105 @@ class GroupCommit:
         return future
 
     async def _flush(self) -> None:
+        """Take batches off the queue and commit them. One task at a time takes (so batches
+        are sent in order); one that sends a pipelined batch hands taking on and commits."""
+        me = asyncio.current_task()
         try:
             while self._queue:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
-                try:
-                    outcomes = await self._commit_batch([request for request, _ in batch])
-                except BaseException as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
+                free = self._slots - self._in_flight
+                if free <= 0:
+                    await self._batch_end()
                     continue
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    settle(future, outcome)
+                batch = self._take(free)
+                if self._overlaps(batch):
+                    self._flying[id(batch)] = batch
+                    self._flusher = None
+                    if self._queue:  # the rest goes behind this batch
+                        self._flusher = asyncio.create_task(self._flush())
+                    await self._commit(batch)
+                    return
+                try:
+                    while self._in_flight:
+                        await self._batch_end()
+                except BaseException:
+                    self._queue[:0] = batch  # taken but not sent: back to the head of the line
+                    raise
+                await self._commit(batch)
         finally:
-            self._flusher = None
-            # Requests that arrived while a non-Exception error unwound us must not hang.
-            if self._queue:
-                self._flusher = asyncio.create_task(self._flush())
+            if self._flusher is me:
+                self._flusher = None
+                # Requests that arrived while a non-Exception error unwound us must not hang.
+                if self._queue:
+                    self._flusher = asyncio.create_task(self._flush())
+
+    def _take(self, free: int) -> _Batch:
+        """The next batch: the queue's head, or half of it when both slots are free (see
+        :func:`_halves`) and every request names another aggregate (two for one aggregate stay
+        in one batch, checked in order)."""
+        queue = self._queue
+        size = len(queue)
+        if free > 1:
+            half = _halves(size)
+            if half < size and self._distinct(queue) and self._overlaps(queue):
+                size = half
+        size = min(size, self._max_batch)
+        batch = queue[:size]
+        del queue[:size]
+        return batch
+
+    @staticmethod
+    def _distinct(queue: _Batch) -> bool:
+        return len({_stream(request) for request, _ in queue}) == len(queue)
+
+    def _overlaps(self, batch: _Batch) -> bool:
+        """Whether ``batch`` may be committed while the batches in flight are."""
+        pipelined = self._pipelined
+        if pipelined is None or not all(pipelined(request) for request, _ in batch):
+            return False
+        if not self._flying:
+            return True
+        taken = {_stream(request) for flying in self._flying.values() for request, _ in flying}
+        return not any(_stream(request) in taken for request, _ in batch)
+
+    async def _commit(self, batch: _Batch) -> None:
+        """Commit ``batch`` and settle its futures."""
+        self._in_flight += 1
+        try:
+            try:
+                outcomes = await self._commit_batch([request for request, _ in batch])
+            except BaseException as exc:
+                fail_all((future for _, future in batch), exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                settle(future, outcome)
+        finally:
+            self._in_flight -= 1
+            self._flying.pop(id(batch), None)
+            ended, self._ended = self._ended, None
+            if ended is not None and not ended.done():
+                ended.set_result(None)
+
+    async def _batch_end(self) -> None:
+        if self._ended is None:
+            self._ended = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._ended)
 
     async def close(self) -> None:
         """Wait for queued appends to be committed."""
-        while self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        while self._flusher is not None or self._in_flight:
+            if self._flusher is not None:
+                await asyncio.shield(self._flusher)
+            else:
+                await self._batch_end()
+
+
+def fail_all(futures: Iterable[asyncio.Future[Any]], exc: BaseException) -> None:
+    """Fail every caller of a batch that failed as a whole, unless it stopped waiting."""
+    for future in futures:
+        if not future.done():
+            future.set_exception(exc)
 
 
 def settle(future: asyncio.Future[Sequence[int]], outcome: AppendOutcome) -> None:

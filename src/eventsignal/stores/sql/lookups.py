@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from eventsignal.stores.sql.batching import fail_all
+
 Q = TypeVar("Q")
 A = TypeVar("A")
 
@@ -43,9 +45,7 @@ class GroupLookup(Generic[Q, A]):
                 try:
                     answers = await self._answer_all([question for question, _ in batch])
                 except BaseException as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    fail_all((future for _, future in batch), exc)
                     if not isinstance(exc, Exception):
                         raise
                     continue
