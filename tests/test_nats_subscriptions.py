@@ -20,6 +20,7 @@ from subscription_worker import expected_from_events, projected, revenue_project
 from eventsignal import ConfigurationError, Signal, StateConflict, StoreUnavailable
 from eventsignal.cart import cart_config
 from eventsignal.stores import NatsStore
+from eventsignal.stores.nats.subscriptions import MAX_BATCH
 from eventsignal.stores.subscription_state import StoredDocument, SubscriptionStore
 from eventsignal.subscriptions import SubscriptionRunner, wait_until_processed
 from eventsignal.testing import SubscriptionStoreCompliance
@@ -98,6 +99,22 @@ async def test_a_commit_over_a_changed_checkpoint_stores_nothing(server: str) ->
         async with first.subscription_reads() as reads:
             assert await reads.progress("orders") == 3
             assert await reads.documents("totals") == []
+
+
+async def test_documents_beyond_the_servers_page_of_subjects_are_listed(server: str) -> None:
+    # The server names at most 100,000 subjects in one answer; a read model may hold more.
+    count = 100_001
+    async with NatsStore(server, stream=f"test_{uuid4().hex}") as store:
+        for first in range(0, count, MAX_BATCH):
+            async with store.subscription_transaction() as tx:
+                await tx.put_documents(
+                    ("totals", StoredDocument(f"k{n:06}", b"{}", n))
+                    for n in range(first, min(first + MAX_BATCH, count))
+                )
+        async with store.subscription_reads() as reads:
+            listed = await reads.documents("totals")
+        assert [d.key for d in listed] == [f"k{n:06}" for n in range(count)]
+        assert [d.position for d in listed] == list(range(count))
 
 
 @pytest.mark.nats

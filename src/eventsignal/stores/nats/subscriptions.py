@@ -49,7 +49,7 @@ from eventsignal.domain.errors import (
     StoreUnavailable,
 )
 from eventsignal.stores.base import StoredEvent
-from eventsignal.stores.nats.buckets import BucketReads
+from eventsignal.stores.nats.buckets import BucketReads, Entry
 from eventsignal.stores.nats.requests import Message, request
 from eventsignal.stores.nats.wire import (
     BATCH_COMMIT,
@@ -79,6 +79,9 @@ ATOMIC_SINCE = (2, 12)
 """The first server version that stores a batch of messages atomically."""
 
 MAX_BATCH = 1000
+_LIST_TRIES = 3  # readings of a listing whose keys keep being removed meanwhile
+_READS_IN_FLIGHT = 256  # key reads of one listing at a time
+_UNREAD = Entry(0, None)
 """The most messages the server accepts in one atomic batch."""
 
 _STREAM_IN_USE = 10058
@@ -180,21 +183,9 @@ class NatsSubscriptionState:
         """
         found: dict[str, bytes] = {}
         pre = self._kv._pre
-        asked = json.dumps({"subjects_filter": pre + prefix + ">"}).encode()
-        info = f"$JS.API.STREAM.INFO.{self._reads.stream}"
-        try:
-            reply = await self._reads.ask(info, asked)
-            answer = json.loads(reply.data)
-        except Exception as exc:
-            raise StoreUnavailable(f"cannot list {prefix!r} in {self._kv._name}: {exc}") from exc
-        if "error" in answer:
-            raise StoreUnavailable(f"cannot list {prefix!r} in {self._kv._name}: {answer['error']}")
-        subjects: dict[str, int] = (answer.get("state") or {}).get("subjects") or {}
-        keys = [subject[len(pre) :] for subject in subjects]
+        keys = [subject[len(pre) :] for subject in await self._subjects(prefix)]
         unread = [key for key in keys if key not in self._read]
-        # All at once: a rebalance lists every checkpoint and member, and waits for the slowest.
-        fetched = await asyncio.gather(*map(self._reads.latest, unread))
-        self._read.update(zip(unread, fetched, strict=True))
+        self._read.update(zip(unread, await self._latest_of(unread), strict=True))
         if self._known is not None:
             self._known.update((key, self._read[key]) for key in unread if key.startswith("cp."))
         for key in keys:
@@ -208,6 +199,68 @@ class NatsSubscriptionState:
                 else:
                     found[key] = value
         return sorted(found.items())
+
+    async def _latest_of(self, keys: list[str]) -> list[Entry]:
+        """Each key's latest entry, read :data:`_READS_IN_FLIGHT` at a time.
+
+        Together, because a rebalance lists every checkpoint and member and waits for the
+        slowest; not all at once, because a read model's documents may number in the hundreds
+        of thousands, and asked at once they outwait their own timeout in the server's queue.
+        """
+        entries: list[Entry] = [_UNREAD] * len(keys)
+        turns = iter(range(len(keys)))
+
+        async def reader() -> None:
+            for n in turns:
+                entries[n] = await self._reads.latest(keys[n])
+
+        try:
+            async with asyncio.TaskGroup() as readers:  # one failing stops the others
+                for _ in range(min(len(keys), _READS_IN_FLIGHT)):
+                    readers.create_task(reader())
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return entries
+
+    async def _subjects(self, prefix: str) -> list[str]:
+        """The bucket stream's subjects of the keys under ``prefix``, page by page: the server
+        names at most 100,000 in one answer, in order, from the offset asked.
+
+        A key written meanwhile may push a subject into the next page, where it is named twice,
+        which is harmless. A subject removed meanwhile (a purge of the stream; deleting a key
+        leaves its marker) pulls one out of the next page unseen, so a listing whose total shrank
+        while it was read is read again.
+        """
+        for _ in range(_LIST_TRIES):
+            subjects: set[str] = set()
+            offset, totals = 0, []
+            while True:
+                answer = await self._stream_info(prefix, offset)
+                page = (answer.get("state") or {}).get("subjects") or {}
+                subjects.update(page)
+                offset += len(page)
+                totals.append(answer.get("total", 0))  # absent: everything came in one answer
+                if not page or offset >= totals[-1]:
+                    break
+            if totals[-1] >= totals[0]:
+                return sorted(subjects)
+        raise StoreUnavailable(
+            f"cannot list {prefix!r} in {self._kv._name}: keys were removed while they were "
+            f"listed, {_LIST_TRIES} times"
+        )
+
+    async def _stream_info(self, prefix: str, offset: int) -> dict[str, Any]:
+        """One page of the stream's subjects of the keys under ``prefix``, from ``offset``."""
+        asked = {"subjects_filter": self._kv._pre + prefix + ">", "offset": offset}
+        info = f"$JS.API.STREAM.INFO.{self._reads.stream}"
+        try:
+            reply = await self._reads.ask(info, json.dumps(asked).encode())
+            answer: dict[str, Any] = json.loads(reply.data)
+        except Exception as exc:
+            raise StoreUnavailable(f"cannot list {prefix!r} in {self._kv._name}: {exc}") from exc
+        if "error" in answer:
+            raise StoreUnavailable(f"cannot list {prefix!r} in {self._kv._name}: {answer['error']}")
+        return answer
 
     def _put(self, key: str, value: bytes | None) -> None:
         self._check_writable()
