@@ -8,6 +8,9 @@ Everything but the refusal runs on the session's own nats-server (2.12 or later,
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
 from uuid import uuid4
 
 import nats
@@ -115,6 +118,76 @@ async def test_documents_beyond_the_servers_page_of_subjects_are_listed(server: 
             listed = await reads.documents("totals")
         assert [d.key for d in listed] == [f"k{n:06}" for n in range(count)]
         assert [d.position for d in listed] == list(range(count))
+
+
+class _Pages:
+    """Answers to STREAM.INFO as the server pages subjects (sorted, ``limit`` per answer), over
+    subjects that ``change`` alters once the first page is answered."""
+
+    def __init__(
+        self,
+        subjects: list[str],
+        limit: int,
+        change: Callable[[list[str]], None] | None = None,
+        *,
+        honour_offset: bool = True,
+    ) -> None:
+        self.subjects, self.limit, self.change = subjects, limit, change
+        self.honour_offset = honour_offset
+        self.answers = 0
+
+    async def ask(self, subject: str, payload: bytes, within: float | None = None) -> Any:
+        asked = json.loads(payload)
+        assert asked["subjects_filter"].endswith(".doc.totals.>")
+        offset = asked["offset"] if self.honour_offset else 0
+        names = sorted(self.subjects)
+        page = names[offset : offset + self.limit]
+        self.answers += 1
+        if self.answers == 1 and self.change is not None:
+            self.change(self.subjects)
+        answer = {"total": len(names), "offset": offset, "limit": self.limit}
+        return SimpleNamespace(
+            data=json.dumps({**answer, "state": {"subjects": dict.fromkeys(page, 1)}})
+        )
+
+
+def _added_before(subjects: list[str]) -> None:
+    subjects.append("k00a")  # before the second page: it starts one subject early
+
+
+def _removed_before_and_added_after(subjects: list[str]) -> None:
+    subjects.remove("k01")  # before the second page: it would start one subject late
+    subjects.append("k99")  # after it: the total stays as it was
+
+
+@pytest.mark.parametrize(
+    ("change", "answers"),
+    [(None, 3), (_added_before, 4), (_removed_before_and_added_after, 2 + 3)],
+    ids=["still", "a key added", "a key removed and one added: read again"],
+)
+async def test_a_listing_over_pages_names_every_key_there_throughout(
+    server: str, change: Callable[[list[str]], None] | None, answers: int
+) -> None:
+    before = [f"k{n:02}" for n in range(10)]
+    subjects = list(before)
+    pages = _Pages(subjects, 4, change)
+    store = NatsStore(server, stream=f"test_{uuid4().hex}")
+    async with store, store.subscription_reads() as reads:
+        reads._reads.ask = pages.ask  # type: ignore[method-assign]
+        listed = await reads._subjects("doc.totals.")
+    assert listed == sorted(set(listed))
+    assert set(before) & set(subjects) <= set(listed) <= set(before) | set(subjects)
+    assert pages.answers == answers
+
+
+async def test_a_listing_the_server_does_not_page_is_refused(server: str) -> None:
+    pages = _Pages([f"k{n:02}" for n in range(10)], 4, honour_offset=False)
+    store = NatsStore(server, stream=f"test_{uuid4().hex}")
+    async with store, store.subscription_reads() as reads:
+        reads._reads.ask = pages.ask  # type: ignore[method-assign]
+        with raises(StoreUnavailable) as raised:
+            await reads._subjects("doc.totals.")
+    assert "from offset 0, not 3" in str(raised.value)
 
 
 @pytest.mark.nats

@@ -79,10 +79,11 @@ ATOMIC_SINCE = (2, 12)
 """The first server version that stores a batch of messages atomically."""
 
 MAX_BATCH = 1000
+"""The most messages the server accepts in one atomic batch."""
+
 _LIST_TRIES = 3  # readings of a listing whose keys keep being removed meanwhile
 _READS_IN_FLIGHT = 256  # key reads of one listing at a time
 _UNREAD = Entry(0, None)
-"""The most messages the server accepts in one atomic batch."""
 
 _STREAM_IN_USE = 10058
 _NO_PEERS = 10005  # no suitable peers for placement: too few servers online, for now
@@ -219,35 +220,44 @@ class NatsSubscriptionState:
                 for _ in range(min(len(keys), _READS_IN_FLIGHT)):
                     readers.create_task(reader())
         except BaseExceptionGroup as failed:
-            raise failed.exceptions[0] from None
+            first = failed.exceptions[0]
+            raise first from first.__cause__
         return entries
 
     async def _subjects(self, prefix: str) -> list[str]:
         """The bucket stream's subjects of the keys under ``prefix``, page by page: the server
         names at most 100,000 in one answer, in order, from the offset asked.
 
-        A key written meanwhile may push a subject into the next page, where it is named twice,
-        which is harmless. A subject removed meanwhile (a purge of the stream; deleting a key
-        leaves its marker) pulls one out of the next page unseen, so a listing whose total shrank
-        while it was read is read again.
+        Keys written meanwhile may push subjects into the next page, where they are named
+        again, which is harmless. A subject removed meanwhile (a purge of the stream; deleting a
+        key leaves its marker) pulls one out of the next page unseen. So each page is asked from
+        the last subject of the one before: a page that does not start there shows a gap, and
+        the listing is read again.
         """
         for _ in range(_LIST_TRIES):
-            subjects: set[str] = set()
-            offset, totals = 0, []
-            while True:
-                answer = await self._stream_info(prefix, offset)
-                page = (answer.get("state") or {}).get("subjects") or {}
-                subjects.update(page)
-                offset += len(page)
-                totals.append(answer.get("total", 0))  # absent: everything came in one answer
-                if not page or offset >= totals[-1]:
-                    break
-            if totals[-1] >= totals[0]:
-                return sorted(subjects)
+            subjects = await self._subject_pages(prefix)
+            if subjects is not None:
+                return subjects
         raise StoreUnavailable(
             f"cannot list {prefix!r} in {self._kv._name}: keys were removed while they were "
             f"listed, {_LIST_TRIES} times"
         )
+
+    async def _subject_pages(self, prefix: str) -> list[str] | None:
+        """One reading of :meth:`_subjects`, or ``None`` if a page showed a gap."""
+        subjects: set[str] = set()
+        last: str | None = None
+        offset = 0
+        while True:
+            answer = await self._stream_info(prefix, offset)
+            page = sorted((answer.get("state") or {}).get("subjects") or ())
+            if last is not None and (len(page) < 2 or page[0] > last):
+                return None  # a gap, or nothing past ``last`` where the total said there was
+            subjects.update(page)
+            if not page or offset + len(page) >= answer.get("total", 0):
+                return sorted(subjects)  # no total: everything came in one answer
+            last = page[-1]
+            offset += len(page) - 1  # the next page starts again from ``last``
 
     async def _stream_info(self, prefix: str, offset: int) -> dict[str, Any]:
         """One page of the stream's subjects of the keys under ``prefix``, from ``offset``."""
@@ -260,6 +270,11 @@ class NatsSubscriptionState:
             raise StoreUnavailable(f"cannot list {prefix!r} in {self._kv._name}: {exc}") from exc
         if "error" in answer:
             raise StoreUnavailable(f"cannot list {prefix!r} in {self._kv._name}: {answer['error']}")
+        if answer.get("offset", offset) != offset:
+            raise StoreUnavailable(
+                f"cannot list {prefix!r} in {self._kv._name}: the server answered from offset "
+                f"{answer['offset']}, not {offset}"
+            )
         return answer
 
     def _put(self, key: str, value: bytes | None) -> None:
