@@ -47,7 +47,7 @@ from eventsignal.stores.postgres.dcb_schema import MIGRATIONS
 from eventsignal.stores.postgres.held import HeldConnection
 from eventsignal.stores.postgres.prepared import PreparedCall
 from eventsignal.stores.rows import read_metadata
-from eventsignal.stores.sql.batching import settle
+from eventsignal.stores.sql.batching import settle_batch
 from eventsignal.stores.sql.contract import ensure_component
 from eventsignal.stores.sql.dcb import COMPONENT, READ_COLUMNS, selection, sequenced_row
 
@@ -204,16 +204,7 @@ class PostgresDcb:
             while self._queue:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
-                try:
-                    outcomes = await self._commit([request for request, _ in batch])
-                except BaseException as exc:  # none of the batch was acknowledged
-                    for _, future in batch:
-                        settle(future, exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    settle(future, outcome)
+                await settle_batch(batch, self._commit)
         finally:
             self._flusher = None
             if self._queue:

@@ -12,7 +12,7 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -104,6 +104,8 @@ def _checked_tenant(tenant: object) -> None:
 
 
 AppendOutcome = Sequence[int] | BaseException
+R = TypeVar("R")
+T = TypeVar("T")
 _SPLIT_PART = 16  # the fewest appends a part of a split batch keeps: smaller commits cost more
 
 
@@ -231,15 +233,7 @@ class GroupCommit:
         """Commit ``batch`` and settle its futures."""
         self._in_flight += 1
         try:
-            try:
-                outcomes = await self._commit_batch([request for request, _ in batch])
-            except BaseException as exc:
-                fail_all((future for _, future in batch), exc)
-                if not isinstance(exc, Exception):
-                    raise
-                return
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                settle(future, outcome)
+            await settle_batch(batch, self._commit_batch)
         finally:
             self._in_flight -= 1
             self._flying.pop(id(batch), None)
@@ -261,6 +255,25 @@ class GroupCommit:
                 await self._batch_end()
 
 
+async def settle_batch(
+    batch: Sequence[tuple[R, asyncio.Future[T]]],
+    run: Callable[[list[R]], Awaitable[Sequence[T | BaseException]]],
+) -> None:
+    """Run ``run`` on the requests of ``batch`` and hand each caller its outcome (one that is an
+    exception is raised to its caller). If ``run`` fails as a whole, none of the batch was
+    acknowledged: every caller gets that error, and one that is not an ``Exception`` (a
+    cancellation) goes on up."""
+    try:
+        outcomes = await run([request for request, _ in batch])
+    except BaseException as exc:
+        fail_all((future for _, future in batch), exc)
+        if not isinstance(exc, Exception):
+            raise
+        return
+    for (_, future), outcome in zip(batch, outcomes, strict=True):
+        settle(future, outcome)
+
+
 def fail_all(futures: Iterable[asyncio.Future[Any]], exc: BaseException) -> None:
     """Fail every caller of a batch that failed as a whole, unless it stopped waiting."""
     for future in futures:
@@ -268,7 +281,7 @@ def fail_all(futures: Iterable[asyncio.Future[Any]], exc: BaseException) -> None
             future.set_exception(exc)
 
 
-def settle(future: asyncio.Future[Sequence[int]], outcome: AppendOutcome) -> None:
+def settle(future: asyncio.Future[T], outcome: T | BaseException) -> None:
     """Hand an append's outcome to the caller waiting on ``future``, unless it stopped waiting
     (a cancelled caller's append may still be stored)."""
     if future.done():

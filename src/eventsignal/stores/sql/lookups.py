@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from eventsignal.stores.sql.batching import fail_all
+from eventsignal.stores.sql.batching import settle_batch
 
 Q = TypeVar("Q")
 A = TypeVar("A")
@@ -42,16 +42,7 @@ class GroupLookup(Generic[Q, A]):
             while self._queue:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
-                try:
-                    answers = await self._answer_all([question for question, _ in batch])
-                except BaseException as exc:
-                    fail_all((future for _, future in batch), exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for (_, future), answer in zip(batch, answers, strict=True):
-                    if not future.done():
-                        future.set_result(answer)
+                await settle_batch(batch, self._answer_all)
         finally:
             self._flusher = None
             if self._queue:  # arrived while a non-Exception error unwound us
