@@ -7,6 +7,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from uuid import uuid4
 
 import nats
@@ -14,8 +15,9 @@ import pytest
 from dropping_proxy import DroppingProxy
 from hypothesis import given
 from hypothesis import strategies as st
+from nats.aio.client import Client
 from nats_admin import store_and_operator
-from nats_servers import NatsCluster, NatsServer
+from nats_servers import NatsCluster, NatsServer, start_cluster
 from stalling_proxy import StallingProxy
 
 from eventsignal import (
@@ -511,6 +513,57 @@ async def test_a_read_while_the_stream_changes_leader_is_asked_again(
         await admin.close()
         await store.close()
         await delete_stream(nats_cluster.urls, store.stream)
+
+
+async def test_a_read_while_the_stream_has_no_leader_waits_for_one(tmp_path: Path) -> None:
+    """With two of three servers gone, a replicated stream has no leader, and the server left
+    answers reads with "temporarily unavailable": a read asked then waits, within the store's
+    timeout, for the servers to come back and elect one."""
+    cluster = start_cluster(tmp_path)
+    admin = await nats.connect(cluster.urls)
+    try:
+        writer = NatsStore(cluster.urls, stream=f"test_{uuid4().hex}", replicas=3)
+        async with writer:
+            await writer.create("thing", "a", make_events("a", 0, 2))
+        placed = (await admin.jetstream().stream_info(writer.stream)).cluster
+        assert placed is not None
+        leader = next(s for s in cluster.servers if s.name == placed.leader)
+        left = next(s for s in cluster.servers if s is not leader)
+        gone = [s for s in cluster.servers if s is not left]
+        await admin.close()
+        async with NatsStore(left.url, stream=writer.stream, replicas=3, timeout=30.0) as reader:
+            admin = await nats.connect(left.url)
+            for server in gone:
+                server.pause()
+            try:
+                get = f"$JS.API.STREAM.MSG.GET.{writer.stream}"
+                ask = b'{"last_by_subj": "%b"}' % f"{writer.stream}.>".encode()
+                for _ in range(60):  # until the server left says there is no leader
+                    if b'"err_code":10008' in await _answer(admin, get, ask):
+                        break
+                    await asyncio.sleep(0.5)
+                else:
+                    raise AssertionError("the stream kept a leader with two servers gone")
+                read = asyncio.create_task(reader.read_aggregate("thing", "a"))
+                await asyncio.sleep(1.0)
+                assert not read.done()  # waiting, not failed on the first "unavailable"
+            finally:
+                for server in gone:
+                    server.resume()
+            assert [e.version for e in await read] == [1, 2]
+    finally:
+        await admin.close()
+        cluster.stop()
+
+
+async def _answer(client: Client, subject: str, body: bytes) -> bytes:
+    """The answer to a request, or nothing if none came within 2 s."""
+    try:
+        reply = await client.request(subject, body, timeout=2)
+    except nats.errors.TimeoutError:
+        return b""
+    data: bytes = reply.data
+    return data
 
 
 async def test_a_subject_key_read_while_its_bucket_changes_leader_is_asked_again(
