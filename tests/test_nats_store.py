@@ -4,8 +4,9 @@ three-server cluster, layout, several clients, durability, snapshots."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
@@ -15,7 +16,6 @@ import pytest
 from dropping_proxy import DroppingProxy
 from hypothesis import given
 from hypothesis import strategies as st
-from nats.aio.client import Client
 from nats_admin import store_and_operator
 from nats_servers import NatsCluster, NatsServer, start_cluster
 from stalling_proxy import StallingProxy
@@ -518,52 +518,57 @@ async def test_a_read_while_the_stream_changes_leader_is_asked_again(
 async def test_a_read_while_the_stream_has_no_leader_waits_for_one(tmp_path: Path) -> None:
     """With two of three servers gone, a replicated stream has no leader, and the server left
     answers reads with "temporarily unavailable": a read asked then waits, within the store's
-    timeout, for the servers to come back and elect one."""
+    timeout, until the servers are back and a leader answers."""
     cluster = start_cluster(tmp_path)
-    admin = await nats.connect(cluster.urls)
     try:
         writer = NatsStore(cluster.urls, stream=f"test_{uuid4().hex}", replicas=3)
         async with writer:
             await writer.create("thing", "a", make_events("a", 0, 2))
-        placed = (await admin.jetstream().stream_info(writer.stream)).cluster
+        admin = await nats.connect(cluster.urls)
+        try:
+            placed = (await admin.jetstream().stream_info(writer.stream)).cluster
+        finally:
+            await admin.close()
         assert placed is not None
-        leader = next(s for s in cluster.servers if s.name == placed.leader)
-        left = next(s for s in cluster.servers if s is not leader)
+        left = next(s for s in cluster.servers if s.name != placed.leader)
         gone = [s for s in cluster.servers if s is not left]
-        await admin.close()
         async with NatsStore(left.url, stream=writer.stream, replicas=3, timeout=30.0) as reader:
-            admin = await nats.connect(left.url)
-            for server in gone:
-                server.pause()
+            read: asyncio.Task[Sequence[StoredEvent]] | None = None
             try:
-                get = f"$JS.API.STREAM.MSG.GET.{writer.stream}"
-                ask = b'{"last_by_subj": "%b"}' % f"{writer.stream}.>".encode()
-                for _ in range(60):  # until the server left says there is no leader
-                    if b'"err_code":10008' in await _answer(admin, get, ask):
-                        break
-                    await asyncio.sleep(0.5)
-                else:
-                    raise AssertionError("the stream kept a leader with two servers gone")
+                for server in gone:
+                    server.pause()
+                await _until_no_leader(left, writer.stream)
                 read = asyncio.create_task(reader.read_aggregate("thing", "a"))
                 await asyncio.sleep(1.0)
-                assert not read.done()  # waiting, not failed on the first "unavailable"
+                assert not read.done(), read.exception()  # waits, not failed at the first 503
+            except BaseException:
+                if read is not None:
+                    read.cancel()
+                raise
             finally:
                 for server in gone:
                     server.resume()
             assert [e.version for e in await read] == [1, 2]
     finally:
-        await admin.close()
         cluster.stop()
 
 
-async def _answer(client: Client, subject: str, body: bytes) -> bytes:
-    """The answer to a request, or nothing if none came within 2 s."""
+async def _until_no_leader(server: NatsServer, stream: str) -> None:
+    """Until ``server`` answers a leader get on ``stream`` with "no leader" (err 10008)."""
+    client = await nats.connect(server.url)
     try:
-        reply = await client.request(subject, body, timeout=2)
-    except nats.errors.TimeoutError:
-        return b""
-    data: bytes = reply.data
-    return data
+        ask = json.dumps({"last_by_subj": f"{stream}.>"}).encode()
+        for _ in range(60):
+            try:
+                reply = await client.request(f"$JS.API.STREAM.MSG.GET.{stream}", ask, timeout=2)
+            except nats.errors.TimeoutError:
+                continue
+            if json.loads(reply.data).get("error", {}).get("err_code") == 10008:
+                return
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"{stream} kept a leader with two of its servers gone")
+    finally:
+        await client.close()
 
 
 async def test_a_subject_key_read_while_its_bucket_changes_leader_is_asked_again(

@@ -282,8 +282,9 @@ def fail_all(futures: Iterable[asyncio.Future[Any]], exc: BaseException) -> None
 
 
 def settle(future: asyncio.Future[T], outcome: T | BaseException) -> None:
-    """Hand an append's outcome to the caller waiting on ``future``, unless it stopped waiting
-    (a cancelled caller's append may still be stored)."""
+    """Hand an outcome to the caller waiting on ``future``, raising it there if it is an
+    exception, unless the caller stopped waiting (a cancelled caller's append may still be
+    stored)."""
     if future.done():
         return
     if isinstance(outcome, BaseException):
