@@ -120,6 +120,22 @@ async def test_documents_beyond_the_servers_page_of_subjects_are_listed(server: 
         assert [d.position for d in listed] == list(range(count))
 
 
+async def test_clearing_a_read_model_larger_than_a_batch_says_so(server: str) -> None:
+    async with NatsStore(server, stream=f"test_{uuid4().hex}") as store:
+        for numbers in (range(MAX_BATCH), range(MAX_BATCH, MAX_BATCH + 3)):
+            async with store.subscription_transaction() as tx:
+                await tx.put_documents(
+                    ("totals", StoredDocument(f"k{n:04}", b"{}", n)) for n in numbers
+                )
+        with raises(ConfigurationError) as raised:
+            async with store.subscription_transaction() as tx:
+                await tx.clear_documents("totals")
+        assert "clearing read model(s) 'totals'" in str(raised.value)
+        assert f"changes {MAX_BATCH + 3}" in str(raised.value)
+        async with store.subscription_reads() as reads:
+            assert len(await reads.documents("totals")) == MAX_BATCH + 3  # nothing was stored
+
+
 class _Pages:
     """Answers to STREAM.INFO as the server pages subjects (sorted, ``limit`` per answer), over
     subjects that ``change`` alters once the first page is answered."""

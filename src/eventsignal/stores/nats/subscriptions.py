@@ -161,6 +161,7 @@ class NatsSubscriptionState:
         self._writable = writable
         self._read: dict[str, tuple[int, bytes | None]] = {}  # revision and value first read
         self._writes: dict[str, bytes | None] = {}  # None: deleted
+        self._cleared: list[str] = []  # read models cleared in this transaction
 
     @property
     def sql(self) -> None:
@@ -304,10 +305,18 @@ class NatsSubscriptionState:
         if not writes:
             return
         if len(writes) > MAX_BATCH:
-            raise ConfigurationError(
+            limit = (
                 f"a NATS subscription transaction changes at most {MAX_BATCH} keys (the "
-                f"server's atomic batch limit), this one changes {len(writes)}: write fewer "
-                "documents per batch (a smaller batch_size)"
+                f"server's atomic batch limit), this one changes {len(writes)}"
+            )
+            if self._cleared:
+                raise ConfigurationError(
+                    f"{limit}, clearing read model(s) {', '.join(map(repr, self._cleared))}: a "
+                    "read model cleared in one transaction holds at most that many documents "
+                    "on NATS; keep a larger one in a SQL store (the runner's checkpoints=)"
+                )
+            raise ConfigurationError(
+                f"{limit}: write fewer documents per batch (a smaller batch_size)"
             )
         nc = self._kv._js._nc
         # One key needs no batch: a single message is atomic, and its expected revision is
@@ -526,6 +535,7 @@ class NatsSubscriptionState:
 
     async def clear_documents(self, model: str) -> None:
         self._check_writable()
+        self._cleared.append(model)
         for key, _ in await self._list(_doc(model)):
             self._put(key, None)
 
